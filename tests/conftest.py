@@ -1,0 +1,99 @@
+"""Real servers on 127.0.0.1 for every test, and the user's own files and keyring kept out."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import keyring
+import pytest
+from keyring.backend import KeyringBackend
+
+from tui.core.models import Account, Endpoint
+from tui.demo.certs import Certs
+from tui.demo.servers import HOST, Mailboxes, ServerThread, SmtpUsers, serve_smtp
+
+USER = "alice@example.com"
+PASSWORD = "correct horse"
+TOKEN = "ya29.good-token"
+
+
+class MemoryKeyring(KeyringBackend):
+    """A real keyring backend that keeps secrets in this process: the user's keyring stays out."""
+
+    priority = 1
+
+    def __init__(self):
+        super().__init__()
+        self.secrets: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service, username):
+        return self.secrets.get((service, username))
+
+    def set_password(self, service, username, password):
+        self.secrets[(service, username)] = password
+
+    def delete_password(self, service, username):
+        from keyring.errors import PasswordDeleteError
+
+        if (service, username) not in self.secrets:
+            raise PasswordDeleteError(username)
+        del self.secrets[(service, username)]
+
+
+@pytest.fixture(autouse=True)
+def isolated_user(tmp_path, monkeypatch):
+    """No test reads or writes the user's config, data or keyring."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.delenv("CONNECTED_EMAILS_CONFIG", raising=False)
+    backend = MemoryKeyring()
+    previous = keyring.get_keyring()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)
+
+
+@dataclass
+class Loopback:
+    servers: ServerThread
+    certs: Certs
+    mailboxes: Mailboxes
+    smtp_users: SmtpUsers
+    imap_tls: int
+    imap_plain: int
+    smtp_tls: int
+    smtp_starttls: int
+    smtp_plain: int
+
+    def account(self, imap: Endpoint | None = None, smtp: Endpoint | None = None,
+                account_id: str = "alice", **changes) -> Account:
+        return Account(
+            id=account_id, email=USER,
+            imap=imap or Endpoint(HOST, self.imap_tls, "tls"),
+            smtp=smtp or Endpoint(HOST, self.smtp_tls, "tls"),
+            ca_file=self.certs.ca_file, **changes)
+
+    def serve(self, handler, tls=None) -> int:
+        return self.servers.serve(handler, tls)
+
+
+@pytest.fixture(scope="session")
+def loopback(tmp_path_factory) -> Loopback:
+    servers = ServerThread()
+    certs = Certs(tmp_path_factory.mktemp("certs"))
+    mailboxes = Mailboxes(servers, {USER: PASSWORD})
+    smtp_users = SmtpUsers({USER: PASSWORD}, tokens={USER: TOKEN})
+    good = certs.context()
+    yield Loopback(
+        servers, certs, mailboxes, smtp_users,
+        imap_tls=mailboxes.serve(good), imap_plain=mailboxes.serve(),
+        smtp_tls=serve_smtp(servers, smtp_users, mode="tls", context=good),
+        smtp_starttls=serve_smtp(servers, smtp_users, mode="starttls", context=good),
+        smtp_plain=serve_smtp(servers, smtp_users))
+    servers.close()
+
+
+def require_dovecot() -> bool:
+    return os.environ.get("CONNECTED_EMAILS_REQUIRE_DOVECOT") == "1"

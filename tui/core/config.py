@@ -1,0 +1,291 @@
+"""The accounts file: TOML without secrets, read with clear errors, written atomically under a lock."""
+
+from __future__ import annotations
+
+import difflib
+import fcntl
+import os
+import re
+import tempfile
+import tomllib
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .models import AUTH_METHODS, SECURITIES, Account, Endpoint, Settings
+from .providers import PROVIDERS
+
+ENV_VAR = "CONNECTED_EMAILS_CONFIG"
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+HOST_PATTERN = re.compile(r"^[A-Za-z0-9._:-]+$")
+
+SETTINGS_KEYS = {"poll_interval", "timeout", "concurrency"}
+ACCOUNT_KEYS = {"id", "email", "username", "provider", "auth", "password_command",
+                "oauth2_token_command", "ca_file", "imap", "smtp"}
+ENDPOINT_KEYS = {"host", "port", "security"}
+
+
+class ConfigError(Exception):
+    """A config problem, told as: where, what is wrong, what to do."""
+
+    def __init__(self, path: Path | str, problem: str, fix: str, line: int | None = None):
+        self.path, self.problem, self.fix, self.line = str(path), problem, fix, line
+        where = f"{self.path}, line {line}" if line else self.path
+        super().__init__(f"{where}: {problem} {fix}")
+
+
+@dataclass
+class Config:
+    path: Path
+    settings: Settings = field(default_factory=Settings)
+    accounts: list[Account] = field(default_factory=list)
+
+    def account(self, account_id: str) -> Account | None:
+        return next((a for a in self.accounts if a.id == account_id), None)
+
+
+def default_path() -> Path:
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("connected-emails")) / "accounts.toml"
+
+
+def resolve_path(path: str | os.PathLike | None) -> Path:
+    if path:
+        return Path(path).expanduser()
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser()
+    return default_path()
+
+
+def load(path: Path) -> Config:
+    """Read and validate the accounts file. A missing file is an empty config."""
+    if not path.exists():
+        return Config(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, f"cannot be read ({exc.__class__.__name__}: {exc}).",
+                          "Check the file's permissions and that it is UTF-8 text.") from None
+    return parse(text, path)
+
+
+def parse(text: str, path: Path) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        raise ConfigError(path, f"is not valid TOML ({exc}).",
+                          "Fix the syntax at that line; nothing was changed.",
+                          int(match.group(1)) if match else None) from None
+    lines = _LineFinder(text)
+    _reject_unknown(data, {"settings", "accounts"}, path, "top level", lines.top)
+    settings = _settings(data.get("settings", {}), path, lines)
+    raw_accounts = data.get("accounts", [])
+    if not isinstance(raw_accounts, list):
+        raise ConfigError(path, "`accounts` must be a list of [[accounts]] tables.",
+                          "Write each account as an [[accounts]] table.", lines.top("accounts"))
+    accounts: list[Account] = []
+    seen: dict[str, int] = {}
+    for index, raw in enumerate(raw_accounts):
+        account = _account(raw, index, path, lines)
+        if account.id in seen:
+            raise ConfigError(path, f"the account id {account.id!r} is used twice.",
+                              "Give each account a unique id.", lines.account(index, "id"))
+        seen[account.id] = index
+        accounts.append(account)
+    return Config(path, settings, accounts)
+
+
+class _LineFinder:
+    """Maps a key in the parsed data back to its line, so errors can point at it."""
+
+    def __init__(self, text: str):
+        self.lines = text.splitlines()
+        self.account_starts = [i for i, line in enumerate(self.lines)
+                               if line.strip().startswith("[[accounts]]")]
+
+    def top(self, key: str) -> int | None:
+        return self._find(0, len(self.lines), key)
+
+    def account(self, index: int, key: str | None = None) -> int | None:
+        if index >= len(self.account_starts):
+            return None
+        start = self.account_starts[index]
+        end = self.account_starts[index + 1] if index + 1 < len(self.account_starts) else len(self.lines)
+        return self._find(start, end, key) if key else start + 1
+
+    def _find(self, start: int, end: int, key: str) -> int | None:
+        pattern = re.compile(rf"(^|[\s{{,\[.]){re.escape(key)}\s*[=\]]")
+        for i in range(start, end):
+            if pattern.search(self.lines[i]):
+                return i + 1
+        return start + 1 if start < len(self.lines) and start > 0 else None
+
+
+def _reject_unknown(table: dict, allowed: set[str], path: Path, where: str, line_of) -> None:
+    for key in table:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            fix = f"Did you mean {close[0]!r}?" if close else f"Known keys: {', '.join(sorted(allowed))}."
+            raise ConfigError(path, f"unknown key {key!r} in {where}.", fix, line_of(key))
+
+
+def _settings(raw, path: Path, lines: _LineFinder) -> Settings:
+    if not isinstance(raw, dict):
+        raise ConfigError(path, "[settings] must be a table.", "Write it as a [settings] table.")
+    _reject_unknown(raw, SETTINGS_KEYS, path, "[settings]", lines.top)
+    values = {}
+    for key, minimum, kind in (("poll_interval", 1, (int, float)), ("timeout", 0.1, (int, float)),
+                               ("concurrency", 1, (int,))):
+        if key in raw:
+            value = raw[key]
+            if isinstance(value, bool) or not isinstance(value, kind) or value < minimum:
+                raise ConfigError(path, f"settings.{key} must be a number of at least {minimum}, "
+                                  f"not {value!r}.", "Correct the value.", lines.top(key))
+            values[key] = value
+    return Settings(**values)
+
+
+def _account(raw, index: int, path: Path, lines: _LineFinder) -> Account:
+    where = f"account #{index + 1}"
+
+    def fail(problem: str, fix: str, key: str | None = None):
+        raise ConfigError(path, f"{where}: {problem}", fix, lines.account(index, key))
+
+    if not isinstance(raw, dict):
+        fail("must be a table.", "Write it as an [[accounts]] table.")
+    _reject_unknown(raw, ACCOUNT_KEYS, path, where, lambda k: lines.account(index, k))
+    account_id = raw.get("id")
+    if not isinstance(account_id, str) or not ID_PATTERN.match(account_id):
+        fail(f"id {account_id!r} is missing or not a slug.",
+             "Use lowercase letters, digits, '-' and '_' (for example id = \"sales\").", "id")
+    where = f"account {account_id!r}"
+    email = raw.get("email")
+    if not isinstance(email, str) or "@" not in email:
+        fail(f"email {email!r} is missing or is not an address.",
+             "Set email = \"name@example.com\".", "email")
+    provider_name = raw.get("provider", "custom")
+    if provider_name not in PROVIDERS:
+        fail(f"unknown provider {provider_name!r}.",
+             f"Use one of: {', '.join(PROVIDERS)}.", "provider")
+    provider = PROVIDERS[provider_name]
+    auth = raw.get("auth", "password")
+    if auth not in AUTH_METHODS:
+        fail(f"auth must be one of {', '.join(AUTH_METHODS)}, not {auth!r}.",
+             "Use auth = \"password\" or auth = \"oauth2\".", "auth")
+    if auth == "oauth2" and not raw.get("oauth2_token_command"):
+        fail("auth = \"oauth2\" needs oauth2_token_command.",
+             "Set it to a command that prints an access token (for example oama).", "auth")
+    for key in ("username", "password_command", "oauth2_token_command", "ca_file"):
+        if key in raw and not isinstance(raw[key], str):
+            fail(f"{key} must be a string.", "Quote the value.", key)
+    endpoints = {}
+    for proto, preset in (("imap", provider.imap), ("smtp", provider.smtp)):
+        table = raw.get(proto)
+        if table is None and preset is None:
+            fail(f"has no {proto} table.",
+                 f"Add {proto} = {{ host = \"...\", port = ..., security = \"tls\" }}.", None)
+        endpoints[proto] = _endpoint(table or {}, preset, proto, fail)
+    return Account(
+        id=account_id, email=email, username=raw.get("username", ""), provider=provider_name,
+        auth=auth, password_command=raw.get("password_command"),
+        oauth2_token_command=raw.get("oauth2_token_command"), ca_file=raw.get("ca_file"),
+        imap=endpoints["imap"], smtp=endpoints["smtp"])
+
+
+def _endpoint(table, preset: Endpoint | None, proto: str, fail) -> Endpoint:
+    if not isinstance(table, dict):
+        fail(f"{proto} must be a table.", f"Write {proto} = {{ host = ..., port = ... }}.", proto)
+    for key in table:
+        if key not in ENDPOINT_KEYS:
+            fail(f"unknown key {key!r} in {proto}.", "Use host, port and security.", proto)
+    host = table.get("host", preset.host if preset else None)
+    port = table.get("port", preset.port if preset else None)
+    security = table.get("security", preset.security if preset else "tls")
+    if not isinstance(host, str) or not host or not HOST_PATTERN.match(host):
+        fail(f"{proto}.host {host!r} is not a host name.",
+             "Use a name such as imap.example.com or an IP address.", proto)
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        fail(f"{proto}.port {port!r} is not a port number.", "Use a whole number from 1 to 65535.", proto)
+    if security not in SECURITIES:
+        fail(f"{proto}.security {security!r} is not one of {', '.join(SECURITIES)}.",
+             "tls is implicit TLS (993/465); starttls upgrades a plain port (143/587).", proto)
+    return Endpoint(host, port, security)
+
+
+# --- writing -------------------------------------------------------------------------------
+
+@contextmanager
+def locked(path: Path):
+    """An exclusive lock beside the file, so two processes never interleave their writes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def save(config: Config) -> None:
+    """Write the config atomically (temp file, fsync, rename, mode 0600).
+
+    A file on disk that does not parse is never overwritten: the user may be halfway through
+    fixing it by hand, and their text matters more than ours.
+    """
+    path = config.path
+    text = dumps(config)
+    parse(text, path)  # never write what we could not read back
+    with locked(path):
+        if path.exists():
+            load(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    escaped = "".join(ch if ch >= " " else f"\\u{ord(ch):04x}" for ch in escaped)
+    return f'"{escaped}"'
+
+
+def dumps(config: Config) -> str:
+    s = config.settings
+    out = ["# Connected Emails accounts. No secrets here: they live in the keyring or a command.",
+           "[settings]", f"poll_interval = {_toml_value(s.poll_interval)}",
+           f"timeout = {_toml_value(s.timeout)}", f"concurrency = {s.concurrency}"]
+    for a in config.accounts:
+        out += ["", "[[accounts]]", f"id = {_toml_value(a.id)}", f"email = {_toml_value(a.email)}"]
+        if a.username and a.username != a.email:
+            out.append(f"username = {_toml_value(a.username)}")
+        out += [f"provider = {_toml_value(a.provider)}", f"auth = {_toml_value(a.auth)}"]
+        for key in ("password_command", "oauth2_token_command", "ca_file"):
+            if getattr(a, key):
+                out.append(f"{key} = {_toml_value(getattr(a, key))}")
+        for proto in ("imap", "smtp"):
+            e: Endpoint = getattr(a, proto)
+            out.append(f"{proto} = {{ host = {_toml_value(e.host)}, port = {e.port}, "
+                       f"security = {_toml_value(e.security)} }}")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,1 @@
+"""Protocol checks against real servers. Each returns a ProbeResult and never raises."""

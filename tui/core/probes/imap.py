@@ -1,0 +1,284 @@
+"""The IMAP check: connect, TLS as configured, login, EXAMINE INBOX (read-only), logout.
+
+imapclient is blocking, so the check runs in a worker thread. Socket timeouts bound each read,
+but a server that drips one byte a second never trips them; so the async side keeps a hard
+deadline for the whole exchange and, when it passes, shuts the thread's sockets down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import imaplib
+import re
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from imapclient import IMAPClient, SocketTimeout
+from imapclient import exceptions as imap_errors
+from imapclient import imap4, tls as imap_tls
+
+from ..credentials import Secret
+from ..models import Account, ProbeResult
+from ..status import Status
+from .errors import classify_transport, describe_stray_greeting
+from .oauth import describe_oauth_error, xoauth2_string, oauthbearer_string
+from .tls import client_context, not_after
+
+# Threads are created only as checks are submitted; the monitor's semaphore bounds how many.
+_EXECUTOR = ThreadPoolExecutor(max_workers=256, thread_name_prefix="imap-check")
+RESP_CODE = re.compile(r"\[([A-Z-]+)(?:[^\]]*)\]")
+
+CODE_STATUS = {
+    "AUTHENTICATIONFAILED": Status.INVALID_CREDENTIALS,
+    "AUTHORIZATIONFAILED": Status.INVALID_CREDENTIALS,
+    "EXPIRED": Status.INVALID_CREDENTIALS,
+    "CONTACTADMIN": Status.INVALID_CREDENTIALS,
+    "UNAVAILABLE": Status.NO_SERVICE_CONNECTION,
+    "PRIVACYREQUIRED": Status.REQUEST_IS_INVALID,
+    "CLIENTBUG": Status.REQUEST_IS_INVALID,
+    "CANNOT": Status.REQUEST_IS_INVALID,
+}
+
+
+class _Guard:
+    """Shared by the checking thread and the deadline: which step, and which sockets to cut."""
+
+    def __init__(self):
+        self.step = "connecting"
+        self.sockets: list[socket.socket] = []
+        self.expired = False
+        self.lock = threading.Lock()
+
+    def track(self, sock: socket.socket) -> socket.socket:
+        with self.lock:
+            self.sockets.append(sock)
+            if self.expired:
+                _cut(sock)
+        return sock
+
+    def expire(self) -> None:
+        with self.lock:
+            self.expired = True
+            for sock in self.sockets:
+                _cut(sock)
+
+
+def _cut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class _Client(IMAPClient):
+    """IMAPClient whose sockets are known to the guard before the greeting is read."""
+
+    def __init__(self, guard: _Guard, *args, **kwargs):
+        self._guard = guard
+        super().__init__(*args, **kwargs)
+
+    def _create_IMAP4(self):
+        guard = self._guard
+        connect_timeout = getattr(self._timeout, "connect", None)
+        if self.ssl:
+            class Tracked(imap_tls.IMAP4_TLS):
+                def _create_socket(self, timeout=None):
+                    raw = guard.track(socket.create_connection((self.host, self.port),
+                                                               timeout=self._timeout))
+                    return guard.track(imap_tls.wrap_socket(raw, self.ssl_context, self.host))
+            return Tracked(self.host, self.port, self.ssl_context, connect_timeout)
+
+        class TrackedPlain(imap4.IMAP4WithTimeout):
+            def _create_socket(self, timeout=None):
+                return guard.track(super()._create_socket(timeout))
+        return TrackedPlain(self.host, self.port, connect_timeout)
+
+
+def _code(text: str) -> str | None:
+    match = RESP_CODE.search(text)
+    return match.group(1) if match else None
+
+
+def _server_said(text: str) -> str:
+    text = text.strip()
+    if text.startswith("b'") or text.startswith('b"'):
+        text = text[2:-1]
+    text = re.sub(r"^\w+ command error: BAD \[b?'?", "", text)
+    return text[:200]
+
+
+class _Failed(Exception):
+    def __init__(self, status: Status, detail: str, code: str | None = None):
+        super().__init__(detail)
+        self.status, self.detail, self.code = status, detail, code
+
+
+def _check(account: Account, secret: Secret, timeout: float, guard: _Guard) -> tuple[int, object]:
+    """Runs in a thread. Returns (message count, certificate not-after) or raises."""
+    endpoint = account.imap
+    context = client_context(account)
+    guard.step = "waiting for the greeting"
+    client = _Client(guard, endpoint.host, endpoint.port, ssl=endpoint.security == "tls",
+                     ssl_context=context, timeout=SocketTimeout(timeout, timeout))
+    try:
+        if endpoint.security == "starttls":
+            guard.step = "asking for capabilities"
+            if not client.has_capability("STARTTLS"):
+                raise _Failed(Status.REQUEST_IS_INVALID,
+                              "server does not offer STARTTLS; refusing to log in without TLS")
+            guard.step = "starting TLS"
+            client.starttls(context)
+            guard.track(client.socket())
+        guard.step = "asking for capabilities"
+        caps = {c.decode("ascii", "replace").upper() for c in client.capabilities()}
+        if "LOGINDISABLED" in caps:
+            raise _Failed(Status.REQUEST_IS_INVALID,
+                          "server says LOGINDISABLED: it accepts no password on this connection; "
+                          "use security tls or starttls", "LOGINDISABLED")
+        guard.step = "logging in"
+        _login(client, account, secret, caps)
+        guard.step = "examining INBOX"
+        try:
+            info = client.select_folder("INBOX", readonly=True)
+        except imap_errors.IMAPClientAbortError:
+            raise
+        except imap_errors.IMAPClientError as exc:
+            text = str(exc)
+            raise _Failed(Status.SYNC_ERROR,
+                          f"INBOX could not be examined; server said: {_server_said(text)}",
+                          _code(text)) from None
+        cert = client.socket().getpeercert() if endpoint.security != "none" else None
+        guard.step = "logging out"
+        try:
+            client.logout()
+        except (imap_errors.IMAPClientError, OSError):
+            pass  # the check passed; a rude goodbye does not change that
+        return int(info.get(b"EXISTS", 0)), not_after(cert)
+    finally:
+        try:
+            client.shutdown()
+        except Exception:
+            pass
+
+
+def _login(client: IMAPClient, account: Account, secret: Secret, caps: set[str]) -> None:
+    try:
+        if account.auth == "oauth2":
+            if "AUTH=OAUTHBEARER" in caps:
+                mech, payload = "OAUTHBEARER", oauthbearer_string(account.login, secret)
+            elif "AUTH=XOAUTH2" in caps:
+                mech, payload = "XOAUTH2", xoauth2_string(account.login, secret)
+            else:
+                raise _Failed(Status.REQUEST_IS_INVALID,
+                              "server offers neither XOAUTH2 nor OAUTHBEARER; use a password")
+            client.sasl_login(mech, _OAuthResponder(payload))
+        else:
+            client.login(account.login, secret.reveal())
+    except imap_errors.LoginError as exc:
+        cause = exc.__context__
+        if isinstance(cause, (imap_errors.IMAPClientAbortError, OSError, EOFError)):
+            raise cause from None
+        text = str(exc)
+        raise _login_failure(text, account) from None
+
+
+class _OAuthResponder:
+    """Answers the first challenge with the token and the error challenge with an empty line,
+    as Gmail expects (imapclient's oauth2_login answers it with the token again)."""
+
+    def __init__(self, payload: str):
+        self.payload = payload
+        self.error_json: str | None = None
+        self.calls = 0
+
+    def __call__(self, challenge: bytes) -> bytes:
+        self.calls += 1
+        if self.calls == 1:
+            return self.payload.encode()
+        try:
+            self.error_json = base64.b64decode(challenge).decode("utf-8", "replace")
+        except ValueError:
+            self.error_json = challenge.decode("utf-8", "replace")
+        _LAST_OAUTH_ERROR.value = self.error_json
+        return b""
+
+
+_LAST_OAUTH_ERROR = threading.local()
+
+
+def _login_failure(text: str, account: Account) -> _Failed:
+    code = _code(text)
+    said = _server_said(text)
+    if account.auth == "oauth2":
+        error_json = getattr(_LAST_OAUTH_ERROR, "value", None)
+        _LAST_OAUTH_ERROR.value = None
+        if error_json or code in (None, "AUTHENTICATIONFAILED"):
+            return _Failed(Status.INVALID_CREDENTIALS,
+                           f"token rejected: {describe_oauth_error(error_json)}; server said: {said}",
+                           code or "AUTHENTICATIONFAILED")
+    if " BAD" in text[:40] or "BAD" in text.split(":")[0] or "command error: BAD" in text:
+        return _Failed(Status.REQUEST_IS_INVALID, f"server refused the login command: {said}", code)
+    status = CODE_STATUS.get(code or "", Status.INVALID_CREDENTIALS)
+    return _Failed(status, f"server said: {said}", code)
+
+
+def _classify(exc: BaseException, account: Account, timeout: float, step: str) -> tuple[Status, str, str | None]:
+    if isinstance(exc, _Failed):
+        return exc.status, exc.detail, exc.code
+    endpoint = account.imap
+    text = str(exc)
+    if isinstance(exc, imaplib.IMAP4.error) and "got more than" in text:
+        return (Status.REQUEST_IS_INVALID,
+                f"port {endpoint.port} sent a line of over 1 MB while {step}: not an IMAP server", None)
+    transport = classify_transport(exc, endpoint, timeout, step)
+    if transport:
+        return (*transport, None)
+    if isinstance(exc, imaplib.IMAP4.error):
+        stray = describe_stray_greeting(_unwrap_response(text), "IMAP")
+        if stray:
+            return Status.REQUEST_IS_INVALID, f"port {endpoint.port} {stray}, not IMAP", None
+        if "BYE" in text.upper():
+            return (Status.NO_SERVICE_CONNECTION,
+                    f"server refused the session: {_server_said(_unwrap_response(text))}", _code(text))
+        if "socket error" in text or "EOF" in text:
+            return Status.NO_SERVICE_CONNECTION, f"server closed the connection while {step}", None
+        return (Status.REQUEST_IS_INVALID,
+                f"server did not speak IMAP while {step}: {_server_said(_unwrap_response(text))}",
+                _code(text))
+    return Status.REQUEST_IS_INVALID, f"unexpected failure while {step}: {type(exc).__name__}", None
+
+
+def _unwrap_response(text: str) -> str:
+    match = re.search(r"unexpected response: b?['\"](.*)['\"]$", text, re.S)
+    return match.group(1) if match else text
+
+
+async def check_imap(account: Account, secret: Secret, timeout: float) -> ProbeResult:
+    """Check the account's IMAP side within `timeout` seconds for the whole exchange."""
+    guard = _Guard()
+    start = time.monotonic()
+    loop = asyncio.get_running_loop()
+    future = loop.run_in_executor(_EXECUTOR, _check, account, secret, timeout, guard)
+    try:
+        count, cert_expiry = await asyncio.wait_for(asyncio.shield(future), timeout)
+    except asyncio.TimeoutError:
+        guard.expire()  # unblocks the thread; it ends on its own
+        future.add_done_callback(lambda f: f.exception())
+        return ProbeResult("imap", Status.NO_SERVICE_CONNECTION,
+                           f"no complete answer from {account.imap.host}:{account.imap.port} "
+                           f"within {timeout:g} s while {guard.step}", _ms(start))
+    except asyncio.CancelledError:
+        guard.expire()
+        raise
+    except Exception as exc:  # every failure becomes a status, never a crash
+        status, detail, code = _classify(exc, account, timeout, guard.step)
+        return ProbeResult("imap", status, detail, _ms(start), code=code)
+    return ProbeResult("imap", Status.CONNECTED, f"INBOX has {count} messages", _ms(start),
+                       message_count=count, cert_not_after=cert_expiry)
+
+
+def _ms(start: float) -> int:
+    return int((time.monotonic() - start) * 1000)

@@ -1,0 +1,67 @@
+"""TLS contexts for the probes and words for what went wrong with a certificate."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from datetime import datetime, timezone
+
+from ..models import Account
+
+
+def client_context(account: Account) -> ssl.SSLContext:
+    """Verifying context, TLS 1.2 at least, with the account's extra CA if it has one."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if account.ca_file:
+        context.load_verify_locations(cafile=account.ca_file)
+    return context
+
+
+def not_after(peercert: dict | None) -> datetime | None:
+    if not peercert or "notAfter" not in peercert:
+        return None
+    return datetime.fromtimestamp(ssl.cert_time_to_seconds(peercert["notAfter"]), timezone.utc)
+
+
+def peek_not_after(host: str, port: int, timeout: float) -> datetime | None:
+    """The expiry of a certificate we refused, read over a second, unverified handshake that
+    sends nothing else. Only for implicit TLS, and only to put a date in an error message."""
+    from cryptography import x509
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as raw, \
+                context.wrap_socket(raw, server_hostname=host) as sock:
+            der = sock.getpeercert(binary_form=True)
+        return x509.load_der_x509_certificate(der).not_valid_after_utc
+    except (OSError, ValueError):
+        return None
+
+
+def describe_cert_error(exc: ssl.SSLCertVerificationError, host: str,
+                        expired_on: datetime | None = None) -> str:
+    code = getattr(exc, "verify_code", None)
+    message = getattr(exc, "verify_message", "") or str(exc)
+    if code == 10:
+        when = f" (not after {expired_on:%Y-%m-%d})" if expired_on else ""
+        return f"certificate has expired{when}; the provider must renew it"
+    if code == 9:
+        return "certificate is not valid yet; check this machine's clock"
+    if code in (62, 64) or "mismatch" in message.lower() or "doesn't match" in message.lower():
+        return (f"certificate is not valid for {host}; connect to the name on the certificate "
+                f"or fix the host")
+    if code in (18, 19):
+        return "certificate is self-signed and not trusted; add its CA with ca_file"
+    if code in (2, 20, 21):
+        return "certificate is signed by an unknown authority; add that CA with ca_file"
+    return f"certificate not trusted ({message})"
+
+
+def is_plaintext_answer(exc: ssl.SSLError) -> bool:
+    """The server answered our TLS hello with plain text: TLS spoken to a plaintext port."""
+    reason = (getattr(exc, "reason", None) or "").upper()
+    return reason in {"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG",
+                      "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL"}

@@ -1,0 +1,76 @@
+"""What `connected-emails check` prints: a monitoring-plugin line with perfdata, or JSON."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from .models import Account, AccountResult, AccountState
+from .status import EXIT_CODE, EXIT_OK, STATUS_INFO, Status
+
+EXIT_WORDS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
+
+
+def states_from(accounts: list[Account], results: list[AccountResult]) -> list[AccountState]:
+    by_id = {r.account_id: r for r in results}
+    return [AccountState(a, by_id[a.id].status, by_id[a.id]) for a in accounts]
+
+
+def exit_code(states: list[AccountState]) -> int:
+    return max((EXIT_CODE[s.status] for s in states), default=EXIT_OK)
+
+
+def account_json(state: AccountState) -> dict:
+    result = state.result
+    return {
+        "id": state.account.id,
+        "email": state.account.email,
+        "status": state.status.value,
+        "label": state.status.label,
+        "needs_attention": state.needs_attention,
+        "detail": state.detail,
+        "checked_at": state.last_checked.isoformat() if state.last_checked else None,
+        "imap": result.imap.to_json() if result else None,
+        "smtp": result.smtp.to_json() if result else None,
+    }
+
+
+def summary(states: list[AccountState]) -> dict:
+    counts = Counter(s.status.value for s in states)
+    code = exit_code(states)
+    return {
+        "total": len(states),
+        "needs_attention": sum(s.needs_attention for s in states),
+        "by_status": {status.value: counts.get(status.value, 0) for status in Status
+                      if status is not Status.CHECKING},
+        "exit_code": code,
+        "state": EXIT_WORDS[code],
+    }
+
+
+def as_json(states: list[AccountState]) -> str:
+    return json.dumps({"accounts": [account_json(s) for s in states], "summary": summary(states)},
+                      indent=2)
+
+
+def as_line(states: list[AccountState]) -> str:
+    """`CONNECTED EMAILS CRITICAL - 1 of 3 need attention: sales (Invalid Credentials) | …`"""
+    info = summary(states)
+    attention = [s for s in states if s.needs_attention]
+    if not states:
+        text = "no accounts configured"
+    elif attention:
+        names = ", ".join(f"{s.account.id} ({s.status.label})" for s in attention[:5])
+        more = f" and {len(attention) - 5} more" if len(attention) > 5 else ""
+        text = f"{len(attention)} of {len(states)} need attention: {names}{more}"
+    else:
+        text = f"all {len(states)} connected"
+    perf = " ".join(f"{slug}={count}" for slug, count in info["by_status"].items())
+    latencies = [r.latency_ms for s in states if s.result for r in (s.result.imap, s.result.smtp)]
+    if latencies:
+        perf += f" max_latency_ms={max(latencies)}ms"
+    return f"CONNECTED EMAILS {info['state']} - {text} | {perf}"
+
+
+def severity_sorted(states: list[AccountState]) -> list[AccountState]:
+    return sorted(states, key=lambda s: (-STATUS_INFO[s.status].severity, s.account.id))

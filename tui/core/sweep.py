@@ -1,0 +1,20 @@
+"""One pass over many accounts with bounded concurrency: the headless check and the benchmark."""
+
+from __future__ import annotations
+
+import asyncio
+
+from .check import check_account
+from .credentials import Credentials
+from .models import Account, AccountResult, Settings
+
+
+async def sweep(accounts: list[Account], settings: Settings,
+                credentials: Credentials) -> list[AccountResult]:
+    gate = asyncio.Semaphore(settings.concurrency)
+
+    async def one(account: Account) -> AccountResult:
+        async with gate:
+            return await check_account(account, settings.timeout, credentials=credentials)
+
+    return list(await asyncio.gather(*(one(a) for a in accounts)))

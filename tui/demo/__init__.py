@@ -1,0 +1,1 @@
+"""Embedded loopback servers and demo accounts for `connected-emails --demo` and the tests."""

@@ -1,0 +1,357 @@
+"""Real servers on 127.0.0.1, run on an event loop of their own in a background thread.
+
+pymap (IMAP), aiosmtpd (SMTP) and small scripted servers that misbehave on purpose. The demo and
+the tests share them, so what the demo shows is what the tests check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import socket
+import ssl
+import struct
+import threading
+import warnings
+from argparse import Namespace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+HOST = "127.0.0.1"
+
+# aiosmtpd logs every session and a deprecation it raises itself; the servers are ours, keep quiet.
+logging.getLogger("mail.log").setLevel(logging.CRITICAL)
+warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
+
+
+class ServerThread:
+    """An event loop in a daemon thread that hosts any number of loopback servers."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self._servers: list[asyncio.AbstractServer] = []
+        self._thread = threading.Thread(target=self._run, name="loopback-servers", daemon=True)
+        self._ready = threading.Event()
+        self._thread.start()
+        self._ready.wait()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._ready.set)
+        self.loop.run_forever()
+
+    def call(self, coro: Awaitable, timeout: float = 30):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    async def _serve(self, handler, ssl_context: ssl.SSLContext | None = None, port: int = 0) -> int:
+        server = await asyncio.start_server(handler, HOST, port, ssl=ssl_context,
+                                            ssl_handshake_timeout=5 if ssl_context else None)
+        self._servers.append(server)
+        return server.sockets[0].getsockname()[1]
+
+    def serve(self, handler, ssl_context: ssl.SSLContext | None = None) -> int:
+        """Start a stream server with `handler(reader, writer)`; returns its port."""
+        return self.call(self._serve(handler, ssl_context))
+
+    def serve_protocol(self, factory: Callable[[], asyncio.Protocol],
+                       ssl_context: ssl.SSLContext | None = None) -> int:
+        async def start():
+            server = await self.loop.create_server(factory, HOST, 0, ssl=ssl_context)
+            self._servers.append(server)
+            return server.sockets[0].getsockname()[1]
+        return self.call(start())
+
+    def close(self) -> None:
+        async def stop():
+            for server in self._servers:
+                server.close()
+            for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
+                task.cancel()
+        try:
+            self.call(stop(), timeout=5)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
+
+
+def closed_port() -> int:
+    """A port on loopback where nothing listens (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+# --- pymap -----------------------------------------------------------------------------------
+
+class Mailboxes:
+    """A pymap dict backend with users and passwords, served on as many ports as wanted."""
+
+    def __init__(self, servers: ServerThread, users: dict[str, str]):
+        from pymap.backend.dict import Config, Login
+
+        class QuietConfig(Config):
+            @property
+            def greeting(self) -> bytes:  # pymap's default looks up this host's FQDN
+                return b"pymap ready"
+
+        self.servers = servers
+        args = Namespace(passlib_cfg=None, proxy_protocol=None, debug=False)
+        self.config = QuietConfig(args, host=HOST, port=0, demo_data=False, demo_user="-",
+                                  demo_password="-", tls_enabled=False, invalid_user_sleep=0,
+                                  reject_dnsbl=False, bad_command_limit=None)
+        self.login = Login(self.config)
+        for user, password in users.items():
+            self.set_password(user, password)
+
+    def set_password(self, user: str, password: str) -> None:
+        from pymap.user import Passwords, UserMetadata
+
+        async def put():
+            hashed = await Passwords(self.config).hash_password(password)
+            self.login.users_dict[user] = UserMetadata(self.config, user, password=hashed)
+        self.servers.call(put())
+
+    def deliver(self, user: str, message: bytes) -> None:
+        """Append a message to the user's INBOX, as delivery would."""
+        from datetime import datetime, timezone
+
+        from pymap.backend.dict import Identity
+        from pymap.parsing.message import AppendMessage
+
+        async def append():
+            identity = Identity(user, self.login, None, frozenset())
+            async with identity.new_session() as session:
+                inbox = await session.mailbox_set.get_mailbox("INBOX")
+                await inbox.append(AppendMessage(message, datetime.now(timezone.utc), frozenset()))
+        self.servers.call(append())
+
+    def serve(self, tls: ssl.SSLContext | None = None) -> int:
+        """Serve IMAP: implicit TLS with `tls`, plain text (no STARTTLS offered) without."""
+        from proxyprotocol.reader import ProxyProtocolReader
+        from pymap.imap import IMAPServer
+
+        imap_server = IMAPServer(self.login, self.config)
+        callback = ProxyProtocolReader(self.config.proxy_protocol).get_callback(imap_server)
+        return self.servers.serve(callback, tls)
+
+
+# --- aiosmtpd --------------------------------------------------------------------------------
+
+class _Sink:
+    async def handle_DATA(self, server, session, envelope):
+        return "250 OK"
+
+
+@dataclass
+class SmtpUsers:
+    passwords: dict[str, str]
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        if isinstance(auth_data, LoginPassword):
+            user = auth_data.login.decode("utf-8", "replace")
+            ok = self.passwords.get(user) == auth_data.password.decode("utf-8", "replace")
+            return AuthResult(success=ok, handled=False)
+        return AuthResult(success=False, handled=False)
+
+
+def serve_smtp(servers: ServerThread, users: SmtpUsers | None, *, mode: str = "none",
+               context: ssl.SSLContext | None = None) -> int:
+    """aiosmtpd with AUTH (when `users`) in mode none, tls (implicit) or starttls."""
+    from aiosmtpd.smtp import SMTP
+
+    handler = _XOAuthSink(users) if users else _Sink()
+
+    def factory():
+        return SMTP(handler, hostname="smtp.loopback", ident="loopback ESMTP",
+                    authenticator=users, auth_required=False, auth_require_tls=False,
+                    tls_context=context if mode == "starttls" else None,
+                    require_starttls=False, loop=servers.loop)
+    return servers.serve_protocol(factory, context if mode == "tls" else None)
+
+
+class _XOAuthSink(_Sink):
+    """Adds AUTH XOAUTH2 to aiosmtpd: one good token per user, the error challenge for others."""
+
+    def __init__(self, users: SmtpUsers):
+        self.users = users
+
+    async def auth_XOAUTH2(self, server, args):
+        from aiosmtpd.smtp import MISSING, AuthResult
+
+        if len(args) < 2:
+            blob = await server.challenge_auth("", encode_to_b64=False)
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            blob = base64.b64decode(args[1])
+        fields = dict(part.split("=", 1) for part in blob.decode("utf-8", "replace").split("\x01")
+                      if "=" in part)
+        user = fields.get("user", "")
+        token = fields.get("auth", "").removeprefix("Bearer ")
+        if user in self.users.tokens and self.users.tokens[user] == token:
+            return AuthResult(success=True, auth_data=user)
+        error = json.dumps({"status": "invalid_token", "schemes": "Bearer",
+                            "scope": "https://mail.google.com/"})
+        await server.challenge_auth(base64.b64encode(error.encode()).decode(), encode_to_b64=False)
+        await server.push("535 5.7.8 Username and Password not accepted")
+        return AuthResult(success=False, handled=True)
+
+
+# --- scripted servers that misbehave -----------------------------------------------------------
+
+async def _drain(reader: asyncio.StreamReader) -> None:
+    try:
+        while await reader.read(4096):
+            pass
+    except (ConnectionError, OSError):
+        pass
+
+
+def _close(writer: asyncio.StreamWriter) -> None:
+    try:
+        writer.close()
+    except (ConnectionError, OSError, RuntimeError):
+        pass
+
+
+def fault(kind: str, text: bytes = b"") -> Callable:
+    """A stream handler for a server fault:
+
+    silent     accepts and never says a word
+    close      closes at once
+    reset      resets the connection (RST)
+    say        sends `text`, then reads and ignores everything
+    say_close  sends `text` and closes
+    drip       sends `text` one byte a second
+    huge       sends a greeting line of 4 MB
+    """
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            if kind == "close":
+                return
+            if kind == "reset":
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                writer.transport.abort()
+                return
+            if kind in ("say", "say_close"):
+                writer.write(text)
+                await writer.drain()
+                if kind == "say_close":
+                    return
+            elif kind == "drip":
+                for byte in text * 100:
+                    writer.write(bytes([byte]))
+                    await writer.drain()
+                    await asyncio.sleep(1)
+            elif kind == "huge":
+                writer.write(b"* OK " + b"A" * (4 * 1024 * 1024) + b"\r\n")
+                await writer.drain()
+            await _drain(reader)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            _close(writer)
+    return handler
+
+
+@dataclass
+class ScriptedImap:
+    """A small IMAP server of our own for what pymap will not do: LOGINDISABLED, missing STARTTLS,
+    [UNAVAILABLE], an INBOX that cannot be examined, XOAUTH2/OAUTHBEARER with error challenges."""
+
+    capabilities: str = "IMAP4rev1 AUTH=PLAIN"
+    login_reply: str = "OK LOGIN completed"
+    examine_reply: str = "OK [READ-ONLY] EXAMINE completed"
+    tokens: dict[str, str] = field(default_factory=dict)
+    messages: int = 3
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            writer.write(f"* OK [CAPABILITY {self.capabilities}] scripted ready\r\n".encode())
+            while line := await reader.readline():
+                tag, _, rest = line.decode("utf-8", "replace").strip().partition(" ")
+                command, _, args = rest.partition(" ")
+                command = command.upper()
+                if command == "CAPABILITY":
+                    writer.write(f"* CAPABILITY {self.capabilities}\r\n{tag} OK done\r\n".encode())
+                elif command == "LOGIN":
+                    writer.write(f"{tag} {self.login_reply}\r\n".encode())
+                elif command == "AUTHENTICATE":
+                    await self._authenticate(tag, args, reader, writer)
+                elif command in ("EXAMINE", "SELECT"):
+                    if self.examine_reply.startswith("OK"):
+                        writer.write(f"* {self.messages} EXISTS\r\n* 0 RECENT\r\n".encode())
+                    writer.write(f"{tag} {self.examine_reply}\r\n".encode())
+                elif command == "LOGOUT":
+                    writer.write(f"* BYE bye\r\n{tag} OK LOGOUT completed\r\n".encode())
+                    await writer.drain()
+                    return
+                else:
+                    writer.write(f"{tag} BAD unknown command\r\n".encode())
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            _close(writer)
+
+    async def _authenticate(self, tag, args, reader, writer) -> None:
+        mech = args.split(" ")[0].upper()
+        if f"AUTH={mech}" not in self.capabilities.upper():
+            writer.write(f"{tag} NO [CANNOT] mechanism not supported\r\n".encode())
+            return
+        writer.write(b"+ \r\n")
+        await writer.drain()
+        blob = base64.b64decode((await reader.readline()).strip() or b"")
+        text = blob.decode("utf-8", "replace")
+        token = text.split("auth=Bearer ", 1)[-1].split("\x01", 1)[0] if "auth=Bearer " in text else ""
+        user = ""
+        for part in text.replace(",", "\x01").split("\x01"):
+            if part.startswith("user="):
+                user = part[5:]
+            elif part.startswith("a="):
+                user = part[2:].replace("=2C", ",").replace("=3D", "=")
+        if user in self.tokens and self.tokens[user] == token:
+            writer.write(f"{tag} OK [CAPABILITY IMAP4rev1] authenticated\r\n".encode())
+            return
+        error = json.dumps({"status": "invalid_token", "schemes": "bearer",
+                            "scope": "https://mail.google.com/"})
+        writer.write(b"+ " + base64.b64encode(error.encode()) + b"\r\n")
+        await writer.drain()
+        await reader.readline()  # the client's empty answer to the error challenge
+        writer.write(f"{tag} NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)\r\n".encode())
+
+
+@dataclass
+class ScriptedSmtp:
+    """An SMTP server of our own: a banner and an EHLO answer chosen by the test (no AUTH, say)."""
+
+    extensions: tuple[str, ...] = ("SIZE 10240000", "8BITMIME")
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            writer.write(b"220 scripted ESMTP\r\n")
+            while line := await reader.readline():
+                verb = line.decode("ascii", "replace").strip().split(" ")[0].upper()
+                if verb == "EHLO":
+                    lines = ["scripted", *self.extensions]
+                    reply = "".join(f"250{'-' if i < len(lines) - 1 else ' '}{text}\r\n"
+                                    for i, text in enumerate(lines))
+                    writer.write(reply.encode())
+                elif verb == "QUIT":
+                    writer.write(b"221 bye\r\n")
+                    await writer.drain()
+                    return
+                else:
+                    writer.write(b"502 5.5.2 command not implemented\r\n")
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            _close(writer)
