@@ -60,7 +60,12 @@ def run_check(path: str | None, as_json: bool, only: list[str]) -> int:
                   f"{config.path}. Known ids: {', '.join(a.id for a in accounts) or 'none'}.")
             return EXIT_UNKNOWN
         accounts = [a for a in accounts if a.id in only]
-    credentials = Credentials(KeyringStore(), config.settings.timeout)
+    store = KeyringStore()
+    if any(not (a.password_command or a.oauth2_token_command) for a in accounts):
+        problem = store.problem()
+        if problem:  # said once here; each affected account also shows it as its detail
+            print(problem, file=sys.stderr)
+    credentials = Credentials(store, config.settings.timeout)
     results = asyncio.run(sweep(accounts, config.settings, credentials))
     states = report.states_from(accounts, results)
     print(report.as_json(states) if as_json else report.as_line(states))

@@ -28,6 +28,7 @@ async def check_account(account: Account, timeout: float, *, credentials: Creden
 
 
 def unreadable_secret(account_id: str, reason: str) -> AccountResult:
-    results = [ProbeResult(proto, Status.INVALID_CREDENTIALS, f"not checked: {reason}", 0)
+    results = [ProbeResult(proto, Status.INVALID_CREDENTIALS, f"not checked: {reason}", 0,
+                           reached_server=False)
                for proto in ("imap", "smtp")]
     return AccountResult(account_id, *results)

@@ -231,7 +231,14 @@ def locked(path: Path):
 
 
 def save(config: Config) -> None:
-    """Write the config atomically (temp file, fsync, rename, mode 0600).
+    """Write the config atomically under the lock (see `save_unlocked`)."""
+    with locked(config.path):
+        save_unlocked(config)
+
+
+def save_unlocked(config: Config) -> None:
+    """Write the config atomically (temp file, fsync, rename, mode 0600); hold `locked` around a
+    read-modify-write so two processes never interleave.
 
     A file on disk that does not parse is never overwritten: the user may be halfway through
     fixing it by hand, and their text matters more than ours.
@@ -239,26 +246,26 @@ def save(config: Config) -> None:
     path = config.path
     text = dumps(config)
     parse(text, path)  # never write what we could not read back
-    with locked(path):
-        if path.exists():
-            load(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        load(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _toml_value(value) -> str:

@@ -65,6 +65,7 @@ class ProbeResult:
     code: str | None = None  # RFC 5530 code ("AUTHENTICATIONFAILED") or SMTP reply code ("535")
     message_count: int | None = None
     cert_not_after: datetime | None = None  # the server certificate's expiry, when TLS was used
+    reached_server: bool = True  # False when nothing was sent (the secret could not be read)
 
     def to_json(self) -> dict:
         return {

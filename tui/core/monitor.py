@@ -1,0 +1,221 @@
+"""The monitor: checks every account on its interval and tells subscribers what changed.
+
+One asyncio task per account runs its checks one after another, so two checks of one account
+never overlap; a semaphore bounds how many run at once across all accounts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+
+from .check import check_account
+from .credentials import Credentials
+from .models import Account, AccountResult, AccountState, Settings, utcnow
+from .status import Status
+
+AUTO_STOP_AFTER = 3
+AUTO_STOP_REASON = ("Stopped after the server rejected the credentials {n} times in a row, so the "
+                    "provider does not lock the account. Reconnect with new credentials, or resume.")
+USER_STOP_REASON = "Stopped by you. Resume to check it again."
+
+
+@dataclass(frozen=True)
+class AccountChecked:
+    """Every finished check (keeps 'last checked' fresh)."""
+    state: AccountState
+
+
+@dataclass(frozen=True)
+class StatusChanged:
+    account_id: str
+    old: Status
+    new: Status
+    state: AccountState
+
+
+Event = AccountChecked | StatusChanged
+Checker = Callable[[Account, float, Credentials], Awaitable[AccountResult]]
+
+
+async def _default_checker(account: Account, timeout: float, credentials: Credentials) -> AccountResult:
+    return await check_account(account, timeout, credentials=credentials)
+
+
+class _Slot:
+    """The per-account bookkeeping the faces never see."""
+
+    def __init__(self):
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task | None = None
+        self.failures = 0  # consecutive No Service Connection results, for backoff
+        self.rejections = 0  # consecutive Invalid Credentials results that reached the server
+        self.in_flight = False
+
+
+class Monitor:
+    def __init__(self, accounts: list[Account], settings: Settings, credentials: Credentials, *,
+                 checker: Checker = _default_checker, jitter: float = 0.1,
+                 retry_base: float = 15.0, first_spread: float = 0.0):
+        self.settings = settings
+        self.credentials = credentials
+        self.checker = checker
+        self.jitter = jitter
+        self.retry_base = retry_base
+        self.first_spread = first_spread
+        self.states: dict[str, AccountState] = {a.id: AccountState(a) for a in accounts}
+        self._slots: dict[str, _Slot] = {}
+        self._subscribers: list[Callable[[Event], None]] = []
+        self._gate = asyncio.Semaphore(settings.concurrency)
+        self._running = False
+
+    # --- subscription ---------------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    def _emit(self, event: Event) -> None:
+        for callback in list(self._subscribers):
+            callback(event)
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._running = True
+        for account_id in self.states:
+            self._start_slot(account_id)
+
+    async def close(self) -> None:
+        """Stop every loop promptly; in-flight checks are cancelled and their sockets cut."""
+        self._running = False
+        tasks = [slot.task for slot in self._slots.values() if slot.task]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._slots.clear()
+
+    def _start_slot(self, account_id: str) -> None:
+        slot = self._slots.setdefault(account_id, _Slot())
+        if slot.task is None or slot.task.done():
+            slot.task = asyncio.create_task(self._run_account(account_id, slot),
+                                            name=f"monitor:{account_id}")
+
+    # --- what the faces call ----------------------------------------------------------------
+
+    def check_now(self, account_id: str) -> None:
+        """Check at once (after the one in flight, if any). A stopped account stays stopped."""
+        slot = self._slots.get(account_id)
+        if slot:
+            slot.wake.set()
+
+    def check_all(self) -> None:
+        for account_id in self._slots:
+            self.check_now(account_id)
+
+    def stop(self, account_id: str, reason: str = USER_STOP_REASON, by_user: bool = True) -> None:
+        state = self.states[account_id]
+        self._set(replace(state, status=Status.STOPPED, since=utcnow(), stopped_reason=reason,
+                          stopped_by_user=by_user))
+
+    def resume(self, account_id: str) -> None:
+        state = self.states[account_id]
+        if state.status is not Status.STOPPED:
+            return
+        slot = self._slots.get(account_id)
+        if slot:
+            slot.rejections = slot.failures = 0
+        self._set(replace(state, status=Status.CHECKING, since=utcnow(), stopped_reason=None,
+                          stopped_by_user=False))
+        self.check_now(account_id)
+
+    def add(self, account: Account) -> None:
+        self.states[account.id] = AccountState(account)
+        if self._running:
+            self._start_slot(account.id)
+
+    def replace_account(self, account: Account) -> None:
+        """New settings or credentials for an account: resume it and check it at once."""
+        state = self.states.get(account.id)
+        if state is None:
+            self.add(account)
+            return
+        self.states[account.id] = replace(state, account=account)
+        slot = self._slots.get(account.id)
+        if slot:
+            slot.rejections = slot.failures = 0
+        if state.status is Status.STOPPED:
+            self.resume(account.id)
+        else:
+            self.check_now(account.id)
+
+    async def remove(self, account_id: str) -> None:
+        self.states.pop(account_id, None)
+        slot = self._slots.pop(account_id, None)
+        if slot and slot.task:
+            slot.task.cancel()
+            await asyncio.gather(slot.task, return_exceptions=True)
+
+    # --- the per-account loop ---------------------------------------------------------------
+
+    async def _run_account(self, account_id: str, slot: _Slot) -> None:
+        delay = random.uniform(0, self.first_spread) if self.first_spread else 0.0
+        while True:
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(slot.wake.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
+            slot.wake.clear()
+            state = self.states.get(account_id)
+            if state is None:
+                return
+            if state.status is Status.STOPPED:
+                await slot.wake.wait()  # resume or reconnect wakes us
+                continue
+            async with self._gate:
+                slot.in_flight = True
+                try:
+                    result = await self.checker(state.account, self.settings.timeout,
+                                                self.credentials)
+                finally:
+                    slot.in_flight = False
+            delay = self._apply(account_id, slot, result)
+
+    def _apply(self, account_id: str, slot: _Slot, result: AccountResult) -> float:
+        """Record a result, emit events, and return how long to wait before the next check."""
+        state = self.states.get(account_id)
+        interval = self.settings.poll_interval
+        if state is None:
+            return interval
+        if state.status is Status.STOPPED:  # stopped while the check was in flight
+            self.states[account_id] = replace(state, result=result)
+            return interval
+        status = result.status
+        slot.failures = slot.failures + 1 if status is Status.NO_SERVICE_CONNECTION else 0
+        rejected = status is Status.INVALID_CREDENTIALS and (result.imap.reached_server
+                                                            or result.smtp.reached_server)
+        slot.rejections = slot.rejections + 1 if rejected else 0
+        new_state = replace(state, status=status, result=result,
+                            since=state.since if status is state.status else utcnow())
+        self._set(new_state)
+        if slot.rejections >= AUTO_STOP_AFTER:
+            self.stop(account_id, AUTO_STOP_REASON.format(n=slot.rejections), by_user=False)
+            return interval
+        if slot.failures:
+            delay = min(interval, self.retry_base * 2 ** (slot.failures - 1))
+        else:
+            delay = interval
+        return delay * random.uniform(1 - self.jitter, 1 + self.jitter)
+
+    def _set(self, new_state: AccountState) -> None:
+        account_id = new_state.account.id
+        old = self.states.get(account_id)
+        self.states[account_id] = new_state
+        if new_state.result is not None and (old is None or old.result is not new_state.result):
+            self._emit(AccountChecked(new_state))
+        if old is None or old.status is not new_state.status:
+            self._emit(StatusChanged(account_id, old.status if old else Status.CHECKING,
+                                     new_state.status, new_state))
