@@ -116,3 +116,11 @@ async def test_account_is_worse_of_imap_and_smtp(loopback):
     assert result.smtp.status is Status.NO_SERVICE_CONNECTION
     assert result.status is Status.NO_SERVICE_CONNECTION
     assert result.detail.startswith("SMTP: connection refused")
+
+
+async def test_unreadable_ca_file_is_a_settings_problem(loopback, tmp_path):
+    account = loopback.account(ca_file=str(tmp_path / "missing.pem"))
+    result = await check_account(account, TIMEOUT, secret=Secret(PASSWORD))
+    for probe in (result.imap, result.smtp):
+        assert probe.status is Status.REQUEST_IS_INVALID
+        assert "missing.pem cannot be used (No such file or directory)" in probe.detail

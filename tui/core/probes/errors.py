@@ -7,13 +7,15 @@ import ssl
 
 from ..models import Endpoint
 from ..status import Status
-from .tls import describe_cert_error, is_plaintext_answer, peek_not_after
+from .tls import CAFileError, describe_cert_error, is_plaintext_answer, peek_not_after
 
 
 def classify_transport(exc: BaseException, endpoint: Endpoint, timeout: float,
                        step: str) -> tuple[Status, str] | None:
     """Status and detail for a socket or TLS failure, or None if `exc` is not one."""
     where = f"{endpoint.host}:{endpoint.port}"
+    if isinstance(exc, CAFileError):
+        return Status.REQUEST_IS_INVALID, str(exc)
     if isinstance(exc, ssl.SSLCertVerificationError):
         expired_on = None
         if getattr(exc, "verify_code", None) == 10 and endpoint.security == "tls":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import socket
 import ssl
 from datetime import datetime, timezone
@@ -11,11 +13,33 @@ from ..models import Account
 
 def client_context(account: Account) -> ssl.SSLContext:
     """Verifying context, TLS 1.2 at least, with the account's extra CA if it has one."""
+    mtime = None
+    if account.ca_file:
+        try:
+            mtime = os.stat(account.ca_file).st_mtime_ns
+        except OSError:
+            pass  # load_verify_locations will say what is wrong
+    return _context(account.ca_file, mtime)
+
+
+@functools.lru_cache(maxsize=64)
+def _context(ca_file: str | None, mtime: int | None) -> ssl.SSLContext:
+    # Loading the system CA store costs tens of milliseconds; one context per CA file is shared
+    # by every check (SSLContext is safe to use from many threads).
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if account.ca_file:
-        context.load_verify_locations(cafile=account.ca_file)
+    if ca_file:
+        try:
+            context.load_verify_locations(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "strerror", None) or "not a PEM certificate file"
+            raise CAFileError(f"ca_file {ca_file} cannot be used ({reason}); fix the path or "
+                              f"remove ca_file") from None
     return context
+
+
+class CAFileError(Exception):
+    """The account's ca_file cannot be loaded: a settings problem, so nothing is sent."""
 
 
 def not_after(peercert: dict | None) -> datetime | None:
