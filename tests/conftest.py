@@ -69,11 +69,11 @@ class Loopback:
 
     def account(self, imap: Endpoint | None = None, smtp: Endpoint | None = None,
                 account_id: str = "alice", **changes) -> Account:
+        changes.setdefault("ca_file", self.certs.ca_file)
         return Account(
             id=account_id, email=USER,
             imap=imap or Endpoint(HOST, self.imap_tls, "tls"),
-            smtp=smtp or Endpoint(HOST, self.smtp_tls, "tls"),
-            ca_file=self.certs.ca_file, **changes)
+            smtp=smtp or Endpoint(HOST, self.smtp_tls, "tls"), **changes)
 
     def serve(self, handler, tls=None) -> int:
         return self.servers.serve(handler, tls)
