@@ -111,7 +111,7 @@ def _classify(exc: BaseException, account: Account, timeout: float, step: str) -
     chain, inner = [], exc
     while inner is not None and inner not in chain:
         chain.append(inner)
-        inner = inner.__cause__ or inner.__context__
+        inner = inner.__cause__ or (None if inner.__suppress_context__ else inner.__context__)
     for candidate in reversed(chain):
         if not isinstance(candidate, smtp_errors.SMTPException):
             transport = classify_transport(candidate, endpoint, timeout, step)
