@@ -66,7 +66,8 @@ def run_check(path: str | None, as_json: bool, only: list[str]) -> int:
         if problem:  # said once here; each affected account also shows it as its detail
             print(problem, file=sys.stderr)
     credentials = Credentials(store, config.settings.timeout)
-    results = asyncio.run(sweep(accounts, config.settings, credentials))
+    results = asyncio.run(sweep([a for a in accounts if not a.stopped], config.settings,
+                                credentials))
     states = report.states_from(accounts, results)
     print(report.as_json(states) if as_json else report.as_line(states))
     return report.exit_code(states)

@@ -6,8 +6,6 @@ import asyncio
 
 from .credentials import CredentialError, Credentials, Secret
 from .models import Account, AccountResult, ProbeResult
-from .probes.imap import check_imap
-from .probes.smtp import check_smtp
 from .status import Status
 
 
@@ -22,6 +20,10 @@ async def check_account(account: Account, timeout: float, *, credentials: Creden
             secret = await asyncio.to_thread(credentials.secret_for, account)
         except CredentialError as exc:
             return unreadable_secret(account.id, str(exc))
+    # The probes pull in imapclient, aiosmtplib and ssl: import them on first use, not at start-up.
+    from .probes.imap import check_imap
+    from .probes.smtp import check_smtp
+
     imap, smtp = await asyncio.gather(check_imap(account, secret, timeout),
                                       check_smtp(account, secret, timeout))
     return AccountResult(account.id, imap, smtp)

@@ -19,17 +19,18 @@ ENV_VAR = "CONNECTED_EMAILS_CONFIG"
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 HOST_PATTERN = re.compile(r"^[A-Za-z0-9._:-]+$")
 
-SETTINGS_KEYS = {"poll_interval", "timeout", "concurrency"}
+SETTINGS_KEYS = {"poll_interval", "timeout", "concurrency", "bell"}
 ACCOUNT_KEYS = {"id", "email", "username", "provider", "auth", "password_command",
-                "oauth2_token_command", "ca_file", "imap", "smtp"}
+                "oauth2_token_command", "ca_file", "imap", "smtp", "stopped"}
 ENDPOINT_KEYS = {"host", "port", "security"}
 
 
 class ConfigError(Exception):
     """A config problem, told as: where, what is wrong, what to do."""
 
-    def __init__(self, path: Path | str, problem: str, fix: str, line: int | None = None):
-        self.path, self.problem, self.fix, self.line = str(path), problem, fix, line
+    def __init__(self, path: Path | str, problem: str, fix: str, line: int | None = None,
+                 key: str | None = None):
+        self.path, self.problem, self.fix, self.line, self.key = str(path), problem, fix, line, key
         where = f"{self.path}, line {line}" if line else self.path
         super().__init__(f"{where}: {problem} {fix}")
 
@@ -144,14 +145,20 @@ def _settings(raw, path: Path, lines: _LineFinder) -> Settings:
                 raise ConfigError(path, f"settings.{key} must be a number of at least {minimum}, "
                                   f"not {value!r}.", "Correct the value.", lines.top(key))
             values[key] = value
+    if "bell" in raw:
+        if not isinstance(raw["bell"], bool):
+            raise ConfigError(path, "settings.bell must be true or false.", "Correct the value.",
+                              lines.top("bell"))
+        values["bell"] = raw["bell"]
     return Settings(**values)
 
 
 def _account(raw, index: int, path: Path, lines: _LineFinder) -> Account:
     where = f"account #{index + 1}"
 
-    def fail(problem: str, fix: str, key: str | None = None):
-        raise ConfigError(path, f"{where}: {problem}", fix, lines.account(index, key))
+    def fail(problem: str, fix: str, key: str | None = None, field: str | None = None):
+        raise ConfigError(path, f"{where}: {problem}", fix, lines.account(index, key),
+                          field or key)
 
     if not isinstance(raw, dict):
         fail("must be a table.", "Write it as an [[accounts]] table.")
@@ -180,6 +187,9 @@ def _account(raw, index: int, path: Path, lines: _LineFinder) -> Account:
     for key in ("username", "password_command", "oauth2_token_command", "ca_file"):
         if key in raw and not isinstance(raw[key], str):
             fail(f"{key} must be a string.", "Quote the value.", key)
+    stopped = raw.get("stopped", False)
+    if not isinstance(stopped, bool):
+        fail("stopped must be true or false.", "Write stopped = true or remove it.", "stopped")
     endpoints = {}
     for proto, preset in (("imap", provider.imap), ("smtp", provider.smtp)):
         table = raw.get(proto)
@@ -191,7 +201,12 @@ def _account(raw, index: int, path: Path, lines: _LineFinder) -> Account:
         id=account_id, email=email, username=raw.get("username", ""), provider=provider_name,
         auth=auth, password_command=raw.get("password_command"),
         oauth2_token_command=raw.get("oauth2_token_command"), ca_file=raw.get("ca_file"),
-        imap=endpoints["imap"], smtp=endpoints["smtp"])
+        imap=endpoints["imap"], smtp=endpoints["smtp"], stopped=stopped)
+
+
+def validate_account(raw: dict, path: Path | None = None) -> Account:
+    """Validate one account as the forms build it; ConfigError.key names the field at fault."""
+    return _account(raw, 0, path or Path("(form)"), _LineFinder(""))
 
 
 def _endpoint(table, preset: Endpoint | None, proto: str, fail) -> Endpoint:
@@ -205,12 +220,14 @@ def _endpoint(table, preset: Endpoint | None, proto: str, fail) -> Endpoint:
     security = table.get("security", preset.security if preset else "tls")
     if not isinstance(host, str) or not host or not HOST_PATTERN.match(host):
         fail(f"{proto}.host {host!r} is not a host name.",
-             "Use a name such as imap.example.com or an IP address.", proto)
+             "Use a name such as imap.example.com or an IP address.", proto, f"{proto}.host")
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        fail(f"{proto}.port {port!r} is not a port number.", "Use a whole number from 1 to 65535.", proto)
+        fail(f"{proto}.port {port!r} is not a port number.", "Use a whole number from 1 to 65535.",
+             proto, f"{proto}.port")
     if security not in SECURITIES:
         fail(f"{proto}.security {security!r} is not one of {', '.join(SECURITIES)}.",
-             "tls is implicit TLS (993/465); starttls upgrades a plain port (143/587).", proto)
+             "tls is implicit TLS (993/465); starttls upgrades a plain port (143/587).", proto,
+             f"{proto}.security")
     return Endpoint(host, port, security)
 
 
@@ -282,7 +299,8 @@ def dumps(config: Config) -> str:
     s = config.settings
     out = ["# Connected Emails accounts. No secrets here: they live in the keyring or a command.",
            "[settings]", f"poll_interval = {_toml_value(s.poll_interval)}",
-           f"timeout = {_toml_value(s.timeout)}", f"concurrency = {s.concurrency}"]
+           f"timeout = {_toml_value(s.timeout)}", f"concurrency = {s.concurrency}",
+           f"bell = {_toml_value(s.bell)}"]
     for a in config.accounts:
         out += ["", "[[accounts]]", f"id = {_toml_value(a.id)}", f"email = {_toml_value(a.email)}"]
         if a.username and a.username != a.email:
@@ -291,6 +309,8 @@ def dumps(config: Config) -> str:
         for key in ("password_command", "oauth2_token_command", "ca_file"):
             if getattr(a, key):
                 out.append(f"{key} = {_toml_value(getattr(a, key))}")
+        if a.stopped:
+            out.append("stopped = true")
         for proto in ("imap", "smtp"):
             e: Endpoint = getattr(a, proto)
             out.append(f"{proto} = {{ host = {_toml_value(e.host)}, port = {e.port}, "

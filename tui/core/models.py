@@ -37,6 +37,7 @@ class Account:
     password_command: str | None = None
     oauth2_token_command: str | None = None
     ca_file: str | None = None
+    stopped: bool = False  # the user stopped checking it; kept across restarts
 
     @property
     def login(self) -> str:
@@ -51,6 +52,7 @@ class Settings:
     poll_interval: float = 300.0
     timeout: float = 15.0
     concurrency: int = 32
+    bell: bool = True  # ring the terminal bell on a new alert
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,13 @@ async def _default_checker(account: Account, timeout: float, credentials: Creden
     return await check_account(account, timeout, credentials=credentials)
 
 
+def _initial_state(account: Account) -> AccountState:
+    if account.stopped:
+        return AccountState(account, Status.STOPPED, stopped_reason=USER_STOP_REASON,
+                            stopped_by_user=True)
+    return AccountState(account)
+
+
 class _Slot:
     """The per-account bookkeeping the faces never see."""
 
@@ -65,7 +72,7 @@ class Monitor:
         self.jitter = jitter
         self.retry_base = retry_base
         self.first_spread = first_spread
-        self.states: dict[str, AccountState] = {a.id: AccountState(a) for a in accounts}
+        self.states: dict[str, AccountState] = {a.id: _initial_state(a) for a in accounts}
         self._slots: dict[str, _Slot] = {}
         self._subscribers: list[Callable[[Event], None]] = []
         self._gate = asyncio.Semaphore(settings.concurrency)
@@ -132,7 +139,7 @@ class Monitor:
         self.check_now(account_id)
 
     def add(self, account: Account) -> None:
-        self.states[account.id] = AccountState(account)
+        self.states[account.id] = _initial_state(account)
         if self._running:
             self._start_slot(account.id)
 

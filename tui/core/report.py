@@ -6,18 +6,23 @@ import json
 from collections import Counter
 
 from .models import Account, AccountResult, AccountState
+from .monitor import USER_STOP_REASON
 from .status import EXIT_CODE, EXIT_OK, STATUS_INFO, Status
 
 EXIT_WORDS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
 
 
 def states_from(accounts: list[Account], results: list[AccountResult]) -> list[AccountState]:
+    """Checked accounts take their result; accounts the user stopped stay Stopped, unchecked."""
     by_id = {r.account_id: r for r in results}
-    return [AccountState(a, by_id[a.id].status, by_id[a.id]) for a in accounts]
+    return [AccountState(a, Status.STOPPED, stopped_reason=USER_STOP_REASON, stopped_by_user=True)
+            if a.id not in by_id else AccountState(a, by_id[a.id].status, by_id[a.id])
+            for a in accounts]
 
 
 def exit_code(states: list[AccountState]) -> int:
-    return max((EXIT_CODE[s.status] for s in states), default=EXIT_OK)
+    """The worst alert decides; an account the user stopped on purpose is no alert."""
+    return max((EXIT_CODE[s.status] for s in states if s.needs_attention), default=EXIT_OK)
 
 
 def account_json(state: AccountState) -> dict:

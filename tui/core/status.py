@@ -33,35 +33,36 @@ class StatusInfo:
     advice: str
     colour: str  # a Textual/Rich colour that reads on dark and light themes
     severity: int  # higher is worse; used to combine IMAP and SMTP and to sort
+    short: str  # one word for a protocol's cell in the table
 
 
 STATUS_INFO: dict[Status, StatusInfo] = {
     Status.CONNECTED: StatusInfo(
         "Connected", "Login and mailbox checks pass.", "yes", "yes",
-        "Nothing to do.", "green", 0),
+        "Nothing to do.", "green", 0, "ok"),
     Status.CHECKING: StatusInfo(
         "Checking…", "The first check is in flight.", "?", "?",
-        "Wait for the first check to finish.", "grey50", -1),
+        "Wait for the first check to finish.", "grey50", -1, "…"),
     Status.SYNC_ERROR: StatusInfo(
         "Sync Error", "Logged in, but the mailbox could not be read.", "no", "maybe",
         "Look at the detail, then check the mailbox (INBOX, quota) at the provider.",
-        "dark_orange", 1),
+        "dark_orange", 1, "inbox"),
     Status.NO_SERVICE_CONNECTION: StatusInfo(
         "No Service Connection",
         "The server could not be reached or spoke no usable TLS.", "no", "no",
         "Wait and check the provider's status page; if it persists, fix the host, "
-        "port or certificate.", "orange1", 2),
+        "port or certificate.", "orange1", 2, "down"),
     Status.REQUEST_IS_INVALID: StatusInfo(
         "Request is Invalid",
         "The server refused what we asked as malformed or unsupported.", "no", "no",
         "Fix the account's settings: host, port, security and auth method.",
-        "magenta", 3),
+        "magenta", 3, "setup"),
     Status.INVALID_CREDENTIALS: StatusInfo(
         "Invalid Credentials", "The server rejected the login or token.", "no", "no",
-        "Reconnect with new credentials.", "red", 4),
+        "Reconnect with new credentials.", "red", 4, "login"),
     Status.STOPPED: StatusInfo(
         "Stopped", "Checking is stopped.", "no", "no",
-        "Resume checking, or Reconnect if the credentials were rejected.", "grey62", 5),
+        "Resume checking, or Reconnect if the credentials were rejected.", "grey62", 5, "off"),
 }
 
 # Monitoring-plugin exit codes for the headless check.

@@ -1,0 +1,229 @@
+"""What keys do, against real loopback servers: alerts, Reconnect, accounts, stop and resume."""
+
+from __future__ import annotations
+
+import os
+
+import keyring
+from keyring.backends import fail
+
+from tui.core.credentials import SERVICE
+from tui.core.status import Status
+from tui.screens.alerts import HEADLINE, AlertsScreen
+from tui.screens.account_form import AccountFormScreen
+from tui.screens.config_error import ConfigErrorScreen
+from tui.screens.confirm import ConfirmScreen
+
+from .tui_support import PASSWORD, app_for, select, settled, type_text, wait_for, write_accounts
+
+SIZE = (100, 32)
+
+
+def two_accounts(tmp_path, loopback, isolated_user):
+    isolated_user.secrets[(SERVICE, "good")] = PASSWORD
+    isolated_user.secrets[(SERVICE, "broken")] = "old-wrong-password"
+    return write_accounts(tmp_path / "accounts.toml", loopback, {"good": {}, "broken": {}})
+
+
+def text_of(widget) -> str:
+    """What the widget shows, as plain text."""
+    from rich.console import Console
+
+    from textual.content import Content
+
+    content = widget.content
+    if isinstance(content, Content):
+        return content.plain
+    console = Console(width=300, record=True, file=open(os.devnull, "w"))
+    console.print(content)
+    return console.export_text()
+
+
+async def test_alerts_modal_lists_only_what_needs_attention(tmp_path, loopback, isolated_user):
+    app = app_for(two_accounts(tmp_path, loopback, isolated_user))
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        assert app.sub_title == "1 alert — press a"
+        await pilot.press("a")
+        assert isinstance(app.screen, AlertsScreen)
+        assert HEADLINE in text_of(app.screen.query_one("#alerts-headline"))
+        rows = [k.value for k in app.screen.query_one("#alerts-table").rows]
+        assert rows == ["broken"]
+        assert "AUTHENTICATIONFAILED" in text_of(app.screen.query_one("#alerts-detail"))
+        await pilot.press("escape")
+        assert not isinstance(app.screen, AlertsScreen)
+
+
+async def test_reconnect_with_the_right_password_turns_connected(tmp_path, loopback, isolated_user):
+    app = app_for(two_accounts(tmp_path, loopback, isolated_user))
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        await pilot.press("a")
+        await pilot.press("r")
+        assert isinstance(app.screen, AccountFormScreen) and app.screen.mode == "reconnect"
+        await type_text(pilot, PASSWORD)
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: app.monitor.states["broken"].status is Status.CONNECTED,
+                       what="broken to turn Connected")
+        assert isolated_user.secrets[(SERVICE, "broken")] == PASSWORD
+        await pilot.pause()
+        assert "Connected" in str(app.screen_stack[0].query_one("#accounts")
+                                  .get_cell("broken", "status"))
+
+
+async def test_reconnect_with_a_wrong_password_keeps_the_old_secret(tmp_path, loopback, isolated_user):
+    app = app_for(two_accounts(tmp_path, loopback, isolated_user))
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        await select(pilot, "broken")
+        await pilot.press("r")
+        await type_text(pilot, "still-wrong")
+        await pilot.press("f5")
+        form = app.screen
+        await wait_for(pilot, lambda: "Test failed" in text_of(form.query_one("#form-result")),
+                       what="the test result")
+        assert "Invalid Credentials" in text_of(form.query_one("#form-result"))
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await pilot.press("n")  # go back: do not save a failing password
+        await pilot.press("escape")
+    assert isolated_user.secrets[(SERVICE, "broken")] == "old-wrong-password"
+
+
+async def test_cancel_changes_nothing(tmp_path, loopback, isolated_user):
+    path = two_accounts(tmp_path, loopback, isolated_user)
+    before = path.read_text()
+    app = app_for(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        await select(pilot, "good")
+        await pilot.press("r")
+        await type_text(pilot, "something else")
+        await pilot.press("escape")
+        assert not isinstance(app.screen, AccountFormScreen)
+    assert path.read_text() == before
+    assert isolated_user.secrets[(SERVICE, "good")] == PASSWORD
+
+
+async def test_add_edit_stop_delete_persist_across_restart(tmp_path, loopback, isolated_user):
+    path = two_accounts(tmp_path, loopback, isolated_user)
+    async with app_for(path).run_test(size=SIZE) as pilot:
+        app = pilot.app
+        await settled(pilot)
+        await pilot.press("n")
+        form = app.screen
+        form.query_one("#f-id").value = "added"
+        form.query_one("#f-email").value = "added@example.com"
+        form.query_one("#f-username").value = "alice@example.com"
+        form.query_one("#f-password").value = PASSWORD
+        for proto, port in (("imap", loopback.imap_plain), ("smtp", loopback.smtp_plain)):
+            form.query_one(f"#f-{proto}-host").value = "127.0.0.1"
+            form.query_one(f"#f-{proto}-port").value = str(port)
+            form.query_one(f"#f-{proto}-security").value = "none"
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: app.monitor.states.get("added") is not None and
+                       app.monitor.states["added"].status is Status.CONNECTED, what="added")
+        assert isolated_user.secrets[(SERVICE, "added")] == PASSWORD
+
+        await select(pilot, "good")
+        await pilot.press("s")
+        await wait_for(pilot, lambda: app.monitor.states["good"].status is Status.STOPPED)
+
+        await select(pilot, "broken")
+        await pilot.press("d")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: "broken" not in app.monitor.states, what="delete")
+
+    assert (SERVICE, "broken") not in isolated_user.secrets
+    async with app_for(path).run_test(size=SIZE) as pilot:
+        app = pilot.app
+        assert set(app.monitor.states) == {"good", "added"}
+        assert app.monitor.states["good"].status is Status.STOPPED
+        await select(pilot, "good")
+        await pilot.press("s")  # resume
+        await wait_for(pilot, lambda: app.monitor.states["good"].status is Status.CONNECTED)
+        await select(pilot, "added")
+        await pilot.press("e")
+        pilot.app.screen.query_one("#f-email").value = "renamed@example.com"
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: app.monitor.states["added"].account.email == "renamed@example.com"
+                       and app.monitor.states["added"].status is Status.CONNECTED)
+    text = path.read_text()
+    assert 'email = "renamed@example.com"' in text and "stopped = true" not in text
+
+
+async def test_alerts_modal_updates_live(tmp_path, loopback, isolated_user):
+    app = app_for(two_accounts(tmp_path, loopback, isolated_user))
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        await pilot.press("a")
+        modal = app.screen
+        assert modal.query_one("#alerts-table").row_count == 1
+        isolated_user.secrets[(SERVICE, "broken")] = PASSWORD  # fixed elsewhere
+        app.monitor.check_now("broken")
+        await wait_for(pilot, lambda: modal.query_one("#alerts-empty").display, what="no alerts")
+        assert "every connection is working" in text_of(modal.query_one("#alerts-empty"))
+
+
+async def test_validation_error_shows_next_to_the_field(tmp_path, loopback, isolated_user):
+    path = two_accounts(tmp_path, loopback, isolated_user)
+    before = path.read_text()
+    app = app_for(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        form = app.screen
+        form.query_one("#f-id").value = "new"
+        form.query_one("#f-email").value = "new@example.com"
+        form.query_one("#f-imap-host").value = "imap.example.com"
+        form.query_one("#f-imap-port").value = "99999"
+        form.query_one("#f-smtp-host").value = "smtp.example.com"
+        form.query_one("#f-smtp-port").value = "465"
+        await pilot.press("f2")
+        await pilot.pause()
+        error = form.query_one("#error-imap")
+        assert error.display and "not a port number" in text_of(error)
+        assert isinstance(app.screen, AccountFormScreen)
+    assert path.read_text() == before
+
+
+async def test_broken_config_opens_an_error_screen_and_is_left_alone(tmp_path):
+    path = tmp_path / "accounts.toml"
+    path.write_text('[[accounts]]\nid = "x"\nemail = "x@example.com"\n'
+                    'imap = { host = "h", port = 99999 }\nsmtp = { host = "h", port = 465 }\n')
+    before = path.read_text()
+    app = app_for(path)
+    async with app.run_test(size=SIZE) as pilot:
+        assert isinstance(app.screen, ConfigErrorScreen)
+        text = " ".join(text_of(w) for w in app.screen.query("Static"))
+        assert "line 4" in text and "not a port number" in text
+        await pilot.press("r")  # still broken: says so, stays
+        assert isinstance(app.screen, ConfigErrorScreen)
+    assert path.read_text() == before
+
+
+async def test_no_keyring_shows_a_banner_and_reconnect_keeps_the_secret_for_the_session(
+        tmp_path, loopback, isolated_user):
+    path = two_accounts(tmp_path, loopback, isolated_user)
+    keyring.set_keyring(fail.Keyring())
+    app = app_for(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        await wait_for(pilot, lambda: app.screen.query_one("#banner").display, what="banner")
+        assert "password_command" in text_of(app.screen.query_one("#banner"))
+        assert app.monitor.states["good"].status is Status.INVALID_CREDENTIALS
+        await select(pilot, "good")
+        await pilot.press("r")
+        await type_text(pilot, PASSWORD)
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.monitor.states["good"].status is Status.CONNECTED)
+
+
+async def test_empty_config_welcomes_with_how_to_add(tmp_path):
+    app = app_for(tmp_path / "none.toml")
+    async with app.run_test(size=SIZE) as pilot:
+        welcome = app.screen.query_one("#welcome")
+        assert welcome.display and "Press n to add your first account" in text_of(welcome)
+        await pilot.press("question_mark")
+        assert "Reconnect" in " ".join(text_of(w) for w in app.screen.query("Static"))

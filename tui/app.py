@@ -1,0 +1,406 @@
+"""The Textual face: the App, its services for the screens, and the factory the CLI and tests use."""
+
+from __future__ import annotations
+
+import time
+
+_IMPORTED_AT = time.perf_counter()  # for "started in N ms" in the log
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.signal import Signal
+
+from .core import config as config_file
+from .core.config import Config, ConfigError
+from .core.credentials import Credentials, KeyringStore, KeyringUnavailable, Secret, SecretStore
+from .core.models import Account, AccountResult, AccountState, utcnow
+from .core.monitor import AccountChecked, Event, Monitor, StatusChanged
+from .core.status import Status
+from .messages import AccountRemoved, AccountUpdated
+
+
+class ConnectedEmailsApp(App):
+    TITLE = "Connected Emails"
+    CSS_PATH = "app.tcss"
+    BINDINGS = [
+        Binding("a", "alerts", "Alerts", id="alerts",
+                tooltip="Every account that needs attention, with Reconnect"),
+        Binding("question_mark", "help", "Help", key_display="?", id="help",
+                tooltip="Every key and what each status means"),
+        Binding("q", "quit", "Quit", id="quit", tooltip="Quit the app"),
+    ]
+
+    def __init__(self, config: Config | None, store: SecretStore, *,
+                 config_error: ConfigError | None = None, banner: str = "",
+                 clock: Callable[[], datetime] = utcnow, monitor_options: dict | None = None):
+        super().__init__()
+        self.config = config or Config(Path("."))
+        self.config_error = config_error
+        self.store = store
+        self.credentials = Credentials(store, self.config.settings.timeout)
+        self.monitor = Monitor(self.config.accounts, self.config.settings, self.credentials,
+                               **(monitor_options or {}))
+        self.clock = clock
+        self.demo_banner = banner
+        self.keyring_problem: str | None = None  # looked up after the first frame: it is slow
+        self.accounts_signal: Signal[AccountState] = Signal(self, "accounts")
+        self.removed_signal: Signal[str] = Signal(self, "removed")
+        self._first_sweep_done = False
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    def get_default_screen(self) -> Screen:
+        if self.config_error:
+            from .screens.config_error import ConfigErrorScreen
+            return ConfigErrorScreen(self.config_error)
+        from .screens.main import ConnectedEmailsScreen
+        return ConnectedEmailsScreen()
+
+    def on_mount(self) -> None:
+        self.log(f"started in {(time.perf_counter() - _IMPORTED_AT) * 1000:.0f} ms")
+        self._update_subtitle()
+        if not self.config_error:
+            self.run_monitor()
+            if isinstance(self.store, KeyringStore):
+                self.look_for_keyring_problem()
+
+    @work(thread=True, exclusive=True, group="keyring", exit_on_error=False,
+          description="Looking for a keyring backend")
+    def look_for_keyring_problem(self) -> None:
+        problem = self.store.problem()
+        if problem:
+            self.call_from_thread(self._set_keyring_problem, problem)
+
+    def _set_keyring_problem(self, problem: str) -> None:
+        from .screens.main import ConnectedEmailsScreen
+
+        self.keyring_problem = problem
+        for screen in self.screen_stack:
+            if isinstance(screen, ConnectedEmailsScreen):
+                screen.set_banner(self.banner_text())
+
+    async def on_unmount(self) -> None:
+        await self.monitor.close()
+
+    @work(exclusive=True, group="monitor", exit_on_error=False, description="Monitor")
+    async def run_monitor(self) -> None:
+        """Owns the monitor for the app's life; its events come back as messages."""
+        unsubscribe = self.monitor.subscribe(self._monitor_event)
+        self.monitor.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            unsubscribe()
+            await self.monitor.close()
+
+    def _monitor_event(self, event: Event) -> None:
+        if isinstance(event, StatusChanged):
+            self.post_message(AccountUpdated(event.state, event.old))
+        elif isinstance(event, AccountChecked):
+            self.post_message(AccountUpdated(event.state))
+
+    # --- news from the monitor ------------------------------------------------------------------
+
+    def on_account_updated(self, message: AccountUpdated) -> None:
+        state = message.state
+        if state.account.id not in self.monitor.states:
+            return  # removed while the message was queued
+        self.accounts_signal.publish(state)
+        self._update_subtitle()
+        if message.old_status is not None:
+            self._announce(state, message.old_status)
+
+    def on_account_removed(self, message: AccountRemoved) -> None:
+        self.removed_signal.publish(message.account_id)
+        self._update_subtitle()
+
+    def _announce(self, state: AccountState, old: Status) -> None:
+        """A toast (and the bell) for a new alert; a quieter one for a recovery."""
+        states = self.monitor.states.values()
+        if not self._first_sweep_done:
+            if any(s.status is Status.CHECKING for s in states):
+                return
+            self._first_sweep_done = True
+            count = sum(s.needs_attention for s in states)
+            if count:
+                self._alert(f"{count} email connection{'s' if count > 1 else ''} "
+                            f"need{'s' if count == 1 else ''} attention. Press a to see them.")
+            return
+        if state.needs_attention and old is not state.status:
+            self._alert(f"{state.account.email}: {state.status.label}. {state.detail}")
+        elif state.status is Status.CONNECTED and old not in (Status.CHECKING, Status.STOPPED):
+            self.notify(f"{state.account.email} is Connected again.", title="Recovered",
+                        timeout=6)
+
+    def _alert(self, text: str) -> None:
+        self.notify(text, title="Needs attention", severity="error", timeout=10)
+        if self.config.settings.bell:
+            self.bell()
+
+    def _update_subtitle(self) -> None:
+        if self.config_error:
+            self.sub_title = "the accounts file needs fixing"
+            return
+        states = list(self.monitor.states.values())
+        alerts = sum(s.needs_attention for s in states)
+        checking = sum(s.status is Status.CHECKING for s in states)
+        if alerts:
+            self.sub_title = f"{alerts} alert{'s' if alerts > 1 else ''} — press a"
+        elif checking:
+            self.sub_title = f"checking {checking} of {len(states)}…"
+        else:
+            self.sub_title = f"all {len(states)} connected" if states else "no accounts"
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def banner_text(self) -> str:
+        parts = [self.demo_banner] if self.demo_banner else []
+        uses_store = any(not (a.password_command or a.auth == "oauth2")
+                         for a in self.config.accounts)
+        if self.keyring_problem and uses_store:
+            parts.append(f"⚠ {self.keyring_problem} Reconnect can keep a password for this "
+                         f"session only.")
+        return "\n".join(parts)
+
+    # --- services the screens call ------------------------------------------------------------
+
+    def selected_id(self) -> str | None:
+        from .screens.main import ConnectedEmailsScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, ConnectedEmailsScreen):
+                return screen.table.selected_id
+        return None
+
+    async def secret_for(self, account: Account) -> Secret:
+        return await asyncio.to_thread(self.credentials.secret_for, account)
+
+    async def test_account(self, account: Account, secret: Secret) -> AccountResult:
+        from .core.check import check_account
+
+        return await check_account(account, self.config.settings.timeout, secret=secret)
+
+    async def commit_account(self, account: Account, secret: Secret | None) -> bool:
+        """Save the account (config first, then the secret), then check it at once."""
+        from .screens.confirm import ConfirmScreen
+
+        store_secret = secret is not None and not account.password_command \
+            and account.auth == "password"
+        session_only = False
+        if store_secret and self.keyring_problem:
+            session_only = await self.push_screen_wait(ConfirmScreen(
+                "No keyring", f"{self.keyring_problem}\n\nKeep this password for this session "
+                f"only? It is forgotten when the app closes.", yes="Keep for this session",
+                no="Go back"))
+            if not session_only:
+                return False
+        ids = [a.id for a in self.config.accounts]
+        accounts = ([account if a.id == account.id else a for a in self.config.accounts]
+                    if account.id in ids else [*self.config.accounts, account])
+        new_config = replace(self.config, accounts=accounts)
+        try:
+            await asyncio.to_thread(config_file.save, new_config)
+        except (ConfigError, OSError) as exc:
+            self.notify(f"Nothing was saved: {exc}", title="Cannot save", severity="error",
+                        timeout=15)
+            return False
+        self.config = new_config
+        if store_secret:
+            if session_only:
+                self.credentials.session.set(account.id, secret)
+            else:
+                try:
+                    await asyncio.to_thread(self.store.set, account.id, secret)
+                    self.credentials.session.delete(account.id)
+                except KeyringUnavailable as exc:
+                    self.credentials.session.set(account.id, secret)
+                    self.notify(f"{exc} The password is kept for this session only.",
+                                severity="warning", timeout=15)
+        is_new = account.id not in self.monitor.states
+        self.monitor.replace_account(account)
+        if is_new:
+            self.post_message(AccountUpdated(self.monitor.states[account.id]))
+        self.notify(f"Saved {account.email}. Checking it now…", timeout=4)
+        return True
+
+    async def remove_account(self, account_id: str) -> bool:
+        new_config = replace(self.config,
+                             accounts=[a for a in self.config.accounts if a.id != account_id])
+        try:
+            await asyncio.to_thread(config_file.save, new_config)
+        except (ConfigError, OSError) as exc:
+            self.notify(f"Nothing was deleted: {exc}", title="Cannot save", severity="error",
+                        timeout=15)
+            return False
+        self.config = new_config
+        try:
+            await asyncio.to_thread(self.store.delete, account_id)
+        except KeyringUnavailable:
+            pass  # nothing could have been stored there either
+        self.credentials.session.delete(account_id)
+        await self.monitor.remove(account_id)
+        self.post_message(AccountRemoved(account_id))
+        return True
+
+    # --- actions ------------------------------------------------------------------------------
+
+    def action_alerts(self) -> None:
+        from .screens.alerts import AlertsScreen
+
+        if not isinstance(self.screen, AlertsScreen) and not self.config_error:
+            self.push_screen(AlertsScreen())
+
+    def action_help(self) -> None:
+        from .screens.help import HelpScreen
+
+        self.push_screen(HelpScreen(self.key_help()))
+
+    def key_help(self) -> list[tuple[str, str, str]]:
+        from .screens.main import ConnectedEmailsScreen
+        from .widgets.accounts_table import AccountsTable
+
+        rows = []
+        for binding in [*ConnectedEmailsScreen.BINDINGS, *AccountsTable.BINDINGS, *self.BINDINGS]:
+            key = self.get_key_display(binding)
+            rows.append((key, binding.description, binding.tooltip))
+        rows.append(("ctrl+p", "Commands", "Find any action by name"))
+        return rows
+
+    def _with_selected(self, action: Callable[[str], None]) -> None:
+        account_id = self.selected_id()
+        if account_id is None:
+            self.notify("No account selected. Press n to add one.", timeout=4)
+        else:
+            action(account_id)
+
+    def action_reconnect(self) -> None:
+        self._with_selected(self.open_reconnect)
+
+    def open_reconnect(self, account_id: str) -> None:
+        from .screens.account_form import AccountFormScreen
+
+        self.push_screen(AccountFormScreen("reconnect", self.monitor.states[account_id].account))
+
+    def action_new_account(self) -> None:
+        from .screens.account_form import AccountFormScreen
+
+        self.push_screen(AccountFormScreen("new"))
+
+    def action_edit_account(self) -> None:
+        from .screens.account_form import AccountFormScreen
+
+        self._with_selected(lambda i: self.push_screen(
+            AccountFormScreen("edit", self.monitor.states[i].account)))
+
+    def action_delete_account(self) -> None:
+        self._with_selected(self._confirm_delete)
+
+    @work(group="delete", exit_on_error=False)
+    async def _confirm_delete(self, account_id: str) -> None:
+        from .screens.confirm import ConfirmScreen
+
+        email = self.monitor.states[account_id].account.email
+        if await self.push_screen_wait(ConfirmScreen(
+                "Delete account", f"Delete {email} ({account_id}) and its stored secret? "
+                f"This cannot be undone.", yes="Delete")):
+            if await self.remove_account(account_id):
+                self.notify(f"Deleted {email}.", timeout=4)
+
+    def action_toggle_stop(self) -> None:
+        self._with_selected(self._toggle_stop)
+
+    @work(group="stop", exit_on_error=False)
+    async def _toggle_stop(self, account_id: str) -> None:
+        """Stop or resume, kept in the config so it holds across restarts."""
+        stopping = self.monitor.states[account_id].status is not Status.STOPPED
+        accounts = [replace(a, stopped=stopping) if a.id == account_id else a
+                    for a in self.config.accounts]
+        new_config = replace(self.config, accounts=accounts)
+        try:
+            await asyncio.to_thread(config_file.save, new_config)
+        except (ConfigError, OSError) as exc:
+            self.notify(f"Nothing was changed: {exc}", title="Cannot save", severity="error",
+                        timeout=15)
+            return
+        self.config = new_config
+        if stopping:
+            self.monitor.stop(account_id)
+            self.notify("Stopped. Press s again to resume.", timeout=3)
+        else:
+            self.monitor.resume(account_id)
+            self.notify("Resumed; checking now…", timeout=3)
+
+    def action_check_now(self) -> None:
+        def check(account_id: str) -> None:
+            if self.monitor.states[account_id].status is Status.STOPPED:
+                self.notify("This account is stopped: press s to resume it.", timeout=4)
+            else:
+                self.monitor.check_now(account_id)
+                self.notify("Checking now…", timeout=2)
+        self._with_selected(check)
+
+    def action_check_all(self) -> None:
+        self.monitor.check_all()
+        self.notify(f"Checking all {len(self.monitor.states)} accounts…", timeout=3)
+
+    def action_reload_config(self) -> None:
+        try:
+            config_file.load(self.config.path if not self.config_error
+                             else Path(self.config_error.path))
+        except ConfigError as exc:
+            self.notify(str(exc), title="Still broken", severity="error", timeout=10)
+            return
+        self.exit(return_code=RELOAD)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if self.config_error:
+            return
+        for title, help_text, action in (
+                ("Alerts", "Every account that needs attention", self.action_alerts),
+                ("Reconnect", "New credentials for the selected account", self.action_reconnect),
+                ("New account", "Add an account", self.action_new_account),
+                ("Edit account", "Edit the selected account", self.action_edit_account),
+                ("Delete account", "Delete the selected account", self.action_delete_account),
+                ("Stop or resume", "Stop or resume checking the selected account",
+                 self.action_toggle_stop),
+                ("Check now", "Check the selected account now", self.action_check_now),
+                ("Check all", "Check every account now", self.action_check_all),
+                ("Toggle alert bell", "Ring the terminal bell on new alerts, or not",
+                 self.action_toggle_bell),
+                ("Keys and statuses", "Every key and what each status means", self.action_help)):
+            yield SystemCommand(title, help_text, action)
+
+    def action_toggle_bell(self) -> None:
+        settings = replace(self.config.settings, bell=not self.config.settings.bell)
+        self.config = replace(self.config, settings=settings)
+        self.notify(f"Alert bell {'on' if settings.bell else 'off'} for this session.", timeout=3)
+
+
+RELOAD = 75  # exit code that asks run_app to read the config again
+
+
+def make_app(config_path: Path, *, store: SecretStore | None = None, **options) -> ConnectedEmailsApp:
+    """The one factory for the CLI and the tests."""
+    try:
+        config, error = config_file.load(config_path), None
+    except ConfigError as exc:
+        config, error = Config(config_path), exc
+    return ConnectedEmailsApp(config, store or KeyringStore(), config_error=error, **options)
+
+
+def run_app(config_path: Path) -> int:
+    while True:
+        app = make_app(config_path)
+        app.run()
+        if app.return_code != RELOAD:
+            return app.return_code or 0

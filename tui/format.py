@@ -1,0 +1,56 @@
+"""Words for times and protocol results, shared by the widgets and screens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.text import Text
+
+from .core.models import AccountState, ProbeResult
+from .core.status import Status
+
+
+def duration(seconds: float) -> str:
+    """'12s', '14m', '3h', '2d'."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def ago(when: datetime | None, now: datetime) -> str:
+    return "never" if when is None else f"{duration((now - when).total_seconds())} ago"
+
+
+def status_text(status: Status) -> Text:
+    return Text(status.label, style=f"bold {status.info.colour}")
+
+
+def protocol_cell(state: AccountState, protocol: str) -> Text:
+    """'✓ ok' / '✗ login' for one protocol of an account."""
+    if state.status is Status.STOPPED:
+        return Text("– off", style=Status.STOPPED.info.colour)
+    if state.result is None or state.status is Status.CHECKING:
+        return Text("…", style="grey50")
+    result: ProbeResult = getattr(state.result, protocol)
+    if result.status is Status.CONNECTED:
+        return Text("✓ ok", style="green")
+    return Text(f"✗ {result.status.info.short}", style=result.status.info.colour)
+
+
+def protocol_line(result: ProbeResult | None, name: str) -> Text:
+    """'Sync (IMAP)  ✓ Connected — INBOX has 3 messages' for the detail and Reconnect views."""
+    line = Text(f"{name:<12}", style="bold")
+    if result is None:
+        return line.append("… not checked yet", style="grey50")
+    mark = "✓" if result.status is Status.CONNECTED else "✗"
+    line.append(f"{mark} {result.status.label}", style=f"bold {result.status.info.colour}")
+    return line.append(f" — {result.detail}")
+
+
+def shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

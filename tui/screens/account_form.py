@@ -1,0 +1,315 @@
+"""One form for New, Edit and Reconnect: fields, provider presets, Test against the real servers,
+and Save only after a passing test (or after the user confirms saving a failing one)."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, Static
+
+from ..core.config import ConfigError, validate_account
+from ..core.credentials import CredentialError, Secret
+from ..core.models import AUTH_METHODS, SECURITIES, Account, AccountResult
+from ..core.providers import PROVIDERS
+from ..core.status import Status
+from ..format import protocol_line
+from .confirm import ConfirmScreen
+
+def _confirm_saving_failure(result: AccountResult) -> ConfirmScreen:
+    return ConfirmScreen(
+        "Save settings that failed the test?",
+        f"The test says {result.status.label}: {result.detail}\n\nSaving replaces the stored "
+        f"credentials with these, and the account will keep failing until it is fixed.",
+        yes="Save anyway", no="Go back")
+
+
+TITLES = {"new": "New account", "edit": "Edit account", "reconnect": "Reconnect"}
+# Which rows each mode shows. Reconnect is about credentials and where to reach the servers.
+ROWS = {
+    "new": ("id", "email", "provider", "auth", "username", "password", "password_command",
+            "oauth2_token_command", "imap", "smtp"),
+    "edit": ("email", "provider", "auth", "username", "password", "password_command",
+             "oauth2_token_command", "imap", "smtp"),
+    "reconnect": ("username", "password", "imap", "smtp"),
+}
+LABELS = {"id": "Id", "email": "Email", "provider": "Provider", "auth": "Auth",
+          "username": "Username", "password": "Password", "password_command": "Password cmd",
+          "oauth2_token_command": "Token cmd", "imap": "IMAP (sync)", "smtp": "SMTP (send)"}
+
+
+class AccountFormScreen(ModalScreen[bool]):
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="form-cancel",
+                tooltip="Close without changing anything"),
+        Binding("f5", "test", "Test", id="form-test",
+                tooltip="Check IMAP and SMTP with what is typed, without saving"),
+        Binding("f2", "save", "Save", id="form-save",
+                tooltip="Save; tests first, and asks before saving settings that fail"),
+        Binding("f8", "delete_and_readd", "Delete & re-add", id="form-delete-readd",
+                tooltip="Delete this connection and add it again from a prefilled form"),
+    ]
+
+    def __init__(self, mode: str, account: Account | None = None, *, prefill: Account | None = None):
+        super().__init__(classes=f"form-{mode}")
+        self.mode = mode
+        self.original = account
+        self.prefill = account or prefill
+        self._tested: tuple[Account, Secret | None, AccountResult] | None = None
+
+    # --- layout ---------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        a = self.prefill
+        rows = ROWS[self.mode]
+        title = TITLES[self.mode] + (f" {a.email}" if self.original else "")
+        with Vertical(classes="dialog form"):
+            yield Label(title, classes="dialog-title")
+            yield Static(self._status_line(), id="form-status")
+            yield Static("", id="form-hint")
+            with VerticalScroll(id="form-fields"):
+                for row in rows:
+                    with Horizontal(classes="form-row", id=f"row-{row}"):
+                        yield Label(LABELS[row], classes="form-label")
+                        yield from self._field(row, a)
+                    yield Static("", id=f"error-{row}", classes="field-error")
+            yield Static("", id="form-result")
+            with Horizontal(classes="buttons"):
+                yield Button("Test F5", id="test", compact=True)
+                yield Button("Save F2", id="save", variant="primary", compact=True)
+                if self.mode == "reconnect":
+                    yield Button("Delete & re-add F8", id="delete-readd", variant="error",
+                                 compact=True)
+                yield Button("Cancel Esc", id="cancel", compact=True)
+
+    def _field(self, row: str, a: Account | None):
+        if row == "provider":
+            yield Select([(p.label, p.name) for p in PROVIDERS.values()], id="f-provider",
+                         value=a.provider if a else "custom", allow_blank=False, compact=True)
+        elif row == "auth":
+            yield Select([(m, m) for m in AUTH_METHODS], id="f-auth",
+                         value=a.auth if a else "password", allow_blank=False, compact=True)
+        elif row in ("imap", "smtp"):
+            endpoint = getattr(a, row) if a else None
+            yield Input(endpoint.host if endpoint else "", placeholder="host", id=f"f-{row}-host",
+                        compact=True, classes="host")
+            yield Input(str(endpoint.port) if endpoint else "", placeholder="port",
+                        id=f"f-{row}-port", type="integer", compact=True, classes="port")
+            yield Select([(s, s) for s in SECURITIES], id=f"f-{row}-security",
+                         value=endpoint.security if endpoint else "tls", allow_blank=False,
+                         compact=True, classes="security")
+        elif row == "password":
+            placeholder = ("new password (empty keeps the stored one)" if self.original
+                           else "password (stored in the keyring)")
+            yield Input("", placeholder=placeholder, password=True, id="f-password", compact=True)
+        else:
+            value = (a.username or a.email if row == "username" else getattr(a, row) or "") if a else ""
+            yield Input(value, id=f"f-{row}", compact=True,
+                        placeholder={"password_command": "optional, e.g. pass show mail/sales",
+                                     "oauth2_token_command": "e.g. oama access me@gmail.com",
+                                     "id": "a short slug, e.g. sales"}.get(row, ""))
+
+    def on_mount(self) -> None:
+        self._sync_auth_rows()
+        self._show_hint()
+        first = "#f-password" if self.mode == "reconnect" else "Input"
+        if self.mode == "reconnect" and self._auth() == "oauth2":
+            first = "#test"
+        self.query_one(first).focus()
+
+    def _status_line(self) -> Text:
+        if not self.original:
+            return Text("Test checks IMAP and SMTP with what you type; Save stores it.",
+                        style="grey62")
+        state = self.app.monitor.states.get(self.original.id)
+        if state is None:
+            return Text("")
+        return Text.assemble(("Now: ", "bold"), (state.status.label, state.status.info.colour),
+                             f" — {state.detail}" if state.detail else "")
+
+    def _auth(self) -> str:
+        if self.query("#f-auth"):
+            return self.query_one("#f-auth", Select).value
+        return self.prefill.auth if self.prefill else "password"
+
+    def _sync_auth_rows(self) -> None:
+        oauth = self._auth() == "oauth2"
+        for row, show in (("password", not oauth), ("password_command", not oauth),
+                          ("oauth2_token_command", oauth)):
+            if self.query(f"#row-{row}"):
+                self.query_one(f"#row-{row}").display = show
+        if oauth and self.mode == "reconnect":
+            self.query_one("#form-hint", Static).update(
+                "This account signs in with OAuth2: Test runs its token command again and tries "
+                "the fresh token. If the token is refused, renew the grant in your token helper.")
+
+    def _show_hint(self) -> None:
+        if self.mode == "reconnect" and self._auth() == "oauth2":
+            return
+        name = (self.query_one("#f-provider", Select).value if self.query("#f-provider")
+                else self.prefill.provider if self.prefill else "custom")
+        self.query_one("#form-hint", Static).update(Text(PROVIDERS[name].hint, style="italic"))
+
+    @on(Select.Changed, "#f-provider")
+    def _provider_changed(self, event: Select.Changed) -> None:
+        provider = PROVIDERS[event.value]
+        for proto in ("imap", "smtp"):
+            preset = getattr(provider, proto)
+            if preset:
+                self.query_one(f"#f-{proto}-host", Input).value = preset.host
+                self.query_one(f"#f-{proto}-port", Input).value = str(preset.port)
+                self.query_one(f"#f-{proto}-security", Select).value = preset.security
+        if self.query("#f-auth") and provider.auth[0] != self._auth():
+            self.query_one("#f-auth", Select).value = provider.auth[0]
+        self._show_hint()
+
+    @on(Select.Changed, "#f-auth")
+    def _auth_changed(self) -> None:
+        self._sync_auth_rows()
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self.action_test()
+
+    # --- reading the form -------------------------------------------------------------------
+
+    def _value(self, field: str) -> str:
+        found = self.query(f"#f-{field}")
+        if not found:
+            return ""
+        widget = found.first()
+        return str(widget.value).strip() if widget.value is not None else ""
+
+    def _build(self) -> Account | None:
+        """The account as typed, or None with each error shown under its field."""
+        for error in self.query(".field-error"):
+            error.update("")
+            error.display = False
+        base = self.prefill
+        raw: dict = {
+            "id": self._value("id") if self.mode == "new" else self.original.id,
+            "email": self._value("email") if self.query("#f-email") else base.email,
+            "provider": self._value("provider") if self.query("#f-provider") else base.provider,
+            "auth": self._auth(),
+        }
+        username = self._value("username")
+        if username and username != raw["email"]:
+            raw["username"] = username
+        for key in ("password_command", "oauth2_token_command"):
+            value = self._value(key) if self.query(f"#f-{key}") else (getattr(base, key) if base else None)
+            if value and (key == "oauth2_token_command") == (raw["auth"] == "oauth2"):
+                raw[key] = value
+        if base and base.ca_file:
+            raw["ca_file"] = base.ca_file
+        for proto in ("imap", "smtp"):
+            port = self._value(f"{proto}-port")
+            raw[proto] = {"host": self._value(f"{proto}-host"),
+                          "port": int(port) if port.lstrip("-").isdigit() else port,
+                          "security": self._value(f"{proto}-security")}
+        try:
+            account = validate_account(raw)
+        except ConfigError as exc:
+            self._show_error(exc)
+            return None
+        if self.mode == "new" and account.id in self.app.monitor.states:
+            self._show_error(ConfigError("", f"the id {account.id!r} is already used.",
+                                         "Choose another id.", key="id"))
+            return None
+        return account
+
+    def _show_error(self, exc: ConfigError) -> None:
+        row = (exc.key or "id").split(".")[0]
+        target = self.query(f"#error-{row}")
+        message = exc.problem.split(": ", 1)[-1] + " " + exc.fix
+        if target:
+            target.first().update(Text(message, style="bold red"))
+            target.first().display = True
+            field = self.query(f"#f-{exc.key.replace('.', '-')}" if exc.key else "#f-id")
+            if field:
+                field.first().focus()
+        else:
+            self.query_one("#form-result", Static).update(Text(message, style="bold red"))
+
+    def _typed_secret(self) -> Secret | None:
+        if self._auth() == "oauth2" or not self.query("#f-password"):
+            return None
+        typed = self.query_one("#f-password", Input).value
+        return Secret(typed) if typed else None
+
+    # --- Test and Save ----------------------------------------------------------------------
+
+    def action_test(self) -> None:
+        self._test_then(save=False)
+
+    def action_save(self) -> None:
+        self._test_then(save=True)
+
+    @work(exclusive=True, group="form", exit_on_error=False, description="Testing the account")
+    async def _test_then(self, save: bool) -> None:
+        account = self._build()
+        if account is None:
+            return
+        typed = self._typed_secret()
+        tested = self._tested
+        if tested and tested[0] == account and tested[1] == typed:
+            result = tested[2]
+        else:
+            result = await self._run_test(account, typed)
+            if result is None:
+                return
+        if not save:
+            return
+        if result.status is not Status.CONNECTED:
+            confirmed = await self.app.push_screen_wait(_confirm_saving_failure(result))
+            if not confirmed:
+                return
+        if await self.app.commit_account(account, typed):
+            self.dismiss(True)
+
+    async def _run_test(self, account: Account, typed: Secret | None) -> AccountResult | None:
+        area = self.query_one("#form-result", Static)
+        area.update(Text("Testing sync (IMAP) and send (SMTP) against the servers…", style="italic"))
+        area.loading = True
+        try:
+            secret = typed or await self.app.secret_for(account)
+        except CredentialError as exc:
+            area.loading = False
+            area.update(Text(f"Cannot test: {exc}", style="bold red"))
+            return None
+        try:
+            result = await self.app.test_account(account, secret)
+        finally:
+            area.loading = False
+        self._tested = (account, typed, result)
+        verdict = (Text("Test passed. Save (F2) stores it and checks the account at once.",
+                        style="bold green") if result.status is Status.CONNECTED else
+                   Text(f"Test failed: {result.status.label}. Fix it and Test again, or Save "
+                        f"anyway (you will be asked).", style="bold red"))
+        area.update(Group(protocol_line(result.imap, "Sync (IMAP)"),
+                          protocol_line(result.smtp, "Send (SMTP)"), verdict))
+        return result
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+    @work(exclusive=True, group="form", exit_on_error=False)
+    async def action_delete_and_readd(self) -> None:
+        if self.mode != "reconnect":
+            return
+        question = (f"Delete the connection {self.original.email} and its stored secret, then "
+                    f"add it again from a form filled with its settings?")
+        if await self.app.push_screen_wait(ConfirmScreen("Delete and re-add", question,
+                                                         yes="Delete and re-add")):
+            account = self.original
+            await self.app.remove_account(account.id)
+            self.dismiss(False)
+            self.app.push_screen(AccountFormScreen("new", prefill=account))
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        {"test": self.action_test, "save": self.action_save, "cancel": self.action_cancel,
+         "delete-readd": self.action_delete_and_readd}[event.button.id]()

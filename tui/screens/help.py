@@ -1,0 +1,43 @@
+"""Every key, from the bindings themselves, so a remapped key shows as it is."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Label, Static
+
+from ..core.status import STATUS_INFO, Status
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss_help", "Close", id="help-close")]
+
+    def __init__(self, bindings: list[tuple[str, str, str]]):
+        super().__init__()
+        self._bindings = bindings
+
+    def compose(self) -> ComposeResult:
+        keys = Table.grid(padding=(0, 2))
+        keys.add_column(style="bold cyan", no_wrap=True)
+        keys.add_column(style="bold")
+        keys.add_column(style="grey70")
+        for key, description, tooltip in self._bindings:
+            keys.add_row(key, description, tooltip)
+        statuses = Table.grid(padding=(0, 2))
+        statuses.add_column(no_wrap=True)
+        statuses.add_column(style="grey70")
+        for status in Status:
+            if status is not Status.CHECKING:
+                info = STATUS_INFO[status]
+                statuses.add_row(f"[bold {info.colour}]{info.label}[/]", info.advice)
+        with VerticalScroll(classes="dialog help"):
+            yield Label("Keys  (Esc closes; ctrl+p finds any action by name)", classes="dialog-title")
+            yield Static(keys)
+            yield Label("Statuses", classes="dialog-title")
+            yield Static(statuses)
+
+    def action_dismiss_help(self) -> None:
+        self.dismiss(None)

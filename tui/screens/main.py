@@ -1,0 +1,118 @@
+"""The Connected Emails screen: the table of accounts and the selected account's detail."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from ..core.models import AccountState
+from ..widgets.account_detail import AccountDetail
+from ..widgets.accounts_table import AccountsTable
+
+WELCOME = (
+    "[b]No accounts yet.[/b]\n\n"
+    "Press [b]n[/b] to add your first account: pick a provider (Gmail, Microsoft 365, Fastmail, …)\n"
+    "or Custom, enter the address and password, press Test, then Save.\n\n"
+    "Or run [b]connected-emails --demo[/b] to look around with demo accounts.\n"
+    "Press [b]?[/b] for every key.")
+
+
+class ConnectedEmailsScreen(Screen):
+    BINDINGS = [
+        Binding("r", "app.reconnect", "Reconnect", id="reconnect",
+                tooltip="Enter new credentials for the selected account, test them, save them"),
+        Binding("n", "app.new_account", "New", id="new-account", tooltip="Add an account"),
+        Binding("e", "app.edit_account", "Edit", id="edit-account",
+                tooltip="Edit the selected account's settings"),
+        Binding("d", "app.delete_account", "Delete", id="delete-account",
+                tooltip="Delete the selected account and its stored secret"),
+        Binding("s", "app.toggle_stop", "Stop/Resume", id="stop-resume",
+                tooltip="Stop or resume checking the selected account"),
+        Binding("c", "app.check_now", "Check", id="check-now",
+                tooltip="Check the selected account now"),
+        Binding("C", "app.check_all", "Check all", show=False, id="check-all",
+                tooltip="Check every account now"),
+        Binding("o", "sort", "Sort", show=False, id="sort",
+                tooltip="Sort by status (what needs attention first) or by name"),
+    ]
+
+    def __init__(self):
+        super().__init__(id="main")
+        self._sorted_by_status = False
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        yield Static("", id="banner")
+        with Vertical(id="body"):
+            yield Static(WELCOME, id="welcome")
+            yield AccountsTable(id="accounts")
+            yield AccountDetail(id="detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.app.accounts_signal.subscribe(self, self.account_updated)
+        self.app.removed_signal.subscribe(self, self.account_removed)
+        table = self.query_one(AccountsTable)
+        now = self.app.now()
+        for state in self.app.monitor.states.values():
+            table.upsert(state, now)
+        self.set_banner(self.app.banner_text())
+        self._show_welcome()
+        self._show_detail()
+        self.set_interval(1, self.tick)
+
+    @property
+    def table(self) -> AccountsTable:
+        return self.query_one(AccountsTable)
+
+    def set_banner(self, text: str) -> None:
+        banner = self.query_one("#banner", Static)
+        banner.update(text)
+        banner.display = bool(text)
+
+    def account_updated(self, state: AccountState) -> None:
+        self.table.upsert(state, self.app.now())
+        self._show_welcome()
+        if state.account.id == self.table.selected_id:
+            self._show_detail()
+
+    def account_removed(self, account_id: str) -> None:
+        self.table.remove(account_id)
+        self._show_welcome()
+        self._show_detail()
+
+    def tick(self) -> None:
+        self.table.refresh_ages(self.app.now())
+        self._show_detail()
+
+    def _show_welcome(self) -> None:
+        empty = self.table.row_count == 0
+        self.query_one("#welcome").display = empty
+        self.table.display = not empty
+        self.query_one(AccountDetail).display = not empty
+
+    def _show_detail(self) -> None:
+        selected = self.table.selected_id
+        self.query_one(AccountDetail).show(self.app.monitor.states.get(selected) if selected else None,
+                                           self.app.now())
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self) -> None:
+        self._show_detail()
+
+    @on(DataTable.RowSelected)
+    def _selected(self) -> None:
+        self.app.action_reconnect()
+
+    def action_sort(self) -> None:
+        self._sorted_by_status = not self._sorted_by_status
+        if self._sorted_by_status:
+            self.table.sort_by_status()
+            self.notify("Sorted by status: what needs attention first.", timeout=2)
+        else:
+            self.table.sort_by_name()
+            self.notify("Sorted by account.", timeout=2)

@@ -1,0 +1,40 @@
+"""The selected account in full: both protocols, what the status means, and what to do."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.console import Group
+from rich.text import Text
+from textual.widgets import Static
+
+from ..core.models import AccountState
+from ..core.status import Status
+from ..format import ago, duration, protocol_line, status_text
+
+
+def detail_renderable(state: AccountState, now: datetime) -> Group:
+    account, info = state.account, state.status.info
+    title = Text.assemble((account.email, "bold"), "  ", status_text(state.status),
+                          (f"  for {duration((now - state.since).total_seconds())}", "grey62"))
+    if state.status is Status.STOPPED:
+        meaning = Text(state.detail)
+    else:
+        meaning = Text.assemble(info.meaning, "  ", (f"Can sync: {info.can_sync} · "
+                                                     f"can send: {info.can_send}", "grey62"))
+    advice = Text.assemble(("What to do: ", "bold"), info.advice)
+    result = state.result
+    lines = [title, meaning, advice,
+             protocol_line(result.imap if result else None, "Sync (IMAP)"),
+             protocol_line(result.smtp if result else None, "Send (SMTP)"),
+             Text(f"IMAP {account.imap} · SMTP {account.smtp} · auth {account.auth} · "
+                  f"checked {ago(state.last_checked, now)}", style="grey62")]
+    return Group(*lines)
+
+
+class AccountDetail(Static):
+    def show(self, state: AccountState | None, now: datetime) -> None:
+        if state is None:
+            self.update("")
+        else:
+            self.update(detail_renderable(state, now))

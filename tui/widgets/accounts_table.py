@@ -1,0 +1,112 @@
+"""The table of accounts, keyed by account id; cells change in place, the cursor never jumps."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.widgets import DataTable
+
+from ..core.models import AccountState
+from ..core.status import STATUS_INFO
+from ..format import ago, duration, protocol_cell, shorten, status_text
+
+# Sized so the columns that matter fit 80 columns with the scrollbar; the rest scroll.
+COLUMNS = (("account", "Account", 19), ("status", "Status", 21), ("sync", "Sync", 7),
+           ("send", "Send", 7), ("since", "Since", 5), ("checked", "Checked", 7),
+           ("provider", "Provider", 9), ("failed", "What failed", 48))
+
+
+class AccountsTable(DataTable):
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False, id="cursor-down",
+                tooltip="Move to the next account"),
+        Binding("k", "cursor_up", "Up", show=False, id="cursor-up",
+                tooltip="Move to the previous account"),
+    ]
+
+    def __init__(self, **kwargs):
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+        self._cells: dict[str, dict[str, object]] = {}
+        self._states: dict[str, AccountState] = {}
+
+    def on_mount(self) -> None:
+        for key, label, width in COLUMNS:
+            self.add_column(label, key=key, width=width)
+
+    @property
+    def selected_id(self) -> str | None:
+        if not self.row_count:
+            return None
+        return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+
+    def cells_for(self, state: AccountState, now: datetime) -> dict[str, object]:
+        account = state.account
+        return {
+            "account": _AccountCell(shorten(account.email, 19), account.id),
+            "status": status_text(state.status),
+            "sync": protocol_cell(state, "imap"),
+            "send": protocol_cell(state, "smtp"),
+            "since": duration((now - state.since).total_seconds()),
+            "checked": ago(state.last_checked, now) if state.last_checked else "…",
+            "provider": account.provider,
+            "failed": Text(shorten(state.detail, 48), style="grey70"),
+        }
+
+    def upsert(self, state: AccountState, now: datetime) -> None:
+        """Add the account's row, or change only the cells whose text changed."""
+        account_id = state.account.id
+        self._states[account_id] = state
+        cells = self.cells_for(state, now)
+        old = self._cells.get(account_id)
+        if old is None:
+            self.add_row(*cells.values(), key=account_id)
+        else:
+            for column, value in cells.items():
+                if old.get(column) != value:
+                    self.update_cell(account_id, column, value)
+        self._cells[account_id] = cells
+
+    def remove(self, account_id: str) -> None:
+        if account_id in self._cells:
+            self.remove_row(account_id)
+            del self._cells[account_id]
+            del self._states[account_id]
+
+    def refresh_ages(self, now: datetime) -> None:
+        """Keep 'since' and 'checked' fresh on the rows that can be seen."""
+        first = int(self.scroll_y)
+        for index in range(first, min(self.row_count, first + self.size.height)):
+            account_id = self.coordinate_to_cell_key((index, 0)).row_key.value
+            state = self._states[account_id]
+            cells = self._cells[account_id]
+            for column, value in (("since", duration((now - state.since).total_seconds())),
+                                  ("checked", ago(state.last_checked, now)
+                                   if state.last_checked else "…")):
+                if cells[column] != value:
+                    cells[column] = value
+                    self.update_cell(account_id, column, value)
+
+    def sort_by_status(self) -> None:
+        """What needs attention first, worst first; the cursor stays on the same account."""
+        self._sort(lambda s: (not s.needs_attention, -STATUS_INFO[s.status].severity,
+                              s.account.email))
+
+    def sort_by_name(self) -> None:
+        self._sort(lambda s: (s.account.email, s.account.id))
+
+    def _sort(self, order) -> None:
+        selected = self.selected_id
+        states = self._states
+        self.sort("account", key=lambda cell: order(states[cell.account_id]))
+        if selected:
+            self.move_cursor(row=self.get_row_index(selected), animate=False)
+
+
+class _AccountCell(Text):
+    """The account column's cell: it knows its row's id, so sorting can look up the state."""
+
+    def __init__(self, text: str, account_id: str):
+        super().__init__(text)
+        self.account_id = account_id
