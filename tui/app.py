@@ -264,16 +264,23 @@ class ConnectedEmailsApp(App):
 
         self.push_screen(HelpScreen(self.key_help()))
 
-    def key_help(self) -> list[tuple[str, str, str]]:
+    def key_help(self) -> list[tuple[str, list[tuple[str, str, str]]]]:
+        """The keys of each place, read from the bindings so remapped keys show as they are."""
+        from .screens.account_form import AccountFormScreen
+        from .screens.alerts import AlertsScreen
         from .screens.main import ConnectedEmailsScreen
         from .widgets.accounts_table import AccountsTable
 
-        rows = []
-        for binding in [*ConnectedEmailsScreen.BINDINGS, *AccountsTable.BINDINGS, *self.BINDINGS]:
-            key = self.get_key_display(binding)
-            rows.append((key, binding.description, binding.tooltip))
-        rows.append(("ctrl+p", "Commands", "Find any action by name"))
-        return rows
+        def rows(bindings) -> list[tuple[str, str, str]]:
+            return [(self.get_key_display(b), b.description, b.tooltip) for b in bindings]
+
+        return [
+            ("Accounts", rows([*ConnectedEmailsScreen.BINDINGS, *AccountsTable.BINDINGS])),
+            ("Everywhere", rows(self.BINDINGS) + [("ctrl+p", "Commands",
+                                                   "Find any action by name")]),
+            ("Alerts", rows(AlertsScreen.BINDINGS)),
+            ("New, Edit and Reconnect forms", rows(AccountFormScreen.BINDINGS)),
+        ]
 
     def _with_selected(self, action: Callable[[str], None]) -> None:
         account_id = self.selected_id()

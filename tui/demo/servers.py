@@ -51,19 +51,23 @@ class ServerThread:
         self._servers.append(server)
         return server.sockets[0].getsockname()[1]
 
-    def serve(self, handler, ssl_context: ssl.SSLContext | None = None) -> int:
+    def serve(self, handler, ssl_context: ssl.SSLContext | None = None, port: int = 0) -> int:
         """Start a stream server with `handler(reader, writer)`; returns its port."""
-        return self.call(self._serve(handler, ssl_context))
+        return self.call(self._serve(handler, ssl_context, port))
 
     def serve_protocol(self, factory: Callable[[], asyncio.Protocol],
-                       ssl_context: ssl.SSLContext | None = None) -> int:
+                       ssl_context: ssl.SSLContext | None = None, port: int = 0) -> int:
         async def start():
-            server = await self.loop.create_server(factory, HOST, 0, ssl=ssl_context)
+            server = await self.loop.create_server(factory, HOST, port, ssl=ssl_context)
             self._servers.append(server)
             return server.sockets[0].getsockname()[1]
         return self.call(start())
 
     def close(self) -> None:
+        # Connections cut mid-exchange raise inside the servers' handlers; that is expected now.
+        self.loop.call_soon_threadsafe(self.loop.set_exception_handler, lambda loop, context: None)
+        logging.getLogger("pymap").setLevel(logging.CRITICAL)
+
         async def stop():
             for server in self._servers:
                 server.close()
@@ -131,14 +135,14 @@ class Mailboxes:
                 await inbox.append(AppendMessage(message, datetime.now(timezone.utc), frozenset()))
         self.servers.call(append())
 
-    def serve(self, tls: ssl.SSLContext | None = None) -> int:
+    def serve(self, tls: ssl.SSLContext | None = None, port: int = 0) -> int:
         """Serve IMAP: implicit TLS with `tls`, plain text (no STARTTLS offered) without."""
         from proxyprotocol.reader import ProxyProtocolReader
         from pymap.imap import IMAPServer
 
         imap_server = IMAPServer(self.login, self.config)
         callback = ProxyProtocolReader(self.config.proxy_protocol).get_callback(imap_server)
-        return self.servers.serve(callback, tls)
+        return self.servers.serve(callback, tls, port)
 
 
 # --- aiosmtpd --------------------------------------------------------------------------------
@@ -164,7 +168,7 @@ class SmtpUsers:
 
 
 def serve_smtp(servers: ServerThread, users: SmtpUsers | None, *, mode: str = "none",
-               context: ssl.SSLContext | None = None) -> int:
+               context: ssl.SSLContext | None = None, port: int = 0) -> int:
     """aiosmtpd with AUTH (when `users`) in mode none, tls (implicit) or starttls."""
     from aiosmtpd.smtp import SMTP
 
@@ -175,7 +179,7 @@ def serve_smtp(servers: ServerThread, users: SmtpUsers | None, *, mode: str = "n
                     authenticator=users, auth_required=False, auth_require_tls=False,
                     tls_context=context if mode == "starttls" else None,
                     require_starttls=False, loop=servers.loop)
-    return servers.serve_protocol(factory, context if mode == "tls" else None)
+    return servers.serve_protocol(factory, context if mode == "tls" else None, port)
 
 
 class _XOAuthSink(_Sink):

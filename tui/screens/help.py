@@ -15,17 +15,19 @@ from ..core.status import STATUS_INFO, Status
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,question_mark,q", "dismiss_help", "Close", id="help-close")]
 
-    def __init__(self, bindings: list[tuple[str, str, str]]):
+    def __init__(self, sections: list[tuple[str, list[tuple[str, str, str]]]]):
         super().__init__()
-        self._bindings = bindings
+        self._sections = sections
 
     def compose(self) -> ComposeResult:
         keys = Table.grid(padding=(0, 2))
         keys.add_column(style="bold cyan", no_wrap=True)
         keys.add_column(style="bold")
         keys.add_column(style="grey70")
-        for key, description, tooltip in self._bindings:
-            keys.add_row(key, description, tooltip)
+        for title, rows in self._sections:
+            keys.add_row("", f"[underline]{title}[/]", "")
+            for key, description, tooltip in rows:
+                keys.add_row(key, description, tooltip)
         statuses = Table.grid(padding=(0, 2))
         statuses.add_column(no_wrap=True)
         statuses.add_column(style="grey70")

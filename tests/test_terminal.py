@@ -1,0 +1,57 @@
+"""The demo in a real terminal (tmux, 80x24), as a user over SSH sees it: start, look, quit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tui.screens.alerts import HEADLINE
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=10).stdout
+
+
+@pytest.fixture
+def terminal():
+    if shutil.which("tmux") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the terminal test: tmux is missing (.ci/run installs it)")
+        pytest.skip("needs tmux (apt-get install tmux); .ci/run installs it")
+    session = f"ce-test-{os.getpid()}"
+    command = f"{sys.executable} -m tui --demo; echo EXITED=$?; sleep 30"
+    tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", command)
+    yield session
+    tmux("kill-session", "-t", session)
+
+
+def screen_until(session: str, words: str, timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    screen = ""
+    while time.monotonic() < deadline:
+        screen = tmux("capture-pane", "-p", "-t", session)
+        if words in screen:
+            return screen
+        time.sleep(0.2)
+    raise AssertionError(f"{words!r} never showed; the screen was:\n{screen}")
+
+
+def test_demo_in_a_real_terminal(terminal):
+    screen = screen_until(terminal, "5 alerts — press a")
+    assert "billing@demo.example" in screen and "Invalid Credentials" in screen
+    assert "No Service Connection" in screen and "Sync Error" in screen
+    assert "Request is Invalid" in screen and "Stopped" in screen
+    assert len(screen.splitlines()[0]) <= 80
+    tmux("send-keys", "-t", terminal, "a")
+    screen_until(terminal, HEADLINE)
+    tmux("send-keys", "-t", terminal, "Escape")
+    deadline = time.monotonic() + 10
+    while HEADLINE in tmux("capture-pane", "-p", "-t", terminal) and time.monotonic() < deadline:
+        time.sleep(0.2)  # Escape then q at once would read as alt+q, as in any terminal
+    tmux("send-keys", "-t", terminal, "q")
+    screen_until(terminal, "EXITED=0")

@@ -1,0 +1,79 @@
+"""The demo's screens as the README shows them and the snapshot tests check them.
+
+Each scene drives the demo app with Pilot to one view and freezes what would otherwise move:
+the clock (ages read "1m"), the cursor blink, and pending checks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from ..core.models import utcnow
+from ..core.status import Status
+from .run import BROKEN_ID, DEMO_PASSWORD
+
+SIZE = (80, 24)
+BASE_PORT = 42110  # fixed ports, so details such as "127.0.0.1:42114" read the same every run
+
+
+async def _until(pilot: Pilot, predicate, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the demo did not reach the scene in time")
+        await pilot.pause(0.05)
+
+
+async def _settle(pilot: Pilot) -> None:
+    app = pilot.app
+    await _until(pilot, lambda: all(s.status is not Status.CHECKING
+                                    for s in app.monitor.states.values()))
+    frozen = utcnow() + timedelta(seconds=65)
+    app.clock = lambda: frozen
+    app.screen_stack[0].tick()
+    await pilot.pause()
+
+
+async def _steady(pilot: Pilot) -> None:
+    for field in pilot.app.screen.query(Input):
+        field.cursor_blink = False
+    await pilot.pause()
+
+
+async def main_screen(pilot: Pilot) -> None:
+    await _settle(pilot)
+    table = pilot.app.screen.query_one("#accounts")
+    table.move_cursor(row=table.get_row_index(BROKEN_ID))
+    await pilot.pause()
+
+
+async def alerts(pilot: Pilot) -> None:
+    await _settle(pilot)
+    await pilot.press("a")
+    await pilot.pause()
+
+
+async def reconnect_tested(pilot: Pilot) -> None:
+    await main_screen(pilot)
+    await pilot.press("r")
+    await pilot.press(*DEMO_PASSWORD)
+    await pilot.press("f5")
+    form = pilot.app.screen
+    await _until(pilot, lambda: form.query_one("#form-result").loading is False
+                 and "Test passed" in str(form.query_one("#form-result").content.renderables[-1]))
+    await _steady(pilot)
+
+
+async def help_screen(pilot: Pilot) -> None:
+    await _settle(pilot)
+    await pilot.press("question_mark")
+    await pilot.pause()
+
+
+SCENES: dict[str, Callable[[Pilot], Awaitable[None]]] = {
+    "main": main_screen, "alerts": alerts, "reconnect": reconnect_tested, "help": help_screen}
