@@ -14,7 +14,8 @@ from tui.screens.account_form import AccountFormScreen
 from tui.screens.config_error import ConfigErrorScreen
 from tui.screens.confirm import ConfirmScreen
 
-from .tui_support import PASSWORD, app_for, select, settled, type_text, wait_for, write_accounts
+from .tui_support import (PASSWORD, app_for, cell, select, settled, shown, type_text, wait_for,
+                          write_accounts)
 
 SIZE = (100, 32)
 
@@ -66,9 +67,8 @@ async def test_reconnect_with_the_right_password_turns_connected(tmp_path, loopb
         await wait_for(pilot, lambda: app.monitor.states["broken"].status is Status.CONNECTED,
                        what="broken to turn Connected")
         assert isolated_user.secrets[(SERVICE, "broken")] == PASSWORD
-        await pilot.pause()
-        assert "Connected" in str(app.screen_stack[0].query_one("#accounts")
-                                  .get_cell("broken", "status"))
+        await shown(pilot)
+        assert cell(pilot, "broken") == "Connected"
 
 
 async def test_reconnect_with_a_wrong_password_keeps_the_old_secret(tmp_path, loopback, isolated_user):

@@ -42,11 +42,22 @@ async def wait_for(pilot: Pilot, predicate, timeout: float = 10.0, what: str = "
 
 
 async def settled(pilot: Pilot) -> None:
-    """Every account has had its first check."""
+    """Every account has had its first check, and the table shows it."""
     app = pilot.app
     await wait_for(pilot, lambda: all(s.status is not Status.CHECKING
                                       for s in app.monitor.states.values()), what="first checks")
-    await pilot.pause()
+    await shown(pilot)
+
+
+def cell(pilot: Pilot, account_id: str, column: str = "status") -> str:
+    return str(pilot.app.screen_stack[0].query_one("#accounts").get_cell(account_id, column))
+
+
+async def shown(pilot: Pilot) -> None:
+    """The table shows every account's current status (updates reach it in batches)."""
+    states = pilot.app.monitor.states
+    await wait_for(pilot, lambda: all(cell(pilot, i) == s.status.label for i, s in states.items()),
+                   what="the table to catch up")
 
 
 async def select(pilot: Pilot, account_id: str) -> None:
@@ -59,4 +70,5 @@ async def type_text(pilot: Pilot, text: str) -> None:
     await pilot.press(*text)
 
 
-__all__ = ["PASSWORD", "write_accounts", "app_for", "wait_for", "settled", "select", "type_text"]
+__all__ = ["PASSWORD", "write_accounts", "app_for", "wait_for", "settled", "shown", "cell",
+           "select", "type_text"]

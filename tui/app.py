@@ -7,6 +7,7 @@ import time
 _IMPORTED_AT = time.perf_counter()  # for "started in N ms" in the log
 
 import asyncio
+import gc
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
@@ -29,7 +30,7 @@ from .messages import AccountRemoved, AccountUpdated
 
 class ConnectedEmailsApp(App):
     TITLE = "Connected Emails"
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute, so subclasses elsewhere find it
     BINDINGS = [
         Binding("a", "alerts", "Alerts", id="alerts",
                 tooltip="Every account that needs attention, with Reconnect"),
@@ -51,8 +52,12 @@ class ConnectedEmailsApp(App):
         self.clock = clock
         self.demo_banner = banner
         self.keyring_problem: str | None = None  # looked up after the first frame: it is slow
-        self.accounts_signal: Signal[AccountState] = Signal(self, "accounts")
+        # Published once per batch of news, at most FLUSH_EVERY apart, never once per message.
+        self.accounts_signal: Signal[list[AccountState]] = Signal(self, "accounts")
         self.removed_signal: Signal[str] = Signal(self, "removed")
+        self._pending: dict[str, AccountState] = {}
+        self._flush_timer = None
+        self._news = _News()
         self._first_sweep_done = False
 
     # --- life cycle -----------------------------------------------------------------------
@@ -68,9 +73,10 @@ class ConnectedEmailsApp(App):
         self.log(f"started in {(time.perf_counter() - _IMPORTED_AT) * 1000:.0f} ms")
         self._update_subtitle()
         if not self.config_error:
-            self.run_monitor()
+            # The first frame comes before the first checks: it is what the user waits for.
+            self.call_after_refresh(self.run_monitor)
             if isinstance(self.store, KeyringStore):
-                self.look_for_keyring_problem()
+                self.call_after_refresh(self.look_for_keyring_problem)
 
     @work(thread=True, exclusive=True, group="keyring", exit_on_error=False,
           description="Looking for a keyring backend")
@@ -113,32 +119,62 @@ class ConnectedEmailsApp(App):
         state = message.state
         if state.account.id not in self.monitor.states:
             return  # removed while the message was queued
-        self.accounts_signal.publish(state)
-        self._update_subtitle()
+        self._pending[state.account.id] = state
         if message.old_status is not None:
-            self._announce(state, message.old_status)
+            self._news.changed(state, message.old_status)
+        if self._flush_timer is None:
+            self._flush_timer = self.set_timer(FLUSH_EVERY, self._flush)
+
+    def _flush(self) -> None:
+        """Hand the widgets every account that changed since the last flush, in one batch."""
+        self._flush_timer = None
+        states = [s for s in self._pending.values() if s.account.id in self.monitor.states]
+        self._pending.clear()
+        if states:
+            with self.batch_update():
+                self.accounts_signal.publish(states)
+            self._update_subtitle()
+        self._announce()
 
     def on_account_removed(self, message: AccountRemoved) -> None:
+        self._pending.pop(message.account_id, None)
         self.removed_signal.publish(message.account_id)
         self._update_subtitle()
 
-    def _announce(self, state: AccountState, old: Status) -> None:
-        """A toast (and the bell) for a new alert; a quieter one for a recovery."""
+    def _announce(self) -> None:
+        """Toasts (and the bell) for new alerts and recoveries, at most one of each per
+        ANNOUNCE_EVERY seconds, so a burst of changes reads as one sentence."""
         states = self.monitor.states.values()
         if not self._first_sweep_done:
             if any(s.status is Status.CHECKING for s in states):
                 return
             self._first_sweep_done = True
+            # What start-up built lives as long as the app: keep the collector from walking it
+            # again on every full collection (those pauses showed as late cursor moves).
+            gc.freeze()
+            self._news.clear()
             count = sum(s.needs_attention for s in states)
             if count:
                 self._alert(f"{count} email connection{'s' if count > 1 else ''} "
                             f"need{'s' if count == 1 else ''} attention. Press a to see them.")
             return
-        if state.needs_attention and old is not state.status:
+        if time.monotonic() - self._news.announced_at < ANNOUNCE_EVERY:
+            if self._news and self._flush_timer is None:
+                self._flush_timer = self.set_timer(ANNOUNCE_EVERY, self._flush)
+            return
+        alerts, recovered = self._news.take()
+        if len(alerts) == 1:
+            state = alerts[0]
             self._alert(f"{state.account.email}: {state.status.label}. {state.detail}")
-        elif state.status is Status.CONNECTED and old not in (Status.CHECKING, Status.STOPPED):
-            self.notify(f"{state.account.email} is Connected again.", title="Recovered",
-                        timeout=6)
+        elif alerts:
+            names = ", ".join(s.account.email for s in alerts[:3])
+            more = f" and {len(alerts) - 3} more" if len(alerts) > 3 else ""
+            self._alert(f"{len(alerts)} new alerts: {names}{more}. Press a to see them.")
+        if recovered:
+            names = ", ".join(s.account.email for s in recovered[:3])
+            more = f" and {len(recovered) - 3} more" if len(recovered) > 3 else ""
+            self.notify(f"{names}{more} {'is' if len(recovered) == 1 else 'are'} Connected again.",
+                        title="Recovered", timeout=6)
 
     def _alert(self, text: str) -> None:
         self.notify(text, title="Needs attention", severity="error", timeout=10)
@@ -394,6 +430,41 @@ class ConnectedEmailsApp(App):
 
 
 RELOAD = 75  # exit code that asks run_app to read the config again
+FLUSH_EVERY = 0.1  # seconds between batches of table updates (10 a second at most)
+ANNOUNCE_EVERY = 3.0  # seconds between toasts about new alerts
+
+
+class _News:
+    """Status changes not yet told to the user: the latest per account, alerts and recoveries."""
+
+    def __init__(self):
+        self._alerts: dict[str, AccountState] = {}
+        self._recovered: dict[str, AccountState] = {}
+        self.announced_at = 0.0
+
+    def changed(self, state: AccountState, old: Status) -> None:
+        account_id = state.account.id
+        if state.needs_attention:
+            self._alerts[account_id] = state
+            self._recovered.pop(account_id, None)
+        else:
+            self._alerts.pop(account_id, None)
+            if state.status is Status.CONNECTED and old not in (Status.CHECKING, Status.STOPPED):
+                self._recovered[account_id] = state
+
+    def __bool__(self) -> bool:
+        return bool(self._alerts or self._recovered)
+
+    def clear(self) -> None:
+        self._alerts.clear()
+        self._recovered.clear()
+
+    def take(self) -> tuple[list[AccountState], list[AccountState]]:
+        alerts, recovered = list(self._alerts.values()), list(self._recovered.values())
+        self.clear()
+        if alerts or recovered:
+            self.announced_at = time.monotonic()
+        return alerts, recovered
 
 
 def make_app(config_path: Path, *, store: SecretStore | None = None, **options) -> ConnectedEmailsApp:

@@ -31,8 +31,10 @@ async def _until(pilot: Pilot, predicate, timeout: float = 20) -> None:
 
 async def _settle(pilot: Pilot) -> None:
     app = pilot.app
-    await _until(pilot, lambda: all(s.status is not Status.CHECKING
-                                    for s in app.monitor.states.values()))
+    table = app.screen_stack[0].query_one("#accounts")
+    await _until(pilot, lambda: all(
+        s.status is not Status.CHECKING and str(table.get_cell(i, "status")) == s.status.label
+        for i, s in app.monitor.states.items()))
     frozen = utcnow() + timedelta(seconds=65)
     app.clock = lambda: frozen
     app.screen_stack[0].tick()

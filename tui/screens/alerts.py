@@ -46,7 +46,7 @@ class AlertsScreen(ModalScreen[None]):
         table.add_column("Account", key="account", width=24)
         table.add_column("Status", key="status", width=21)
         table.add_column("Since", key="since", width=5)
-        self.app.accounts_signal.subscribe(self, lambda _state: self.refresh_alerts())
+        self.app.accounts_signal.subscribe(self, lambda _states: self.refresh_alerts())
         self.app.removed_signal.subscribe(self, lambda _id: self.refresh_alerts())
         self.refresh_alerts()
         self.set_interval(5, self.refresh_alerts)

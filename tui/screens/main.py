@@ -13,6 +13,9 @@ from ..core.models import AccountState
 from ..widgets.account_detail import AccountDetail
 from ..widgets.accounts_table import AccountsTable
 
+FIRST_ROWS = 30  # at least a screenful
+ROWS_PER_FRAME = 250
+
 WELCOME = (
     "[b]No accounts yet.[/b]\n\n"
     "Press [b]n[/b] to add your first account: pick a provider (Gmail, Microsoft 365, Fastmail, …)\n"
@@ -54,30 +57,42 @@ class ConnectedEmailsScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.app.accounts_signal.subscribe(self, self.account_updated)
+        self.app.accounts_signal.subscribe(self, self.accounts_updated)
         self.app.removed_signal.subscribe(self, self.account_removed)
-        table = self.query_one(AccountsTable)
-        now = self.app.now()
-        for state in self.app.monitor.states.values():
-            table.upsert(state, now)
+        self.table = self.query_one(AccountsTable)
+        self.detail = self.query_one(AccountDetail)
+        self.welcome = self.query_one("#welcome")
+        # A screenful now, the rest after the first frame: measuring a thousand rows' cells
+        # would otherwise hold the first frame back by a third of a second.
+        states = list(self.app.monitor.states.values())
+        screenful = max(FIRST_ROWS, self.app.size.height)
+        first, rest = states[:screenful], states[screenful:]
+        self.accounts_updated(first)
+        if rest:
+            self.call_after_refresh(self._add_rows, rest)
         self.set_banner(self.app.banner_text())
         self._show_welcome()
         self._show_detail()
         self.set_interval(1, self.tick)
 
-    @property
-    def table(self) -> AccountsTable:
-        return self.query_one(AccountsTable)
+    def _add_rows(self, states: list[AccountState]) -> None:
+        chunk, rest = states[:ROWS_PER_FRAME], states[ROWS_PER_FRAME:]
+        current = self.app.monitor.states
+        self.accounts_updated([current[s.account.id] for s in chunk if s.account.id in current])
+        if rest:
+            self.call_after_refresh(self._add_rows, rest)
 
     def set_banner(self, text: str) -> None:
         banner = self.query_one("#banner", Static)
         banner.update(text)
         banner.display = bool(text)
 
-    def account_updated(self, state: AccountState) -> None:
-        self.table.upsert(state, self.app.now())
+    def accounts_updated(self, states: list[AccountState]) -> None:
+        now = self.app.now()
+        selected = self.table.selected_id
+        self.table.upsert_many(states, now)
         self._show_welcome()
-        if state.account.id == self.table.selected_id:
+        if selected is None or any(s.account.id == selected for s in states):
             self._show_detail()
 
     def account_removed(self, account_id: str) -> None:
@@ -90,15 +105,16 @@ class ConnectedEmailsScreen(Screen):
         self._show_detail()
 
     def _show_welcome(self) -> None:
-        empty = self.table.row_count == 0
-        self.query_one("#welcome").display = empty
-        self.table.display = not empty
-        self.query_one(AccountDetail).display = not empty
+        empty = self.table.row_count == 0 and not self.app.monitor.states
+        if self.welcome.display != empty:
+            self.welcome.display = empty
+            self.table.display = not empty
+            self.detail.display = not empty
 
     def _show_detail(self) -> None:
         selected = self.table.selected_id
-        self.query_one(AccountDetail).show(self.app.monitor.states.get(selected) if selected else None,
-                                           self.app.now())
+        self.detail.show(self.app.monitor.states.get(selected) if selected else None,
+                         self.app.now())
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self) -> None:

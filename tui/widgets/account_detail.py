@@ -33,8 +33,15 @@ def detail_renderable(state: AccountState, now: datetime) -> Group:
 
 
 class AccountDetail(Static):
+    """Fixed height, and updated only when its words change: an update of a widget whose
+    height may change lays out the whole screen again."""
+
+    _shown: tuple | None = None
+
     def show(self, state: AccountState | None, now: datetime) -> None:
-        if state is None:
-            self.update("")
-        else:
-            self.update(detail_renderable(state, now))
+        key = None if state is None else (state, duration((now - state.since).total_seconds()),
+                                          ago(state.last_checked, now))
+        if key == self._shown:
+            return
+        self._shown = key
+        self.update("" if state is None else detail_renderable(state, now))

@@ -28,8 +28,11 @@ class AccountsTable(DataTable):
 
     def __init__(self, **kwargs):
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
-        self._cells: dict[str, dict[str, object]] = {}
+        self._cells: dict[str, dict[str, object]] = {}  # what each row shows, or will show
         self._states: dict[str, AccountState] = {}
+        # Rows whose new cells wait until they scroll into view. Every update_cell makes the
+        # DataTable re-render all visible cells, so updates nobody can see are held back.
+        self._stale: dict[str, set[str]] = {}
 
     def on_mount(self) -> None:
         for key, label, width in COLUMNS:
@@ -54,30 +57,60 @@ class AccountsTable(DataTable):
             "failed": Text(shorten(state.detail, 48), style="grey70"),
         }
 
-    def upsert(self, state: AccountState, now: datetime) -> None:
+    def upsert_many(self, states: list[AccountState], now: datetime) -> None:
+        visible = self._visible_rows()
+        for state in states:
+            self.upsert(state, now, visible)
+
+    def upsert(self, state: AccountState, now: datetime, visible: range | None = None) -> None:
         """Add the account's row, or change only the cells whose text changed."""
         account_id = state.account.id
         self._states[account_id] = state
         cells = self.cells_for(state, now)
         old = self._cells.get(account_id)
+        self._cells[account_id] = cells
         if old is None:
             self.add_row(*cells.values(), key=account_id)
+            return
+        changed = {column for column, value in cells.items() if old.get(column) != value}
+        if not changed:
+            return
+        if self.get_row_index(account_id) in (visible or self._visible_rows()):
+            for column in changed:
+                self.update_cell(account_id, column, cells[column])
         else:
-            for column, value in cells.items():
-                if old.get(column) != value:
-                    self.update_cell(account_id, column, value)
-        self._cells[account_id] = cells
+            self._stale.setdefault(account_id, set()).update(changed)
+
+    def _visible_rows(self) -> range:
+        first = int(self.scroll_y)
+        return range(first, min(self.row_count, first + max(self.size.height, 1)))
+
+    def apply_stale(self, everywhere: bool = False) -> None:
+        """Bring held-back rows up to date: the visible ones, or all of them."""
+        visible = self._visible_rows()
+        for account_id in list(self._stale):
+            if everywhere or self.get_row_index(account_id) in visible:
+                cells = self._cells[account_id]
+                for column in self._stale.pop(account_id):
+                    self.update_cell(account_id, column, cells[column])
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if self._stale:
+            self.apply_stale()
 
     def remove(self, account_id: str) -> None:
         if account_id in self._cells:
             self.remove_row(account_id)
             del self._cells[account_id]
             del self._states[account_id]
+            self._stale.pop(account_id, None)
 
     def refresh_ages(self, now: datetime) -> None:
         """Keep 'since' and 'checked' fresh on the rows that can be seen."""
-        first = int(self.scroll_y)
-        for index in range(first, min(self.row_count, first + self.size.height)):
+        if self._stale:
+            self.apply_stale()
+        for index in self._visible_rows():
             account_id = self.coordinate_to_cell_key((index, 0)).row_key.value
             state = self._states[account_id]
             cells = self._cells[account_id]
@@ -97,6 +130,7 @@ class AccountsTable(DataTable):
         self._sort(lambda s: (s.account.email, s.account.id))
 
     def _sort(self, order) -> None:
+        self.apply_stale(everywhere=True)  # the sort reads the table's own cells
         selected = self.selected_id
         states = self._states
         self.sort("account", key=lambda cell: order(states[cell.account_id]))
