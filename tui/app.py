@@ -123,9 +123,9 @@ class ConnectedEmailsApp(App):
         if message.old_status is not None:
             self._news.changed(state, message.old_status)
         if self._flush_timer is None:
-            self._flush_timer = self.set_timer(FLUSH_EVERY, self._flush)
+            self._flush_timer = self.set_timer(FLUSH_EVERY, self._apply_pending)
 
-    def _flush(self) -> None:
+    def _apply_pending(self) -> None:
         """Hand the widgets every account that changed since the last flush, in one batch."""
         self._flush_timer = None
         states = [s for s in self._pending.values() if s.account.id in self.monitor.states]
@@ -160,7 +160,7 @@ class ConnectedEmailsApp(App):
             return
         if time.monotonic() - self._news.announced_at < ANNOUNCE_EVERY:
             if self._news and self._flush_timer is None:
-                self._flush_timer = self.set_timer(ANNOUNCE_EVERY, self._flush)
+                self._flush_timer = self.set_timer(ANNOUNCE_EVERY, self._apply_pending)
             return
         alerts, recovered = self._news.take()
         if len(alerts) == 1:

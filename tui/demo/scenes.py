@@ -31,6 +31,7 @@ async def _until(pilot: Pilot, predicate, timeout: float = 20) -> None:
 
 async def _settle(pilot: Pilot) -> None:
     app = pilot.app
+    await _until(pilot, lambda: app.screen_stack[0].query("#accounts"))
     table = app.screen_stack[0].query_one("#accounts")
     await _until(pilot, lambda: all(
         s.status is not Status.CHECKING and str(table.get_cell(i, "status")) == s.status.label

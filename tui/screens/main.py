@@ -96,7 +96,7 @@ class ConnectedEmailsScreen(Screen):
             self._show_detail()
 
     def account_removed(self, account_id: str) -> None:
-        self.table.remove(account_id)
+        self.table.remove_account(account_id)
         self._show_welcome()
         self._show_detail()
 

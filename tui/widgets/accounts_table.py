@@ -99,7 +99,7 @@ class AccountsTable(DataTable):
         if self._stale:
             self.apply_stale()
 
-    def remove(self, account_id: str) -> None:
+    def remove_account(self, account_id: str) -> None:
         if account_id in self._cells:
             self.remove_row(account_id)
             del self._cells[account_id]
