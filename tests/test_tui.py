@@ -227,3 +227,63 @@ async def test_empty_config_welcomes_with_how_to_add(tmp_path):
         assert welcome.display and "Press n to add your first account" in text_of(welcome)
         await pilot.press("question_mark")
         assert "Reconnect" in " ".join(text_of(w) for w in app.screen.query("Static"))
+
+
+async def test_delete_and_readd_opens_a_prefilled_form(tmp_path, loopback, isolated_user):
+    app = app_for(two_accounts(tmp_path, loopback, isolated_user))
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        await select(pilot, "broken")
+        await pilot.press("r")
+        await pilot.press("f8")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: isinstance(app.screen, AccountFormScreen)
+                       and app.screen.mode == "new", what="the add form")
+        assert "broken" not in app.monitor.states
+        assert (SERVICE, "broken") not in isolated_user.secrets
+        form = app.screen
+        assert form.query_one("#f-id").value == "broken"
+        assert form.query_one("#f-imap-port").value == str(loopback.imap_tls)
+        form.query_one("#f-password").value = PASSWORD
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: "broken" in app.monitor.states and
+                       app.monitor.states["broken"].status is Status.CONNECTED, what="re-added")
+
+
+async def test_check_keys_and_a_new_alert_toast(tmp_path, loopback, isolated_user):
+    app = app_for(two_accounts(tmp_path, loopback, isolated_user))
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await settled(pilot)
+        await wait_for(pilot, lambda: any("1 email connection needs attention" in n.message
+                                          for n in app._notifications), what="the first toast")
+        checked = app.monitor.states["good"].last_checked
+        await select(pilot, "good")
+        await pilot.press("c")
+        await wait_for(pilot, lambda: app.monitor.states["good"].last_checked != checked,
+                       what="check now")
+        isolated_user.secrets[(SERVICE, "good")] = "revoked"
+        await pilot.press("C")
+        await wait_for(pilot, lambda: any("good@example.com: Invalid Credentials" in n.message
+                                          for n in app._notifications), timeout=15,
+                       what="a toast for the new alert")
+
+
+async def test_command_palette_offers_every_action(tmp_path):
+    app = app_for(tmp_path / "none.toml")
+    async with app.run_test(size=SIZE):
+        titles = {command.title for command in app.get_system_commands(app.screen)}
+    assert {"Alerts", "Reconnect", "New account", "Edit account", "Delete account",
+            "Stop or resume", "Check now", "Check all", "Keys and statuses"} <= titles
+
+
+async def test_keys_can_be_remapped_by_binding_id(tmp_path, loopback, isolated_user):
+    path = two_accounts(tmp_path, loopback, isolated_user)
+    path.write_text(path.read_text() + '\n[keys]\nalerts = "f9"\n')
+    app = app_for(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        await pilot.press("a")
+        assert not isinstance(app.screen, AlertsScreen)
+        await pilot.press("f9")
+        assert isinstance(app.screen, AlertsScreen)

@@ -51,6 +51,8 @@ class ConnectedEmailsApp(App):
                                **(monitor_options or {}))
         self.clock = clock
         self.demo_banner = banner
+        if self.config.keys:
+            self.set_keymap(self.config.keys)
         self.keyring_problem: str | None = None  # looked up after the first frame: it is slow
         # Published once per batch of news, at most FLUSH_EVERY apart, never once per message.
         self.accounts_signal: Signal[list[AccountState]] = Signal(self, "accounts")

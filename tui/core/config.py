@@ -44,6 +44,7 @@ class Config:
     path: Path
     settings: Settings = field(default_factory=Settings)
     accounts: list[Account] = field(default_factory=list)
+    keys: dict[str, str] = field(default_factory=dict)  # binding id -> keys, e.g. reconnect = "R"
 
     def account(self, account_id: str) -> Account | None:
         return next((a for a in self.accounts if a.id == account_id), None)
@@ -84,7 +85,11 @@ def parse(text: str, path: Path) -> Config:
                           "Fix the syntax at that line; nothing was changed.",
                           int(match.group(1)) if match else None) from None
     lines = _LineFinder(text)
-    _reject_unknown(data, {"settings", "accounts"}, path, "top level", lines.top)
+    _reject_unknown(data, {"settings", "accounts", "keys"}, path, "top level", lines.top)
+    keys = data.get("keys", {})
+    if not isinstance(keys, dict) or not all(isinstance(v, str) and v for v in keys.values()):
+        raise ConfigError(path, "[keys] must map binding ids to keys, such as reconnect = \"R\".",
+                          "Press ? in the app to see each binding's id and key.", lines.top("keys"))
     settings = _settings(data.get("settings", {}), path, lines)
     raw_accounts = data.get("accounts", [])
     if not isinstance(raw_accounts, list):
@@ -99,7 +104,7 @@ def parse(text: str, path: Path) -> Config:
                               "Give each account a unique id.", lines.account(index, "id"))
         seen[account.id] = index
         accounts.append(account)
-    return Config(path, settings, accounts)
+    return Config(path, settings, accounts, dict(keys))
 
 
 class _LineFinder:
@@ -319,4 +324,6 @@ def dumps(config: Config) -> str:
             e: Endpoint = getattr(a, proto)
             out.append(f"{proto} = {{ host = {_toml_value(e.host)}, port = {e.port}, "
                        f"security = {_toml_value(e.security)} }}")
+    if config.keys:
+        out += ["", "[keys]"] + [f"{key} = {_toml_value(value)}" for key, value in config.keys.items()]
     return "\n".join(out) + "\n"
