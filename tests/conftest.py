@@ -70,6 +70,7 @@ class Loopback:
     def account(self, imap: Endpoint | None = None, smtp: Endpoint | None = None,
                 account_id: str = "alice", **changes) -> Account:
         changes.setdefault("ca_file", self.certs.ca_file)
+        changes.setdefault("allow_plaintext", True)  # many fault servers speak no TLS
         return Account(
             id=account_id, email=USER,
             imap=imap or Endpoint(HOST, self.imap_tls, "tls"),

@@ -16,7 +16,7 @@ def write_config(tmp_path, loopback, accounts: list[tuple[str, str, dict]]):
     for account_id, password, imap in accounts:
         lines += ["[[accounts]]", f'id = "{account_id}"', 'email = "alice@example.com"',
                   f"password_command = \"printf '%s' '{password}'\"",
-                  f'ca_file = "{loopback.certs.ca_file}"',
+                  f'ca_file = "{loopback.certs.ca_file}"', "allow_plaintext = true",
                   f'imap = {{ host = "{HOST}", port = {imap["port"]}, security = "{imap["security"]}" }}',
                   f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls}, security = "tls" }}', ""]
     path = tmp_path / "accounts.toml"

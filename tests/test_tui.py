@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import keyring
 from keyring.backends import fail
 
@@ -14,8 +12,8 @@ from tui.screens.account_form import AccountFormScreen
 from tui.screens.config_error import ConfigErrorScreen
 from tui.screens.confirm import ConfirmScreen
 
-from .tui_support import (PASSWORD, app_for, cell, select, settled, shown, type_text, wait_for,
-                          write_accounts)
+from .tui_support import (PASSWORD, app_for, cell, select, settled, shown, text_of, type_text,
+                          wait_for, write_accounts)
 
 SIZE = (100, 32)
 
@@ -24,20 +22,6 @@ def two_accounts(tmp_path, loopback, isolated_user):
     isolated_user.secrets[(SERVICE, "good")] = PASSWORD
     isolated_user.secrets[(SERVICE, "broken")] = "old-wrong-password"
     return write_accounts(tmp_path / "accounts.toml", loopback, {"good": {}, "broken": {}})
-
-
-def text_of(widget) -> str:
-    """What the widget shows, as plain text."""
-    from rich.console import Console
-
-    from textual.content import Content
-
-    content = widget.content
-    if isinstance(content, Content):
-        return content.plain
-    console = Console(width=300, record=True, file=open(os.devnull, "w"))
-    console.print(content)
-    return console.export_text()
 
 
 async def test_alerts_modal_lists_only_what_needs_attention(tmp_path, loopback, isolated_user):
@@ -120,6 +104,7 @@ async def test_add_edit_stop_delete_persist_across_restart(tmp_path, loopback, i
             form.query_one(f"#f-{proto}-host").value = "127.0.0.1"
             form.query_one(f"#f-{proto}-port").value = str(port)
             form.query_one(f"#f-{proto}-security").value = "none"
+        form.query_one("#f-allow_plaintext").value = True  # a trusted network: loopback
         await pilot.press("f2")
         await wait_for(pilot, lambda: app.monitor.states.get("added") is not None and
                        app.monitor.states["added"].status is Status.CONNECTED, what="added")
@@ -150,6 +135,7 @@ async def test_add_edit_stop_delete_persist_across_restart(tmp_path, loopback, i
                        and app.monitor.states["added"].status is Status.CONNECTED)
     text = path.read_text()
     assert 'email = "renamed@example.com"' in text and "stopped = true" not in text
+    assert "allow_plaintext = true" in text
 
 
 async def test_alerts_modal_updates_live(tmp_path, loopback, isolated_user):
@@ -287,3 +273,33 @@ async def test_keys_can_be_remapped_by_binding_id(tmp_path, loopback, isolated_u
         assert not isinstance(app.screen, AlertsScreen)
         await pilot.press("f9")
         assert isinstance(app.screen, AlertsScreen)
+
+
+async def test_oauth_reconnect_reruns_the_token_command(tmp_path, loopback):
+    from tui.core.models import Endpoint
+    from tui.demo.servers import HOST, ScriptedImap
+
+    from .conftest import TOKEN, USER
+
+    token = tmp_path / "token"
+    token.write_text("ya29.expired")
+    imap = loopback.serve(ScriptedImap("IMAP4rev1 AUTH=XOAUTH2", tokens={USER: TOKEN}))
+    path = tmp_path / "accounts.toml"
+    path.write_text(f'[settings]\ntimeout = 3\nbell = false\n[[accounts]]\nid = "gmail"\n'
+                    f'email = "{USER}"\nauth = "oauth2"\noauth2_token_command = "cat {token}"\n'
+                    f'allow_plaintext = true\nca_file = "{loopback.certs.ca_file}"\n'
+                    f'imap = {{ host = "{HOST}", port = {imap}, security = "none" }}\n'
+                    f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls}, security = "tls" }}\n')
+    app = app_for(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        assert app.monitor.states["gmail"].status is Status.INVALID_CREDENTIALS
+        assert "token expired" in app.monitor.states["gmail"].detail
+        token.write_text(TOKEN)  # the user renewed the grant in their token helper
+        await pilot.press("r")
+        form = app.screen
+        assert not form.query_one("#row-password").display
+        assert "token command" in text_of(form.query_one("#form-hint"))
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: app.monitor.states["gmail"].status is Status.CONNECTED,
+                       what="the OAuth2 account to connect")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from textual.pilot import Pilot
@@ -66,9 +67,22 @@ async def select(pilot: Pilot, account_id: str) -> None:
     await pilot.pause()
 
 
+def text_of(widget) -> str:
+    """What a Static shows, as plain text."""
+    from rich.console import Console
+    from textual.content import Content
+
+    content = widget.content
+    if isinstance(content, Content):
+        return content.plain
+    console = Console(width=300, record=True, file=open(os.devnull, "w"))
+    console.print(content)
+    return console.export_text()
+
+
 async def type_text(pilot: Pilot, text: str) -> None:
     await pilot.press(*text)
 
 
 __all__ = ["PASSWORD", "write_accounts", "app_for", "wait_for", "settled", "shown", "cell",
-           "select", "type_text"]
+           "select", "text_of", "type_text"]

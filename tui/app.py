@@ -220,7 +220,8 @@ class ConnectedEmailsApp(App):
         return None
 
     async def secret_for(self, account: Account) -> Secret:
-        return await asyncio.to_thread(self.credentials.secret_for, account)
+        """For Reconnect's Test: an OAuth2 account's token command runs again."""
+        return await asyncio.to_thread(self.credentials.secret_for, account, True)
 
     async def test_account(self, account: Account, secret: Secret) -> AccountResult:
         from .core.check import check_account

@@ -25,7 +25,8 @@ HOST_PATTERN = re.compile(r"^[A-Za-z0-9._:-]+$")
 
 SETTINGS_KEYS = {"poll_interval", "timeout", "concurrency", "bell"}
 ACCOUNT_KEYS = {"id", "email", "username", "provider", "auth", "password_command",
-                "oauth2_token_command", "ca_file", "imap", "smtp", "stopped"}
+                "oauth2_token_command", "ca_file", "imap", "smtp", "stopped",
+                "allow_plaintext", "tls_verify"}
 ENDPOINT_KEYS = {"host", "port", "security"}
 
 
@@ -196,9 +197,12 @@ def _account(raw, index: int, path: Path, lines: _LineFinder) -> Account:
     for key in ("username", "password_command", "oauth2_token_command", "ca_file"):
         if key in raw and not isinstance(raw[key], str):
             fail(f"{key} must be a string.", "Quote the value.", key)
-    stopped = raw.get("stopped", False)
-    if not isinstance(stopped, bool):
-        fail("stopped must be true or false.", "Write stopped = true or remove it.", "stopped")
+    flags = {}
+    for key, default in (("stopped", False), ("allow_plaintext", False), ("tls_verify", True)):
+        flags[key] = raw.get(key, default)
+        if not isinstance(flags[key], bool):
+            fail(f"{key} must be true or false.", f"Write {key} = {str(not default).lower()} "
+                 f"or remove it.", key)
     endpoints = {}
     for proto, preset in (("imap", provider.imap), ("smtp", provider.smtp)):
         table = raw.get(proto)
@@ -210,7 +214,7 @@ def _account(raw, index: int, path: Path, lines: _LineFinder) -> Account:
         id=account_id, email=email, username=raw.get("username", ""), provider=provider_name,
         auth=auth, password_command=raw.get("password_command"),
         oauth2_token_command=raw.get("oauth2_token_command"), ca_file=raw.get("ca_file"),
-        imap=endpoints["imap"], smtp=endpoints["smtp"], stopped=stopped)
+        imap=endpoints["imap"], smtp=endpoints["smtp"], **flags)
 
 
 def validate_account(raw: dict, path: Path | None = None) -> Account:
@@ -320,6 +324,10 @@ def dumps(config: Config) -> str:
                 out.append(f"{key} = {_toml_value(getattr(a, key))}")
         if a.stopped:
             out.append("stopped = true")
+        if a.allow_plaintext:
+            out.append("allow_plaintext = true")
+        if not a.tls_verify:
+            out.append("tls_verify = false")
         for proto in ("imap", "smtp"):
             e: Endpoint = getattr(a, proto)
             out.append(f"{proto} = {{ host = {_toml_value(e.host)}, port = {e.port}, "

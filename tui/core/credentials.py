@@ -145,14 +145,19 @@ class Credentials:
         self.store = store
         self.command_timeout = command_timeout
         self.session = MemoryStore()
+        self._tokens: dict[str, Secret] = {}  # access tokens, in memory until rejected
 
-    def secret_for(self, account: Account) -> Secret:
+    def secret_for(self, account: Account, fresh: bool = False) -> Secret:
+        """The account's secret. An OAuth2 token is reused until `forget` (the server rejected
+        it) or `fresh` (Reconnect's Test) asks the token command for a new one."""
         kept = self.session.get(account.id)
         if kept:
             return kept
         if account.auth == "oauth2" and account.oauth2_token_command:
-            return run_secret_command(account.oauth2_token_command, self.command_timeout,
-                                      "oauth2_token_command")
+            if fresh or account.id not in self._tokens:
+                self._tokens[account.id] = run_secret_command(
+                    account.oauth2_token_command, self.command_timeout, "oauth2_token_command")
+            return self._tokens[account.id]
         if account.password_command:
             return run_secret_command(account.password_command, self.command_timeout)
         secret = self.store.get(account.id)
@@ -160,3 +165,7 @@ class Credentials:
             raise CredentialError(
                 "No password is stored for this account; Reconnect to enter one.")
         return secret
+
+    def forget(self, account_id: str) -> None:
+        """The server rejected the token: the next check asks the token command again."""
+        self._tokens.pop(account_id, None)

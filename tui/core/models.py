@@ -38,10 +38,22 @@ class Account:
     oauth2_token_command: str | None = None
     ca_file: str | None = None
     stopped: bool = False  # the user stopped checking it; kept across restarts
+    allow_plaintext: bool = False  # send the secret over security "none" (trusted networks only)
+    tls_verify: bool = True  # False accepts any certificate: per account, never the default
 
     @property
     def login(self) -> str:
         return self.username or self.email
+
+    @property
+    def insecure(self) -> list[str]:
+        """What makes this account's connections unsafe, in words for the table and detail."""
+        words = []
+        if self.allow_plaintext and "none" in (self.imap.security, self.smtp.security):
+            words.append("secret sent in plain text")
+        if not self.tls_verify:
+            words.append("certificates not verified")
+        return words
 
     def with_changes(self, **changes) -> Account:
         return replace(self, **changes)

@@ -204,6 +204,8 @@ class Monitor:
         slot.failures = slot.failures + 1 if status is Status.NO_SERVICE_CONNECTION else 0
         rejected = status is Status.INVALID_CREDENTIALS and (result.imap.reached_server
                                                             or result.smtp.reached_server)
+        if rejected:
+            self.credentials.forget(account_id)
         slot.rejections = slot.rejections + 1 if rejected else 0
         new_state = replace(state, status=status, result=result,
                             since=state.since if status is state.status else utcnow())

@@ -50,7 +50,8 @@ class Demo:
         def account(account_id: str, imap: Endpoint = imap_tls, smtp: Endpoint = smtp_tls,
                     provider: str = "custom", stopped: bool = False) -> Account:
             return Account(account_id, emails[account_id], imap, smtp, provider=provider,
-                           ca_file=certs.ca_file, stopped=stopped)
+                           ca_file=certs.ca_file, stopped=stopped,
+                           allow_plaintext="none" in (imap.security, smtp.security))
 
         self.accounts = [
             account("sales"),

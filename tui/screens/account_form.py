@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from ..core.config import ConfigError, validate_account
 from ..core.credentials import CredentialError, Secret
@@ -32,14 +32,15 @@ TITLES = {"new": "New account", "edit": "Edit account", "reconnect": "Reconnect"
 # Which rows each mode shows. Reconnect is about credentials and where to reach the servers.
 ROWS = {
     "new": ("id", "email", "provider", "auth", "username", "password", "password_command",
-            "oauth2_token_command", "imap", "smtp"),
+            "oauth2_token_command", "imap", "smtp", "allow_plaintext"),
     "edit": ("email", "provider", "auth", "username", "password", "password_command",
-             "oauth2_token_command", "imap", "smtp"),
+             "oauth2_token_command", "imap", "smtp", "allow_plaintext"),
     "reconnect": ("username", "password", "imap", "smtp"),
 }
 LABELS = {"id": "Id", "email": "Email", "provider": "Provider", "auth": "Auth",
           "username": "Username", "password": "Password", "password_command": "Password cmd",
-          "oauth2_token_command": "Token cmd", "imap": "IMAP (sync)", "smtp": "SMTP (send)"}
+          "oauth2_token_command": "Token cmd", "imap": "IMAP (sync)", "smtp": "SMTP (send)",
+          "allow_plaintext": "Plain text"}
 
 
 class AccountFormScreen(ModalScreen[bool]):
@@ -102,6 +103,10 @@ class AccountFormScreen(ModalScreen[bool]):
             yield Select([(s, s) for s in SECURITIES], id=f"f-{row}-security",
                          value=endpoint.security if endpoint else "tls", allow_blank=False,
                          compact=True, classes="security")
+        elif row == "allow_plaintext":
+            yield Checkbox("send the secret without TLS when security is none (trusted network "
+                           "only)", a.allow_plaintext if a else False, id="f-allow_plaintext",
+                           compact=True)
         elif row == "password":
             placeholder = ("new password (empty keeps the stored one)" if self.original
                            else "password (stored in the keyring)")
@@ -205,6 +210,11 @@ class AccountFormScreen(ModalScreen[bool]):
                 raw[key] = value
         if base and base.ca_file:
             raw["ca_file"] = base.ca_file
+        if base and not base.tls_verify:
+            raw["tls_verify"] = False
+        plaintext = self.query("#f-allow_plaintext")
+        if plaintext.first().value if plaintext else (base and base.allow_plaintext):
+            raw["allow_plaintext"] = True
         for proto in ("imap", "smtp"):
             port = self._value(f"{proto}-port")
             raw[proto] = {"host": self._value(f"{proto}-host"),

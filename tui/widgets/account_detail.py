@@ -14,21 +14,23 @@ from ..format import ago, duration, protocol_line, status_text
 
 
 def detail_renderable(state: AccountState, now: datetime) -> Group:
+    """Most important first, since the pane is short: what each side said, then what to do."""
     account, info = state.account, state.status.info
     title = Text.assemble((account.email, "bold"), "  ", status_text(state.status),
                           (f"  for {duration((now - state.since).total_seconds())}", "grey62"))
-    if state.status is Status.STOPPED:
-        meaning = Text(state.detail)
-    else:
-        meaning = Text.assemble(info.meaning, "  ", (f"Can sync: {info.can_sync} · "
-                                                     f"can send: {info.can_send}", "grey62"))
-    advice = Text.assemble(("What to do: ", "bold"), info.advice)
+    if account.insecure:
+        title.append(f"  ⚠ {', '.join(account.insecure)}", style="bold yellow")
     result = state.result
-    lines = [title, meaning, advice,
-             protocol_line(result.imap if result else None, "Sync (IMAP)"),
-             protocol_line(result.smtp if result else None, "Send (SMTP)"),
-             Text(f"IMAP {account.imap} · SMTP {account.smtp} · auth {account.auth} · "
-                  f"checked {ago(state.last_checked, now)}", style="grey62")]
+    lines = [title]
+    if state.status is Status.STOPPED:
+        lines.append(Text(state.detail))
+    lines += [protocol_line(result.imap if result else None, "Sync (IMAP)"),
+              protocol_line(result.smtp if result else None, "Send (SMTP)"),
+              Text.assemble(("What to do: ", "bold"), info.advice),
+              Text.assemble((info.meaning, "grey62"), (f"  Can sync: {info.can_sync} · can send: "
+                                                       f"{info.can_send}", "grey62")),
+              Text(f"IMAP {account.imap} · SMTP {account.smtp} · auth {account.auth} · "
+                   f"checked {ago(state.last_checked, now)}", style="grey62")]
     return Group(*lines)
 
 

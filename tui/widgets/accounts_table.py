@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from ..core.models import AccountState
+from ..core.models import Account, AccountState
 from ..core.status import STATUS_INFO
 from ..format import ago, duration, protocol_cell, shorten, status_text
 
@@ -47,7 +47,7 @@ class AccountsTable(DataTable):
     def cells_for(self, state: AccountState, now: datetime) -> dict[str, object]:
         account = state.account
         return {
-            "account": _AccountCell(shorten(account.email, 19), account.id),
+            "account": _AccountCell(account, shorten(account.email, 19 - bool(account.insecure))),
             "status": status_text(state.status),
             "sync": protocol_cell(state, "imap"),
             "send": protocol_cell(state, "smtp"),
@@ -141,6 +141,9 @@ class AccountsTable(DataTable):
 class _AccountCell(Text):
     """The account column's cell: it knows its row's id, so sorting can look up the state."""
 
-    def __init__(self, text: str, account_id: str):
-        super().__init__(text)
-        self.account_id = account_id
+    def __init__(self, account: Account, text: str):
+        super().__init__()
+        if account.insecure:  # plain text allowed or certificates unchecked: visible at a glance
+            self.append("⚠", style="bold yellow")
+        self.append(text)
+        self.account_id = account.id

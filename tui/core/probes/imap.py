@@ -25,7 +25,7 @@ from ..models import Account, ProbeResult
 from ..status import Status
 from .errors import classify_transport, describe_stray_greeting
 from .oauth import describe_oauth_error, xoauth2_string, oauthbearer_string
-from .tls import client_context, not_after
+from .tls import client_context, not_after, plaintext_refusal
 
 # Threads are created only as checks are submitted; the monitor's semaphore bounds how many.
 _EXECUTOR = ThreadPoolExecutor(max_workers=256, thread_name_prefix="imap-check")
@@ -119,6 +119,9 @@ class _Failed(Exception):
 def _check(account: Account, secret: Secret, timeout: float, guard: _Guard) -> tuple[int, object]:
     """Runs in a thread. Returns (message count, certificate not-after) or raises."""
     endpoint = account.imap
+    refusal = plaintext_refusal(account, endpoint)
+    if refusal:
+        raise _Failed(Status.REQUEST_IS_INVALID, refusal)
     context = client_context(account)
     guard.step = "waiting for the greeting"
     client = _Client(guard, endpoint.host, endpoint.port, ssl=endpoint.security == "tls",

@@ -13,8 +13,8 @@ from ..credentials import Secret
 from ..models import Account, ProbeResult
 from ..status import Status
 from .errors import classify_transport, describe_stray_greeting
-from .oauth import describe_oauth_error, xoauth2_string
-from .tls import client_context, not_after
+from .oauth import describe_oauth_error, oauthbearer_string, xoauth2_string
+from .tls import client_context, not_after, plaintext_refusal
 
 LOCAL_HOSTNAME = "connected-emails.localdomain"
 
@@ -27,6 +27,9 @@ class _Failed(Exception):
 
 async def _check(account: Account, secret: Secret, timeout: float, state: dict) -> object:
     endpoint = account.smtp
+    refusal = plaintext_refusal(account, endpoint)
+    if refusal:
+        raise _Failed(Status.REQUEST_IS_INVALID, refusal)
     context = client_context(account)
     client = aiosmtplib.SMTP(hostname=endpoint.host, port=endpoint.port,
                              use_tls=endpoint.security == "tls", start_tls=False,
@@ -62,10 +65,16 @@ async def _check(account: Account, secret: Secret, timeout: float, state: dict) 
 
 async def _login(client: aiosmtplib.SMTP, account: Account, secret: Secret) -> None:
     if account.auth == "oauth2":
-        if "xoauth2" not in client.server_auth_methods:
-            raise _Failed(Status.REQUEST_IS_INVALID, "server does not offer XOAUTH2; use a password")
-        payload = base64.b64encode(xoauth2_string(account.login, secret).encode()).decode()
-        response = await client.execute_command(b"AUTH", b"XOAUTH2", payload.encode())
+        methods = client.server_auth_methods
+        if "oauthbearer" in methods:
+            mech, sasl = b"OAUTHBEARER", oauthbearer_string(account.login, secret)
+        elif "xoauth2" in methods:
+            mech, sasl = b"XOAUTH2", xoauth2_string(account.login, secret)
+        else:
+            raise _Failed(Status.REQUEST_IS_INVALID,
+                          "server offers neither XOAUTH2 nor OAUTHBEARER; use a password")
+        payload = base64.b64encode(sasl.encode()).decode()
+        response = await client.execute_command(b"AUTH", mech, payload.encode())
         if response.code == 334:  # the error challenge: read it, answer empty, take the final reply
             error_json = base64.b64decode(response.message).decode("utf-8", "replace")
             response = await client.execute_command(b"")

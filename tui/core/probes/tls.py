@@ -13,6 +13,8 @@ from ..models import Account
 
 def client_context(account: Account) -> ssl.SSLContext:
     """Verifying context, TLS 1.2 at least, with the account's extra CA if it has one."""
+    if not account.tls_verify:
+        return _unverified_context()
     mtime = None
     if account.ca_file:
         try:
@@ -36,6 +38,25 @@ def _context(ca_file: str | None, mtime: int | None) -> ssl.SSLContext:
             raise CAFileError(f"ca_file {ca_file} cannot be used ({reason}); fix the path or "
                               f"remove ca_file") from None
     return context
+
+
+@functools.lru_cache(maxsize=1)
+def _unverified_context() -> ssl.SSLContext:
+    """For an account that says tls_verify = false: encrypted, but anyone can pose as the server."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def plaintext_refusal(account, endpoint) -> str | None:
+    """Why we will not send this account's secret over this endpoint, or None if we may."""
+    if endpoint.security == "none" and not account.allow_plaintext:
+        what = "token" if account.auth == "oauth2" else "password"
+        return (f"security is none, so the {what} would cross the network in plain text; use tls "
+                f"or starttls, or set allow_plaintext = true for a network you trust")
+    return None
 
 
 class CAFileError(Exception):

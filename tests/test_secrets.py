@@ -1,0 +1,97 @@
+"""Marker secrets through every path: they reach the servers and appear nowhere else."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import subprocess
+import sys
+
+from tui.core.check import check_account
+from tui.core.credentials import SERVICE, Secret
+from tui.core.models import Endpoint
+from tui.core.probes.oauth import oauthbearer_string, xoauth2_string
+from tui.core.status import Status
+from tui.demo.servers import HOST, ScriptedImap
+
+from .tui_support import app_for, select, settled, text_of, type_text, wait_for, write_accounts
+
+SERVER_LOGGERS = ("pymap", "mail.log", "asyncio")
+MARKER_USER = "marker@example.com"
+PASSWORD = "pw-MARKER-5be1c0"
+TOKEN = "tok-MARKER-93d7aa"
+
+
+def leaks(texts: list[str]) -> list[str]:
+    """Every form a marker could take in text: as itself, or inside a base64 SASL payload."""
+    forms = [PASSWORD, TOKEN]
+    for user in (MARKER_USER, "alice@example.com"):
+        for sasl in (xoauth2_string(user, Secret(TOKEN)), oauthbearer_string(user, Secret(TOKEN)),
+                     f"\0{user}\0{PASSWORD}"):
+            forms.append(base64.b64encode(sasl.encode()).decode())
+    forms.append(base64.b64encode(PASSWORD.encode()).decode())
+    return [f"{form!r} in {text[:200]!r}" for text in texts for form in forms if form in text]
+
+
+async def test_markers_reach_the_servers_and_nothing_else(loopback, tmp_path, caplog,
+                                                          isolated_user):
+    loopback.mailboxes.set_password(MARKER_USER, PASSWORD)
+    loopback.smtp_users.passwords[MARKER_USER] = PASSWORD
+    loopback.smtp_users.tokens[MARKER_USER] = TOKEN
+    oauth_imap = Endpoint(HOST, loopback.serve(ScriptedImap("IMAP4rev1 AUTH=XOAUTH2",
+                                                            tokens={MARKER_USER: TOKEN})), "none")
+    seen: list[str] = []
+    caplog.set_level(logging.DEBUG)
+
+    # Checks that pass and that fail, by password and by token, with debug logging on.
+    for account, secret, expected in (
+            (loopback.account(username=MARKER_USER), PASSWORD, Status.CONNECTED),
+            (loopback.account(), PASSWORD, Status.INVALID_CREDENTIALS),
+            (loopback.account(imap=oauth_imap, username=MARKER_USER, auth="oauth2",
+                              oauth2_token_command="-"), TOKEN, Status.CONNECTED),
+            (loopback.account(imap=oauth_imap, auth="oauth2", oauth2_token_command="-"), TOKEN,
+             Status.INVALID_CREDENTIALS)):
+        result = await check_account(account, 3, secret=Secret(secret))
+        assert result.status is expected, result.detail  # so the marker did go on the wire
+        seen += [repr(result), result.imap.detail, result.smtp.detail, repr(account)]
+    seen.append(repr(Secret(PASSWORD)))
+
+    # The headless check, as cron runs it, with the password from a command.
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(PASSWORD)
+    config = tmp_path / "accounts.toml"
+    config.write_text("".join(
+        f'[[accounts]]\nid = "{account_id}"\nemail = "{user}"\n'
+        f'password_command = "cat {secret_file}"\nca_file = "{loopback.certs.ca_file}"\n'
+        f'imap = {{ host = "{HOST}", port = {loopback.imap_tls} }}\n'
+        f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls} }}\n'
+        for account_id, user in (("marker", MARKER_USER), ("other", "alice@example.com"))))
+    for args in (["--json"], []):
+        proc = subprocess.run([sys.executable, "-m", "tui", "check", "--config", str(config),
+                               *args], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2  # one passes with the marker, the other rejects it
+        seen += [proc.stdout, proc.stderr]
+    seen.append(config.read_text())
+
+    # Reconnect in the TUI: typed, tested, failing and passing, then a screenshot of the form.
+    isolated_user.secrets[(SERVICE, "alice")] = "old"
+    path = write_accounts(tmp_path / "tui.toml", loopback, {"alice": {}})
+    app = app_for(path)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await settled(pilot)
+        await select(pilot, "alice")
+        await pilot.press("r")
+        await type_text(pilot, PASSWORD)
+        await pilot.press("f5")
+        form = app.screen
+        await wait_for(pilot, lambda: "Test failed" in text_of(form.query_one("#form-result")))
+        seen.append(app.export_screenshot())
+        await pilot.press("escape")
+        seen.append(app.export_screenshot())
+    seen.append(path.read_text())
+    # The loopback servers' own logs are the far end of the wire: they may see the secret.
+    ours = [r for r in caplog.records if not r.name.startswith(SERVER_LOGGERS)]
+    seen += [record.getMessage() for record in ours]
+    seen += [str(record.exc_info) for record in ours if record.exc_info]
+    assert any(r.name.startswith("imapclient") for r in ours), "client debug logging was on"
+    assert leaks(seen) == []
