@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tui.demo.run import make_demo_app  # noqa: E402
-from tui.demo.scenes import BASE_PORT, SCENES, SIZE  # noqa: E402
+from tui.demo.scenes import BASE_PORT, SCREENSHOTS, SIZE  # noqa: E402
 
 
 async def export(name: str, scene, folder: Path) -> Path:
@@ -26,7 +26,7 @@ async def export(name: str, scene, folder: Path) -> Path:
 
 
 def main() -> None:
-    for name, scene in SCENES.items():
+    for name, scene in SCREENSHOTS.items():
         with tempfile.TemporaryDirectory() as folder:
             print(asyncio.run(export(name, scene, Path(folder))).relative_to(ROOT))
 

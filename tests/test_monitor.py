@@ -27,14 +27,14 @@ class Recorder:
         self.total_in_flight = 0
         self.max_total = 0
 
-    async def __call__(self, account, timeout, credentials):
+    async def __call__(self, account, timeout, credentials, mark=None):
         self.starts.setdefault(account.id, []).append(time.monotonic())
         self.in_flight[account.id] = self.in_flight.get(account.id, 0) + 1
         self.total_in_flight += 1
         self.max_per_account = max(self.max_per_account, self.in_flight[account.id])
         self.max_total = max(self.max_total, self.total_in_flight)
         try:
-            return await check_account(account, timeout, credentials=credentials)
+            return await check_account(account, timeout, credentials=credentials, mark=mark)
         finally:
             self.in_flight[account.id] -= 1
             self.total_in_flight -= 1

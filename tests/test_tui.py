@@ -303,3 +303,74 @@ async def test_oauth_reconnect_reruns_the_token_command(tmp_path, loopback):
         await pilot.press("f2")
         await wait_for(pilot, lambda: app.monitor.states["gmail"].status is Status.CONNECTED,
                        what="the OAuth2 account to connect")
+
+
+async def test_history_is_three_keys_away_and_exports_csv(tmp_path, loopback, isolated_user,
+                                                        monkeypatch):
+    from tui.screens.history import HistoryScreen
+
+    monkeypatch.chdir(tmp_path)
+    app = app_for(two_accounts(tmp_path, loopback, isolated_user))
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        await pilot.press("j", "h")  # from the first row: down to broken, then its history
+        assert isinstance(app.screen, HistoryScreen) and app.screen.account_id == "broken"
+        table = app.screen.query_one("#history-table")
+        assert table.row_count == 1
+        assert "Invalid Credentials" in str(table.get_row_at(0)[2])
+        assert "uptime 24 h: 0.0%" in text_of(app.screen.query_one("#history-summary"))
+        await pilot.press("x")
+        exported = list(tmp_path.glob("connected-emails-broken-*.csv"))
+        assert len(exported) == 1
+        assert "invalid_credentials,Invalid Credentials" in exported[0].read_text()
+
+
+async def test_restart_shows_last_known_statuses_marked_stale(tmp_path, loopback, isolated_user):
+    path = two_accounts(tmp_path, loopback, isolated_user)
+    async with app_for(path).run_test(size=SIZE) as pilot:
+        await settled(pilot)
+    app = app_for(path)
+    assert app.monitor.states["broken"].stale
+    assert app.monitor.states["broken"].status is Status.INVALID_CREDENTIALS
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: not app.monitor.states["broken"].stale, what="a fresh check")
+
+
+async def test_acknowledged_alert_leaves_the_count_and_comes_back_on_change(tmp_path, loopback,
+                                                                          isolated_user):
+    path = two_accounts(tmp_path, loopback, isolated_user)
+    app = app_for(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        await pilot.press("a", "A")
+        await type_text(pilot, "ticket 4711")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.alert_states() == [] and "alert" not in app.sub_title,
+                       what="the alert to go quiet")
+        modal = app.screen
+        assert "acknowledged: ticket 4711" in str(modal.query_one("#alerts-table")
+                                                   .get_cell("broken", "note"))
+    async with app_for(path).run_test(size=SIZE) as pilot:  # it persists across a restart
+        app = pilot.app
+        await settled(pilot)
+        assert app.alert_states() == []
+        isolated_user.secrets[(SERVICE, "broken")] = PASSWORD
+        app.monitor.check_now("broken")
+        await wait_for(pilot, lambda: app.monitor.states["broken"].status is Status.CONNECTED)
+        isolated_user.secrets[(SERVICE, "broken")] = "wrong again"
+        app.monitor.check_now("broken")
+        await wait_for(pilot, lambda: len(app.alert_states()) == 1, what="the alert to return")
+
+
+async def test_a_broken_history_file_is_a_banner_not_a_crash(tmp_path, loopback, isolated_user):
+    from tui.core.history import default_path
+
+    history = default_path()
+    history.parent.mkdir(parents=True, exist_ok=True)
+    history.write_bytes(b"garbage" * 1000)
+    app = app_for(two_accounts(tmp_path, loopback, isolated_user))
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        banner = text_of(app.screen.query_one("#banner"))
+        assert "cannot be used" in banner and "left as it is" in banner
+    assert history.read_bytes() == b"garbage" * 1000

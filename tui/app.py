@@ -23,9 +23,13 @@ from .core import config as config_file
 from .core.config import Config, ConfigError
 from .core.credentials import Credentials, KeyringStore, KeyringUnavailable, Secret, SecretStore
 from .core.models import Account, AccountResult, AccountState, utcnow
+from .core.history import History, HistoryUnavailable, Quiet, Recorder
+from .core.hooks import HookRunner
 from .core.monitor import AccountChecked, Event, Monitor, StatusChanged
+from .core.monitor import AttentionChanged as MonitorAttention
 from .core.status import Status
-from .messages import AccountRemoved, AccountUpdated
+from .format import duration
+from .messages import AccountRemoved, AccountUpdated, AttentionChanged
 
 
 class ConnectedEmailsApp(App):
@@ -41,14 +45,22 @@ class ConnectedEmailsApp(App):
 
     def __init__(self, config: Config | None, store: SecretStore, *,
                  config_error: ConfigError | None = None, banner: str = "",
-                 clock: Callable[[], datetime] = utcnow, monitor_options: dict | None = None):
+                 clock: Callable[[], datetime] = utcnow, monitor_options: dict | None = None,
+                 history: History | None = None, history_problem: str | None = None):
         super().__init__()
         self.config = config or Config(Path("."))
         self.config_error = config_error
         self.store = store
         self.credentials = Credentials(store, self.config.settings.timeout)
+        self.history = history
+        self.history_problem = history_problem
+        last_known = history.last_states(self.config.accounts) if history else {}
+        self.quiet: dict[str, Quiet] = history.quiet() if history else {}
         self.monitor = Monitor(self.config.accounts, self.config.settings, self.credentials,
-                               **(monitor_options or {}))
+                               last_known=last_known, **(monitor_options or {}))
+        self.hooks = (HookRunner(self.config.settings.on_change,
+                                 on_failure=self._report_once) if self.config.settings.on_change
+                      else None)
         self.clock = clock
         self.demo_banner = banner
         if self.config.keys:
@@ -100,20 +112,35 @@ class ConnectedEmailsApp(App):
 
     @work(exclusive=True, group="monitor", exit_on_error=False, description="Monitor")
     async def run_monitor(self) -> None:
-        """Owns the monitor for the app's life; its events come back as messages."""
-        unsubscribe = self.monitor.subscribe(self._monitor_event)
+        """Owns the monitor for the app's life; its events come back as messages, and go to
+        the history and the on_change hook."""
+        subscriptions = [self.monitor.subscribe(self._monitor_event)]
+        if self.history:
+            self.history.prune(self.config.settings.history_days, utcnow())
+            subscriptions.append(self.monitor.subscribe(Recorder(self.history, self._report_once)))
+        if self.hooks:
+            subscriptions.append(self.monitor.subscribe(self.hooks))
         self.monitor.start()
         try:
             await asyncio.Event().wait()
         finally:
-            unsubscribe()
+            for unsubscribe in subscriptions:
+                unsubscribe()
             await self.monitor.close()
+            if self.hooks:
+                await self.hooks.close()
 
     def _monitor_event(self, event: Event) -> None:
         if isinstance(event, StatusChanged):
             self.post_message(AccountUpdated(event.state, event.old))
         elif isinstance(event, AccountChecked):
             self.post_message(AccountUpdated(event.state))
+        elif isinstance(event, MonitorAttention):
+            self.post_message(AttentionChanged(event.raised, event.state, event.previous))
+
+    def _report_once(self, message: str) -> None:
+        """For problems of the app's machinery (history, hook): a toast, never a crash."""
+        self.call_later(self.notify, message, title="Problem", severity="warning", timeout=15)
 
     # --- news from the monitor ------------------------------------------------------------------
 
@@ -122,8 +149,15 @@ class ConnectedEmailsApp(App):
         if state.account.id not in self.monitor.states:
             return  # removed while the message was queued
         self._pending[state.account.id] = state
-        if message.old_status is not None:
-            self._news.changed(state, message.old_status)
+        if message.old_status is not None and state.account.id in self.quiet:
+            self._end_quiet(state.account.id)  # a new status ends an acknowledgement or snooze
+        self._schedule_flush()
+
+    def on_attention_changed(self, message: AttentionChanged) -> None:
+        self._news.changed(message.state, message.raised, message.previous)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
         if self._flush_timer is None:
             self._flush_timer = self.set_timer(FLUSH_EVERY, self._apply_pending)
 
@@ -165,6 +199,7 @@ class ConnectedEmailsApp(App):
                 self._flush_timer = self.set_timer(ANNOUNCE_EVERY, self._apply_pending)
             return
         alerts, recovered = self._news.take()
+        alerts = [s for s in alerts if not self.is_quiet(s)]
         if len(alerts) == 1:
             state = alerts[0]
             self._alert(f"{state.account.email}: {state.status.label}. {state.detail}")
@@ -172,11 +207,15 @@ class ConnectedEmailsApp(App):
             names = ", ".join(s.account.email for s in alerts[:3])
             more = f" and {len(alerts) - 3} more" if len(alerts) > 3 else ""
             self._alert(f"{len(alerts)} new alerts: {names}{more}. Press a to see them.")
-        if recovered:
-            names = ", ".join(s.account.email for s in recovered[:3])
-            more = f" and {len(recovered) - 3} more" if len(recovered) > 3 else ""
-            self.notify(f"{names}{more} {'is' if len(recovered) == 1 else 'are'} Connected again.",
+        if len(recovered) == 1:
+            state, down_since = recovered[0]
+            self.notify(f"{state.account.email} is Connected again after "
+                        f"{duration((state.since - down_since).total_seconds())}.",
                         title="Recovered", timeout=6)
+        elif recovered:
+            names = ", ".join(s.account.email for s, _ in recovered[:3])
+            more = f" and {len(recovered) - 3} more" if len(recovered) > 3 else ""
+            self.notify(f"{names}{more} are Connected again.", title="Recovered", timeout=6)
 
     def _alert(self, text: str) -> None:
         self.notify(text, title="Needs attention", severity="error", timeout=10)
@@ -188,7 +227,7 @@ class ConnectedEmailsApp(App):
             self.sub_title = "the accounts file needs fixing"
             return
         states = list(self.monitor.states.values())
-        alerts = sum(s.needs_attention for s in states)
+        alerts = len(self.alert_states())
         checking = sum(s.status is Status.CHECKING for s in states)
         if alerts:
             self.sub_title = f"{alerts} alert{'s' if alerts > 1 else ''} — press a"
@@ -200,8 +239,36 @@ class ConnectedEmailsApp(App):
     def now(self) -> datetime:
         return self.clock()
 
+    # --- alerts the user has seen to -------------------------------------------------------
+
+    def is_quiet(self, state: AccountState) -> bool:
+        quiet = self.quiet.get(state.account.id)
+        return quiet is not None and quiet.holds_for(state, self.now())
+
+    def alert_states(self) -> list[AccountState]:
+        """What needs attention and has not been acknowledged or snoozed."""
+        return [s for s in self.monitor.states.values()
+                if s.needs_attention and not self.is_quiet(s)]
+
+    def set_quiet(self, account_id: str, kind: str, note: str = "",
+                  until: datetime | None = None) -> None:
+        state = self.monitor.states[account_id]
+        quiet = Quiet(account_id, kind, state.status, note, self.now(), until)
+        self.quiet[account_id] = quiet
+        if self.history:
+            self.history.set_quiet(quiet)
+        self.accounts_signal.publish([state])
+        self._update_subtitle()
+
+    def _end_quiet(self, account_id: str) -> None:
+        self.quiet.pop(account_id, None)
+        if self.history:
+            self.history.clear_quiet(account_id)
+
     def banner_text(self) -> str:
         parts = [self.demo_banner] if self.demo_banner else []
+        if self.history_problem:
+            parts.append(f"⚠ {self.history_problem}")
         uses_store = any(not (a.password_command or a.auth == "oauth2")
                          for a in self.config.accounts)
         if self.keyring_problem and uses_store:
@@ -281,6 +348,9 @@ class ConnectedEmailsApp(App):
                         timeout=15)
             return False
         self.config = new_config
+        if self.history:
+            self.history.forget_account(account_id)
+        self.quiet.pop(account_id, None)
         try:
             await asyncio.to_thread(self.store.delete, account_id)
         except KeyringUnavailable:
@@ -313,11 +383,14 @@ class ConnectedEmailsApp(App):
         def rows(bindings) -> list[tuple[str, str, str]]:
             return [(self.get_key_display(b), b.description, b.tooltip) for b in bindings]
 
+        from .screens.history import HistoryScreen
+
         return [
             ("Accounts", rows([*ConnectedEmailsScreen.BINDINGS, *AccountsTable.BINDINGS])),
             ("Everywhere", rows(self.BINDINGS) + [("ctrl+p", "Commands",
                                                    "Find any action by name")]),
             ("Alerts", rows(AlertsScreen.BINDINGS)),
+            ("History", rows(HistoryScreen.BINDINGS)),
             ("New, Edit and Reconnect forms", rows(AccountFormScreen.BINDINGS)),
         ]
 
@@ -335,6 +408,14 @@ class ConnectedEmailsApp(App):
         from .screens.account_form import AccountFormScreen
 
         self.push_screen(AccountFormScreen("reconnect", self.monitor.states[account_id].account))
+
+    def action_history(self) -> None:
+        self._with_selected(self.open_history)
+
+    def open_history(self, account_id: str) -> None:
+        from .screens.history import HistoryScreen
+
+        self.push_screen(HistoryScreen(account_id))
 
     def action_new_account(self) -> None:
         from .screens.account_form import AccountFormScreen
@@ -414,6 +495,7 @@ class ConnectedEmailsApp(App):
         for title, help_text, action in (
                 ("Alerts", "Every account that needs attention", self.action_alerts),
                 ("Reconnect", "New credentials for the selected account", self.action_reconnect),
+                ("History", "The selected account's timeline and uptime", self.action_history),
                 ("New account", "Add an account", self.action_new_account),
                 ("Edit account", "Edit the selected account", self.action_edit_account),
                 ("Delete account", "Delete the selected account", self.action_delete_account),
@@ -438,22 +520,22 @@ ANNOUNCE_EVERY = 3.0  # seconds between toasts about new alerts
 
 
 class _News:
-    """Status changes not yet told to the user: the latest per account, alerts and recoveries."""
+    """Alerts raised and recovered from, not yet told to the user; the latest per account."""
 
     def __init__(self):
         self._alerts: dict[str, AccountState] = {}
-        self._recovered: dict[str, AccountState] = {}
+        self._recovered: dict[str, tuple[AccountState, datetime]] = {}
         self.announced_at = 0.0
 
-    def changed(self, state: AccountState, old: Status) -> None:
+    def changed(self, state: AccountState, raised: bool, previous: AccountState) -> None:
         account_id = state.account.id
-        if state.needs_attention:
+        if raised:
             self._alerts[account_id] = state
             self._recovered.pop(account_id, None)
         else:
             self._alerts.pop(account_id, None)
-            if state.status is Status.CONNECTED and old not in (Status.CHECKING, Status.STOPPED):
-                self._recovered[account_id] = state
+            if state.status is Status.CONNECTED:
+                self._recovered[account_id] = (state, previous.since)
 
     def __bool__(self) -> bool:
         return bool(self._alerts or self._recovered)
@@ -462,7 +544,7 @@ class _News:
         self._alerts.clear()
         self._recovered.clear()
 
-    def take(self) -> tuple[list[AccountState], list[AccountState]]:
+    def take(self) -> tuple[list[AccountState], list[tuple[AccountState, datetime]]]:
         alerts, recovered = list(self._alerts.values()), list(self._recovered.values())
         self.clear()
         if alerts or recovered:
@@ -470,13 +552,25 @@ class _News:
         return alerts, recovered
 
 
-def make_app(config_path: Path, *, store: SecretStore | None = None, **options) -> ConnectedEmailsApp:
+def make_app(config_path: Path, *, store: SecretStore | None = None,
+             history_path: Path | str | None = None, **options) -> ConnectedEmailsApp:
     """The one factory for the CLI and the tests."""
+    from .core.history import default_path
+
     try:
         config, error = config_file.load(config_path), None
     except ConfigError as exc:
         config, error = Config(config_path), exc
-    return ConnectedEmailsApp(config, store or KeyringStore(), config_error=error, **options)
+    history, problem = open_history(history_path or default_path())
+    return ConnectedEmailsApp(config, store or KeyringStore(), config_error=error,
+                              history=history, history_problem=problem, **options)
+
+
+def open_history(path: Path | str) -> tuple[History | None, str | None]:
+    try:
+        return History(path), None
+    except HistoryUnavailable as exc:
+        return None, str(exc)
 
 
 def run_app(config_path: Path) -> int:

@@ -28,6 +28,14 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print JSON instead of one line")
     check.add_argument("--account", metavar="ID", action="append", default=[],
                        help="check only this account (repeatable)")
+    history = commands.add_parser("history", help="print the status history")
+    history.add_argument("--account", metavar="ID", help="only this account")
+    history.add_argument("--since", metavar="WHEN", default="7d",
+                         help="how far back: 30m, 24h, 7d, or a date such as 2026-11-20 "
+                              "(default 7d)")
+    form = history.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="print JSON")
+    form.add_argument("--csv", action="store_true", help="print CSV")
     return parser
 
 
@@ -35,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
         return run_check(args.check_config or args.config, args.json, args.account)
+    if args.command == "history":
+        return run_history(args.account, args.since, "json" if args.json else
+                           "csv" if args.csv else "text")
     if args.demo:
         from .demo.run import run_demo
         return run_demo()
@@ -68,9 +79,94 @@ def run_check(path: str | None, as_json: bool, only: list[str]) -> int:
     credentials = Credentials(store, config.settings.timeout)
     results = asyncio.run(sweep([a for a in accounts if not a.stopped], config.settings,
                                 credentials))
-    states = report.states_from(accounts, results)
+    states = report.states_from(accounts, results, config.settings)
+    _remember(states)
     print(report.as_json(states) if as_json else report.as_line(states))
     return report.exit_code(states)
+
+
+def _remember(states) -> None:
+    """Cron runs leave a history too, so `history` can say what happened last night."""
+    from .core.history import History, HistoryUnavailable, default_path
+
+    try:
+        history = History(default_path())
+    except HistoryUnavailable as exc:
+        print(exc, file=sys.stderr)
+        return
+    from dataclasses import replace
+
+    from .core.status import Status
+
+    try:
+        last = history.last_states([s.account for s in states])
+        for state in states:
+            before = last.get(state.account.id)
+            if before is None or before.status is not state.status:
+                history.record_change(state.account.id, before.status if before else
+                                      Status.CHECKING, state.status, state.detail, state.since)
+            else:
+                state = replace(state, since=before.since)  # the status holds since then
+            history.record_state(state)
+    except Exception as exc:  # noqa: BLE001 - history must never change the check's verdict
+        print(f"History not recorded: {exc}", file=sys.stderr)
+    finally:
+        history.close()
+
+
+def parse_since(text: str):
+    from datetime import datetime, timedelta, timezone
+
+    units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    now = datetime.now(timezone.utc)
+    if text[:-1].isdigit() and text[-1:] in units:
+        return now - timedelta(**{units[text[-1]]: int(text[:-1])})
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--since {text!r} is neither a span (30m, 24h, 7d) nor a date "
+                         f"(2026-11-20)") from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc).astimezone(timezone.utc)
+
+
+def run_history(account: str | None, since: str, form: str) -> int:
+    import csv
+    import json
+
+    from .core.history import History, HistoryUnavailable, default_path
+
+    try:
+        start = parse_since(since)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    path = default_path()
+    if not path.exists():
+        print(f"No history yet: {path} is created by the app or the check command.",
+              file=sys.stderr)
+        return 0
+    try:
+        history = History(path)
+    except HistoryUnavailable as exc:
+        print(exc, file=sys.stderr)
+        return 3
+    changes = history.changes(account, start)
+    history.close()
+    if form == "json":
+        print(json.dumps({"changes": [c.to_json() for c in changes]}, indent=2))
+    elif form == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["at", "account_id", "old", "new", "label", "detail"])
+        for c in changes:
+            writer.writerow([c.at.isoformat(), c.account_id, c.old.value, c.new.value,
+                             c.new.label, c.detail])
+    else:
+        for c in changes:
+            print(f"{c.at.astimezone():%Y-%m-%d %H:%M:%S}  {c.account_id:<16} "
+                  f"{c.old.label} → {c.new.label}  {c.detail}")
+        if not changes:
+            print(f"No status changes since {start.astimezone():%Y-%m-%d %H:%M}.")
+    return 0
 
 
 if __name__ == "__main__":

@@ -30,6 +30,20 @@ def status_text(status: Status) -> Text:
     return Text(status.label, style=f"bold {status.info.colour}")
 
 
+def state_cell(state: AccountState) -> Text:
+    """The Status column: the label, or what qualifies it (retrying, stale, a certificate)."""
+    info = state.status.info
+    if state.retrying:
+        done, of = state.retrying
+        return Text(f"Retrying {done}/{of}…", style=f"italic {info.colour}")
+    if state.stale:
+        return Text(f"{state.status.label}?", style=f"dim {info.colour}")
+    if state.status is Status.CONNECTED and state.cert_warning:
+        return Text(f"Connected · cert {state.cert_days}d", style="bold red" if state.cert_alert
+                    else "bold yellow")
+    return status_text(state.status)
+
+
 def protocol_cell(state: AccountState, protocol: str) -> Text:
     """'✓ ok' / '✗ login' for one protocol of an account."""
     if state.status is Status.STOPPED:

@@ -26,3 +26,12 @@ class AccountUpdated(Message):
 @dataclass
 class AccountRemoved(Message):
     account_id: str
+
+
+@dataclass
+class AttentionChanged(Message):
+    """An alert was raised or recovered from (after alert_after, for transient failures)."""
+
+    raised: bool
+    state: AccountState
+    previous: AccountState

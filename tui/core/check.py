@@ -10,7 +10,8 @@ from .status import Status
 
 
 async def check_account(account: Account, timeout: float, *, credentials: Credentials | None = None,
-                        secret: Secret | None = None) -> AccountResult:
+                        secret: Secret | None = None,
+                        mark: tuple[int, int] | None = None) -> AccountResult:
     """Check IMAP and SMTP side by side. With `secret`, test exactly that (Reconnect's Test);
     otherwise read the secret from `credentials`. A secret that cannot be had sends nothing."""
     if secret is None:
@@ -24,7 +25,7 @@ async def check_account(account: Account, timeout: float, *, credentials: Creden
     from .probes.imap import check_imap
     from .probes.smtp import check_smtp
 
-    imap, smtp = await asyncio.gather(check_imap(account, secret, timeout),
+    imap, smtp = await asyncio.gather(check_imap(account, secret, timeout, mark),
                                       check_smtp(account, secret, timeout))
     return AccountResult(account.id, imap, smtp)
 

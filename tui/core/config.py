@@ -23,7 +23,8 @@ ENV_VAR = "CONNECTED_EMAILS_CONFIG"
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 HOST_PATTERN = re.compile(r"^[A-Za-z0-9._:-]+$")
 
-SETTINGS_KEYS = {"poll_interval", "timeout", "concurrency", "bell"}
+SETTINGS_KEYS = {"poll_interval", "timeout", "concurrency", "bell", "alert_after", "history_days",
+                 "cert_warn_days", "cert_alert_days", "on_change"}
 ACCOUNT_KEYS = {"id", "email", "username", "provider", "auth", "password_command",
                 "oauth2_token_command", "ca_file", "imap", "smtp", "stopped",
                 "allow_plaintext", "tls_verify"}
@@ -148,7 +149,9 @@ def _settings(raw, path: Path, lines: _LineFinder) -> Settings:
     _reject_unknown(raw, SETTINGS_KEYS, path, "[settings]", lines.top)
     values = {}
     for key, minimum, kind in (("poll_interval", 1, (int, float)), ("timeout", 0.1, (int, float)),
-                               ("concurrency", 1, (int,))):
+                               ("concurrency", 1, (int,)), ("alert_after", 1, (int,)),
+                               ("history_days", 1, (int,)), ("cert_warn_days", 0, (int,)),
+                               ("cert_alert_days", 0, (int,))):
         if key in raw:
             value = raw[key]
             if isinstance(value, bool) or not isinstance(value, kind) or value < minimum:
@@ -160,6 +163,12 @@ def _settings(raw, path: Path, lines: _LineFinder) -> Settings:
             raise ConfigError(path, "settings.bell must be true or false.", "Correct the value.",
                               lines.top("bell"))
         values["bell"] = raw["bell"]
+    if "on_change" in raw:
+        if not isinstance(raw["on_change"], str) or not raw["on_change"].strip():
+            raise ConfigError(path, "settings.on_change must be a command in quotes.",
+                              "For example on_change = \"notify-send 'Connected Emails'\".",
+                              lines.top("on_change"))
+        values["on_change"] = raw["on_change"]
     return Settings(**values)
 
 
@@ -313,7 +322,11 @@ def dumps(config: Config) -> str:
     out = ["# Connected Emails accounts. No secrets here: they live in the keyring or a command.",
            "[settings]", f"poll_interval = {_toml_value(s.poll_interval)}",
            f"timeout = {_toml_value(s.timeout)}", f"concurrency = {s.concurrency}",
-           f"bell = {_toml_value(s.bell)}"]
+           f"bell = {_toml_value(s.bell)}", f"alert_after = {s.alert_after}",
+           f"history_days = {s.history_days}", f"cert_warn_days = {s.cert_warn_days}",
+           f"cert_alert_days = {s.cert_alert_days}"]
+    if s.on_change:
+        out.append(f"on_change = {_toml_value(s.on_change)}")
     for a in config.accounts:
         out += ["", "[[accounts]]", f"id = {_toml_value(a.id)}", f"email = {_toml_value(a.email)}"]
         if a.username and a.username != a.email:

@@ -65,6 +65,11 @@ class Settings:
     timeout: float = 15.0
     concurrency: int = 32
     bell: bool = True  # ring the terminal bell on a new alert
+    alert_after: int = 2  # consecutive transient failures before one becomes an alert
+    history_days: int = 90  # how long the status history keeps its rows
+    cert_warn_days: int = 14  # a certificate this close to expiry is a warning
+    cert_alert_days: int = 3  # ... and this close, an alert
+    on_change: str | None = None  # command run on each alert and recovery
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,8 @@ class ProbeResult:
     message_count: int | None = None
     cert_not_after: datetime | None = None  # the server certificate's expiry, when TLS was used
     reached_server: bool = True  # False when nothing was sent (the secret could not be read)
+    mailbox_mark: tuple[int, int] | None = None  # IMAP (UIDVALIDITY, UIDNEXT) after EXAMINE
+    missed: int | None = None  # messages that arrived since the mark we were given
 
     def to_json(self) -> dict:
         return {
@@ -91,6 +98,8 @@ class ProbeResult:
             "checked_at": self.checked_at.isoformat(),
             "message_count": self.message_count,
             "cert_not_after": self.cert_not_after.isoformat() if self.cert_not_after else None,
+            "mailbox_mark": list(self.mailbox_mark) if self.mailbox_mark else None,
+            "missed": self.missed,
         }
 
 
@@ -133,19 +142,52 @@ class AccountState:
     since: datetime = field(default_factory=utcnow)
     stopped_reason: str | None = None  # set when status is STOPPED
     stopped_by_user: bool = False
+    stale: bool = False  # last known from the history, not yet checked in this run
+    retrying: tuple[int, int] | None = None  # (failures so far, alert_after) while not yet an alert
+    cert_warning: str | None = None  # "certificate of imap.example.com expires in 10 days"
+    cert_alert: bool = False  # the certificate expires within cert_alert_days
+    cert_days: int | None = None  # whole days until the nearer certificate expires, if warned
+    missed: int | None = None  # messages that arrived in INBOX while it was failing
 
     @property
     def needs_attention(self) -> bool:
-        if self.status in (Status.CONNECTED, Status.CHECKING):
+        if self.status is Status.CHECKING or self.retrying:
             return False
+        if self.status is Status.CONNECTED:
+            return self.cert_alert
         return not (self.status is Status.STOPPED and self.stopped_by_user)
 
     @property
     def detail(self) -> str:
         if self.status is Status.STOPPED:
             return self.stopped_reason or "Checking is stopped."
+        if self.status is Status.CONNECTED and self.cert_warning:
+            return self.cert_warning
         return self.result.detail if self.result else ""
 
     @property
     def last_checked(self) -> datetime | None:
         return self.result.checked_at if self.result else None
+
+
+TRANSIENT = (Status.NO_SERVICE_CONNECTION, Status.SYNC_ERROR)
+
+
+def certificate_verdict(result: AccountResult, settings: Settings,
+                        now: datetime) -> dict:
+    """cert_warning (words), cert_alert and cert_days for the nearer certificate expiry, as
+    AccountState fields; empty when neither certificate is close to expiring."""
+    nearest = None
+    for probe, endpoint_host in ((result.imap, "IMAP"), (result.smtp, "SMTP")):
+        if probe.cert_not_after and (nearest is None or probe.cert_not_after < nearest[0]):
+            nearest = (probe.cert_not_after, endpoint_host)
+    if nearest is None:
+        return {}
+    days = (nearest[0] - now).total_seconds() / 86400
+    if days > settings.cert_warn_days:
+        return {}
+    when = f"{nearest[0]:%Y-%m-%d}"
+    words = (f"{nearest[1]} certificate expired on {when}" if days < 0 else
+             f"{nearest[1]} certificate expires in {max(days, 0):.0f} days ({when})")
+    return {"cert_warning": words, "cert_alert": days <= settings.cert_alert_days,
+            "cert_days": max(0, round(days))}

@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 
 from .check import check_account
 from .credentials import Credentials
-from .models import Account, AccountResult, AccountState, Settings, utcnow
+from .models import (TRANSIENT, Account, AccountResult, AccountState, Settings,
+                     certificate_verdict, utcnow)
 from .status import Status
 
 AUTO_STOP_AFTER = 3
@@ -36,18 +37,31 @@ class StatusChanged:
     state: AccountState
 
 
-Event = AccountChecked | StatusChanged
-Checker = Callable[[Account, float, Credentials], Awaitable[AccountResult]]
+@dataclass(frozen=True)
+class AttentionChanged:
+    """An alert was raised (needs_attention became true) or recovered from; what hooks and
+    toasts announce. A transient failure raises one only after `alert_after` in a row."""
+    raised: bool
+    state: AccountState
+    previous: AccountState
 
 
-async def _default_checker(account: Account, timeout: float, credentials: Credentials) -> AccountResult:
-    return await check_account(account, timeout, credentials=credentials)
+Event = AccountChecked | StatusChanged | AttentionChanged
+Checker = Callable[..., Awaitable[AccountResult]]
 
 
-def _initial_state(account: Account) -> AccountState:
+async def _default_checker(account: Account, timeout: float, credentials: Credentials,
+                           mark: tuple[int, int] | None = None) -> AccountResult:
+    return await check_account(account, timeout, credentials=credentials, mark=mark)
+
+
+def _initial_state(account: Account, last_known: AccountState | None = None) -> AccountState:
+    """Stopped if the user stopped it; else what the history last knew, marked stale."""
     if account.stopped:
         return AccountState(account, Status.STOPPED, stopped_reason=USER_STOP_REASON,
                             stopped_by_user=True)
+    if last_known is not None and last_known.status not in (Status.CHECKING, Status.STOPPED):
+        return replace(last_known, account=account, stale=True)
     return AccountState(account)
 
 
@@ -57,22 +71,24 @@ class _Slot:
     def __init__(self):
         self.wake = asyncio.Event()
         self.task: asyncio.Task | None = None
-        self.failures = 0  # consecutive No Service Connection results, for backoff
+        self.failures = 0  # consecutive transient failures, for backoff and alert_after
         self.rejections = 0  # consecutive Invalid Credentials results that reached the server
-        self.in_flight = False
+        self.mark: tuple[int, int] | None = None  # INBOX (UIDVALIDITY, UIDNEXT) when last good
 
 
 class Monitor:
     def __init__(self, accounts: list[Account], settings: Settings, credentials: Credentials, *,
                  checker: Checker = _default_checker, jitter: float = 0.1,
-                 retry_base: float = 15.0, first_spread: float = 0.0):
+                 retry_base: float = 15.0, first_spread: float = 0.0,
+                 last_known: dict[str, AccountState] | None = None):
         self.settings = settings
         self.credentials = credentials
         self.checker = checker
         self.jitter = jitter
         self.retry_base = retry_base
         self.first_spread = first_spread
-        self.states: dict[str, AccountState] = {a.id: _initial_state(a) for a in accounts}
+        self.states: dict[str, AccountState] = {
+            a.id: _initial_state(a, (last_known or {}).get(a.id)) for a in accounts}
         self._slots: dict[str, _Slot] = {}
         self._subscribers: list[Callable[[Event], None]] = []
         self._gate = asyncio.Semaphore(settings.concurrency)
@@ -106,6 +122,9 @@ class Monitor:
 
     def _start_slot(self, account_id: str) -> None:
         slot = self._slots.setdefault(account_id, _Slot())
+        known = self.states[account_id].result
+        if slot.mark is None and known is not None:
+            slot.mark = known.imap.mailbox_mark  # from the history: survives a restart
         if slot.task is None or slot.task.done():
             slot.task = asyncio.create_task(self._run_account(account_id, slot),
                                             name=f"monitor:{account_id}")
@@ -182,13 +201,12 @@ class Monitor:
             if state.status is Status.STOPPED:
                 await slot.wake.wait()  # resume or reconnect wakes us
                 continue
+            # While sync (IMAP) fails, ask for what arrives meanwhile once it works again.
+            syncing = state.result is None or state.result.imap.status is Status.CONNECTED
             async with self._gate:
-                slot.in_flight = True
-                try:
-                    result = await self.checker(state.account, self.settings.timeout,
-                                                self.credentials)
-                finally:
-                    slot.in_flight = False
+                result = await self.checker(state.account, self.settings.timeout,
+                                            self.credentials,
+                                            mark=None if syncing else slot.mark)
             delay = self._apply(account_id, slot, result)
 
     def _apply(self, account_id: str, slot: _Slot, result: AccountResult) -> float:
@@ -201,13 +219,26 @@ class Monitor:
             self.states[account_id] = replace(state, result=result)
             return interval
         status = result.status
-        slot.failures = slot.failures + 1 if status is Status.NO_SERVICE_CONNECTION else 0
+        slot.failures = slot.failures + 1 if status in TRANSIENT else 0
         rejected = status is Status.INVALID_CREDENTIALS and (result.imap.reached_server
                                                             or result.smtp.reached_server)
         if rejected:
             self.credentials.forget(account_id)
         slot.rejections = slot.rejections + 1 if rejected else 0
-        new_state = replace(state, status=status, result=result,
+        if result.imap.mailbox_mark:
+            slot.mark = result.imap.mailbox_mark
+        alert_after = self.settings.alert_after
+        # An account already in an alert stays one; a fresh transient failure waits its turn.
+        retrying = ((slot.failures, alert_after) if status in TRANSIENT and
+                    slot.failures < alert_after and not state.needs_attention else None)
+        cert = {"cert_warning": None, "cert_alert": False, "cert_days": None,
+                **certificate_verdict(result, self.settings, utcnow())}
+        if result.imap.missed is not None:
+            missed = result.imap.missed  # sync works again: this is what it had missed
+        else:
+            missed = state.missed if status is state.status else None
+        new_state = replace(state, status=status, result=result, stale=False, retrying=retrying,
+                            missed=missed, **cert,
                             since=state.since if status is state.status else utcnow())
         self._set(new_state)
         if slot.rejections >= AUTO_STOP_AFTER:
@@ -228,3 +259,5 @@ class Monitor:
         if old is None or old.status is not new_state.status:
             self._emit(StatusChanged(account_id, old.status if old else Status.CHECKING,
                                      new_state.status, new_state))
+        if old is not None and old.needs_attention != new_state.needs_attention:
+            self._emit(AttentionChanged(new_state.needs_attention, new_state, old))

@@ -5,24 +5,39 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from .models import Account, AccountResult, AccountState
+from .models import Account, AccountResult, AccountState, Settings, certificate_verdict, utcnow
 from .monitor import USER_STOP_REASON
-from .status import EXIT_CODE, EXIT_OK, STATUS_INFO, Status
+from .status import EXIT_CODE, EXIT_CRITICAL, EXIT_OK, EXIT_WARNING, STATUS_INFO, Status
 
 EXIT_WORDS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
 
 
-def states_from(accounts: list[Account], results: list[AccountResult]) -> list[AccountState]:
-    """Checked accounts take their result; accounts the user stopped stay Stopped, unchecked."""
+def states_from(accounts: list[Account], results: list[AccountResult],
+                settings: Settings) -> list[AccountState]:
+    """Checked accounts take their result and certificate verdict; accounts the user stopped
+    stay Stopped, unchecked."""
     by_id = {r.account_id: r for r in results}
-    return [AccountState(a, Status.STOPPED, stopped_reason=USER_STOP_REASON, stopped_by_user=True)
-            if a.id not in by_id else AccountState(a, by_id[a.id].status, by_id[a.id])
-            for a in accounts]
+    now = utcnow()
+    states = []
+    for a in accounts:
+        if a.id not in by_id:
+            states.append(AccountState(a, Status.STOPPED, stopped_reason=USER_STOP_REASON,
+                                       stopped_by_user=True))
+            continue
+        result = by_id[a.id]
+        states.append(AccountState(a, result.status, result,
+                                   **certificate_verdict(result, settings, now)))
+    return states
 
 
 def exit_code(states: list[AccountState]) -> int:
-    """The worst alert decides; an account the user stopped on purpose is no alert."""
-    return max((EXIT_CODE[s.status] for s in states if s.needs_attention), default=EXIT_OK)
+    """The worst alert decides; an account the user stopped on purpose is no alert; a
+    certificate close to expiry is a warning when nothing worse is wrong."""
+    code = max((EXIT_CODE[s.status] for s in states if s.needs_attention
+                and s.status is not Status.CONNECTED), default=EXIT_OK)
+    if any(s.cert_warning for s in states):
+        code = max(code, EXIT_WARNING if not any(s.cert_alert for s in states) else EXIT_CRITICAL)
+    return code
 
 
 def account_json(state: AccountState) -> dict:
@@ -34,6 +49,7 @@ def account_json(state: AccountState) -> dict:
         "label": state.status.label,
         "needs_attention": state.needs_attention,
         "detail": state.detail,
+        "cert_warning": state.cert_warning,
         "checked_at": state.last_checked.isoformat() if state.last_checked else None,
         "imap": result.imap.to_json() if result else None,
         "smtp": result.smtp.to_json() if result else None,

@@ -35,7 +35,8 @@ class Demo:
         certs = Certs(folder)
         good = certs.context()
         emails = {i: f"{i}@demo.example" for i in (
-            "sales", "support", BROKEN_ID, "archive", "relay", "legacy", "newsletter", "paused")}
+            "sales", "support", BROKEN_ID, "archive", "relay", "legacy", "newsletter", "invoices",
+            "crm-east", "crm-west", "crm-north", "paused")}
         self.mailboxes = Mailboxes(self.servers, {e: DEMO_PASSWORD for e in emails.values()})
         self.mailboxes.deliver(emails["sales"], b"Subject: Welcome\r\n\r\nHello from the demo.\r\n")
         smtp_users = SmtpUsers({e: DEMO_PASSWORD for e in emails.values()})
@@ -44,6 +45,7 @@ class Demo:
                                              port=port()), "tls")
         smtp_starttls = Endpoint(HOST, serve_smtp(self.servers, smtp_users, mode="starttls",
                                                   context=good, port=port()), "starttls")
+        outage_port = port() or 2525  # nothing listens on 127.0.0.2
         over_quota = ScriptedImap(examine_reply="NO [OVERQUOTA] Mailbox is over quota")
         no_login = ScriptedImap("IMAP4rev1 LOGINDISABLED")
 
@@ -64,6 +66,12 @@ class Demo:
                                             "none")),
             account("newsletter", imap=Endpoint(HOST, self.mailboxes.serve(
                 certs.context("expired"), port()), "tls")),
+            account("invoices", imap=Endpoint(HOST, self.mailboxes.serve(
+                certs.context(days_left=10), port()), "tls")),
+            # Three accounts on one provider host that is down: one outage, not three prompts.
+            *(account(name, imap=Endpoint(OUTAGE_HOST, outage_port, "tls"),
+                      smtp=Endpoint(OUTAGE_HOST, outage_port, "tls"))
+              for name in ("crm-east", "crm-west", "crm-north")),
             account("paused", stopped=True),
         ]
         secrets = {a.id: DEMO_PASSWORD for a in self.accounts}
@@ -71,6 +79,30 @@ class Demo:
         self.store = MemoryStore(secrets)
         self.config = Config(folder / "accounts.toml", Settings(poll_interval=60, timeout=5),
                              self.accounts)
+        self.history = self._history()
+
+    def _history(self):
+        """An in-memory history with a past: billing worked until its password was changed at
+        the provider, and two messages arrived since. Its last good check was a real one."""
+        import asyncio
+        from datetime import timedelta
+
+        from ..core.check import check_account
+        from ..core.credentials import Secret
+        from ..core.history import History
+        from ..core.models import AccountState, utcnow
+        from ..core.status import Status
+
+        history = History(":memory:")
+        billing = next(a for a in self.accounts if a.id == BROKEN_ID)
+        result = asyncio.run(check_account(billing, 5, secret=Secret(DEMO_PASSWORD)))
+        for n in (1, 2):
+            self.mailboxes.deliver(billing.email, f"Subject: Invoice {n}\r\n\r\nPay me.\r\n"
+                                   .encode())
+        since = utcnow() - timedelta(hours=26)
+        history.record_change(billing.id, Status.CHECKING, Status.CONNECTED, "", since)
+        history.record_state(AccountState(billing, result.status, result, since))
+        return history
 
     def close(self) -> None:
         self.servers.close()
@@ -83,6 +115,8 @@ def _nothing_listens(port: int) -> int:
     return port or closed_port()
 
 
+OUTAGE_HOST = "127.0.0.2"
+
 BANNER = (f"Demo on 127.0.0.1; nothing of yours is touched. {BROKEN_ID}@demo.example has a "
           f"wrong password: select it, press r, type [b]{DEMO_PASSWORD}[/b], press F2.")
 
@@ -91,7 +125,9 @@ def make_demo_app(folder: Path, base_port: int | None = None, **options):
     from ..app import ConnectedEmailsApp
 
     demo = Demo(folder, base_port)
-    app = ConnectedEmailsApp(demo.config, demo.store, banner=BANNER, **options)
+    # Retry a failed connection after 2 s, so the demo's alerts show within seconds.
+    app = ConnectedEmailsApp(demo.config, demo.store, banner=BANNER, history=demo.history,
+                             monitor_options={"retry_base": 2.0}, **options)
     app.demo = demo
     return app
 

@@ -15,6 +15,7 @@ from textual.widgets import Input
 
 from ..core.models import utcnow
 from ..core.status import Status
+from ..format import state_cell
 from .run import BROKEN_ID, DEMO_PASSWORD
 
 SIZE = (80, 24)
@@ -31,11 +32,15 @@ async def _until(pilot: Pilot, predicate, timeout: float = 20) -> None:
 
 async def _settle(pilot: Pilot) -> None:
     app = pilot.app
+    # The pictures show the screens, not toasts that pass in a few seconds.
+    app.notify = lambda *args, **kwargs: None
     await _until(pilot, lambda: app.screen_stack[0].query("#accounts"))
     table = app.screen_stack[0].query_one("#accounts")
     await _until(pilot, lambda: all(
-        s.status is not Status.CHECKING and str(table.get_cell(i, "status")) == s.status.label
+        s.status is not Status.CHECKING and not s.retrying and not s.stale
+        and str(table.get_cell(i, "status")) == str(state_cell(s))
         for i, s in app.monitor.states.items()))
+    app.clear_notifications()
     frozen = utcnow() + timedelta(seconds=65)
     app.clock = lambda: frozen
     app.screen_stack[0].tick()
@@ -72,11 +77,25 @@ async def reconnect_tested(pilot: Pilot) -> None:
     await _steady(pilot)
 
 
+async def history(pilot: Pilot) -> None:
+    """Billing's timeline after it was reconnected: three keys from the table (j j h)."""
+    await reconnect_tested(pilot)
+    await pilot.press("f2")
+    app = pilot.app
+    await _until(pilot, lambda: app.monitor.states[BROKEN_ID].status is Status.CONNECTED)
+    await pilot.pause(0.3)
+    await pilot.press("h")
+    await pilot.pause()
+
+
 async def help_screen(pilot: Pilot) -> None:
     await _settle(pilot)
     await pilot.press("question_mark")
     await pilot.pause()
 
 
+# What the snapshot tests compare: every view whose text does not hold the wall-clock time.
 SCENES: dict[str, Callable[[Pilot], Awaitable[None]]] = {
     "main": main_screen, "alerts": alerts, "reconnect": reconnect_tested, "help": help_screen}
+# What the README shows: the same, and the history, whose rows carry real times.
+SCREENSHOTS = {**SCENES, "history": history}

@@ -1,20 +1,32 @@
-"""The Alerts modal: every account that needs attention, with Reconnect right there."""
+"""The Alerts modal: every account that needs attention, with Reconnect right there.
+
+Suspected provider outages come first as one row each (Enter shows their accounts), then the
+other alerts, then the ones acknowledged or snoozed."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Label, Static
+from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from ..core.models import AccountState
-from ..core.status import STATUS_INFO
+from ..core.outages import WINDOW, group_outages
+from ..core.status import STATUS_INFO, Status
 from ..format import duration, shorten, status_text
 
 HEADLINE = "You have an email connection that requires your attention"
+OUTAGE = "outage:"
+SNOOZES = [("1 hour", 1), ("4 hours", 4), ("1 day", 24), ("1 week", 168)]
+
+
+def _by_severity(states: list[AccountState]) -> list[AccountState]:
+    return sorted(states, key=lambda s: (-STATUS_INFO[s.status].severity, s.account.email))
 
 
 class AlertsScreen(ModalScreen[None]):
@@ -25,9 +37,20 @@ class AlertsScreen(ModalScreen[None]):
                 tooltip="Reconnect the highlighted account"),
         Binding("c", "check", "Check now", id="alerts-check",
                 tooltip="Check the highlighted account now"),
+        Binding("A", "acknowledge", "Acknowledge", id="alerts-acknowledge",
+                tooltip="Acknowledge the alert, with a note, until its status changes"),
+        Binding("z", "snooze", "Snooze", id="alerts-snooze",
+                tooltip="Snooze the alert for a while; a status change brings it back"),
+        Binding("h", "history", "History", id="alerts-history",
+                tooltip="The highlighted account's history"),
         Binding("j", "cursor_down", "Down", show=False, id="alerts-down"),
         Binding("k", "cursor_up", "Up", show=False, id="alerts-up"),
     ]
+
+    def __init__(self):
+        super().__init__()
+        self._expanded: set[str] = set()
+        self._rows: list[str] = []
 
     def compose(self) -> ComposeResult:
         with Vertical(id="alerts-dialog", classes="dialog"):
@@ -38,81 +61,150 @@ class AlertsScreen(ModalScreen[None]):
             yield Static("No alerts: every connection is working.", id="alerts-empty")
             with Horizontal(classes="buttons"):
                 yield Button("Reconnect r", id="alerts-reconnect", variant="primary", compact=True)
-                yield Button("Check now c", id="alerts-check", compact=True)
+                yield Button("Ack A", id="alerts-acknowledge", compact=True)
+                yield Button("Snooze z", id="alerts-snooze", compact=True)
                 yield Button("Close Esc", id="alerts-close", compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#alerts-table", DataTable)
-        table.add_column("Account", key="account", width=24)
+        table.add_column("Account", key="account", width=26)
         table.add_column("Status", key="status", width=21)
         table.add_column("Since", key="since", width=5)
+        table.add_column("", key="note", width=30)
         self.app.accounts_signal.subscribe(self, lambda _states: self.refresh_alerts())
         self.app.removed_signal.subscribe(self, lambda _id: self.refresh_alerts())
         self.refresh_alerts()
         self.set_interval(5, self.refresh_alerts)
 
-    def _alerts(self) -> list[AccountState]:
+    # --- the rows -------------------------------------------------------------------------
+
+    def _wanted_rows(self) -> list[tuple[str, dict]]:
+        now = self.app.now()
         states = [s for s in self.app.monitor.states.values() if s.needs_attention]
-        return sorted(states, key=lambda s: (-STATUS_INFO[s.status].severity, s.account.email))
+        quiet = [s for s in states if self.app.is_quiet(s)]
+        outages, rest = group_outages([s for s in states if not self.app.is_quiet(s)])
+        rows = []
+        for outage in outages:
+            key = OUTAGE + outage.host
+            rows.append((key, {
+                "account": Text(f"⚡ Outage? {shorten(outage.host, 16)}", style="bold"),
+                "status": status_text(Status.NO_SERVICE_CONNECTION),
+                "since": duration((now - outage.since).total_seconds()),
+                "note": Text(f"{len(outage.accounts)} accounts · Enter "
+                             f"{'hides' if key in self._expanded else 'shows'} them",
+                             style="grey70")}))
+            if key in self._expanded:
+                rows += [(s.account.id, self._cells(s, now, "  └ ")) for s in outage.accounts]
+        rows += [(s.account.id, self._cells(s, now)) for s in _by_severity(rest)]
+        rows += [(s.account.id, self._cells(s, now)) for s in _by_severity(quiet)]
+        return rows
+
+    def _cells(self, state: AccountState, now, prefix: str = "") -> dict:
+        quiet = self.app.quiet.get(state.account.id) if self.app.is_quiet(state) else None
+        style = "dim" if quiet else ""
+        return {"account": Text(prefix + shorten(state.account.email, 26 - len(prefix)),
+                                style=style),
+                "status": status_text(state.status) if not quiet else
+                Text(state.status.label, style=f"dim {state.status.info.colour}"),
+                "since": duration((now - state.since).total_seconds()),
+                "note": Text(quiet.describe() if quiet else state.cert_warning or "",
+                             style="italic grey62")}
 
     def refresh_alerts(self) -> None:
-        """Rebuild in place: update rows that stay, add new ones, drop recovered ones."""
+        """Rebuild in place: rows that stay change their cells; the cursor keeps its row."""
         table = self.query_one("#alerts-table", DataTable)
-        now = self.app.now()
-        alerts = self._alerts()
-        wanted = {s.account.id for s in alerts}
-        for row_key in list(table.rows):
-            if row_key.value not in wanted:
-                table.remove_row(row_key)
-        for state in alerts:
-            cells = {"account": shorten(state.account.email, 24),
-                     "status": status_text(state.status),
-                     "since": duration((now - state.since).total_seconds())}
-            if state.account.id in {k.value for k in table.rows}:
+        selected = self.highlighted_key
+        wanted = self._wanted_rows()
+        keys = [key for key, _ in wanted]
+        if keys != self._rows:
+            table.clear()
+            for key, cells in wanted:
+                table.add_row(*cells.values(), key=key)
+            self._rows = keys
+            if selected in keys:
+                table.move_cursor(row=keys.index(selected), animate=False)
+        else:
+            for key, cells in wanted:
                 for column, value in cells.items():
-                    table.update_cell(state.account.id, column, value)
-            else:
-                table.add_row(*cells.values(), key=state.account.id)
-        empty = not alerts
+                    table.update_cell(key, column, value)
+        empty = not wanted
         table.display = not empty
         self.query_one("#alerts-headline").display = not empty
         self.query_one("#alerts-empty").display = empty
-        self.query_one("#alerts-reconnect", Button).disabled = empty
-        self.query_one("#alerts-check", Button).disabled = empty
-        self._show_detail()
-
-    def _show_detail(self) -> None:
-        """The highlighted alert in full: what failed and what to do."""
-        account_id = self.highlighted_id
-        state = self.app.monitor.states.get(account_id) if account_id else None
-        detail = self.query_one("#alerts-detail", Static)
-        detail.display = state is not None
-        if state is not None:
-            detail.update(Text.assemble(("What failed: ", "bold"), state.detail or "—", "\n",
-                                        ("What to do: ", "bold"), state.status.info.advice))
-
-    @on(DataTable.RowHighlighted, "#alerts-table")
-    def _highlighted(self) -> None:
+        for button in ("#alerts-reconnect", "#alerts-acknowledge", "#alerts-snooze"):
+            self.query_one(button, Button).disabled = empty
         self._show_detail()
 
     @property
-    def highlighted_id(self) -> str | None:
+    def highlighted_key(self) -> str | None:
         table = self.query_one("#alerts-table", DataTable)
         if not table.row_count:
             return None
         return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
 
+    @property
+    def highlighted_id(self) -> str | None:
+        key = self.highlighted_key
+        return None if key is None or key.startswith(OUTAGE) else key
+
+    def _show_detail(self) -> None:
+        """The highlighted row in full: what failed and what to do."""
+        detail = self.query_one("#alerts-detail", Static)
+        key = self.highlighted_key
+        if key and key.startswith(OUTAGE):
+            detail.display = True
+            detail.update(Text.assemble(
+                ("Outage suspected at ", "bold"), (key[len(OUTAGE):], "bold"), ": several "
+                f"accounts there stopped connecting within {int(WINDOW.total_seconds() // 60)} "
+                "minutes. ", ("Reconnecting will not help", "bold"),
+                ": wait for the provider and look at its status page."))
+            return
+        state = self.app.monitor.states.get(key) if key else None
+        detail.display = state is not None
+        if state is not None:
+            detail.update(Text.assemble(("What failed: ", "bold"), state.detail or "—", "\n",
+                                        ("What to do: ", "bold"), state.status.info.advice))
+
+    # --- actions --------------------------------------------------------------------------
+
     def action_dismiss_alerts(self) -> None:
         self.dismiss(None)
 
     def action_reconnect(self) -> None:
-        if self.highlighted_id:
-            self.app.open_reconnect(self.highlighted_id)
+        key = self.highlighted_key
+        if key and key.startswith(OUTAGE):
+            self.notify(f"{key[len(OUTAGE):]} looks down for every account there: reconnecting "
+                        f"will not help. Wait for the provider.", title="Outage", timeout=6)
+        elif key:
+            self.app.open_reconnect(key)
 
     def action_check(self) -> None:
         if self.highlighted_id:
             self.app.monitor.check_now(self.highlighted_id)
             self.notify("Checking now…", timeout=2)
+
+    def action_history(self) -> None:
+        if self.highlighted_id:
+            self.app.open_history(self.highlighted_id)
+
+    @work(exclusive=True, group="alerts-quiet", exit_on_error=False)
+    async def action_acknowledge(self) -> None:
+        account_id = self.highlighted_id
+        if account_id:
+            note = await self.app.push_screen_wait(QuietScreen(
+                self.app.monitor.states[account_id], "ack"))
+            if note is not None:
+                self.app.set_quiet(account_id, "ack", note)
+
+    @work(exclusive=True, group="alerts-quiet", exit_on_error=False)
+    async def action_snooze(self) -> None:
+        account_id = self.highlighted_id
+        if account_id:
+            hours = await self.app.push_screen_wait(QuietScreen(
+                self.app.monitor.states[account_id], "snooze"))
+            if hours is not None:
+                self.app.set_quiet(account_id, "snooze",
+                                   until=self.app.now() + timedelta(hours=int(hours)))
 
     def action_cursor_down(self) -> None:
         self.query_one("#alerts-table", DataTable).action_cursor_down()
@@ -120,18 +212,70 @@ class AlertsScreen(ModalScreen[None]):
     def action_cursor_up(self) -> None:
         self.query_one("#alerts-table", DataTable).action_cursor_up()
 
-    @on(Button.Pressed, "#alerts-reconnect")
-    def _reconnect_pressed(self) -> None:
-        self.action_reconnect()
-
-    @on(Button.Pressed, "#alerts-check")
-    def _check_pressed(self) -> None:
-        self.action_check()
-
-    @on(Button.Pressed, "#alerts-close")
-    def _close_pressed(self) -> None:
-        self.dismiss(None)
+    @on(DataTable.RowHighlighted, "#alerts-table")
+    def _highlighted(self) -> None:
+        self._show_detail()
 
     @on(DataTable.RowSelected, "#alerts-table")
     def _row_selected(self) -> None:
-        self.action_reconnect()
+        key = self.highlighted_key
+        if key and key.startswith(OUTAGE):
+            self._expanded ^= {key}
+            self.refresh_alerts()
+        else:
+            self.action_reconnect()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        {"alerts-reconnect": self.action_reconnect, "alerts-acknowledge": self.action_acknowledge,
+         "alerts-snooze": self.action_snooze,
+         "alerts-close": self.action_dismiss_alerts}[event.button.id]()
+
+
+class QuietScreen(ModalScreen):
+    """Acknowledge (with an optional note) or snooze (for how long) one alert."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="quiet-cancel")]
+
+    def __init__(self, state: AccountState, kind: str):
+        super().__init__()
+        self.state, self.kind = state, kind
+
+    def compose(self) -> ComposeResult:
+        ack = self.kind == "ack"
+        with Vertical(classes="dialog confirm"):
+            yield Label(f"{'Acknowledge' if ack else 'Snooze'} {self.state.account.email}",
+                        classes="dialog-title")
+            yield Static(f"{self.state.status.label}: {self.state.detail}", classes="question")
+            if ack:
+                yield Static("It stays quiet until its status changes.", classes="question")
+                yield Input(placeholder="note (optional), e.g. ticket #4711", id="quiet-note",
+                            compact=True)
+            else:
+                yield Static("It comes back when the time is up or its status changes.",
+                             classes="question")
+                yield Select(SNOOZES, value=4, allow_blank=False, id="quiet-hours", compact=True)
+            with Horizontal(classes="buttons"):
+                yield Button("Acknowledge" if ack else "Snooze", id="quiet-ok",
+                             variant="primary", compact=True)
+                yield Button("Cancel Esc", id="quiet-cancel", compact=True)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self._ok()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "quiet-ok":
+            self._ok()
+        else:
+            self.dismiss(None)
+
+    def _ok(self) -> None:
+        if self.kind == "ack":
+            self.dismiss(self.query_one("#quiet-note", Input).value.strip())
+        else:
+            self.dismiss(self.query_one("#quiet-hours", Select).value)

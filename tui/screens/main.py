@@ -39,6 +39,8 @@ class ConnectedEmailsScreen(Screen):
                 tooltip="Check the selected account now"),
         Binding("C", "app.check_all", "Check all", show=False, id="check-all",
                 tooltip="Check every account now"),
+        Binding("h", "app.history", "History", id="history",
+                tooltip="The selected account's timeline, uptime and export"),
         Binding("o", "sort", "Sort", show=False, id="sort",
                 tooltip="Sort by status (what needs attention first) or by name"),
     ]

@@ -24,6 +24,20 @@ def detail_renderable(state: AccountState, now: datetime) -> Group:
     lines = [title]
     if state.status is Status.STOPPED:
         lines.append(Text(state.detail))
+    if state.stale:
+        lines.append(Text("Last known from the previous run; checking it again now.",
+                          style="italic grey62"))
+    if state.retrying:
+        lines.append(Text(f"Retrying ({state.retrying[0]} of {state.retrying[1]}) before this "
+                          f"becomes an alert: one failure is often a passing blip.",
+                          style="italic"))
+    if state.cert_warning:
+        lines.append(Text(f"⚠ {state.cert_warning}: the provider must renew it.",
+                          style="bold red" if state.cert_alert else "bold yellow"))
+    if state.missed:
+        lines.append(Text(f"While sync was failing, {state.missed} message"
+                          f"{'s' if state.missed != 1 else ''} arrived in INBOX: catch up on "
+                          f"{'them' if state.missed != 1 else 'it'}.", style="bold cyan"))
     lines += [protocol_line(result.imap if result else None, "Sync (IMAP)"),
               protocol_line(result.smtp if result else None, "Send (SMTP)"),
               Text.assemble(("What to do: ", "bold"), info.advice),

@@ -10,7 +10,7 @@ from textual.widgets import DataTable
 
 from ..core.models import Account, AccountState
 from ..core.status import STATUS_INFO
-from ..format import ago, duration, protocol_cell, shorten, status_text
+from ..format import ago, duration, protocol_cell, shorten, state_cell
 
 # Sized so the columns that matter fit 80 columns with the scrollbar; the rest scroll.
 COLUMNS = (("account", "Account", 19), ("status", "Status", 21), ("sync", "Sync", 7),
@@ -48,11 +48,12 @@ class AccountsTable(DataTable):
         account = state.account
         return {
             "account": _AccountCell(account, shorten(account.email, 19 - bool(account.insecure))),
-            "status": status_text(state.status),
+            "status": state_cell(state),
             "sync": protocol_cell(state, "imap"),
             "send": protocol_cell(state, "smtp"),
             "since": duration((now - state.since).total_seconds()),
-            "checked": ago(state.last_checked, now) if state.last_checked else "…",
+            "checked": ("stale" if state.stale else ago(state.last_checked, now)
+                        if state.last_checked else "…"),
             "provider": account.provider,
             "failed": Text(shorten(state.detail, 48), style="grey70"),
         }
@@ -115,8 +116,7 @@ class AccountsTable(DataTable):
             state = self._states[account_id]
             cells = self._cells[account_id]
             for column, value in (("since", duration((now - state.since).total_seconds())),
-                                  ("checked", ago(state.last_checked, now)
-                                   if state.last_checked else "…")):
+                                  ("checked", self.cells_for(state, now)["checked"])):
                 if cells[column] != value:
                     cells[column] = value
                     self.update_cell(account_id, column, value)

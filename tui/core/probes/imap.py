@@ -116,8 +116,9 @@ class _Failed(Exception):
         self.status, self.detail, self.code = status, detail, code
 
 
-def _check(account: Account, secret: Secret, timeout: float, guard: _Guard) -> tuple[int, object]:
-    """Runs in a thread. Returns (message count, certificate not-after) or raises."""
+def _check(account: Account, secret: Secret, timeout: float, guard: _Guard,
+           mark: tuple[int, int] | None) -> dict:
+    """Runs in a thread. Returns what EXAMINE told us, or raises."""
     endpoint = account.imap
     refusal = plaintext_refusal(account, endpoint)
     if refusal:
@@ -154,12 +155,21 @@ def _check(account: Account, secret: Secret, timeout: float, guard: _Guard) -> t
                           f"INBOX could not be examined; server said: {_server_said(text)}",
                           _code(text)) from None
         cert = client.socket().getpeercert() if endpoint.security != "none" else None
+        found = {"count": int(info.get(b"EXISTS", 0)), "cert": not_after(cert), "missed": None,
+                 "mark": None}
+        if b"UIDVALIDITY" in info and b"UIDNEXT" in info:
+            found["mark"] = (int(info[b"UIDVALIDITY"]), int(info[b"UIDNEXT"]))
+        if mark and found["mark"] and found["mark"][0] == mark[0]:
+            guard.step = "counting what arrived while it was failing"
+            # UID n:* always matches the newest message even when its UID is below n.
+            found["missed"] = sum(1 for uid in client.search(["UID", f"{mark[1]}:*"])
+                                  if uid >= mark[1])
         guard.step = "logging out"
         try:
             client.logout()
         except (imap_errors.IMAPClientError, OSError):
             pass  # the check passed; a rude goodbye does not change that
-        return int(info.get(b"EXISTS", 0)), not_after(cert)
+        return found
     finally:
         try:
             client.shutdown()
@@ -259,15 +269,19 @@ def _unwrap_response(text: str) -> str:
     return match.group(1) if match else text
 
 
-async def check_imap(account: Account, secret: Secret, timeout: float) -> ProbeResult:
-    """Check the account's IMAP side within `timeout` seconds for the whole exchange."""
+async def check_imap(account: Account, secret: Secret, timeout: float,
+                     mark: tuple[int, int] | None = None) -> ProbeResult:
+    """Check the account's IMAP side within `timeout` seconds for the whole exchange.
+
+    With `mark` (UIDVALIDITY, UIDNEXT from the last good check), also count the messages that
+    arrived since then, read-only (UID SEARCH), so the user knows what to catch up on."""
     guard = _Guard()
     start = time.monotonic()
     loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(_EXECUTOR, _check, account, secret, timeout, guard)
+    future = loop.run_in_executor(_EXECUTOR, _check, account, secret, timeout, guard, mark)
     future.add_done_callback(_consume)  # a thread outliving its deadline must not log noise
     try:
-        count, cert_expiry = await asyncio.wait_for(asyncio.shield(future), timeout)
+        found = await asyncio.wait_for(asyncio.shield(future), timeout)
     except asyncio.TimeoutError:
         guard.expire()  # unblocks the thread; it ends on its own
         return ProbeResult("imap", Status.NO_SERVICE_CONNECTION,
@@ -279,8 +293,9 @@ async def check_imap(account: Account, secret: Secret, timeout: float) -> ProbeR
     except Exception as exc:  # every failure becomes a status, never a crash
         status, detail, code = _classify(exc, account, timeout, guard.step)
         return ProbeResult("imap", status, detail, _ms(start), code=code)
-    return ProbeResult("imap", Status.CONNECTED, f"INBOX has {count} messages", _ms(start),
-                       message_count=count, cert_not_after=cert_expiry)
+    return ProbeResult("imap", Status.CONNECTED, f"INBOX has {found['count']} messages",
+                       _ms(start), message_count=found["count"], cert_not_after=found["cert"],
+                       mailbox_mark=found["mark"], missed=found["missed"])
 
 
 def _consume(future) -> None:

@@ -1,0 +1,270 @@
+"""Status history in SQLite: what changed and when, last known states, acknowledgements.
+
+WAL and one transaction per write, so a kill -9 loses at most the write in progress and never
+corrupts the file. A database that cannot be opened is reported and left exactly as it is; the
+app then runs without history.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from .models import Account, AccountResult, AccountState, ProbeResult
+from .status import Status
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS changes (
+    id INTEGER PRIMARY KEY,
+    account_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    old TEXT NOT NULL,
+    new TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changes_by_account ON changes (account_id, at);
+CREATE TABLE IF NOT EXISTS last_state (
+    account_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    since REAL NOT NULL,
+    result TEXT,
+    retrying TEXT
+);
+CREATE TABLE IF NOT EXISTS quiet (
+    account_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,          -- 'ack' or 'snooze'
+    status TEXT NOT NULL,        -- the status it was given for; a change ends it
+    note TEXT NOT NULL,
+    at REAL NOT NULL,
+    until REAL                   -- snoozes end then
+);
+"""
+
+
+class HistoryUnavailable(Exception):
+    """The history database cannot be used; the text says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Change:
+    account_id: str
+    at: datetime
+    old: Status
+    new: Status
+    detail: str
+
+    def to_json(self) -> dict:
+        return {"account_id": self.account_id, "at": self.at.isoformat(), "old": self.old.value,
+                "new": self.new.value, "label": self.new.label, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Quiet:
+    """An alert the user acknowledged (until the status changes) or snoozed (until a time)."""
+    account_id: str
+    kind: str
+    status: Status
+    note: str
+    at: datetime
+    until: datetime | None
+
+    def holds_for(self, state: AccountState, now: datetime) -> bool:
+        if state.status is not self.status:
+            return False
+        return self.until is None or now < self.until
+
+    def describe(self) -> str:
+        if self.kind == "snooze":
+            return f"snoozed until {self.until.astimezone():%H:%M %d %b}"
+        return f"acknowledged{': ' + self.note if self.note else ''}"
+
+
+def default_path() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("connected-emails")) / "history.sqlite3"
+
+
+def _ts(when: datetime) -> float:
+    return when.timestamp()
+
+
+def _dt(value: float) -> datetime:
+    return datetime.fromtimestamp(value, timezone.utc)
+
+
+def _result_json(result: AccountResult | None) -> str | None:
+    if result is None:
+        return None
+    return json.dumps({p: {**getattr(result, p).to_json(), "protocol": p} for p in ("imap", "smtp")})
+
+
+def _result_from(text: str | None, account_id: str) -> AccountResult | None:
+    if not text:
+        return None
+    data = json.loads(text)
+
+    def probe(d: dict) -> ProbeResult:
+        return ProbeResult(
+            d["protocol"], Status(d["status"]), d["detail"], d["latency_ms"],
+            datetime.fromisoformat(d["checked_at"]), d.get("code"), d.get("message_count"),
+            datetime.fromisoformat(d["cert_not_after"]) if d.get("cert_not_after") else None,
+            mailbox_mark=tuple(d["mailbox_mark"]) if d.get("mailbox_mark") else None)
+    return AccountResult(account_id, probe(data["imap"]), probe(data["smtp"]))
+
+
+class History:
+    def __init__(self, path: Path | str):
+        """Open (or create, mode 0600) the database; HistoryUnavailable if it cannot be used."""
+        self.path = str(path)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                if not os.path.exists(self.path):
+                    os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            self.db = sqlite3.connect(self.path, timeout=2, isolation_level=None,
+                                      check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            check = self.db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(check)
+            self.db.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise HistoryUnavailable(
+                f"The history database {self.path} cannot be used ({exc}). Monitoring goes on "
+                f"without history; the file is left as it is: move it aside to start a new one.")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _write(self, sql: str, params: tuple) -> None:
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(sql, params)
+
+    # --- writing --------------------------------------------------------------------------
+
+    def record_change(self, account_id: str, old: Status, new: Status, detail: str,
+                      at: datetime) -> None:
+        self._write("INSERT INTO changes (account_id, at, old, new, detail) VALUES (?, ?, ?, ?, ?)",
+                    (account_id, _ts(at), old.value, new.value, detail))
+
+    def record_state(self, state: AccountState) -> None:
+        self._write("INSERT OR REPLACE INTO last_state VALUES (?, ?, ?, ?, ?)",
+                    (state.account.id, state.status.value, _ts(state.since),
+                     _result_json(state.result),
+                     json.dumps(state.retrying) if state.retrying else None))
+
+    def forget_account(self, account_id: str) -> None:
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            for table in ("last_state", "quiet"):
+                self.db.execute(f"DELETE FROM {table} WHERE account_id = ?", (account_id,))
+
+    def prune(self, days: int, now: datetime) -> int:
+        """Drop changes older than `days`, but keep each account's last one before the cutoff:
+        it says what the status was when the kept history begins."""
+        cutoff = _ts(now - timedelta(days=days))
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            return self.db.execute(
+                "DELETE FROM changes WHERE at < ? AND id NOT IN (SELECT max(id) FROM changes "
+                "WHERE at < ? GROUP BY account_id)", (cutoff, cutoff)).rowcount
+
+    def set_quiet(self, quiet: Quiet) -> None:
+        self._write("INSERT OR REPLACE INTO quiet VALUES (?, ?, ?, ?, ?, ?)",
+                    (quiet.account_id, quiet.kind, quiet.status.value, quiet.note, _ts(quiet.at),
+                     _ts(quiet.until) if quiet.until else None))
+
+    def clear_quiet(self, account_id: str) -> None:
+        self._write("DELETE FROM quiet WHERE account_id = ?", (account_id,))
+
+    # --- reading --------------------------------------------------------------------------
+
+    def last_states(self, accounts: list[Account]) -> dict[str, AccountState]:
+        by_id = {a.id: a for a in accounts}
+        states = {}
+        for account_id, status, since, result, retrying in self.db.execute(
+                "SELECT account_id, status, since, result, retrying FROM last_state"):
+            if account_id in by_id:
+                states[account_id] = AccountState(
+                    by_id[account_id], Status(status), _result_from(result, account_id),
+                    _dt(since), retrying=tuple(json.loads(retrying)) if retrying else None)
+        return states
+
+    def quiet(self) -> dict[str, Quiet]:
+        return {row[0]: Quiet(row[0], row[1], Status(row[2]), row[3], _dt(row[4]),
+                              _dt(row[5]) if row[5] else None)
+                for row in self.db.execute("SELECT * FROM quiet")}
+
+    def changes(self, account_id: str | None = None, since: datetime | None = None) -> list[Change]:
+        sql, params = "SELECT account_id, at, old, new, detail FROM changes WHERE at >= ?", [
+            _ts(since) if since else 0.0]
+        if account_id:
+            sql += " AND account_id = ?"
+            params.append(account_id)
+        return [Change(a, _dt(at), Status(old), Status(new), detail)
+                for a, at, old, new, detail in self.db.execute(sql + " ORDER BY at, id", params)]
+
+    def status_before(self, account_id: str, when: datetime) -> Status | None:
+        row = self.db.execute("SELECT new FROM changes WHERE account_id = ? AND at < ? "
+                              "ORDER BY at DESC, id DESC LIMIT 1",
+                              (account_id, _ts(when))).fetchone()
+        return Status(row[0]) if row else None
+
+    def uptime(self, account_id: str, window: timedelta, now: datetime) -> float | None:
+        """Share of the window spent Connected, from the recorded changes; None if unknown."""
+        start = now - window
+        status = self.status_before(account_id, start)
+        cursor, connected, known = start, 0.0, 0.0
+        for change in self.changes(account_id, start):
+            if status is not None and status is not Status.CHECKING:
+                span = (change.at - cursor).total_seconds()
+                known += span
+                connected += span if status is Status.CONNECTED else 0.0
+            status, cursor = change.new, change.at
+        if status is not None and status is not Status.CHECKING:
+            span = (now - cursor).total_seconds()
+            known += span
+            connected += span if status is Status.CONNECTED else 0.0
+        return connected / known if known > 0 else None
+
+
+def timeline(changes: list[Change], now: datetime) -> list[tuple[Change, datetime]]:
+    """Each change with the time it ended (the next change, or now), newest first."""
+    ends = [c.at for c in changes[1:]] + [now]
+    return list(reversed(list(zip(changes, ends))))
+
+
+class Recorder:
+    """Writes the monitor's news to the history. A write that fails turns history off and is
+    reported once through `on_failure`; monitoring goes on."""
+
+    def __init__(self, history: History, on_failure=None):
+        self.history = history
+        self.on_failure = on_failure
+        self.failed = False
+
+    def __call__(self, event) -> None:
+        from .monitor import AccountChecked, StatusChanged
+
+        if self.failed:
+            return
+        try:
+            if isinstance(event, StatusChanged):
+                state = event.state
+                self.history.record_change(event.account_id, event.old, event.new, state.detail,
+                                           state.since)
+                self.history.record_state(state)
+            elif isinstance(event, AccountChecked):
+                self.history.record_state(event.state)
+        except sqlite3.Error as exc:
+            self.failed = True
+            if self.on_failure:
+                self.on_failure(f"History stopped recording ({exc}); monitoring goes on. The "
+                                f"file {self.history.path} is left as it is.")

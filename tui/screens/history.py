@@ -1,0 +1,100 @@
+"""One account's history: uptime, what it missed, and its timeline; x exports it as CSV."""
+
+from __future__ import annotations
+
+import csv
+from datetime import timedelta
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Label, Static
+
+from ..core.history import timeline
+from ..format import duration, status_text
+
+
+class HistoryScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("escape,h,q", "close", "Close", id="history-close"),
+        Binding("x", "export", "Export CSV", id="history-export",
+                tooltip="Write this account's history to a CSV file in the current folder"),
+        Binding("j", "cursor_down", "Down", show=False, id="history-down"),
+        Binding("k", "cursor_up", "Up", show=False, id="history-up"),
+    ]
+
+    def __init__(self, account_id: str):
+        super().__init__()
+        self.account_id = account_id
+
+    def compose(self) -> ComposeResult:
+        state = self.app.monitor.states[self.account_id]
+        with Vertical(classes="dialog history"):
+            yield Label(f"History of {state.account.email}", classes="dialog-title")
+            yield Static("", id="history-summary")
+            yield DataTable(id="history-table", cursor_type="row")
+            yield Static(Text("x exports CSV · Esc closes", style="grey62"))
+
+    def on_mount(self) -> None:
+        history = self.app.history
+        summary = self.query_one("#history-summary", Static)
+        table = self.query_one("#history-table", DataTable)
+        if history is None:
+            summary.update(self.app.history_problem or "History is off.")
+            table.display = False
+            return
+        now = self.app.now()
+        state = self.app.monitor.states[self.account_id]
+        parts = []
+        for label, days in (("24 h", 1), ("7 days", 7)):
+            share = history.uptime(self.account_id, timedelta(days=days), now)
+            parts.append(f"uptime {label}: {share * 100:.1f}%" if share is not None
+                         else f"uptime {label}: not known yet")
+        lines = Text(" · ".join(parts))
+        if state.missed:
+            lines.append(f"\nWhile sync was failing, {state.missed} message"
+                         f"{'s' if state.missed != 1 else ''} arrived in INBOX.", style="cyan")
+        summary.update(lines)
+        table.add_column("From", key="from", width=12)
+        table.add_column("For", key="for", width=5)
+        table.add_column("Status", key="status", width=21)
+        table.add_column("Detail", key="detail", width=60)
+        self.rows = timeline(history.changes(self.account_id), now)
+        for change, end in self.rows:
+            table.add_row(f"{change.at.astimezone():%d %b %H:%M}",
+                          duration((end - change.at).total_seconds()), status_text(change.new),
+                          Text(change.detail, style="grey70"))
+        if not self.rows:
+            summary.update(Text.assemble(lines, "\nNo status changes recorded yet."))
+        table.focus()
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def action_cursor_down(self) -> None:
+        self.query_one("#history-table", DataTable).action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self.query_one("#history-table", DataTable).action_cursor_up()
+
+    def action_export(self) -> None:
+        if self.app.history is None:
+            self.notify("History is off, so there is nothing to export.", severity="warning")
+            return
+        name = f"connected-emails-{self.account_id}-{self.app.now():%Y%m%d-%H%M%S}.csv"
+        path = Path.cwd() / name
+        try:
+            with open(path, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["from", "to", "status", "label", "detail"])
+                for change, end in reversed(self.rows):
+                    writer.writerow([change.at.isoformat(), end.isoformat(), change.new.value,
+                                     change.new.label, change.detail])
+        except OSError as exc:
+            self.notify(f"Could not write {path}: {exc.strerror}. Run the app from a folder "
+                        f"you can write to.", severity="error", timeout=10)
+            return
+        self.notify(f"Exported {len(self.rows)} rows to {path}", timeout=8)
