@@ -90,9 +90,8 @@ class AlertsScreen(ModalScreen[None]):
                 "account": Text(f"⚡ Outage? {shorten(outage.host, 16)}", style="bold"),
                 "status": status_text(Status.NO_SERVICE_CONNECTION),
                 "since": duration((now - outage.since).total_seconds()),
-                "note": Text(f"{len(outage.accounts)} accounts · Enter "
-                             f"{'hides' if key in self._expanded else 'shows'} them",
-                             style="grey70")}))
+                "note": Text(f"{len(outage.accounts)} accounts "
+                             f"{'▾' if key in self._expanded else '▸ Enter'}", style="grey70")}))
             if key in self._expanded:
                 rows += [(s.account.id, self._cells(s, now, "  └ ")) for s in outage.accounts]
         rows += [(s.account.id, self._cells(s, now)) for s in _by_severity(rest)]
