@@ -125,8 +125,12 @@ def child(mode: str, config: str, log_path: str, rate: int) -> None:
             log.write(f"changes sent={self.sent} handled={self.handled} rows_wrong={wrong}\n")
             self.exit()
 
+    from tui.core.history import History
+
     os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
-    app = Measured(config_file.load(Path(config)), KeyringStore())
+    # With a history, as the app runs by default: every check and change is written to SQLite.
+    history = History(Path(log_path).with_suffix(".sqlite3"))
+    app = Measured(config_file.load(Path(config)), KeyringStore(), history=history)
     if os.environ.get("BENCH_PROFILE"):
         import cProfile
 

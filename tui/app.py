@@ -312,14 +312,8 @@ class ConnectedEmailsApp(App):
         ids = [a.id for a in self.config.accounts]
         accounts = ([account if a.id == account.id else a for a in self.config.accounts]
                     if account.id in ids else [*self.config.accounts, account])
-        new_config = replace(self.config, accounts=accounts)
-        try:
-            await asyncio.to_thread(config_file.save, new_config)
-        except (ConfigError, OSError) as exc:
-            self.notify(f"Nothing was saved: {exc}", title="Cannot save", severity="error",
-                        timeout=15)
+        if not await self._save_accounts(accounts, "Nothing was saved"):
             return False
-        self.config = new_config
         if store_secret:
             if session_only:
                 self.credentials.session.set(account.id, secret)
@@ -338,16 +332,21 @@ class ConnectedEmailsApp(App):
         self.notify(f"Saved {account.email}. Checking it now…", timeout=4)
         return True
 
-    async def remove_account(self, account_id: str) -> bool:
-        new_config = replace(self.config,
-                             accounts=[a for a in self.config.accounts if a.id != account_id])
+    async def _save_accounts(self, accounts: list[Account], failure: str) -> bool:
+        """Write the accounts through the core's atomic writer; say so if it cannot."""
+        new_config = replace(self.config, accounts=accounts)
         try:
             await asyncio.to_thread(config_file.save, new_config)
         except (ConfigError, OSError) as exc:
-            self.notify(f"Nothing was deleted: {exc}", title="Cannot save", severity="error",
-                        timeout=15)
+            self.notify(f"{failure}: {exc}", title="Cannot save", severity="error", timeout=15)
             return False
         self.config = new_config
+        return True
+
+    async def remove_account(self, account_id: str) -> bool:
+        if not await self._save_accounts([a for a in self.config.accounts if a.id != account_id],
+                                         "Nothing was deleted"):
+            return False
         if self.history:
             self.history.forget_account(account_id)
         self.quiet.pop(account_id, None)
@@ -451,14 +450,8 @@ class ConnectedEmailsApp(App):
         stopping = self.monitor.states[account_id].status is not Status.STOPPED
         accounts = [replace(a, stopped=stopping) if a.id == account_id else a
                     for a in self.config.accounts]
-        new_config = replace(self.config, accounts=accounts)
-        try:
-            await asyncio.to_thread(config_file.save, new_config)
-        except (ConfigError, OSError) as exc:
-            self.notify(f"Nothing was changed: {exc}", title="Cannot save", severity="error",
-                        timeout=15)
+        if not await self._save_accounts(accounts, "Nothing was changed"):
             return
-        self.config = new_config
         if stopping:
             self.monitor.stop(account_id)
             self.notify("Stopped. Press s again to resume.", timeout=3)
