@@ -104,7 +104,8 @@ async def run(args) -> None:
 
         def account(i: int) -> Account:
             return Account(f"a{i}", USER, Endpoint("127.0.0.1", ports["imap"], args.security),
-                           Endpoint("127.0.0.1", ports["smtp"], args.security), ca_file=ca_file)
+                           Endpoint("127.0.0.1", ports["smtp"], args.security), ca_file=ca_file,
+                           allow_plaintext=args.security == "none")  # loopback only
 
         settings = Settings(timeout=30, concurrency=args.concurrency)
         credentials = Credentials(MemoryStore({f"a{i}": PASSWORD for i in range(args.accounts)}))

@@ -159,6 +159,7 @@ async def test_password_over_plain_text_is_refused_unless_allowed(loopback):
     for probe in (result.imap, result.smtp):
         assert probe.status is Status.REQUEST_IS_INVALID
         assert "would cross the network in plain text" in probe.detail
+        assert not probe.reached_server
     assert connections == []
     assert account.insecure == []
     assert loopback.account(imap=Endpoint(HOST, port, "none")).insecure == [

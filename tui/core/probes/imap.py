@@ -120,9 +120,6 @@ def _check(account: Account, secret: Secret, timeout: float, guard: _Guard,
            mark: tuple[int, int] | None) -> dict:
     """Runs in a thread. Returns what EXAMINE told us, or raises."""
     endpoint = account.imap
-    refusal = plaintext_refusal(account, endpoint)
-    if refusal:
-        raise _Failed(Status.REQUEST_IS_INVALID, refusal)
     context = client_context(account)
     guard.step = "waiting for the greeting"
     client = _Client(guard, endpoint.host, endpoint.port, ssl=endpoint.security == "tls",
@@ -275,6 +272,9 @@ async def check_imap(account: Account, secret: Secret, timeout: float,
 
     With `mark` (UIDVALIDITY, UIDNEXT from the last good check), also count the messages that
     arrived since then, read-only (UID SEARCH), so the user knows what to catch up on."""
+    refusal = plaintext_refusal(account, account.imap)
+    if refusal:
+        return ProbeResult("imap", Status.REQUEST_IS_INVALID, refusal, 0, reached_server=False)
     guard = _Guard()
     start = time.monotonic()
     loop = asyncio.get_running_loop()

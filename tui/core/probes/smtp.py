@@ -27,9 +27,6 @@ class _Failed(Exception):
 
 async def _check(account: Account, secret: Secret, timeout: float, state: dict) -> object:
     endpoint = account.smtp
-    refusal = plaintext_refusal(account, endpoint)
-    if refusal:
-        raise _Failed(Status.REQUEST_IS_INVALID, refusal)
     context = client_context(account)
     client = aiosmtplib.SMTP(hostname=endpoint.host, port=endpoint.port,
                              use_tls=endpoint.security == "tls", start_tls=False,
@@ -135,6 +132,9 @@ def _classify(exc: BaseException, account: Account, timeout: float, step: str) -
 
 async def check_smtp(account: Account, secret: Secret, timeout: float) -> ProbeResult:
     """Check the account's SMTP side within `timeout` seconds for the whole exchange."""
+    refusal = plaintext_refusal(account, account.smtp)
+    if refusal:
+        return ProbeResult("smtp", Status.REQUEST_IS_INVALID, refusal, 0, reached_server=False)
     state = {"step": "connecting"}
     start = time.monotonic()
     try:
