@@ -24,7 +24,6 @@ from .core.config import Config, ConfigError
 from .core.credentials import Credentials, KeyringStore, KeyringUnavailable, Secret, SecretStore
 from .core.models import Account, AccountResult, AccountState, utcnow
 from .core.history import History, HistoryUnavailable, Quiet, Recorder
-from .core.hooks import HookRunner
 from .core.monitor import AccountChecked, Event, Monitor, StatusChanged
 from .core.monitor import AttentionChanged as MonitorAttention
 from .core.status import Status
@@ -58,9 +57,11 @@ class ConnectedEmailsApp(App):
         self.quiet: dict[str, Quiet] = history.quiet() if history else {}
         self.monitor = Monitor(self.config.accounts, self.config.settings, self.credentials,
                                last_known=last_known, **(monitor_options or {}))
-        self.hooks = (HookRunner(self.config.settings.on_change,
-                                 on_failure=self._report_once) if self.config.settings.on_change
-                      else None)
+        self.hooks = None
+        if self.config.settings.on_change:
+            from .core.hooks import HookRunner
+
+            self.hooks = HookRunner(self.config.settings.on_change, on_failure=self._report_once)
         self.clock = clock
         self.demo_banner = banner
         if self.config.keys:

@@ -7,6 +7,7 @@ app then runs without history.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -117,6 +118,11 @@ def _result_from(text: str | None, account_id: str) -> AccountResult | None:
     return AccountResult(account_id, probe(data["imap"]), probe(data["smtp"]))
 
 
+def _state_row(state: AccountState) -> tuple:
+    return (state.account.id, state.status.value, _ts(state.since), _result_json(state.result),
+            json.dumps(state.retrying) if state.retrying else None)
+
+
 class History:
     def __init__(self, path: Path | str):
         """Open (or create, mode 0600) the database; HistoryUnavailable if it cannot be used."""
@@ -130,9 +136,9 @@ class History:
                                       check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
-            check = self.db.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise sqlite3.DatabaseError(check)
+            # Reading the schema fails at once on a file that is not a database; a full
+            # integrity check would cost start-up time in proportion to the history's size.
+            self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()
             self.db.executescript(SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise HistoryUnavailable(
@@ -155,10 +161,7 @@ class History:
                     (account_id, _ts(at), old.value, new.value, detail))
 
     def record_state(self, state: AccountState) -> None:
-        self._write("INSERT OR REPLACE INTO last_state VALUES (?, ?, ?, ?, ?)",
-                    (state.account.id, state.status.value, _ts(state.since),
-                     _result_json(state.result),
-                     json.dumps(state.retrying) if state.retrying else None))
+        self._write("INSERT OR REPLACE INTO last_state VALUES (?, ?, ?, ?, ?)", _state_row(state))
 
     def forget_account(self, account_id: str) -> None:
         with self.db:
@@ -242,27 +245,52 @@ def timeline(changes: list[Change], now: datetime) -> list[tuple[Change, datetim
 
 
 class Recorder:
-    """Writes the monitor's news to the history. A write that fails turns history off and is
-    reported once through `on_failure`; monitoring goes on."""
+    """Writes the monitor's news to the history: the events of one turn of the event loop go
+    into one transaction, so a burst of changes costs one commit, and a kill -9 loses at most
+    the turn being written. A write that fails turns history off and is reported once through
+    `on_failure`; monitoring goes on."""
 
     def __init__(self, history: History, on_failure=None):
         self.history = history
         self.on_failure = on_failure
         self.failed = False
+        self._changes: list[tuple] = []
+        self._states: dict[str, AccountState] = {}
+        self._scheduled = False
 
     def __call__(self, event) -> None:
         from .monitor import AccountChecked, StatusChanged
 
         if self.failed:
             return
+        if isinstance(event, StatusChanged):
+            state = event.state
+            self._changes.append((event.account_id, _ts(state.since), event.old.value,
+                                  event.new.value, state.detail))
+            self._states[event.account_id] = state
+        elif isinstance(event, AccountChecked):
+            self._states[event.state.account.id] = event.state
+        else:
+            return
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        changes, self._changes = self._changes, []
+        states, self._states = list(self._states.values()), {}
+        if self.failed or not (changes or states):
+            return
         try:
-            if isinstance(event, StatusChanged):
-                state = event.state
-                self.history.record_change(event.account_id, event.old, event.new, state.detail,
-                                           state.since)
-                self.history.record_state(state)
-            elif isinstance(event, AccountChecked):
-                self.history.record_state(event.state)
+            with self.history.db:
+                self.history.db.execute("BEGIN IMMEDIATE")
+                self.history.db.executemany(
+                    "INSERT INTO changes (account_id, at, old, new, detail) VALUES (?, ?, ?, ?, ?)",
+                    changes)
+                self.history.db.executemany(
+                    "INSERT OR REPLACE INTO last_state VALUES (?, ?, ?, ?, ?)",
+                    [_state_row(s) for s in states])
         except sqlite3.Error as exc:
             self.failed = True
             if self.on_failure:
