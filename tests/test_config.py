@@ -91,11 +91,8 @@ def _append_accounts(path: str, start: int) -> None:
     from tui.core import config as c
 
     for i in range(start, start + 15):
-        with c.locked(c.Path(path)):
-            config = c.load(c.Path(path))
-            config.accounts.append(Account(f"a{i}", f"a{i}@example.com", Endpoint("h", 993),
-                                           Endpoint("h", 465)))
-            c.save_unlocked(config)
+        c.update_accounts(c.Path(path), lambda accounts: [*accounts, Account(
+            f"a{i}", f"a{i}@example.com", Endpoint("h", 993), Endpoint("h", 465))])
 
 
 def test_two_processes_never_interleave(tmp_path):

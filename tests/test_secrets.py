@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import subprocess
 import sys
+import time
 
 from tui.core.check import check_account
-from tui.core.credentials import SERVICE, Secret
+from tui.core.credentials import SERVICE, Credentials, MemoryStore, Secret
+from tui.core.history import History, Recorder
+from tui.core.hooks import HookRunner
+from tui.core.models import Settings
+from tui.core.monitor import Monitor
 from tui.core.models import Endpoint
 from tui.core.probes.oauth import oauthbearer_string, xoauth2_string
 from tui.core.status import Status
@@ -55,6 +61,30 @@ async def test_markers_reach_the_servers_and_nothing_else(loopback, tmp_path, ca
         assert result.status is expected, result.detail  # so the marker did go on the wire
         seen += [repr(result), result.imap.detail, result.smtp.detail, repr(account)]
     seen.append(repr(Secret(PASSWORD)))
+
+    # The monitor with the history and the on_change hook, on a rejected and an accepted login.
+    hook_out = tmp_path / "hook.env"
+    history = History(tmp_path / "history.sqlite3")
+    hook = HookRunner(f"env >> {hook_out}")
+    marker_account = loopback.account(account_id="marker", username=MARKER_USER)
+    monitor = Monitor([loopback.account(), marker_account], Settings(poll_interval=60, timeout=3),
+                      Credentials(MemoryStore({"alice": PASSWORD, "marker": PASSWORD})))
+    monitor.subscribe(Recorder(history))
+    monitor.subscribe(hook)
+    monitor.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not (hook_out.exists() and monitor.states["marker"].status is Status.CONNECTED):
+            assert time.monotonic() < deadline, "the hook never ran"
+            await asyncio.sleep(0.05)
+    finally:
+        await monitor.close()
+        await hook.close()
+    history.close()
+    assert "CE_ACCOUNT_ID=alice" in hook_out.read_text()
+    seen.append(hook_out.read_text())
+    for path in tmp_path.glob("history.sqlite3*"):
+        seen.append(path.read_bytes().decode("latin-1"))
 
     # The headless check, as cron runs it, with the password from a command.
     secret_file = tmp_path / "secret"

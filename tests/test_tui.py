@@ -374,3 +374,43 @@ async def test_a_broken_history_file_is_a_banner_not_a_crash(tmp_path, loopback,
         banner = text_of(app.screen.query_one("#banner"))
         assert "cannot be used" in banner and "left as it is" in banner
     assert history.read_bytes() == b"garbage" * 1000
+
+
+async def test_saving_keeps_what_another_process_wrote_meanwhile(tmp_path, loopback,
+                                                                isolated_user):
+    path = two_accounts(tmp_path, loopback, isolated_user)
+    app = app_for(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        path.write_text(path.read_text() + '\n[[accounts]]\nid = "by-hand"\n'
+                        'email = "hand@example.com"\nprovider = "fastmail"\n')
+        await select(pilot, "good")
+        await pilot.press("s")
+        await wait_for(pilot, lambda: "stopped = true" in path.read_text(), what="the save")
+    text = path.read_text()
+    assert 'id = "by-hand"' in text and 'id = "broken"' in text
+
+
+async def test_demo_reconnect_turns_billing_connected_and_touches_no_user_file(tmp_path,
+                                                                              isolated_user):
+    from tui.demo.run import BROKEN_ID, DEMO_PASSWORD, make_demo_app
+
+    (tmp_path / "demo").mkdir()
+    app = make_demo_app(tmp_path / "demo")
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: app.monitor.states[BROKEN_ID].status
+                           is Status.INVALID_CREDENTIALS, what="billing to fail")
+            await select(pilot, BROKEN_ID)
+            await pilot.press("r")
+            await type_text(pilot, DEMO_PASSWORD)
+            await pilot.press("f2")
+            await wait_for(pilot, lambda: app.monitor.states[BROKEN_ID].status
+                           is Status.CONNECTED, what="billing to connect")
+            assert app.monitor.states[BROKEN_ID].missed == 2
+            assert len(app.config.accounts) == len(app.monitor.states) == 12
+    finally:
+        app.demo.close()
+    assert isolated_user.secrets == {}, "no keyring entry"
+    assert not (tmp_path / "config").exists() and not (tmp_path / "data").exists()
+    assert not (tmp_path / "home").exists()

@@ -310,10 +310,11 @@ class ConnectedEmailsApp(App):
                 no="Go back"))
             if not session_only:
                 return False
-        ids = [a.id for a in self.config.accounts]
-        accounts = ([account if a.id == account.id else a for a in self.config.accounts]
-                    if account.id in ids else [*self.config.accounts, account])
-        if not await self._save_accounts(accounts, "Nothing was saved"):
+        def put(accounts: list[Account]) -> list[Account]:
+            if any(a.id == account.id for a in accounts):
+                return [account if a.id == account.id else a for a in accounts]
+            return [*accounts, account]
+        if not await self._save_accounts(put, "Nothing was saved"):
             return False
         if store_secret:
             if session_only:
@@ -333,20 +334,21 @@ class ConnectedEmailsApp(App):
         self.notify(f"Saved {account.email}. Checking it now…", timeout=4)
         return True
 
-    async def _save_accounts(self, accounts: list[Account], failure: str) -> bool:
-        """Write the accounts through the core's atomic writer; say so if it cannot."""
-        new_config = replace(self.config, accounts=accounts)
+    async def _save_accounts(self, change: Callable[[list[Account]], list[Account]],
+                             failure: str) -> bool:
+        """Apply `change` to the accounts file through the core's locked, atomic writer (what
+        another process wrote meanwhile is kept); say so if it cannot be written."""
         try:
-            await asyncio.to_thread(config_file.save, new_config)
+            saved = await asyncio.to_thread(config_file.update_accounts, self.config.path, change)
         except (ConfigError, OSError) as exc:
             self.notify(f"{failure}: {exc}", title="Cannot save", severity="error", timeout=15)
             return False
-        self.config = new_config
+        self.config = replace(self.config, accounts=saved.accounts)
         return True
 
     async def remove_account(self, account_id: str) -> bool:
-        if not await self._save_accounts([a for a in self.config.accounts if a.id != account_id],
-                                         "Nothing was deleted"):
+        if not await self._save_accounts(
+                lambda accounts: [a for a in accounts if a.id != account_id], "Nothing was deleted"):
             return False
         if self.history:
             self.history.forget_account(account_id)
@@ -449,9 +451,9 @@ class ConnectedEmailsApp(App):
     async def _toggle_stop(self, account_id: str) -> None:
         """Stop or resume, kept in the config so it holds across restarts."""
         stopping = self.monitor.states[account_id].status is not Status.STOPPED
-        accounts = [replace(a, stopped=stopping) if a.id == account_id else a
-                    for a in self.config.accounts]
-        if not await self._save_accounts(accounts, "Nothing was changed"):
+        if not await self._save_accounts(
+                lambda accounts: [replace(a, stopped=stopping) if a.id == account_id else a
+                                  for a in accounts], "Nothing was changed"):
             return
         if stopping:
             self.monitor.stop(account_id)

@@ -275,6 +275,16 @@ def save(config: Config) -> None:
         save_unlocked(config)
 
 
+def update_accounts(path: Path, change) -> Config:
+    """Read the file, apply `change` to its accounts, write it back, all under the lock: an edit
+    made meanwhile by another process (or by hand) is kept, not overwritten."""
+    with locked(path):
+        current = load(path)
+        current.accounts = change(list(current.accounts))
+        save_unlocked(current)
+        return current
+
+
 def save_unlocked(config: Config) -> None:
     """Write the config atomically (temp file, fsync, rename, mode 0600); hold `locked` around a
     read-modify-write so two processes never interleave.

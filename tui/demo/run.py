@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from ..core.config import Config
+from ..core.config import Config, save
 from ..core.credentials import MemoryStore
 from ..core.models import Account, Endpoint, Settings
 
@@ -79,6 +79,7 @@ class Demo:
         self.store = MemoryStore(secrets)
         self.config = Config(folder / "accounts.toml", Settings(poll_interval=60, timeout=5),
                              self.accounts)
+        save(self.config)  # in the demo's temp folder: edits there work as they do for real
         self.history = self._history()
 
     def _history(self):
