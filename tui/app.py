@@ -183,7 +183,8 @@ class ConnectedEmailsApp(App):
         ANNOUNCE_EVERY seconds, so a burst of changes reads as one sentence."""
         states = self.monitor.states.values()
         if not self._first_sweep_done:
-            if any(s.status is Status.CHECKING for s in states):
+            # One summary once every account has had its say, retries of blips included.
+            if any(s.status is Status.CHECKING or s.retrying for s in states):
                 return
             self._first_sweep_done = True
             # What start-up built lives as long as the app: keep the collector from walking it

@@ -52,8 +52,7 @@ class AccountsTable(DataTable):
             "sync": protocol_cell(state, "imap"),
             "send": protocol_cell(state, "smtp"),
             "since": duration((now - state.since).total_seconds()),
-            "checked": ("stale" if state.stale else ago(state.last_checked, now)
-                        if state.last_checked else "…"),
+            "checked": _checked(state, now),
             "provider": account.provider,
             "failed": Text(shorten(state.detail, 48), style="grey70"),
         }
@@ -116,7 +115,7 @@ class AccountsTable(DataTable):
             state = self._states[account_id]
             cells = self._cells[account_id]
             for column, value in (("since", duration((now - state.since).total_seconds())),
-                                  ("checked", self.cells_for(state, now)["checked"])):
+                                  ("checked", _checked(state, now))):
                 if cells[column] != value:
                     cells[column] = value
                     self.update_cell(account_id, column, value)
@@ -136,6 +135,12 @@ class AccountsTable(DataTable):
         self.sort("account", key=lambda cell: order(states[cell.account_id]))
         if selected:
             self.move_cursor(row=self.get_row_index(selected), animate=False)
+
+
+def _checked(state: AccountState, now: datetime) -> str:
+    if state.stale:
+        return "stale"
+    return ago(state.last_checked, now) if state.last_checked else "…"
 
 
 class _AccountCell(Text):

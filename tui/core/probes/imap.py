@@ -293,7 +293,8 @@ async def check_imap(account: Account, secret: Secret, timeout: float,
     except Exception as exc:  # every failure becomes a status, never a crash
         status, detail, code = _classify(exc, account, timeout, guard.step)
         return ProbeResult("imap", status, detail, _ms(start), code=code)
-    return ProbeResult("imap", Status.CONNECTED, f"INBOX has {found['count']} messages",
+    count = found["count"]
+    return ProbeResult("imap", Status.CONNECTED, f"INBOX has {count} message{'' if count == 1 else 's'}",
                        _ms(start), message_count=found["count"], cert_not_after=found["cert"],
                        mailbox_mark=found["mark"], missed=found["missed"])
 
