@@ -21,7 +21,7 @@ def dovecot(loopback):
     if shutil.which("dovecot") is None or os.geteuid() != 0:
         if require_dovecot():
             pytest.fail("CI must run the Dovecot tests: dovecot-imapd is missing or not root")
-        pytest.skip("needs Dovecot (apt-get install dovecot-imapd) and root; .ci/run installs it")
+        pytest.skip(reason="needs Dovecot (apt-get install dovecot-imapd) and root; .ci/run installs it")
     from .dovecot import Dovecot
 
     cert = loopback.certs.ca.issue_cert("127.0.0.1", "localhost")

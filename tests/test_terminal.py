@@ -22,7 +22,7 @@ def terminal():
     if shutil.which("tmux") is None:
         if os.environ.get("CI"):
             pytest.fail("CI must run the terminal test: tmux is missing (.ci/run installs it)")
-        pytest.skip("needs tmux (apt-get install tmux); .ci/run installs it")
+        pytest.skip(reason="needs tmux (apt-get install tmux); .ci/run installs it")
     session = f"ce-test-{os.getpid()}"
     command = f"{sys.executable} -m tui --demo; echo EXITED=$?; sleep 30"
     tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", command)
