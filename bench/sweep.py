@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import math
 import multiprocessing
-import os
 import resource
 import sys
 import tempfile

@@ -69,6 +69,7 @@ def child(mode: str, config: str, log_path: str, rate: int) -> None:
 
     class Measured(ConnectedEmailsApp):
         handled = 0
+        emitted = 0
         sent = 0
         frames = 0
 
@@ -84,9 +85,20 @@ def child(mode: str, config: str, log_path: str, rate: int) -> None:
                 log.write(f"frame {time.monotonic()} {screen.query_one('#accounts').cursor_row}\n")
 
         def on_mount(self) -> None:
+            from tui.core.monitor import StatusChanged
+
+            def count(event) -> None:
+                if isinstance(event, StatusChanged):
+                    self.emitted += 1
+            self.monitor.subscribe(count)
             super().on_mount()
             if mode == "load":
-                self.injecting = self.set_interval(0.05, self.inject)
+                # Once the monitor runs (it starts after the first frame) and its subscribers
+                # listen; changes made before that would reach no one, in the app as here.
+                self.set_timer(1.0, self.start_injecting)
+
+        def start_injecting(self) -> None:
+            self.injecting = self.set_interval(0.05, self.inject)
 
         def on_account_updated(self, message) -> None:
             if message.old_status is not None:
@@ -122,7 +134,8 @@ def child(mode: str, config: str, log_path: str, rate: int) -> None:
             table.apply_stale(everywhere=True)  # rows off screen show their news when scrolled to
             wrong = sum(1 for account_id, state in self.monitor.states.items()
                         if str(table.get_cell(account_id, "status")) != state.status.label)
-            log.write(f"changes sent={self.sent} handled={self.handled} rows_wrong={wrong}\n")
+            log.write(f"changes injected={self.sent} emitted={self.emitted} "
+                      f"handled={self.handled} rows_wrong={wrong}\n")
             self.exit()
 
     from tui.core.history import History

@@ -23,7 +23,7 @@ from tui.core.models import Endpoint, Settings
 from tui.core.monitor import AttentionChanged, Monitor
 from tui.core.outages import group_outages
 from tui.core.status import Status
-from tui.demo.servers import HOST, Mailboxes, ScriptedImap, closed_port, fault
+from tui.demo.servers import HOST, Mailboxes, closed_port
 
 from .conftest import PASSWORD, USER
 

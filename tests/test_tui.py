@@ -276,7 +276,6 @@ async def test_keys_can_be_remapped_by_binding_id(tmp_path, loopback, isolated_u
 
 
 async def test_oauth_reconnect_reruns_the_token_command(tmp_path, loopback):
-    from tui.core.models import Endpoint
     from tui.demo.servers import HOST, ScriptedImap
 
     from .conftest import TOKEN, USER

@@ -71,7 +71,8 @@ class ConnectedEmailsApp(App):
         self.accounts_signal: Signal[list[AccountState]] = Signal(self, "accounts")
         self.removed_signal: Signal[str] = Signal(self, "removed")
         self._pending: dict[str, AccountState] = {}
-        self._flush_timer = None
+        self._flush_timer = None  # the next batch of table updates
+        self._announce_timer = None  # the next toast, when one was shown a moment ago
         self._news = _News()
         self._first_sweep_done = False
 
@@ -197,8 +198,8 @@ class ConnectedEmailsApp(App):
                             f"need{'s' if count == 1 else ''} attention. Press a to see them.")
             return
         if time.monotonic() - self._news.announced_at < ANNOUNCE_EVERY:
-            if self._news and self._flush_timer is None:
-                self._flush_timer = self.set_timer(ANNOUNCE_EVERY, self._apply_pending)
+            if self._news and self._announce_timer is None:
+                self._announce_timer = self.set_timer(ANNOUNCE_EVERY, self._announce_later)
             return
         alerts, recovered = self._news.take()
         alerts = [s for s in alerts if not self.is_quiet(s)]
@@ -218,6 +219,10 @@ class ConnectedEmailsApp(App):
             names = ", ".join(s.account.email for s, _ in recovered[:3])
             more = f" and {len(recovered) - 3} more" if len(recovered) > 3 else ""
             self.notify(f"{names}{more} are Connected again.", title="Recovered", timeout=6)
+
+    def _announce_later(self) -> None:
+        self._announce_timer = None
+        self._announce()
 
     def _alert(self, text: str) -> None:
         self.notify(text, title="Needs attention", severity="error", timeout=10)
@@ -512,7 +517,7 @@ class ConnectedEmailsApp(App):
 
 
 RELOAD = 75  # exit code that asks run_app to read the config again
-FLUSH_EVERY = 0.1  # seconds between batches of table updates (10 a second at most)
+FLUSH_EVERY = 0.25  # seconds between batches of news for the widgets (the table repaints at 0.5)
 ANNOUNCE_EVERY = 3.0  # seconds between toasts about new alerts
 
 

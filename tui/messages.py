@@ -12,14 +12,16 @@ from .core.status import Status
 
 @dataclass
 class AccountUpdated(Message):
-    """An account's state after a check, a stop or a resume. Superseded by a newer one for the
-    same account while still queued, unless it carries a status change (alerts need those)."""
+    """An account's state after a check, a stop or a resume. While queued, it gives way to the
+    next message for the same account, unless it carries a status change (those are counted,
+    recorded and announced, so none may be dropped)."""
 
     state: AccountState
     old_status: Status | None = None  # set when the status changed
 
     def can_replace(self, message: Message) -> bool:
-        return (isinstance(message, AccountUpdated) and message.old_status is None
+        # Textual asks the older message whether the newer one may take its place.
+        return (self.old_status is None and isinstance(message, AccountUpdated)
                 and message.state.account.id == self.state.account.id)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from .status import Status, worse
@@ -54,9 +54,6 @@ class Account:
         if not self.tls_verify:
             words.append("certificates not verified")
         return words
-
-    def with_changes(self, **changes) -> Account:
-        return replace(self, **changes)
 
 
 @dataclass(frozen=True)

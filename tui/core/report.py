@@ -7,7 +7,7 @@ from collections import Counter
 
 from .models import Account, AccountResult, AccountState, Settings, certificate_verdict, utcnow
 from .monitor import USER_STOP_REASON
-from .status import EXIT_CODE, EXIT_CRITICAL, EXIT_OK, EXIT_WARNING, STATUS_INFO, Status
+from .status import EXIT_CODE, EXIT_CRITICAL, EXIT_OK, EXIT_WARNING, Status
 
 EXIT_WORDS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
 
@@ -92,6 +92,3 @@ def as_line(states: list[AccountState]) -> str:
         perf += f" max_latency_ms={max(latencies)}ms"
     return f"CONNECTED EMAILS {info['state']} - {text} | {perf}"
 
-
-def severity_sorted(states: list[AccountState]) -> list[AccountState]:
-    return sorted(states, key=lambda s: (-STATUS_INFO[s.status].severity, s.account.id))

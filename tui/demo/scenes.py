@@ -43,6 +43,7 @@ async def _settle(pilot: Pilot) -> None:
     app.clear_notifications()
     frozen = utcnow() + timedelta(seconds=65)
     app.clock = lambda: frozen
+    table.repaint()
     app.screen_stack[0].tick()
     await pilot.pause()
 

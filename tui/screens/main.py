@@ -7,11 +7,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Footer, Static
 
 from ..core.models import AccountState
 from ..widgets.account_detail import AccountDetail
 from ..widgets.accounts_table import AccountsTable
+from ..widgets.title_bar import TitleBar
 
 FIRST_ROWS = 30  # at least a screenful
 ROWS_PER_FRAME = 250
@@ -50,7 +51,7 @@ class ConnectedEmailsScreen(Screen):
         self._sorted_by_status = False
 
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=False)
+        yield TitleBar(id="title")
         yield Static("", id="banner")
         with Vertical(id="body"):
             yield Static(WELCOME, id="welcome")
@@ -64,6 +65,8 @@ class ConnectedEmailsScreen(Screen):
         self.table = self.query_one(AccountsTable)
         self.detail = self.query_one(AccountDetail)
         self.welcome = self.query_one("#welcome")
+        self.title_bar = self.query_one(TitleBar)
+        self.watch(self.app, "sub_title", self.title_bar.show)
         # A screenful now, the rest after the first frame: measuring a thousand rows' cells
         # would otherwise hold the first frame back by a third of a second.
         states = list(self.app.monitor.states.values())
@@ -103,7 +106,6 @@ class ConnectedEmailsScreen(Screen):
         self._show_detail()
 
     def tick(self) -> None:
-        self.table.refresh_ages(self.app.now())
         self._show_detail()
 
     def _show_welcome(self) -> None:

@@ -60,4 +60,5 @@ class AccountDetail(Static):
         if key == self._shown:
             return
         self._shown = key
-        self.update("" if state is None else detail_renderable(state, now))
+        # Its height is fixed, so no layout pass: that would cost a whole screen's worth.
+        self.update("" if state is None else detail_renderable(state, now), layout=False)

@@ -12,6 +12,8 @@ from ..core.models import Account, AccountState
 from ..core.status import STATUS_INFO
 from ..format import ago, duration, protocol_cell, shorten, state_cell
 
+REPAINT_EVERY = 0.5  # seconds between repaints of changed rows
+
 # Sized so the columns that matter fit 80 columns with the scrollbar; the rest scroll.
 COLUMNS = (("account", "Account", 19), ("status", "Status", 21), ("sync", "Sync", 7),
            ("send", "Send", 7), ("since", "Since", 5), ("checked", "Checked", 7),
@@ -30,13 +32,18 @@ class AccountsTable(DataTable):
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self._cells: dict[str, dict[str, object]] = {}  # what each row shows, or will show
         self._states: dict[str, AccountState] = {}
-        # Rows whose new cells wait until they scroll into view. Every update_cell makes the
-        # DataTable re-render all visible cells, so updates nobody can see are held back.
+        # Rows whose new cells are not on screen yet. Every update_cell makes the DataTable
+        # re-render all its visible cells, so changes are painted together a few times a
+        # second, and those nobody can see wait until they scroll into view.
         self._stale: dict[str, set[str]] = {}
 
     def on_mount(self) -> None:
         for key, label, width in COLUMNS:
             self.add_column(label, key=key, width=width)
+        self.set_interval(REPAINT_EVERY, self.repaint)
+
+    def repaint(self) -> None:
+        self.refresh_ages(self.app.now())
 
     @property
     def selected_id(self) -> str | None:
@@ -58,11 +65,10 @@ class AccountsTable(DataTable):
         }
 
     def upsert_many(self, states: list[AccountState], now: datetime) -> None:
-        visible = self._visible_rows()
         for state in states:
-            self.upsert(state, now, visible)
+            self.upsert(state, now)
 
-    def upsert(self, state: AccountState, now: datetime, visible: range | None = None) -> None:
+    def upsert(self, state: AccountState, now: datetime) -> None:
         """Add the account's row, or change only the cells whose text changed."""
         account_id = state.account.id
         self._states[account_id] = state
@@ -73,12 +79,7 @@ class AccountsTable(DataTable):
             self.add_row(*cells.values(), key=account_id)
             return
         changed = {column for column, value in cells.items() if old.get(column) != value}
-        if not changed:
-            return
-        if self.get_row_index(account_id) in (visible or self._visible_rows()):
-            for column in changed:
-                self.update_cell(account_id, column, cells[column])
-        else:
+        if changed:
             self._stale.setdefault(account_id, set()).update(changed)
 
     def _visible_rows(self) -> range:
