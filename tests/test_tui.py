@@ -413,3 +413,22 @@ async def test_demo_reconnect_turns_billing_connected_and_touches_no_user_file(t
     assert isolated_user.secrets == {}, "no keyring entry"
     assert not (tmp_path / "config").exists() and not (tmp_path / "data").exists()
     assert not (tmp_path / "home").exists()
+
+
+async def test_a_status_change_is_never_coalesced_away(tmp_path, loopback, isolated_user):
+    """A status change followed at once by a newer check of the same account still ends the
+    acknowledgement it belongs to (queued updates give way only when they carry no change)."""
+    from dataclasses import replace
+
+    from tui.messages import AccountUpdated
+
+    app = app_for(two_accounts(tmp_path, loopback, isolated_user))
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        app.set_quiet("broken", "ack", "looking into it")
+        state = app.monitor.states["broken"]
+        changed = replace(state, status=Status.SYNC_ERROR)
+        app.post_message(AccountUpdated(changed, Status.INVALID_CREDENTIALS))
+        app.post_message(AccountUpdated(replace(changed)))  # a newer check, no change
+        await pilot.pause(0.3)
+        assert "broken" not in app.quiet
