@@ -94,21 +94,25 @@ def _remember(states) -> None:
     except HistoryUnavailable as exc:
         print(exc, file=sys.stderr)
         return
+    import sqlite3
     from dataclasses import replace
 
+    from .core.history import Change
     from .core.status import Status
 
     try:
         last = history.last_states([s.account for s in states])
+        changes, kept = [], []
         for state in states:
             before = last.get(state.account.id)
             if before is None or before.status is not state.status:
-                history.record_change(state.account.id, before.status if before else
-                                      Status.CHECKING, state.status, state.detail, state.since)
+                changes.append(Change(state.account.id, state.since, before.status if before
+                                      else Status.CHECKING, state.status, state.detail))
             else:
                 state = replace(state, since=before.since)  # the status holds since then
-            history.record_state(state)
-    except Exception as exc:  # noqa: BLE001 - history must never change the check's verdict
+            kept.append(state)
+        history.record(changes, kept)  # one transaction for the whole sweep
+    except sqlite3.Error as exc:  # history must never change the check's verdict
         print(f"History not recorded: {exc}", file=sys.stderr)
     finally:
         history.close()

@@ -155,13 +155,19 @@ class History:
 
     # --- writing --------------------------------------------------------------------------
 
+    def record(self, changes: list[Change], states: list[AccountState]) -> None:
+        """Status changes and last known states, in one transaction."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(
+                "INSERT INTO changes (account_id, at, old, new, detail) VALUES (?, ?, ?, ?, ?)",
+                [(c.account_id, _ts(c.at), c.old.value, c.new.value, c.detail) for c in changes])
+            self.db.executemany("INSERT OR REPLACE INTO last_state VALUES (?, ?, ?, ?, ?)",
+                                [_state_row(s) for s in states])
+
     def record_change(self, account_id: str, old: Status, new: Status, detail: str,
                       at: datetime) -> None:
-        self._write("INSERT INTO changes (account_id, at, old, new, detail) VALUES (?, ?, ?, ?, ?)",
-                    (account_id, _ts(at), old.value, new.value, detail))
-
-    def record_state(self, state: AccountState) -> None:
-        self._write("INSERT OR REPLACE INTO last_state VALUES (?, ?, ?, ?, ?)", _state_row(state))
+        self.record([Change(account_id, at, old, new, detail)], [])
 
     def forget_account(self, account_id: str) -> None:
         with self.db:
@@ -254,7 +260,7 @@ class Recorder:
         self.history = history
         self.on_failure = on_failure
         self.failed = False
-        self._changes: list[tuple] = []
+        self._changes: list[Change] = []
         self._states: dict[str, AccountState] = {}
         self._scheduled = False
 
@@ -265,8 +271,8 @@ class Recorder:
             return
         if isinstance(event, StatusChanged):
             state = event.state
-            self._changes.append((event.account_id, _ts(state.since), event.old.value,
-                                  event.new.value, state.detail))
+            self._changes.append(Change(event.account_id, state.since, event.old, event.new,
+                                        state.detail))
             self._states[event.account_id] = state
         elif isinstance(event, AccountChecked):
             self._states[event.state.account.id] = event.state
@@ -283,14 +289,7 @@ class Recorder:
         if self.failed or not (changes or states):
             return
         try:
-            with self.history.db:
-                self.history.db.execute("BEGIN IMMEDIATE")
-                self.history.db.executemany(
-                    "INSERT INTO changes (account_id, at, old, new, detail) VALUES (?, ?, ?, ?, ?)",
-                    changes)
-                self.history.db.executemany(
-                    "INSERT OR REPLACE INTO last_state VALUES (?, ?, ?, ?, ?)",
-                    [_state_row(s) for s in states])
+            self.history.record(changes, states)
         except sqlite3.Error as exc:
             self.failed = True
             if self.on_failure:

@@ -89,7 +89,7 @@ class Demo:
 
         from ..core.check import check_account
         from ..core.credentials import Secret
-        from ..core.history import History
+        from ..core.history import Change, History
         from ..core.models import AccountState, utcnow
         from ..core.status import Status
 
@@ -101,8 +101,8 @@ class Demo:
             self.mailboxes.deliver(billing.email, f"Subject: Invoice {n}\r\n\r\nPay me.\r\n"
                                    .encode())
         since = utcnow() - timedelta(hours=26)
-        history.record_change(billing.id, Status.CHECKING, Status.CONNECTED, "", since)
-        history.record_state(AccountState(billing, result.status, result, since))
+        history.record([Change(billing.id, since, Status.CHECKING, Status.CONNECTED, "")],
+                       [AccountState(billing, result.status, result, since)])
         return history
 
     def close(self) -> None:
