@@ -10,6 +10,14 @@ from ..status import Status
 from .tls import CAFileError, describe_cert_error, is_plaintext_answer, peek_not_after
 
 
+class ProbeFailed(Exception):
+    """A check found a problem it can name: raised inside a probe, turned into its result."""
+
+    def __init__(self, status: Status, detail: str, code: str | None = None):
+        super().__init__(detail)
+        self.status, self.detail, self.code = status, detail, code
+
+
 def classify_transport(exc: BaseException, endpoint: Endpoint, timeout: float,
                        step: str) -> tuple[Status, str] | None:
     """Status and detail for a socket or TLS failure, or None if `exc` is not one."""

@@ -23,7 +23,7 @@ from imapclient import imap4, tls as imap_tls
 from ..credentials import Secret
 from ..models import Account, ProbeResult
 from ..status import Status
-from .errors import classify_transport, describe_stray_greeting
+from .errors import ProbeFailed, classify_transport, describe_stray_greeting
 from .oauth import describe_oauth_error, xoauth2_string, oauthbearer_string
 from .tls import client_context, not_after, plaintext_refusal
 
@@ -73,6 +73,26 @@ def _cut(sock: socket.socket) -> None:
         pass
 
 
+class _TrackedTLS(imap_tls.IMAP4_TLS):
+    def __init__(self, guard: _Guard, *args):
+        self._guard = guard  # before super().__init__, which connects
+        super().__init__(*args)
+
+    def _create_socket(self, timeout=None):
+        raw = self._guard.track(socket.create_connection((self.host, self.port),
+                                                         timeout=self._timeout))
+        return self._guard.track(imap_tls.wrap_socket(raw, self.ssl_context, self.host))
+
+
+class _TrackedPlain(imap4.IMAP4WithTimeout):
+    def __init__(self, guard: _Guard, *args):
+        self._guard = guard
+        super().__init__(*args)
+
+    def _create_socket(self, timeout=None):
+        return self._guard.track(super()._create_socket(timeout))
+
+
 class _Client(IMAPClient):
     """IMAPClient whose sockets are known to the guard before the greeting is read."""
 
@@ -81,20 +101,11 @@ class _Client(IMAPClient):
         super().__init__(*args, **kwargs)
 
     def _create_IMAP4(self):
-        guard = self._guard
         connect_timeout = getattr(self._timeout, "connect", None)
         if self.ssl:
-            class Tracked(imap_tls.IMAP4_TLS):
-                def _create_socket(self, timeout=None):
-                    raw = guard.track(socket.create_connection((self.host, self.port),
-                                                               timeout=self._timeout))
-                    return guard.track(imap_tls.wrap_socket(raw, self.ssl_context, self.host))
-            return Tracked(self.host, self.port, self.ssl_context, connect_timeout)
-
-        class TrackedPlain(imap4.IMAP4WithTimeout):
-            def _create_socket(self, timeout=None):
-                return guard.track(super()._create_socket(timeout))
-        return TrackedPlain(self.host, self.port, connect_timeout)
+            return _TrackedTLS(self._guard, self.host, self.port, self.ssl_context,
+                               connect_timeout)
+        return _TrackedPlain(self._guard, self.host, self.port, connect_timeout)
 
 
 def _code(text: str) -> str | None:
@@ -110,12 +121,6 @@ def _server_said(text: str) -> str:
     return text[:200]
 
 
-class _Failed(Exception):
-    def __init__(self, status: Status, detail: str, code: str | None = None):
-        super().__init__(detail)
-        self.status, self.detail, self.code = status, detail, code
-
-
 def _check(account: Account, secret: Secret, timeout: float, guard: _Guard,
            mark: tuple[int, int] | None) -> dict:
     """Runs in a thread. Returns what EXAMINE told us, or raises."""
@@ -128,17 +133,18 @@ def _check(account: Account, secret: Secret, timeout: float, guard: _Guard,
         if endpoint.security == "starttls":
             guard.step = "asking for capabilities"
             if not client.has_capability("STARTTLS"):
-                raise _Failed(Status.REQUEST_IS_INVALID,
-                              "server does not offer STARTTLS; refusing to log in without TLS")
+                raise ProbeFailed(Status.REQUEST_IS_INVALID,
+                                  "server does not offer STARTTLS; refusing to log in without TLS")
             guard.step = "starting TLS"
             client.starttls(context)
             guard.track(client.socket())
         guard.step = "asking for capabilities"
         caps = {c.decode("ascii", "replace").upper() for c in client.capabilities()}
         if "LOGINDISABLED" in caps:
-            raise _Failed(Status.REQUEST_IS_INVALID,
-                          "server says LOGINDISABLED: it accepts no password on this connection; "
-                          "use security tls or starttls", "LOGINDISABLED")
+            raise ProbeFailed(
+                Status.REQUEST_IS_INVALID,
+                "server says LOGINDISABLED: it accepts no password on this connection; "
+                "use security tls or starttls", "LOGINDISABLED")
         guard.step = "logging in"
         _login(client, account, secret, caps)
         guard.step = "examining INBOX"
@@ -148,9 +154,9 @@ def _check(account: Account, secret: Secret, timeout: float, guard: _Guard,
             raise
         except imap_errors.IMAPClientError as exc:
             text = str(exc)
-            raise _Failed(Status.SYNC_ERROR,
-                          f"INBOX could not be examined; server said: {_server_said(text)}",
-                          _code(text)) from None
+            raise ProbeFailed(Status.SYNC_ERROR,
+                              f"INBOX could not be examined; server said: {_server_said(text)}",
+                              _code(text)) from None
         cert = client.socket().getpeercert() if endpoint.security != "none" else None
         found = {"count": int(info.get(b"EXISTS", 0)), "cert": not_after(cert), "missed": None,
                  "mark": None}
@@ -182,17 +188,18 @@ def _login(client: IMAPClient, account: Account, secret: Secret, caps: set[str])
             elif "AUTH=XOAUTH2" in caps:
                 mech, payload = "XOAUTH2", xoauth2_string(account.login, secret)
             else:
-                raise _Failed(Status.REQUEST_IS_INVALID,
-                              "server offers neither XOAUTH2 nor OAUTHBEARER; use a password")
-            client.sasl_login(mech, _OAuthResponder(payload))
+                raise ProbeFailed(Status.REQUEST_IS_INVALID,
+                                  "server offers neither XOAUTH2 nor OAUTHBEARER; use a password")
+            responder = _OAuthResponder(payload)
+            client.sasl_login(mech, responder)
         else:
+            responder = None
             client.login(account.login, secret.reveal())
     except imap_errors.LoginError as exc:
         cause = exc.__context__
         if isinstance(cause, (imap_errors.IMAPClientAbortError, OSError, EOFError)):
             raise cause from None
-        text = str(exc)
-        raise _login_failure(text, account) from None
+        raise _login_failure(str(exc), responder.error_json if responder else None) from None
 
 
 class _OAuthResponder:
@@ -212,31 +219,25 @@ class _OAuthResponder:
             self.error_json = base64.b64decode(challenge).decode("utf-8", "replace")
         except ValueError:
             self.error_json = challenge.decode("utf-8", "replace")
-        _LAST_OAUTH_ERROR.value = self.error_json
         return b""
 
 
-_LAST_OAUTH_ERROR = threading.local()
-
-
-def _login_failure(text: str, account: Account) -> _Failed:
+def _login_failure(text: str, oauth_error: str | None) -> ProbeFailed:
+    """The status for a refused login; `oauth_error` is the server's error challenge, if any."""
     code = _code(text)
     said = _server_said(text)
-    if account.auth == "oauth2":
-        error_json = getattr(_LAST_OAUTH_ERROR, "value", None)
-        _LAST_OAUTH_ERROR.value = None
-        if error_json or code in (None, "AUTHENTICATIONFAILED"):
-            return _Failed(Status.INVALID_CREDENTIALS,
-                           f"token rejected: {describe_oauth_error(error_json)}; server said: {said}",
-                           code or "AUTHENTICATIONFAILED")
-    if " BAD" in text[:40] or "BAD" in text.split(":")[0] or "command error: BAD" in text:
-        return _Failed(Status.REQUEST_IS_INVALID, f"server refused the login command: {said}", code)
+    if oauth_error is not None:
+        return ProbeFailed(Status.INVALID_CREDENTIALS,
+                           f"token rejected: {describe_oauth_error(oauth_error)}; server said: "
+                           f"{said}", code or "AUTHENTICATIONFAILED")
+    if "command error: BAD" in text:
+        return ProbeFailed(Status.REQUEST_IS_INVALID, f"server refused the login command: {said}", code)
     status = CODE_STATUS.get(code or "", Status.INVALID_CREDENTIALS)
-    return _Failed(status, f"server said: {said}", code)
+    return ProbeFailed(status, f"server said: {said}", code)
 
 
 def _classify(exc: BaseException, account: Account, timeout: float, step: str) -> tuple[Status, str, str | None]:
-    if isinstance(exc, _Failed):
+    if isinstance(exc, ProbeFailed):
         return exc.status, exc.detail, exc.code
     endpoint = account.imap
     text = str(exc)

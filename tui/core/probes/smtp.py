@@ -12,17 +12,11 @@ from aiosmtplib import errors as smtp_errors
 from ..credentials import Secret
 from ..models import Account, ProbeResult
 from ..status import Status
-from .errors import classify_transport, describe_stray_greeting
+from .errors import ProbeFailed, classify_transport, describe_stray_greeting
 from .oauth import describe_oauth_error, oauthbearer_string, xoauth2_string
 from .tls import client_context, not_after, plaintext_refusal
 
 LOCAL_HOSTNAME = "connected-emails.localdomain"
-
-
-class _Failed(Exception):
-    def __init__(self, status: Status, detail: str, code: str | None = None):
-        super().__init__(detail)
-        self.status, self.detail, self.code = status, detail, code
 
 
 async def _check(account: Account, secret: Secret, timeout: float, state: dict) -> object:
@@ -38,15 +32,15 @@ async def _check(account: Account, secret: Secret, timeout: float, state: dict) 
         await client.ehlo()
         if endpoint.security == "starttls":
             if not client.supports_extension("starttls"):
-                raise _Failed(Status.REQUEST_IS_INVALID,
-                              "server does not offer STARTTLS; refusing to log in without TLS")
+                raise ProbeFailed(Status.REQUEST_IS_INVALID,
+                                  "server does not offer STARTTLS; refusing to log in without TLS")
             state["step"] = "starting TLS"
             await client.starttls(tls_context=context)
             await client.ehlo()  # extensions offered before TLS do not count after it
         if not client.supports_extension("auth"):
-            raise _Failed(Status.REQUEST_IS_INVALID,
-                          "server does not offer AUTH on this port; use the submission port "
-                          "(465 or 587)")
+            raise ProbeFailed(Status.REQUEST_IS_INVALID,
+                              "server does not offer AUTH on this port; use the submission port "
+                              "(465 or 587)")
         state["step"] = "logging in"
         await _login(client, account, secret)
         cert = client.transport.get_extra_info("peercert") if endpoint.security != "none" else None
@@ -68,26 +62,27 @@ async def _login(client: aiosmtplib.SMTP, account: Account, secret: Secret) -> N
         elif "xoauth2" in methods:
             mech, sasl = b"XOAUTH2", xoauth2_string(account.login, secret)
         else:
-            raise _Failed(Status.REQUEST_IS_INVALID,
-                          "server offers neither XOAUTH2 nor OAUTHBEARER; use a password")
+            raise ProbeFailed(Status.REQUEST_IS_INVALID,
+                              "server offers neither XOAUTH2 nor OAUTHBEARER; use a password")
         payload = base64.b64encode(sasl.encode()).decode()
         response = await client.execute_command(b"AUTH", mech, payload.encode())
         if response.code == 334:  # the error challenge: read it, answer empty, take the final reply
             error_json = base64.b64decode(response.message).decode("utf-8", "replace")
             response = await client.execute_command(b"")
-            raise _Failed(Status.INVALID_CREDENTIALS,
-                          f"token rejected: {describe_oauth_error(error_json)}; "
-                          f"server said: {response.code} {response.message}", str(response.code))
+            raise ProbeFailed(
+                Status.INVALID_CREDENTIALS,
+                f"token rejected: {describe_oauth_error(error_json)}; "
+                f"server said: {response.code} {response.message}", str(response.code))
         if response.code != 235:
-            raise _Failed(Status.INVALID_CREDENTIALS,
-                          f"token rejected; server said: {response.code} {response.message}",
-                          str(response.code))
+            raise ProbeFailed(Status.INVALID_CREDENTIALS,
+                              f"token rejected; server said: {response.code} {response.message}",
+                              str(response.code))
         return
     await client.login(account.login, secret.reveal())
 
 
 def _classify(exc: BaseException, account: Account, timeout: float, step: str) -> tuple[Status, str, str | None]:
-    if isinstance(exc, _Failed):
+    if isinstance(exc, ProbeFailed):
         return exc.status, exc.detail, exc.code
     endpoint = account.smtp
     if isinstance(exc, smtp_errors.SMTPAuthenticationError):
