@@ -432,3 +432,21 @@ async def test_a_status_change_is_never_coalesced_away(tmp_path, loopback, isola
         app.post_message(AccountUpdated(replace(changed)))  # a newer check, no change
         await pilot.pause(0.3)
         assert "broken" not in app.quiet
+
+
+async def test_snooze_from_the_alerts_modal_quiets_the_alert_for_the_chosen_time(
+        tmp_path, loopback, isolated_user):
+    from datetime import timedelta
+
+    app = app_for(two_accounts(tmp_path, loopback, isolated_user))
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        await pilot.press("a", "z")
+        await pilot.click("#quiet-ok")  # the default choice: 4 hours
+        await wait_for(pilot, lambda: "broken" in app.quiet, what="the snooze")
+        quiet = app.quiet["broken"]
+        assert quiet.kind == "snooze"
+        assert abs(quiet.until - app.now() - timedelta(hours=4)) < timedelta(seconds=5)
+        assert app.alert_states() == []
+        assert "snoozed until" in str(app.screen.query_one("#alerts-table")
+                                      .get_cell("broken", "note"))

@@ -31,13 +31,16 @@ def states_from(accounts: list[Account], results: list[AccountResult],
 
 
 def exit_code(states: list[AccountState]) -> int:
-    """The worst alert decides; an account the user stopped on purpose is no alert; a
-    certificate close to expiry is a warning when nothing worse is wrong."""
-    code = max((EXIT_CODE[s.status] for s in states if s.needs_attention
-                and s.status is not Status.CONNECTED), default=EXIT_OK)
-    if any(s.cert_warning for s in states):
-        code = max(code, EXIT_WARNING if not any(s.cert_alert for s in states) else EXIT_CRITICAL)
-    return code
+    """The worst account decides."""
+    return max((_account_code(s) for s in states), default=EXIT_OK)
+
+
+def _account_code(state: AccountState) -> int:
+    """A connected account is judged by its certificate; an account the user stopped on
+    purpose is no alert; any other status by its exit code."""
+    if state.status is Status.CONNECTED:
+        return EXIT_CRITICAL if state.cert_alert else EXIT_WARNING if state.cert_warning else EXIT_OK
+    return EXIT_CODE[state.status] if state.needs_attention else EXIT_OK
 
 
 def account_json(state: AccountState) -> dict:

@@ -186,24 +186,20 @@ class AlertsScreen(ModalScreen[None]):
         if self.highlighted_id:
             self.app.open_history(self.highlighted_id)
 
-    @work(exclusive=True, group="alerts-quiet", exit_on_error=False)
-    async def action_acknowledge(self) -> None:
-        account_id = self.highlighted_id
-        if account_id:
-            note = await self.app.push_screen_wait(QuietScreen(
-                self.app.monitor.states[account_id], "ack"))
-            if note is not None:
-                self.app.set_quiet(account_id, "ack", note)
+    def action_acknowledge(self) -> None:
+        self._quiet("ack")
+
+    def action_snooze(self) -> None:
+        self._quiet("snooze")
 
     @work(exclusive=True, group="alerts-quiet", exit_on_error=False)
-    async def action_snooze(self) -> None:
+    async def _quiet(self, kind: str) -> None:
         account_id = self.highlighted_id
         if account_id:
-            hours = await self.app.push_screen_wait(QuietScreen(
-                self.app.monitor.states[account_id], "snooze"))
-            if hours is not None:
-                self.app.set_quiet(account_id, "snooze",
-                                   until=self.app.now() + timedelta(hours=int(hours)))
+            answer = await self.app.push_screen_wait(QuietScreen(
+                self.app.monitor.states[account_id], kind))
+            if answer is not None:
+                self.app.set_quiet(account_id, kind, **answer)
 
     def action_cursor_down(self) -> None:
         self.query_one("#alerts-table", DataTable).action_cursor_down()
@@ -274,7 +270,9 @@ class QuietScreen(ModalScreen):
             self.dismiss(None)
 
     def _ok(self) -> None:
+        """Answers with set_quiet's keywords: a note, or when the snooze ends."""
         if self.kind == "ack":
-            self.dismiss(self.query_one("#quiet-note", Input).value.strip())
+            self.dismiss({"note": self.query_one("#quiet-note", Input).value.strip()})
         else:
-            self.dismiss(self.query_one("#quiet-hours", Select).value)
+            hours = int(self.query_one("#quiet-hours", Select).value)
+            self.dismiss({"until": self.app.now() + timedelta(hours=hours)})
