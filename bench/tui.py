@@ -10,6 +10,8 @@
 The injected states are made here, not by servers: this measures the face, not the probes.
 
     python bench/tui.py [--accounts 1000] [--rate 200] [--presses 100] [--runs 5]
+
+BENCH_PROFILE=FILE in the environment writes a cProfile of the loaded child to FILE.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from tui.core.models import Endpoint, Settings
 from tui.core.monitor import AttentionChanged, Monitor
 from tui.core.outages import group_outages
 from tui.core.status import Status
-from tui.demo.servers import HOST, Mailboxes, closed_port
+from tui.demo.servers import HOST, closed_port
 
 from .conftest import PASSWORD, USER
 
@@ -164,7 +164,7 @@ def test_history_command_prints_json_csv_and_text(tmp_path, monkeypatch):
 class FailsOnce:
     """An IMAP server that drops the first connection, then answers like pymap does."""
 
-    def __init__(self, mailboxes: Mailboxes, port: int):
+    def __init__(self, port: int):
         self.target = port
         self.connections = 0
 
@@ -188,7 +188,7 @@ class FailsOnce:
 
 
 async def test_one_dropped_connection_raises_no_alert(loopback):
-    server = FailsOnce(loopback.mailboxes, loopback.imap_plain)
+    server = FailsOnce(loopback.imap_plain)
     account = loopback.account(imap=Endpoint(HOST, loopback.serve(server), "none"))
     monitor = Monitor([account], fast(poll_interval=60), credentials(), retry_base=0.05)
     attention, seen = [], []

@@ -175,9 +175,9 @@ def certificate_verdict(result: AccountResult, settings: Settings,
     """cert_warning (words), cert_alert and cert_days for the nearer certificate expiry, as
     AccountState fields; empty when neither certificate is close to expiring."""
     nearest = None
-    for probe, endpoint_host in ((result.imap, "IMAP"), (result.smtp, "SMTP")):
+    for probe in (result.imap, result.smtp):
         if probe.cert_not_after and (nearest is None or probe.cert_not_after < nearest[0]):
-            nearest = (probe.cert_not_after, endpoint_host)
+            nearest = (probe.cert_not_after, probe.protocol.upper())
     if nearest is None:
         return {}
     days = (nearest[0] - now).total_seconds() / 86400
