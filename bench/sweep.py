@@ -63,8 +63,9 @@ class DelayProxy:
             except (ConnectionError, OSError):
                 pass
 
-        await asyncio.gather(pipe(up_reader, client_writer, True),
-                             pipe(client_reader, up_writer, False))
+        await asyncio.gather(
+            pipe(up_reader, client_writer, True), pipe(client_reader, up_writer, False)
+        )
         self.replies_per_connection.append(counter[0])
 
 
@@ -77,8 +78,9 @@ def serve(delay: float, security: str, ca_dir: str, conn) -> None:
     tls = certs.context() if security == "tls" else None
     mailboxes = Mailboxes(servers, {USER: PASSWORD})
     imap = mailboxes.serve(tls)
-    smtp = serve_smtp(servers, SmtpUsers({USER: PASSWORD}), mode="tls" if tls else "none",
-                      context=tls)
+    smtp = serve_smtp(
+        servers, SmtpUsers({USER: PASSWORD}), mode="tls" if tls else "none", context=tls
+    )
     proxies = {"imap": DelayProxy(imap, delay), "smtp": DelayProxy(smtp, delay)}
     ports = {name: servers.serve(proxy) for name, proxy in proxies.items()}
     conn.send((ports, certs.ca_file))
@@ -97,14 +99,20 @@ async def run(args) -> None:
     parent, child = multiprocessing.Pipe()
     with tempfile.TemporaryDirectory() as ca_dir:
         server = multiprocessing.get_context("spawn").Process(
-            target=serve, args=(args.delay, args.security, ca_dir, child), daemon=True)
+            target=serve, args=(args.delay, args.security, ca_dir, child), daemon=True
+        )
         server.start()
         ports, ca_file = parent.recv()
 
         def account(i: int) -> Account:
-            return Account(f"a{i}", USER, Endpoint("127.0.0.1", ports["imap"], args.security),
-                           Endpoint("127.0.0.1", ports["smtp"], args.security), ca_file=ca_file,
-                           allow_plaintext=args.security == "none")  # loopback only
+            return Account(
+                f"a{i}",
+                USER,
+                Endpoint("127.0.0.1", ports["imap"], args.security),
+                Endpoint("127.0.0.1", ports["smtp"], args.security),
+                ca_file=ca_file,
+                allow_plaintext=args.security == "none",
+            )  # loopback only
 
         settings = Settings(timeout=30, concurrency=args.concurrency)
         credentials = Credentials(MemoryStore({f"a{i}": PASSWORD for i in range(args.accounts)}))
@@ -125,14 +133,20 @@ async def run(args) -> None:
     connected = sum(r.status is Status.CONNECTED for r in results)
     bound = math.ceil(args.accounts / args.concurrency) * round_trips * args.delay
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"accounts            {args.accounts} ({connected} connected), concurrency "
-          f"{args.concurrency}, delay {args.delay * 1000:.0f} ms, security {args.security}")
-    print(f"round trips         {round_trips} per check (IMAP {trips['imap']}, SMTP {trips['smtp']}, "
-          f"run side by side)")
+    print(
+        f"accounts            {args.accounts} ({connected} connected), concurrency "
+        f"{args.concurrency}, delay {args.delay * 1000:.0f} ms, security {args.security}"
+    )
+    print(
+        f"round trips         {round_trips} per check (IMAP {trips['imap']}, SMTP {trips['smtp']}, "
+        f"run side by side)"
+    )
     print(f"wall time           {wall:.2f} s")
     print(f"checks per second   {args.accounts / wall:.1f}")
-    print(f"lower bound         {bound:.2f} s = ceil({args.accounts}/{args.concurrency}) x "
-          f"{round_trips} x {args.delay:g} s")
+    print(
+        f"lower bound         {bound:.2f} s = ceil({args.accounts}/{args.concurrency}) x "
+        f"{round_trips} x {args.delay:g} s"
+    )
     print(f"ratio to bound      {wall / bound:.2f}")
     print(f"CPU per check       {cpu / args.accounts * 1000:.2f} ms ({cpu:.2f} s in all)")
     print(f"peak RSS            {rss_mb:.1f} MB")

@@ -35,14 +35,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-# --- the child: an app in the pseudo-terminal ------------------------------------------------------
+# --- the child: an app in the pseudo-terminal -----------------------------------------------------
+
 
 def write_config(path: Path, accounts: int) -> None:
     lines = ["[settings]", "poll_interval = 86400", "timeout = 2", "bell = false", ""]
     for i in range(accounts):
-        lines += ["[[accounts]]", f'id = "a{i:04d}"', f'email = "user{i:04d}@example.com"',
-                  'imap = { host = "127.0.0.1", port = 9, security = "tls" }',
-                  'smtp = { host = "127.0.0.1", port = 9, security = "tls" }', ""]
+        lines += [
+            "[[accounts]]",
+            f'id = "a{i:04d}"',
+            f'email = "user{i:04d}@example.com"',
+            'imap = { host = "127.0.0.1", port = 9, security = "tls" }',
+            'smtp = { host = "127.0.0.1", port = 9, security = "tls" }',
+            "",
+        ]
     path.write_text("\n".join(lines))
 
 
@@ -92,6 +98,7 @@ def child(mode: str, config: str, log_path: str, rate: int) -> None:
             def count(event) -> None:
                 if isinstance(event, StatusChanged):
                     self.emitted += 1
+
             self.monitor.subscribe(count)
             super().on_mount()
             if mode == "load":
@@ -114,8 +121,13 @@ def child(mode: str, config: str, log_path: str, rate: int) -> None:
             from tui.core.models import AccountResult, ProbeResult, utcnow
             from tui.core.status import Status
 
-            choices = [Status.CONNECTED, Status.SYNC_ERROR, Status.NO_SERVICE_CONNECTION,
-                       Status.INVALID_CREDENTIALS, Status.REQUEST_IS_INVALID]
+            choices = [
+                Status.CONNECTED,
+                Status.SYNC_ERROR,
+                Status.NO_SERVICE_CONNECTION,
+                Status.INVALID_CREDENTIALS,
+                Status.REQUEST_IS_INVALID,
+            ]
             states = self.monitor.states
             for account_id in random.sample(sorted(states), rate // 20):
                 state = states[account_id]
@@ -134,10 +146,15 @@ def child(mode: str, config: str, log_path: str, rate: int) -> None:
         def finish(self) -> None:
             table = self.screen_stack[0].query_one("#accounts")
             table.apply_stale(everywhere=True)  # rows off screen show their news when scrolled to
-            wrong = sum(1 for account_id, state in self.monitor.states.items()
-                        if str(table.get_cell(account_id, "status")) != state.status.label)
-            log.write(f"changes injected={self.sent} emitted={self.emitted} "
-                      f"handled={self.handled} rows_wrong={wrong}\n")
+            wrong = sum(
+                1
+                for account_id, state in self.monitor.states.items()
+                if str(table.get_cell(account_id, "status")) != state.status.label
+            )
+            log.write(
+                f"changes injected={self.sent} emitted={self.emitted} "
+                f"handled={self.handled} rows_wrong={wrong}\n"
+            )
             self.exit()
 
     from tui.core.history import History
@@ -154,17 +171,30 @@ def child(mode: str, config: str, log_path: str, rate: int) -> None:
         app.run()
 
 
-# --- the parent: a terminal that types and reads ---------------------------------------------------
+# --- the parent: a terminal that types and reads --------------------------------------------------
+
 
 class Terminal:
     def __init__(self, args: list[str]):
         self.master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-        env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "80", "LINES": "24",
-               "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
+        env = {
+            **os.environ,
+            "TERM": "xterm-256color",
+            "COLUMNS": "80",
+            "LINES": "24",
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+        }
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env,
-                                     close_fds=True, start_new_session=True)
+        self.proc = subprocess.Popen(
+            args,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            close_fds=True,
+            start_new_session=True,
+        )
         os.close(slave)
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
@@ -211,8 +241,18 @@ def startup(mode: str, config: Path, folder: Path, runs: int) -> float:
     times = []
     for run in range(runs):
         log = folder / f"{mode}-{run}.log"
-        term = Terminal([sys.executable, __file__, "--child", "bare" if mode == "bare" else "start",
-                         "--config", str(config), "--log", str(log)])
+        term = Terminal(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                "bare" if mode == "bare" else "start",
+                "--config",
+                str(config),
+                "--log",
+                str(log),
+            ]
+        )
         term.wait()
         first = float(next(row for row in read_log(log) if row[0] == "first")[1])
         times.append((first - term.started) * 1000)
@@ -221,8 +261,20 @@ def startup(mode: str, config: Path, folder: Path, runs: int) -> float:
 
 def load(config: Path, folder: Path, presses: int, rate: int) -> None:
     log = folder / "load.log"
-    term = Terminal([sys.executable, __file__, "--child", "load", "--config", str(config),
-                     "--log", str(log), "--rate", str(rate)])
+    term = Terminal(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            "load",
+            "--config",
+            str(config),
+            "--log",
+            str(log),
+            "--rate",
+            str(rate),
+        ]
+    )
     until_in_log(log, "first")
     time.sleep(3)  # the first checks of every account settle; injection is running
     pressed = []
@@ -244,10 +296,13 @@ def load(config: Path, folder: Path, presses: int, rate: int) -> None:
     latencies.sort()
     p95 = latencies[int(len(latencies) * 0.95) - 1] if latencies else float("nan")
     summary = next(r for r in rows if r[0] == "changes")
-    print(f"cursor moves        {len(latencies)} of {presses} shown; p50 "
-          f"{statistics.median(latencies):.1f} ms, p95 {p95:.1f} ms, max {latencies[-1]:.1f} ms")
-    print(f"status changes      {' '.join(summary[1:])} (at {rate}/s, "
-          f"{len(frames)} frames written)")
+    print(
+        f"cursor moves        {len(latencies)} of {presses} shown; p50 "
+        f"{statistics.median(latencies):.1f} ms, p95 {p95:.1f} ms, max {latencies[-1]:.1f} ms"
+    )
+    print(
+        f"status changes      {' '.join(summary[1:])} (at {rate}/s, {len(frames)} frames written)"
+    )
 
 
 def main() -> None:
@@ -269,9 +324,11 @@ def main() -> None:
         write_config(config, args.accounts)
         bare = startup("bare", config, folder, args.runs)
         ours = startup("app", config, folder, args.runs)
-        print(f"first frame         bare Textual {bare:.0f} ms, Connected Emails with "
-              f"{args.accounts} accounts {ours:.0f} ms: ratio {ours / bare:.2f} "
-              f"(median of {args.runs})")
+        print(
+            f"first frame         bare Textual {bare:.0f} ms, Connected Emails with "
+            f"{args.accounts} accounts {ours:.0f} ms: ratio {ours / bare:.2f} "
+            f"(median of {args.runs})"
+        )
         load(config, folder, args.presses, args.rate)
 
 

@@ -67,14 +67,22 @@ class Loopback:
     smtp_starttls: int
     smtp_plain: int
 
-    def account(self, imap: Endpoint | None = None, smtp: Endpoint | None = None,
-                account_id: str = "alice", **changes) -> Account:
+    def account(
+        self,
+        imap: Endpoint | None = None,
+        smtp: Endpoint | None = None,
+        account_id: str = "alice",
+        **changes,
+    ) -> Account:
         changes.setdefault("ca_file", self.certs.ca_file)
         changes.setdefault("allow_plaintext", True)  # many fault servers speak no TLS
         return Account(
-            id=account_id, email=USER,
+            id=account_id,
+            email=USER,
             imap=imap or Endpoint(HOST, self.imap_tls, "tls"),
-            smtp=smtp or Endpoint(HOST, self.smtp_tls, "tls"), **changes)
+            smtp=smtp or Endpoint(HOST, self.smtp_tls, "tls"),
+            **changes,
+        )
 
     def serve(self, handler, tls=None) -> int:
         return self.servers.serve(handler, tls)
@@ -88,11 +96,16 @@ def loopback(tmp_path_factory) -> Loopback:
     smtp_users = SmtpUsers({USER: PASSWORD}, tokens={USER: TOKEN})
     good = certs.context()
     yield Loopback(
-        servers, certs, mailboxes, smtp_users,
-        imap_tls=mailboxes.serve(good), imap_plain=mailboxes.serve(),
+        servers,
+        certs,
+        mailboxes,
+        smtp_users,
+        imap_tls=mailboxes.serve(good),
+        imap_plain=mailboxes.serve(),
         smtp_tls=serve_smtp(servers, smtp_users, mode="tls", context=good),
         smtp_starttls=serve_smtp(servers, smtp_users, mode="starttls", context=good),
-        smtp_plain=serve_smtp(servers, smtp_users))
+        smtp_plain=serve_smtp(servers, smtp_users),
+    )
     servers.close()
 
 

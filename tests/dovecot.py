@@ -80,17 +80,22 @@ class Dovecot:
         self.imap, self.imaps = _free_port(), _free_port()
         conf = self.base / "dovecot.conf"
         conf.write_text(CONF.format(base=self.base, imap=self.imap, imaps=self.imaps))
-        self.proc = subprocess.Popen([shutil.which("dovecot"), "-F", "-c", str(conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [shutil.which("dovecot"), "-F", "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
             deadline = time.monotonic() + 15
             _wait_for(self.imap, deadline)
             _wait_for(self.imaps, deadline)
         except RuntimeError:
             self.stop()
-            log = (self.base / "dovecot.log")
-            raise RuntimeError(f"Dovecot failed to start: "
-                               f"{log.read_text() if log.exists() else self.proc.stderr.read()}")
+            log = self.base / "dovecot.log"
+            raise RuntimeError(  # noqa: B904 - the log says more than the exception
+                f"Dovecot failed to start: "
+                f"{log.read_text() if log.exists() else self.proc.stderr.read()}"
+            )
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -14,29 +14,46 @@ from .conftest import PASSWORD
 def write_config(tmp_path, loopback, accounts: list[tuple[str, str, dict]]):
     lines = ["[settings]", "timeout = 3", ""]
     for account_id, password, imap in accounts:
-        lines += ["[[accounts]]", f'id = "{account_id}"', 'email = "alice@example.com"',
-                  f"password_command = \"printf '%s' '{password}'\"",
-                  f'ca_file = "{loopback.certs.ca_file}"', "allow_plaintext = true",
-                  f'imap = {{ host = "{HOST}", port = {imap["port"]}, security = "{imap["security"]}" }}',
-                  f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls}, security = "tls" }}', ""]
+        lines += [
+            "[[accounts]]",
+            f'id = "{account_id}"',
+            'email = "alice@example.com"',
+            f"password_command = \"printf '%s' '{password}'\"",
+            f'ca_file = "{loopback.certs.ca_file}"',
+            "allow_plaintext = true",
+            f'imap = {{ host = "{HOST}", port = {imap["port"]}, security = "{imap["security"]}" }}',
+            f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls}, security = "tls" }}',
+            "",
+        ]
     path = tmp_path / "accounts.toml"
     path.write_text("\n".join(lines))
     return path
 
 
 def run(*args: str):
-    return subprocess.run([sys.executable, "-m", "tui", "check", *args], capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "tui", "check", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_json_reports_each_account_and_exits_critical(tmp_path, loopback):
-    path = write_config(tmp_path, loopback, [
-        ("good", PASSWORD, {"port": loopback.imap_tls, "security": "tls"}),
-        ("badpw", "wrong", {"port": loopback.imap_tls, "security": "tls"}),
-        ("down", PASSWORD, {"port": closed_port(), "security": "tls"}),
-        ("nologin", PASSWORD, {"port": loopback.serve(ScriptedImap("IMAP4rev1 LOGINDISABLED")),
-                               "security": "none"}),
-    ])
+    path = write_config(
+        tmp_path,
+        loopback,
+        [
+            ("good", PASSWORD, {"port": loopback.imap_tls, "security": "tls"}),
+            ("badpw", "wrong", {"port": loopback.imap_tls, "security": "tls"}),
+            ("down", PASSWORD, {"port": closed_port(), "security": "tls"}),
+            (
+                "nologin",
+                PASSWORD,
+                {
+                    "port": loopback.serve(ScriptedImap("IMAP4rev1 LOGINDISABLED")),
+                    "security": "none",
+                },
+            ),
+        ],
+    )
     proc = run("--config", str(path), "--json")
     assert proc.returncode == 2, proc.stderr
     data = json.loads(proc.stdout)
@@ -55,9 +72,14 @@ def test_json_reports_each_account_and_exits_critical(tmp_path, loopback):
 
 
 def test_all_connected_is_one_ok_line_with_perfdata(tmp_path, loopback):
-    path = write_config(tmp_path, loopback, [
-        ("good", PASSWORD, {"port": loopback.imap_tls, "security": "tls"}),
-        ("badpw", "wrong", {"port": loopback.imap_tls, "security": "tls"})])
+    path = write_config(
+        tmp_path,
+        loopback,
+        [
+            ("good", PASSWORD, {"port": loopback.imap_tls, "security": "tls"}),
+            ("badpw", "wrong", {"port": loopback.imap_tls, "security": "tls"}),
+        ],
+    )
     proc = run("--config", str(path), "--account", "good")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("CONNECTED EMAILS OK - all 1 connected | connected=1 ")
@@ -65,11 +87,16 @@ def test_all_connected_is_one_ok_line_with_perfdata(tmp_path, loopback):
 
 
 def test_config_from_the_environment_variable(tmp_path, loopback):
-    path = write_config(tmp_path, loopback, [
-        ("badpw", "wrong", {"port": loopback.imap_tls, "security": "tls"})])
-    proc = subprocess.run([sys.executable, "-m", "tui", "check"], capture_output=True, text=True,
-                          timeout=60, env={**__import__("os").environ,
-                                           "CONNECTED_EMAILS_CONFIG": str(path)})
+    path = write_config(
+        tmp_path, loopback, [("badpw", "wrong", {"port": loopback.imap_tls, "security": "tls"})]
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "tui", "check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**__import__("os").environ, "CONNECTED_EMAILS_CONFIG": str(path)},
+    )
     assert proc.returncode == 2
     assert "badpw (Invalid Credentials)" in proc.stdout
 
@@ -84,8 +111,9 @@ def test_broken_config_is_unknown_with_the_line(tmp_path):
 
 
 def test_unknown_account_id_is_unknown(tmp_path, loopback):
-    path = write_config(tmp_path, loopback, [
-        ("good", PASSWORD, {"port": loopback.imap_tls, "security": "tls"})])
+    path = write_config(
+        tmp_path, loopback, [("good", PASSWORD, {"port": loopback.imap_tls, "security": "tls"})]
+    )
     proc = run("--config", str(path), "--account", "nope")
     assert proc.returncode == 3
     assert "no account with id nope" in proc.stdout and "Known ids: good" in proc.stdout
@@ -93,15 +121,22 @@ def test_unknown_account_id_is_unknown(tmp_path, loopback):
 
 def test_no_keyring_is_explained_once_and_sends_nothing(tmp_path, loopback):
     path = tmp_path / "accounts.toml"
-    path.write_text(f'[[accounts]]\nid = "a"\nemail = "a@example.com"\n'
-                    f'imap = {{ host = "{HOST}", port = {loopback.imap_tls} }}\n'
-                    f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls} }}\n'
-                    f'[[accounts]]\nid = "b"\nemail = "b@example.com"\n'
-                    f'imap = {{ host = "{HOST}", port = {loopback.imap_tls} }}\n'
-                    f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls} }}\n')
+    path.write_text(
+        f'[[accounts]]\nid = "a"\nemail = "a@example.com"\n'
+        f'imap = {{ host = "{HOST}", port = {loopback.imap_tls} }}\n'
+        f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls} }}\n'
+        f'[[accounts]]\nid = "b"\nemail = "b@example.com"\n'
+        f'imap = {{ host = "{HOST}", port = {loopback.imap_tls} }}\n'
+        f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls} }}\n'
+    )
     env = {**__import__("os").environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
-    proc = subprocess.run([sys.executable, "-m", "tui", "check", "--config", str(path), "--json"],
-                          capture_output=True, text=True, timeout=60, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tui", "check", "--config", str(path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("No keyring backend is available") == 1
     data = json.loads(proc.stdout)

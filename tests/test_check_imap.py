@@ -47,43 +47,120 @@ async def test_wrong_password_is_invalid_credentials_with_server_words(loopback)
     assert "wrong" not in result.detail
 
 
-@pytest.mark.parametrize("case, make_endpoint, status, words", [
-    ("refused", lambda lb: plain(closed_port()), Status.NO_SERVICE_CONNECTION, "connection refused"),
-    ("unresolvable", lambda lb: Endpoint("mail.does-not-exist.invalid", 993, "tls"),
-     Status.NO_SERVICE_CONNECTION, "could not be resolved"),
-    ("never greets", lambda lb: plain(lb.serve(fault("silent"))), Status.NO_SERVICE_CONNECTION,
-     "within 2 s while waiting for the greeting"),
-    ("closes at once", lambda lb: plain(lb.serve(fault("close"))), Status.NO_SERVICE_CONNECTION,
-     "closed the connection"),
-    ("resets", lambda lb: plain(lb.serve(fault("reset"))), Status.NO_SERVICE_CONNECTION,
-     "connection reset"),
-    ("greets with SMTP", lambda lb: plain(lb.serve(fault("say", b"220 mx ESMTP ready\r\n"))),
-     Status.REQUEST_IS_INVALID, "answered with an SMTP greeting"),
-    ("sends HTTP", lambda lb: plain(lb.serve(fault("say_close", b"HTTP/1.1 400 Bad Request\r\n\r\n"))),
-     Status.REQUEST_IS_INVALID, "answered with HTTP"),
-    ("BYE greeting", lambda lb: plain(lb.serve(fault("say_close", b"* BYE too many connections\r\n"))),
-     Status.NO_SERVICE_CONNECTION, "too many connections"),
-    ("TLS to a plaintext port", lambda lb: Endpoint(HOST, lb.imap_plain, "tls"),
-     Status.REQUEST_IS_INVALID, "answered in plain text, not TLS"),
-    ("untrusted certificate", lambda lb: Endpoint(HOST, lb.mailboxes.serve(lb.certs.context("untrusted")), "tls"),
-     Status.NO_SERVICE_CONNECTION, "unknown authority"),
-    ("expired certificate", lambda lb: Endpoint(HOST, lb.mailboxes.serve(lb.certs.context("expired")), "tls"),
-     Status.NO_SERVICE_CONNECTION, "certificate has expired (not after "),
-    ("wrong-host certificate", lambda lb: Endpoint(HOST, lb.mailboxes.serve(lb.certs.context("wrong_host")), "tls"),
-     Status.NO_SERVICE_CONNECTION, "not valid for 127.0.0.1"),
-    ("STARTTLS asked, not offered", lambda lb: Endpoint(HOST, lb.imap_plain, "starttls"),
-     Status.REQUEST_IS_INVALID, "does not offer STARTTLS"),
-    ("LOGINDISABLED", lambda lb: plain(lb.serve(ScriptedImap("IMAP4rev1 LOGINDISABLED"))),
-     Status.REQUEST_IS_INVALID, "LOGINDISABLED"),
-    ("[UNAVAILABLE]", lambda lb: plain(lb.serve(ScriptedImap(login_reply="NO [UNAVAILABLE] Try later"))),
-     Status.NO_SERVICE_CONNECTION, "[UNAVAILABLE]"),
-    ("INBOX cannot be examined", lambda lb: plain(lb.serve(ScriptedImap(examine_reply="NO [NONEXISTENT] no INBOX"))),
-     Status.SYNC_ERROR, "INBOX could not be examined"),
-    ("one byte a second", lambda lb: plain(lb.serve(fault("drip", b"* OK ready\r\n"))),
-     Status.NO_SERVICE_CONNECTION, "no complete answer"),
-    ("greeting of megabytes", lambda lb: plain(lb.serve(fault("huge"))),
-     Status.REQUEST_IS_INVALID, "over 1 MB"),
-], ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    "case, make_endpoint, status, words",
+    [
+        (
+            "refused",
+            lambda lb: plain(closed_port()),
+            Status.NO_SERVICE_CONNECTION,
+            "connection refused",
+        ),
+        (
+            "unresolvable",
+            lambda lb: Endpoint("mail.does-not-exist.invalid", 993, "tls"),
+            Status.NO_SERVICE_CONNECTION,
+            "could not be resolved",
+        ),
+        (
+            "never greets",
+            lambda lb: plain(lb.serve(fault("silent"))),
+            Status.NO_SERVICE_CONNECTION,
+            "within 2 s while waiting for the greeting",
+        ),
+        (
+            "closes at once",
+            lambda lb: plain(lb.serve(fault("close"))),
+            Status.NO_SERVICE_CONNECTION,
+            "closed the connection",
+        ),
+        (
+            "resets",
+            lambda lb: plain(lb.serve(fault("reset"))),
+            Status.NO_SERVICE_CONNECTION,
+            "connection reset",
+        ),
+        (
+            "greets with SMTP",
+            lambda lb: plain(lb.serve(fault("say", b"220 mx ESMTP ready\r\n"))),
+            Status.REQUEST_IS_INVALID,
+            "answered with an SMTP greeting",
+        ),
+        (
+            "sends HTTP",
+            lambda lb: plain(lb.serve(fault("say_close", b"HTTP/1.1 400 Bad Request\r\n\r\n"))),
+            Status.REQUEST_IS_INVALID,
+            "answered with HTTP",
+        ),
+        (
+            "BYE greeting",
+            lambda lb: plain(lb.serve(fault("say_close", b"* BYE too many connections\r\n"))),
+            Status.NO_SERVICE_CONNECTION,
+            "too many connections",
+        ),
+        (
+            "TLS to a plaintext port",
+            lambda lb: Endpoint(HOST, lb.imap_plain, "tls"),
+            Status.REQUEST_IS_INVALID,
+            "answered in plain text, not TLS",
+        ),
+        (
+            "untrusted certificate",
+            lambda lb: Endpoint(HOST, lb.mailboxes.serve(lb.certs.context("untrusted")), "tls"),
+            Status.NO_SERVICE_CONNECTION,
+            "unknown authority",
+        ),
+        (
+            "expired certificate",
+            lambda lb: Endpoint(HOST, lb.mailboxes.serve(lb.certs.context("expired")), "tls"),
+            Status.NO_SERVICE_CONNECTION,
+            "certificate has expired (not after ",
+        ),
+        (
+            "wrong-host certificate",
+            lambda lb: Endpoint(HOST, lb.mailboxes.serve(lb.certs.context("wrong_host")), "tls"),
+            Status.NO_SERVICE_CONNECTION,
+            "not valid for 127.0.0.1",
+        ),
+        (
+            "STARTTLS asked, not offered",
+            lambda lb: Endpoint(HOST, lb.imap_plain, "starttls"),
+            Status.REQUEST_IS_INVALID,
+            "does not offer STARTTLS",
+        ),
+        (
+            "LOGINDISABLED",
+            lambda lb: plain(lb.serve(ScriptedImap("IMAP4rev1 LOGINDISABLED"))),
+            Status.REQUEST_IS_INVALID,
+            "LOGINDISABLED",
+        ),
+        (
+            "[UNAVAILABLE]",
+            lambda lb: plain(lb.serve(ScriptedImap(login_reply="NO [UNAVAILABLE] Try later"))),
+            Status.NO_SERVICE_CONNECTION,
+            "[UNAVAILABLE]",
+        ),
+        (
+            "INBOX cannot be examined",
+            lambda lb: plain(lb.serve(ScriptedImap(examine_reply="NO [NONEXISTENT] no INBOX"))),
+            Status.SYNC_ERROR,
+            "INBOX could not be examined",
+        ),
+        (
+            "one byte a second",
+            lambda lb: plain(lb.serve(fault("drip", b"* OK ready\r\n"))),
+            Status.NO_SERVICE_CONNECTION,
+            "no complete answer",
+        ),
+        (
+            "greeting of megabytes",
+            lambda lb: plain(lb.serve(fault("huge"))),
+            Status.REQUEST_IS_INVALID,
+            "over 1 MB",
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
 async def test_fault(loopback, case, make_endpoint, status, words):
     result = await imap_result(loopback, make_endpoint(loopback))
     assert result.status is status, result.detail
@@ -100,6 +177,7 @@ async def test_login_disabled_sends_no_password(loopback):
                     line = await reader.readline()
                     seen.append(line)
                     return line
+
             await super().__call__(Tap(), writer)
 
     port = loopback.serve(Recording("IMAP4rev1 LOGINDISABLED"))
@@ -109,8 +187,9 @@ async def test_login_disabled_sends_no_password(loopback):
 
 
 async def test_account_is_worse_of_imap_and_smtp(loopback):
-    account = loopback.account(imap=Endpoint(HOST, loopback.imap_tls, "tls"),
-                               smtp=Endpoint(HOST, closed_port(), "tls"))
+    account = loopback.account(
+        imap=Endpoint(HOST, loopback.imap_tls, "tls"), smtp=Endpoint(HOST, closed_port(), "tls")
+    )
     result = await check_account(account, TIMEOUT, secret=Secret(PASSWORD))
     assert result.imap.status is Status.CONNECTED
     assert result.smtp.status is Status.NO_SERVICE_CONNECTION

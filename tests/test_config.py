@@ -1,4 +1,4 @@
-"""The accounts file: clear errors for bad input, atomic writes, and a broken file never overwritten."""
+"""The accounts file: clear errors for bad input, atomic writes, a broken file never overwritten."""
 
 from __future__ import annotations
 
@@ -38,8 +38,9 @@ def test_good_file_loads_with_defaults(tmp_path):
 
 
 def test_provider_preset_fills_hosts(tmp_path):
-    config = cfg.load(write(tmp_path, '[[accounts]]\nid = "g"\nemail = "a@gmail.com"\n'
-                                      'provider = "gmail"\n'))
+    config = cfg.load(
+        write(tmp_path, '[[accounts]]\nid = "g"\nemail = "a@gmail.com"\nprovider = "gmail"\n')
+    )
     assert config.account("g").imap == Endpoint("imap.gmail.com", 993, "tls")
 
 
@@ -47,16 +48,45 @@ def test_missing_file_is_an_empty_config(tmp_path):
     assert cfg.load(tmp_path / "nope.toml").accounts == []
 
 
-@pytest.mark.parametrize("text, line, words", [
-    (GOOD.replace('id = "sales"', 'id = "sales'), 5, "not valid TOML"),
-    (GOOD.replace("poll_interval = 60", "poll_intervall = 60"), 2, "Did you mean 'poll_interval'"),
-    (GOOD + GOOD.split("\n", 3)[3], 10, "used twice"),
-    (GOOD.replace("port = 993", "port = 99999"), 7, "not a port number"),
-    (GOOD.replace('security = "tls" }\nsmtp', 'security = "ssl" }\nsmtp'), 7, "'ssl' is not one of"),
-    (GOOD.replace('host = "imap.example.com"', 'host = "imap example.com"'), 7, "not a host name"),
-    (GOOD.replace('email = "sales@example.com"', 'emial = "x@example.com"'), 6, "unknown key 'emial'"),
-    (GOOD.replace('id = "sales"', 'id = "Sales Team"'), 5, "not a slug"),
-], ids=["toml", "unknown setting", "duplicate id", "port", "security", "host", "unknown key", "id"])
+@pytest.mark.parametrize(
+    "text, line, words",
+    [
+        (GOOD.replace('id = "sales"', 'id = "sales'), 5, "not valid TOML"),
+        (
+            GOOD.replace("poll_interval = 60", "poll_intervall = 60"),
+            2,
+            "Did you mean 'poll_interval'",
+        ),
+        (GOOD + GOOD.split("\n", 3)[3], 10, "used twice"),
+        (GOOD.replace("port = 993", "port = 99999"), 7, "not a port number"),
+        (
+            GOOD.replace('security = "tls" }\nsmtp', 'security = "ssl" }\nsmtp'),
+            7,
+            "'ssl' is not one of",
+        ),
+        (
+            GOOD.replace('host = "imap.example.com"', 'host = "imap example.com"'),
+            7,
+            "not a host name",
+        ),
+        (
+            GOOD.replace('email = "sales@example.com"', 'emial = "x@example.com"'),
+            6,
+            "unknown key 'emial'",
+        ),
+        (GOOD.replace('id = "sales"', 'id = "Sales Team"'), 5, "not a slug"),
+    ],
+    ids=[
+        "toml",
+        "unknown setting",
+        "duplicate id",
+        "port",
+        "security",
+        "host",
+        "unknown key",
+        "id",
+    ],
+)
 def test_bad_input_names_file_line_and_fix(tmp_path, text, line, words):
     path = write(tmp_path, text)
     with pytest.raises(cfg.ConfigError) as caught:
@@ -71,8 +101,13 @@ def test_bad_input_names_file_line_and_fix(tmp_path, text, line, words):
 
 def test_save_writes_mode_0600_atomically_and_round_trips(tmp_path):
     path = tmp_path / "sub" / "accounts.toml"
-    account = Account("ops", "ops@example.com", Endpoint("imap.example.com", 993),
-                      Endpoint("smtp.example.com", 587, "starttls"), password_command='pass "ops"')
+    account = Account(
+        "ops",
+        "ops@example.com",
+        Endpoint("imap.example.com", 993),
+        Endpoint("smtp.example.com", 587, "starttls"),
+        password_command='pass "ops"',
+    )
     cfg.save(cfg.Config(path, accounts=[account]))
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert cfg.load(path).accounts == [account]
@@ -91,15 +126,22 @@ def _append_accounts(path: str, start: int) -> None:
     from tui.core import config as c
 
     for i in range(start, start + 15):
-        c.update_accounts(c.Path(path), lambda accounts: [*accounts, Account(
-            f"a{i}", f"a{i}@example.com", Endpoint("h", 993), Endpoint("h", 465))])
+        c.update_accounts(
+            c.Path(path),
+            lambda accounts, i=i: [
+                *accounts,
+                Account(f"a{i}", f"a{i}@example.com", Endpoint("h", 993), Endpoint("h", 465)),
+            ],
+        )
 
 
 def test_two_processes_never_interleave(tmp_path):
     path = tmp_path / "accounts.toml"
     cfg.save(cfg.Config(path))
-    procs = [multiprocessing.get_context("fork").Process(target=_append_accounts, args=(str(path), s))
-             for s in (0, 100)]
+    procs = [
+        multiprocessing.get_context("fork").Process(target=_append_accounts, args=(str(path), s))
+        for s in (0, 100)
+    ]
     for p in procs:
         p.start()
     for p in procs:

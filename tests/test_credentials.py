@@ -1,4 +1,4 @@
-"""Secrets: keyring or command; failures explained; nothing sent without a secret; nothing leaked."""
+"""Secrets: keyring or command; failures explained; nothing sent without a secret or leaked."""
 
 from __future__ import annotations
 
@@ -7,8 +7,15 @@ import pytest
 from keyring.backends import fail
 
 from tui.core.check import check_account
-from tui.core.credentials import (SERVICE, CredentialError, Credentials, KeyringStore,
-                                  KeyringUnavailable, Secret, run_secret_command)
+from tui.core.credentials import (
+    SERVICE,
+    CredentialError,
+    Credentials,
+    KeyringStore,
+    KeyringUnavailable,
+    Secret,
+    run_secret_command,
+)
 from tui.core.models import Endpoint
 from tui.core.status import Status
 from tui.demo.servers import HOST
@@ -60,11 +67,14 @@ def test_password_command_first_line_is_the_secret():
     assert run_secret_command("printf 'pw one\\nignored\\n'", 5) == Secret("pw one")
 
 
-@pytest.mark.parametrize("command, words", [
-    ("echo 'vault sealed' >&2; exit 3", "exit code 3: vault sealed"),
-    ("sleep 5", "did not finish within 0.5 s"),
-    ("true", "printed nothing"),
-])
+@pytest.mark.parametrize(
+    "command, words",
+    [
+        ("echo 'vault sealed' >&2; exit 3", "exit code 3: vault sealed"),
+        ("sleep 5", "did not finish within 0.5 s"),
+        ("true", "printed nothing"),
+    ],
+)
 def test_password_command_failures_are_explained(command, words):
     with pytest.raises(CredentialError) as caught:
         run_secret_command(command, 0.5)

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -44,6 +44,7 @@ def fast(**changes) -> Settings:
 
 
 # --- history ---------------------------------------------------------------------------------
+
 
 async def test_history_survives_a_restart_and_starts_stale(loopback, tmp_path):
     path = tmp_path / "history.sqlite3"
@@ -123,13 +124,15 @@ def test_a_locked_database_is_reported(tmp_path):
 
 def test_uptime_and_pruning(tmp_path):
     history = History(tmp_path / "h.sqlite3")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     history.record_change("a", Status.CHECKING, Status.SYNC_ERROR, "", now - timedelta(days=120))
     history.record_change("a", Status.SYNC_ERROR, Status.CONNECTED, "", now - timedelta(days=100))
-    history.record_change("a", Status.CONNECTED, Status.NO_SERVICE_CONNECTION, "down",
-                          now - timedelta(hours=6))
-    history.record_change("a", Status.NO_SERVICE_CONNECTION, Status.CONNECTED, "",
-                          now - timedelta(hours=3))
+    history.record_change(
+        "a", Status.CONNECTED, Status.NO_SERVICE_CONNECTION, "down", now - timedelta(hours=6)
+    )
+    history.record_change(
+        "a", Status.NO_SERVICE_CONNECTION, Status.CONNECTED, "", now - timedelta(hours=3)
+    )
     assert history.uptime("a", timedelta(days=1), now) == pytest.approx(21 / 24, abs=1e-3)
     assert history.prune(90, now) == 1
     assert history.uptime("a", timedelta(days=1), now) == pytest.approx(21 / 24, abs=1e-3)
@@ -139,16 +142,24 @@ def test_history_command_prints_json_csv_and_text(tmp_path, monkeypatch):
     from tui.core.history import default_path
 
     history = History(default_path())
-    now = datetime.now(timezone.utc)
-    history.record_change("sales", Status.CONNECTED, Status.INVALID_CREDENTIALS, "535",
-                          now - timedelta(hours=9))
-    history.record_change("ops", Status.CONNECTED, Status.SYNC_ERROR, "quota",
-                          now - timedelta(days=3))
+    now = datetime.now(UTC)
+    history.record_change(
+        "sales", Status.CONNECTED, Status.INVALID_CREDENTIALS, "535", now - timedelta(hours=9)
+    )
+    history.record_change(
+        "ops", Status.CONNECTED, Status.SYNC_ERROR, "quota", now - timedelta(days=3)
+    )
     history.close()
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "tui", "history", *args], capture_output=True,
-                              text=True, timeout=30, env=os.environ.copy())
+        return subprocess.run(
+            [sys.executable, "-m", "tui", "history", *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=os.environ.copy(),
+        )
+
     data = json.loads(run("--json", "--since", "24h").stdout)
     assert [c["account_id"] for c in data["changes"]] == ["sales"]
     assert data["changes"][0]["label"] == "Invalid Credentials"
@@ -160,6 +171,7 @@ def test_history_command_prints_json_csv_and_text(tmp_path, monkeypatch):
 
 
 # --- no false alarms -----------------------------------------------------------------------
+
 
 class FailsOnce:
     """An IMAP server that drops the first connection, then answers like pymap does."""
@@ -184,6 +196,7 @@ class FailsOnce:
                 pass
             finally:
                 dst.close()
+
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
 
@@ -196,8 +209,9 @@ async def test_one_dropped_connection_raises_no_alert(loopback):
     monitor.subscribe(lambda e: seen.append(getattr(e, "state", None)))
     monitor.start()
     try:
-        await until(lambda: monitor.states["alice"].status is Status.CONNECTED
-                    and server.connections >= 2)
+        await until(
+            lambda: monitor.states["alice"].status is Status.CONNECTED and server.connections >= 2
+        )
     finally:
         await monitor.close()
     assert any(s is not None and s.retrying == (1, 2) for s in seen), "it said retrying 1/2"
@@ -218,15 +232,17 @@ async def test_rejected_credentials_alert_at_once(loopback):
 
 # --- acknowledge and snooze ----------------------------------------------------------------
 
+
 def test_acknowledgements_and_snoozes_persist_and_end(loopback, tmp_path):
     from tui.core.models import AccountState
 
     path = tmp_path / "h.sqlite3"
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     history = History(path)
     history.set_quiet(Quiet("a", "ack", Status.SYNC_ERROR, "ticket 4711", now, None))
-    history.set_quiet(Quiet("b", "snooze", Status.NO_SERVICE_CONNECTION, "", now,
-                            now + timedelta(hours=1)))
+    history.set_quiet(
+        Quiet("b", "snooze", Status.NO_SERVICE_CONNECTION, "", now, now + timedelta(hours=1))
+    )
     history.close()
     quiet = History(path).quiet()
     a, b = loopback.account(account_id="a"), loopback.account(account_id="b")
@@ -234,19 +250,27 @@ def test_acknowledgements_and_snoozes_persist_and_end(loopback, tmp_path):
     assert quiet["a"].describe() == "acknowledged: ticket 4711"
     assert not quiet["a"].holds_for(AccountState(a, Status.INVALID_CREDENTIALS), now)
     assert quiet["b"].holds_for(AccountState(b, Status.NO_SERVICE_CONNECTION), now)
-    assert not quiet["b"].holds_for(AccountState(b, Status.NO_SERVICE_CONNECTION),
-                                    now + timedelta(hours=2))
+    assert not quiet["b"].holds_for(
+        AccountState(b, Status.NO_SERVICE_CONNECTION), now + timedelta(hours=2)
+    )
 
 
 # --- outages -----------------------------------------------------------------------------------
 
+
 async def test_three_accounts_on_one_dead_host_are_one_outage(loopback):
     dead = closed_port()
-    accounts = [loopback.account(account_id=f"crm{i}", imap=Endpoint("127.0.0.2", dead, "tls"))
-                for i in range(3)]
+    accounts = [
+        loopback.account(account_id=f"crm{i}", imap=Endpoint("127.0.0.2", dead, "tls"))
+        for i in range(3)
+    ]
     other = loopback.account(account_id="solo", smtp=Endpoint(HOST, closed_port(), "tls"))
-    monitor = Monitor([*accounts, other], fast(poll_interval=60),
-                      credentials(ids=["crm0", "crm1", "crm2", "solo"]), retry_base=0.05)
+    monitor = Monitor(
+        [*accounts, other],
+        fast(poll_interval=60),
+        credentials(ids=["crm0", "crm1", "crm2", "solo"]),
+        retry_base=0.05,
+    )
     monitor.start()
     try:
         await until(lambda: all(s.needs_attention for s in monitor.states.values()))
@@ -261,8 +285,10 @@ async def test_three_accounts_on_one_dead_host_are_one_outage(loopback):
 
 # --- certificate expiry ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("days, warning, alert", [(10, True, False), (2, True, True),
-                                                   (60, False, False)])
+
+@pytest.mark.parametrize(
+    "days, warning, alert", [(10, True, False), (2, True, True), (60, False, False)]
+)
 async def test_certificate_expiry_warns_then_alerts(loopback, days, warning, alert):
     imap = Endpoint(HOST, loopback.mailboxes.serve(loopback.certs.context(days_left=days)), "tls")
     monitor = Monitor([loopback.account(imap=imap)], fast(poll_interval=60), credentials())
@@ -275,26 +301,35 @@ async def test_certificate_expiry_warns_then_alerts(loopback, days, warning, ale
     assert bool(state.cert_warning) is warning and state.cert_alert is alert
     assert state.needs_attention is alert
     if warning:
-        assert f"expires in {days} days" in state.cert_warning or \
-               f"expires in {days - 1} days" in state.cert_warning
+        assert (
+            f"expires in {days} days" in state.cert_warning
+            or f"expires in {days - 1} days" in state.cert_warning
+        )
 
 
 def test_check_exits_1_for_a_certificate_that_expires_soon(loopback, tmp_path):
     port = loopback.mailboxes.serve(loopback.certs.context(days_left=10))
     path = tmp_path / "accounts.toml"
-    path.write_text(f'[[accounts]]\nid = "a"\nemail = "{USER}"\n'
-                    f"password_command = \"printf '{PASSWORD}'\"\n"
-                    f'ca_file = "{loopback.certs.ca_file}"\n'
-                    f'imap = {{ host = "{HOST}", port = {port} }}\n'
-                    f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls} }}\n')
-    proc = subprocess.run([sys.executable, "-m", "tui", "check", "--config", str(path), "--json"],
-                          capture_output=True, text=True, timeout=60)
+    path.write_text(
+        f'[[accounts]]\nid = "a"\nemail = "{USER}"\n'
+        f"password_command = \"printf '{PASSWORD}'\"\n"
+        f'ca_file = "{loopback.certs.ca_file}"\n'
+        f'imap = {{ host = "{HOST}", port = {port} }}\n'
+        f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls} }}\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "tui", "check", "--config", str(path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     account = json.loads(proc.stdout)["accounts"][0]
     assert account["status"] == "connected" and "certificate expires in" in account["cert_warning"]
 
 
 # --- the on_change hook ---------------------------------------------------------------------------
+
 
 async def test_hook_gets_the_news_in_its_environment_and_never_the_secret(loopback, tmp_path):
     out = tmp_path / "hook.env"
@@ -325,12 +360,14 @@ async def test_a_failing_or_hanging_hook_is_reported_once_and_monitoring_goes_on
     start = time.monotonic()
     assert not await hanging.run({})
     assert time.monotonic() - start < 2
-    assert reports == ["The on_change hook failed with exit code 3. Monitoring goes on.",
-                       "The on_change hook did not finish within 0.3 s and was stopped. "
-                       "Monitoring goes on."]
+    assert reports == [
+        "The on_change hook failed with exit code 3. Monitoring goes on.",
+        "The on_change hook did not finish within 0.3 s and was stopped. Monitoring goes on.",
+    ]
 
 
 # --- what was missed --------------------------------------------------------------------------
+
 
 async def test_messages_that_arrived_while_failing_are_counted_after_recovery(loopback):
     user = "missed@example.com"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -62,11 +63,16 @@ async def run_monitor(monitor: Monitor, seconds: float) -> None:
 
 async def test_checks_repeat_on_the_interval_with_jitter(loopback):
     recorder = Recorder()
-    monitor = Monitor([loopback.account()], Settings(poll_interval=0.2, timeout=2),
-                      credentials(), checker=recorder, jitter=0.25)
+    monitor = Monitor(
+        [loopback.account()],
+        Settings(poll_interval=0.2, timeout=2),
+        credentials(),
+        checker=recorder,
+        jitter=0.25,
+    )
     await run_monitor(monitor, 3.0)
     starts = recorder.starts["alice"]
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert len(gaps) >= 8
     assert all(0.15 <= gap <= 0.25 + 0.3 for gap in gaps), gaps
     assert len({round(g, 3) for g in gaps}) > 1, "jitter spreads the checks"
@@ -78,11 +84,17 @@ async def test_checks_repeat_on_the_interval_with_jitter(loopback):
 async def test_no_service_connection_backs_off_capped_at_the_interval(loopback):
     recorder = Recorder()
     account = loopback.account(imap=Endpoint(HOST, closed_port(), "tls"))
-    monitor = Monitor([account], Settings(poll_interval=0.8, timeout=1), credentials(),
-                      checker=recorder, jitter=0, retry_base=0.1)
+    monitor = Monitor(
+        [account],
+        Settings(poll_interval=0.8, timeout=1),
+        credentials(),
+        checker=recorder,
+        jitter=0,
+        retry_base=0.1,
+    )
     await run_monitor(monitor, 2.6)
     starts = recorder.starts["alice"]
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert gaps[0] == pytest.approx(0.1, abs=0.08)
     assert gaps[1] == pytest.approx(0.2, abs=0.08)
     assert gaps[2] == pytest.approx(0.4, abs=0.08)
@@ -93,8 +105,12 @@ async def test_no_service_connection_backs_off_capped_at_the_interval(loopback):
 async def test_two_checks_of_one_account_never_overlap(loopback):
     recorder = Recorder()
     slow = Endpoint(HOST, loopback.serve(fault("silent")), "none")
-    monitor = Monitor([loopback.account(imap=slow)], Settings(poll_interval=0.01, timeout=0.3),
-                      credentials(), checker=recorder)
+    monitor = Monitor(
+        [loopback.account(imap=slow)],
+        Settings(poll_interval=0.01, timeout=0.3),
+        credentials(),
+        checker=recorder,
+    )
     monitor.start()
     try:
         for _ in range(20):
@@ -110,11 +126,17 @@ async def test_concurrency_is_bounded_across_accounts(loopback):
     recorder = Recorder()
     slow = Endpoint(HOST, loopback.serve(fault("silent")), "none")
     accounts = [loopback.account(imap=slow, account_id=f"a{i}") for i in range(12)]
-    monitor = Monitor(accounts, Settings(poll_interval=10, timeout=0.3, concurrency=3),
-                      credentials(ids=[a.id for a in accounts]), checker=recorder)
+    monitor = Monitor(
+        accounts,
+        Settings(poll_interval=10, timeout=0.3, concurrency=3),
+        credentials(ids=[a.id for a in accounts]),
+        checker=recorder,
+    )
     monitor.start()
     try:
-        await wait_until(lambda: all(s.status is not Status.CHECKING for s in monitor.states.values()))
+        await wait_until(
+            lambda: all(s.status is not Status.CHECKING for s in monitor.states.values())
+        )
     finally:
         await monitor.close()
     assert recorder.max_total == 3
@@ -122,8 +144,13 @@ async def test_concurrency_is_bounded_across_accounts(loopback):
 
 async def test_three_rejected_logins_stop_the_account(loopback):
     recorder = Recorder()
-    monitor = Monitor([loopback.account()], Settings(poll_interval=0.05, timeout=2),
-                      credentials("wrong"), checker=recorder, jitter=0)
+    monitor = Monitor(
+        [loopback.account()],
+        Settings(poll_interval=0.05, timeout=2),
+        credentials("wrong"),
+        checker=recorder,
+        jitter=0,
+    )
     changes: list[StatusChanged] = []
     monitor.subscribe(lambda e: changes.append(e) if isinstance(e, StatusChanged) else None)
     monitor.start()
@@ -137,7 +164,9 @@ async def test_three_rejected_logins_stop_the_account(loopback):
     assert "rejected the credentials 3 times" in state.detail
     assert state.needs_attention and not state.stopped_by_user
     assert [(c.old, c.new) for c in changes] == [
-        (Status.CHECKING, Status.INVALID_CREDENTIALS), (Status.INVALID_CREDENTIALS, Status.STOPPED)]
+        (Status.CHECKING, Status.INVALID_CREDENTIALS),
+        (Status.INVALID_CREDENTIALS, Status.STOPPED),
+    ]
 
 
 async def test_events_on_every_check_but_status_changes_only_on_change(loopback):
@@ -153,8 +182,12 @@ async def test_events_on_every_check_but_status_changes_only_on_change(loopback)
 
 async def test_stop_holds_checks_and_resume_checks_at_once(loopback):
     recorder = Recorder()
-    monitor = Monitor([loopback.account()], Settings(poll_interval=0.05, timeout=2),
-                      credentials(), checker=recorder)
+    monitor = Monitor(
+        [loopback.account()],
+        Settings(poll_interval=0.05, timeout=2),
+        credentials(),
+        checker=recorder,
+    )
     monitor.start()
     try:
         await wait_until(lambda: monitor.states["alice"].status is Status.CONNECTED)

@@ -74,11 +74,17 @@ async def test_smtp_xoauth2_good_and_rejected_tokens(loopback):
     assert bad.detail.startswith("token rejected: token expired")
 
 
-@pytest.mark.parametrize("command, words", [
-    ("echo 'grant revoked' >&2; exit 1", "oauth2_token_command failed with exit code 1: grant revoked"),
-    ("sleep 10", "did not finish within 1 s"),
-    ("printf ''", "printed nothing"),
-])
+@pytest.mark.parametrize(
+    "command, words",
+    [
+        (
+            "echo 'grant revoked' >&2; exit 1",
+            "oauth2_token_command failed with exit code 1: grant revoked",
+        ),
+        ("sleep 10", "did not finish within 1 s"),
+        ("printf ''", "printed nothing"),
+    ],
+)
 async def test_failing_token_commands_are_explained_and_nothing_is_sent(loopback, command, words):
     server, endpoint = oauth_imap(loopback)
     account = loopback.account(imap=endpoint, auth="oauth2", oauth2_token_command=command)
@@ -129,15 +135,25 @@ def test_check_json_shows_oauth_connected_and_token_expired(tmp_path, loopback):
     _, endpoint = oauth_imap(loopback)
     lines = ["[settings]", "timeout = 3"]
     for account_id, token in (("good", TOKEN), ("expired", BAD_TOKEN)):
-        lines += ["[[accounts]]", f'id = "{account_id}"', f'email = "{USER}"', 'auth = "oauth2"',
-                  f"oauth2_token_command = \"printf '{token}'\"", "allow_plaintext = true",
-                  f'ca_file = "{loopback.certs.ca_file}"',
-                  f'imap = {{ host = "{HOST}", port = {endpoint.port}, security = "none" }}',
-                  f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls}, security = "tls" }}']
+        lines += [
+            "[[accounts]]",
+            f'id = "{account_id}"',
+            f'email = "{USER}"',
+            'auth = "oauth2"',
+            f"oauth2_token_command = \"printf '{token}'\"",
+            "allow_plaintext = true",
+            f'ca_file = "{loopback.certs.ca_file}"',
+            f'imap = {{ host = "{HOST}", port = {endpoint.port}, security = "none" }}',
+            f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls}, security = "tls" }}',
+        ]
     path = tmp_path / "accounts.toml"
     path.write_text("\n".join(lines) + "\n")
-    proc = subprocess.run([sys.executable, "-m", "tui", "check", "--config", str(path), "--json"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tui", "check", "--config", str(path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     accounts = {a["id"]: a for a in json.loads(proc.stdout)["accounts"]}
     assert accounts["good"]["status"] == "connected"
     assert accounts["expired"]["status"] == "invalid_credentials"
@@ -153,8 +169,9 @@ async def test_password_over_plain_text_is_refused_unless_allowed(loopback):
         writer.close()
 
     port = loopback.serve(count)
-    account = loopback.account(imap=Endpoint(HOST, port, "none"), smtp=Endpoint(HOST, port, "none"),
-                               allow_plaintext=False)
+    account = loopback.account(
+        imap=Endpoint(HOST, port, "none"), smtp=Endpoint(HOST, port, "none"), allow_plaintext=False
+    )
     result = await check_account(account, 3, secret=Secret("hunter2"))
     for probe in (result.imap, result.smtp):
         assert probe.status is Status.REQUEST_IS_INVALID
@@ -163,7 +180,8 @@ async def test_password_over_plain_text_is_refused_unless_allowed(loopback):
     assert connections == []
     assert account.insecure == []
     assert loopback.account(imap=Endpoint(HOST, port, "none")).insecure == [
-        "secret sent in plain text"]
+        "secret sent in plain text"
+    ]
 
 
 async def test_tls_verify_false_accepts_an_untrusted_certificate_and_is_marked(loopback):
@@ -193,4 +211,3 @@ async def test_tls_older_than_1_2_is_refused(loopback):
 
     for account in (loopback.account(), loopback.account(tls_verify=False)):
         assert client_context(account).minimum_version is ssl.TLSVersion.TLSv1_2
-

@@ -13,9 +13,8 @@ from tui.core.check import check_account
 from tui.core.credentials import SERVICE, Credentials, MemoryStore, Secret
 from tui.core.history import History, Recorder
 from tui.core.hooks import HookRunner
-from tui.core.models import Settings
+from tui.core.models import Endpoint, Settings
 from tui.core.monitor import Monitor
-from tui.core.models import Endpoint
 from tui.core.probes.oauth import oauthbearer_string, xoauth2_string
 from tui.core.status import Status
 from tui.demo.servers import HOST, ScriptedImap
@@ -32,31 +31,47 @@ def leaks(texts: list[str]) -> list[str]:
     """Every form a marker could take in text: as itself, or inside a base64 SASL payload."""
     forms = [PASSWORD, TOKEN]
     for user in (MARKER_USER, "alice@example.com"):
-        for sasl in (xoauth2_string(user, Secret(TOKEN)), oauthbearer_string(user, Secret(TOKEN)),
-                     f"\0{user}\0{PASSWORD}"):
+        for sasl in (
+            xoauth2_string(user, Secret(TOKEN)),
+            oauthbearer_string(user, Secret(TOKEN)),
+            f"\0{user}\0{PASSWORD}",
+        ):
             forms.append(base64.b64encode(sasl.encode()).decode())
     forms.append(base64.b64encode(PASSWORD.encode()).decode())
     return [f"{form!r} in {text[:200]!r}" for text in texts for form in forms if form in text]
 
 
-async def test_markers_reach_the_servers_and_nothing_else(loopback, tmp_path, caplog,
-                                                          isolated_user):
+async def test_markers_reach_the_servers_and_nothing_else(
+    loopback, tmp_path, caplog, isolated_user
+):
     loopback.mailboxes.set_password(MARKER_USER, PASSWORD)
     loopback.smtp_users.passwords[MARKER_USER] = PASSWORD
     loopback.smtp_users.tokens[MARKER_USER] = TOKEN
-    oauth_imap = Endpoint(HOST, loopback.serve(ScriptedImap("IMAP4rev1 AUTH=XOAUTH2",
-                                                            tokens={MARKER_USER: TOKEN})), "none")
+    oauth_imap = Endpoint(
+        HOST,
+        loopback.serve(ScriptedImap("IMAP4rev1 AUTH=XOAUTH2", tokens={MARKER_USER: TOKEN})),
+        "none",
+    )
     seen: list[str] = []
     caplog.set_level(logging.DEBUG)
 
     # Checks that pass and that fail, by password and by token, with debug logging on.
     for account, secret, expected in (
-            (loopback.account(username=MARKER_USER), PASSWORD, Status.CONNECTED),
-            (loopback.account(), PASSWORD, Status.INVALID_CREDENTIALS),
-            (loopback.account(imap=oauth_imap, username=MARKER_USER, auth="oauth2",
-                              oauth2_token_command="-"), TOKEN, Status.CONNECTED),
-            (loopback.account(imap=oauth_imap, auth="oauth2", oauth2_token_command="-"), TOKEN,
-             Status.INVALID_CREDENTIALS)):
+        (loopback.account(username=MARKER_USER), PASSWORD, Status.CONNECTED),
+        (loopback.account(), PASSWORD, Status.INVALID_CREDENTIALS),
+        (
+            loopback.account(
+                imap=oauth_imap, username=MARKER_USER, auth="oauth2", oauth2_token_command="-"
+            ),
+            TOKEN,
+            Status.CONNECTED,
+        ),
+        (
+            loopback.account(imap=oauth_imap, auth="oauth2", oauth2_token_command="-"),
+            TOKEN,
+            Status.INVALID_CREDENTIALS,
+        ),
+    ):
         result = await check_account(account, 3, secret=Secret(secret))
         assert result.status is expected, result.detail  # so the marker did go on the wire
         seen += [repr(result), result.imap.detail, result.smtp.detail, repr(account)]
@@ -67,8 +82,11 @@ async def test_markers_reach_the_servers_and_nothing_else(loopback, tmp_path, ca
     history = History(tmp_path / "history.sqlite3")
     hook = HookRunner(f"env >> {hook_out}")
     marker_account = loopback.account(account_id="marker", username=MARKER_USER)
-    monitor = Monitor([loopback.account(), marker_account], Settings(poll_interval=60, timeout=3),
-                      Credentials(MemoryStore({"alice": PASSWORD, "marker": PASSWORD})))
+    monitor = Monitor(
+        [loopback.account(), marker_account],
+        Settings(poll_interval=60, timeout=3),
+        Credentials(MemoryStore({"alice": PASSWORD, "marker": PASSWORD})),
+    )
     monitor.subscribe(Recorder(history))
     monitor.subscribe(hook)
     monitor.start()
@@ -90,15 +108,22 @@ async def test_markers_reach_the_servers_and_nothing_else(loopback, tmp_path, ca
     secret_file = tmp_path / "secret"
     secret_file.write_text(PASSWORD)
     config = tmp_path / "accounts.toml"
-    config.write_text("".join(
-        f'[[accounts]]\nid = "{account_id}"\nemail = "{user}"\n'
-        f'password_command = "cat {secret_file}"\nca_file = "{loopback.certs.ca_file}"\n'
-        f'imap = {{ host = "{HOST}", port = {loopback.imap_tls} }}\n'
-        f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls} }}\n'
-        for account_id, user in (("marker", MARKER_USER), ("other", "alice@example.com"))))
+    config.write_text(
+        "".join(
+            f'[[accounts]]\nid = "{account_id}"\nemail = "{user}"\n'
+            f'password_command = "cat {secret_file}"\nca_file = "{loopback.certs.ca_file}"\n'
+            f'imap = {{ host = "{HOST}", port = {loopback.imap_tls} }}\n'
+            f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls} }}\n'
+            for account_id, user in (("marker", MARKER_USER), ("other", "alice@example.com"))
+        )
+    )
     for args in (["--json"], []):
-        proc = subprocess.run([sys.executable, "-m", "tui", "check", "--config", str(config),
-                               *args], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "tui", "check", "--config", str(config), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 2  # one passes with the marker, the other rejects it
         seen += [proc.stdout, proc.stderr]
     seen.append(config.read_text())

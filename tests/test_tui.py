@@ -7,13 +7,23 @@ from keyring.backends import fail
 
 from tui.core.credentials import SERVICE
 from tui.core.status import Status
-from tui.screens.alerts import HEADLINE, AlertsScreen
 from tui.screens.account_form import AccountFormScreen
+from tui.screens.alerts import HEADLINE, AlertsScreen
 from tui.screens.config_error import ConfigErrorScreen
 from tui.screens.confirm import ConfirmScreen
 
-from .tui_support import (PASSWORD, app_for, cell, select, settled, shown, text_of, type_text,
-                          wait_for, write_accounts)
+from .tui_support import (
+    PASSWORD,
+    app_for,
+    cell,
+    select,
+    settled,
+    shown,
+    text_of,
+    type_text,
+    wait_for,
+    write_accounts,
+)
 
 SIZE = (100, 32)
 
@@ -48,14 +58,19 @@ async def test_reconnect_with_the_right_password_turns_connected(tmp_path, loopb
         assert isinstance(app.screen, AccountFormScreen) and app.screen.mode == "reconnect"
         await type_text(pilot, PASSWORD)
         await pilot.press("f2")
-        await wait_for(pilot, lambda: app.monitor.states["broken"].status is Status.CONNECTED,
-                       what="broken to turn Connected")
+        await wait_for(
+            pilot,
+            lambda: app.monitor.states["broken"].status is Status.CONNECTED,
+            what="broken to turn Connected",
+        )
         assert isolated_user.secrets[(SERVICE, "broken")] == PASSWORD
         await shown(pilot)
         assert cell(pilot, "broken") == "Connected"
 
 
-async def test_reconnect_with_a_wrong_password_keeps_the_old_secret(tmp_path, loopback, isolated_user):
+async def test_reconnect_with_a_wrong_password_keeps_the_old_secret(
+    tmp_path, loopback, isolated_user
+):
     app = app_for(two_accounts(tmp_path, loopback, isolated_user))
     async with app.run_test(size=SIZE) as pilot:
         await settled(pilot)
@@ -64,8 +79,11 @@ async def test_reconnect_with_a_wrong_password_keeps_the_old_secret(tmp_path, lo
         await type_text(pilot, "still-wrong")
         await pilot.press("f5")
         form = app.screen
-        await wait_for(pilot, lambda: "Test failed" in text_of(form.query_one("#form-result")),
-                       what="the test result")
+        await wait_for(
+            pilot,
+            lambda: "Test failed" in text_of(form.query_one("#form-result")),
+            what="the test result",
+        )
         assert "Invalid Credentials" in text_of(form.query_one("#form-result"))
         await pilot.press("f2")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
@@ -106,8 +124,14 @@ async def test_add_edit_stop_delete_persist_across_restart(tmp_path, loopback, i
             form.query_one(f"#f-{proto}-security").value = "none"
         form.query_one("#f-allow_plaintext").value = True  # a trusted network: loopback
         await pilot.press("f2")
-        await wait_for(pilot, lambda: app.monitor.states.get("added") is not None and
-                       app.monitor.states["added"].status is Status.CONNECTED, what="added")
+        await wait_for(
+            pilot,
+            lambda: (
+                app.monitor.states.get("added") is not None
+                and app.monitor.states["added"].status is Status.CONNECTED
+            ),
+            what="added",
+        )
         assert isolated_user.secrets[(SERVICE, "added")] == PASSWORD
 
         await select(pilot, "good")
@@ -131,8 +155,13 @@ async def test_add_edit_stop_delete_persist_across_restart(tmp_path, loopback, i
         await pilot.press("e")
         pilot.app.screen.query_one("#f-email").value = "renamed@example.com"
         await pilot.press("f2")
-        await wait_for(pilot, lambda: app.monitor.states["added"].account.email == "renamed@example.com"
-                       and app.monitor.states["added"].status is Status.CONNECTED)
+        await wait_for(
+            pilot,
+            lambda: (
+                app.monitor.states["added"].account.email == "renamed@example.com"
+                and app.monitor.states["added"].status is Status.CONNECTED
+            ),
+        )
     text = path.read_text()
     assert 'email = "renamed@example.com"' in text and "stopped = true" not in text
     assert "allow_plaintext = true" in text
@@ -174,8 +203,10 @@ async def test_validation_error_shows_next_to_the_field(tmp_path, loopback, isol
 
 async def test_broken_config_opens_an_error_screen_and_is_left_alone(tmp_path):
     path = tmp_path / "accounts.toml"
-    path.write_text('[[accounts]]\nid = "x"\nemail = "x@example.com"\n'
-                    'imap = { host = "h", port = 99999 }\nsmtp = { host = "h", port = 465 }\n')
+    path.write_text(
+        '[[accounts]]\nid = "x"\nemail = "x@example.com"\n'
+        'imap = { host = "h", port = 99999 }\nsmtp = { host = "h", port = 465 }\n'
+    )
     before = path.read_text()
     app = app_for(path)
     async with app.run_test(size=SIZE) as pilot:
@@ -188,7 +219,8 @@ async def test_broken_config_opens_an_error_screen_and_is_left_alone(tmp_path):
 
 
 async def test_no_keyring_shows_a_banner_and_reconnect_keeps_the_secret_for_the_session(
-        tmp_path, loopback, isolated_user):
+    tmp_path, loopback, isolated_user
+):
     path = two_accounts(tmp_path, loopback, isolated_user)
     keyring.set_keyring(fail.Keyring())
     app = app_for(path)
@@ -224,8 +256,11 @@ async def test_delete_and_readd_opens_a_prefilled_form(tmp_path, loopback, isola
         await pilot.press("f8")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
         await pilot.press("y")
-        await wait_for(pilot, lambda: isinstance(app.screen, AccountFormScreen)
-                       and app.screen.mode == "new", what="the add form")
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, AccountFormScreen) and app.screen.mode == "new",
+            what="the add form",
+        )
         assert "broken" not in app.monitor.states
         assert (SERVICE, "broken") not in isolated_user.secrets
         form = app.screen
@@ -233,34 +268,60 @@ async def test_delete_and_readd_opens_a_prefilled_form(tmp_path, loopback, isola
         assert form.query_one("#f-imap-port").value == str(loopback.imap_tls)
         form.query_one("#f-password").value = PASSWORD
         await pilot.press("f2")
-        await wait_for(pilot, lambda: "broken" in app.monitor.states and
-                       app.monitor.states["broken"].status is Status.CONNECTED, what="re-added")
+        await wait_for(
+            pilot,
+            lambda: (
+                "broken" in app.monitor.states
+                and app.monitor.states["broken"].status is Status.CONNECTED
+            ),
+            what="re-added",
+        )
 
 
 async def test_check_keys_and_a_new_alert_toast(tmp_path, loopback, isolated_user):
     app = app_for(two_accounts(tmp_path, loopback, isolated_user))
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await settled(pilot)
-        await wait_for(pilot, lambda: any("1 email connection needs attention" in n.message
-                                          for n in app._notifications), what="the first toast")
+        await wait_for(
+            pilot,
+            lambda: any(
+                "1 email connection needs attention" in n.message for n in app._notifications
+            ),
+            what="the first toast",
+        )
         checked = app.monitor.states["good"].last_checked
         await select(pilot, "good")
         await pilot.press("c")
-        await wait_for(pilot, lambda: app.monitor.states["good"].last_checked != checked,
-                       what="check now")
+        await wait_for(
+            pilot, lambda: app.monitor.states["good"].last_checked != checked, what="check now"
+        )
         isolated_user.secrets[(SERVICE, "good")] = "revoked"
         await pilot.press("C")
-        await wait_for(pilot, lambda: any("good@example.com: Invalid Credentials" in n.message
-                                          for n in app._notifications), timeout=15,
-                       what="a toast for the new alert")
+        await wait_for(
+            pilot,
+            lambda: any(
+                "good@example.com: Invalid Credentials" in n.message for n in app._notifications
+            ),
+            timeout=15,
+            what="a toast for the new alert",
+        )
 
 
 async def test_command_palette_offers_every_action(tmp_path):
     app = app_for(tmp_path / "none.toml")
     async with app.run_test(size=SIZE):
         titles = {command.title for command in app.get_system_commands(app.screen)}
-    assert {"Alerts", "Reconnect", "New account", "Edit account", "Delete account",
-            "Stop or resume", "Check now", "Check all", "Keys and statuses"} <= titles
+    assert {
+        "Alerts",
+        "Reconnect",
+        "New account",
+        "Edit account",
+        "Delete account",
+        "Stop or resume",
+        "Check now",
+        "Check all",
+        "Keys and statuses",
+    } <= titles
 
 
 async def test_keys_can_be_remapped_by_binding_id(tmp_path, loopback, isolated_user):
@@ -284,11 +345,13 @@ async def test_oauth_reconnect_reruns_the_token_command(tmp_path, loopback):
     token.write_text("ya29.expired")
     imap = loopback.serve(ScriptedImap("IMAP4rev1 AUTH=XOAUTH2", tokens={USER: TOKEN}))
     path = tmp_path / "accounts.toml"
-    path.write_text(f'[settings]\ntimeout = 3\nbell = false\n[[accounts]]\nid = "gmail"\n'
-                    f'email = "{USER}"\nauth = "oauth2"\noauth2_token_command = "cat {token}"\n'
-                    f'allow_plaintext = true\nca_file = "{loopback.certs.ca_file}"\n'
-                    f'imap = {{ host = "{HOST}", port = {imap}, security = "none" }}\n'
-                    f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls}, security = "tls" }}\n')
+    path.write_text(
+        f'[settings]\ntimeout = 3\nbell = false\n[[accounts]]\nid = "gmail"\n'
+        f'email = "{USER}"\nauth = "oauth2"\noauth2_token_command = "cat {token}"\n'
+        f'allow_plaintext = true\nca_file = "{loopback.certs.ca_file}"\n'
+        f'imap = {{ host = "{HOST}", port = {imap}, security = "none" }}\n'
+        f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls}, security = "tls" }}\n'
+    )
     app = app_for(path)
     async with app.run_test(size=SIZE) as pilot:
         await settled(pilot)
@@ -300,12 +363,16 @@ async def test_oauth_reconnect_reruns_the_token_command(tmp_path, loopback):
         assert not form.query_one("#row-password").display
         assert "token command" in text_of(form.query_one("#form-hint"))
         await pilot.press("f2")
-        await wait_for(pilot, lambda: app.monitor.states["gmail"].status is Status.CONNECTED,
-                       what="the OAuth2 account to connect")
+        await wait_for(
+            pilot,
+            lambda: app.monitor.states["gmail"].status is Status.CONNECTED,
+            what="the OAuth2 account to connect",
+        )
 
 
-async def test_history_is_three_keys_away_and_exports_csv(tmp_path, loopback, isolated_user,
-                                                        monkeypatch):
+async def test_history_is_three_keys_away_and_exports_csv(
+    tmp_path, loopback, isolated_user, monkeypatch
+):
     from tui.screens.history import HistoryScreen
 
     monkeypatch.chdir(tmp_path)
@@ -335,8 +402,9 @@ async def test_restart_shows_last_known_statuses_marked_stale(tmp_path, loopback
         await wait_for(pilot, lambda: not app.monitor.states["broken"].stale, what="a fresh check")
 
 
-async def test_acknowledged_alert_leaves_the_count_and_comes_back_on_change(tmp_path, loopback,
-                                                                          isolated_user):
+async def test_acknowledged_alert_leaves_the_count_and_comes_back_on_change(
+    tmp_path, loopback, isolated_user
+):
     path = two_accounts(tmp_path, loopback, isolated_user)
     app = app_for(path)
     async with app.run_test(size=SIZE) as pilot:
@@ -344,11 +412,15 @@ async def test_acknowledged_alert_leaves_the_count_and_comes_back_on_change(tmp_
         await pilot.press("a", "A")
         await type_text(pilot, "ticket 4711")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.alert_states() == [] and "alert" not in app.sub_title,
-                       what="the alert to go quiet")
+        await wait_for(
+            pilot,
+            lambda: app.alert_states() == [] and "alert" not in app.sub_title,
+            what="the alert to go quiet",
+        )
         modal = app.screen
-        assert "acknowledged: ticket 4711" in str(modal.query_one("#alerts-table")
-                                                   .get_cell("broken", "note"))
+        assert "acknowledged: ticket 4711" in str(
+            modal.query_one("#alerts-table").get_cell("broken", "note")
+        )
     async with app_for(path).run_test(size=SIZE) as pilot:  # it persists across a restart
         app = pilot.app
         await settled(pilot)
@@ -375,14 +447,15 @@ async def test_a_broken_history_file_is_a_banner_not_a_crash(tmp_path, loopback,
     assert history.read_bytes() == b"garbage" * 1000
 
 
-async def test_saving_keeps_what_another_process_wrote_meanwhile(tmp_path, loopback,
-                                                                isolated_user):
+async def test_saving_keeps_what_another_process_wrote_meanwhile(tmp_path, loopback, isolated_user):
     path = two_accounts(tmp_path, loopback, isolated_user)
     app = app_for(path)
     async with app.run_test(size=SIZE) as pilot:
         await settled(pilot)
-        path.write_text(path.read_text() + '\n[[accounts]]\nid = "by-hand"\n'
-                        'email = "hand@example.com"\nprovider = "fastmail"\n')
+        path.write_text(
+            path.read_text() + '\n[[accounts]]\nid = "by-hand"\n'
+            'email = "hand@example.com"\nprovider = "fastmail"\n'
+        )
         await select(pilot, "good")
         await pilot.press("s")
         await wait_for(pilot, lambda: "stopped = true" in path.read_text(), what="the save")
@@ -390,22 +463,29 @@ async def test_saving_keeps_what_another_process_wrote_meanwhile(tmp_path, loopb
     assert 'id = "by-hand"' in text and 'id = "broken"' in text
 
 
-async def test_demo_reconnect_turns_billing_connected_and_touches_no_user_file(tmp_path,
-                                                                              isolated_user):
+async def test_demo_reconnect_turns_billing_connected_and_touches_no_user_file(
+    tmp_path, isolated_user
+):
     from tui.demo.run import BROKEN_ID, DEMO_PASSWORD, make_demo_app
 
     (tmp_path / "demo").mkdir()
     app = make_demo_app(tmp_path / "demo")
     try:
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: app.monitor.states[BROKEN_ID].status
-                           is Status.INVALID_CREDENTIALS, what="billing to fail")
+            await wait_for(
+                pilot,
+                lambda: app.monitor.states[BROKEN_ID].status is Status.INVALID_CREDENTIALS,
+                what="billing to fail",
+            )
             await select(pilot, BROKEN_ID)
             await pilot.press("r")
             await type_text(pilot, DEMO_PASSWORD)
             await pilot.press("f2")
-            await wait_for(pilot, lambda: app.monitor.states[BROKEN_ID].status
-                           is Status.CONNECTED, what="billing to connect")
+            await wait_for(
+                pilot,
+                lambda: app.monitor.states[BROKEN_ID].status is Status.CONNECTED,
+                what="billing to connect",
+            )
             assert app.monitor.states[BROKEN_ID].missed == 2
             assert len(app.config.accounts) == len(app.monitor.states) == 12
     finally:
@@ -435,7 +515,8 @@ async def test_a_status_change_is_never_coalesced_away(tmp_path, loopback, isola
 
 
 async def test_snooze_from_the_alerts_modal_quiets_the_alert_for_the_chosen_time(
-        tmp_path, loopback, isolated_user):
+    tmp_path, loopback, isolated_user
+):
     from datetime import timedelta
 
     app = app_for(two_accounts(tmp_path, loopback, isolated_user))
@@ -448,5 +529,6 @@ async def test_snooze_from_the_alerts_modal_quiets_the_alert_for_the_chosen_time
         assert quiet.kind == "snooze"
         assert abs(quiet.until - app.now() - timedelta(hours=4)) < timedelta(seconds=5)
         assert app.alert_states() == []
-        assert "snoozed until" in str(app.screen.query_one("#alerts-table")
-                                      .get_cell("broken", "note"))
+        assert "snoozed until" in str(
+            app.screen.query_one("#alerts-table").get_cell("broken", "note")
+        )

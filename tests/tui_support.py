@@ -18,12 +18,18 @@ def write_accounts(path: Path, loopback, accounts: dict[str, dict]) -> Path:
     """accounts: id -> {"imap_port":…, "smtp_port":…, "stopped": bool} on the loopback servers."""
     lines = ["[settings]", "poll_interval = 300", "timeout = 3", "bell = false", ""]
     for account_id, spec in accounts.items():
-        lines += ["[[accounts]]", f'id = "{account_id}"', f'email = "{account_id}@example.com"',
-                  f'username = "{USER}"', f'ca_file = "{loopback.certs.ca_file}"',
-                  *(["stopped = true"] if spec.get("stopped") else []),
-                  f'imap = {{ host = "{HOST}", port = {spec.get("imap_port", loopback.imap_tls)}, '
-                  f'security = "{spec.get("imap_security", "tls")}" }}',
-                  f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls}, security = "tls" }}', ""]
+        lines += [
+            "[[accounts]]",
+            f'id = "{account_id}"',
+            f'email = "{account_id}@example.com"',
+            f'username = "{USER}"',
+            f'ca_file = "{loopback.certs.ca_file}"',
+            *(["stopped = true"] if spec.get("stopped") else []),
+            f'imap = {{ host = "{HOST}", port = {spec.get("imap_port", loopback.imap_tls)}, '
+            f'security = "{spec.get("imap_security", "tls")}" }}',
+            f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls}, security = "tls" }}',
+            "",
+        ]
     path.write_text("\n".join(lines))
     return path
 
@@ -45,8 +51,11 @@ async def wait_for(pilot: Pilot, predicate, timeout: float = 10.0, what: str = "
 async def settled(pilot: Pilot) -> None:
     """Every account has had its first check, and the table shows it."""
     app = pilot.app
-    await wait_for(pilot, lambda: all(s.status is not Status.CHECKING
-                                      for s in app.monitor.states.values()), what="first checks")
+    await wait_for(
+        pilot,
+        lambda: all(s.status is not Status.CHECKING for s in app.monitor.states.values()),
+        what="first checks",
+    )
     await shown(pilot)
 
 
@@ -57,8 +66,11 @@ def cell(pilot: Pilot, account_id: str, column: str = "status") -> str:
 async def shown(pilot: Pilot) -> None:
     """The table shows every account's current status (updates reach it in batches)."""
     states = pilot.app.monitor.states
-    await wait_for(pilot, lambda: all(cell(pilot, i) == s.status.label for i, s in states.items()),
-                   what="the table to catch up")
+    await wait_for(
+        pilot,
+        lambda: all(cell(pilot, i) == s.status.label for i, s in states.items()),
+        what="the table to catch up",
+    )
 
 
 async def select(pilot: Pilot, account_id: str) -> None:
@@ -84,5 +96,15 @@ async def type_text(pilot: Pilot, text: str) -> None:
     await pilot.press(*text)
 
 
-__all__ = ["PASSWORD", "write_accounts", "app_for", "wait_for", "settled", "shown", "cell",
-           "select", "text_of", "type_text"]
+__all__ = [
+    "PASSWORD",
+    "write_accounts",
+    "app_for",
+    "wait_for",
+    "settled",
+    "shown",
+    "cell",
+    "select",
+    "text_of",
+    "type_text",
+]

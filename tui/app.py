@@ -1,4 +1,4 @@
-"""The Textual face: the App, its services for the screens, and the factory the CLI and tests use."""
+"""The Textual face: the App, its services for the screens, and the factory for CLI and tests."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from textual.signal import Signal
 from .core import config as config_file
 from .core.config import Config, ConfigError
 from .core.credentials import Credentials, KeyringStore, KeyringUnavailable, Secret, SecretStore
-from .core.models import Account, AccountResult, AccountState, utcnow
 from .core.history import History, HistoryUnavailable, Quiet, Recorder
+from .core.models import Account, AccountResult, AccountState, utcnow
 from .core.monitor import AccountChecked, Event, Monitor, StatusChanged
 from .core.monitor import AttentionChanged as MonitorAttention
 from .core.status import Status
@@ -35,17 +35,36 @@ class ConnectedEmailsApp(App):
     TITLE = "Connected Emails"
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute, so subclasses elsewhere find it
     BINDINGS = [
-        Binding("a", "alerts", "Alerts", id="alerts",
-                tooltip="Every account that needs attention, with Reconnect"),
-        Binding("question_mark", "help", "Help", key_display="?", id="help",
-                tooltip="Every key and what each status means"),
+        Binding(
+            "a",
+            "alerts",
+            "Alerts",
+            id="alerts",
+            tooltip="Every account that needs attention, with Reconnect",
+        ),
+        Binding(
+            "question_mark",
+            "help",
+            "Help",
+            key_display="?",
+            id="help",
+            tooltip="Every key and what each status means",
+        ),
         Binding("q", "quit", "Quit", id="quit", tooltip="Quit the app"),
     ]
 
-    def __init__(self, config: Config | None, store: SecretStore, *,
-                 config_error: ConfigError | None = None, banner: str = "",
-                 clock: Callable[[], datetime] = utcnow, monitor_options: dict | None = None,
-                 history: History | None = None, history_problem: str | None = None):
+    def __init__(
+        self,
+        config: Config | None,
+        store: SecretStore,
+        *,
+        config_error: ConfigError | None = None,
+        banner: str = "",
+        clock: Callable[[], datetime] = utcnow,
+        monitor_options: dict | None = None,
+        history: History | None = None,
+        history_problem: str | None = None,
+    ):
         super().__init__()
         self.config = config or Config(Path("."))
         self.config_error = config_error
@@ -55,8 +74,13 @@ class ConnectedEmailsApp(App):
         self.history_problem = history_problem
         last_known = history.last_states(self.config.accounts) if history else {}
         self.quiet: dict[str, Quiet] = history.quiet() if history else {}
-        self.monitor = Monitor(self.config.accounts, self.config.settings, self.credentials,
-                               last_known=last_known, **(monitor_options or {}))
+        self.monitor = Monitor(
+            self.config.accounts,
+            self.config.settings,
+            self.credentials,
+            last_known=last_known,
+            **(monitor_options or {}),
+        )
         self.hooks = None
         if self.config.settings.on_change:
             from .core.hooks import HookRunner
@@ -81,8 +105,10 @@ class ConnectedEmailsApp(App):
     def get_default_screen(self) -> Screen:
         if self.config_error:
             from .screens.config_error import ConfigErrorScreen
+
             return ConfigErrorScreen(self.config_error)
         from .screens.main import ConnectedEmailsScreen
+
         return ConnectedEmailsScreen()
 
     def on_mount(self) -> None:
@@ -94,8 +120,13 @@ class ConnectedEmailsApp(App):
             if isinstance(self.store, KeyringStore):
                 self.call_after_refresh(self.look_for_keyring_problem)
 
-    @work(thread=True, exclusive=True, group="keyring", exit_on_error=False,
-          description="Looking for a keyring backend")
+    @work(
+        thread=True,
+        exclusive=True,
+        group="keyring",
+        exit_on_error=False,
+        description="Looking for a keyring backend",
+    )
     def look_for_keyring_problem(self) -> None:
         problem = self.store.problem()
         if problem:
@@ -194,8 +225,10 @@ class ConnectedEmailsApp(App):
             self._news.clear()
             count = sum(s.needs_attention for s in states)
             if count:
-                self._alert(f"{count} email connection{'s' if count > 1 else ''} "
-                            f"need{'s' if count == 1 else ''} attention. Press a to see them.")
+                self._alert(
+                    f"{count} email connection{'s' if count > 1 else ''} "
+                    f"need{'s' if count == 1 else ''} attention. Press a to see them."
+                )
             return
         if time.monotonic() - self._news.announced_at < ANNOUNCE_EVERY:
             if self._news and self._announce_timer is None:
@@ -212,9 +245,12 @@ class ConnectedEmailsApp(App):
             self._alert(f"{len(alerts)} new alerts: {names}{more}. Press a to see them.")
         if len(recovered) == 1:
             state, down_since = recovered[0]
-            self.notify(f"{state.account.email} is Connected again after "
-                        f"{duration((state.since - down_since).total_seconds())}.",
-                        title="Recovered", timeout=6)
+            self.notify(
+                f"{state.account.email} is Connected again after "
+                f"{duration((state.since - down_since).total_seconds())}.",
+                title="Recovered",
+                timeout=6,
+            )
         elif recovered:
             names = ", ".join(s.account.email for s, _ in recovered[:3])
             more = f" and {len(recovered) - 3} more" if len(recovered) > 3 else ""
@@ -254,11 +290,13 @@ class ConnectedEmailsApp(App):
 
     def alert_states(self) -> list[AccountState]:
         """What needs attention and has not been acknowledged or snoozed."""
-        return [s for s in self.monitor.states.values()
-                if s.needs_attention and not self.is_quiet(s)]
+        return [
+            s for s in self.monitor.states.values() if s.needs_attention and not self.is_quiet(s)
+        ]
 
-    def set_quiet(self, account_id: str, kind: str, note: str = "",
-                  until: datetime | None = None) -> None:
+    def set_quiet(
+        self, account_id: str, kind: str, note: str = "", until: datetime | None = None
+    ) -> None:
         state = self.monitor.states[account_id]
         quiet = Quiet(account_id, kind, state.status, note, self.now(), until)
         self.quiet[account_id] = quiet
@@ -276,11 +314,13 @@ class ConnectedEmailsApp(App):
         parts = [self.demo_banner] if self.demo_banner else []
         if self.history_problem:
             parts.append(f"⚠ {self.history_problem}")
-        uses_store = any(not (a.password_command or a.auth == "oauth2")
-                         for a in self.config.accounts)
+        uses_store = any(
+            not (a.password_command or a.auth == "oauth2") for a in self.config.accounts
+        )
         if self.keyring_problem and uses_store:
-            parts.append(f"⚠ {self.keyring_problem} Reconnect can keep a password for this "
-                         f"session only.")
+            parts.append(
+                f"⚠ {self.keyring_problem} Reconnect can keep a password for this session only."
+            )
         return "\n".join(parts)
 
     # --- services the screens call ------------------------------------------------------------
@@ -306,20 +346,28 @@ class ConnectedEmailsApp(App):
         """Save the account (config first, then the secret), then check it at once."""
         from .screens.confirm import ConfirmScreen
 
-        store_secret = secret is not None and not account.password_command \
-            and account.auth == "password"
+        store_secret = (
+            secret is not None and not account.password_command and account.auth == "password"
+        )
         session_only = False
         if store_secret and self.keyring_problem:
-            session_only = await self.push_screen_wait(ConfirmScreen(
-                "No keyring", f"{self.keyring_problem}\n\nKeep this password for this session "
-                f"only? It is forgotten when the app closes.", yes="Keep for this session",
-                no="Go back"))
+            session_only = await self.push_screen_wait(
+                ConfirmScreen(
+                    "No keyring",
+                    f"{self.keyring_problem}\n\nKeep this password for this session "
+                    f"only? It is forgotten when the app closes.",
+                    yes="Keep for this session",
+                    no="Go back",
+                )
+            )
             if not session_only:
                 return False
+
         def put(accounts: list[Account]) -> list[Account]:
             if any(a.id == account.id for a in accounts):
                 return [account if a.id == account.id else a for a in accounts]
             return [*accounts, account]
+
         if not await self._save_accounts(put, "Nothing was saved"):
             return False
         if store_secret:
@@ -331,8 +379,11 @@ class ConnectedEmailsApp(App):
                     self.credentials.session.delete(account.id)
                 except KeyringUnavailable as exc:
                     self.credentials.session.set(account.id, secret)
-                    self.notify(f"{exc} The password is kept for this session only.",
-                                severity="warning", timeout=15)
+                    self.notify(
+                        f"{exc} The password is kept for this session only.",
+                        severity="warning",
+                        timeout=15,
+                    )
         is_new = account.id not in self.monitor.states
         self.monitor.replace_account(account)
         if is_new:
@@ -340,8 +391,9 @@ class ConnectedEmailsApp(App):
         self.notify(f"Saved {account.email}. Checking it now…", timeout=4)
         return True
 
-    async def _save_accounts(self, change: Callable[[list[Account]], list[Account]],
-                             failure: str) -> bool:
+    async def _save_accounts(
+        self, change: Callable[[list[Account]], list[Account]], failure: str
+    ) -> bool:
         """Apply `change` to the accounts file through the core's locked, atomic writer (what
         another process wrote meanwhile is kept); say so if it cannot be written."""
         try:
@@ -354,7 +406,8 @@ class ConnectedEmailsApp(App):
 
     async def remove_account(self, account_id: str) -> bool:
         if not await self._save_accounts(
-                lambda accounts: [a for a in accounts if a.id != account_id], "Nothing was deleted"):
+            lambda accounts: [a for a in accounts if a.id != account_id], "Nothing was deleted"
+        ):
             return False
         if self.history:
             self.history.forget_account(account_id)
@@ -395,8 +448,10 @@ class ConnectedEmailsApp(App):
 
         return [
             ("Accounts", rows([*ConnectedEmailsScreen.BINDINGS, *AccountsTable.BINDINGS])),
-            ("Everywhere", rows(self.BINDINGS) + [("ctrl+p", "Commands",
-                                                   "Find any action by name")]),
+            (
+                "Everywhere",
+                rows(self.BINDINGS) + [("ctrl+p", "Commands", "Find any action by name")],
+            ),
             ("Alerts", rows(AlertsScreen.BINDINGS)),
             ("History", rows(HistoryScreen.BINDINGS)),
             ("New, Edit and Reconnect forms", rows(AccountFormScreen.BINDINGS)),
@@ -433,8 +488,9 @@ class ConnectedEmailsApp(App):
     def action_edit_account(self) -> None:
         from .screens.account_form import AccountFormScreen
 
-        self._with_selected(lambda i: self.push_screen(
-            AccountFormScreen("edit", self.monitor.states[i].account)))
+        self._with_selected(
+            lambda i: self.push_screen(AccountFormScreen("edit", self.monitor.states[i].account))
+        )
 
     def action_delete_account(self) -> None:
         self._with_selected(self._confirm_delete)
@@ -444,9 +500,13 @@ class ConnectedEmailsApp(App):
         from .screens.confirm import ConfirmScreen
 
         email = self.monitor.states[account_id].account.email
-        if await self.push_screen_wait(ConfirmScreen(
-                "Delete account", f"Delete {email} ({account_id}) and its stored secret? "
-                f"This cannot be undone.", yes="Delete")):
+        if await self.push_screen_wait(
+            ConfirmScreen(
+                "Delete account",
+                f"Delete {email} ({account_id}) and its stored secret? This cannot be undone.",
+                yes="Delete",
+            )
+        ):
             if await self.remove_account(account_id):
                 self.notify(f"Deleted {email}.", timeout=4)
 
@@ -458,8 +518,11 @@ class ConnectedEmailsApp(App):
         """Stop or resume, kept in the config so it holds across restarts."""
         stopping = self.monitor.states[account_id].status is not Status.STOPPED
         if not await self._save_accounts(
-                lambda accounts: [replace(a, stopped=stopping) if a.id == account_id else a
-                                  for a in accounts], "Nothing was changed"):
+            lambda accounts: [
+                replace(a, stopped=stopping) if a.id == account_id else a for a in accounts
+            ],
+            "Nothing was changed",
+        ):
             return
         if stopping:
             self.monitor.stop(account_id)
@@ -475,6 +538,7 @@ class ConnectedEmailsApp(App):
             else:
                 self.monitor.check_now(account_id)
                 self.notify("Checking now…", timeout=2)
+
         self._with_selected(check)
 
     def action_check_all(self) -> None:
@@ -483,8 +547,9 @@ class ConnectedEmailsApp(App):
 
     def action_reload_config(self) -> None:
         try:
-            config_file.load(self.config.path if not self.config_error
-                             else Path(self.config_error.path))
+            config_file.load(
+                self.config.path if not self.config_error else Path(self.config_error.path)
+            )
         except ConfigError as exc:
             self.notify(str(exc), title="Still broken", severity="error", timeout=10)
             return
@@ -495,19 +560,26 @@ class ConnectedEmailsApp(App):
         if self.config_error:
             return
         for title, help_text, action in (
-                ("Alerts", "Every account that needs attention", self.action_alerts),
-                ("Reconnect", "New credentials for the selected account", self.action_reconnect),
-                ("History", "The selected account's timeline and uptime", self.action_history),
-                ("New account", "Add an account", self.action_new_account),
-                ("Edit account", "Edit the selected account", self.action_edit_account),
-                ("Delete account", "Delete the selected account", self.action_delete_account),
-                ("Stop or resume", "Stop or resume checking the selected account",
-                 self.action_toggle_stop),
-                ("Check now", "Check the selected account now", self.action_check_now),
-                ("Check all", "Check every account now", self.action_check_all),
-                ("Toggle alert bell", "Ring the terminal bell on new alerts, or not",
-                 self.action_toggle_bell),
-                ("Keys and statuses", "Every key and what each status means", self.action_help)):
+            ("Alerts", "Every account that needs attention", self.action_alerts),
+            ("Reconnect", "New credentials for the selected account", self.action_reconnect),
+            ("History", "The selected account's timeline and uptime", self.action_history),
+            ("New account", "Add an account", self.action_new_account),
+            ("Edit account", "Edit the selected account", self.action_edit_account),
+            ("Delete account", "Delete the selected account", self.action_delete_account),
+            (
+                "Stop or resume",
+                "Stop or resume checking the selected account",
+                self.action_toggle_stop,
+            ),
+            ("Check now", "Check the selected account now", self.action_check_now),
+            ("Check all", "Check every account now", self.action_check_all),
+            (
+                "Toggle alert bell",
+                "Ring the terminal bell on new alerts, or not",
+                self.action_toggle_bell,
+            ),
+            ("Keys and statuses", "Every key and what each status means", self.action_help),
+        ):
             yield SystemCommand(title, help_text, action)
 
     def action_toggle_bell(self) -> None:
@@ -554,8 +626,13 @@ class _News:
         return alerts, recovered
 
 
-def make_app(config_path: Path, *, store: SecretStore | None = None,
-             history_path: Path | str | None = None, **options) -> ConnectedEmailsApp:
+def make_app(
+    config_path: Path,
+    *,
+    store: SecretStore | None = None,
+    history_path: Path | str | None = None,
+    **options,
+) -> ConnectedEmailsApp:
     """The one factory for the CLI and the tests."""
     from .core.history import default_path
 
@@ -564,8 +641,14 @@ def make_app(config_path: Path, *, store: SecretStore | None = None,
     except ConfigError as exc:
         config, error = Config(config_path), exc
     history, problem = open_history(history_path or default_path())
-    return ConnectedEmailsApp(config, store or KeyringStore(), config_error=error,
-                              history=history, history_problem=problem, **options)
+    return ConnectedEmailsApp(
+        config,
+        store or KeyringStore(),
+        config_error=error,
+        history=history,
+        history_problem=problem,
+        **options,
+    )
 
 
 def open_history(path: Path | str) -> tuple[History | None, str | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from datetime import UTC
 
 from .core import config as config_file
 from .core.status import EXIT_UNKNOWN
@@ -13,26 +14,42 @@ from .core.status import EXIT_UNKNOWN
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="connected-emails",
-        description="Watch connected email accounts (IMAP and SMTP) and reconnect them.")
-    parser.add_argument("--config", metavar="PATH",
-                        help="accounts file (default: $CONNECTED_EMAILS_CONFIG, then the user "
-                             "config dir's connected-emails/accounts.toml)")
-    parser.add_argument("--demo", action="store_true",
-                        help="run on embedded loopback servers with demo accounts; touches no "
-                             "user file or keyring")
+        description="Watch connected email accounts (IMAP and SMTP) and reconnect them.",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="accounts file (default: $CONNECTED_EMAILS_CONFIG, then the user "
+        "config dir's connected-emails/accounts.toml)",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="run on embedded loopback servers with demo accounts; touches no user file or keyring",
+    )
     commands = parser.add_subparsers(dest="command")
-    check = commands.add_parser("check", help="check every account once and exit 0/1/2/3 "
-                                              "(OK/WARNING/CRITICAL/UNKNOWN)")
-    check.add_argument("--config", metavar="PATH", dest="check_config",
-                       help="accounts file (as above)")
+    check = commands.add_parser(
+        "check", help="check every account once and exit 0/1/2/3 (OK/WARNING/CRITICAL/UNKNOWN)"
+    )
+    check.add_argument(
+        "--config", metavar="PATH", dest="check_config", help="accounts file (as above)"
+    )
     check.add_argument("--json", action="store_true", help="print JSON instead of one line")
-    check.add_argument("--account", metavar="ID", action="append", default=[],
-                       help="check only this account (repeatable)")
+    check.add_argument(
+        "--account",
+        metavar="ID",
+        action="append",
+        default=[],
+        help="check only this account (repeatable)",
+    )
     history = commands.add_parser("history", help="print the status history")
     history.add_argument("--account", metavar="ID", help="only this account")
-    history.add_argument("--since", metavar="WHEN", default="7d",
-                         help="how far back: 30m, 24h, 7d, or a date such as 2026-11-20 "
-                              "(default 7d)")
+    history.add_argument(
+        "--since",
+        metavar="WHEN",
+        default="7d",
+        help="how far back: 30m, 24h, 7d, or a date such as 2026-11-20 (default 7d)",
+    )
     form = history.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="print JSON")
     form.add_argument("--csv", action="store_true", help="print CSV")
@@ -44,12 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         return run_check(args.check_config or args.config, args.json, args.account)
     if args.command == "history":
-        return run_history(args.account, args.since, "json" if args.json else
-                           "csv" if args.csv else "text")
+        return run_history(
+            args.account, args.since, "json" if args.json else "csv" if args.csv else "text"
+        )
     if args.demo:
         from .demo.run import run_demo
+
         return run_demo()
     from .app import run_app
+
     return run_app(config_file.resolve_path(args.config))
 
 
@@ -67,8 +87,10 @@ def run_check(path: str | None, as_json: bool, only: list[str]) -> int:
     if only:
         unknown = [i for i in only if config.account(i) is None]
         if unknown:
-            print(f"CONNECTED EMAILS UNKNOWN - no account with id {', '.join(unknown)} in "
-                  f"{config.path}. Known ids: {', '.join(a.id for a in accounts) or 'none'}.")
+            print(
+                f"CONNECTED EMAILS UNKNOWN - no account with id {', '.join(unknown)} in "
+                f"{config.path}. Known ids: {', '.join(a.id for a in accounts) or 'none'}."
+            )
             return EXIT_UNKNOWN
         accounts = [a for a in accounts if a.id in only]
     store = KeyringStore()
@@ -77,8 +99,9 @@ def run_check(path: str | None, as_json: bool, only: list[str]) -> int:
         if problem:  # said once here; each affected account also shows it as its detail
             print(problem, file=sys.stderr)
     credentials = Credentials(store, config.settings.timeout)
-    results = asyncio.run(sweep([a for a in accounts if not a.stopped], config.settings,
-                                credentials))
+    results = asyncio.run(
+        sweep([a for a in accounts if not a.stopped], config.settings, credentials)
+    )
     states = report.states_from(accounts, results, config.settings)
     _remember(states)
     print(report.as_json(states) if as_json else report.as_line(states))
@@ -106,8 +129,15 @@ def _remember(states) -> None:
         for state in states:
             before = last.get(state.account.id)
             if before is None or before.status is not state.status:
-                changes.append(Change(state.account.id, state.since, before.status if before
-                                      else Status.CHECKING, state.status, state.detail))
+                changes.append(
+                    Change(
+                        state.account.id,
+                        state.since,
+                        before.status if before else Status.CHECKING,
+                        state.status,
+                        state.detail,
+                    )
+                )
             else:
                 state = replace(state, since=before.since)  # the status holds since then
             kept.append(state)
@@ -119,18 +149,19 @@ def _remember(states) -> None:
 
 
 def parse_since(text: str):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if text[:-1].isdigit() and text[-1:] in units:
         return now - timedelta(**{units[text[-1]]: int(text[:-1])})
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"--since {text!r} is neither a span (30m, 24h, 7d) nor a date "
-                         f"(2026-11-20)") from None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc).astimezone(timezone.utc)
+        raise ValueError(
+            f"--since {text!r} is neither a span (30m, 24h, 7d) nor a date (2026-11-20)"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC).astimezone(UTC)
 
 
 def run_history(account: str | None, since: str, form: str) -> int:
@@ -146,8 +177,9 @@ def run_history(account: str | None, since: str, form: str) -> int:
         return 2
     path = default_path()
     if not path.exists():
-        print(f"No history yet: {path} is created by the app or the check command.",
-              file=sys.stderr)
+        print(
+            f"No history yet: {path} is created by the app or the check command.", file=sys.stderr
+        )
         return 0
     try:
         history = History(path)
@@ -162,12 +194,15 @@ def run_history(account: str | None, since: str, form: str) -> int:
         writer = csv.writer(sys.stdout)
         writer.writerow(["at", "account_id", "old", "new", "label", "detail"])
         for c in changes:
-            writer.writerow([c.at.isoformat(), c.account_id, c.old.value, c.new.value,
-                             c.new.label, c.detail])
+            writer.writerow(
+                [c.at.isoformat(), c.account_id, c.old.value, c.new.value, c.new.label, c.detail]
+            )
     else:
         for c in changes:
-            print(f"{c.at.astimezone():%Y-%m-%d %H:%M:%S}  {c.account_id:<16} "
-                  f"{c.old.label} → {c.new.label}  {c.detail}")
+            print(
+                f"{c.at.astimezone():%Y-%m-%d %H:%M:%S}  {c.account_id:<16} "
+                f"{c.old.label} → {c.new.label}  {c.detail}"
+            )
         if not changes:
             print(f"No status changes since {start.astimezone():%Y-%m-%d %H:%M}.")
     return 0

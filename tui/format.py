@@ -39,8 +39,10 @@ def state_cell(state: AccountState) -> Text:
     if state.stale:
         return Text(f"{state.status.label}?", style=f"dim {info.colour}")
     if state.status is Status.CONNECTED and state.cert_warning:
-        return Text(f"Connected · cert {state.cert_days}d", style="bold red" if state.cert_alert
-                    else "bold yellow")
+        return Text(
+            f"Connected · cert {state.cert_days}d",
+            style="bold red" if state.cert_alert else "bold yellow",
+        )
     return status_text(state.status)
 
 

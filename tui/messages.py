@@ -21,8 +21,11 @@ class AccountUpdated(Message):
 
     def can_replace(self, message: Message) -> bool:
         # Textual asks the older message whether the newer one may take its place.
-        return (self.old_status is None and isinstance(message, AccountUpdated)
-                and message.state.account.id == self.state.account.id)
+        return (
+            self.old_status is None
+            and isinstance(message, AccountUpdated)
+            and message.state.account.id == self.state.account.id
+        )
 
 
 @dataclass

@@ -9,9 +9,14 @@ from .models import Account, AccountResult, ProbeResult
 from .status import Status
 
 
-async def check_account(account: Account, timeout: float, *, credentials: Credentials | None = None,
-                        secret: Secret | None = None,
-                        mark: tuple[int, int] | None = None) -> AccountResult:
+async def check_account(
+    account: Account,
+    timeout: float,
+    *,
+    credentials: Credentials | None = None,
+    secret: Secret | None = None,
+    mark: tuple[int, int] | None = None,
+) -> AccountResult:
     """Check IMAP and SMTP side by side. With `secret`, test exactly that (Reconnect's Test);
     otherwise read the secret from `credentials`. A secret that cannot be had sends nothing."""
     if secret is None:
@@ -25,13 +30,17 @@ async def check_account(account: Account, timeout: float, *, credentials: Creden
     from .probes.imap import check_imap
     from .probes.smtp import check_smtp
 
-    imap, smtp = await asyncio.gather(check_imap(account, secret, timeout, mark),
-                                      check_smtp(account, secret, timeout))
+    imap, smtp = await asyncio.gather(
+        check_imap(account, secret, timeout, mark), check_smtp(account, secret, timeout)
+    )
     return AccountResult(account.id, imap, smtp)
 
 
 def unreadable_secret(account_id: str, reason: str) -> AccountResult:
-    results = [ProbeResult(proto, Status.INVALID_CREDENTIALS, f"not checked: {reason}", 0,
-                           reached_server=False)
-               for proto in ("imap", "smtp")]
+    results = [
+        ProbeResult(
+            proto, Status.INVALID_CREDENTIALS, f"not checked: {reason}", 0, reached_server=False
+        )
+        for proto in ("imap", "smtp")
+    ]
     return AccountResult(account_id, *results)

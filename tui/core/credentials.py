@@ -13,9 +13,10 @@ from .models import Account
 
 SERVICE = "connected-emails"
 KEYRING_WAY_OUT = (
-    "Give each account a password_command (for example \"pass show mail/sales\"), or configure "
+    'Give each account a password_command (for example "pass show mail/sales"), or configure '
     "a keyring backend: run a Secret Service (gnome-keyring or KeePassXC) in this session, or "
-    "name one with PYTHON_KEYRING_BACKEND.")
+    "name one with PYTHON_KEYRING_BACKEND."
+)
 
 
 class Secret:
@@ -57,7 +58,7 @@ class SecretStore(Protocol):
 
 
 class MemoryStore:
-    """Secrets for this process only: the demo, and 'keep for this session' when no keyring works."""
+    """Secrets for this process only: the demo, and 'keep for this session' without a keyring."""
 
     def __init__(self, secrets: dict[str, str] | None = None):
         self._secrets = {k: Secret(v) for k, v in (secrets or {}).items()}
@@ -86,14 +87,17 @@ class KeyringStore:
         except (KeyringError, RuntimeError, ImportError, OSError) as exc:
             raise KeyringUnavailable(
                 f"The keyring could not {action} ({type(exc).__name__}: {_first_line(exc)}). "
-                f"{KEYRING_WAY_OUT}") from None
+                f"{KEYRING_WAY_OUT}"
+            ) from None
 
     def get(self, account_id: str) -> Secret | None:
         value = self._call("be read", lambda k: k.get_password(SERVICE, account_id))
         return Secret(value) if value else None
 
     def set(self, account_id: str, secret: Secret) -> None:
-        self._call("store the secret", lambda k: k.set_password(SERVICE, account_id, secret.reveal()))
+        self._call(
+            "store the secret", lambda k: k.set_password(SERVICE, account_id, secret.reveal())
+        )
 
     def delete(self, account_id: str) -> None:
         self._call("delete the secret", lambda k: k.delete_password(SERVICE, account_id))
@@ -120,11 +124,17 @@ def _first_line(exc: BaseException) -> str:
 def run_secret_command(command: str, timeout: float, what: str = "password_command") -> Secret:
     """Run a user's command and take its first line of stdout as the secret."""
     try:
-        proc = subprocess.run(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
-                              capture_output=True, timeout=timeout, text=True)
+        proc = subprocess.run(
+            ["/bin/sh", "-c", command],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            text=True,
+        )
     except subprocess.TimeoutExpired:
-        raise CredentialError(f"{what} did not finish within {timeout:g} s; "
-                              "check that it does not wait for input.") from None
+        raise CredentialError(
+            f"{what} did not finish within {timeout:g} s; check that it does not wait for input."
+        ) from None
     except OSError as exc:
         raise CredentialError(f"{what} could not be started ({exc.strerror}).") from None
     if proc.returncode != 0:
@@ -134,7 +144,9 @@ def run_secret_command(command: str, timeout: float, what: str = "password_comma
     lines = proc.stdout.splitlines()
     secret = lines[0].strip() if lines else ""
     if not secret:
-        raise CredentialError(f"{what} printed nothing; it must print the secret on its first line.")
+        raise CredentialError(
+            f"{what} printed nothing; it must print the secret on its first line."
+        )
     return Secret(secret)
 
 
@@ -156,14 +168,14 @@ class Credentials:
         if account.auth == "oauth2" and account.oauth2_token_command:
             if fresh or account.id not in self._tokens:
                 self._tokens[account.id] = run_secret_command(
-                    account.oauth2_token_command, self.command_timeout, "oauth2_token_command")
+                    account.oauth2_token_command, self.command_timeout, "oauth2_token_command"
+                )
             return self._tokens[account.id]
         if account.password_command:
             return run_secret_command(account.password_command, self.command_timeout)
         secret = self.store.get(account.id)
         if not secret:
-            raise CredentialError(
-                "No password is stored for this account; Reconnect to enter one.")
+            raise CredentialError("No password is stored for this account; Reconnect to enter one.")
         return secret
 
     def forget(self, account_id: str) -> None:

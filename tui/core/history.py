@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from .models import Account, AccountResult, AccountState, ProbeResult
@@ -59,13 +59,20 @@ class Change:
     detail: str
 
     def to_json(self) -> dict:
-        return {"account_id": self.account_id, "at": self.at.isoformat(), "old": self.old.value,
-                "new": self.new.value, "label": self.new.label, "detail": self.detail}
+        return {
+            "account_id": self.account_id,
+            "at": self.at.isoformat(),
+            "old": self.old.value,
+            "new": self.new.value,
+            "label": self.new.label,
+            "detail": self.detail,
+        }
 
 
 @dataclass(frozen=True)
 class Quiet:
     """An alert the user acknowledged (until the status changes) or snoozed (until a time)."""
+
     account_id: str
     kind: str
     status: Status
@@ -95,13 +102,15 @@ def _ts(when: datetime) -> float:
 
 
 def _dt(value: float) -> datetime:
-    return datetime.fromtimestamp(value, timezone.utc)
+    return datetime.fromtimestamp(value, UTC)
 
 
 def _result_json(result: AccountResult | None) -> str | None:
     if result is None:
         return None
-    return json.dumps({p: {**getattr(result, p).to_json(), "protocol": p} for p in ("imap", "smtp")})
+    return json.dumps(
+        {p: {**getattr(result, p).to_json(), "protocol": p} for p in ("imap", "smtp")}
+    )
 
 
 def _result_from(text: str | None, account_id: str) -> AccountResult | None:
@@ -111,16 +120,28 @@ def _result_from(text: str | None, account_id: str) -> AccountResult | None:
 
     def probe(d: dict) -> ProbeResult:
         return ProbeResult(
-            d["protocol"], Status(d["status"]), d["detail"], d["latency_ms"],
-            datetime.fromisoformat(d["checked_at"]), d.get("code"), d.get("message_count"),
+            d["protocol"],
+            Status(d["status"]),
+            d["detail"],
+            d["latency_ms"],
+            datetime.fromisoformat(d["checked_at"]),
+            d.get("code"),
+            d.get("message_count"),
             datetime.fromisoformat(d["cert_not_after"]) if d.get("cert_not_after") else None,
-            mailbox_mark=tuple(d["mailbox_mark"]) if d.get("mailbox_mark") else None)
+            mailbox_mark=tuple(d["mailbox_mark"]) if d.get("mailbox_mark") else None,
+        )
+
     return AccountResult(account_id, probe(data["imap"]), probe(data["smtp"]))
 
 
 def _state_row(state: AccountState) -> tuple:
-    return (state.account.id, state.status.value, _ts(state.since), _result_json(state.result),
-            json.dumps(state.retrying) if state.retrying else None)
+    return (
+        state.account.id,
+        state.status.value,
+        _ts(state.since),
+        _result_json(state.result),
+        json.dumps(state.retrying) if state.retrying else None,
+    )
 
 
 class History:
@@ -132,8 +153,9 @@ class History:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
                 if not os.path.exists(self.path):
                     os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-            self.db = sqlite3.connect(self.path, timeout=2, isolation_level=None,
-                                      check_same_thread=False)
+            self.db = sqlite3.connect(
+                self.path, timeout=2, isolation_level=None, check_same_thread=False
+            )
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             # Reading the schema fails at once on a file that is not a database; a full
@@ -143,7 +165,8 @@ class History:
         except (sqlite3.Error, OSError) as exc:
             raise HistoryUnavailable(
                 f"The history database {self.path} cannot be used ({exc}). Monitoring goes on "
-                f"without history; the file is left as it is: move it aside to start a new one.")
+                f"without history; the file is left as it is: move it aside to start a new one."
+            ) from None
 
     def close(self) -> None:
         self.db.close()
@@ -161,12 +184,16 @@ class History:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany(
                 "INSERT INTO changes (account_id, at, old, new, detail) VALUES (?, ?, ?, ?, ?)",
-                [(c.account_id, _ts(c.at), c.old.value, c.new.value, c.detail) for c in changes])
-            self.db.executemany("INSERT OR REPLACE INTO last_state VALUES (?, ?, ?, ?, ?)",
-                                [_state_row(s) for s in states])
+                [(c.account_id, _ts(c.at), c.old.value, c.new.value, c.detail) for c in changes],
+            )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO last_state VALUES (?, ?, ?, ?, ?)",
+                [_state_row(s) for s in states],
+            )
 
-    def record_change(self, account_id: str, old: Status, new: Status, detail: str,
-                      at: datetime) -> None:
+    def record_change(
+        self, account_id: str, old: Status, new: Status, detail: str, at: datetime
+    ) -> None:
         self.record([Change(account_id, at, old, new, detail)], [])
 
     def forget_account(self, account_id: str) -> None:
@@ -183,12 +210,22 @@ class History:
             self.db.execute("BEGIN IMMEDIATE")
             return self.db.execute(
                 "DELETE FROM changes WHERE at < ? AND id NOT IN (SELECT max(id) FROM changes "
-                "WHERE at < ? GROUP BY account_id)", (cutoff, cutoff)).rowcount
+                "WHERE at < ? GROUP BY account_id)",
+                (cutoff, cutoff),
+            ).rowcount
 
     def set_quiet(self, quiet: Quiet) -> None:
-        self._write("INSERT OR REPLACE INTO quiet VALUES (?, ?, ?, ?, ?, ?)",
-                    (quiet.account_id, quiet.kind, quiet.status.value, quiet.note, _ts(quiet.at),
-                     _ts(quiet.until) if quiet.until else None))
+        self._write(
+            "INSERT OR REPLACE INTO quiet VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                quiet.account_id,
+                quiet.kind,
+                quiet.status.value,
+                quiet.note,
+                _ts(quiet.at),
+                _ts(quiet.until) if quiet.until else None,
+            ),
+        )
 
     def clear_quiet(self, account_id: str) -> None:
         self._write("DELETE FROM quiet WHERE account_id = ?", (account_id,))
@@ -199,31 +236,45 @@ class History:
         by_id = {a.id: a for a in accounts}
         states = {}
         for account_id, status, since, result, retrying in self.db.execute(
-                "SELECT account_id, status, since, result, retrying FROM last_state"):
+            "SELECT account_id, status, since, result, retrying FROM last_state"
+        ):
             if account_id in by_id:
                 states[account_id] = AccountState(
-                    by_id[account_id], Status(status), _result_from(result, account_id),
-                    _dt(since), retrying=tuple(json.loads(retrying)) if retrying else None)
+                    by_id[account_id],
+                    Status(status),
+                    _result_from(result, account_id),
+                    _dt(since),
+                    retrying=tuple(json.loads(retrying)) if retrying else None,
+                )
         return states
 
     def quiet(self) -> dict[str, Quiet]:
-        return {row[0]: Quiet(row[0], row[1], Status(row[2]), row[3], _dt(row[4]),
-                              _dt(row[5]) if row[5] else None)
-                for row in self.db.execute("SELECT * FROM quiet")}
+        return {
+            row[0]: Quiet(
+                row[0], row[1], Status(row[2]), row[3], _dt(row[4]), _dt(row[5]) if row[5] else None
+            )
+            for row in self.db.execute("SELECT * FROM quiet")
+        }
 
     def changes(self, account_id: str | None = None, since: datetime | None = None) -> list[Change]:
-        sql, params = "SELECT account_id, at, old, new, detail FROM changes WHERE at >= ?", [
-            _ts(since) if since else 0.0]
+        sql, params = (
+            "SELECT account_id, at, old, new, detail FROM changes WHERE at >= ?",
+            [_ts(since) if since else 0.0],
+        )
         if account_id:
             sql += " AND account_id = ?"
             params.append(account_id)
-        return [Change(a, _dt(at), Status(old), Status(new), detail)
-                for a, at, old, new, detail in self.db.execute(sql + " ORDER BY at, id", params)]
+        return [
+            Change(a, _dt(at), Status(old), Status(new), detail)
+            for a, at, old, new, detail in self.db.execute(sql + " ORDER BY at, id", params)
+        ]
 
     def status_before(self, account_id: str, when: datetime) -> Status | None:
-        row = self.db.execute("SELECT new FROM changes WHERE account_id = ? AND at < ? "
-                              "ORDER BY at DESC, id DESC LIMIT 1",
-                              (account_id, _ts(when))).fetchone()
+        row = self.db.execute(
+            "SELECT new FROM changes WHERE account_id = ? AND at < ? "
+            "ORDER BY at DESC, id DESC LIMIT 1",
+            (account_id, _ts(when)),
+        ).fetchone()
         return Status(row[0]) if row else None
 
     def uptime(self, account_id: str, window: timedelta, now: datetime) -> float | None:
@@ -247,7 +298,7 @@ class History:
 def timeline(changes: list[Change], now: datetime) -> list[tuple[Change, datetime]]:
     """Each change with the time it ended (the next change, or now), newest first."""
     ends = [c.at for c in changes[1:]] + [now]
-    return list(reversed(list(zip(changes, ends))))
+    return list(reversed(list(zip(changes, ends, strict=True))))
 
 
 class Recorder:
@@ -271,8 +322,9 @@ class Recorder:
             return
         if isinstance(event, StatusChanged):
             state = event.state
-            self._changes.append(Change(event.account_id, state.since, event.old, event.new,
-                                        state.detail))
+            self._changes.append(
+                Change(event.account_id, state.since, event.old, event.new, state.detail)
+            )
             self._states[event.account_id] = state
         elif isinstance(event, AccountChecked):
             self._states[event.state.account.id] = event.state
@@ -293,5 +345,7 @@ class Recorder:
         except sqlite3.Error as exc:
             self.failed = True
             if self.on_failure:
-                self.on_failure(f"History stopped recording ({exc}); monitoring goes on. The "
-                                f"file {self.history.path} is left as it is.")
+                self.on_failure(
+                    f"History stopped recording ({exc}); monitoring goes on. The "
+                    f"file {self.history.path} is left as it is."
+                )

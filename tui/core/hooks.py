@@ -30,8 +30,9 @@ def hook_environment(event: AttentionChanged) -> dict[str, str]:
 
 
 class HookRunner:
-    def __init__(self, command: str, timeout: float = 10.0,
-                 on_failure: Callable[[str], None] | None = None):
+    def __init__(
+        self, command: str, timeout: float = 10.0, on_failure: Callable[[str], None] | None = None
+    ):
         self.command = command
         self.timeout = timeout
         self.on_failure = on_failure
@@ -50,15 +51,19 @@ class HookRunner:
     async def run(self, news: dict[str, str]) -> bool:
         try:
             proc = await asyncio.create_subprocess_shell(
-                self.command, env={**os.environ, **news}, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-                start_new_session=True)  # its own process group, so a timeout stops it all
+                self.command,
+                env={**os.environ, **news},
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )  # its own process group, so a timeout stops it all
         except OSError as exc:
             self._failed(f"could not be started ({exc.strerror})")
             return False
         try:
             _, stderr = await asyncio.wait_for(proc.communicate(), self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -68,8 +73,9 @@ class HookRunner:
             return False
         if proc.returncode != 0:
             reason = stderr.decode("utf-8", "replace").strip().splitlines()
-            self._failed(f"failed with exit code {proc.returncode}"
-                         f"{': ' + reason[0][:200] if reason else ''}")
+            self._failed(
+                f"failed with exit code {proc.returncode}{': ' + reason[0][:200] if reason else ''}"
+            )
             return False
         return True
 

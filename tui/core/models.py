@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .status import Status, worse
 
@@ -12,7 +12,7 @@ AUTH_METHODS = ("password", "oauth2")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -170,8 +170,7 @@ class AccountState:
 TRANSIENT = (Status.NO_SERVICE_CONNECTION, Status.SYNC_ERROR)
 
 
-def certificate_verdict(result: AccountResult, settings: Settings,
-                        now: datetime) -> dict:
+def certificate_verdict(result: AccountResult, settings: Settings, now: datetime) -> dict:
     """cert_warning (words), cert_alert and cert_days for the nearer certificate expiry, as
     AccountState fields; empty when neither certificate is close to expiring."""
     nearest = None
@@ -184,7 +183,13 @@ def certificate_verdict(result: AccountResult, settings: Settings,
     if days > settings.cert_warn_days:
         return {}
     when = f"{nearest[0]:%Y-%m-%d}"
-    words = (f"{nearest[1]} certificate expired on {when}" if days < 0 else
-             f"{nearest[1]} certificate expires in {max(days, 0):.0f} days ({when})")
-    return {"cert_warning": words, "cert_alert": days <= settings.cert_alert_days,
-            "cert_days": max(0, round(days))}
+    words = (
+        f"{nearest[1]} certificate expired on {when}"
+        if days < 0
+        else f"{nearest[1]} certificate expires in {max(days, 0):.0f} days ({when})"
+    )
+    return {
+        "cert_warning": words,
+        "cert_alert": days <= settings.cert_alert_days,
+        "cert_days": max(0, round(days)),
+    }

@@ -13,19 +13,29 @@ from dataclasses import dataclass, replace
 
 from .check import check_account
 from .credentials import Credentials
-from .models import (TRANSIENT, Account, AccountResult, AccountState, Settings,
-                     certificate_verdict, utcnow)
+from .models import (
+    TRANSIENT,
+    Account,
+    AccountResult,
+    AccountState,
+    Settings,
+    certificate_verdict,
+    utcnow,
+)
 from .status import Status
 
 AUTO_STOP_AFTER = 3
-AUTO_STOP_REASON = ("Stopped after the server rejected the credentials {n} times in a row, so the "
-                    "provider does not lock the account. Reconnect with new credentials, or resume.")
+AUTO_STOP_REASON = (
+    "Stopped after the server rejected the credentials {n} times in a row, so the "
+    "provider does not lock the account. Reconnect with new credentials, or resume."
+)
 USER_STOP_REASON = "Stopped by you. Resume to check it again."
 
 
 @dataclass(frozen=True)
 class AccountChecked:
     """Every finished check (keeps 'last checked' fresh)."""
+
     state: AccountState
 
 
@@ -41,6 +51,7 @@ class StatusChanged:
 class AttentionChanged:
     """An alert was raised (needs_attention became true) or recovered from; what hooks and
     toasts announce. A transient failure raises one only after `alert_after` in a row."""
+
     raised: bool
     state: AccountState
     previous: AccountState
@@ -50,16 +61,18 @@ Event = AccountChecked | StatusChanged | AttentionChanged
 Checker = Callable[..., Awaitable[AccountResult]]
 
 
-async def _default_checker(account: Account, timeout: float, credentials: Credentials,
-                           mark: tuple[int, int] | None = None) -> AccountResult:
+async def _default_checker(
+    account: Account, timeout: float, credentials: Credentials, mark: tuple[int, int] | None = None
+) -> AccountResult:
     return await check_account(account, timeout, credentials=credentials, mark=mark)
 
 
 def _initial_state(account: Account, last_known: AccountState | None = None) -> AccountState:
     """Stopped if the user stopped it; else what the history last knew, marked stale."""
     if account.stopped:
-        return AccountState(account, Status.STOPPED, stopped_reason=USER_STOP_REASON,
-                            stopped_by_user=True)
+        return AccountState(
+            account, Status.STOPPED, stopped_reason=USER_STOP_REASON, stopped_by_user=True
+        )
     if last_known is not None and last_known.status not in (Status.CHECKING, Status.STOPPED):
         return replace(last_known, account=account, stale=True)
     return AccountState(account)
@@ -77,10 +90,18 @@ class _Slot:
 
 
 class Monitor:
-    def __init__(self, accounts: list[Account], settings: Settings, credentials: Credentials, *,
-                 checker: Checker = _default_checker, jitter: float = 0.1,
-                 retry_base: float = 15.0, first_spread: float = 0.0,
-                 last_known: dict[str, AccountState] | None = None):
+    def __init__(
+        self,
+        accounts: list[Account],
+        settings: Settings,
+        credentials: Credentials,
+        *,
+        checker: Checker = _default_checker,
+        jitter: float = 0.1,
+        retry_base: float = 15.0,
+        first_spread: float = 0.0,
+        last_known: dict[str, AccountState] | None = None,
+    ):
         self.settings = settings
         self.credentials = credentials
         self.checker = checker
@@ -88,7 +109,8 @@ class Monitor:
         self.retry_base = retry_base
         self.first_spread = first_spread
         self.states: dict[str, AccountState] = {
-            a.id: _initial_state(a, (last_known or {}).get(a.id)) for a in accounts}
+            a.id: _initial_state(a, (last_known or {}).get(a.id)) for a in accounts
+        }
         self._slots: dict[str, _Slot] = {}
         self._subscribers: list[Callable[[Event], None]] = []
         self._gate = asyncio.Semaphore(settings.concurrency)
@@ -126,8 +148,9 @@ class Monitor:
         if slot.mark is None and known is not None:
             slot.mark = known.imap.mailbox_mark  # from the history: survives a restart
         if slot.task is None or slot.task.done():
-            slot.task = asyncio.create_task(self._run_account(account_id, slot),
-                                            name=f"monitor:{account_id}")
+            slot.task = asyncio.create_task(
+                self._run_account(account_id, slot), name=f"monitor:{account_id}"
+            )
 
     # --- what the faces call ----------------------------------------------------------------
 
@@ -143,8 +166,15 @@ class Monitor:
 
     def stop(self, account_id: str, reason: str = USER_STOP_REASON, by_user: bool = True) -> None:
         state = self.states[account_id]
-        self._set(replace(state, status=Status.STOPPED, since=utcnow(), stopped_reason=reason,
-                          stopped_by_user=by_user))
+        self._set(
+            replace(
+                state,
+                status=Status.STOPPED,
+                since=utcnow(),
+                stopped_reason=reason,
+                stopped_by_user=by_user,
+            )
+        )
 
     def resume(self, account_id: str) -> None:
         state = self.states[account_id]
@@ -153,8 +183,15 @@ class Monitor:
         slot = self._slots.get(account_id)
         if slot:
             slot.rejections = slot.failures = 0
-        self._set(replace(state, status=Status.CHECKING, since=utcnow(), stopped_reason=None,
-                          stopped_by_user=False))
+        self._set(
+            replace(
+                state,
+                status=Status.CHECKING,
+                since=utcnow(),
+                stopped_reason=None,
+                stopped_by_user=False,
+            )
+        )
         self.check_now(account_id)
 
     def add(self, account: Account) -> None:
@@ -192,7 +229,7 @@ class Monitor:
             if delay > 0:
                 try:
                     await asyncio.wait_for(slot.wake.wait(), delay)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             slot.wake.clear()
             state = self.states.get(account_id)
@@ -204,9 +241,12 @@ class Monitor:
             # While sync (IMAP) fails, ask for what arrives meanwhile once it works again.
             syncing = state.result is None or state.result.imap.status is Status.CONNECTED
             async with self._gate:
-                result = await self.checker(state.account, self.settings.timeout,
-                                            self.credentials,
-                                            mark=None if syncing else slot.mark)
+                result = await self.checker(
+                    state.account,
+                    self.settings.timeout,
+                    self.credentials,
+                    mark=None if syncing else slot.mark,
+                )
             delay = self._apply(account_id, slot, result)
 
     def _apply(self, account_id: str, slot: _Slot, result: AccountResult) -> float:
@@ -220,8 +260,9 @@ class Monitor:
             return interval
         status = result.status
         slot.failures = slot.failures + 1 if status in TRANSIENT else 0
-        rejected = status is Status.INVALID_CREDENTIALS and (result.imap.reached_server
-                                                            or result.smtp.reached_server)
+        rejected = status is Status.INVALID_CREDENTIALS and (
+            result.imap.reached_server or result.smtp.reached_server
+        )
         if rejected:
             self.credentials.forget(account_id)
         slot.rejections = slot.rejections + 1 if rejected else 0
@@ -229,17 +270,31 @@ class Monitor:
             slot.mark = result.imap.mailbox_mark
         alert_after = self.settings.alert_after
         # An account already in an alert stays one; a fresh transient failure waits its turn.
-        retrying = ((slot.failures, alert_after) if status in TRANSIENT and
-                    slot.failures < alert_after and not state.needs_attention else None)
-        cert = {"cert_warning": None, "cert_alert": False, "cert_days": None,
-                **certificate_verdict(result, self.settings, utcnow())}
+        retrying = (
+            (slot.failures, alert_after)
+            if status in TRANSIENT and slot.failures < alert_after and not state.needs_attention
+            else None
+        )
+        cert = {
+            "cert_warning": None,
+            "cert_alert": False,
+            "cert_days": None,
+            **certificate_verdict(result, self.settings, utcnow()),
+        }
         if result.imap.missed is not None:
             missed = result.imap.missed  # sync works again: this is what it had missed
         else:
             missed = state.missed if status is state.status else None
-        new_state = replace(state, status=status, result=result, stale=False, retrying=retrying,
-                            missed=missed, **cert,
-                            since=state.since if status is state.status else utcnow())
+        new_state = replace(
+            state,
+            status=status,
+            result=result,
+            stale=False,
+            retrying=retrying,
+            missed=missed,
+            **cert,
+            since=state.since if status is state.status else utcnow(),
+        )
         self._set(new_state)
         if slot.rejections >= AUTO_STOP_AFTER:
             self.stop(account_id, AUTO_STOP_REASON.format(n=slot.rejections), by_user=False)
@@ -257,7 +312,10 @@ class Monitor:
         if new_state.result is not None and (old is None or old.result is not new_state.result):
             self._emit(AccountChecked(new_state))
         if old is None or old.status is not new_state.status:
-            self._emit(StatusChanged(account_id, old.status if old else Status.CHECKING,
-                                     new_state.status, new_state))
+            self._emit(
+                StatusChanged(
+                    account_id, old.status if old else Status.CHECKING, new_state.status, new_state
+                )
+            )
         if old is not None and old.needs_attention != new_state.needs_attention:
             self._emit(AttentionChanged(new_state.needs_attention, new_state, old))

@@ -42,8 +42,9 @@ def group_outages(alerts: list[AccountState]) -> tuple[list[Outage], list[Accoun
     outages = []
     for host, states in sorted(by_host.items()):
         starts = sorted(s.since for s in states)
-        clustered = any(sum(1 for t in starts if first <= t <= first + WINDOW) >= MINIMUM
-                        for first in starts)
+        clustered = any(
+            sum(1 for t in starts if first <= t <= first + WINDOW) >= MINIMUM for first in starts
+        )
         if clustered:
             outages.append(Outage(host, tuple(sorted(states, key=lambda s: s.account.email))))
     grouped = {s.account.id for o in outages for s in o.accounts}

@@ -12,8 +12,9 @@ from .status import EXIT_CODE, EXIT_CRITICAL, EXIT_OK, EXIT_WARNING, Status
 EXIT_WORDS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
 
 
-def states_from(accounts: list[Account], results: list[AccountResult],
-                settings: Settings) -> list[AccountState]:
+def states_from(
+    accounts: list[Account], results: list[AccountResult], settings: Settings
+) -> list[AccountState]:
     """Checked accounts take their result and certificate verdict; accounts the user stopped
     stay Stopped, unchecked."""
     by_id = {r.account_id: r for r in results}
@@ -21,12 +22,16 @@ def states_from(accounts: list[Account], results: list[AccountResult],
     states = []
     for a in accounts:
         if a.id not in by_id:
-            states.append(AccountState(a, Status.STOPPED, stopped_reason=USER_STOP_REASON,
-                                       stopped_by_user=True))
+            states.append(
+                AccountState(
+                    a, Status.STOPPED, stopped_reason=USER_STOP_REASON, stopped_by_user=True
+                )
+            )
             continue
         result = by_id[a.id]
-        states.append(AccountState(a, result.status, result,
-                                   **certificate_verdict(result, settings, now)))
+        states.append(
+            AccountState(a, result.status, result, **certificate_verdict(result, settings, now))
+        )
     return states
 
 
@@ -39,7 +44,9 @@ def _account_code(state: AccountState) -> int:
     """A connected account is judged by its certificate; an account the user stopped on
     purpose is no alert; any other status by its exit code."""
     if state.status is Status.CONNECTED:
-        return EXIT_CRITICAL if state.cert_alert else EXIT_WARNING if state.cert_warning else EXIT_OK
+        return (
+            EXIT_CRITICAL if state.cert_alert else EXIT_WARNING if state.cert_warning else EXIT_OK
+        )
     return EXIT_CODE[state.status] if state.needs_attention else EXIT_OK
 
 
@@ -65,16 +72,20 @@ def summary(states: list[AccountState]) -> dict:
     return {
         "total": len(states),
         "needs_attention": sum(s.needs_attention for s in states),
-        "by_status": {status.value: counts.get(status.value, 0) for status in Status
-                      if status is not Status.CHECKING},
+        "by_status": {
+            status.value: counts.get(status.value, 0)
+            for status in Status
+            if status is not Status.CHECKING
+        },
         "exit_code": code,
         "state": EXIT_WORDS[code],
     }
 
 
 def as_json(states: list[AccountState]) -> str:
-    return json.dumps({"accounts": [account_json(s) for s in states], "summary": summary(states)},
-                      indent=2)
+    return json.dumps(
+        {"accounts": [account_json(s) for s in states], "summary": summary(states)}, indent=2
+    )
 
 
 def as_line(states: list[AccountState]) -> str:
@@ -94,4 +105,3 @@ def as_line(states: list[AccountState]) -> str:
     if latencies:
         perf += f" max_latency_ms={max(latencies)}ms"
     return f"CONNECTED EMAILS {info['state']} - {text} | {perf}"
-

@@ -9,8 +9,9 @@ from .credentials import Credentials
 from .models import Account, AccountResult, Settings
 
 
-async def sweep(accounts: list[Account], settings: Settings,
-                credentials: Credentials) -> list[AccountResult]:
+async def sweep(
+    accounts: list[Account], settings: Settings, credentials: Credentials
+) -> list[AccountResult]:
     gate = asyncio.Semaphore(settings.concurrency)
 
     async def one(account: Account) -> AccountResult:

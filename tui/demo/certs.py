@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import ssl
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 
 class Certs:
-    """A CA written to `directory/ca.pem` (the accounts' ca_file) and server contexts signed by it."""
+    """A CA written to `directory/ca.pem` (the accounts' ca_file) and server contexts it signs."""
 
     def __init__(self, directory: Path):
         import trustme
@@ -20,7 +20,7 @@ class Certs:
 
     def context(self, kind: str = "good", days_left: float | None = None) -> ssl.SSLContext:
         """Server context: good, expired, wrong_host, untrusted; or good expiring in `days_left`."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         ca, names, not_before, not_after = self.ca, ("127.0.0.1", "localhost"), None, None
         if kind == "expired":
             not_before, not_after = now - timedelta(days=30), now - timedelta(days=1)

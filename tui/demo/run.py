@@ -24,8 +24,10 @@ class Demo:
             from .certs import Certs
             from .servers import HOST, Mailboxes, ScriptedImap, ServerThread, SmtpUsers, serve_smtp
         except ImportError as exc:
-            raise SystemExit(f"The demo needs its loopback servers ({exc.name} is missing): "
-                             f"pip install 'connected-emails[demo]', or run make demo.") from None
+            raise SystemExit(
+                f"The demo needs its loopback servers ({exc.name} is missing): "
+                f"pip install 'connected-emails[demo]', or run make demo."
+            ) from None
         ports = iter(range(base_port, base_port + 50)) if base_port else None
 
         def port() -> int:
@@ -34,51 +36,95 @@ class Demo:
         self.servers = ServerThread()
         certs = Certs(folder)
         good = certs.context()
-        emails = {i: f"{i}@demo.example" for i in (
-            "sales", "support", BROKEN_ID, "archive", "relay", "legacy", "newsletter", "invoices",
-            "crm-east", "crm-west", "crm-north", "paused")}
+        emails = {
+            i: f"{i}@demo.example"
+            for i in (
+                "sales",
+                "support",
+                BROKEN_ID,
+                "archive",
+                "relay",
+                "legacy",
+                "newsletter",
+                "invoices",
+                "crm-east",
+                "crm-west",
+                "crm-north",
+                "paused",
+            )
+        }
         self.mailboxes = Mailboxes(self.servers, {e: DEMO_PASSWORD for e in emails.values()})
         self.mailboxes.deliver(emails["sales"], b"Subject: Welcome\r\n\r\nHello from the demo.\r\n")
         smtp_users = SmtpUsers({e: DEMO_PASSWORD for e in emails.values()})
         imap_tls = Endpoint(HOST, self.mailboxes.serve(good, port()), "tls")
-        smtp_tls = Endpoint(HOST, serve_smtp(self.servers, smtp_users, mode="tls", context=good,
-                                             port=port()), "tls")
-        smtp_starttls = Endpoint(HOST, serve_smtp(self.servers, smtp_users, mode="starttls",
-                                                  context=good, port=port()), "starttls")
+        smtp_tls = Endpoint(
+            HOST, serve_smtp(self.servers, smtp_users, mode="tls", context=good, port=port()), "tls"
+        )
+        smtp_starttls = Endpoint(
+            HOST,
+            serve_smtp(self.servers, smtp_users, mode="starttls", context=good, port=port()),
+            "starttls",
+        )
         outage_port = port() or 2525  # nothing listens on 127.0.0.2
         over_quota = ScriptedImap(examine_reply="NO [OVERQUOTA] Mailbox is over quota")
         no_login = ScriptedImap("IMAP4rev1 LOGINDISABLED")
 
-        def account(account_id: str, imap: Endpoint = imap_tls, smtp: Endpoint = smtp_tls,
-                    provider: str = "custom", stopped: bool = False) -> Account:
-            return Account(account_id, emails[account_id], imap, smtp, provider=provider,
-                           ca_file=certs.ca_file, stopped=stopped,
-                           allow_plaintext="none" in (imap.security, smtp.security))
+        def account(
+            account_id: str,
+            imap: Endpoint = imap_tls,
+            smtp: Endpoint = smtp_tls,
+            provider: str = "custom",
+            stopped: bool = False,
+        ) -> Account:
+            return Account(
+                account_id,
+                emails[account_id],
+                imap,
+                smtp,
+                provider=provider,
+                ca_file=certs.ca_file,
+                stopped=stopped,
+                allow_plaintext="none" in (imap.security, smtp.security),
+            )
 
         self.accounts = [
             account("sales"),
             account("support", smtp=smtp_starttls, provider="fastmail"),
             account(BROKEN_ID),  # its stored password is wrong: Reconnect fixes it
-            account("archive", imap=Endpoint(HOST, self.servers.serve(over_quota, port=port()),
-                                             "none")),
+            account(
+                "archive", imap=Endpoint(HOST, self.servers.serve(over_quota, port=port()), "none")
+            ),
             account("relay", smtp=Endpoint(HOST, _nothing_listens(port()), "tls")),
-            account("legacy", imap=Endpoint(HOST, self.servers.serve(no_login, port=port()),
-                                            "none")),
-            account("newsletter", imap=Endpoint(HOST, self.mailboxes.serve(
-                certs.context("expired"), port()), "tls")),
-            account("invoices", imap=Endpoint(HOST, self.mailboxes.serve(
-                certs.context(days_left=10), port()), "tls")),
+            account(
+                "legacy", imap=Endpoint(HOST, self.servers.serve(no_login, port=port()), "none")
+            ),
+            account(
+                "newsletter",
+                imap=Endpoint(HOST, self.mailboxes.serve(certs.context("expired"), port()), "tls"),
+            ),
+            account(
+                "invoices",
+                imap=Endpoint(
+                    HOST, self.mailboxes.serve(certs.context(days_left=10), port()), "tls"
+                ),
+            ),
             # Three accounts on one provider host that is down: one outage, not three prompts.
-            *(account(name, imap=Endpoint(OUTAGE_HOST, outage_port, "tls"),
-                      smtp=Endpoint(OUTAGE_HOST, outage_port, "tls"))
-              for name in ("crm-east", "crm-west", "crm-north")),
+            *(
+                account(
+                    name,
+                    imap=Endpoint(OUTAGE_HOST, outage_port, "tls"),
+                    smtp=Endpoint(OUTAGE_HOST, outage_port, "tls"),
+                )
+                for name in ("crm-east", "crm-west", "crm-north")
+            ),
             account("paused", stopped=True),
         ]
         secrets = {a.id: DEMO_PASSWORD for a in self.accounts}
         secrets[BROKEN_ID] = "an-old-password"
         self.store = MemoryStore(secrets)
-        self.config = Config(folder / "accounts.toml", Settings(poll_interval=60, timeout=5),
-                             self.accounts)
+        self.config = Config(
+            folder / "accounts.toml", Settings(poll_interval=60, timeout=5), self.accounts
+        )
         save(self.config)  # in the demo's temp folder: edits there work as they do for real
         self.history = self._history()
 
@@ -98,11 +144,14 @@ class Demo:
         # On the servers' loop: the caller may be inside an event loop of its own.
         result = self.servers.call(check_account(billing, 5, secret=Secret(DEMO_PASSWORD)))
         for n in (1, 2):
-            self.mailboxes.deliver(billing.email, f"Subject: Invoice {n}\r\n\r\nPay me.\r\n"
-                                   .encode())
+            self.mailboxes.deliver(
+                billing.email, f"Subject: Invoice {n}\r\n\r\nPay me.\r\n".encode()
+            )
         since = utcnow() - timedelta(hours=26)
-        history.record([Change(billing.id, since, Status.CHECKING, Status.CONNECTED, "")],
-                       [AccountState(billing, result.status, result, since)])
+        history.record(
+            [Change(billing.id, since, Status.CHECKING, Status.CONNECTED, "")],
+            [AccountState(billing, result.status, result, since)],
+        )
         return history
 
     def close(self) -> None:
@@ -118,8 +167,10 @@ def _nothing_listens(port: int) -> int:
 
 OUTAGE_HOST = "127.0.0.2"
 
-BANNER = (f"Demo on 127.0.0.1; nothing of yours is touched. {BROKEN_ID}@demo.example has a "
-          f"wrong password: select it, press r, type [b]{DEMO_PASSWORD}[/b], press F2.")
+BANNER = (
+    f"Demo on 127.0.0.1; nothing of yours is touched. {BROKEN_ID}@demo.example has a "
+    f"wrong password: select it, press r, type [b]{DEMO_PASSWORD}[/b], press F2."
+)
 
 
 def make_demo_app(folder: Path, base_port: int | None = None, **options):
@@ -127,8 +178,14 @@ def make_demo_app(folder: Path, base_port: int | None = None, **options):
 
     demo = Demo(folder, base_port)
     # Retry a failed connection after 2 s, so the demo's alerts show within seconds.
-    app = ConnectedEmailsApp(demo.config, demo.store, banner=BANNER, history=demo.history,
-                             monitor_options={"retry_base": 2.0}, **options)
+    app = ConnectedEmailsApp(
+        demo.config,
+        demo.store,
+        banner=BANNER,
+        history=demo.history,
+        monitor_options={"retry_base": 2.0},
+        **options,
+    )
     app.demo = demo
     return app
 

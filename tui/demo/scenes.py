@@ -36,10 +36,16 @@ async def _settle(pilot: Pilot) -> None:
     app.notify = lambda *args, **kwargs: None
     await _until(pilot, lambda: app.screen_stack[0].query("#accounts"))
     table = app.screen_stack[0].query_one("#accounts")
-    await _until(pilot, lambda: all(
-        s.status is not Status.CHECKING and not s.retrying and not s.stale
-        and str(table.get_cell(i, "status")) == str(state_cell(s))
-        for i, s in app.monitor.states.items()))
+    await _until(
+        pilot,
+        lambda: all(
+            s.status is not Status.CHECKING
+            and not s.retrying
+            and not s.stale
+            and str(table.get_cell(i, "status")) == str(state_cell(s))
+            for i, s in app.monitor.states.items()
+        ),
+    )
     app.clear_notifications()
     frozen = utcnow() + timedelta(seconds=65)
     app.clock = lambda: frozen
@@ -73,8 +79,13 @@ async def reconnect_tested(pilot: Pilot) -> None:
     await pilot.press(*DEMO_PASSWORD)
     await pilot.press("f5")
     form = pilot.app.screen
-    await _until(pilot, lambda: form.query_one("#form-result").loading is False
-                 and "Test passed" in str(form.query_one("#form-result").content.renderables[-1]))
+    await _until(
+        pilot,
+        lambda: (
+            form.query_one("#form-result").loading is False
+            and "Test passed" in str(form.query_one("#form-result").content.renderables[-1])
+        ),
+    )
     await _steady(pilot)
 
 
@@ -97,6 +108,10 @@ async def help_screen(pilot: Pilot) -> None:
 
 # What the snapshot tests compare: every view whose text does not hold the wall-clock time.
 SCENES: dict[str, Callable[[Pilot], Awaitable[None]]] = {
-    "main": main_screen, "alerts": alerts, "reconnect": reconnect_tested, "help": help_screen}
+    "main": main_screen,
+    "alerts": alerts,
+    "reconnect": reconnect_tested,
+    "help": help_screen,
+}
 # What the README shows: the same, and the history, whose rows carry real times.
 SCREENSHOTS = {**SCENES, "history": history}

@@ -18,6 +18,7 @@ import warnings
 from argparse import Namespace
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC
 
 HOST = "127.0.0.1"
 
@@ -48,9 +49,12 @@ class ServerThread:
     def call(self, coro: Awaitable, timeout: float = 30):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    async def _serve(self, handler, ssl_context: ssl.SSLContext | None = None, port: int = 0) -> int:
-        server = await asyncio.start_server(handler, HOST, port, ssl=ssl_context,
-                                            ssl_handshake_timeout=5 if ssl_context else None)
+    async def _serve(
+        self, handler, ssl_context: ssl.SSLContext | None = None, port: int = 0
+    ) -> int:
+        server = await asyncio.start_server(
+            handler, HOST, port, ssl=ssl_context, ssl_handshake_timeout=5 if ssl_context else None
+        )
         self._servers.append(server)
         return server.sockets[0].getsockname()[1]
 
@@ -58,12 +62,17 @@ class ServerThread:
         """Start a stream server with `handler(reader, writer)`; returns its port."""
         return self.call(self._serve(handler, ssl_context, port))
 
-    def serve_protocol(self, factory: Callable[[], asyncio.Protocol],
-                       ssl_context: ssl.SSLContext | None = None, port: int = 0) -> int:
+    def serve_protocol(
+        self,
+        factory: Callable[[], asyncio.Protocol],
+        ssl_context: ssl.SSLContext | None = None,
+        port: int = 0,
+    ) -> int:
         async def start():
             server = await self.loop.create_server(factory, HOST, port, ssl=ssl_context)
             self._servers.append(server)
             return server.sockets[0].getsockname()[1]
+
         return self.call(start())
 
     def close(self) -> None:
@@ -72,6 +81,7 @@ class ServerThread:
                 server.close()
             for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
                 task.cancel()
+
         try:
             self.call(stop(), timeout=5)
         finally:
@@ -88,6 +98,7 @@ def closed_port() -> int:
 
 # --- pymap -----------------------------------------------------------------------------------
 
+
 class Mailboxes:
     """A pymap dict backend with users and passwords, served on as many ports as wanted."""
 
@@ -102,12 +113,21 @@ class Mailboxes:
 
         self.servers = servers
         args = Namespace(passlib_cfg=None, proxy_protocol=None, debug=False)
-        self.config = QuietConfig(args, host=HOST, port=0, demo_data=False, demo_user="-",
-                                  demo_password="-", tls_enabled=False, invalid_user_sleep=0,
-                                  reject_dnsbl=False, bad_command_limit=None,
-                                  # 500,000 PBKDF2 rounds cost 0.15 s a login: fine for a real
-                                  # server, but it would make the loopback one the bottleneck.
-                                  hash_context=BuiltinHash(rounds=1000))
+        self.config = QuietConfig(
+            args,
+            host=HOST,
+            port=0,
+            demo_data=False,
+            demo_user="-",
+            demo_password="-",
+            tls_enabled=False,
+            invalid_user_sleep=0,
+            reject_dnsbl=False,
+            bad_command_limit=None,
+            # 500,000 PBKDF2 rounds cost 0.15 s a login: fine for a real
+            # server, but it would make the loopback one the bottleneck.
+            hash_context=BuiltinHash(rounds=1000),
+        )
         self.login = Login(self.config)
         for user, password in users.items():
             self.set_password(user, password)
@@ -118,11 +138,12 @@ class Mailboxes:
         async def put():
             hashed = await Passwords(self.config).hash_password(password)
             self.login.users_dict[user] = UserMetadata(self.config, user, password=hashed)
+
         self.servers.call(put())
 
     def deliver(self, user: str, message: bytes) -> None:
         """Append a message to the user's INBOX, as delivery would."""
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         from pymap.backend.dict import Identity
         from pymap.parsing.message import AppendMessage
@@ -131,7 +152,8 @@ class Mailboxes:
             identity = Identity(user, self.login, None, frozenset())
             async with identity.new_session() as session:
                 inbox = await session.mailbox_set.get_mailbox("INBOX")
-                await inbox.append(AppendMessage(message, datetime.now(timezone.utc), frozenset()))
+                await inbox.append(AppendMessage(message, datetime.now(UTC), frozenset()))
+
         self.servers.call(append())
 
     def serve(self, tls: ssl.SSLContext | None = None, port: int = 0) -> int:
@@ -145,6 +167,7 @@ class Mailboxes:
 
 
 # --- aiosmtpd --------------------------------------------------------------------------------
+
 
 class _Sink:
     async def handle_DATA(self, server, session, envelope):
@@ -166,18 +189,32 @@ class SmtpUsers:
         return AuthResult(success=False, handled=False)
 
 
-def serve_smtp(servers: ServerThread, users: SmtpUsers | None, *, mode: str = "none",
-               context: ssl.SSLContext | None = None, port: int = 0) -> int:
+def serve_smtp(
+    servers: ServerThread,
+    users: SmtpUsers | None,
+    *,
+    mode: str = "none",
+    context: ssl.SSLContext | None = None,
+    port: int = 0,
+) -> int:
     """aiosmtpd with AUTH (when `users`) in mode none, tls (implicit) or starttls."""
     from aiosmtpd.smtp import SMTP
 
     handler = _XOAuthSink(users) if users else _Sink()
 
     def factory():
-        return SMTP(handler, hostname="smtp.loopback", ident="loopback ESMTP",
-                    authenticator=users, auth_required=False, auth_require_tls=False,
-                    tls_context=context if mode == "starttls" else None,
-                    require_starttls=False, loop=servers.loop)
+        return SMTP(
+            handler,
+            hostname="smtp.loopback",
+            ident="loopback ESMTP",
+            authenticator=users,
+            auth_required=False,
+            auth_require_tls=False,
+            tls_context=context if mode == "starttls" else None,
+            require_starttls=False,
+            loop=servers.loop,
+        )
+
     return servers.serve_protocol(factory, context if mode == "tls" else None, port)
 
 
@@ -196,20 +233,25 @@ class _XOAuthSink(_Sink):
                 return AuthResult(success=False, handled=True)
         else:
             blob = base64.b64decode(args[1])
-        fields = dict(part.split("=", 1) for part in blob.decode("utf-8", "replace").split("\x01")
-                      if "=" in part)
+        fields = dict(
+            part.split("=", 1)
+            for part in blob.decode("utf-8", "replace").split("\x01")
+            if "=" in part
+        )
         user = fields.get("user", "")
         token = fields.get("auth", "").removeprefix("Bearer ")
         if user in self.users.tokens and self.users.tokens[user] == token:
             return AuthResult(success=True, auth_data=user)
-        error = json.dumps({"status": "invalid_token", "schemes": "Bearer",
-                            "scope": "https://mail.google.com/"})
+        error = json.dumps(
+            {"status": "invalid_token", "schemes": "Bearer", "scope": "https://mail.google.com/"}
+        )
         await server.challenge_auth(base64.b64encode(error.encode()).decode(), encode_to_b64=False)
         await server.push("535 5.7.8 Username and Password not accepted")
         return AuthResult(success=False, handled=True)
 
 
 # --- scripted servers that misbehave -----------------------------------------------------------
+
 
 async def _drain(reader: asyncio.StreamReader) -> None:
     try:
@@ -265,6 +307,7 @@ def fault(kind: str, text: bytes = b"") -> Callable:
             pass
         finally:
             _close(writer)
+
     return handler
 
 
@@ -317,7 +360,9 @@ class ScriptedImap:
         await writer.drain()
         blob = base64.b64decode((await reader.readline()).strip() or b"")
         text = blob.decode("utf-8", "replace")
-        token = text.split("auth=Bearer ", 1)[-1].split("\x01", 1)[0] if "auth=Bearer " in text else ""
+        token = (
+            text.split("auth=Bearer ", 1)[-1].split("\x01", 1)[0] if "auth=Bearer " in text else ""
+        )
         user = ""
         for part in text.replace(",", "\x01").split("\x01"):
             if part.startswith("user="):
@@ -327,8 +372,9 @@ class ScriptedImap:
         if user in self.tokens and self.tokens[user] == token:
             writer.write(f"{tag} OK [CAPABILITY IMAP4rev1] authenticated\r\n".encode())
             return
-        error = json.dumps({"status": "invalid_token", "schemes": "bearer",
-                            "scope": "https://mail.google.com/"})
+        error = json.dumps(
+            {"status": "invalid_token", "schemes": "bearer", "scope": "https://mail.google.com/"}
+        )
         writer.write(b"+ " + base64.b64encode(error.encode()) + b"\r\n")
         await writer.drain()
         await reader.readline()  # the client's empty answer to the error challenge
@@ -348,8 +394,10 @@ class ScriptedSmtp:
                 verb = line.decode("ascii", "replace").strip().split(" ")[0].upper()
                 if verb == "EHLO":
                     lines = ["scripted", *self.extensions]
-                    reply = "".join(f"250{'-' if i < len(lines) - 1 else ' '}{text}\r\n"
-                                    for i, text in enumerate(lines))
+                    reply = "".join(
+                        f"250{'-' if i < len(lines) - 1 else ' '}{text}\r\n"
+                        for i, text in enumerate(lines)
+                    )
                     writer.write(reply.encode())
                 elif verb == "QUIT":
                     writer.write(b"221 bye\r\n")

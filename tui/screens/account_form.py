@@ -20,42 +20,97 @@ from ..core.status import Status
 from ..format import protocol_line
 from .confirm import ConfirmScreen
 
+
 def _confirm_saving_failure(result: AccountResult) -> ConfirmScreen:
     return ConfirmScreen(
         "Save settings that failed the test?",
         f"The test says {result.status.label}: {result.detail}\n\nSaving replaces the stored "
         f"credentials with these, and the account will keep failing until it is fixed.",
-        yes="Save anyway", no="Go back")
+        yes="Save anyway",
+        no="Go back",
+    )
 
 
 TITLES = {"new": "New account", "edit": "Edit account", "reconnect": "Reconnect"}
 # Which rows each mode shows. Reconnect is about credentials and where to reach the servers.
 ROWS = {
-    "new": ("id", "email", "provider", "auth", "username", "password", "password_command",
-            "oauth2_token_command", "imap", "smtp", "allow_plaintext"),
-    "edit": ("email", "provider", "auth", "username", "password", "password_command",
-             "oauth2_token_command", "imap", "smtp", "allow_plaintext"),
+    "new": (
+        "id",
+        "email",
+        "provider",
+        "auth",
+        "username",
+        "password",
+        "password_command",
+        "oauth2_token_command",
+        "imap",
+        "smtp",
+        "allow_plaintext",
+    ),
+    "edit": (
+        "email",
+        "provider",
+        "auth",
+        "username",
+        "password",
+        "password_command",
+        "oauth2_token_command",
+        "imap",
+        "smtp",
+        "allow_plaintext",
+    ),
     "reconnect": ("username", "password", "imap", "smtp"),
 }
-LABELS = {"id": "Id", "email": "Email", "provider": "Provider", "auth": "Auth",
-          "username": "Username", "password": "Password", "password_command": "Password cmd",
-          "oauth2_token_command": "Token cmd", "imap": "IMAP (sync)", "smtp": "SMTP (send)",
-          "allow_plaintext": "Plain text"}
+LABELS = {
+    "id": "Id",
+    "email": "Email",
+    "provider": "Provider",
+    "auth": "Auth",
+    "username": "Username",
+    "password": "Password",
+    "password_command": "Password cmd",
+    "oauth2_token_command": "Token cmd",
+    "imap": "IMAP (sync)",
+    "smtp": "SMTP (send)",
+    "allow_plaintext": "Plain text",
+}
 
 
 class AccountFormScreen(ModalScreen[bool]):
     BINDINGS = [
-        Binding("escape", "cancel", "Cancel", id="form-cancel",
-                tooltip="Close without changing anything"),
-        Binding("f5", "test", "Test", id="form-test",
-                tooltip="Check IMAP and SMTP with what is typed, without saving"),
-        Binding("f2", "save", "Save", id="form-save",
-                tooltip="Save; tests first, and asks before saving settings that fail"),
-        Binding("f8", "delete_and_readd", "Delete & re-add", id="form-delete-readd",
-                tooltip="Delete this connection and add it again from a prefilled form"),
+        Binding(
+            "escape",
+            "cancel",
+            "Cancel",
+            id="form-cancel",
+            tooltip="Close without changing anything",
+        ),
+        Binding(
+            "f5",
+            "test",
+            "Test",
+            id="form-test",
+            tooltip="Check IMAP and SMTP with what is typed, without saving",
+        ),
+        Binding(
+            "f2",
+            "save",
+            "Save",
+            id="form-save",
+            tooltip="Save; tests first, and asks before saving settings that fail",
+        ),
+        Binding(
+            "f8",
+            "delete_and_readd",
+            "Delete & re-add",
+            id="form-delete-readd",
+            tooltip="Delete this connection and add it again from a prefilled form",
+        ),
     ]
 
-    def __init__(self, mode: str, account: Account | None = None, *, prefill: Account | None = None):
+    def __init__(
+        self, mode: str, account: Account | None = None, *, prefill: Account | None = None
+    ):
         super().__init__(classes=f"form-{mode}")
         self.mode = mode
         self.original = account
@@ -83,40 +138,81 @@ class AccountFormScreen(ModalScreen[bool]):
                 yield Button("Test F5", id="test", compact=True)
                 yield Button("Save F2", id="save", variant="primary", compact=True)
                 if self.mode == "reconnect":
-                    yield Button("Delete & re-add F8", id="delete-readd", variant="error",
-                                 compact=True)
+                    yield Button(
+                        "Delete & re-add F8", id="delete-readd", variant="error", compact=True
+                    )
                 yield Button("Cancel Esc", id="cancel", compact=True)
 
     def _field(self, row: str, a: Account | None):
         if row == "provider":
-            yield Select([(p.label, p.name) for p in PROVIDERS.values()], id="f-provider",
-                         value=a.provider if a else "custom", allow_blank=False, compact=True)
+            yield Select(
+                [(p.label, p.name) for p in PROVIDERS.values()],
+                id="f-provider",
+                value=a.provider if a else "custom",
+                allow_blank=False,
+                compact=True,
+            )
         elif row == "auth":
-            yield Select([(m, m) for m in AUTH_METHODS], id="f-auth",
-                         value=a.auth if a else "password", allow_blank=False, compact=True)
+            yield Select(
+                [(m, m) for m in AUTH_METHODS],
+                id="f-auth",
+                value=a.auth if a else "password",
+                allow_blank=False,
+                compact=True,
+            )
         elif row in ("imap", "smtp"):
             endpoint = getattr(a, row) if a else None
-            yield Input(endpoint.host if endpoint else "", placeholder="host", id=f"f-{row}-host",
-                        compact=True, classes="host")
-            yield Input(str(endpoint.port) if endpoint else "", placeholder="port",
-                        id=f"f-{row}-port", type="integer", compact=True, classes="port")
-            yield Select([(s, s) for s in SECURITIES], id=f"f-{row}-security",
-                         value=endpoint.security if endpoint else "tls", allow_blank=False,
-                         compact=True, classes="security")
+            yield Input(
+                endpoint.host if endpoint else "",
+                placeholder="host",
+                id=f"f-{row}-host",
+                compact=True,
+                classes="host",
+            )
+            yield Input(
+                str(endpoint.port) if endpoint else "",
+                placeholder="port",
+                id=f"f-{row}-port",
+                type="integer",
+                compact=True,
+                classes="port",
+            )
+            yield Select(
+                [(s, s) for s in SECURITIES],
+                id=f"f-{row}-security",
+                value=endpoint.security if endpoint else "tls",
+                allow_blank=False,
+                compact=True,
+                classes="security",
+            )
         elif row == "allow_plaintext":
-            yield Checkbox("send the secret without TLS when security is none (trusted network "
-                           "only)", a.allow_plaintext if a else False, id="f-allow_plaintext",
-                           compact=True)
+            yield Checkbox(
+                "send the secret without TLS when security is none (trusted network only)",
+                a.allow_plaintext if a else False,
+                id="f-allow_plaintext",
+                compact=True,
+            )
         elif row == "password":
-            placeholder = ("new password (empty keeps the stored one)" if self.original
-                           else "password (stored in the keyring)")
+            placeholder = (
+                "new password (empty keeps the stored one)"
+                if self.original
+                else "password (stored in the keyring)"
+            )
             yield Input("", placeholder=placeholder, password=True, id="f-password", compact=True)
         else:
-            value = (a.username or a.email if row == "username" else getattr(a, row) or "") if a else ""
-            yield Input(value, id=f"f-{row}", compact=True,
-                        placeholder={"password_command": "optional, e.g. pass show mail/sales",
-                                     "oauth2_token_command": "e.g. oama access me@gmail.com",
-                                     "id": "a short slug, e.g. sales"}.get(row, ""))
+            value = (
+                (a.username or a.email if row == "username" else getattr(a, row) or "") if a else ""
+            )
+            yield Input(
+                value,
+                id=f"f-{row}",
+                compact=True,
+                placeholder={
+                    "password_command": "optional, e.g. pass show mail/sales",
+                    "oauth2_token_command": "e.g. oama access me@gmail.com",
+                    "id": "a short slug, e.g. sales",
+                }.get(row, ""),
+            )
 
     def on_mount(self) -> None:
         self._sync_auth_rows()
@@ -128,13 +224,17 @@ class AccountFormScreen(ModalScreen[bool]):
 
     def _status_line(self) -> Text:
         if not self.original:
-            return Text("Test checks IMAP and SMTP with what you type; Save stores it.",
-                        style="grey62")
+            return Text(
+                "Test checks IMAP and SMTP with what you type; Save stores it.", style="grey62"
+            )
         state = self.app.monitor.states.get(self.original.id)
         if state is None:
             return Text("")
-        return Text.assemble(("Now: ", "bold"), (state.status.label, state.status.info.colour),
-                             f" — {state.detail}" if state.detail else "")
+        return Text.assemble(
+            ("Now: ", "bold"),
+            (state.status.label, state.status.info.colour),
+            f" — {state.detail}" if state.detail else "",
+        )
 
     def _auth(self) -> str:
         if self.query("#f-auth"):
@@ -143,20 +243,29 @@ class AccountFormScreen(ModalScreen[bool]):
 
     def _sync_auth_rows(self) -> None:
         oauth = self._auth() == "oauth2"
-        for row, show in (("password", not oauth), ("password_command", not oauth),
-                          ("oauth2_token_command", oauth)):
+        for row, show in (
+            ("password", not oauth),
+            ("password_command", not oauth),
+            ("oauth2_token_command", oauth),
+        ):
             if self.query(f"#row-{row}"):
                 self.query_one(f"#row-{row}").display = show
         if oauth and self.mode == "reconnect":
             self.query_one("#form-hint", Static).update(
                 "This account signs in with OAuth2: Test runs its token command again and tries "
-                "the fresh token. If the token is refused, renew the grant in your token helper.")
+                "the fresh token. If the token is refused, renew the grant in your token helper."
+            )
 
     def _show_hint(self) -> None:
         if self.mode == "reconnect" and self._auth() == "oauth2":
             return
-        name = (self.query_one("#f-provider", Select).value if self.query("#f-provider")
-                else self.prefill.provider if self.prefill else "custom")
+        name = (
+            self.query_one("#f-provider", Select).value
+            if self.query("#f-provider")
+            else self.prefill.provider
+            if self.prefill
+            else "custom"
+        )
         self.query_one("#form-hint", Static).update(Text(PROVIDERS[name].hint, style="italic"))
 
     @on(Select.Changed, "#f-provider")
@@ -205,7 +314,11 @@ class AccountFormScreen(ModalScreen[bool]):
         if username and username != raw["email"]:
             raw["username"] = username
         for key in ("password_command", "oauth2_token_command"):
-            value = self._value(key) if self.query(f"#f-{key}") else (getattr(base, key) if base else None)
+            value = (
+                self._value(key)
+                if self.query(f"#f-{key}")
+                else (getattr(base, key) if base else None)
+            )
             if value and (key == "oauth2_token_command") == (raw["auth"] == "oauth2"):
                 raw[key] = value
         if base and base.ca_file:
@@ -217,17 +330,22 @@ class AccountFormScreen(ModalScreen[bool]):
             raw["allow_plaintext"] = True
         for proto in ("imap", "smtp"):
             port = self._value(f"{proto}-port")
-            raw[proto] = {"host": self._value(f"{proto}-host"),
-                          "port": int(port) if port.lstrip("-").isdigit() else port,
-                          "security": self._value(f"{proto}-security")}
+            raw[proto] = {
+                "host": self._value(f"{proto}-host"),
+                "port": int(port) if port.lstrip("-").isdigit() else port,
+                "security": self._value(f"{proto}-security"),
+            }
         try:
             account = validate_account(raw)
         except ConfigError as exc:
             self._show_error(exc)
             return None
         if self.mode == "new" and account.id in self.app.monitor.states:
-            self._show_error(ConfigError("", f"the id {account.id!r} is already used.",
-                                         "Choose another id.", key="id"))
+            self._show_error(
+                ConfigError(
+                    "", f"the id {account.id!r} is already used.", "Choose another id.", key="id"
+                )
+            )
             return None
         return account
 
@@ -282,7 +400,9 @@ class AccountFormScreen(ModalScreen[bool]):
 
     async def _run_test(self, account: Account, typed: Secret | None) -> AccountResult | None:
         area = self.query_one("#form-result", Static)
-        area.update(Text("Testing sync (IMAP) and send (SMTP) against the servers…", style="italic"))
+        area.update(
+            Text("Testing sync (IMAP) and send (SMTP) against the servers…", style="italic")
+        )
         area.loading = True
         try:
             secret = typed or await self.app.secret_for(account)
@@ -295,12 +415,25 @@ class AccountFormScreen(ModalScreen[bool]):
         finally:
             area.loading = False
         self._tested = (account, typed, result)
-        verdict = (Text("Test passed. Save (F2) stores it and checks the account at once.",
-                        style="bold green") if result.status is Status.CONNECTED else
-                   Text(f"Test failed: {result.status.label}. Fix it and Test again, or Save "
-                        f"anyway (you will be asked).", style="bold red"))
-        area.update(Group(protocol_line(result.imap, "Sync (IMAP)"),
-                          protocol_line(result.smtp, "Send (SMTP)"), verdict))
+        verdict = (
+            Text(
+                "Test passed. Save (F2) stores it and checks the account at once.",
+                style="bold green",
+            )
+            if result.status is Status.CONNECTED
+            else Text(
+                f"Test failed: {result.status.label}. Fix it and Test again, or Save "
+                f"anyway (you will be asked).",
+                style="bold red",
+            )
+        )
+        area.update(
+            Group(
+                protocol_line(result.imap, "Sync (IMAP)"),
+                protocol_line(result.smtp, "Send (SMTP)"),
+                verdict,
+            )
+        )
         return result
 
     def action_cancel(self) -> None:
@@ -310,10 +443,13 @@ class AccountFormScreen(ModalScreen[bool]):
     async def action_delete_and_readd(self) -> None:
         if self.mode != "reconnect":
             return
-        question = (f"Delete the connection {self.original.email} and its stored secret, then "
-                    f"add it again from a form filled with its settings?")
-        if await self.app.push_screen_wait(ConfirmScreen("Delete and re-add", question,
-                                                         yes="Delete and re-add")):
+        question = (
+            f"Delete the connection {self.original.email} and its stored secret, then "
+            f"add it again from a form filled with its settings?"
+        )
+        if await self.app.push_screen_wait(
+            ConfirmScreen("Delete and re-add", question, yes="Delete and re-add")
+        ):
             account = self.original
             await self.app.remove_account(account.id)
             self.dismiss(False)
@@ -321,5 +457,9 @@ class AccountFormScreen(ModalScreen[bool]):
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
-        {"test": self.action_test, "save": self.action_save, "cancel": self.action_cancel,
-         "delete-readd": self.action_delete_and_readd}[event.button.id]()
+        {
+            "test": self.action_test,
+            "save": self.action_save,
+            "cancel": self.action_cancel,
+            "delete-readd": self.action_delete_and_readd,
+        }[event.button.id]()

@@ -31,18 +31,44 @@ def _by_severity(states: list[AccountState]) -> list[AccountState]:
 
 class AlertsScreen(ModalScreen[None]):
     BINDINGS = [
-        Binding("escape,a", "dismiss_alerts", "Close", id="alerts-close",
-                tooltip="Close the alerts"),
-        Binding("r", "reconnect", "Reconnect", id="alerts-reconnect",
-                tooltip="Reconnect the highlighted account"),
-        Binding("c", "check", "Check now", id="alerts-check",
-                tooltip="Check the highlighted account now"),
-        Binding("A", "acknowledge", "Acknowledge", id="alerts-acknowledge",
-                tooltip="Acknowledge the alert, with a note, until its status changes"),
-        Binding("z", "snooze", "Snooze", id="alerts-snooze",
-                tooltip="Snooze the alert for a while; a status change brings it back"),
-        Binding("h", "history", "History", id="alerts-history",
-                tooltip="The highlighted account's history"),
+        Binding(
+            "escape,a", "dismiss_alerts", "Close", id="alerts-close", tooltip="Close the alerts"
+        ),
+        Binding(
+            "r",
+            "reconnect",
+            "Reconnect",
+            id="alerts-reconnect",
+            tooltip="Reconnect the highlighted account",
+        ),
+        Binding(
+            "c",
+            "check",
+            "Check now",
+            id="alerts-check",
+            tooltip="Check the highlighted account now",
+        ),
+        Binding(
+            "A",
+            "acknowledge",
+            "Acknowledge",
+            id="alerts-acknowledge",
+            tooltip="Acknowledge the alert, with a note, until its status changes",
+        ),
+        Binding(
+            "z",
+            "snooze",
+            "Snooze",
+            id="alerts-snooze",
+            tooltip="Snooze the alert for a while; a status change brings it back",
+        ),
+        Binding(
+            "h",
+            "history",
+            "History",
+            id="alerts-history",
+            tooltip="The highlighted account's history",
+        ),
         Binding("j", "cursor_down", "Down", show=False, id="alerts-down"),
         Binding("k", "cursor_up", "Up", show=False, id="alerts-up"),
     ]
@@ -86,12 +112,21 @@ class AlertsScreen(ModalScreen[None]):
         rows = []
         for outage in outages:
             key = OUTAGE + outage.host
-            rows.append((key, {
-                "account": Text(f"⚡ Outage? {shorten(outage.host, 16)}", style="bold"),
-                "status": status_text(Status.NO_SERVICE_CONNECTION),
-                "since": duration((now - outage.since).total_seconds()),
-                "note": Text(f"{len(outage.accounts)} accounts "
-                             f"{'▾' if key in self._expanded else '▸ Enter'}", style="grey70")}))
+            rows.append(
+                (
+                    key,
+                    {
+                        "account": Text(f"⚡ Outage? {shorten(outage.host, 16)}", style="bold"),
+                        "status": status_text(Status.NO_SERVICE_CONNECTION),
+                        "since": duration((now - outage.since).total_seconds()),
+                        "note": Text(
+                            f"{len(outage.accounts)} accounts "
+                            f"{'▾' if key in self._expanded else '▸ Enter'}",
+                            style="grey70",
+                        ),
+                    },
+                )
+            )
             if key in self._expanded:
                 rows += [(s.account.id, self._cells(s, now, "  └ ")) for s in outage.accounts]
         rows += [(s.account.id, self._cells(s, now)) for s in _by_severity(rest)]
@@ -101,13 +136,16 @@ class AlertsScreen(ModalScreen[None]):
     def _cells(self, state: AccountState, now, prefix: str = "") -> dict:
         quiet = self.app.quiet.get(state.account.id) if self.app.is_quiet(state) else None
         style = "dim" if quiet else ""
-        return {"account": Text(prefix + shorten(state.account.email, 26 - len(prefix)),
-                                style=style),
-                "status": status_text(state.status) if not quiet else
-                Text(state.status.label, style=f"dim {state.status.info.colour}"),
-                "since": duration((now - state.since).total_seconds()),
-                "note": Text(quiet.describe() if quiet else state.cert_warning or "",
-                             style="italic grey62")}
+        return {
+            "account": Text(prefix + shorten(state.account.email, 26 - len(prefix)), style=style),
+            "status": status_text(state.status)
+            if not quiet
+            else Text(state.status.label, style=f"dim {state.status.info.colour}"),
+            "since": duration((now - state.since).total_seconds()),
+            "note": Text(
+                quiet.describe() if quiet else state.cert_warning or "", style="italic grey62"
+            ),
+        }
 
     def refresh_alerts(self) -> None:
         """Rebuild in place: rows that stay change their cells; the cursor keeps its row."""
@@ -152,17 +190,30 @@ class AlertsScreen(ModalScreen[None]):
         key = self.highlighted_key
         if key and key.startswith(OUTAGE):
             detail.display = True
-            detail.update(Text.assemble(
-                ("Outage suspected at ", "bold"), (key[len(OUTAGE):], "bold"), ": several "
-                f"accounts there stopped connecting within {int(WINDOW.total_seconds() // 60)} "
-                "minutes. ", ("Reconnecting will not help", "bold"),
-                ": wait for the provider and look at its status page."))
+            detail.update(
+                Text.assemble(
+                    ("Outage suspected at ", "bold"),
+                    (key[len(OUTAGE) :], "bold"),
+                    ": several "
+                    f"accounts there stopped connecting within {int(WINDOW.total_seconds() // 60)} "
+                    "minutes. ",
+                    ("Reconnecting will not help", "bold"),
+                    ": wait for the provider and look at its status page.",
+                )
+            )
             return
         state = self.app.monitor.states.get(key) if key else None
         detail.display = state is not None
         if state is not None:
-            detail.update(Text.assemble(("What failed: ", "bold"), state.detail or "—", "\n",
-                                        ("What to do: ", "bold"), state.status.info.advice))
+            detail.update(
+                Text.assemble(
+                    ("What failed: ", "bold"),
+                    state.detail or "—",
+                    "\n",
+                    ("What to do: ", "bold"),
+                    state.status.info.advice,
+                )
+            )
 
     # --- actions --------------------------------------------------------------------------
 
@@ -172,8 +223,12 @@ class AlertsScreen(ModalScreen[None]):
     def action_reconnect(self) -> None:
         key = self.highlighted_key
         if key and key.startswith(OUTAGE):
-            self.notify(f"{key[len(OUTAGE):]} looks down for every account there: reconnecting "
-                        f"will not help. Wait for the provider.", title="Outage", timeout=6)
+            self.notify(
+                f"{key[len(OUTAGE) :]} looks down for every account there: reconnecting "
+                f"will not help. Wait for the provider.",
+                title="Outage",
+                timeout=6,
+            )
         elif key:
             self.app.open_reconnect(key)
 
@@ -196,8 +251,9 @@ class AlertsScreen(ModalScreen[None]):
     async def _quiet(self, kind: str) -> None:
         account_id = self.highlighted_id
         if account_id:
-            answer = await self.app.push_screen_wait(QuietScreen(
-                self.app.monitor.states[account_id], kind))
+            answer = await self.app.push_screen_wait(
+                QuietScreen(self.app.monitor.states[account_id], kind)
+            )
             if answer is not None:
                 self.app.set_quiet(account_id, kind, **answer)
 
@@ -222,9 +278,12 @@ class AlertsScreen(ModalScreen[None]):
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
-        {"alerts-reconnect": self.action_reconnect, "alerts-acknowledge": self.action_acknowledge,
-         "alerts-snooze": self.action_snooze,
-         "alerts-close": self.action_dismiss_alerts}[event.button.id]()
+        {
+            "alerts-reconnect": self.action_reconnect,
+            "alerts-acknowledge": self.action_acknowledge,
+            "alerts-snooze": self.action_snooze,
+            "alerts-close": self.action_dismiss_alerts,
+        }[event.button.id]()
 
 
 class QuietScreen(ModalScreen):
@@ -239,20 +298,28 @@ class QuietScreen(ModalScreen):
     def compose(self) -> ComposeResult:
         ack = self.kind == "ack"
         with Vertical(classes="dialog confirm"):
-            yield Label(f"{'Acknowledge' if ack else 'Snooze'} {self.state.account.email}",
-                        classes="dialog-title")
+            yield Label(
+                f"{'Acknowledge' if ack else 'Snooze'} {self.state.account.email}",
+                classes="dialog-title",
+            )
             yield Static(f"{self.state.status.label}: {self.state.detail}", classes="question")
             if ack:
                 yield Static("It stays quiet until its status changes.", classes="question")
-                yield Input(placeholder="note (optional), e.g. ticket #4711", id="quiet-note",
-                            compact=True)
+                yield Input(
+                    placeholder="note (optional), e.g. ticket #4711", id="quiet-note", compact=True
+                )
             else:
-                yield Static("It comes back when the time is up or its status changes.",
-                             classes="question")
+                yield Static(
+                    "It comes back when the time is up or its status changes.", classes="question"
+                )
                 yield Select(SNOOZES, value=4, allow_blank=False, id="quiet-hours", compact=True)
             with Horizontal(classes="buttons"):
-                yield Button("Acknowledge" if ack else "Snooze", id="quiet-ok",
-                             variant="primary", compact=True)
+                yield Button(
+                    "Acknowledge" if ack else "Snooze",
+                    id="quiet-ok",
+                    variant="primary",
+                    compact=True,
+                )
                 yield Button("Cancel Esc", id="quiet-cancel", compact=True)
 
     def action_cancel(self) -> None:

@@ -13,8 +13,13 @@ from ..core.config import ConfigError
 
 class ConfigErrorScreen(Screen):
     BINDINGS = [
-        Binding("r", "app.reload_config", "Reload", id="reload-config",
-                tooltip="Read the accounts file again after fixing it"),
+        Binding(
+            "r",
+            "app.reload_config",
+            "Reload",
+            id="reload-config",
+            tooltip="Read the accounts file again after fixing it",
+        ),
         Binding("q", "app.quit", "Quit", id="quit-config-error"),
     ]
 
@@ -31,6 +36,8 @@ class ConfigErrorScreen(Screen):
             yield Static(f"[b]File:[/b] {where}")
             yield Static(f"[b]Problem:[/b] {e.problem}")
             yield Static(f"[b]Fix:[/b] {e.fix}")
-            yield Static("Nothing was changed, and nothing will be written to it until it reads "
-                         "cleanly. Fix it in an editor, then press [b]r[/b] to reload.")
+            yield Static(
+                "Nothing was changed, and nothing will be written to it until it reads "
+                "cleanly. Fix it in an editor, then press [b]r[/b] to reload."
+            )
         yield Footer()

@@ -36,7 +36,9 @@ class HelpScreen(ModalScreen[None]):
                 info = STATUS_INFO[status]
                 statuses.add_row(f"[bold {info.colour}]{info.label}[/]", info.advice)
         with VerticalScroll(classes="dialog help"):
-            yield Label("Keys  (Esc closes; ctrl+p finds any action by name)", classes="dialog-title")
+            yield Label(
+                "Keys  (Esc closes; ctrl+p finds any action by name)", classes="dialog-title"
+            )
             yield Static(keys)
             yield Label("Statuses", classes="dialog-title")
             yield Static(statuses)

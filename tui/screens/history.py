@@ -20,8 +20,13 @@ from ..format import duration, status_text
 class HistoryScreen(ModalScreen[None]):
     BINDINGS = [
         Binding("escape,h,q", "close", "Close", id="history-close"),
-        Binding("x", "export", "Export CSV", id="history-export",
-                tooltip="Write this account's history to a CSV file in the current folder"),
+        Binding(
+            "x",
+            "export",
+            "Export CSV",
+            id="history-export",
+            tooltip="Write this account's history to a CSV file in the current folder",
+        ),
         Binding("j", "cursor_down", "Down", show=False, id="history-down"),
         Binding("k", "cursor_up", "Up", show=False, id="history-up"),
     ]
@@ -51,12 +56,18 @@ class HistoryScreen(ModalScreen[None]):
         parts = []
         for label, days in (("24 h", 1), ("7 days", 7)):
             share = history.uptime(self.account_id, timedelta(days=days), now)
-            parts.append(f"uptime {label}: {share * 100:.1f}%" if share is not None
-                         else f"uptime {label}: not known yet")
+            parts.append(
+                f"uptime {label}: {share * 100:.1f}%"
+                if share is not None
+                else f"uptime {label}: not known yet"
+            )
         lines = Text(" · ".join(parts))
         if state.missed:
-            lines.append(f"\nWhile sync was failing, {state.missed} message"
-                         f"{'s' if state.missed != 1 else ''} arrived in INBOX.", style="cyan")
+            lines.append(
+                f"\nWhile sync was failing, {state.missed} message"
+                f"{'s' if state.missed != 1 else ''} arrived in INBOX.",
+                style="cyan",
+            )
         summary.update(lines)
         table.add_column("From", key="from", width=12)
         table.add_column("For", key="for", width=5)
@@ -64,9 +75,12 @@ class HistoryScreen(ModalScreen[None]):
         table.add_column("Detail", key="detail", width=60)
         self.rows = timeline(history.changes(self.account_id), now)
         for change, end in self.rows:
-            table.add_row(f"{change.at.astimezone():%d %b %H:%M}",
-                          duration((end - change.at).total_seconds()), status_text(change.new),
-                          Text(change.detail, style="grey70"))
+            table.add_row(
+                f"{change.at.astimezone():%d %b %H:%M}",
+                duration((end - change.at).total_seconds()),
+                status_text(change.new),
+                Text(change.detail, style="grey70"),
+            )
         if not self.rows:
             summary.update(Text.assemble(lines, "\nNo status changes recorded yet."))
         table.focus()
@@ -91,10 +105,21 @@ class HistoryScreen(ModalScreen[None]):
                 writer = csv.writer(handle)
                 writer.writerow(["from", "to", "status", "label", "detail"])
                 for change, end in reversed(self.rows):
-                    writer.writerow([change.at.isoformat(), end.isoformat(), change.new.value,
-                                     change.new.label, change.detail])
+                    writer.writerow(
+                        [
+                            change.at.isoformat(),
+                            end.isoformat(),
+                            change.new.value,
+                            change.new.label,
+                            change.detail,
+                        ]
+                    )
         except OSError as exc:
-            self.notify(f"Could not write {path}: {exc.strerror}. Run the app from a folder "
-                        f"you can write to.", severity="error", timeout=10)
+            self.notify(
+                f"Could not write {path}: {exc.strerror}. Run the app from a folder "
+                f"you can write to.",
+                severity="error",
+                timeout=10,
+            )
             return
         self.notify(f"Exported {len(self.rows)} rows to {path}", timeout=8)

@@ -19,31 +19,71 @@ ROWS_PER_FRAME = 250
 
 WELCOME = (
     "[b]No accounts yet.[/b]\n\n"
-    "Press [b]n[/b] to add your first account: pick a provider (Gmail, Microsoft 365, Fastmail, …)\n"
+    "Press [b]n[/b] to add your first account: pick a provider (Gmail, Microsoft 365, "
+    "Fastmail, …)\n"
     "or Custom, enter the address and password, press Test, then Save.\n\n"
     "Or run [b]connected-emails --demo[/b] to look around with demo accounts.\n"
-    "Press [b]?[/b] for every key.")
+    "Press [b]?[/b] for every key."
+)
 
 
 class ConnectedEmailsScreen(Screen):
     BINDINGS = [
-        Binding("r", "app.reconnect", "Reconnect", id="reconnect",
-                tooltip="Enter new credentials for the selected account, test them, save them"),
+        Binding(
+            "r",
+            "app.reconnect",
+            "Reconnect",
+            id="reconnect",
+            tooltip="Enter new credentials for the selected account, test them, save them",
+        ),
         Binding("n", "app.new_account", "New", id="new-account", tooltip="Add an account"),
-        Binding("e", "app.edit_account", "Edit", id="edit-account",
-                tooltip="Edit the selected account's settings"),
-        Binding("d", "app.delete_account", "Delete", id="delete-account",
-                tooltip="Delete the selected account and its stored secret"),
-        Binding("s", "app.toggle_stop", "Stop/Resume", id="stop-resume",
-                tooltip="Stop or resume checking the selected account"),
-        Binding("c", "app.check_now", "Check", id="check-now",
-                tooltip="Check the selected account now"),
-        Binding("C", "app.check_all", "Check all", show=False, id="check-all",
-                tooltip="Check every account now"),
-        Binding("h", "app.history", "History", id="history",
-                tooltip="The selected account's timeline, uptime and export"),
-        Binding("o", "sort", "Sort", show=False, id="sort",
-                tooltip="Sort by status (what needs attention first) or by name"),
+        Binding(
+            "e",
+            "app.edit_account",
+            "Edit",
+            id="edit-account",
+            tooltip="Edit the selected account's settings",
+        ),
+        Binding(
+            "d",
+            "app.delete_account",
+            "Delete",
+            id="delete-account",
+            tooltip="Delete the selected account and its stored secret",
+        ),
+        Binding(
+            "s",
+            "app.toggle_stop",
+            "Stop/Resume",
+            id="stop-resume",
+            tooltip="Stop or resume checking the selected account",
+        ),
+        Binding(
+            "c", "app.check_now", "Check", id="check-now", tooltip="Check the selected account now"
+        ),
+        Binding(
+            "C",
+            "app.check_all",
+            "Check all",
+            show=False,
+            id="check-all",
+            tooltip="Check every account now",
+        ),
+        Binding(
+            "h",
+            "app.history",
+            "History",
+            id="history",
+            tooltip="The selected account's timeline, uptime and export",
+        ),
+        Binding(
+            "o",
+            "sort",
+            "Sort",
+            show=False,
+            id="sort",
+            tooltip="Sort by status (what needs attention first) or by name",
+        ),
     ]
 
     def __init__(self):
@@ -117,8 +157,9 @@ class ConnectedEmailsScreen(Screen):
 
     def _show_detail(self) -> None:
         selected = self.table.selected_id
-        self.detail.show(self.app.monitor.states.get(selected) if selected else None,
-                         self.app.now())
+        self.detail.show(
+            self.app.monitor.states.get(selected) if selected else None, self.app.now()
+        )
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self) -> None:

@@ -16,8 +16,12 @@ from ..format import ago, duration, protocol_line, status_text
 def detail_renderable(state: AccountState, now: datetime) -> Group:
     """Most important first, since the pane is short: what each side said, then what to do."""
     account, info = state.account, state.status.info
-    title = Text.assemble((account.email, "bold"), "  ", status_text(state.status),
-                          (f"  for {duration((now - state.since).total_seconds())}", "grey62"))
+    title = Text.assemble(
+        (account.email, "bold"),
+        "  ",
+        status_text(state.status),
+        (f"  for {duration((now - state.since).total_seconds())}", "grey62"),
+    )
     if account.insecure:
         title.append(f"  ⚠ {', '.join(account.insecure)}", style="bold yellow")
     result = state.result
@@ -25,26 +29,47 @@ def detail_renderable(state: AccountState, now: datetime) -> Group:
     if state.status is Status.STOPPED:
         lines.append(Text(state.detail))
     if state.stale:
-        lines.append(Text("Last known from the previous run; checking it again now.",
-                          style="italic grey62"))
+        lines.append(
+            Text("Last known from the previous run; checking it again now.", style="italic grey62")
+        )
     if state.retrying:
-        lines.append(Text(f"Retrying ({state.retrying[0]} of {state.retrying[1]}) before this "
-                          f"becomes an alert: one failure is often a passing blip.",
-                          style="italic"))
+        lines.append(
+            Text(
+                f"Retrying ({state.retrying[0]} of {state.retrying[1]}) before this "
+                f"becomes an alert: one failure is often a passing blip.",
+                style="italic",
+            )
+        )
     if state.cert_warning:
-        lines.append(Text(f"⚠ {state.cert_warning}: the provider must renew it.",
-                          style="bold red" if state.cert_alert else "bold yellow"))
+        lines.append(
+            Text(
+                f"⚠ {state.cert_warning}: the provider must renew it.",
+                style="bold red" if state.cert_alert else "bold yellow",
+            )
+        )
     if state.missed:
-        lines.append(Text(f"While sync was failing, {state.missed} message"
-                          f"{'s' if state.missed != 1 else ''} arrived in INBOX: catch up on "
-                          f"{'them' if state.missed != 1 else 'it'}.", style="bold cyan"))
-    lines += [protocol_line(result.imap if result else None, "Sync (IMAP)"),
-              protocol_line(result.smtp if result else None, "Send (SMTP)"),
-              Text.assemble(("What to do: ", "bold"), info.advice),
-              Text.assemble((info.meaning, "grey62"), (f"  Can sync: {info.can_sync} · can send: "
-                                                       f"{info.can_send}", "grey62")),
-              Text(f"IMAP {account.imap} · SMTP {account.smtp} · auth {account.auth} · "
-                   f"checked {ago(state.last_checked, now)}", style="grey62")]
+        lines.append(
+            Text(
+                f"While sync was failing, {state.missed} message"
+                f"{'s' if state.missed != 1 else ''} arrived in INBOX: catch up on "
+                f"{'them' if state.missed != 1 else 'it'}.",
+                style="bold cyan",
+            )
+        )
+    lines += [
+        protocol_line(result.imap if result else None, "Sync (IMAP)"),
+        protocol_line(result.smtp if result else None, "Send (SMTP)"),
+        Text.assemble(("What to do: ", "bold"), info.advice),
+        Text.assemble(
+            (info.meaning, "grey62"),
+            (f"  Can sync: {info.can_sync} · can send: {info.can_send}", "grey62"),
+        ),
+        Text(
+            f"IMAP {account.imap} · SMTP {account.smtp} · auth {account.auth} · "
+            f"checked {ago(state.last_checked, now)}",
+            style="grey62",
+        ),
+    ]
     return Group(*lines)
 
 
@@ -55,8 +80,15 @@ class AccountDetail(Static):
     _shown: tuple | None = None
 
     def show(self, state: AccountState | None, now: datetime) -> None:
-        key = None if state is None else (state, duration((now - state.since).total_seconds()),
-                                          ago(state.last_checked, now))
+        key = (
+            None
+            if state is None
+            else (
+                state,
+                duration((now - state.since).total_seconds()),
+                ago(state.last_checked, now),
+            )
+        )
         if key == self._shown:
             return
         self._shown = key

@@ -15,17 +15,36 @@ from ..format import ago, duration, protocol_cell, shorten, state_cell
 REPAINT_EVERY = 0.5  # seconds between repaints of changed rows
 
 # Sized so the columns that matter fit 80 columns with the scrollbar; the rest scroll.
-COLUMNS = (("account", "Account", 19), ("status", "Status", 21), ("sync", "Sync", 7),
-           ("send", "Send", 7), ("since", "Since", 5), ("checked", "Checked", 7),
-           ("provider", "Provider", 9), ("failed", "What failed", 48))
+COLUMNS = (
+    ("account", "Account", 19),
+    ("status", "Status", 21),
+    ("sync", "Sync", 7),
+    ("send", "Send", 7),
+    ("since", "Since", 5),
+    ("checked", "Checked", 7),
+    ("provider", "Provider", 9),
+    ("failed", "What failed", 48),
+)
 
 
 class AccountsTable(DataTable):
     BINDINGS = [
-        Binding("j", "cursor_down", "Down", show=False, id="cursor-down",
-                tooltip="Move to the next account"),
-        Binding("k", "cursor_up", "Up", show=False, id="cursor-up",
-                tooltip="Move to the previous account"),
+        Binding(
+            "j",
+            "cursor_down",
+            "Down",
+            show=False,
+            id="cursor-down",
+            tooltip="Move to the next account",
+        ),
+        Binding(
+            "k",
+            "cursor_up",
+            "Up",
+            show=False,
+            id="cursor-up",
+            tooltip="Move to the previous account",
+        ),
     ]
 
     def __init__(self, **kwargs):
@@ -115,16 +134,19 @@ class AccountsTable(DataTable):
             account_id = self.coordinate_to_cell_key((index, 0)).row_key.value
             state = self._states[account_id]
             cells = self._cells[account_id]
-            for column, value in (("since", duration((now - state.since).total_seconds())),
-                                  ("checked", _checked(state, now))):
+            for column, value in (
+                ("since", duration((now - state.since).total_seconds())),
+                ("checked", _checked(state, now)),
+            ):
                 if cells[column] != value:
                     cells[column] = value
                     self.update_cell(account_id, column, value)
 
     def sort_by_status(self) -> None:
         """What needs attention first, worst first; the cursor stays on the same account."""
-        self._sort(lambda s: (not s.needs_attention, -STATUS_INFO[s.status].severity,
-                              s.account.email))
+        self._sort(
+            lambda s: (not s.needs_attention, -STATUS_INFO[s.status].severity, s.account.email)
+        )
 
     def sort_by_name(self) -> None:
         self._sort(lambda s: (s.account.email, s.account.id))

@@ -18,8 +18,9 @@ class ProbeFailed(Exception):
         self.status, self.detail, self.code = status, detail, code
 
 
-def classify_transport(exc: BaseException, endpoint: Endpoint, timeout: float,
-                       step: str) -> tuple[Status, str] | None:
+def classify_transport(
+    exc: BaseException, endpoint: Endpoint, timeout: float, step: str
+) -> tuple[Status, str] | None:
     """Status and detail for a socket or TLS failure, or None if `exc` is not one."""
     where = f"{endpoint.host}:{endpoint.port}"
     if isinstance(exc, CAFileError):
@@ -31,29 +32,42 @@ def classify_transport(exc: BaseException, endpoint: Endpoint, timeout: float,
         return Status.NO_SERVICE_CONNECTION, describe_cert_error(exc, endpoint.host, expired_on)
     if isinstance(exc, ssl.SSLError):
         if is_plaintext_answer(exc):
-            return (Status.REQUEST_IS_INVALID,
-                    f"port {endpoint.port} answered in plain text, not TLS; set security to "
-                    f"starttls or none, or use the provider's TLS port")
+            return (
+                Status.REQUEST_IS_INVALID,
+                f"port {endpoint.port} answered in plain text, not TLS; set security to "
+                f"starttls or none, or use the provider's TLS port",
+            )
         if getattr(exc, "reason", "") in ("UNSUPPORTED_PROTOCOL", "TLSV1_ALERT_PROTOCOL_VERSION"):
-            return (Status.NO_SERVICE_CONNECTION,
-                    "server offers only TLS older than 1.2, which is not safe to use")
+            return (
+                Status.NO_SERVICE_CONNECTION,
+                "server offers only TLS older than 1.2, which is not safe to use",
+            )
         return Status.NO_SERVICE_CONNECTION, f"TLS failed while {step} ({exc.reason or exc})"
     if isinstance(exc, socket.gaierror):
-        return (Status.NO_SERVICE_CONNECTION,
-                f"host name {endpoint.host} could not be resolved; check the spelling and DNS")
+        return (
+            Status.NO_SERVICE_CONNECTION,
+            f"host name {endpoint.host} could not be resolved; check the spelling and DNS",
+        )
     if isinstance(exc, ConnectionRefusedError):
-        return (Status.NO_SERVICE_CONNECTION,
-                f"connection refused at {where}: nothing listens there")
+        return (
+            Status.NO_SERVICE_CONNECTION,
+            f"connection refused at {where}: nothing listens there",
+        )
     if isinstance(exc, (TimeoutError, socket.timeout)):
-        return (Status.NO_SERVICE_CONNECTION,
-                f"no answer from {where} within {timeout:g} s while {step}")
+        return (
+            Status.NO_SERVICE_CONNECTION,
+            f"no answer from {where} within {timeout:g} s while {step}",
+        )
     if isinstance(exc, ConnectionResetError):
         return Status.NO_SERVICE_CONNECTION, f"connection reset by {where} while {step}"
     if isinstance(exc, (EOFError, BrokenPipeError, ConnectionAbortedError)):
         return Status.NO_SERVICE_CONNECTION, f"{where} closed the connection while {step}"
     if isinstance(exc, OSError):
         reason = exc.strerror or str(exc) or type(exc).__name__
-        return Status.NO_SERVICE_CONNECTION, f"network error talking to {where} while {step}: {reason}"
+        return (
+            Status.NO_SERVICE_CONNECTION,
+            f"network error talking to {where} while {step}: {reason}",
+        )
     return None
 
 

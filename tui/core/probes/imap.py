@@ -16,15 +16,15 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from imapclient import IMAPClient, SocketTimeout
+from imapclient import IMAPClient, SocketTimeout, imap4
 from imapclient import exceptions as imap_errors
-from imapclient import imap4, tls as imap_tls
+from imapclient import tls as imap_tls
 
 from ..credentials import Secret
 from ..models import Account, ProbeResult
 from ..status import Status
 from .errors import ProbeFailed, classify_transport, describe_stray_greeting
-from .oauth import describe_oauth_error, xoauth2_string, oauthbearer_string
+from .oauth import describe_oauth_error, oauthbearer_string, xoauth2_string
 from .tls import client_context, not_after, plaintext_refusal
 
 # Threads are created only as checks are submitted; the monitor's semaphore bounds how many.
@@ -79,8 +79,9 @@ class _TrackedTLS(imap_tls.IMAP4_TLS):
         super().__init__(*args)
 
     def _create_socket(self, timeout=None):
-        raw = self._guard.track(socket.create_connection((self.host, self.port),
-                                                         timeout=self._timeout))
+        raw = self._guard.track(
+            socket.create_connection((self.host, self.port), timeout=self._timeout)
+        )
         return self._guard.track(imap_tls.wrap_socket(raw, self.ssl_context, self.host))
 
 
@@ -103,8 +104,7 @@ class _Client(IMAPClient):
     def _create_IMAP4(self):
         connect_timeout = getattr(self._timeout, "connect", None)
         if self.ssl:
-            return _TrackedTLS(self._guard, self.host, self.port, self.ssl_context,
-                               connect_timeout)
+            return _TrackedTLS(self._guard, self.host, self.port, self.ssl_context, connect_timeout)
         return _TrackedPlain(self._guard, self.host, self.port, connect_timeout)
 
 
@@ -121,20 +121,29 @@ def _server_said(text: str) -> str:
     return text[:200]
 
 
-def _check(account: Account, secret: Secret, timeout: float, guard: _Guard,
-           mark: tuple[int, int] | None) -> dict:
+def _check(
+    account: Account, secret: Secret, timeout: float, guard: _Guard, mark: tuple[int, int] | None
+) -> dict:
     """Runs in a thread. Returns what EXAMINE told us, or raises."""
     endpoint = account.imap
     context = client_context(account)
     guard.step = "waiting for the greeting"
-    client = _Client(guard, endpoint.host, endpoint.port, ssl=endpoint.security == "tls",
-                     ssl_context=context, timeout=SocketTimeout(timeout, timeout))
+    client = _Client(
+        guard,
+        endpoint.host,
+        endpoint.port,
+        ssl=endpoint.security == "tls",
+        ssl_context=context,
+        timeout=SocketTimeout(timeout, timeout),
+    )
     try:
         if endpoint.security == "starttls":
             guard.step = "asking for capabilities"
             if not client.has_capability("STARTTLS"):
-                raise ProbeFailed(Status.REQUEST_IS_INVALID,
-                                  "server does not offer STARTTLS; refusing to log in without TLS")
+                raise ProbeFailed(
+                    Status.REQUEST_IS_INVALID,
+                    "server does not offer STARTTLS; refusing to log in without TLS",
+                )
             guard.step = "starting TLS"
             client.starttls(context)
             guard.track(client.socket())
@@ -144,7 +153,9 @@ def _check(account: Account, secret: Secret, timeout: float, guard: _Guard,
             raise ProbeFailed(
                 Status.REQUEST_IS_INVALID,
                 "server says LOGINDISABLED: it accepts no password on this connection; "
-                "use security tls or starttls", "LOGINDISABLED")
+                "use security tls or starttls",
+                "LOGINDISABLED",
+            )
         guard.step = "logging in"
         _login(client, account, secret, caps)
         guard.step = "examining INBOX"
@@ -154,19 +165,26 @@ def _check(account: Account, secret: Secret, timeout: float, guard: _Guard,
             raise
         except imap_errors.IMAPClientError as exc:
             text = str(exc)
-            raise ProbeFailed(Status.SYNC_ERROR,
-                              f"INBOX could not be examined; server said: {_server_said(text)}",
-                              _code(text)) from None
+            raise ProbeFailed(
+                Status.SYNC_ERROR,
+                f"INBOX could not be examined; server said: {_server_said(text)}",
+                _code(text),
+            ) from None
         cert = client.socket().getpeercert() if endpoint.security != "none" else None
-        found = {"count": int(info.get(b"EXISTS", 0)), "cert": not_after(cert), "missed": None,
-                 "mark": None}
+        found = {
+            "count": int(info.get(b"EXISTS", 0)),
+            "cert": not_after(cert),
+            "missed": None,
+            "mark": None,
+        }
         if b"UIDVALIDITY" in info and b"UIDNEXT" in info:
             found["mark"] = (int(info[b"UIDVALIDITY"]), int(info[b"UIDNEXT"]))
         if mark and found["mark"] and found["mark"][0] == mark[0]:
             guard.step = "counting what arrived while it was failing"
             # UID n:* always matches the newest message even when its UID is below n.
-            found["missed"] = sum(1 for uid in client.search(["UID", f"{mark[1]}:*"])
-                                  if uid >= mark[1])
+            found["missed"] = sum(
+                1 for uid in client.search(["UID", f"{mark[1]}:*"]) if uid >= mark[1]
+            )
         guard.step = "logging out"
         try:
             client.logout()
@@ -188,8 +206,10 @@ def _login(client: IMAPClient, account: Account, secret: Secret, caps: set[str])
             elif "AUTH=XOAUTH2" in caps:
                 mech, payload = "XOAUTH2", xoauth2_string(account.login, secret)
             else:
-                raise ProbeFailed(Status.REQUEST_IS_INVALID,
-                                  "server offers neither XOAUTH2 nor OAUTHBEARER; use a password")
+                raise ProbeFailed(
+                    Status.REQUEST_IS_INVALID,
+                    "server offers neither XOAUTH2 nor OAUTHBEARER; use a password",
+                )
             responder = _OAuthResponder(payload)
             client.sasl_login(mech, responder)
         else:
@@ -227,23 +247,32 @@ def _login_failure(text: str, oauth_error: str | None) -> ProbeFailed:
     code = _code(text)
     said = _server_said(text)
     if oauth_error is not None:
-        return ProbeFailed(Status.INVALID_CREDENTIALS,
-                           f"token rejected: {describe_oauth_error(oauth_error)}; server said: "
-                           f"{said}", code or "AUTHENTICATIONFAILED")
+        return ProbeFailed(
+            Status.INVALID_CREDENTIALS,
+            f"token rejected: {describe_oauth_error(oauth_error)}; server said: {said}",
+            code or "AUTHENTICATIONFAILED",
+        )
     if "command error: BAD" in text:
-        return ProbeFailed(Status.REQUEST_IS_INVALID, f"server refused the login command: {said}", code)
+        return ProbeFailed(
+            Status.REQUEST_IS_INVALID, f"server refused the login command: {said}", code
+        )
     status = CODE_STATUS.get(code or "", Status.INVALID_CREDENTIALS)
     return ProbeFailed(status, f"server said: {said}", code)
 
 
-def _classify(exc: BaseException, account: Account, timeout: float, step: str) -> tuple[Status, str, str | None]:
+def _classify(
+    exc: BaseException, account: Account, timeout: float, step: str
+) -> tuple[Status, str, str | None]:
     if isinstance(exc, ProbeFailed):
         return exc.status, exc.detail, exc.code
     endpoint = account.imap
     text = str(exc)
     if isinstance(exc, imaplib.IMAP4.error) and "got more than" in text:
-        return (Status.REQUEST_IS_INVALID,
-                f"port {endpoint.port} sent a line of over 1 MB while {step}: not an IMAP server", None)
+        return (
+            Status.REQUEST_IS_INVALID,
+            f"port {endpoint.port} sent a line of over 1 MB while {step}: not an IMAP server",
+            None,
+        )
     transport = classify_transport(exc, endpoint, timeout, step)
     if transport:
         return (*transport, None)
@@ -252,13 +281,18 @@ def _classify(exc: BaseException, account: Account, timeout: float, step: str) -
         if stray:
             return Status.REQUEST_IS_INVALID, f"port {endpoint.port} {stray}, not IMAP", None
         if "BYE" in text.upper():
-            return (Status.NO_SERVICE_CONNECTION,
-                    f"server refused the session: {_server_said(_unwrap_response(text))}", _code(text))
+            return (
+                Status.NO_SERVICE_CONNECTION,
+                f"server refused the session: {_server_said(_unwrap_response(text))}",
+                _code(text),
+            )
         if "socket error" in text or "EOF" in text:
             return Status.NO_SERVICE_CONNECTION, f"server closed the connection while {step}", None
-        return (Status.REQUEST_IS_INVALID,
-                f"server did not speak IMAP while {step}: {_server_said(_unwrap_response(text))}",
-                _code(text))
+        return (
+            Status.REQUEST_IS_INVALID,
+            f"server did not speak IMAP while {step}: {_server_said(_unwrap_response(text))}",
+            _code(text),
+        )
     return Status.REQUEST_IS_INVALID, f"unexpected failure while {step}: {type(exc).__name__}", None
 
 
@@ -267,8 +301,9 @@ def _unwrap_response(text: str) -> str:
     return match.group(1) if match else text
 
 
-async def check_imap(account: Account, secret: Secret, timeout: float,
-                     mark: tuple[int, int] | None = None) -> ProbeResult:
+async def check_imap(
+    account: Account, secret: Secret, timeout: float, mark: tuple[int, int] | None = None
+) -> ProbeResult:
     """Check the account's IMAP side within `timeout` seconds for the whole exchange.
 
     With `mark` (UIDVALIDITY, UIDNEXT from the last good check), also count the messages that
@@ -283,11 +318,15 @@ async def check_imap(account: Account, secret: Secret, timeout: float,
     future.add_done_callback(_consume)  # a thread outliving its deadline must not log noise
     try:
         found = await asyncio.wait_for(asyncio.shield(future), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         guard.expire()  # unblocks the thread; it ends on its own
-        return ProbeResult("imap", Status.NO_SERVICE_CONNECTION,
-                           f"no complete answer from {account.imap.host}:{account.imap.port} "
-                           f"within {timeout:g} s while {guard.step}", _ms(start))
+        return ProbeResult(
+            "imap",
+            Status.NO_SERVICE_CONNECTION,
+            f"no complete answer from {account.imap.host}:{account.imap.port} "
+            f"within {timeout:g} s while {guard.step}",
+            _ms(start),
+        )
     except asyncio.CancelledError:
         guard.expire()
         raise
@@ -295,9 +334,16 @@ async def check_imap(account: Account, secret: Secret, timeout: float,
         status, detail, code = _classify(exc, account, timeout, guard.step)
         return ProbeResult("imap", status, detail, _ms(start), code=code)
     count = found["count"]
-    return ProbeResult("imap", Status.CONNECTED, f"INBOX has {count} message{'' if count == 1 else 's'}",
-                       _ms(start), message_count=found["count"], cert_not_after=found["cert"],
-                       mailbox_mark=found["mark"], missed=found["missed"])
+    return ProbeResult(
+        "imap",
+        Status.CONNECTED,
+        f"INBOX has {count} message{'' if count == 1 else 's'}",
+        _ms(start),
+        message_count=found["count"],
+        cert_not_after=found["cert"],
+        mailbox_mark=found["mark"],
+        missed=found["missed"],
+    )
 
 
 def _consume(future) -> None:

@@ -6,7 +6,7 @@ import functools
 import os
 import socket
 import ssl
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ..models import Account
 
@@ -35,8 +35,9 @@ def _context(ca_file: str | None, mtime: int | None) -> ssl.SSLContext:
             context.load_verify_locations(cafile=ca_file)
         except (OSError, ssl.SSLError) as exc:
             reason = getattr(exc, "strerror", None) or "not a PEM certificate file"
-            raise CAFileError(f"ca_file {ca_file} cannot be used ({reason}); fix the path or "
-                              f"remove ca_file") from None
+            raise CAFileError(
+                f"ca_file {ca_file} cannot be used ({reason}); fix the path or remove ca_file"
+            ) from None
     return context
 
 
@@ -54,8 +55,10 @@ def plaintext_refusal(account, endpoint) -> str | None:
     """Why we will not send this account's secret over this endpoint, or None if we may."""
     if endpoint.security == "none" and not account.allow_plaintext:
         what = "token" if account.auth == "oauth2" else "password"
-        return (f"security is none, so the {what} would cross the network in plain text; use tls "
-                f"or starttls, or set allow_plaintext = true for a network you trust")
+        return (
+            f"security is none, so the {what} would cross the network in plain text; use tls "
+            f"or starttls, or set allow_plaintext = true for a network you trust"
+        )
     return None
 
 
@@ -66,7 +69,7 @@ class CAFileError(Exception):
 def not_after(peercert: dict | None) -> datetime | None:
     if not peercert or "notAfter" not in peercert:
         return None
-    return datetime.fromtimestamp(ssl.cert_time_to_seconds(peercert["notAfter"]), timezone.utc)
+    return datetime.fromtimestamp(ssl.cert_time_to_seconds(peercert["notAfter"]), UTC)
 
 
 def peek_not_after(host: str, port: int, timeout: float) -> datetime | None:
@@ -78,16 +81,19 @@ def peek_not_after(host: str, port: int, timeout: float) -> datetime | None:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        with socket.create_connection((host, port), timeout=timeout) as raw, \
-                context.wrap_socket(raw, server_hostname=host) as sock:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=host) as sock,
+        ):
             der = sock.getpeercert(binary_form=True)
         return x509.load_der_x509_certificate(der).not_valid_after_utc
     except (OSError, ValueError):
         return None
 
 
-def describe_cert_error(exc: ssl.SSLCertVerificationError, host: str,
-                        expired_on: datetime | None = None) -> str:
+def describe_cert_error(
+    exc: ssl.SSLCertVerificationError, host: str, expired_on: datetime | None = None
+) -> str:
     code = getattr(exc, "verify_code", None)
     message = getattr(exc, "verify_message", "") or str(exc)
     if code == 10:
@@ -96,8 +102,10 @@ def describe_cert_error(exc: ssl.SSLCertVerificationError, host: str,
     if code == 9:
         return "certificate is not valid yet; check this machine's clock"
     if code in (62, 64) or "mismatch" in message.lower() or "doesn't match" in message.lower():
-        return (f"certificate is not valid for {host}; connect to the name on the certificate "
-                f"or fix the host")
+        return (
+            f"certificate is not valid for {host}; connect to the name on the certificate "
+            f"or fix the host"
+        )
     if code in (18, 19):
         return "certificate is self-signed and not trusted; add its CA with ca_file"
     if code in (2, 20, 21):
@@ -108,5 +116,10 @@ def describe_cert_error(exc: ssl.SSLCertVerificationError, host: str,
 def is_plaintext_answer(exc: ssl.SSLError) -> bool:
     """The server answered our TLS hello with plain text: TLS spoken to a plaintext port."""
     reason = (getattr(exc, "reason", None) or "").upper()
-    return reason in {"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG",
-                      "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL"}
+    return reason in {
+        "WRONG_VERSION_NUMBER",
+        "HTTP_REQUEST",
+        "PACKET_LENGTH_TOO_LONG",
+        "RECORD_LAYER_FAILURE",
+        "UNKNOWN_PROTOCOL",
+    }
