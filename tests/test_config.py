@@ -147,3 +147,91 @@ def test_two_processes_never_interleave(tmp_path):
     for p in procs:
         p.join(30)
     assert len(cfg.load(path).accounts) == 30
+
+
+@pytest.mark.parametrize(
+    "key, value, allowed",
+    [
+        ("timeout", "inf", "from 1 to 300"),
+        ("timeout", "nan", "from 1 to 300"),
+        ("timeout", "0", "from 1 to 300"),
+        ("timeout", "301", "from 1 to 300"),
+        ("poll_interval", "nan", "from 10 to 86400"),
+        ("poll_interval", "-inf", "from 10 to 86400"),
+        ("poll_interval", "9.5", "from 10 to 86400"),
+        ("concurrency", "0", "from 1 to 1024"),
+        ("concurrency", "1025", "from 1 to 1024"),
+        ("concurrency", "2.5", "whole number from 1 to 1024"),
+        ("history_days", "3651", "from 1 to 3650"),
+        ("alert_after", "-1", "from 1 to 100"),
+        ("cert_warn_days", "366", "from 0 to 365"),
+        ("cert_alert_days", "-1", "from 0 to 365"),
+    ],
+)
+def test_settings_out_of_range_name_file_line_and_range(tmp_path, key, value, allowed):
+    path = write(
+        tmp_path, GOOD.replace("poll_interval = 60", f"poll_interval = 60\n{key} = {value}")
+    )
+    if key == "poll_interval":
+        path = write(tmp_path, GOOD.replace("poll_interval = 60", f"poll_interval = {value}"))
+    with pytest.raises(cfg.ConfigError) as caught:
+        cfg.load(path)
+    error = caught.value
+    assert f"settings.{key}" in str(error) and allowed in str(error)
+    assert f"not {value}" in str(error) or f"not {float(value)!r}" in str(error)
+    assert str(path) in str(error) and error.line == (2 if key == "poll_interval" else 3)
+
+
+def test_settings_at_the_edges_of_their_ranges_load(tmp_path):
+    text = GOOD.replace(
+        "poll_interval = 60",
+        "poll_interval = 10\ntimeout = 300\nconcurrency = 1024\nhistory_days = 1\n"
+        "alert_after = 100\ncert_warn_days = 0\ncert_alert_days = 365",
+    )
+    settings = cfg.load(write(tmp_path, text)).settings
+    assert (settings.poll_interval, settings.timeout, settings.concurrency) == (10, 300, 1024)
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        (GOOD.replace("port = 993", 'port = "993"'), "Drop the quotes: port = 993."),
+        (GOOD.replace("poll_interval = 60", 'poll_interval = "60"'), "Drop the quotes"),
+    ],
+    ids=["port", "setting"],
+)
+def test_a_quoted_number_says_to_drop_the_quotes(tmp_path, text, words):
+    with pytest.raises(cfg.ConfigError) as caught:
+        cfg.load(write(tmp_path, text))
+    assert words in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("username", "alice\\r\\nX1 DELETE INBOX"),
+        ("username", "alice\\u0000"),
+        ("email", "sales@example.com\\u001b]0;pwned\\u0007"),
+        ("email", "sales@example.com\\u0085"),
+        ("password_command", "pass show mail\\nrm -rf ~"),
+        ("oauth2_token_command", "oama access\\r"),
+        ("ca_file", "/etc/ca.pem\\u009b"),
+    ],
+)
+def test_control_characters_are_refused(tmp_path, key, value):
+    email = 'email = "sales@example.com"'
+    line = f'{key} = "{value}"'
+    text = GOOD.replace(email, line if key == "email" else f"{email}\n{line}")
+    with pytest.raises(cfg.ConfigError) as caught:
+        cfg.load(write(tmp_path, text))
+    assert "control character" in str(caught.value) and key in str(caught.value)
+    assert caught.value.line == (6 if key == "email" else 7)
+
+
+def test_control_characters_in_the_hook_or_a_host_are_refused(tmp_path):
+    hook = GOOD.replace("poll_interval = 60", 'poll_interval = 60\non_change = "notify\\nreboot"')
+    with pytest.raises(cfg.ConfigError, match="control character U\\+000A"):
+        cfg.load(write(tmp_path, hook))
+    host = GOOD.replace('"imap.example.com"', '"imap.example.com\\r\\n"')
+    with pytest.raises(cfg.ConfigError, match="not a host name"):
+        cfg.load(write(tmp_path, host))

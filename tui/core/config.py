@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import fcntl
+import math
 import os
 import re
 import tempfile
@@ -22,6 +23,7 @@ from .providers import PROVIDERS
 ENV_VAR = "CONNECTED_EMAILS_CONFIG"
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 HOST_PATTERN = re.compile(r"^[A-Za-z0-9._:-]+$")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
 
 SETTINGS_KEYS = {
     "poll_interval",
@@ -50,6 +52,18 @@ ACCOUNT_KEYS = {
     "tls_verify",
 }
 ENDPOINT_KEYS = {"host", "port", "security"}
+
+# DESIGN.md's ranges: zero, NaN or inf would spin the monitor or never time a check out.
+SETTINGS_RANGES = {
+    "poll_interval": (10, 86400, "seconds"),
+    "timeout": (1, 300, "seconds"),
+    "concurrency": (1, 1024, "checks at once"),
+    "alert_after": (1, 100, "failed checks"),
+    "history_days": (1, 3650, "days"),
+    "cert_warn_days": (0, 365, "days"),
+    "cert_alert_days": (0, 365, "days"),
+}
+FRACTIONAL_SETTINGS = {"poll_interval", "timeout"}  # these two may be fractions; the rest count
 
 
 class ConfigError(Exception):
@@ -202,25 +216,9 @@ def _settings(raw, path: Path, lines: _LineFinder) -> Settings:
         raise ConfigError(path, "[settings] must be a table.", "Write it as a [settings] table.")
     _reject_unknown(raw, SETTINGS_KEYS, path, "[settings]", lines.top)
     values = {}
-    for key, minimum, kind in (
-        ("poll_interval", 1, (int, float)),
-        ("timeout", 0.1, (int, float)),
-        ("concurrency", 1, (int,)),
-        ("alert_after", 1, (int,)),
-        ("history_days", 1, (int,)),
-        ("cert_warn_days", 0, (int,)),
-        ("cert_alert_days", 0, (int,)),
-    ):
+    for key, (low, high, unit) in SETTINGS_RANGES.items():
         if key in raw:
-            value = raw[key]
-            if isinstance(value, bool) or not isinstance(value, kind) or value < minimum:
-                raise ConfigError(
-                    path,
-                    f"settings.{key} must be a number of at least {minimum}, not {value!r}.",
-                    "Correct the value.",
-                    lines.top(key),
-                )
-            values[key] = value
+            values[key] = _in_range(raw[key], key, low, high, unit, path, lines.top(key))
     if "bell" in raw:
         if not isinstance(raw["bell"], bool):
             raise ConfigError(
@@ -238,8 +236,53 @@ def _settings(raw, path: Path, lines: _LineFinder) -> Settings:
                 "For example on_change = \"notify-send 'Connected Emails'\".",
                 lines.top("on_change"),
             )
+        if CONTROL.search(raw["on_change"]):
+            raise ConfigError(
+                path,
+                *_control_problem("settings.on_change", raw["on_change"]),
+                lines.top("on_change"),
+            )
         values["on_change"] = raw["on_change"]
     return Settings(**values)
+
+
+def _control_problem(key: str, value: str) -> tuple[str, str]:
+    char = CONTROL.search(value).group()
+    return (
+        f"{key} contains the control character U+{ord(char):04X}.",
+        "Remove it: line breaks, NUL, escape and other control characters could be sent to "
+        "the server or the shell as commands of their own.",
+    )
+
+
+def _in_range(value, key: str, low: int, high: int, unit: str, path: Path, line: int | None):
+    kinds = (int, float) if key in FRACTIONAL_SETTINGS else (int,)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+        quoted = isinstance(value, str) and _is_number(value)
+        raise ConfigError(
+            path,
+            f"settings.{key} must be a {'number' if float in kinds else 'whole number'} "
+            f"from {low} to {high} ({unit}), not {_shown(value)}.",
+            f"Drop the quotes: {key} = {value}." if quoted else "Set it within that range.",
+            line,
+        )
+    return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _shown(value) -> str:
+    """A value as the user wrote it in TOML (nan, inf, true), not as Python spells it."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return repr(value)
 
 
 def _account(raw, index: int, path: Path, lines: _LineFinder) -> Account:
@@ -259,6 +302,9 @@ def _account(raw, index: int, path: Path, lines: _LineFinder) -> Account:
             "id",
         )
     where = f"account {account_id!r}"
+    for key in ("email", "username", "password_command", "oauth2_token_command", "ca_file"):
+        if isinstance(raw.get(key), str) and CONTROL.search(raw[key]):
+            fail(*_control_problem(key, raw[key]), key)
     email = raw.get("email")
     if not isinstance(email, str) or "@" not in email:
         fail(
@@ -346,9 +392,10 @@ def _endpoint(table, preset: Endpoint | None, proto: str, fail) -> Endpoint:
             f"{proto}.host",
         )
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        quoted = isinstance(port, str) and port.isdigit()
         fail(
             f"{proto}.port {port!r} is not a port number.",
-            "Use a whole number from 1 to 65535.",
+            f"Drop the quotes: port = {port}." if quoted else "Use a whole number from 1 to 65535.",
             proto,
             f"{proto}.port",
         )
