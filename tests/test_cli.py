@@ -31,3 +31,47 @@ def test_a_setting_out_of_range_is_unknown_with_the_line(tmp_path, setting):
     assert proc.stdout.startswith("CONNECTED EMAILS UNKNOWN - ")
     assert f"{path}, line 2: settings.{setting.split()[0]} must be" in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_a_named_config_that_does_not_exist_is_unknown_not_ok(tmp_path):
+    typo = tmp_path / "acounts.toml"
+    proc = run("check", "--config", str(typo))
+    assert proc.returncode == 3
+    assert proc.stdout.startswith(f"CONNECTED EMAILS UNKNOWN - {typo}: does not exist.")
+
+
+def test_a_mistyped_environment_variable_is_unknown_not_ok(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONNECTED_EMAILS_CONFIG", str(tmp_path / "nope.toml"))
+    proc = run("check", "--json")
+    assert proc.returncode == 3 and proc.stdout == ""
+    assert f"{tmp_path / 'nope.toml'}: does not exist." in proc.stderr
+
+
+def test_no_config_at_the_default_path_says_how_to_make_one():
+    proc = run("check")
+    assert proc.returncode == 3
+    assert "there is no config yet" in proc.stdout and "press n" in proc.stdout
+
+
+def test_a_directory_as_config_says_it_is_a_directory(tmp_path):
+    proc = run("check", "--config", str(tmp_path))
+    assert proc.returncode == 3 and f"{tmp_path}: is a directory" in proc.stdout
+
+
+def test_a_fifo_as_config_does_not_hang(tmp_path):
+    import os
+
+    fifo = tmp_path / "accounts.toml"
+    os.mkfifo(fifo, 0o600)
+    proc = run("check", "--config", str(fifo), timeout=20)
+    assert proc.returncode == 3 and "not a regular file" in proc.stdout
+
+
+def test_a_config_others_can_write_runs_nothing(tmp_path):
+    ran = tmp_path / "ran"
+    path = tmp_path / "accounts.toml"
+    path.write_text(ACCOUNT.replace('email = "', f'password_command = "touch {ran}"\nemail = "'))
+    path.chmod(0o666)
+    proc = run("check", "--config", str(path))
+    assert proc.returncode == 3 and f"chmod go-w {path}" in proc.stdout
+    assert not ran.exists()

@@ -44,8 +44,96 @@ def test_provider_preset_fills_hosts(tmp_path):
     assert config.account("g").imap == Endpoint("imap.gmail.com", 993, "tls")
 
 
-def test_missing_file_is_an_empty_config(tmp_path):
-    assert cfg.load(tmp_path / "nope.toml").accounts == []
+def test_a_named_file_that_is_missing_is_an_error_with_its_path(tmp_path):
+    with pytest.raises(cfg.ConfigMissing) as caught:
+        cfg.load(tmp_path / "acounts.toml")
+    assert caught.value.named and f"{tmp_path / 'acounts.toml'}: does not exist." in str(
+        caught.value
+    )
+
+
+def test_the_default_file_missing_means_no_config_yet():
+    with pytest.raises(cfg.ConfigMissing) as caught:
+        cfg.load(cfg.default_path())
+    assert not caught.value.named
+    assert "no config yet" in str(caught.value) and "press n" in str(caught.value)
+
+
+def test_the_first_save_creates_the_file_with_mode_0600():
+    path = cfg.default_path()
+    account = Account("ops", "ops@example.com", Endpoint("h", 993), Endpoint("h", 465))
+    cfg.update_accounts(path, lambda accounts: [*accounts, account])
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert cfg.load(path).accounts == [account]
+
+
+def test_a_dangling_symlink_says_where_it_points(tmp_path):
+    link = tmp_path / "accounts.toml"
+    link.symlink_to(tmp_path / "dotfiles" / "accounts.toml")
+    with pytest.raises(cfg.ConfigError) as caught:
+        cfg.load(link)
+    assert "is a symbolic link to" in str(caught.value) and "dotfiles" in str(caught.value)
+    assert not isinstance(caught.value, cfg.ConfigMissing)
+
+
+def test_a_directory_says_it_is_a_directory(tmp_path):
+    with pytest.raises(cfg.ConfigError) as caught:
+        cfg.load(tmp_path)
+    assert f"{tmp_path}: is a directory" in str(caught.value)
+    assert "permissions" not in str(caught.value)
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "accounts.toml"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(cfg.ConfigError, match="not a regular file \\(it is a FIFO\\)"):
+        cfg.load(fifo)
+
+
+@pytest.mark.parametrize(
+    "file_mode, folder_mode, fix",
+    [
+        (0o666, 0o700, "chmod go-w {file}"),
+        (0o620, 0o755, "chmod go-w {file}"),
+        (0o600, 0o777, "chmod go-w {folder}"),
+    ],
+)
+def test_a_config_others_can_write_is_refused_naming_the_chmod(
+    tmp_path, file_mode, folder_mode, fix
+):
+    folder = tmp_path / "cfg"
+    folder.mkdir()
+    path = write(folder, GOOD)
+    path.chmod(file_mode)
+    folder.chmod(folder_mode)
+    with pytest.raises(cfg.ConfigError) as caught:
+        cfg.load(path)
+    assert "not safe to use" in str(caught.value)
+    assert fix.format(file=path, folder=folder) in caught.value.fix
+
+
+def test_a_symlink_to_a_file_others_can_write_is_refused(tmp_path):
+    target = write(tmp_path, GOOD)
+    target.chmod(0o646)
+    link = tmp_path / "link.toml"
+    link.symlink_to(target)
+    with pytest.raises(cfg.ConfigError, match="not safe to use"):
+        cfg.load(link)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="giving a file to another user needs root")
+def test_a_config_owned_by_another_user_is_refused(tmp_path):
+    path = write(tmp_path, GOOD)
+    os.chown(path, 65534, 65534)
+    with pytest.raises(cfg.ConfigError, match="belongs to another user"):
+        cfg.load(path)
+
+
+def test_files_as_tests_and_editors_write_them_load(tmp_path):
+    for mode in (0o600, 0o644, 0o400):
+        path = write(tmp_path, GOOD)
+        path.chmod(mode)
+        assert cfg.load(path).account("sales")
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keyring
 from keyring.backends import fail
 
+from tui.core.config import default_path
 from tui.core.credentials import SERVICE
 from tui.core.status import Status
 from tui.screens.account_form import AccountFormScreen
@@ -238,8 +239,8 @@ async def test_no_keyring_shows_a_banner_and_reconnect_keeps_the_secret_for_the_
         await wait_for(pilot, lambda: app.monitor.states["good"].status is Status.CONNECTED)
 
 
-async def test_empty_config_welcomes_with_how_to_add(tmp_path):
-    app = app_for(tmp_path / "none.toml")
+async def test_empty_config_welcomes_with_how_to_add():
+    app = app_for(default_path())  # no config yet
     async with app.run_test(size=SIZE) as pilot:
         welcome = app.screen.query_one("#welcome")
         assert welcome.display and "Press n to add your first account" in text_of(welcome)
@@ -307,8 +308,8 @@ async def test_check_keys_and_a_new_alert_toast(tmp_path, loopback, isolated_use
         )
 
 
-async def test_command_palette_offers_every_action(tmp_path):
-    app = app_for(tmp_path / "none.toml")
+async def test_command_palette_offers_every_action():
+    app = app_for(default_path())  # no config yet
     async with app.run_test(size=SIZE):
         titles = {command.title for command in app.get_system_commands(app.screen)}
     assert {

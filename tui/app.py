@@ -20,7 +20,7 @@ from textual.screen import Screen
 from textual.signal import Signal
 
 from .core import config as config_file
-from .core.config import Config, ConfigError
+from .core.config import Config, ConfigError, ConfigMissing
 from .core.credentials import Credentials, KeyringStore, KeyringUnavailable, Secret, SecretStore
 from .core.history import History, HistoryUnavailable, Quiet, Recorder
 from .core.models import Account, AccountResult, AccountState, utcnow
@@ -638,6 +638,8 @@ def make_app(
 
     try:
         config, error = config_file.load(config_path), None
+    except ConfigMissing as exc:
+        config, error = Config(config_path), exc if exc.named else None
     except ConfigError as exc:
         config, error = Config(config_path), exc
     history, problem = open_history(history_path or default_path())

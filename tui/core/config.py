@@ -7,6 +7,7 @@ import fcntl
 import math
 import os
 import re
+import stat
 import tempfile
 
 try:  # tomli's compiled build parses a thousand accounts about three times faster than tomllib
@@ -107,19 +108,142 @@ def resolve_path(path: str | os.PathLike | None) -> Path:
     return default_path()
 
 
+class ConfigMissing(ConfigError):
+    """No file at the path. `named` is True when the user named it (--config or the variable):
+    then it is a mistake to show; at the default path it only means there is no config yet."""
+
+    def __init__(self, path: Path, named: bool):
+        self.named = named
+        if named:
+            super().__init__(
+                path,
+                "does not exist.",
+                "Check the path given with --config or $CONNECTED_EMAILS_CONFIG, or create the "
+                "file there.",
+            )
+        else:
+            super().__init__(
+                path,
+                "does not exist: there is no config yet.",
+                "Run connected-emails and press n to add the first account, or write the file "
+                "as README.md shows.",
+            )
+
+
+MAX_CONFIG_BYTES = 16 * 1024 * 1024  # about 50,000 accounts; more is not an accounts file
+
+
 def load(path: Path) -> Config:
-    """Read and validate the accounts file. A missing file is an empty config."""
-    if not path.exists():
-        return Config(path)
+    """Read and validate the accounts file. ConfigMissing when there is none (see `named`)."""
+    return parse(read_text(path), path)
+
+
+def read_text(path: Path) -> str:
+    """The file's text, refused when it is not a regular file, is too big, or others could write
+    it; never blocks, even on a FIFO."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise ConfigError(
+                path,
+                f"is a symbolic link to {os.readlink(path)}, which does not exist.",
+                "Point the link at the accounts file, or name the file itself.",
+            ) from None
+        raise ConfigMissing(path, named=Path(path) != default_path()) from None
+    except IsADirectoryError:
+        raise _directory(path) from None
+    except OSError as exc:
         raise ConfigError(
             path,
-            f"cannot be read ({exc.__class__.__name__}: {exc}).",
-            "Check the file's permissions and that it is UTF-8 text.",
+            f"cannot be opened ({exc.strerror}).",
+            "Check the file's permissions, or name another file with --config.",
         ) from None
-    return parse(text, path)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise _directory(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(
+                path,
+                f"is not a regular file (it is a {_file_kind(info.st_mode)}).",
+                "Name the accounts file itself with --config.",
+            )
+        _refuse_if_others_can_write(path, info)
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                path,
+                f"is {info.st_size // (1024 * 1024)} MB, too big for an accounts file.",
+                "Name the accounts file with --config.",
+            )
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(
+            path,
+            f"cannot be read ({exc.strerror}).",
+            "Check the file's permissions, or name another file with --config.",
+        ) from None
+    finally:
+        os.close(fd)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            path,
+            f"is not UTF-8 text (byte {exc.start} cannot be read).",
+            "Save it as UTF-8.",
+        ) from None
+
+
+def _directory(path: Path) -> ConfigError:
+    return ConfigError(
+        path,
+        "is a directory, not a file.",
+        f"Name the accounts file itself, such as {Path(path) / 'accounts.toml'}.",
+    )
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "device"
+
+
+def _writers(mode: int) -> str:
+    if mode & 0o022 == 0o022:
+        return "its group and all users"
+    return "its group" if mode & 0o020 else "all users"
+
+
+def _refuse_if_others_can_write(path: Path, info: os.stat_result) -> None:
+    """ssh's rule for its own files: the config runs commands as the user (password commands,
+    the hook), so it and its folder must be owned by the user (or root) and writable by no one
+    else."""
+    real = Path(os.path.realpath(path))
+    checks = [(real, info), (real.parent, os.stat(real.parent))]
+    if Path(path).parent != real.parent:  # a symlink's own folder decides what it points to
+        checks.append((Path(path).parent, os.stat(Path(path).parent)))
+    uid = os.getuid()
+    for place, place_info in checks:
+        kind = "file" if place is real else "folder"
+        if place_info.st_uid not in (0, uid):
+            raise ConfigError(
+                path,
+                f"is not safe to use: its {kind} {place} belongs to another user "
+                f"(uid {place_info.st_uid}), who could make it run commands as you.",
+                f"Run: chown {uid} {place}",
+            )
+        if place_info.st_mode & 0o022:
+            raise ConfigError(
+                path,
+                f"is not safe to use: its {kind} {place} can be written by "
+                f"{_writers(place_info.st_mode)} (mode {stat.S_IMODE(place_info.st_mode):04o}), "
+                "who could make it run commands as you.",
+                f"Run: chmod go-w {place}",
+            )
 
 
 def parse(text: str, path: Path) -> Config:
@@ -436,7 +560,10 @@ def update_accounts(path: Path, change) -> Config:
     """Read the file, apply `change` to its accounts, write it back, all under the lock: an edit
     made meanwhile by another process (or by hand) is kept, not overwritten."""
     with locked(path):
-        current = load(path)
+        try:
+            current = load(path)
+        except ConfigMissing:
+            current = Config(path)  # the first save creates the file
         current.accounts = change(list(current.accounts))
         save_unlocked(current)
         return current
