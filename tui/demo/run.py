@@ -8,6 +8,8 @@ from pathlib import Path
 from ..core.config import Config, save
 from ..core.credentials import MemoryStore
 from ..core.models import Account, Endpoint, Settings
+from .certs import Certs
+from .servers import HOST, Mailboxes, ScriptedImap, ServerThread, SmtpUsers, closed_port, serve_smtp
 
 DEMO_PASSWORD = "demo-password"
 BROKEN_ID = "billing"
@@ -20,14 +22,6 @@ class Demo:
     tests come out the same on every run; without it, the system picks free ports."""
 
     def __init__(self, folder: Path, base_port: int | None = None):
-        try:
-            from .certs import Certs
-            from .servers import HOST, Mailboxes, ScriptedImap, ServerThread, SmtpUsers, serve_smtp
-        except ImportError as exc:
-            raise SystemExit(
-                f"The demo needs its loopback servers ({exc.name} is missing): "
-                f"pip install 'connected-emails[demo]', or run make demo."
-            ) from None
         ports = iter(range(base_port, base_port + 50)) if base_port else None
 
         def port() -> int:
@@ -160,8 +154,6 @@ class Demo:
 
 def _nothing_listens(port: int) -> int:
     """A port where connections are refused: the given one, or a free one the system picks."""
-    from .servers import closed_port
-
     return port or closed_port()
 
 

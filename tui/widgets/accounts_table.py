@@ -6,28 +6,54 @@ from datetime import datetime
 
 from rich.text import Text
 from textual.binding import Binding
-from textual.widgets import DataTable
 
 from ..core.models import Account, AccountState
 from ..core.status import STATUS_INFO
-from ..format import ago, duration, protocol_cell, shorten, state_cell
+from ..format import ago, duration, protocol_cell, state_cell
+from .fitted_table import PADDING, Column, FittedTable
 
 REPAINT_EVERY = 0.5  # seconds between repaints of changed rows
 
-# Sized so the columns that matter fit 80 columns with the scrollbar; the rest scroll.
-COLUMNS = (
-    ("account", "Account", 19),
-    ("status", "Status", 21),
-    ("sync", "Sync", 7),
-    ("send", "Send", 7),
-    ("since", "Since", 5),
-    ("checked", "Checked", 7),
-    ("provider", "Provider", 9),
-    ("failed", "What failed", 48),
-)
+STATUS_WIDTH = 21  # "No Service Connection"
+PROTOCOL_WIDTH = 7  # "✗ login"
+ACCOUNT_MIN = 16
+FAILED_MIN = 16
+# Shown left to right, and given room in this order once the account has its own: what a
+# narrow terminal leaves out is what matters least ("What failed" is in the detail below).
+CHECKED_SHORT = Column("checked", "Chk", 5)  # "12m", "stale"
+CHECKED = Column("checked", "Checked", 7)  # "12m ago"
+SINCE = Column("since", "Since", 5)
 
 
-class AccountsTable(DataTable):
+def plan_columns(width: int, account_want: int, provider_want: int) -> list[Column]:
+    """The columns that fit `width` cells: the account gets the room it wants (its longest
+    address) first, then the others join while they fit; "What failed" takes the rest."""
+    essential = [
+        Column("status", "Status", STATUS_WIDTH),
+        Column("sync", "Sync", PROTOCOL_WIDTH),
+        Column("send", "Send", PROTOCOL_WIDTH),
+    ]
+    room = width - sum(c.width + PADDING for c in essential) - PADDING
+    if room - (CHECKED_SHORT.width + PADDING) >= ACCOUNT_MIN:
+        essential.append(CHECKED_SHORT)
+        room -= CHECKED_SHORT.width + PADDING
+    account = max(min(account_want, room), 1)
+    room -= account
+    columns = [Column("account", "Account", account), *essential]
+    if CHECKED_SHORT in columns and room >= CHECKED.width - CHECKED_SHORT.width:
+        columns[-1] = CHECKED
+        room -= CHECKED.width - CHECKED_SHORT.width
+    for extra in (SINCE, Column("provider", "Provider", provider_want)):
+        if CHECKED not in columns or room < extra.width + PADDING:
+            return columns
+        columns.append(extra)
+        room -= extra.width + PADDING
+    if room >= FAILED_MIN + PADDING:
+        columns.append(Column("failed", "What failed", room - PADDING))
+    return columns
+
+
+class AccountsTable(FittedTable):
     BINDINGS = [
         Binding(
             "j",
@@ -45,6 +71,38 @@ class AccountsTable(DataTable):
             id="cursor-up",
             tooltip="Move to the previous account",
         ),
+        Binding(
+            "home",
+            "scroll_top",
+            "First",
+            show=False,
+            id="cursor-first",
+            tooltip="Move to the first account",
+        ),
+        Binding(
+            "end",
+            "scroll_bottom",
+            "Last",
+            show=False,
+            id="cursor-last",
+            tooltip="Move to the last account",
+        ),
+        Binding(
+            "pageup",
+            "page_up",
+            "Page up",
+            show=False,
+            id="cursor-page-up",
+            tooltip="Move up by a screenful of accounts",
+        ),
+        Binding(
+            "pagedown",
+            "page_down",
+            "Page down",
+            show=False,
+            id="cursor-page-down",
+            tooltip="Move down by a screenful of accounts",
+        ),
     ]
 
     def __init__(self, **kwargs):
@@ -55,11 +113,25 @@ class AccountsTable(DataTable):
         # re-render all its visible cells, so changes are painted together a few times a
         # second, and those nobody can see wait until they scroll into view.
         self._stale: dict[str, set[str]] = {}
+        self._account_want = len("Account")
+        self._provider_want = len("Provider")
 
     def on_mount(self) -> None:
-        for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width)
         self.set_interval(REPAINT_EVERY, self.repaint)
+
+    def fit(self, width: int) -> list[Column]:
+        return plan_columns(width, self._account_want, self._provider_want)
+
+    def cell_value(self, row_key: str, column_key: str) -> object:
+        cells = self._cells[row_key]
+        if column_key == "checked":  # its short or long form, whichever is shown now
+            cells["checked"] = _checked(self._states[row_key], self.app.now(), self._short_checked)
+        self._stale.get(row_key, set()).discard(column_key)
+        return cells[column_key]
+
+    @property
+    def _short_checked(self) -> bool:
+        return "checked" in self.columns and self.columns["checked"].width < CHECKED.width
 
     def repaint(self) -> None:
         self.refresh_ages(self.app.now())
@@ -73,14 +145,14 @@ class AccountsTable(DataTable):
     def cells_for(self, state: AccountState, now: datetime) -> dict[str, object]:
         account = state.account
         return {
-            "account": _AccountCell(account, shorten(account.email, 19 - bool(account.insecure))),
+            "account": _AccountCell(account),
             "status": state_cell(state),
             "sync": protocol_cell(state, "imap"),
             "send": protocol_cell(state, "smtp"),
             "since": duration((now - state.since).total_seconds()),
-            "checked": _checked(state, now),
-            "provider": account.provider,
-            "failed": Text(shorten(state.detail, 48), style="grey70"),
+            "checked": _checked(state, now, self._short_checked),
+            "provider": Text(account.provider, overflow="ellipsis", no_wrap=True),
+            "failed": Text(state.detail, style="grey70", overflow="ellipsis", no_wrap=True),
         }
 
     def upsert_many(self, states: list[AccountState], now: datetime) -> None:
@@ -95,11 +167,24 @@ class AccountsTable(DataTable):
         old = self._cells.get(account_id)
         self._cells[account_id] = cells
         if old is None:
-            self.add_row(*cells.values(), key=account_id)
+            self.add_row(*(cells[c.key.value] for c in self.ordered_columns), key=account_id)
+            self._want_room(state.account)
             return
-        changed = {column for column, value in cells.items() if old.get(column) != value}
+        if old["account"] != cells["account"]:
+            self._want_room(state.account)
+        shown = self.shown_keys
+        changed = {c for c, value in cells.items() if c in shown and old.get(c) != value}
         if changed:
             self._stale.setdefault(account_id, set()).update(changed)
+
+    def _want_room(self, account: Account) -> None:
+        """Refit when an address is longer than any before, or a provider's name."""
+        account_want = len(account.email) + bool(account.insecure)
+        provider_want = len(account.provider)
+        if account_want > self._account_want or provider_want > self._provider_want:
+            self._account_want = max(self._account_want, account_want)
+            self._provider_want = max(self._provider_want, provider_want)
+            self.refit()
 
     def _visible_rows(self) -> range:
         first = int(self.scroll_y)
@@ -108,10 +193,11 @@ class AccountsTable(DataTable):
     def apply_stale(self, everywhere: bool = False) -> None:
         """Bring held-back rows up to date: the visible ones, or all of them."""
         visible = self._visible_rows()
+        shown = self.shown_keys  # a column shown again later is filled then
         for account_id in list(self._stale):
             if everywhere or self.get_row_index(account_id) in visible:
                 cells = self._cells[account_id]
-                for column in self._stale.pop(account_id):
+                for column in self._stale.pop(account_id) & shown:
                     self.update_cell(account_id, column, cells[column])
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
@@ -130,15 +216,17 @@ class AccountsTable(DataTable):
         """Keep 'since' and 'checked' fresh on the rows that can be seen."""
         if self._stale:
             self.apply_stale()
+        shown = self.shown_keys
+        short = self._short_checked
         for index in self._visible_rows():
             account_id = self.coordinate_to_cell_key((index, 0)).row_key.value
             state = self._states[account_id]
             cells = self._cells[account_id]
             for column, value in (
                 ("since", duration((now - state.since).total_seconds())),
-                ("checked", _checked(state, now)),
+                ("checked", _checked(state, now, short)),
             ):
-                if cells[column] != value:
+                if column in shown and cells[column] != value:
                     cells[column] = value
                     self.update_cell(account_id, column, value)
 
@@ -160,18 +248,24 @@ class AccountsTable(DataTable):
             self.move_cursor(row=self.get_row_index(selected), animate=False)
 
 
-def _checked(state: AccountState, now: datetime) -> str:
+def _checked(state: AccountState, now: datetime, short: bool) -> str:
     if state.stale:
         return "stale"
-    return ago(state.last_checked, now) if state.last_checked else "…"
+    if state.last_checked is None:
+        return "…"
+    return (
+        duration((now - state.last_checked).total_seconds())
+        if short
+        else ago(state.last_checked, now)
+    )
 
 
 class _AccountCell(Text):
     """The account column's cell: it knows its row's id, so sorting can look up the state."""
 
-    def __init__(self, account: Account, text: str):
-        super().__init__()
+    def __init__(self, account: Account):
+        super().__init__(overflow="ellipsis", no_wrap=True)
         if account.insecure:  # plain text allowed or certificates unchecked: visible at a glance
             self.append("⚠", style="bold yellow")
-        self.append(text)
+        self.append(account.email)
         self.account_id = account.id

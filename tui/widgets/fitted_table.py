@@ -1,0 +1,91 @@
+"""A DataTable whose columns fit its width, so nothing scrolls sideways; refitted on resize."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual import events
+from textual.widgets import DataTable
+
+PADDING = 2  # a DataTable cell's padding, left and right together
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    width: int
+
+
+def rest_of(width: int, columns: list[Column], minimum: int = 8) -> int:
+    """What is left of `width` for one more column after `columns`, padding included."""
+    return max(minimum, width - sum(c.width + PADDING for c in columns) - PADDING)
+
+
+class FittedTable(DataTable):
+    """Subclasses say which columns to show at a width; the table keeps them that way.
+
+    Cells that do not fit end in an ellipsis (give them Text with overflow="ellipsis").
+    A column shown again after a narrower layout is filled from `cell_value`."""
+
+    def __init__(self, columns: list[Column] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self._columns_wanted = columns or []
+
+    def fit(self, width: int) -> list[Column]:
+        """The columns to show when `width` cells are free. By default the ones given, the last
+        one taking what the others leave."""
+        *fixed, last = self._columns_wanted
+        return [*fixed, Column(last.key, last.label, rest_of(width, fixed))]
+
+    def cell_value(self, row_key: str, column_key: str) -> object:
+        return ""
+
+    @property
+    def free_width(self) -> int:
+        """The width for cells: the table's, less a vertical scrollbar whether shown or not
+        (reserving it keeps the columns from jumping when rows come and go)."""
+        return self.size.width - self.styles.scrollbar_size_vertical
+
+    def on_mount(self) -> None:
+        self.refit()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.refit()
+
+    def refit(self) -> None:
+        width = self.free_width
+        if width <= 0 and not self.columns:
+            width = 80  # not laid out yet: any layout will do until the first resize
+        if width <= 0:
+            return
+        wanted = self.fit(width)
+        shown = list(self.ordered_columns)
+        keep = 0  # the leading columns that stay: same key, same label
+        while (
+            keep < min(len(shown), len(wanted))
+            and shown[keep].key.value == wanted[keep].key
+            and shown[keep].label.plain == wanted[keep].label
+        ):
+            keep += 1
+        resized = False
+        for column, want in zip(shown[:keep], wanted[:keep], strict=True):
+            if column.width != want.width:
+                column.width = want.width
+                resized = True
+        for column in shown[keep:]:
+            self.remove_column(column.key)
+        for want in wanted[keep:]:
+            self.add_column(want.label, key=want.key, width=want.width)
+            for row_key in self.rows:
+                self.update_cell(row_key, want.key, self.cell_value(row_key.value, want.key))
+        if resized and keep == len(shown) == len(wanted) and self.row_count:
+            # Widths changed in place: an update that measures makes the table recompute
+            # its virtual width (and so whether it needs a horizontal scrollbar).
+            row_key = self.coordinate_to_cell_key((0, 0)).row_key
+            first = shown[0].key
+            self.update_cell(row_key, first, self.get_cell(row_key, first), update_width=True)
+
+    @property
+    def shown_keys(self) -> set[str]:
+        return {key.value for key in self.columns}
