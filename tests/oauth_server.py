@@ -130,6 +130,12 @@ class AuthServer:
             self.refresh_tokens.clear()
             self.access_tokens.clear()
 
+    def user_of(self, access_token: str) -> str | None:
+        """Introspection for the loopback mail servers: whose live token is this?"""
+        with self.lock:
+            found = self.access_tokens.get(access_token)
+        return found[0] if found and found[1] > time.time() else None
+
     def grants(self) -> list[str]:
         return [r.get("grant_type", "") for r in self.requests]
 
