@@ -6,6 +6,7 @@ import asyncio
 
 from .credentials import CredentialError, Credentials, Secret
 from .models import Account, AccountResult, ProbeResult
+from .oauth2.errors import OAuth2Error
 from .status import Status
 
 
@@ -24,8 +25,15 @@ async def check_account(
             raise ValueError("check_account needs credentials or a secret")
         try:
             secret = await asyncio.to_thread(credentials.secret_for, account)
+        except OAuth2Error as exc:
+            if not exc.remote:
+                return unreadable_secret(account.id, str(exc))
+            return token_refused(account.id, str(exc), exc.status)
         except CredentialError as exc:
             return unreadable_secret(account.id, str(exc))
+        token_warning = await asyncio.to_thread(credentials.token_warning, account)
+    else:
+        token_warning = None
     # The probes pull in imapclient, aiosmtplib and ssl: import them on first use, not at start-up.
     from .probes.imap import check_imap
     from .probes.smtp import check_smtp
@@ -33,7 +41,7 @@ async def check_account(
     imap, smtp = await asyncio.gather(
         check_imap(account, secret, timeout, mark), check_smtp(account, secret, timeout)
     )
-    return AccountResult(account.id, imap, smtp)
+    return AccountResult(account.id, imap, smtp, token_warning)
 
 
 def unreadable_secret(account_id: str, reason: str) -> AccountResult:
@@ -42,5 +50,14 @@ def unreadable_secret(account_id: str, reason: str) -> AccountResult:
             proto, Status.INVALID_CREDENTIALS, f"not checked: {reason}", 0, reached_server=False
         )
         for proto in ("imap", "smtp")
+    ]
+    return AccountResult(account_id, *results)
+
+
+def token_refused(account_id: str, reason: str, status: Status) -> AccountResult:
+    """The token endpoint refused or could not be reached: a remote answer, not a local
+    problem, so it keeps its status (and `check` its exit code). No mail server was asked."""
+    results = [
+        ProbeResult(proto, status, f"sign-in failed: {reason}", 0) for proto in ("imap", "smtp")
     ]
     return AccountResult(account_id, *results)

@@ -51,6 +51,7 @@ ACCOUNT_KEYS = {
     "stopped",
     "allow_plaintext",
     "tls_verify",
+    "oauth2",
 }
 ENDPOINT_KEYS = {"host", "port", "security"}
 
@@ -451,12 +452,14 @@ def _account(raw, index: int, path: Path, lines: _LineFinder) -> Account:
             'Use auth = "password" or auth = "oauth2".',
             "auth",
         )
-    if auth == "oauth2" and not raw.get("oauth2_token_command"):
+    if auth == "oauth2" and not raw.get("oauth2_token_command") and "oauth2" not in raw:
         fail(
-            'auth = "oauth2" needs oauth2_token_command.',
-            "Set it to a command that prints an access token (for example oama).",
+            'auth = "oauth2" needs an oauth2 table or oauth2_token_command.',
+            'Add oauth2 = { client_id = "…" } for the built-in sign-in (see the README), or a '
+            "command that prints an access token (for example oama).",
             "auth",
         )
+    oauth2 = _oauth2(raw, provider_name, fail)
     for key in ("username", "password_command", "oauth2_token_command", "ca_file"):
         if key in raw and not isinstance(raw[key], str):
             fail(f"{key} must be a string.", "Quote the value.", key)
@@ -490,8 +493,21 @@ def _account(raw, index: int, path: Path, lines: _LineFinder) -> Account:
         ca_file=raw.get("ca_file"),
         imap=endpoints["imap"],
         smtp=endpoints["smtp"],
+        oauth2=oauth2,
         **flags,
     )
+
+
+def _oauth2(raw: dict, provider: str, fail):
+    """The built-in sign-in's table, with the provider's preset under it."""
+    if "oauth2" not in raw:
+        return None
+    from .oauth2.settings import SettingsProblem, from_table
+
+    try:
+        return from_table(raw["oauth2"], provider)
+    except SettingsProblem as exc:
+        fail(exc.problem, exc.fix, "oauth2", f"oauth2.{exc.key}")
 
 
 def validate_account(raw: dict, path: Path | None = None) -> Account:
@@ -611,6 +627,15 @@ def _toml_value(value) -> str:
     return f'"{escaped}"'
 
 
+def _inline_table(table: dict) -> str:
+    def value(v) -> str:
+        return (
+            f"[{', '.join(_toml_value(x) for x in v)}]" if isinstance(v, list) else _toml_value(v)
+        )
+
+    return "{ " + ", ".join(f"{key} = {value(v)}" for key, v in table.items()) + " }"
+
+
 def dumps(config: Config) -> str:
     s = config.settings
     out = [
@@ -641,6 +666,8 @@ def dumps(config: Config) -> str:
             out.append("allow_plaintext = true")
         if not a.tls_verify:
             out.append("tls_verify = false")
+        if a.oauth2:
+            out.append(f"oauth2 = {_inline_table(a.oauth2.to_table(a.provider))}")
         for proto in ("imap", "smtp"):
             e: Endpoint = getattr(a, proto)
             out.append(

@@ -158,6 +158,23 @@ class Credentials:
         self.command_timeout = command_timeout
         self.session = MemoryStore()
         self._tokens: dict[str, Secret] = {}  # access tokens, in memory until rejected
+        self._oauth2 = None
+
+    @property
+    def oauth2(self):
+        """The built-in sign-in's tokens; authlib and httpx load only for accounts that use it."""
+        if self._oauth2 is None:
+            from .oauth2.tokens import OAuth2Tokens
+
+            self._oauth2 = OAuth2Tokens(self.store, self.command_timeout)
+        return self._oauth2
+
+    def token_warning(self, account: Account) -> str | None:
+        """'token expires in 2 days (…)' when a built-in sign-in is close to a known limit."""
+        if not _built_in_oauth2(account):
+            return None
+        forecast = self.oauth2.forecast(account)
+        return forecast.words(self.oauth2.clock()) if forecast and forecast.warn else None
 
     def secret_for(self, account: Account, fresh: bool = False) -> Secret:
         """The account's secret. An OAuth2 token is reused until `forget` (the server rejected
@@ -165,6 +182,8 @@ class Credentials:
         kept = self.session.get(account.id)
         if kept:
             return kept
+        if _built_in_oauth2(account):
+            return self.oauth2.access_token(account, fresh)
         if account.auth == "oauth2" and account.oauth2_token_command:
             if fresh or account.id not in self._tokens:
                 self._tokens[account.id] = run_secret_command(
@@ -181,3 +200,11 @@ class Credentials:
     def forget(self, account_id: str) -> None:
         """The server rejected the token: the next check asks the token command again."""
         self._tokens.pop(account_id, None)
+        if self._oauth2 is not None:
+            self._oauth2.forget(account_id)
+
+
+def _built_in_oauth2(account: Account) -> bool:
+    return (
+        account.auth == "oauth2" and account.oauth2 is not None and not account.oauth2_token_command
+    )

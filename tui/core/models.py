@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from .status import Status, worse
+
+if TYPE_CHECKING:
+    from .oauth2.settings import OAuth2Settings
 
 SECURITIES = ("tls", "starttls", "none")
 AUTH_METHODS = ("password", "oauth2")
@@ -40,6 +44,7 @@ class Account:
     stopped: bool = False  # the user stopped checking it; kept across restarts
     allow_plaintext: bool = False  # send the secret over security "none" (trusted networks only)
     tls_verify: bool = True  # False accepts any certificate: per account, never the default
+    oauth2: OAuth2Settings | None = None  # the built-in sign-in, when no oauth2_token_command
 
     @property
     def login(self) -> str:
@@ -105,6 +110,7 @@ class AccountResult:
     account_id: str
     imap: ProbeResult
     smtp: ProbeResult
+    token_warning: str | None = None  # "token expires in 2 days (…)": the sign-in is dying
 
     @property
     def status(self) -> Status:
@@ -160,6 +166,8 @@ class AccountState:
             return self.stopped_reason or "Checking is stopped."
         if self.status is Status.CONNECTED and self.cert_warning:
             return self.cert_warning
+        if self.status is Status.CONNECTED and self.result and self.result.token_warning:
+            return self.result.token_warning
         return self.result.detail if self.result else ""
 
     @property

@@ -44,9 +44,10 @@ def _account_code(state: AccountState) -> int:
     """A connected account is judged by its certificate; an account the user stopped on
     purpose is no alert; any other status by its exit code."""
     if state.status is Status.CONNECTED:
-        return (
-            EXIT_CRITICAL if state.cert_alert else EXIT_WARNING if state.cert_warning else EXIT_OK
-        )
+        if state.cert_alert:
+            return EXIT_CRITICAL
+        token_warning = state.result.token_warning if state.result else None
+        return EXIT_WARNING if state.cert_warning or token_warning else EXIT_OK
     return EXIT_CODE[state.status] if state.needs_attention else EXIT_OK
 
 
@@ -60,6 +61,7 @@ def account_json(state: AccountState) -> dict:
         "needs_attention": state.needs_attention,
         "detail": state.detail,
         "cert_warning": state.cert_warning,
+        "token_warning": result.token_warning if result else None,
         "checked_at": state.last_checked.isoformat() if state.last_checked else None,
         "imap": result.imap.to_json() if result else None,
         "smtp": result.smtp.to_json() if result else None,

@@ -178,6 +178,13 @@ class _Sink:
 class SmtpUsers:
     passwords: dict[str, str]
     tokens: dict[str, str] = field(default_factory=dict)
+    # token -> its user, as an authorization server's introspection says; replaces `tokens`
+    introspect: Callable[[str], str | None] | None = None
+
+    def token_ok(self, user: str, token: str) -> bool:
+        if self.introspect is not None:
+            return bool(user) and self.introspect(token) == user
+        return user in self.tokens and self.tokens[user] == token
 
     def __call__(self, server, session, envelope, mechanism, auth_data):
         from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -240,7 +247,7 @@ class _XOAuthSink(_Sink):
         )
         user = fields.get("user", "")
         token = fields.get("auth", "").removeprefix("Bearer ")
-        if user in self.users.tokens and self.users.tokens[user] == token:
+        if self.users.token_ok(user, token):
             return AuthResult(success=True, auth_data=user)
         error = json.dumps(
             {"status": "invalid_token", "schemes": "Bearer", "scope": "https://mail.google.com/"}
@@ -321,6 +328,7 @@ class ScriptedImap:
     examine_reply: str = "OK [READ-ONLY] EXAMINE completed"
     tokens: dict[str, str] = field(default_factory=dict)
     messages: int = 3
+    introspect: Callable[[str], str | None] | None = None  # as SmtpUsers.introspect
 
     async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -369,7 +377,12 @@ class ScriptedImap:
                 user = part[5:]
             elif part.startswith("a="):
                 user = part[2:].replace("=2C", ",").replace("=3D", "=")
-        if user in self.tokens and self.tokens[user] == token:
+        accepted = (
+            self.introspect(token) == user
+            if self.introspect is not None
+            else user in self.tokens and self.tokens[user] == token
+        )
+        if user and accepted:
             writer.write(f"{tag} OK [CAPABILITY IMAP4rev1] authenticated\r\n".encode())
             return
         error = json.dumps(

@@ -1,0 +1,117 @@
+"""The HTTP side: authlib's OAuth2Client over httpx2, every call with a deadline and a size cap.
+
+authlib sends the requests (PKCE, client authentication at the token endpoint, the grants); its
+answers are read here so that an error keeps Entra's `error_codes`, and so no answer can be
+larger than MAX_RESPONSE or take longer than the deadline, even one dripped a byte at a time.
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlsplit
+
+import httpx2
+from authlib.integrations.httpx_client import OAuth2Client
+
+from ..credentials import Secret
+from ..status import Status
+from .errors import OAuth2Error, decode, unreachable
+from .settings import OAuth2Settings
+
+MAX_RESPONSE = 64 * 1024  # a token answer is a few kB; a page of HTML is not one
+USER_AGENT = "connected-emails"
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _BoundedStream(httpx2.SyncByteStream):
+    def __init__(self, stream, deadline: float):
+        self._stream, self._deadline = stream, deadline
+
+    def __iter__(self):
+        total = 0
+        for chunk in self._stream:
+            total += len(chunk)
+            if total > MAX_RESPONSE:
+                raise _TooLarge(f"the answer was larger than {MAX_RESPONSE // 1024} kB")
+            if time.monotonic() > self._deadline:
+                raise httpx2.ReadTimeout("the answer did not finish in time")
+            yield chunk
+
+    def close(self):
+        self._stream.close()
+
+
+class _BoundedTransport(httpx2.HTTPTransport):
+    """Reads each answer under a size cap and the whole call's deadline."""
+
+    def __init__(self, timeout: float, **kwargs):
+        super().__init__(**kwargs)
+        self._timeout = timeout
+
+    def handle_request(self, request):
+        deadline = time.monotonic() + self._timeout
+        response = super().handle_request(request)
+        response.stream = _BoundedStream(response.stream, deadline)
+        return response
+
+
+class Client(OAuth2Client):
+    """authlib's client whose token answers raise OAuth2Error with the answer decoded."""
+
+    def __init__(self, settings: OAuth2Settings, secret: Secret | None, timeout: float, **kw):
+        self.redact: tuple[str, ...] = (secret.reveal(),) if secret else ()
+        super().__init__(
+            client_id=settings.client_id,
+            client_secret=secret.reveal() if secret else None,
+            # Google's Desktop clients send their secret in the body; public clients send none.
+            token_endpoint_auth_method="client_secret_post" if secret else "none",
+            scope=" ".join(settings.scopes) or None,
+            timeout=httpx2.Timeout(timeout),
+            transport=_BoundedTransport(timeout, verify=True, retries=0),
+            follow_redirects=False,
+            trust_env=True,
+            headers={"User-Agent": USER_AGENT},
+            **kw,
+        )
+
+    def parse_response_token(self, resp):
+        body = answer_json(resp)
+        if resp.status_code >= 400 or "error" in body:
+            raise decode(resp.status_code, body, self.redact)
+        if not body.get("access_token"):
+            raise OAuth2Error(
+                "the token endpoint answered without an access token; check oauth2.scopes.",
+                Status.REQUEST_IS_INVALID,
+            )
+        self.token = body
+        return self.token
+
+
+def answer_json(resp) -> dict:
+    """The JSON object of an answer; OAuth2Error when there is none (a proxy's page, a 5xx)."""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        return body
+    return {"error": f"HTTP {resp.status_code}, not a JSON answer"}
+
+
+def call(url: str, fn):
+    """Run one HTTP exchange; transport failures become No Service Connection in words."""
+    try:
+        return fn()
+    except OAuth2Error:
+        raise
+    except _TooLarge as exc:
+        raise OAuth2Error(
+            f"the token endpoint {urlsplit(url).hostname} sent an answer that is not a token "
+            f"({exc}); check the endpoint URL.",
+            Status.REQUEST_IS_INVALID,
+        ) from None
+    except (httpx2.TransportError, OSError) as exc:
+        raise unreachable(urlsplit(url).hostname or url, exc) from None

@@ -1,0 +1,159 @@
+"""Access tokens for accounts with the built-in sign-in: kept in memory, refreshed from the
+stored refresh token before they expire and once when a server rejects one."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from ..credentials import (
+    CredentialError,
+    KeyringUnavailable,
+    Secret,
+    SecretStore,
+    run_secret_command,
+)
+from ..models import Account, utcnow
+from ..status import Status
+from .errors import OAuth2Error
+from .forecast import Forecast, forecast
+from .http import Client, call
+from .settings import OAuth2Settings
+from .store import TokenRecord, TokenStore
+
+EARLY = 300  # refresh this many seconds before the access token expires
+
+
+def client_secret_user(account_id: str) -> str:
+    return f"{account_id}:oauth2-client-secret"
+
+
+class OAuth2Tokens:
+    def __init__(
+        self,
+        keyring: SecretStore,
+        timeout: float = 15.0,
+        clock: Callable[[], datetime] = utcnow,
+    ):
+        self.keyring, self.timeout, self.clock = keyring, timeout, clock
+        self._access: dict[str, tuple[Secret, float]] = {}  # id -> (token, monotonic expiry)
+        self._lock = threading.Lock()  # one refresh per account at a time inside this process
+
+    def settings(self, account: Account) -> OAuth2Settings:
+        if account.oauth2 is None:
+            raise CredentialError("This account has no oauth2 table; add one or Reconnect.")
+        return account.oauth2
+
+    def store(self, account: Account) -> TokenStore:
+        return TokenStore(account.id, self.settings(account).token_store, self.keyring)
+
+    def client_secret(self, account: Account) -> Secret | None:
+        """Google's Desktop clients need a secret even with PKCE; public clients have none."""
+        settings = self.settings(account)
+        if settings.client_secret_command:
+            return run_secret_command(
+                settings.client_secret_command, self.timeout, "oauth2.client_secret_command"
+            )
+        try:
+            return self.keyring.get(client_secret_user(account.id))
+        except KeyringUnavailable:
+            if settings.token_store == "file":  # no keyring on purpose: a public client
+                return None
+            raise
+
+    def access_token(self, account: Account, fresh: bool = False) -> Secret:
+        """A valid access token: the one in memory, or a refreshed one."""
+        with self._lock:
+            kept = self._access.get(account.id)
+            if kept and not fresh and kept[1] - time.monotonic() > EARLY:
+                return kept[0]
+            return self._refresh(account)
+
+    def forget(self, account_id: str) -> None:
+        """A server rejected the access token: the next check refreshes it once."""
+        self._access.pop(account_id, None)
+
+    def _refresh(self, account: Account) -> Secret:
+        settings = self.settings(account)
+        store = self.store(account)
+        url = settings.endpoint("token_endpoint")
+        secret = self.client_secret(account)
+        # Held across refresh and save: another process must see the rotated token, not spend
+        # the old one (which the server has already invalidated).
+        with store.locked(self.timeout * 2):
+            record = store.load()
+            if record is None:
+                raise CredentialError(
+                    f"Not signed in yet: run connected-emails authorize {account.id}, or "
+                    "Reconnect in the app."
+                )
+            client = Client(settings, secret, self.timeout)
+            client.redact += (record.refresh_token.reveal(),)
+            token = call(
+                url,
+                lambda: client.refresh_token(url, refresh_token=record.refresh_token.reveal()),
+            )
+            now = self.clock()
+            rotated = token.get("refresh_token")
+            if rotated and rotated != record.refresh_token.reveal():
+                record = TokenRecord(
+                    Secret(rotated), now, now, record.signed_in_at, _expiry(token, now)
+                )
+            else:
+                record = record.used(now)
+            try:
+                store.save(record)
+            except (CredentialError, OSError) as exc:
+                if rotated:
+                    raise CredentialError(
+                        f"The provider issued a new refresh token but it could not be stored "
+                        f"({_first_sentence(exc)}); Reconnect to sign in again once that is fixed."
+                    ) from None
+                raise
+        return self._keep(account.id, token)
+
+    def _keep(self, account_id: str, token: dict) -> Secret:
+        access = Secret(str(token["access_token"]))
+        lifetime = token.get("expires_in")
+        lifetime = float(lifetime) if isinstance(lifetime, (int, float)) else 3600.0
+        self._access[account_id] = (access, time.monotonic() + lifetime)
+        return access
+
+    def signed_in(self, account: Account, token: dict) -> None:
+        """Store what a sign-in flow returned, replacing any earlier sign-in."""
+        if not token.get("refresh_token"):
+            raise OAuth2Error(
+                "the provider gave no refresh token, so the app could not check again without "
+                "you: add the offline_access scope (Microsoft) or ask for offline access.",
+                Status.REQUEST_IS_INVALID,
+            )
+        now = self.clock()
+        record = TokenRecord(Secret(token["refresh_token"]), now, now, now, _expiry(token, now))
+        store = self.store(account)
+        with store.locked(self.timeout * 2):
+            store.save(record)
+        with self._lock:
+            self._keep(account.id, token)
+
+    def forecast(self, account: Account) -> Forecast | None:
+        """When the stored sign-in will expire, if known; None when there is none stored."""
+        try:
+            record = self.store(account).load()
+        except CredentialError:
+            return None
+        if record is None:
+            return None
+        return forecast(record, self.settings(account), account.provider, self.clock())
+
+
+def _expiry(token: dict, now: datetime) -> datetime | None:
+    seconds = token.get("refresh_token_expires_in")
+    if isinstance(seconds, (int, float)) and seconds > 0:
+        return now + timedelta(seconds=seconds)
+    return None
+
+
+def _first_sentence(exc: BaseException) -> str:
+    return str(exc).split(". ")[0][:200]
