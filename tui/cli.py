@@ -42,6 +42,18 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="check only this account (repeatable)",
     )
+    serve = commands.add_parser(
+        "serve",
+        help="watch the accounts as a service: log changes, run the hook, notify, export metrics",
+    )
+    serve.add_argument(
+        "--config", metavar="PATH", dest="serve_config", help="accounts file (as above)"
+    )
+    serve.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (a port alone: 127.0.0.1)",
+    )
     history = commands.add_parser("history", help="print the status history")
     history.add_argument("--account", metavar="ID", help="only this account")
     history.add_argument(
@@ -60,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
         return run_check(args.check_config or args.config, args.json, args.account)
+    if args.command == "serve":
+        return run_serve(args.serve_config or args.config, args.metrics)
     if args.command == "history":
         return run_history(
             args.account, args.since, "json" if args.json else "csv" if args.csv else "text"
@@ -146,6 +160,24 @@ def _remember(states) -> None:
         print(f"History not recorded: {exc}", file=sys.stderr)
     finally:
         history.close()
+
+
+def run_serve(path: str | None, metrics: str | None) -> int:
+    import logging
+    import os
+    import threading
+
+    from .core import service
+
+    service.setup_logging()
+    code = asyncio.run(service.serve(config_file.resolve_path(path), metrics))
+    logging.shutdown()
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate()[1:]):
+        # A thread still blocked in an abandoned lookup (a hung secret command, say) would
+        # hold the exit past systemd's patience; the history is already flushed.
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def parse_since(text: str):

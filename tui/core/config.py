@@ -36,6 +36,7 @@ SETTINGS_KEYS = {
     "cert_warn_days",
     "cert_alert_days",
     "on_change",
+    "notify_config",
 }
 ACCOUNT_KEYS = {
     "id",
@@ -368,6 +369,15 @@ def _settings(raw, path: Path, lines: _LineFinder) -> Settings:
                 lines.top("on_change"),
             )
         values["on_change"] = raw["on_change"]
+    if "notify_config" in raw:
+        if not isinstance(raw["notify_config"], str) or not raw["notify_config"].strip():
+            raise ConfigError(
+                path,
+                "settings.notify_config must be the path of an Apprise configuration file.",
+                'For example notify_config = "~/.config/connected-emails/apprise.yml".',
+                lines.top("notify_config"),
+            )
+        values["notify_config"] = raw["notify_config"]
     return Settings(**values)
 
 
@@ -652,6 +662,8 @@ def dumps(config: Config) -> str:
     ]
     if s.on_change:
         out.append(f"on_change = {_toml_value(s.on_change)}")
+    if s.notify_config:
+        out.append(f"notify_config = {_toml_value(s.notify_config)}")
     for a in config.accounts:
         out += ["", "[[accounts]]", f"id = {_toml_value(a.id)}", f"email = {_toml_value(a.email)}"]
         if a.username and a.username != a.email:

@@ -72,6 +72,7 @@ class Settings:
     cert_warn_days: int = 14  # a certificate this close to expiry is a warning
     cert_alert_days: int = 3  # ... and this close, an alert
     on_change: str | None = None  # command run on each alert and recovery
+    notify_config: str | None = None  # an Apprise configuration file: where alerts are sent
 
 
 @dataclass(frozen=True)

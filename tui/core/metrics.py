@@ -1,0 +1,150 @@
+"""Prometheus metrics, named after blackbox_exporter's conventions: read from the monitor's states
+at scrape time (a custom collector, never the global registry), plus a checks counter.
+
+Labels are account ids (slugs, never secrets), `protocol` (imap|smtp), `status` (the slug) and
+`result` (ok|fail). Times are Unix seconds, durations seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from .models import AccountState
+from .monitor import AccountChecked, Event
+from .status import Status
+
+PROTOCOLS = ("imap", "smtp")
+STATUSES = [s for s in Status if s is not Status.CHECKING]  # the six an account settles in
+
+
+class Metrics(Collector):
+    """Gauges from `states()` at each scrape; `checks_total` counted from the monitor's events.
+
+    Subscribe it to a monitor for the counter; the gauges need only `states`, so `check
+    --prometheus` uses the same class on one sweep's states."""
+
+    def __init__(self, states: Callable[[], Iterable[AccountState]], counters: bool = True):
+        self.states = states
+        self.counters = counters
+        self._checks: dict[tuple[str, str, str], int] = {}
+        self._lock = threading.Lock()  # scrapes run in the HTTP server's thread
+
+    def __call__(self, event: Event) -> None:
+        if not isinstance(event, AccountChecked) or event.state.result is None:
+            return
+        result = event.state.result
+        with self._lock:
+            for protocol in PROTOCOLS:
+                probe = getattr(result, protocol)
+                key = (
+                    result.account_id,
+                    protocol,
+                    "ok" if probe.status is Status.CONNECTED else "fail",
+                )
+                self._checks[key] = self._checks.get(key, 0) + 1
+
+    def registry(self) -> CollectorRegistry:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self)
+        return registry
+
+    def collect(self):
+        states = list(self.states())
+        up = GaugeMetricFamily(
+            "connected_email_up",
+            "1 when the protocol's last check passed, else 0.",
+            labels=["account", "protocol"],
+        )
+        status = GaugeMetricFamily(
+            "connected_email_status",
+            "1 for the account's current status, 0 for the other five.",
+            labels=["account", "status"],
+        )
+        duration = GaugeMetricFamily(
+            "connected_email_check_duration_seconds",
+            "How long the protocol's last check took.",
+            labels=["account", "protocol"],
+        )
+        last = GaugeMetricFamily(
+            "connected_email_last_check_timestamp_seconds",
+            "When the account was last checked (Unix time).",
+            labels=["account"],
+        )
+        expiry = GaugeMetricFamily(
+            "connected_email_cert_expiry_timestamp_seconds",
+            "When the server certificate seen by the last check expires (Unix time).",
+            labels=["account", "protocol"],
+        )
+        for state in states:
+            account_id = state.account.id
+            for slug in STATUSES:
+                status.add_metric([account_id, slug.value], 1.0 if state.status is slug else 0.0)
+            result = state.result
+            if result is None:
+                continue
+            last.add_metric([account_id], result.checked_at.timestamp())
+            for protocol in PROTOCOLS:
+                probe = getattr(result, protocol)
+                if state.status is not Status.STOPPED:
+                    up.add_metric(
+                        [account_id, protocol], 1.0 if probe.status is Status.CONNECTED else 0.0
+                    )
+                duration.add_metric([account_id, protocol], probe.latency_ms / 1000)
+                if probe.cert_not_after is not None:
+                    expiry.add_metric([account_id, protocol], probe.cert_not_after.timestamp())
+        yield from (up, status, duration, last, expiry)
+        if self.counters:
+            known = {s.account.id for s in states}
+            checks = CounterMetricFamily(
+                "connected_email_checks",
+                "Checks finished since the service started, by protocol and result.",
+                labels=["account", "protocol", "result"],
+            )
+            with self._lock:
+                for (account_id, protocol, outcome), count in sorted(self._checks.items()):
+                    if account_id in known:
+                        checks.add_metric([account_id, protocol, outcome], count)
+            yield checks
+
+
+def start_server(metrics: Metrics, address: str) -> tuple[Callable[[], None], str]:
+    """Serve /metrics on HOST:PORT (or PORT alone, on 127.0.0.1; port 0 picks a free one).
+    Returns the function that stops it and the URL. ValueError for an address that is not
+    HOST:PORT, OSError when it cannot bind."""
+    from prometheus_client import start_http_server
+
+    host, port = parse_address(address)
+    server, thread = start_http_server(port, host, registry=metrics.registry())
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(2)
+
+    shown = f"[{host}]" if ":" in host else host
+    return stop, f"http://{shown}:{server.server_port}/metrics"
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    host, sep, port_text = address.rpartition(":")
+    if not sep:
+        host = "127.0.0.1"
+    host = host.strip("[]") or "127.0.0.1"
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(
+            f"--metrics {address!r} is not HOST:PORT or PORT; for example --metrics 9857 "
+            "(127.0.0.1) or --metrics 0.0.0.0:9857."
+        )
+    return host, int(port_text)
+
+
+def write_textfile(states: list[AccountState], path: str) -> None:
+    """The gauges for node_exporter's textfile collector, written atomically (a temporary file
+    then a rename). No counters: each run would reset them."""
+    from prometheus_client import write_to_textfile
+
+    write_to_textfile(path, Metrics(lambda: states, counters=False).registry())

@@ -1,0 +1,260 @@
+"""`connected-emails serve`: the Watcher without a screen, for systemd (or any supervisor).
+
+One log line per status change on stderr; the config re-read on SIGHUP and when the file
+changes; SIGTERM (or SIGINT) abandons the checks in flight, flushes the history and exits 0.
+One service per config: a lock in the runtime directory refuses a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from . import config as config_file
+from .monitor import Event, StatusChanged
+from .notify import one_line
+
+log = logging.getLogger("connected_emails")
+
+EXIT_CONFIG = 78  # EX_CONFIG: the unit's RestartPreventExitStatus, so systemd does not loop
+RELOAD_POLL = 1.0  # seconds between looks at the config file's mtime and inode
+
+
+class AlreadyRunning(Exception):
+    """Another service holds the lock for this config."""
+
+
+def runtime_dir() -> Path:
+    """$XDG_RUNTIME_DIR/connected-emails, or the state directory when there is no runtime dir."""
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base:
+        return Path(base) / "connected-emails"
+    from platformdirs import user_state_dir
+
+    return Path(user_state_dir("connected-emails"))
+
+
+def config_key(config_path: Path) -> str:
+    """A short name for one config, the same for every path that leads to it."""
+    return hashlib.sha256(str(config_path.resolve()).encode()).hexdigest()[:12]
+
+
+def lock_path(config_path: Path) -> Path:
+    return runtime_dir() / f"{config_key(config_path)}.lock"
+
+
+class ServiceLock:
+    """An flock held for the service's life (the kernel drops it when the process dies), with the
+    holder's pid inside, so a second service on the same config can say who holds it."""
+
+    def __init__(self, config_path: Path):
+        self.config_path = config_path
+        self.path = lock_path(config_path)
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise AlreadyRunning(
+                f"Another connected-emails serve (pid {holder}) is already watching "
+                f"{self.config_path}; two would double every login. Stop it first "
+                f"(systemctl --user stop connected-emails, or kill {holder}), or give this one "
+                "another --config."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+class _JournalFormatter(logging.Formatter):
+    """Under systemd (JOURNAL_STREAM set) a `<N>` priority prefix and no time (the journal adds
+    it); elsewhere the time and level in front."""
+
+    PRIORITY = {logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
+
+    def __init__(self):
+        super().__init__()
+        self.journal = bool(os.environ.get("JOURNAL_STREAM"))
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = one_line(record.getMessage(), 2000)
+        if self.journal:
+            return f"<{self.PRIORITY.get(record.levelno, 6)}>{text}"
+        return f"{self.formatTime(record, '%Y-%m-%d %H:%M:%S')} {record.levelname} {text}"
+
+
+def setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JournalFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
+def log_change(event: Event) -> None:
+    """One line per status change: account, old and new status, why (server text cleaned)."""
+    if not isinstance(event, StatusChanged):
+        return
+    state = event.state
+    detail = f": {state.detail}" if state.detail else ""
+    retrying = f" (retrying {state.retrying[0]}/{state.retrying[1]})" if state.retrying else ""
+    level = logging.WARNING if state.needs_attention else logging.INFO
+    log.log(
+        level,
+        "%s (%s): %s → %s%s%s",
+        state.account.id,
+        state.account.email,
+        event.old.label,
+        event.new.label,
+        retrying,
+        detail,
+    )
+
+
+def _file_identity(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None  # mid-save or removed: keep the accounts being watched
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+async def serve(config_path: Path, metrics_address: str | None) -> int:
+    from .credentials import Credentials, KeyringStore
+    from .history import History, HistoryUnavailable, default_path
+    from .watcher import Watcher
+
+    identity = _file_identity(config_path)
+    try:
+        config = config_file.load(config_path)
+    except config_file.ConfigError as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIG
+    lock = ServiceLock(config_path)
+    try:
+        lock.acquire()
+    except AlreadyRunning as exc:
+        log.error("%s", exc)
+        return 1
+    stop_metrics = None
+    watcher = None
+    try:
+        metrics = None
+        if metrics_address:
+            from .metrics import Metrics, start_server
+
+            metrics = Metrics(lambda: [])
+            try:
+                stop_metrics, url = start_server(metrics, metrics_address)
+            except (ValueError, OSError) as exc:
+                log.error(
+                    "%s", exc if isinstance(exc, ValueError) else _bind_error(metrics_address, exc)
+                )
+                return 1
+            log.info("Metrics on %s", url)
+        store = KeyringStore()
+        if any(not (a.password_command or a.oauth2_token_command) for a in config.accounts):
+            problem = await asyncio.to_thread(store.problem)
+            if problem:
+                log.warning("%s", problem)
+        history = None
+        try:
+            history = History(default_path())
+        except HistoryUnavailable as exc:
+            log.warning("%s", exc)
+        watcher = Watcher(
+            config,
+            Credentials(store, config.settings.timeout),
+            history=history,
+            metrics=metrics,
+        )
+        watcher.subscribe(log_change)
+        watcher.start()
+        log.info(
+            "Watching %d account%s from %s (pid %d).",
+            len(config.accounts),
+            "" if len(config.accounts) == 1 else "s",
+            config_path,
+            os.getpid(),
+        )
+        await _run_until_stopped(watcher, config_path, identity)
+        return 0
+    finally:
+        if watcher is not None:
+            await watcher.close()
+            if watcher.history:
+                watcher.history.close()
+            log.info("Stopped; the history is flushed.")
+        if stop_metrics:
+            stop_metrics()
+        lock.release()
+
+
+def _bind_error(address: str, exc: OSError) -> str:
+    return (
+        f"--metrics {address} cannot be served ({exc.strerror or exc}). Choose a free port, or "
+        "leave --metrics out."
+    )
+
+
+async def _run_until_stopped(watcher, config_path: Path, identity: tuple | None) -> None:
+    loop = asyncio.get_running_loop()
+    wake = asyncio.Event()
+    signals: set[int] = set()
+
+    def on_signal(signum: int) -> None:
+        signals.add(signum)
+        wake.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        while True:
+            try:
+                await asyncio.wait_for(wake.wait(), RELOAD_POLL)
+            except TimeoutError:
+                pass
+            wake.clear()
+            if signals & {signal.SIGTERM, signal.SIGINT}:
+                name = "SIGTERM" if signal.SIGTERM in signals else "SIGINT"
+                log.info("%s: stopping; checks in flight are abandoned.", name)
+                return
+            now = _file_identity(config_path)
+            hup = signal.SIGHUP in signals
+            signals.discard(signal.SIGHUP)
+            if hup or (now is not None and now != identity):
+                identity = now
+                await _reload(watcher, config_path, "SIGHUP" if hup else "the file changed")
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
+
+
+async def _reload(watcher, config_path: Path, why: str) -> None:
+    try:
+        config = config_file.load(config_path)
+    except config_file.ConfigError as exc:
+        log.error(
+            "The accounts file was not reloaded (%s): %s The accounts being watched go on as "
+            "they were.",
+            why,
+            exc,
+        )
+        return
+    log.info("Reloaded %s (%s): %s.", config_path, why, await watcher.reload(config))

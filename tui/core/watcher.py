@@ -1,0 +1,186 @@
+"""The Watcher: the monitor and everything that must hear its news whether or not a screen is
+open — the history, the on_change hook, notifications and metrics — started and closed together.
+`serve` runs one; the TUI runs one too, so both judge, record and announce the same way."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable
+from dataclasses import replace
+
+from .config import Config
+from .credentials import Credentials
+from .history import History, Recorder
+from .models import Account, AccountState, utcnow
+from .monitor import Event, Monitor
+
+log = logging.getLogger(__name__)
+
+
+class Watcher:
+    """Owns a Monitor and its subscribers. `on_problem` hears, once each, the sentences about the
+    machinery (history, hook, notifications) failing; monitoring always goes on."""
+
+    def __init__(
+        self,
+        config: Config,
+        credentials: Credentials,
+        *,
+        history: History | None = None,
+        on_problem: Callable[[str], None] | None = None,
+        metrics=None,
+        monitor_options: dict | None = None,
+    ):
+        self.config = config
+        self.credentials = credentials
+        self.history = history
+        self.on_problem = on_problem or log.warning
+        self.metrics = metrics
+        self.monitor_options = monitor_options or {}
+        self.monitor = self._new_monitor(
+            config, history.last_states(config.accounts) if history else {}
+        )
+        self._subscribers: list[Callable[[Event], None]] = []
+        self._unsubscribe: list[Callable[[], None]] = []
+        self.recorder: Recorder | None = None
+        self.hooks = None
+        self.notifier = None
+        self._running = False
+
+    def _new_monitor(self, config: Config, last_known: dict[str, AccountState]) -> Monitor:
+        return Monitor(
+            config.accounts,
+            config.settings,
+            self.credentials,
+            last_known=last_known,
+            **self.monitor_options,
+        )
+
+    @property
+    def states(self) -> dict[str, AccountState]:
+        return self.monitor.states
+
+    def subscribe(self, callback: Callable[[Event], None]) -> None:
+        """Hear the monitor's events (after the history, so a reader sees what was recorded)."""
+        self._subscribers.append(callback)
+        if self._running:
+            self._unsubscribe.append(self.monitor.subscribe(callback))
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        settings = self.config.settings
+        listeners: list[Callable[[Event], None]] = []
+        if self.history:
+            try:
+                self.history.prune(settings.history_days, utcnow())
+            except sqlite3.Error as exc:
+                self.on_problem(f"Old history could not be pruned ({exc}); monitoring goes on.")
+            self.recorder = Recorder(self.history, self.on_problem)
+            listeners.append(self.recorder)
+        if settings.on_change:
+            from .hooks import HookRunner
+
+            self.hooks = HookRunner(settings.on_change, on_failure=self.on_problem)
+            listeners.append(self.hooks)
+        if settings.notify_config:
+            self.notifier = self._notifier(settings.notify_config)
+            if self.notifier:
+                listeners.append(self.notifier)
+        if self.metrics is not None:
+            self.metrics.states = lambda: list(self.monitor.states.values())
+            listeners.append(self.metrics)
+        for listener in listeners + self._subscribers:
+            self._unsubscribe.append(self.monitor.subscribe(listener))
+        self._running = True
+        self.monitor.start()
+
+    def _notifier(self, value: str):
+        from .notify import Notifier, NotifyConfigError, load_apprise, notify_config_path
+
+        try:
+            sender, warning = load_apprise(notify_config_path(value, self.config.path))
+        except NotifyConfigError as exc:
+            self.on_problem(str(exc))
+            return None
+        if warning:
+            self.on_problem(warning)
+        return Notifier(
+            sender,
+            lambda: list(self.monitor.states.values()),
+            is_quiet=self._is_quiet,
+            on_failure=self.on_problem,
+        )
+
+    def _is_quiet(self, state: AccountState) -> bool:
+        """Acknowledged or snoozed, possibly by a TUI in another process: read from the history."""
+        if not self.history:
+            return False
+        try:
+            quiet = self.history.quiet().get(state.account.id)
+        except sqlite3.Error:
+            return False
+        return quiet is not None and quiet.holds_for(state, utcnow())
+
+    async def close(self, grace: float = 1.0) -> None:
+        """Stop the checks (in-flight ones are abandoned, their sockets cut), flush the history,
+        and give the hook and notifications `grace` seconds to finish."""
+        self._running = False
+        await self.monitor.close()
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+        if self.recorder:
+            self.recorder.flush()
+        for part, name in ((self.hooks, "the on_change hook"), (self.notifier, "notifications")):
+            if part:
+                try:
+                    await asyncio.wait_for(part.close(), grace)
+                except TimeoutError:
+                    log.warning("Stopped without waiting longer for %s to finish.", name)
+
+    # --- a new config -----------------------------------------------------------------------
+
+    async def reload(self, config: Config) -> str:
+        """Apply a re-read config: accounts added, removed and changed; new settings restart the
+        monitor with the states it had. Returns what changed, in words."""
+        if config.settings != self.config.settings:
+            last_known = dict(self.monitor.states)
+            await self.close()
+            self.config = config
+            self.monitor = self._new_monitor(config, last_known)
+            self.start()
+            return "settings changed: monitoring restarted"
+        old = {a.id: a for a in self.config.accounts}
+        new = {a.id: a for a in config.accounts}
+        self.config = config
+        added = [a for i, a in new.items() if i not in old]
+        changed = [a for i, a in new.items() if i in old and old[i] != a]
+        removed = [i for i in old if i not in new]
+        for account in added:
+            self.monitor.add(account)
+        for account in changed:
+            self._change(account)
+        for account_id in removed:
+            await self.monitor.remove(account_id)
+        words = [
+            f"{what} {', '.join(ids)}"
+            for what, ids in (
+                ("added", [a.id for a in added]),
+                ("changed", [a.id for a in changed]),
+                ("removed", removed),
+            )
+            if ids
+        ]
+        return "; ".join(words) or "nothing changed"
+
+    def _change(self, account: Account) -> None:
+        if not account.stopped:
+            self.monitor.replace_account(account)  # checks it at once (resumes it if stopped)
+            return
+        state = self.monitor.states[account.id]
+        self.monitor.states[account.id] = replace(state, account=account)
+        if not state.stopped_by_user:
+            self.monitor.stop(account.id)
