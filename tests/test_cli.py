@@ -75,3 +75,56 @@ def test_a_config_others_can_write_runs_nothing(tmp_path):
     proc = run("check", "--config", str(path))
     assert proc.returncode == 3 and f"chmod go-w {path}" in proc.stdout
     assert not ran.exists()
+
+
+def test_version():
+    proc = run("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("connected-emails 0.")
+
+
+def test_check_help_explains_config_without_pointing_elsewhere():
+    proc = run("check", "--help")
+    assert "as above" not in proc.stdout and "$CONNECTED_EMAILS_CONFIG" in proc.stdout
+
+
+def write_accounts(tmp_path, *ids: str):
+    path = tmp_path / "accounts.toml"
+    path.write_text("\n".join(ACCOUNT.replace('"sales"', f'"{i}"') for i in ids))
+    return path
+
+
+def record(config, account_id: str, detail: str) -> None:
+    from datetime import UTC, datetime
+
+    from tui.core.history import History, default_path
+    from tui.core.status import Status
+
+    history = History(default_path(), config=config)
+    history.record_change(
+        account_id, Status.CONNECTED, Status.SYNC_ERROR, detail, datetime.now(UTC)
+    )
+    history.close()
+
+
+def test_history_takes_config_and_shows_only_that_configs_accounts(tmp_path):
+    from tui.core.config import default_path
+
+    other = write_accounts(tmp_path, "sales")
+    record(other, "sales", "the example's quota")
+    record(default_path(), "sales", "my own quota")
+    proc = run("history", "--config", str(other))
+    assert proc.returncode == 0, proc.stderr
+    assert "the example's quota" in proc.stdout and "my own quota" not in proc.stdout
+
+
+def test_history_of_an_unknown_account_says_so(tmp_path):
+    path = write_accounts(tmp_path, "sales", "ops")
+    record(path, "sales", "quota")
+    proc = run("history", "--config", str(path), "--account", "nope")
+    assert proc.returncode == 3
+    assert f"No account with id nope in {path}. Known ids: ops, sales." in proc.stderr
+
+
+def test_history_with_a_missing_config_is_unknown(tmp_path):
+    proc = run("history", "--config", str(tmp_path / "acounts.toml"))
+    assert proc.returncode == 3 and "acounts.toml: does not exist." in proc.stderr

@@ -19,7 +19,7 @@ import pytest
 from tui.core.credentials import Credentials, MemoryStore
 from tui.core.history import History, HistoryUnavailable, Quiet, Recorder
 from tui.core.hooks import HookRunner
-from tui.core.models import Endpoint, Settings
+from tui.core.models import Account, Endpoint, Settings
 from tui.core.monitor import AttentionChanged, Monitor
 from tui.core.outages import group_outages
 from tui.core.status import Status
@@ -139,8 +139,20 @@ def test_uptime_and_pruning(tmp_path):
 
 
 def test_history_command_prints_json_csv_and_text(tmp_path, monkeypatch):
+    from tui.core import config as config_file
     from tui.core.history import default_path
 
+    config_file.save(
+        config_file.Config(
+            config_file.default_path(),
+            accounts=[
+                Account(
+                    i, f"{i}@example.com", Endpoint("imap.example.com", 993), Endpoint("s", 465)
+                )
+                for i in ("sales", "ops")
+            ],
+        )
+    )
     history = History(default_path())
     now = datetime.now(UTC)
     history.record_change(

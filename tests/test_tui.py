@@ -378,7 +378,7 @@ async def test_history_is_three_keys_away_and_exports_csv(
 
     monkeypatch.chdir(tmp_path)
     app = app_for(two_accounts(tmp_path, loopback, isolated_user))
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
         await settled(pilot)
         await pilot.press("j", "h")  # from the first row: down to broken, then its history
         assert isinstance(app.screen, HistoryScreen) and app.screen.account_id == "broken"
@@ -390,6 +390,9 @@ async def test_history_is_three_keys_away_and_exports_csv(
         exported = list(tmp_path.glob("connected-emails-broken-*.csv"))
         assert len(exported) == 1
         assert "invalid_credentials,Invalid Credentials" in exported[0].read_text()
+        await pilot.pause()
+        toasts = " ".join(str(toast.render()) for toast in app.screen.query("Toast"))
+        assert f"Exported 1 row to {exported[0]}" in toasts.replace("\n", "")
 
 
 async def test_restart_shows_last_known_statuses_marked_stale(tmp_path, loopback, isolated_user):

@@ -642,7 +642,7 @@ def make_app(
         config, error = Config(config_path), exc if exc.named else None
     except ConfigError as exc:
         config, error = Config(config_path), exc
-    history, problem = open_history(history_path or default_path())
+    history, problem = open_history(history_path or default_path(), config_path)
     return ConnectedEmailsApp(
         config,
         store or KeyringStore(),
@@ -653,9 +653,9 @@ def make_app(
     )
 
 
-def open_history(path: Path | str) -> tuple[History | None, str | None]:
+def open_history(path: Path | str, config_path: Path) -> tuple[History | None, str | None]:
     try:
-        return History(path), None
+        return History(path, config=config_path), None
     except HistoryUnavailable as exc:
         return None, str(exc)
 

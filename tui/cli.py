@@ -6,9 +6,15 @@ import argparse
 import asyncio
 import sys
 from datetime import UTC
+from importlib.metadata import version
 
 from .core import config as config_file
 from .core.status import EXIT_UNKNOWN
+
+CONFIG_HELP = (
+    "accounts file (default: $CONNECTED_EMAILS_CONFIG, then the user config dir's "
+    "connected-emails/accounts.toml)"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -16,11 +22,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="connected-emails",
         description="Watch connected email accounts (IMAP and SMTP) and reconnect them.",
     )
+    parser.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     parser.add_argument(
-        "--config",
-        metavar="PATH",
-        help="accounts file (default: $CONNECTED_EMAILS_CONFIG, then the user "
-        "config dir's connected-emails/accounts.toml)",
+        "--version", action="version", version=f"%(prog)s {version('connected-emails')}"
     )
     parser.add_argument(
         "--demo",
@@ -31,9 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check", help="check every account once and exit 0/1/2/3 (OK/WARNING/CRITICAL/UNKNOWN)"
     )
-    check.add_argument(
-        "--config", metavar="PATH", dest="check_config", help="accounts file (as above)"
-    )
+    check.add_argument("--config", metavar="PATH", dest="sub_config", help=CONFIG_HELP)
     check.add_argument("--json", action="store_true", help="print JSON instead of one line")
     check.add_argument(
         "--account",
@@ -46,15 +48,14 @@ def _parser() -> argparse.ArgumentParser:
         "serve",
         help="watch the accounts as a service: log changes, run the hook, notify, export metrics",
     )
-    serve.add_argument(
-        "--config", metavar="PATH", dest="serve_config", help="accounts file (as above)"
-    )
+    serve.add_argument("--config", metavar="PATH", dest="sub_config", help=CONFIG_HELP)
     serve.add_argument(
         "--metrics",
         metavar="HOST:PORT",
         help="serve Prometheus metrics at http://HOST:PORT/metrics (a port alone: 127.0.0.1)",
     )
     history = commands.add_parser("history", help="print the status history")
+    history.add_argument("--config", metavar="PATH", dest="sub_config", help=CONFIG_HELP)
     history.add_argument("--account", metavar="ID", help="only this account")
     history.add_argument(
         "--since",
@@ -71,12 +72,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
-        return run_check(args.check_config or args.config, args.json, args.account)
+        return run_check(args.sub_config or args.config, args.json, args.account)
     if args.command == "serve":
-        return run_serve(args.serve_config or args.config, args.metrics)
+        return run_serve(args.sub_config or args.config, args.metrics)
     if args.command == "history":
         return run_history(
-            args.account, args.since, "json" if args.json else "csv" if args.csv else "text"
+            args.sub_config or args.config,
+            args.account,
+            args.since,
+            "json" if args.json else "csv" if args.csv else "text",
         )
     if args.demo:
         from .demo.run import run_demo
@@ -117,17 +121,17 @@ def run_check(path: str | None, as_json: bool, only: list[str]) -> int:
         sweep([a for a in accounts if not a.stopped], config.settings, credentials)
     )
     states = report.states_from(accounts, results, config.settings)
-    _remember(states)
+    _remember(states, config.path)
     print(report.as_json(states) if as_json else report.as_line(states))
     return report.exit_code(states)
 
 
-def _remember(states) -> None:
+def _remember(states, config_path) -> None:
     """Cron runs leave a history too, so `history` can say what happened last night."""
-    from .core.history import History, HistoryUnavailable, default_path
+    from .core.history import History, HistoryUnavailable, default_path, unusable
 
     try:
-        history = History(default_path())
+        history = History(default_path(), config=config_path)
     except HistoryUnavailable as exc:
         print(exc, file=sys.stderr)
         return
@@ -157,7 +161,7 @@ def _remember(states) -> None:
             kept.append(state)
         history.record(changes, kept)  # one transaction for the whole sweep
     except sqlite3.Error as exc:  # history must never change the check's verdict
-        print(f"History not recorded: {exc}", file=sys.stderr)
+        print(unusable(history.path, exc, "This check was not recorded"), file=sys.stderr)
     finally:
         history.close()
 
@@ -196,7 +200,7 @@ def parse_since(text: str):
     return when if when.tzinfo else when.replace(tzinfo=UTC).astimezone(UTC)
 
 
-def run_history(account: str | None, since: str, form: str) -> int:
+def run_history(config_path: str | None, account: str | None, since: str, form: str) -> int:
     import csv
     import json
 
@@ -207,6 +211,11 @@ def run_history(account: str | None, since: str, form: str) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
+    try:
+        config = config_file.load(config_file.resolve_path(config_path))
+    except config_file.ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_UNKNOWN
     path = default_path()
     if not path.exists():
         print(
@@ -214,12 +223,22 @@ def run_history(account: str | None, since: str, form: str) -> int:
         )
         return 0
     try:
-        history = History(path)
+        history = History(path, config=config.path)
     except HistoryUnavailable as exc:
         print(exc, file=sys.stderr)
-        return 3
-    changes = history.changes(account, start)
-    history.close()
+        return EXIT_UNKNOWN
+    try:
+        known = {a.id for a in config.accounts} | history.account_ids()
+        if account and account not in known:
+            print(
+                f"No account with id {account} in {config.path}. "
+                f"Known ids: {', '.join(sorted(known)) or 'none'}.",
+                file=sys.stderr,
+            )
+            return EXIT_UNKNOWN
+        changes = history.changes(account, start)
+    finally:
+        history.close()
     if form == "json":
         print(json.dumps({"changes": [c.to_json() for c in changes]}, indent=2))
     elif form == "csv":

@@ -8,6 +8,7 @@ app then runs without history.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import sqlite3
@@ -18,32 +19,79 @@ from pathlib import Path
 from .models import Account, AccountResult, AccountState, ProbeResult
 from .status import Status
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS changes (
-    id INTEGER PRIMARY KEY,
-    account_id TEXT NOT NULL,
-    at REAL NOT NULL,
-    old TEXT NOT NULL,
-    new TEXT NOT NULL,
-    detail TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS changes_by_account ON changes (account_id, at);
-CREATE TABLE IF NOT EXISTS last_state (
-    account_id TEXT PRIMARY KEY,
-    status TEXT NOT NULL,
-    since REAL NOT NULL,
-    result TEXT,
-    retrying TEXT
-);
-CREATE TABLE IF NOT EXISTS quiet (
-    account_id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,          -- 'ack' or 'snooze'
-    status TEXT NOT NULL,        -- the status it was given for; a change ends it
-    note TEXT NOT NULL,
-    at REAL NOT NULL,
-    until REAL                   -- snoozes end then
-);
-"""
+# Each step takes the schema one version (PRAGMA user_version) up; a new table or column is a
+# new step at the end, so a database of any age is brought up to date in one transaction.
+_TABLES = [
+    """CREATE TABLE IF NOT EXISTS changes (
+        id INTEGER PRIMARY KEY,
+        account_id TEXT NOT NULL,
+        at REAL NOT NULL,
+        old TEXT NOT NULL,
+        new TEXT NOT NULL,
+        detail TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS changes_by_account ON changes (account_id, at)",
+    """CREATE TABLE IF NOT EXISTS last_state (
+        account_id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        since REAL NOT NULL,
+        result TEXT,
+        retrying TEXT
+    )""",
+    """CREATE TABLE IF NOT EXISTS quiet (
+        account_id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,          -- 'ack' or 'snooze'
+        status TEXT NOT NULL,        -- the status it was given for; a change ends it
+        note TEXT NOT NULL,
+        at REAL NOT NULL,
+        until REAL                   -- snoozes end then
+    )""",
+]
+
+# Two config files may both have a "sales" account: every row belongs to one config file
+# (its resolved path). Rows from before belong to the default config.
+_KEYED_BY_CONFIG = [
+    """CREATE TABLE changes_v2 (
+        id INTEGER PRIMARY KEY,
+        config TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        at REAL NOT NULL,
+        old TEXT NOT NULL,
+        new TEXT NOT NULL,
+        detail TEXT NOT NULL
+    )""",
+    "INSERT INTO changes_v2 SELECT id, :config, account_id, at, old, new, detail FROM changes",
+    "DROP TABLE changes",
+    "ALTER TABLE changes_v2 RENAME TO changes",
+    "CREATE INDEX changes_by_account ON changes (config, account_id, at)",
+    """CREATE TABLE last_state_v2 (
+        config TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        since REAL NOT NULL,
+        result TEXT,
+        retrying TEXT,
+        PRIMARY KEY (config, account_id)
+    )""",
+    "INSERT INTO last_state_v2 SELECT :config, * FROM last_state",
+    "DROP TABLE last_state",
+    "ALTER TABLE last_state_v2 RENAME TO last_state",
+    """CREATE TABLE quiet_v2 (
+        config TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        note TEXT NOT NULL,
+        at REAL NOT NULL,
+        until REAL,
+        PRIMARY KEY (config, account_id)
+    )""",
+    "INSERT INTO quiet_v2 SELECT :config, * FROM quiet",
+    "DROP TABLE quiet",
+    "ALTER TABLE quiet_v2 RENAME TO quiet",
+]
+
+MIGRATIONS = [_TABLES, _KEYED_BY_CONFIG]
 
 
 class HistoryUnavailable(Exception):
@@ -97,6 +145,32 @@ def default_path() -> Path:
     return Path(user_data_dir("connected-emails")) / "history.sqlite3"
 
 
+def _config_key(config: Path | str | None) -> str:
+    from .config import default_path as default_config
+
+    return str(Path(config or default_config()).expanduser().resolve())
+
+
+def disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+
+
+def unusable(path: str, exc: BaseException, consequence: str) -> str:
+    """Why the history cannot be written, and what to do. A full disk is not the file's fault:
+    moving a good file aside would only lose its history."""
+    if disk_full(exc):
+        return (
+            f"The disk holding the history database {path} is full. {consequence}; history "
+            "resumes when space is freed (the file is intact)."
+        )
+    return (
+        f"The history database {path} cannot be used ({exc}). {consequence}; the file is left "
+        "as it is: move it aside to start a new one."
+    )
+
+
 def _ts(when: datetime) -> float:
     return when.timestamp()
 
@@ -145,9 +219,12 @@ def _state_row(state: AccountState) -> tuple:
 
 
 class History:
-    def __init__(self, path: Path | str):
-        """Open (or create, mode 0600) the database; HistoryUnavailable if it cannot be used."""
+    def __init__(self, path: Path | str, config: Path | str | None = None):
+        """Open (or create, mode 0600) the database; HistoryUnavailable if it cannot be used.
+        Every read and write is scoped to `config`, the accounts file (default: the default
+        config), so two config files' accounts of the same id keep separate histories."""
         self.path = str(path)
+        self.config = _config_key(config)
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -161,12 +238,30 @@ class History:
             # Reading the schema fails at once on a file that is not a database; a full
             # integrity check would cost start-up time in proportion to the history's size.
             self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            self.db.executescript(SCHEMA)
+            self._migrate()
         except (sqlite3.Error, OSError) as exc:
             raise HistoryUnavailable(
-                f"The history database {self.path} cannot be used ({exc}). Monitoring goes on "
-                f"without history; the file is left as it is: move it aside to start a new one."
+                unusable(self.path, exc, "Monitoring goes on without history")
             ) from None
+
+    def _migrate(self) -> None:
+        if self._version() == len(MIGRATIONS):
+            return
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            version = self._version()  # another process may have migrated meanwhile
+            if version > len(MIGRATIONS):
+                raise sqlite3.DatabaseError(
+                    f"it was written by a newer version of Connected Emails (schema {version})"
+                )
+            default = {"config": _config_key(None)}
+            for step in MIGRATIONS[version:]:
+                for sql in step:
+                    self.db.execute(sql, default if ":config" in sql else ())
+            self.db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+
+    def _version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
 
     def close(self) -> None:
         self.db.close()
@@ -183,12 +278,17 @@ class History:
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany(
-                "INSERT INTO changes (account_id, at, old, new, detail) VALUES (?, ?, ?, ?, ?)",
-                [(c.account_id, _ts(c.at), c.old.value, c.new.value, c.detail) for c in changes],
+                "INSERT INTO changes (config, account_id, at, old, new, detail) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (self.config, c.account_id, _ts(c.at), c.old.value, c.new.value, c.detail)
+                    for c in changes
+                ],
             )
             self.db.executemany(
-                "INSERT OR REPLACE INTO last_state VALUES (?, ?, ?, ?, ?)",
-                [_state_row(s) for s in states],
+                "INSERT OR REPLACE INTO last_state "
+                "(config, account_id, status, since, result, retrying) VALUES (?, ?, ?, ?, ?, ?)",
+                [(self.config, *_state_row(s)) for s in states],
             )
 
     def record_change(
@@ -200,24 +300,29 @@ class History:
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             for table in ("last_state", "quiet"):
-                self.db.execute(f"DELETE FROM {table} WHERE account_id = ?", (account_id,))
+                self.db.execute(
+                    f"DELETE FROM {table} WHERE config = ? AND account_id = ?",
+                    (self.config, account_id),
+                )
 
     def prune(self, days: int, now: datetime) -> int:
-        """Drop changes older than `days`, but keep each account's last one before the cutoff:
-        it says what the status was when the kept history begins."""
+        """Drop this config's changes older than `days`, but keep each account's last one before
+        the cutoff: it says what the status was when the kept history begins."""
         cutoff = _ts(now - timedelta(days=days))
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             return self.db.execute(
-                "DELETE FROM changes WHERE at < ? AND id NOT IN (SELECT max(id) FROM changes "
-                "WHERE at < ? GROUP BY account_id)",
-                (cutoff, cutoff),
+                "DELETE FROM changes WHERE config = ? AND at < ? AND id NOT IN (SELECT max(id) "
+                "FROM changes WHERE config = ? AND at < ? GROUP BY account_id)",
+                (self.config, cutoff, self.config, cutoff),
             ).rowcount
 
     def set_quiet(self, quiet: Quiet) -> None:
         self._write(
-            "INSERT OR REPLACE INTO quiet VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO quiet (config, account_id, kind, status, note, at, until) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
+                self.config,
                 quiet.account_id,
                 quiet.kind,
                 quiet.status.value,
@@ -228,7 +333,9 @@ class History:
         )
 
     def clear_quiet(self, account_id: str) -> None:
-        self._write("DELETE FROM quiet WHERE account_id = ?", (account_id,))
+        self._write(
+            "DELETE FROM quiet WHERE config = ? AND account_id = ?", (self.config, account_id)
+        )
 
     # --- reading --------------------------------------------------------------------------
 
@@ -236,7 +343,8 @@ class History:
         by_id = {a.id: a for a in accounts}
         states = {}
         for account_id, status, since, result, retrying in self.db.execute(
-            "SELECT account_id, status, since, result, retrying FROM last_state"
+            "SELECT account_id, status, since, result, retrying FROM last_state WHERE config = ?",
+            (self.config,),
         ):
             if account_id in by_id:
                 states[account_id] = AccountState(
@@ -253,13 +361,25 @@ class History:
             row[0]: Quiet(
                 row[0], row[1], Status(row[2]), row[3], _dt(row[4]), _dt(row[5]) if row[5] else None
             )
-            for row in self.db.execute("SELECT * FROM quiet")
+            for row in self.db.execute(
+                "SELECT account_id, kind, status, note, at, until FROM quiet WHERE config = ?",
+                (self.config,),
+            )
+        }
+
+    def account_ids(self) -> set[str]:
+        """Every account this config's history knows, deleted ones included."""
+        return {
+            row[0]
+            for row in self.db.execute(
+                "SELECT DISTINCT account_id FROM changes WHERE config = ?", (self.config,)
+            )
         }
 
     def changes(self, account_id: str | None = None, since: datetime | None = None) -> list[Change]:
         sql, params = (
-            "SELECT account_id, at, old, new, detail FROM changes WHERE at >= ?",
-            [_ts(since) if since else 0.0],
+            "SELECT account_id, at, old, new, detail FROM changes WHERE config = ? AND at >= ?",
+            [self.config, _ts(since) if since else 0.0],
         )
         if account_id:
             sql += " AND account_id = ?"
@@ -271,9 +391,9 @@ class History:
 
     def status_before(self, account_id: str, when: datetime) -> Status | None:
         row = self.db.execute(
-            "SELECT new FROM changes WHERE account_id = ? AND at < ? "
+            "SELECT new FROM changes WHERE config = ? AND account_id = ? AND at < ? "
             "ORDER BY at DESC, id DESC LIMIT 1",
-            (account_id, _ts(when)),
+            (self.config, account_id, _ts(when)),
         ).fetchone()
         return Status(row[0]) if row else None
 
@@ -304,13 +424,17 @@ def timeline(changes: list[Change], now: datetime) -> list[tuple[Change, datetim
 class Recorder:
     """Writes the monitor's news to the history: the events of one turn of the event loop go
     into one transaction, so a burst of changes costs one commit, and a kill -9 loses at most
-    the turn being written. A write that fails turns history off and is reported once through
-    `on_failure`; monitoring goes on."""
+    the turn being written. A write that fails is reported once through `on_failure`, and
+    monitoring goes on: on a full disk the news is held (bounded) and written when space is
+    freed; any other failure turns history off."""
+
+    MAX_HELD_CHANGES = 10_000  # while the disk is full; the oldest go first
 
     def __init__(self, history: History, on_failure=None):
         self.history = history
         self.on_failure = on_failure
         self.failed = False
+        self.disk_full = False
         self._changes: list[Change] = []
         self._states: dict[str, AccountState] = {}
         self._scheduled = False
@@ -337,15 +461,23 @@ class Recorder:
     def flush(self) -> None:
         self._scheduled = False
         changes, self._changes = self._changes, []
-        states, self._states = list(self._states.values()), {}
+        states, self._states = self._states, {}
         if self.failed or not (changes or states):
             return
         try:
-            self.history.record(changes, states)
+            self.history.record(changes, list(states.values()))
         except sqlite3.Error as exc:
-            self.failed = True
-            if self.on_failure:
+            if disk_full(exc):  # held for the next turn with news; newer states win
+                self._changes = (changes + self._changes)[-self.MAX_HELD_CHANGES :]
+                self._states = {**states, **self._states}
+            else:
+                self.failed = True
+            if self.on_failure and not self.disk_full:
                 self.on_failure(
-                    f"History stopped recording ({exc}); monitoring goes on. The "
-                    f"file {self.history.path} is left as it is."
+                    unusable(
+                        self.history.path, exc, "History stopped recording; monitoring goes on"
+                    )
                 )
+            self.disk_full = disk_full(exc)
+        else:
+            self.disk_full = False

@@ -133,7 +133,7 @@ class Demo:
         from ..core.models import AccountState, utcnow
         from ..core.status import Status
 
-        history = History(":memory:")
+        history = History(":memory:", config=self.config.path)
         billing = next(a for a in self.accounts if a.id == BROKEN_ID)
         # On the servers' loop: the caller may be inside an event loop of its own.
         result = self.servers.call(check_account(billing, 5, secret=Secret(DEMO_PASSWORD)))

@@ -122,4 +122,5 @@ class HistoryScreen(ModalScreen[None]):
                 timeout=10,
             )
             return
-        self.notify(f"Exported {len(self.rows)} rows to {path}", timeout=8)
+        count = len(self.rows)
+        self.notify(f"Exported {count} row{'' if count == 1 else 's'} to {path}", timeout=8)

@@ -1,0 +1,142 @@
+"""The history database: each config file keeps its own, old files migrate, a full disk waits."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tui.core import config as config_file
+from tui.core.history import MIGRATIONS, History, HistoryUnavailable, Quiet, Recorder, default_path
+from tui.core.models import Account, AccountState, Endpoint
+from tui.core.monitor import StatusChanged
+from tui.core.status import Status
+from tui.demo.servers import HOST, closed_port
+
+NOW = datetime.now(UTC)
+
+
+def sales(email: str = "sales@example.com") -> Account:
+    return Account("sales", email, Endpoint("imap.example.com", 993), Endpoint("s", 465))
+
+
+def test_two_configs_with_the_same_id_keep_separate_histories(tmp_path):
+    path = tmp_path / "h.sqlite3"
+    mine = History(path)
+    example = History(path, config=tmp_path / "examples" / "accounts.toml")
+    example.record_change("sales", Status.CHECKING, Status.INVALID_CREDENTIALS, "535", NOW)
+    example.record([], [AccountState(sales(), Status.INVALID_CREDENTIALS, since=NOW)])
+    example.set_quiet(Quiet("sales", "ack", Status.INVALID_CREDENTIALS, "demo", NOW, None))
+    assert mine.changes("sales") == [] and mine.account_ids() == set()
+    assert mine.last_states([sales()]) == {} and mine.quiet() == {}
+    assert mine.uptime("sales", timedelta(days=1), NOW) is None
+    mine.record_change("sales", Status.CHECKING, Status.CONNECTED, "", NOW)
+    mine.forget_account("sales")
+    mine.prune(1, NOW + timedelta(days=30))
+    assert [c.new for c in example.changes("sales")] == [Status.INVALID_CREDENTIALS]
+    assert set(example.quiet()) == {"sales"} and set(example.last_states([sales()])) == {"sales"}
+
+
+def test_a_symlink_to_the_config_shares_its_history(tmp_path):
+    real = tmp_path / "dotfiles" / "accounts.toml"
+    real.parent.mkdir()
+    link = tmp_path / "accounts.toml"
+    link.symlink_to(real)
+    History(tmp_path / "h.sqlite3", config=real).record_change(
+        "sales", Status.CHECKING, Status.CONNECTED, "", NOW
+    )
+    assert History(tmp_path / "h.sqlite3", config=link).account_ids() == {"sales"}
+
+
+def test_check_with_another_config_leaves_the_users_own_history_alone(tmp_path):
+    example = tmp_path / "example.toml"
+    example.write_text(
+        '[settings]\ntimeout = 3\n[[accounts]]\nid = "sales"\nemail = "sales@example.com"\n'
+        "password_command = \"printf '%s' secret\"\n"
+        f'imap = {{ host = "{HOST}", port = {closed_port()}, security = "tls" }}\n'
+        f'smtp = {{ host = "{HOST}", port = {closed_port()}, security = "tls" }}\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "tui", "check", "--config", str(example)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert History(default_path()).changes("sales") == []
+    written = History(default_path(), config=example).changes("sales")
+    assert [c.new for c in written] == [Status.NO_SERVICE_CONNECTION]
+
+
+OLD_SCHEMA = """
+CREATE TABLE changes (id INTEGER PRIMARY KEY, account_id TEXT NOT NULL, at REAL NOT NULL,
+    old TEXT NOT NULL, new TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE INDEX changes_by_account ON changes (account_id, at);
+CREATE TABLE last_state (account_id TEXT PRIMARY KEY, status TEXT NOT NULL, since REAL NOT NULL,
+    result TEXT, retrying TEXT);
+CREATE TABLE quiet (account_id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL,
+    note TEXT NOT NULL, at REAL NOT NULL, until REAL);
+INSERT INTO changes VALUES (1, 'sales', 1000.0, 'checking', 'connected', '');
+INSERT INTO changes VALUES (2, 'sales', 2000.0, 'connected', 'sync_error', 'over quota');
+INSERT INTO last_state VALUES ('sales', 'sync_error', 2000.0, NULL, NULL);
+INSERT INTO quiet VALUES ('sales', 'ack', 'sync_error', 'ticket 4711', 2000.0, NULL);
+"""
+
+
+def test_rows_from_before_migrate_to_the_default_config(tmp_path):
+    path = tmp_path / "h.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(OLD_SCHEMA)
+    old.close()
+    mine = History(path)
+    assert [c.detail for c in mine.changes("sales")] == ["", "over quota"]
+    assert mine.last_states([sales()])["sales"].status is Status.SYNC_ERROR
+    assert mine.quiet()["sales"].note == "ticket 4711"
+    assert History(path, config=tmp_path / "other.toml").changes() == []
+    assert mine.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    mine.record_change("sales", Status.SYNC_ERROR, Status.CONNECTED, "", NOW)
+    assert len(History(path).changes("sales")) == 3
+
+
+def test_the_default_configs_key_is_its_resolved_path(tmp_path):
+    assert History(tmp_path / "h.sqlite3").config == str(config_file.default_path().resolve())
+
+
+def test_a_database_from_a_newer_version_is_reported_and_left_alone(tmp_path):
+    path = tmp_path / "h.sqlite3"
+    History(path).close()
+    newer = sqlite3.connect(path)
+    newer.execute("PRAGMA user_version = 99")
+    newer.close()
+    with pytest.raises(HistoryUnavailable, match="newer version"):
+        History(path)
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == 99
+
+
+def stopped(reason: str) -> StatusChanged:
+    state = AccountState(sales(), Status.STOPPED, since=datetime.now(UTC), stopped_reason=reason)
+    return StatusChanged("sales", Status.CONNECTED, Status.STOPPED, state)
+
+
+async def test_a_full_disk_says_so_and_history_resumes_when_space_is_freed(tmp_path):
+    history = History(tmp_path / "h.sqlite3")
+    pages = history.db.execute("PRAGMA page_count").fetchone()[0]
+    history.db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own "disk is full"
+    reports: list[str] = []
+    recorder = Recorder(history, reports.append)
+    recorder(stopped("x" * 20_000))
+    await asyncio.sleep(0.01)
+    recorder(stopped("y" * 20_000))
+    await asyncio.sleep(0.01)
+    assert len(reports) == 1, reports
+    assert "is full" in reports[0] and "resumes when space is freed" in reports[0]
+    assert "move it aside" not in reports[0]
+    history.db.execute("PRAGMA max_page_count = 1073741823")
+    recorder(stopped("z"))
+    await asyncio.sleep(0.01)
+    assert len(history.changes("sales")) == 3 and len(reports) == 1
