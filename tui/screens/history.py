@@ -15,6 +15,14 @@ from textual.widgets import DataTable, Label, Static
 
 from ..core.history import timeline
 from ..format import duration, status_text
+from ..widgets.fitted_table import Column, FittedTable
+
+HISTORY_COLUMNS = [
+    Column("from", "From", 12),
+    Column("for", "For", 5),
+    Column("status", "Status", 21),
+    Column("detail", "Detail", 60),
+]
 
 
 class HistoryScreen(ModalScreen[None]):
@@ -40,7 +48,7 @@ class HistoryScreen(ModalScreen[None]):
         with Vertical(classes="dialog history"):
             yield Label(f"History of {state.account.email}", classes="dialog-title")
             yield Static("", id="history-summary")
-            yield DataTable(id="history-table", cursor_type="row")
+            yield FittedTable(HISTORY_COLUMNS, id="history-table", cursor_type="row")
             yield Static(Text("x exports CSV · Esc closes", style="grey62"))
 
     def on_mount(self) -> None:
@@ -69,17 +77,13 @@ class HistoryScreen(ModalScreen[None]):
                 style="cyan",
             )
         summary.update(lines)
-        table.add_column("From", key="from", width=12)
-        table.add_column("For", key="for", width=5)
-        table.add_column("Status", key="status", width=21)
-        table.add_column("Detail", key="detail", width=60)
         self.rows = timeline(history.changes(self.account_id), now)
         for change, end in self.rows:
             table.add_row(
                 f"{change.at.astimezone():%d %b %H:%M}",
                 duration((end - change.at).total_seconds()),
                 status_text(change.new),
-                Text(change.detail, style="grey70"),
+                Text(change.detail, style="grey70", overflow="ellipsis", no_wrap=True),
             )
         if not self.rows:
             summary.update(Text.assemble(lines, "\nNo status changes recorded yet."))
