@@ -3,16 +3,21 @@ terminals. Driven with Pilot on the demo (real loopback servers)."""
 
 from __future__ import annotations
 
+import stat
+
 import keyring
 import pytest
 from keyring.backends import fail
 from rich.console import Console
 from rich.text import Text
 
+from tui.app import RELOAD
+from tui.core.config import default_path, load
 from tui.core.status import Status
 from tui.demo.run import make_demo_app
 
-from .tui_support import app_for, wait_for, write_accounts
+from .conftest import PASSWORD, USER
+from .tui_support import app_for, text_of, wait_for, write_accounts
 
 
 @pytest.fixture
@@ -179,3 +184,38 @@ async def test_at_80x24_the_no_keyring_banner_shows_whole(tmp_path, loopback, is
         lines = Text.from_markup(app.banner_text()).wrap(Console(), box.width)
         assert "PYTHON_KEYRING_BACKEND" in app.banner_text()
         assert len(lines) <= box.height, f"{len(lines)} lines of text in {box.height}"
+
+
+async def test_a_named_config_that_does_not_exist_is_offered_to_be_created(tmp_path):
+    path = tmp_path / "nested" / "mine.toml"
+    app = app_for(path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        shown = " ".join(str(w.content) for w in app.screen.query("Static"))
+        assert str(path) in shown and "Press c to create it" in shown
+        await pilot.press("c")
+        await pilot.pause()
+    assert app.return_code == RELOAD  # opens again on the new, empty file
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load(path).accounts == []
+
+
+async def test_the_first_save_at_the_default_path_creates_the_file_0600(loopback, isolated_user):
+    path = default_path()
+    app = app_for(path)
+    async with app.run_test(size=(100, 32)) as pilot:
+        assert "Press n to add your first account" in text_of(app.screen.query_one("#welcome"))
+        await pilot.press("n")
+        form = app.screen
+        form.query_one("#f-id").value = "first"
+        form.query_one("#f-email").value = "first@example.com"
+        form.query_one("#f-username").value = USER
+        form.query_one("#f-password").value = PASSWORD
+        for proto, port in (("imap", loopback.imap_plain), ("smtp", loopback.smtp_plain)):
+            form.query_one(f"#f-{proto}-host").value = "127.0.0.1"
+            form.query_one(f"#f-{proto}-port").value = str(port)
+            form.query_one(f"#f-{proto}-security").value = "none"
+        form.query_one("#f-allow_plaintext").value = True  # loopback: a trusted network
+        await pilot.press("f2")
+        await wait_for(pilot, path.exists, what="the accounts file")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [a.id for a in load(path).accounts] == ["first"]
