@@ -219,3 +219,18 @@ async def test_the_first_save_at_the_default_path_creates_the_file_0600(loopback
         await wait_for(pilot, path.exists, what="the accounts file")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert [a.id for a in load(path).accounts] == ["first"]
+
+
+async def test_history_shows_uptime_bars_and_latency_sparklines(demo):
+    async with demo.run_test(size=(80, 24)) as pilot:
+        await checked(pilot)
+        await wait_for(pilot, lambda: demo.history.samples("sales"), what="a latency sample")
+        table = table_of(demo)
+        table.move_cursor(row=table.get_row_index("sales"))
+        await pilot.press("h")
+        await pilot.pause()
+        summary = text_of(demo.screen.query_one("#history-summary"))
+        assert "uptime 24 h   " in summary and "·▇  100.0%" in summary  # known: the last hour
+        assert "uptime 7 days" in summary
+        assert demo.screen.query_one("#latency-imap").data
+        assert str(demo.screen.query_one("#latency-smtp-last").content).endswith(" ms")

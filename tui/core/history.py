@@ -45,6 +45,18 @@ CREATE TABLE IF NOT EXISTS quiet (
 );
 """
 
+# One small row per check: how long each side took, for the history screen's sparklines.
+SAMPLES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS samples (
+    account_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    imap_ms INTEGER,             -- NULL when that side reached no server
+    smtp_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS samples_by_account ON samples (account_id, at);
+"""
+SAMPLES_READ = 120  # the most a reader gets back: a sparkline is at most this wide
+
 
 class HistoryUnavailable(Exception):
     """The history database cannot be used; the text says why and what to do."""
@@ -67,6 +79,26 @@ class Change:
             "label": self.new.label,
             "detail": self.detail,
         }
+
+
+@dataclass(frozen=True)
+class Sample:
+    """How long one check's sides took, in ms; None for a side that reached no server."""
+
+    account_id: str
+    at: datetime
+    imap_ms: int | None
+    smtp_ms: int | None
+
+    @classmethod
+    def of(cls, result: AccountResult) -> Sample:
+        imap, smtp = result.imap, result.smtp
+        return cls(
+            result.account_id,
+            max(imap.checked_at, smtp.checked_at),
+            imap.latency_ms if imap.reached_server else None,
+            smtp.latency_ms if smtp.reached_server else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -162,6 +194,7 @@ class History:
             # integrity check would cost start-up time in proportion to the history's size.
             self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()
             self.db.executescript(SCHEMA)
+            self.db.executescript(SAMPLES_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise HistoryUnavailable(
                 f"The history database {self.path} cannot be used ({exc}). Monitoring goes on "
@@ -208,11 +241,31 @@ class History:
         cutoff = _ts(now - timedelta(days=days))
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            return self.db.execute(
-                "DELETE FROM changes WHERE at < ? AND id NOT IN (SELECT max(id) FROM changes "
-                "WHERE at < ? GROUP BY account_id)",
-                (cutoff, cutoff),
-            ).rowcount
+            return (
+                self.db.execute(
+                    "DELETE FROM changes WHERE at < ? AND id NOT IN (SELECT max(id) FROM changes "
+                    "WHERE at < ? GROUP BY account_id)",
+                    (cutoff, cutoff),
+                ).rowcount
+                + self.db.execute("DELETE FROM samples WHERE at < ?", (cutoff,)).rowcount
+            )
+
+    def add_samples(self, samples: list[Sample]) -> None:
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(
+                "INSERT INTO samples VALUES (?, ?, ?, ?)",
+                [(s.account_id, _ts(s.at), s.imap_ms, s.smtp_ms) for s in samples],
+            )
+
+    def samples(self, account_id: str, limit: int = SAMPLES_READ) -> list[Sample]:
+        """The account's last `limit` samples (at most SAMPLES_READ), oldest first."""
+        rows = self.db.execute(
+            "SELECT at, imap_ms, smtp_ms FROM samples WHERE account_id = ? "
+            "ORDER BY at DESC LIMIT ?",
+            (account_id, min(limit, SAMPLES_READ)),
+        ).fetchall()
+        return [Sample(account_id, _dt(at), imap, smtp) for at, imap, smtp in reversed(rows)]
 
     def set_quiet(self, quiet: Quiet) -> None:
         self._write(
@@ -313,6 +366,7 @@ class Recorder:
         self.failed = False
         self._changes: list[Change] = []
         self._states: dict[str, AccountState] = {}
+        self._samples: list[Sample] = []
         self._scheduled = False
 
     def __call__(self, event) -> None:
@@ -328,6 +382,7 @@ class Recorder:
             self._states[event.account_id] = state
         elif isinstance(event, AccountChecked):
             self._states[event.state.account.id] = event.state
+            self._samples.append(Sample.of(event.state.result))
         else:
             return
         if not self._scheduled:
@@ -338,10 +393,13 @@ class Recorder:
         self._scheduled = False
         changes, self._changes = self._changes, []
         states, self._states = list(self._states.values()), {}
+        samples, self._samples = self._samples, []
         if self.failed or not (changes or states):
             return
         try:
             self.history.record(changes, states)
+            if samples:
+                self.history.add_samples(samples)
         except sqlite3.Error as exc:
             self.failed = True
             if self.on_failure:
