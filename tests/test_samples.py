@@ -53,3 +53,15 @@ def test_a_side_that_reached_no_server_has_no_latency():
     )
     sample = Sample.of(result)
     assert sample.imap_ms is None and sample.smtp_ms == 0
+
+
+def test_uptime_slots_count_only_their_own_hour(tmp_path):
+    history = History(tmp_path / "h.sqlite3")
+    now = datetime.now(UTC)
+    history.record_change("a", Status.CHECKING, Status.CONNECTED, "", now - timedelta(hours=30))
+    history.record_change(
+        "a", Status.CONNECTED, Status.INVALID_CREDENTIALS, "", now - timedelta(minutes=30)
+    )
+    slots = history.uptime_slots("a", timedelta(hours=1), 24, now)
+    assert slots[:23] == [1.0] * 23
+    assert slots[23] == 0.5

@@ -347,6 +347,29 @@ class History:
             connected += span if status is Status.CONNECTED else 0.0
         return connected / known if known > 0 else None
 
+    def uptime_slots(
+        self, account_id: str, slot: timedelta, count: int, now: datetime
+    ) -> list[float | None]:
+        """Uptime of each of the `count` slots ending at `now`, oldest first; None if unknown."""
+        start = now - slot * count
+        status, cursor = self.status_before(account_id, start), start
+        spans: list[tuple[datetime, datetime, Status | None]] = []
+        for change in self.changes(account_id, start):
+            spans.append((cursor, change.at, status))
+            status, cursor = change.new, change.at
+        spans.append((cursor, now, status))
+        shares: list[float | None] = []
+        for i in range(count):
+            low, high = start + slot * i, start + slot * (i + 1)
+            connected = known = 0.0
+            for begin, end, what in spans:
+                overlap = (min(end, high) - max(begin, low)).total_seconds()
+                if overlap > 0 and what is not None and what is not Status.CHECKING:
+                    known += overlap
+                    connected += overlap if what is Status.CONNECTED else 0.0
+            shares.append(connected / known if known > 0 else None)
+        return shares
+
 
 def timeline(changes: list[Change], now: datetime) -> list[tuple[Change, datetime]]:
     """Each change with the time it ended (the next change, or now), newest first."""

@@ -70,7 +70,7 @@ class HistoryScreen(ModalScreen[None]):
             uptime_line(
                 label,
                 history.uptime(self.account_id, span, now),
-                [history.uptime(self.account_id, slot, now - slot * (n - 1 - i)) for i in range(n)],
+                history.uptime_slots(self.account_id, slot, n, now),
                 width,
             )
             for label, span, slot, n, width in (
