@@ -3,12 +3,21 @@ terminals. Driven with Pilot on the demo (real loopback servers)."""
 
 from __future__ import annotations
 
-import pytest
+import stat
 
+import keyring
+import pytest
+from keyring.backends import fail
+from rich.console import Console
+from rich.text import Text
+
+from tui.app import RELOAD
+from tui.core.config import default_path, load
 from tui.core.status import Status
 from tui.demo.run import make_demo_app
 
-from .tui_support import wait_for
+from .conftest import PASSWORD, USER
+from .tui_support import app_for, text_of, wait_for, write_accounts
 
 
 @pytest.fixture
@@ -93,3 +102,135 @@ async def test_home_end_and_pages_move_the_selection(demo):
         assert table.cursor_row > 3
         await pilot.press("pageup")
         assert table.cursor_row == 0
+
+
+def reachable(app, widget) -> bool:
+    """The widget is on screen and nothing covers its middle (a toast, another widget)."""
+    region = widget.region
+    if not region or not app.screen.region.contains_region(region):
+        return False
+    hit, _ = app.screen.get_widget_at(region.x + region.width // 2, region.y)
+    return hit is widget or widget in hit.ancestors
+
+
+async def test_at_60x15_rows_and_every_dialog_button_are_in_view(demo):
+    async with demo.run_test(size=(60, 15)) as pilot:
+        await checked(pilot)
+        table = table_of(demo)
+        assert table.size.height - 1 >= 4, "at least four rows under the header"
+        assert table.max_scroll_x == 0
+        await pilot.press("a")
+        await pilot.pause()
+        for button in demo.screen.query("Button"):
+            assert reachable(demo, button), f"Alerts button {button.label} is out of reach"
+        await pilot.press("escape")
+        await pilot.press("r")
+        await pilot.pause()
+        for button in demo.screen.query("Button"):
+            assert reachable(demo, button), f"Reconnect button {button.label} is out of reach"
+
+
+async def test_the_attention_toast_leaves_the_alerts_buttons_free(demo):
+    async with demo.run_test(size=(80, 24), notifications=True) as pilot:
+        await checked(pilot)
+        await wait_for(
+            pilot,
+            lambda: any(n.title == "Needs attention" for n in demo._notifications),
+            what="the Needs attention toast",
+        )
+        await pilot.press("a")
+        await pilot.pause()
+        for button in demo.screen.query("Button"):
+            assert reachable(demo, button), f"Alerts button {button.label} is covered"
+        help_text = demo.screen.query_one("#alerts-detail")
+        assert reachable(demo, help_text)
+
+
+async def test_below_60x15_the_app_says_the_terminal_is_too_small(demo):
+    async with demo.run_test(size=(50, 12)) as pilot:
+        await pilot.pause(0.2)
+        assert "needs at least 60x15" in str(demo.screen.query_one("#too-small-text").content)
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.2)
+        assert demo.screen.query("#accounts")
+
+
+async def test_at_80_columns_the_alerts_and_history_tables_fit_and_notes_show_whole(demo):
+    async with demo.run_test(size=(80, 24)) as pilot:
+        await checked(pilot)
+        await pilot.press("a")
+        await pilot.pause()
+        alerts = demo.screen.query_one("#alerts-table")
+        assert alerts.max_scroll_x == 0
+        alerts.move_cursor(row=alerts.get_row_index("billing"))
+        note = "ticket #4711 with the billing provider"
+        demo.set_quiet("billing", "ack", note=note)
+        await pilot.pause()
+        assert f"acknowledged: {note}" in str(demo.screen.query_one("#alerts-detail").content)
+        await pilot.press("h")
+        await pilot.pause()
+        assert demo.screen.query_one("#history-table").max_scroll_x == 0
+
+
+async def test_at_80x24_the_no_keyring_banner_shows_whole(tmp_path, loopback, isolated_user):
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {"good": {}})
+    keyring.set_keyring(fail.Keyring())
+    app = app_for(path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        banner = app.screen.query_one("#banner")
+        await wait_for(pilot, lambda: banner.display, what="the banner")
+        await pilot.pause()
+        box = banner.content_region
+        lines = Text.from_markup(app.banner_text()).wrap(Console(), box.width)
+        assert "PYTHON_KEYRING_BACKEND" in app.banner_text()
+        assert len(lines) <= box.height, f"{len(lines)} lines of text in {box.height}"
+
+
+async def test_a_named_config_that_does_not_exist_is_offered_to_be_created(tmp_path):
+    path = tmp_path / "nested" / "mine.toml"
+    app = app_for(path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        shown = " ".join(str(w.content) for w in app.screen.query("Static"))
+        assert str(path) in shown and "Press c to create it" in shown
+        await pilot.press("c")
+        await pilot.pause()
+    assert app.return_code == RELOAD  # opens again on the new, empty file
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load(path).accounts == []
+
+
+async def test_the_first_save_at_the_default_path_creates_the_file_0600(loopback, isolated_user):
+    path = default_path()
+    app = app_for(path)
+    async with app.run_test(size=(100, 32)) as pilot:
+        assert "Press n to add your first account" in text_of(app.screen.query_one("#welcome"))
+        await pilot.press("n")
+        form = app.screen
+        form.query_one("#f-id").value = "first"
+        form.query_one("#f-email").value = "first@example.com"
+        form.query_one("#f-username").value = USER
+        form.query_one("#f-password").value = PASSWORD
+        for proto, port in (("imap", loopback.imap_plain), ("smtp", loopback.smtp_plain)):
+            form.query_one(f"#f-{proto}-host").value = "127.0.0.1"
+            form.query_one(f"#f-{proto}-port").value = str(port)
+            form.query_one(f"#f-{proto}-security").value = "none"
+        form.query_one("#f-allow_plaintext").value = True  # loopback: a trusted network
+        await pilot.press("f2")
+        await wait_for(pilot, path.exists, what="the accounts file")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [a.id for a in load(path).accounts] == ["first"]
+
+
+async def test_history_shows_uptime_bars_and_latency_sparklines(demo):
+    async with demo.run_test(size=(80, 24)) as pilot:
+        await checked(pilot)
+        await wait_for(pilot, lambda: demo.history.samples("sales"), what="a latency sample")
+        table = table_of(demo)
+        table.move_cursor(row=table.get_row_index("sales"))
+        await pilot.press("h")
+        await pilot.pause()
+        summary = text_of(demo.screen.query_one("#history-summary"))
+        assert "uptime 24 h   " in summary and "·▇  100.0%" in summary  # known: the last hour
+        assert "uptime 7 days" in summary
+        assert demo.screen.query_one("#latency-imap").data
+        assert str(demo.screen.query_one("#latency-smtp-last").content).endswith(" ms")

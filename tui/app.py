@@ -13,9 +13,10 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from textual import work
+from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.geometry import Size
 from textual.screen import Screen
 from textual.signal import Signal
 
@@ -34,6 +35,9 @@ from .messages import AccountRemoved, AccountUpdated, AttentionChanged
 class ConnectedEmailsApp(App):
     TITLE = "Connected Emails"
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute, so subclasses elsewhere find it
+    # app.tcss gives short or narrow terminals a smaller detail pane, dialogs and buttons.
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (20, "-tall")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (80, "-wide")]
     BINDINGS = [
         Binding(
             "a",
@@ -113,6 +117,7 @@ class ConnectedEmailsApp(App):
 
     def on_mount(self) -> None:
         self.log(f"started in {(time.perf_counter() - _IMPORTED_AT) * 1000:.0f} ms")
+        self.call_after_refresh(self._check_size)
         self._update_subtitle()
         if not self.config_error:
             # The first frame comes before the first checks: it is what the user waits for.
@@ -139,6 +144,22 @@ class ConnectedEmailsApp(App):
         for screen in self.screen_stack:
             if isinstance(screen, ConnectedEmailsScreen):
                 screen.set_banner(self.banner_text())
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._check_size(event.size)
+
+    def _check_size(self, size: Size | None = None) -> None:
+        """Below the smallest usable size, say so instead of showing cut-off screens."""
+        from .screens.too_small import TooSmallScreen, too_small
+
+        width, height = size or self.size
+        covered = isinstance(self.screen, TooSmallScreen)
+        if too_small(width, height) and not covered:
+            self.push_screen(TooSmallScreen())
+        elif too_small(width, height):
+            self.screen.show(width, height)
+        elif covered:
+            self.pop_screen()
 
     async def on_unmount(self) -> None:
         await self.monitor.close()

@@ -70,3 +70,17 @@ def protocol_line(result: ProbeResult | None, name: str) -> Text:
 
 def shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def uptime_line(label: str, share: float | None, slots: list[float | None], width: int) -> Text:
+    """'uptime 24 h   ▇▇▇▇▇▇  99.2%': one block per slot (an hour, a day), coloured by its
+    uptime; grey where nothing was known."""
+    line = Text(f"uptime {label:<7}", style="bold")
+    for slot in slots:
+        if slot is None:
+            line.append("·" * width, style="grey42")
+        else:
+            colour = "green" if slot >= 0.999 else "yellow" if slot >= 0.9 else "red"
+            line.append("▇" * width, style=colour)
+    line.append(f"  {share * 100:.1f}%" if share is not None else "  not known yet")
+    return line

@@ -91,7 +91,20 @@ _KEYED_BY_CONFIG = [
     "ALTER TABLE quiet_v2 RENAME TO quiet",
 ]
 
-MIGRATIONS = [_TABLES, _KEYED_BY_CONFIG]
+# One small row per check: how long each side took, for the history screen's sparklines.
+_SAMPLES = [
+    """CREATE TABLE samples (
+        config TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        at REAL NOT NULL,
+        imap_ms INTEGER,             -- NULL when that side reached no server
+        smtp_ms INTEGER
+    )""",
+    "CREATE INDEX samples_by_account ON samples (config, account_id, at)",
+]
+
+MIGRATIONS = [_TABLES, _KEYED_BY_CONFIG, _SAMPLES]
+SAMPLES_READ = 120  # the most a reader gets back: a sparkline is at most this wide
 
 
 class HistoryUnavailable(Exception):
@@ -115,6 +128,26 @@ class Change:
             "label": self.new.label,
             "detail": self.detail,
         }
+
+
+@dataclass(frozen=True)
+class Sample:
+    """How long one check's sides took, in ms; None for a side that reached no server."""
+
+    account_id: str
+    at: datetime
+    imap_ms: int | None
+    smtp_ms: int | None
+
+    @classmethod
+    def of(cls, result: AccountResult) -> Sample:
+        imap, smtp = result.imap, result.smtp
+        return cls(
+            result.account_id,
+            max(imap.checked_at, smtp.checked_at),
+            imap.latency_ms if imap.reached_server else None,
+            smtp.latency_ms if smtp.reached_server else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -311,11 +344,33 @@ class History:
         cutoff = _ts(now - timedelta(days=days))
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            return self.db.execute(
-                "DELETE FROM changes WHERE config = ? AND at < ? AND id NOT IN (SELECT max(id) "
-                "FROM changes WHERE config = ? AND at < ? GROUP BY account_id)",
-                (self.config, cutoff, self.config, cutoff),
-            ).rowcount
+            return (
+                self.db.execute(
+                    "DELETE FROM changes WHERE config = ? AND at < ? AND id NOT IN (SELECT "
+                    "max(id) FROM changes WHERE config = ? AND at < ? GROUP BY account_id)",
+                    (self.config, cutoff, self.config, cutoff),
+                ).rowcount
+                + self.db.execute(
+                    "DELETE FROM samples WHERE config = ? AND at < ?", (self.config, cutoff)
+                ).rowcount
+            )
+
+    def add_samples(self, samples: list[Sample]) -> None:
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(
+                "INSERT INTO samples VALUES (?, ?, ?, ?, ?)",
+                [(self.config, s.account_id, _ts(s.at), s.imap_ms, s.smtp_ms) for s in samples],
+            )
+
+    def samples(self, account_id: str, limit: int = SAMPLES_READ) -> list[Sample]:
+        """The account's last `limit` samples (at most SAMPLES_READ), oldest first."""
+        rows = self.db.execute(
+            "SELECT at, imap_ms, smtp_ms FROM samples WHERE config = ? AND account_id = ? "
+            "ORDER BY at DESC LIMIT ?",
+            (self.config, account_id, min(limit, SAMPLES_READ)),
+        ).fetchall()
+        return [Sample(account_id, _dt(at), imap, smtp) for at, imap, smtp in reversed(rows)]
 
     def set_quiet(self, quiet: Quiet) -> None:
         self._write(
@@ -414,6 +469,29 @@ class History:
             connected += span if status is Status.CONNECTED else 0.0
         return connected / known if known > 0 else None
 
+    def uptime_slots(
+        self, account_id: str, slot: timedelta, count: int, now: datetime
+    ) -> list[float | None]:
+        """Uptime of each of the `count` slots ending at `now`, oldest first; None if unknown."""
+        start = now - slot * count
+        status, cursor = self.status_before(account_id, start), start
+        spans: list[tuple[datetime, datetime, Status | None]] = []
+        for change in self.changes(account_id, start):
+            spans.append((cursor, change.at, status))
+            status, cursor = change.new, change.at
+        spans.append((cursor, now, status))
+        shares: list[float | None] = []
+        for i in range(count):
+            low, high = start + slot * i, start + slot * (i + 1)
+            connected = known = 0.0
+            for begin, end, what in spans:
+                overlap = (min(end, high) - max(begin, low)).total_seconds()
+                if overlap > 0 and what is not None and what is not Status.CHECKING:
+                    known += overlap
+                    connected += overlap if what is Status.CONNECTED else 0.0
+            shares.append(connected / known if known > 0 else None)
+        return shares
+
 
 def timeline(changes: list[Change], now: datetime) -> list[tuple[Change, datetime]]:
     """Each change with the time it ended (the next change, or now), newest first."""
@@ -437,6 +515,7 @@ class Recorder:
         self.disk_full = False
         self._changes: list[Change] = []
         self._states: dict[str, AccountState] = {}
+        self._samples: list[Sample] = []
         self._scheduled = False
 
     def __call__(self, event) -> None:
@@ -452,6 +531,7 @@ class Recorder:
             self._states[event.account_id] = state
         elif isinstance(event, AccountChecked):
             self._states[event.state.account.id] = event.state
+            self._samples.append(Sample.of(event.state.result))
         else:
             return
         if not self._scheduled:
@@ -462,10 +542,13 @@ class Recorder:
         self._scheduled = False
         changes, self._changes = self._changes, []
         states, self._states = self._states, {}
+        samples, self._samples = self._samples, []
         if self.failed or not (changes or states):
             return
         try:
             self.history.record(changes, list(states.values()))
+            if samples:
+                self.history.add_samples(samples)
         except sqlite3.Error as exc:
             if disk_full(exc):  # held for the next turn with news; newer states win
                 self._changes = (changes + self._changes)[-self.MAX_HELD_CHANGES :]

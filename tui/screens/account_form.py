@@ -187,7 +187,7 @@ class AccountFormScreen(ModalScreen[bool]):
             )
         elif row == "allow_plaintext":
             yield Checkbox(
-                "send the secret without TLS when security is none (trusted network only)",
+                "send the secret unencrypted (trusted network only)",
                 a.allow_plaintext if a else False,
                 id="f-allow_plaintext",
                 compact=True,

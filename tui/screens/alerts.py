@@ -19,10 +19,18 @@ from ..core.models import AccountState
 from ..core.outages import WINDOW, group_outages
 from ..core.status import STATUS_INFO, Status
 from ..format import duration, shorten, status_text
+from ..widgets.fitted_table import Column, FittedTable
 
 HEADLINE = "You have an email connection that requires your attention"
 OUTAGE = "outage:"
 SNOOZES = [("1 hour", 1), ("4 hours", 4), ("1 day", 24), ("1 week", 168)]
+# The note takes what is left of the width; the row's detail below shows it whole.
+ALERT_COLUMNS = [
+    Column("account", "Account", 26),
+    Column("status", "Status", 21),
+    Column("since", "Since", 5),
+    Column("note", "", 30),
+]
 
 
 def _by_severity(states: list[AccountState]) -> list[AccountState]:
@@ -82,7 +90,7 @@ class AlertsScreen(ModalScreen[None]):
         with Vertical(id="alerts-dialog", classes="dialog"):
             yield Label("Alerts", classes="dialog-title")
             yield Static(HEADLINE, id="alerts-headline")
-            yield DataTable(id="alerts-table", cursor_type="row")
+            yield FittedTable(ALERT_COLUMNS, id="alerts-table", cursor_type="row")
             yield Static("", id="alerts-detail")
             yield Static("No alerts: every connection is working.", id="alerts-empty")
             with Horizontal(classes="buttons"):
@@ -92,11 +100,8 @@ class AlertsScreen(ModalScreen[None]):
                 yield Button("Close Esc", id="alerts-close", compact=True)
 
     def on_mount(self) -> None:
-        table = self.query_one("#alerts-table", DataTable)
-        table.add_column("Account", key="account", width=26)
-        table.add_column("Status", key="status", width=21)
-        table.add_column("Since", key="since", width=5)
-        table.add_column("", key="note", width=30)
+        # The toasts said "press a": this is the answer, and they would cover the buttons.
+        self.app.clear_notifications()
         self.app.accounts_signal.subscribe(self, lambda _states: self.refresh_alerts())
         self.app.removed_signal.subscribe(self, lambda _id: self.refresh_alerts())
         self.refresh_alerts()
@@ -205,15 +210,16 @@ class AlertsScreen(ModalScreen[None]):
         state = self.app.monitor.states.get(key) if key else None
         detail.display = state is not None
         if state is not None:
-            detail.update(
-                Text.assemble(
-                    ("What failed: ", "bold"),
-                    state.detail or "—",
-                    "\n",
-                    ("What to do: ", "bold"),
-                    state.status.info.advice,
-                )
+            text = Text.assemble(
+                ("What failed: ", "bold"),
+                state.detail or "—",
+                "\n",
+                ("What to do: ", "bold"),
+                state.status.info.advice,
             )
+            if self.app.is_quiet(state):  # the table's note column may be too narrow for it
+                text.append(f"\n{self.app.quiet[state.account.id].describe()}", style="italic")
+            detail.update(text)
 
     # --- actions --------------------------------------------------------------------------
 

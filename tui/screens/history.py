@@ -9,12 +9,20 @@ from pathlib import Path
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Label, Static
+from textual.widgets import DataTable, Label, Sparkline, Static
 
-from ..core.history import timeline
-from ..format import duration, status_text
+from ..core.history import Sample, timeline
+from ..format import duration, status_text, uptime_line
+from ..widgets.fitted_table import Column, FittedTable
+
+HISTORY_COLUMNS = [
+    Column("from", "From", 12),
+    Column("for", "For", 5),
+    Column("status", "Status", 21),
+    Column("detail", "Detail", 60),
+]
 
 
 class HistoryScreen(ModalScreen[None]):
@@ -40,7 +48,12 @@ class HistoryScreen(ModalScreen[None]):
         with Vertical(classes="dialog history"):
             yield Label(f"History of {state.account.email}", classes="dialog-title")
             yield Static("", id="history-summary")
-            yield DataTable(id="history-table", cursor_type="row")
+            for side, name in (("imap", "Sync (IMAP)"), ("smtp", "Send (SMTP)")):
+                with Horizontal(classes="latency"):
+                    yield Label(name, classes="latency-name")
+                    yield Sparkline([], id=f"latency-{side}")
+                    yield Static("", id=f"latency-{side}-last", classes="latency-last")
+            yield FittedTable(HISTORY_COLUMNS, id="history-table", cursor_type="row")
             yield Static(Text("x exports CSV · Esc closes", style="grey62"))
 
     def on_mount(self) -> None:
@@ -53,15 +66,18 @@ class HistoryScreen(ModalScreen[None]):
             return
         now = self.app.now()
         state = self.app.monitor.states[self.account_id]
-        parts = []
-        for label, days in (("24 h", 1), ("7 days", 7)):
-            share = history.uptime(self.account_id, timedelta(days=days), now)
-            parts.append(
-                f"uptime {label}: {share * 100:.1f}%"
-                if share is not None
-                else f"uptime {label}: not known yet"
+        lines = Text("\n").join(
+            uptime_line(
+                label,
+                history.uptime(self.account_id, span, now),
+                history.uptime_slots(self.account_id, slot, n, now),
+                width,
             )
-        lines = Text(" · ".join(parts))
+            for label, span, slot, n, width in (
+                ("24 h", timedelta(days=1), timedelta(hours=1), 24, 1),
+                ("7 days", timedelta(days=7), timedelta(days=1), 7, 3),
+            )
+        )
         if state.missed:
             lines.append(
                 f"\nWhile sync was failing, {state.missed} message"
@@ -69,21 +85,27 @@ class HistoryScreen(ModalScreen[None]):
                 style="cyan",
             )
         summary.update(lines)
-        table.add_column("From", key="from", width=12)
-        table.add_column("For", key="for", width=5)
-        table.add_column("Status", key="status", width=21)
-        table.add_column("Detail", key="detail", width=60)
+        self._show_latency(history.samples(self.account_id))
         self.rows = timeline(history.changes(self.account_id), now)
         for change, end in self.rows:
             table.add_row(
                 f"{change.at.astimezone():%d %b %H:%M}",
                 duration((end - change.at).total_seconds()),
                 status_text(change.new),
-                Text(change.detail, style="grey70"),
+                Text(change.detail, style="grey70", overflow="ellipsis", no_wrap=True),
             )
         if not self.rows:
             summary.update(Text.assemble(lines, "\nNo status changes recorded yet."))
         table.focus()
+
+    def _show_latency(self, samples: list[Sample]) -> None:
+        """The last checks' latency per side as sparklines, with the newest figure."""
+        for side in ("imap", "smtp"):
+            values = [ms for s in samples if (ms := getattr(s, f"{side}_ms")) is not None]
+            self.query_one(f"#latency-{side}", Sparkline).data = values or [0]
+            self.query_one(f"#latency-{side}-last", Static).update(
+                f"{values[-1]} ms" if values else "no checks yet"
+            )
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -8,6 +8,8 @@ from textual import events
 from textual.widgets import DataTable
 
 PADDING = 2  # a DataTable cell's padding, left and right together
+FIRST_MIN = 10
+LAST_MIN = 5
 
 
 @dataclass(frozen=True)
@@ -33,10 +35,17 @@ class FittedTable(DataTable):
         self._columns_wanted = columns or []
 
     def fit(self, width: int) -> list[Column]:
-        """The columns to show when `width` cells are free. By default the ones given, the last
-        one taking what the others leave."""
-        *fixed, last = self._columns_wanted
-        return [*fixed, Column(last.key, last.label, rest_of(width, fixed))]
+        """The columns to show when `width` cells are free. By default the ones given: the last
+        takes what the others leave, and when that is too little the first gives some up."""
+        first, *middle, last = self._columns_wanted
+        room = rest_of(width, [first, *middle], minimum=LAST_MIN)
+        short = sum(c.width + PADDING for c in (first, *middle)) + room + PADDING - width
+        first_width = max(first.width - max(short, 0), FIRST_MIN)
+        return [
+            Column(first.key, first.label, first_width),
+            *middle,
+            Column(last.key, last.label, room),
+        ]
 
     def cell_value(self, row_key: str, column_key: str) -> object:
         return ""
