@@ -468,7 +468,7 @@ class ScriptedImap:
         await writer.drain()
         answer = await reader.readline()
         self.lines.append(answer)
-        if mech == "PLAIN":
+        if self.echo or mech == "PLAIN":
             await self._login_reply(tag, answer.decode("ascii", "replace").strip(), writer)
             return
         blob = base64.b64decode(answer.strip() or b"")

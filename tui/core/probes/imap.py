@@ -69,7 +69,8 @@ class _Guard:
     """Shared by the checking thread and the deadline: which step, which sockets to cut, and
     whether the server said BYE."""
 
-    def __init__(self):
+    def __init__(self, forms: list[str]):
+        self.forms = forms  # the secret's forms, to keep out of imaplib's debug log
         self.step = "connecting"
         self.sockets: list[socket.socket] = []
         self.expired = False
@@ -152,6 +153,9 @@ class _Client(IMAPClient):
     def __init__(self, guard: _Guard, *args, **kwargs):
         self._guard = guard
         super().__init__(*args, **kwargs)
+        log = self._imap._mesg
+        # imapclient hides what we send in LOGIN/AUTHENTICATE, not what a server echoes back.
+        self._imap._mesg = lambda text: log(server_text(str(text), guard.forms, 2000))
 
     def _create_IMAP4(self):
         connect_timeout = getattr(self._timeout, "connect", None)
@@ -453,7 +457,7 @@ async def check_imap(
     if refusal:
         return ProbeResult("imap", Status.REQUEST_IS_INVALID, refusal, 0, reached_server=False)
     forms = secret_forms(secret.reveal(), sasl_payloads(account, secret))
-    guard = _Guard()
+    guard = _Guard(forms)
     start = time.monotonic()
     loop = asyncio.get_running_loop()
     passed: asyncio.Future[dict] = loop.create_future()
