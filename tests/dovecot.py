@@ -1,4 +1,5 @@
-"""A throwaway Dovecot on 127.0.0.1: IMAP with STARTTLS and implicit TLS, passwd-file users."""
+"""A throwaway Dovecot on 127.0.0.1: IMAP with STARTTLS and implicit TLS, passwd-file users; or,
+with an introspection URL, an OAuth-only Dovecot (XOAUTH2 and OAUTHBEARER, LOGINDISABLED)."""
 
 from __future__ import annotations
 
@@ -20,16 +21,13 @@ ssl = yes
 ssl_cert = <{base}/cert.pem
 ssl_key = <{base}/key.pem
 ssl_min_protocol = TLSv1.2
-disable_plaintext_auth = no
-auth_mechanisms = plain login
+{auth}
 # Failed logins must not slow the next ones: no failure delay, no anvil penalty.
 auth_failure_delay = 0
+# Any character in a user name (the default allows ASCII letters, digits and .-_@ only).
+auth_username_chars =
 mail_location = maildir:{base}/mail/%u
 first_valid_uid = 0
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {base}/users
-}}
 userdb {{
   driver = static
   args = uid=dovecot gid=dovecot home={base}/mail/%u
@@ -51,6 +49,35 @@ service imap-login {{
 """
 
 
+PASSWORDS = """\
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {base}/users
+}}
+"""
+
+# Only OAuth: Dovecot then advertises LOGINDISABLED and checks each token at the introspection
+# endpoint (RFC 7662, POST token=...), taking the user name from its answer.
+OAUTH_ONLY = """\
+auth_mechanisms = {mechanisms}
+passdb {{
+  driver = oauth2
+  args = {base}/oauth2.conf
+}}
+"""
+
+OAUTH2_CONF = """\
+introspection_mode = post
+introspection_url = {url}
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+"""
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -68,7 +95,17 @@ def _wait_for(port: int, deadline: float) -> None:
 
 
 class Dovecot:
-    def __init__(self, users: dict[str, str], cert_pem: bytes, key_pem: bytes):
+    """Password users by default; `introspection_url` makes it OAuth-only instead, offering
+    `mechanisms`."""
+
+    def __init__(
+        self,
+        users: dict[str, str],
+        cert_pem: bytes,
+        key_pem: bytes,
+        introspection_url: str | None = None,
+        mechanisms: str = "xoauth2 oauthbearer",
+    ):
         # Not under a 0700 directory: the dovecot user must read the passwd-file.
         self.base = Path(tempfile.mkdtemp(prefix="dovecot-", dir="/tmp"))
         os.chmod(self.base, 0o755)
@@ -79,7 +116,11 @@ class Dovecot:
         os.chmod(self.base / "mail", 0o777)
         self.imap, self.imaps = _free_port(), _free_port()
         conf = self.base / "dovecot.conf"
-        conf.write_text(CONF.format(base=self.base, imap=self.imap, imaps=self.imaps))
+        auth = PASSWORDS.format(base=self.base)
+        if introspection_url:
+            auth = OAUTH_ONLY.format(base=self.base, mechanisms=mechanisms)
+            (self.base / "oauth2.conf").write_text(OAUTH2_CONF.format(url=introspection_url))
+        conf.write_text(CONF.format(base=self.base, imap=self.imap, imaps=self.imaps, auth=auth))
         self.proc = subprocess.Popen(
             [shutil.which("dovecot"), "-F", "-c", str(conf)],
             stdout=subprocess.DEVNULL,

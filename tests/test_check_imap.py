@@ -156,7 +156,7 @@ async def test_wrong_password_is_invalid_credentials_with_server_words(loopback)
             "greeting of megabytes",
             lambda lb: plain(lb.serve(fault("huge"))),
             Status.REQUEST_IS_INVALID,
-            "over 1 MB",
+            "a line of over 256 KB",
         ),
     ],
     ids=lambda v: v if isinstance(v, str) else "",

@@ -111,6 +111,19 @@ def plain(port: int) -> Endpoint:
             "unknown authority",
         ),
         (
+            "expired certificate",
+            lambda lb: Endpoint(
+                HOST,
+                serve_smtp(
+                    lb.servers, lb.smtp_users, mode="tls", context=lb.certs.context("expired")
+                ),
+                "tls",
+            ),
+            PASSWORD,
+            Status.NO_SERVICE_CONNECTION,
+            "certificate has expired (not after ",
+        ),
+        (
             "implicit TLS on a STARTTLS port",
             lambda lb: Endpoint(HOST, lb.smtp_starttls, "tls"),
             PASSWORD,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import imaplib
 import os
 import shutil
+import ssl
+import time
 
 import pytest
 
@@ -14,6 +17,9 @@ from tui.core.status import Status
 from tui.demo.servers import HOST
 
 from .conftest import PASSWORD, USER, require_dovecot
+
+UTF8_USER, UTF8_PASSWORD = "jörg@exämple.com", "pässwörd€"
+GOOD_TOKEN = "ya29.dovecot-good-token"
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +34,9 @@ def dovecot(loopback):
 
     cert = loopback.certs.ca.issue_cert("127.0.0.1", "localhost")
     server = Dovecot(
-        {USER: PASSWORD}, cert.cert_chain_pems[0].bytes(), cert.private_key_pem.bytes()
+        {USER: PASSWORD, UTF8_USER: UTF8_PASSWORD},
+        cert.cert_chain_pems[0].bytes(),
+        cert.private_key_pem.bytes(),
     )
     yield server
     server.stop()
@@ -59,3 +67,69 @@ async def test_dovecot_repeated_failures_stay_fast(loopback, dovecot):
         result = await check_imap(account, Secret("not it"), 5)
         assert result.status is Status.INVALID_CREDENTIALS
         assert result.latency_ms < 2500
+
+
+async def test_dovecot_non_ascii_password_goes_through_authenticate_plain(loopback, dovecot):
+    result = await check_imap(
+        loopback.account(imap=Endpoint(HOST, dovecot.imaps, "tls"), username=UTF8_USER),
+        Secret(UTF8_PASSWORD),
+        5,
+    )
+    assert result.status is Status.CONNECTED, result.detail
+
+
+@pytest.fixture(scope="module", params=["oauthbearer", "xoauth2"])
+def oauth_dovecot(request, loopback):
+    """An OAuth-only Dovecot (LOGINDISABLED) that asks our authorization server about tokens;
+    the probe prefers OAUTHBEARER, so the xoauth2 case hides OAUTHBEARER from the capabilities."""
+    from .oauth_server import AuthServer
+
+    if shutil.which("dovecot") is None or os.geteuid() != 0:
+        if require_dovecot():
+            pytest.fail("CI must run the Dovecot tests: dovecot-imapd is missing or not root")
+        pytest.skip(
+            reason="needs Dovecot (apt-get install dovecot-imapd) and root; .ci/run installs it"
+        )
+    from .dovecot import Dovecot
+
+    auth = AuthServer()
+    auth.access_tokens[GOOD_TOKEN] = (USER, time.time() + 3600)
+    cert = loopback.certs.ca.issue_cert("127.0.0.1", "localhost")
+    server = Dovecot(
+        {},
+        cert.cert_chain_pems[0].bytes(),
+        cert.private_key_pem.bytes(),
+        introspection_url=auth.introspection_url,
+        mechanisms=request.param,
+    )
+    yield server
+    server.stop()
+    auth.close()
+
+
+def capabilities(port: int) -> tuple[str, ...]:
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with imaplib.IMAP4_SSL(HOST, port, ssl_context=context, timeout=5) as client:
+        return client.capabilities
+
+
+async def test_oauth_only_dovecot_takes_a_good_token_despite_logindisabled(loopback, oauth_dovecot):
+    assert "LOGINDISABLED" in capabilities(oauth_dovecot.imaps)
+    account = loopback.account(
+        imap=Endpoint(HOST, oauth_dovecot.imaps, "tls"), auth="oauth2", oauth2_token_command="-"
+    )
+    result = await check_imap(account, Secret(GOOD_TOKEN), 5)
+    assert result.status is Status.CONNECTED, result.detail
+
+
+async def test_oauth_only_dovecot_rejects_a_bad_token_after_its_error_challenge(
+    loopback, oauth_dovecot
+):
+    account = loopback.account(
+        imap=Endpoint(HOST, oauth_dovecot.imaps, "tls"), auth="oauth2", oauth2_token_command="-"
+    )
+    result = await check_imap(account, Secret("ya29.not-a-live-token"), 5)
+    assert result.status is Status.INVALID_CREDENTIALS, result.detail
+    assert result.code == "AUTHENTICATIONFAILED"
+    assert result.detail.startswith("token rejected: ")

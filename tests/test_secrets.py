@@ -17,7 +17,7 @@ from tui.core.models import Endpoint, Settings
 from tui.core.monitor import Monitor
 from tui.core.probes.oauth import oauthbearer_string, xoauth2_string
 from tui.core.status import Status
-from tui.demo.servers import HOST, ScriptedImap
+from tui.demo.servers import HOST, ScriptedImap, ScriptedSmtp
 
 from .tui_support import app_for, select, settled, text_of, type_text, wait_for, write_accounts
 
@@ -52,6 +52,15 @@ async def test_markers_reach_the_servers_and_nothing_else(
         loopback.serve(ScriptedImap("IMAP4rev1 AUTH=XOAUTH2", tokens={MARKER_USER: TOKEN})),
         "none",
     )
+    # Servers that echo what they were sent (a password, a SASL string) in their refusal.
+    echo_imap = [
+        Endpoint(HOST, loopback.serve(ScriptedImap(caps, echo=True)), "none")
+        for caps in ("IMAP4rev1", "IMAP4rev1 AUTH=PLAIN", "IMAP4rev1 AUTH=XOAUTH2")
+    ]
+    echo_smtp = [
+        Endpoint(HOST, loopback.serve(ScriptedSmtp((f"AUTH {mech}",), echo=True)), "none")
+        for mech in ("LOGIN", "PLAIN")
+    ]
     seen: list[str] = []
     caplog.set_level(logging.DEBUG)
 
@@ -68,6 +77,21 @@ async def test_markers_reach_the_servers_and_nothing_else(
         ),
         (
             loopback.account(imap=oauth_imap, auth="oauth2", oauth2_token_command="-"),
+            TOKEN,
+            Status.INVALID_CREDENTIALS,
+        ),
+        *(
+            (
+                loopback.account(imap=imap, smtp=smtp, username=MARKER_USER),
+                PASSWORD,
+                Status.INVALID_CREDENTIALS,
+            )
+            for imap, smtp in zip(echo_imap[:2], echo_smtp, strict=True)
+        ),
+        (
+            loopback.account(
+                imap=echo_imap[2], username=MARKER_USER, auth="oauth2", oauth2_token_command="-"
+            ),
             TOKEN,
             Status.INVALID_CREDENTIALS,
         ),

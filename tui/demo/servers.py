@@ -176,10 +176,15 @@ class _Sink:
 
 @dataclass
 class SmtpUsers:
+    """Passwords and tokens the SMTP servers accept; `refused` lists each mechanism that failed,
+    `challenge_answers` what clients answered OAUTHBEARER's error challenge with."""
+
     passwords: dict[str, str]
     tokens: dict[str, str] = field(default_factory=dict)
     # token -> its user, as an authorization server's introspection says; replaces `tokens`
     introspect: Callable[[str], str | None] | None = None
+    refused: list[str] = field(default_factory=list)
+    challenge_answers: list[bytes] = field(default_factory=list)
 
     def token_ok(self, user: str, token: str) -> bool:
         if self.introspect is not None:
@@ -192,6 +197,8 @@ class SmtpUsers:
         if isinstance(auth_data, LoginPassword):
             user = auth_data.login.decode("utf-8", "replace")
             ok = self.passwords.get(user) == auth_data.password.decode("utf-8", "replace")
+            if not ok:
+                self.refused.append(mechanism)
             return AuthResult(success=ok, handled=False)
         return AuthResult(success=False, handled=False)
 
@@ -203,11 +210,13 @@ def serve_smtp(
     mode: str = "none",
     context: ssl.SSLContext | None = None,
     port: int = 0,
+    oauthbearer: bool = False,
 ) -> int:
-    """aiosmtpd with AUTH (when `users`) in mode none, tls (implicit) or starttls."""
+    """aiosmtpd with AUTH (when `users`) in mode none, tls (implicit) or starttls; XOAUTH2 for
+    tokens, and OAUTHBEARER too when asked."""
     from aiosmtpd.smtp import SMTP
 
-    handler = _XOAuthSink(users) if users else _Sink()
+    handler = (_BearerSink if oauthbearer else _XOAuthSink)(users) if users else _Sink()
 
     def factory():
         return SMTP(
@@ -257,6 +266,35 @@ class _XOAuthSink(_Sink):
         return AuthResult(success=False, handled=True)
 
 
+class _BearerSink(_XOAuthSink):
+    """Adds AUTH OAUTHBEARER (RFC 7628), whose error challenge must be answered with 0x01."""
+
+    async def auth_OAUTHBEARER(self, server, args):
+        from aiosmtpd.smtp import MISSING, AuthResult
+
+        if len(args) < 2:
+            blob = await server.challenge_auth("", encode_to_b64=False)
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            blob = base64.b64decode(args[1])
+        text = blob.decode("utf-8", "replace")
+        user = text.split(",")[1].removeprefix("a=").replace("=2C", ",").replace("=3D", "=")
+        token = text.split("auth=Bearer ", 1)[-1].split("\x01", 1)[0]
+        if self.users.token_ok(user, token):
+            return AuthResult(success=True, auth_data=user)
+        error = json.dumps({"status": "invalid_token", "schemes": "bearer"})
+        answer = await server.challenge_auth(
+            base64.b64encode(error.encode()).decode(), encode_to_b64=False
+        )
+        self.users.challenge_answers.append(answer)
+        if answer != b"\x01":
+            await server.push("501 5.5.2 the error challenge must be answered with 0x01")
+        else:
+            await server.push("535 5.7.8 Username and Password not accepted")
+        return AuthResult(success=False, handled=True)
+
+
 # --- scripted servers that misbehave -----------------------------------------------------------
 
 
@@ -275,7 +313,9 @@ def _close(writer: asyncio.StreamWriter) -> None:
         pass
 
 
-def fault(kind: str, text: bytes = b"") -> Callable:
+def fault(
+    kind: str, text: bytes = b"", *, repeat: bytes = b"", tls: ssl.SSLContext | None = None
+) -> Callable:
     """A stream handler for a server fault:
 
     silent     accepts and never says a word
@@ -285,9 +325,14 @@ def fault(kind: str, text: bytes = b"") -> Callable:
     say_close  sends `text` and closes
     drip       sends `text` one byte a second
     huge       sends a greeting line of 4 MB
+    flood      sends `text`, then `repeat` for as long as the client reads
+    cert_once  the first connection gets a TLS handshake with `tls`; later ones get silence
     """
+    connections = 0
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
         try:
             if kind == "close":
                 return
@@ -296,11 +341,16 @@ def fault(kind: str, text: bytes = b"") -> Callable:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 writer.transport.abort()
                 return
-            if kind in ("say", "say_close"):
+            if kind == "cert_once" and connections == 1:
+                await writer.start_tls(tls)  # the client refuses the certificate and hangs up
+                return
+            if kind in ("say", "say_close", "flood"):
                 writer.write(text)
                 await writer.drain()
                 if kind == "say_close":
                     return
+                if kind == "flood":
+                    await _flood(writer, repeat)
             elif kind == "drip":
                 for byte in text * 100:
                     writer.write(bytes([byte]))
@@ -310,7 +360,7 @@ def fault(kind: str, text: bytes = b"") -> Callable:
                 writer.write(b"* OK " + b"A" * (4 * 1024 * 1024) + b"\r\n")
                 await writer.drain()
             await _drain(reader)
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError, ssl.SSLError):
             pass
         finally:
             _close(writer)
@@ -318,10 +368,21 @@ def fault(kind: str, text: bytes = b"") -> Callable:
     return handler
 
 
+async def _flood(writer: asyncio.StreamWriter, repeat: bytes) -> None:
+    """Write `repeat` until the client stops reading (the caller's handler ends on the error)."""
+    while True:
+        writer.write(repeat)
+        await writer.drain()
+
+
 @dataclass
 class ScriptedImap:
     """A small IMAP server of our own for what pymap will not do: LOGINDISABLED, missing STARTTLS,
-    [UNAVAILABLE], an INBOX that cannot be examined, XOAUTH2/OAUTHBEARER with error challenges."""
+    [UNAVAILABLE], an INBOX that cannot be examined, XOAUTH2/OAUTHBEARER with error challenges,
+    and hostile answers: `login_raw` (bytes sent instead of the login reply, then `flood` forever
+    if set), `bye_on` (a command answered with BYE and a close), `logout = "hang"`, `echo` (the
+    login is refused with what the client sent in the reply). Every line received, literals
+    included, is kept in `lines`."""
 
     capabilities: str = "IMAP4rev1 AUTH=PLAIN"
     login_reply: str = "OK LOGIN completed"
@@ -329,18 +390,28 @@ class ScriptedImap:
     tokens: dict[str, str] = field(default_factory=dict)
     messages: int = 3
     introspect: Callable[[str], str | None] | None = None  # as SmtpUsers.introspect
+    login_raw: bytes = b""
+    flood: bytes = b""
+    bye_on: str = ""
+    logout: str = "reply"
+    echo: bool = False
+    lines: list[bytes] = field(default_factory=list)
 
     async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             writer.write(f"* OK [CAPABILITY {self.capabilities}] scripted ready\r\n".encode())
-            while line := await reader.readline():
+            while line := await self._command(reader, writer):
                 tag, _, rest = line.decode("utf-8", "replace").strip().partition(" ")
                 command, _, args = rest.partition(" ")
                 command = command.upper()
+                if command == self.bye_on:
+                    writer.write(b"* BYE Server shutting down.\r\n")
+                    await writer.drain()
+                    return
                 if command == "CAPABILITY":
                     writer.write(f"* CAPABILITY {self.capabilities}\r\n{tag} OK done\r\n".encode())
                 elif command == "LOGIN":
-                    writer.write(f"{tag} {self.login_reply}\r\n".encode())
+                    await self._login_reply(tag, args, writer)
                 elif command == "AUTHENTICATE":
                     await self._authenticate(tag, args, reader, writer)
                 elif command in ("EXAMINE", "SELECT"):
@@ -348,6 +419,9 @@ class ScriptedImap:
                         writer.write(f"* {self.messages} EXISTS\r\n* 0 RECENT\r\n".encode())
                     writer.write(f"{tag} {self.examine_reply}\r\n".encode())
                 elif command == "LOGOUT":
+                    if self.logout == "hang":
+                        await _drain(reader)
+                        return
                     writer.write(f"* BYE bye\r\n{tag} OK LOGOUT completed\r\n".encode())
                     await writer.drain()
                     return
@@ -359,6 +433,32 @@ class ScriptedImap:
         finally:
             _close(writer)
 
+    async def _command(self, reader: asyncio.StreamReader, writer) -> bytes:
+        """One command line with its literals ({n} at a line's end) read in."""
+        line = await reader.readline()
+        self.lines.append(line)
+        command = line
+        while line.rstrip(b"\r\n").endswith(b"}") and b"{" in line:
+            size = int(line.rstrip(b"\r\n").rsplit(b"{", 1)[1][:-1])
+            writer.write(b"+ go ahead\r\n")
+            await writer.drain()
+            literal = await reader.readexactly(size)
+            line = await reader.readline()
+            self.lines.append(literal + line)
+            command = command.rstrip(b"\r\n") + b" " + literal + line
+        return command
+
+    async def _login_reply(self, tag: str, said: str, writer: asyncio.StreamWriter) -> None:
+        if self.login_raw or self.flood:
+            writer.write(self.login_raw)
+            await writer.drain()
+            if self.flood:
+                await _flood(writer, self.flood)
+        elif self.echo:
+            writer.write(f"{tag} NO [AUTHENTICATIONFAILED] not accepted: {said}\r\n".encode())
+        else:
+            writer.write(f"{tag} {self.login_reply}\r\n".encode())
+
     async def _authenticate(self, tag, args, reader, writer) -> None:
         mech = args.split(" ")[0].upper()
         if f"AUTH={mech}" not in self.capabilities.upper():
@@ -366,7 +466,12 @@ class ScriptedImap:
             return
         writer.write(b"+ \r\n")
         await writer.drain()
-        blob = base64.b64decode((await reader.readline()).strip() or b"")
+        answer = await reader.readline()
+        self.lines.append(answer)
+        if self.echo or mech == "PLAIN":
+            await self._login_reply(tag, answer.decode("ascii", "replace").strip(), writer)
+            return
+        blob = base64.b64decode(answer.strip() or b"")
         text = blob.decode("utf-8", "replace")
         token = (
             text.split("auth=Bearer ", 1)[-1].split("\x01", 1)[0] if "auth=Bearer " in text else ""
@@ -390,29 +495,63 @@ class ScriptedImap:
         )
         writer.write(b"+ " + base64.b64encode(error.encode()) + b"\r\n")
         await writer.drain()
-        await reader.readline()  # the client's empty answer to the error challenge
+        answer = await reader.readline()
+        self.lines.append(answer)
+        # RFC 7628 3.2.3: OAUTHBEARER's error challenge is answered with a single 0x01; XOAUTH2's
+        # with an empty line. A strict server calls anything else a protocol error.
+        expected = b"AQ==" if mech == "OAUTHBEARER" else b""
+        if answer.strip() != expected:
+            writer.write(f"{tag} BAD unexpected answer to the error challenge\r\n".encode())
+            return
         writer.write(f"{tag} NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)\r\n".encode())
 
 
 @dataclass
 class ScriptedSmtp:
-    """An SMTP server of our own: a banner and an EHLO answer chosen by the test (no AUTH, say)."""
+    """An SMTP server of our own: a banner and an EHLO answer chosen by the test (no AUTH, say),
+    AUTH PLAIN/LOGIN answered with `auth_reply` (`echo` puts what the client sent in a refusal),
+    `ehlo_flood` (an EHLO reply whose lines never end), `quit = "hang"`. Every line received is
+    kept in `lines`."""
 
     extensions: tuple[str, ...] = ("SIZE 10240000", "8BITMIME")
+    auth_reply: str = "235 2.7.0 Authentication successful"
+    echo: bool = False
+    ehlo_flood: bool = False
+    quit: str = "reply"
+    lines: list[bytes] = field(default_factory=list)
 
     async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             writer.write(b"220 scripted ESMTP\r\n")
             while line := await reader.readline():
-                verb = line.decode("ascii", "replace").strip().split(" ")[0].upper()
+                self.lines.append(line)
+                words = line.decode("ascii", "replace").strip().split(" ")
+                verb = words[0].upper()
                 if verb == "EHLO":
+                    if self.ehlo_flood:
+                        await _flood(writer, b"250-" + b"x" * 70 + b"\r\n")
                     lines = ["scripted", *self.extensions]
                     reply = "".join(
                         f"250{'-' if i < len(lines) - 1 else ' '}{text}\r\n"
                         for i, text in enumerate(lines)
                     )
                     writer.write(reply.encode())
+                elif verb == "AUTH":
+                    said = " ".join(words[2:])
+                    if len(words) > 1 and words[1].upper() == "LOGIN":
+                        writer.write(b"334 UGFzc3dvcmQ6\r\n")
+                        await writer.drain()
+                        answer = await reader.readline()
+                        self.lines.append(answer)
+                        said += " " + answer.decode("ascii", "replace").strip()
+                    if self.echo:
+                        writer.write(f"535 5.7.8 not accepted: {said}\r\n".encode())
+                    else:
+                        writer.write(f"{self.auth_reply}\r\n".encode())
                 elif verb == "QUIT":
+                    if self.quit == "hang":
+                        await _drain(reader)
+                        return
                     writer.write(b"221 bye\r\n")
                     await writer.drain()
                     return

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import socket
 import ssl
+from datetime import datetime
 
 from ..models import Endpoint
 from ..status import Status
-from .tls import CAFileError, describe_cert_error, is_plaintext_answer, peek_not_after
+from .tls import CAFileError, describe_cert_error, is_plaintext_answer
 
 
 class ProbeFailed(Exception):
@@ -19,16 +20,18 @@ class ProbeFailed(Exception):
 
 
 def classify_transport(
-    exc: BaseException, endpoint: Endpoint, timeout: float, step: str
+    exc: BaseException,
+    endpoint: Endpoint,
+    timeout: float,
+    step: str,
+    expired_on: datetime | None = None,
 ) -> tuple[Status, str] | None:
-    """Status and detail for a socket or TLS failure, or None if `exc` is not one."""
+    """Status and detail for a socket or TLS failure, or None if `exc` is not one. `expired_on`
+    is an expired certificate's date, when the probe could read it (peek_not_after)."""
     where = f"{endpoint.host}:{endpoint.port}"
     if isinstance(exc, CAFileError):
         return Status.REQUEST_IS_INVALID, str(exc)
     if isinstance(exc, ssl.SSLCertVerificationError):
-        expired_on = None
-        if getattr(exc, "verify_code", None) == 10 and endpoint.security == "tls":
-            expired_on = peek_not_after(endpoint.host, endpoint.port, min(timeout, 5))
         return Status.NO_SERVICE_CONNECTION, describe_cert_error(exc, endpoint.host, expired_on)
     if isinstance(exc, ssl.SSLError):
         if is_plaintext_answer(exc):
@@ -69,6 +72,10 @@ def classify_transport(
             f"network error talking to {where} while {step}: {reason}",
         )
     return None
+
+
+def is_expired_certificate(exc: BaseException) -> bool:
+    return isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_code == 10
 
 
 def describe_stray_greeting(text: str, expected: str) -> str | None:

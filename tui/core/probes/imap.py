@@ -2,18 +2,22 @@
 
 imapclient is blocking, so the check runs in a worker thread. Socket timeouts bound each read,
 but a server that drips one byte a second never trips them; so the async side keeps a hard
-deadline for the whole exchange and, when it passes, shuts the thread's sockets down.
+deadline for the whole exchange and, when it passes, shuts the thread's sockets down. imaplib
+reads a literal or a line whole, however big the server says it is, so the reads are capped.
+Once EXAMINE has passed the check has passed: LOGOUT gets a short grace and no say in the status.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import imaplib
 import re
 import socket
+import ssl
 import threading
 import time
+from asyncio import FIRST_COMPLETED
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from imapclient import IMAPClient, SocketTimeout, imap4
@@ -23,13 +27,27 @@ from imapclient import tls as imap_tls
 from ..credentials import Secret
 from ..models import Account, ProbeResult
 from ..status import Status
+from ..text import clean, secret_forms, server_text
 from .errors import ProbeFailed, classify_transport, describe_stray_greeting
-from .oauth import describe_oauth_error, oauthbearer_string, xoauth2_string
-from .tls import client_context, not_after, plaintext_refusal
+from .oauth import (
+    describe_oauth_error,
+    oauthbearer_string,
+    plain_string,
+    sasl_payloads,
+    xoauth2_string,
+)
+from .safety import credential_refusal
+from .tls import client_context, not_after, peek_not_after, plaintext_refusal
 
 # Threads are created only as checks are submitted; the monitor's semaphore bounds how many.
 _EXECUTOR = ThreadPoolExecutor(max_workers=256, thread_name_prefix="imap-check")
 RESP_CODE = re.compile(r"\[([A-Z-]+)(?:[^\]]*)\]")
+# A probe reads a greeting, a few short replies and at most one SEARCH line: these are generous.
+MAX_LINE = 256 * 1024
+MAX_LITERAL = 256 * 1024
+MAX_SESSION = 4 * 1024 * 1024
+LOGOUT_GRACE = 1.0  # seconds a LOGOUT may take once the check has passed
+PEEK_MARGIN = 0.25  # an expiry peek ends this long before the deadline, to report in time
 
 CODE_STATUS = {
     "AUTHENTICATIONFAILED": Status.INVALID_CREDENTIALS,
@@ -43,13 +61,20 @@ CODE_STATUS = {
 }
 
 
-class _Guard:
-    """Shared by the checking thread and the deadline: which step, and which sockets to cut."""
+class Unreadable(imaplib.IMAP4.abort):
+    """The server's reply broke a bound: it cannot be read, and the session cannot go on."""
 
-    def __init__(self):
+
+class _Guard:
+    """Shared by the checking thread and the deadline: which step, which sockets to cut, and
+    whether the server said BYE."""
+
+    def __init__(self, forms: list[str]):
+        self.forms = forms  # the secret's forms, to keep out of imaplib's debug log
         self.step = "connecting"
         self.sockets: list[socket.socket] = []
         self.expired = False
+        self.bye: str | None = None
         self.lock = threading.Lock()
 
     def track(self, sock: socket.socket) -> socket.socket:
@@ -73,7 +98,35 @@ def _cut(sock: socket.socket) -> None:
         pass
 
 
-class _TrackedTLS(imap_tls.IMAP4_TLS):
+class _Bounded:
+    """imaplib's reads with caps on a line, a literal and the whole session."""
+
+    _guard: _Guard
+    _received = 0
+
+    def _count(self, size: int) -> None:
+        self._received += size
+        if self._received > MAX_SESSION:
+            raise Unreadable(f"the server sent over {MAX_SESSION // 2**20} MB")
+
+    def read(self, size):
+        if size > MAX_LITERAL:
+            raise Unreadable(f"the server announced a literal of {size} bytes")
+        data = self.file.read(size)
+        self._count(len(data))
+        return data
+
+    def readline(self):
+        line = self.file.readline(MAX_LINE + 1)
+        self._count(len(line))
+        if len(line) > MAX_LINE:
+            raise Unreadable(f"the server sent a line of over {MAX_LINE // 1024} KB")
+        if line.startswith(b"* BYE") and self._guard.step != "logging out":
+            self._guard.bye = line[5:].decode("utf-8", "replace").strip()
+        return line
+
+
+class _TrackedTLS(_Bounded, imap_tls.IMAP4_TLS):
     def __init__(self, guard: _Guard, *args):
         self._guard = guard  # before super().__init__, which connects
         super().__init__(*args)
@@ -85,7 +138,7 @@ class _TrackedTLS(imap_tls.IMAP4_TLS):
         return self._guard.track(imap_tls.wrap_socket(raw, self.ssl_context, self.host))
 
 
-class _TrackedPlain(imap4.IMAP4WithTimeout):
+class _TrackedPlain(_Bounded, imap4.IMAP4WithTimeout):
     def __init__(self, guard: _Guard, *args):
         self._guard = guard
         super().__init__(*args)
@@ -100,6 +153,9 @@ class _Client(IMAPClient):
     def __init__(self, guard: _Guard, *args, **kwargs):
         self._guard = guard
         super().__init__(*args, **kwargs)
+        log = self._imap._mesg
+        # imapclient hides what we send in LOGIN/AUTHENTICATE, not what a server echoes back.
+        self._imap._mesg = lambda text: log(server_text(str(text), guard.forms, 2000))
 
     def _create_IMAP4(self):
         connect_timeout = getattr(self._timeout, "connect", None)
@@ -122,20 +178,29 @@ def _server_said(text: str) -> str:
 
 
 def _check(
-    account: Account, secret: Secret, timeout: float, guard: _Guard, mark: tuple[int, int] | None
-) -> dict:
-    """Runs in a thread. Returns what EXAMINE told us, or raises."""
+    account: Account,
+    secret: Secret,
+    timeout: float,
+    guard: _Guard,
+    mark: tuple[int, int] | None,
+    passed: Callable[[dict], None],
+) -> None:
+    """Runs in a thread: calls `passed` with what EXAMINE told us, then logs out; or raises."""
     endpoint = account.imap
-    context = client_context(account)
-    guard.step = "waiting for the greeting"
-    client = _Client(
-        guard,
-        endpoint.host,
-        endpoint.port,
-        ssl=endpoint.security == "tls",
-        ssl_context=context,
-        timeout=SocketTimeout(timeout, timeout),
-    )
+    deadline = time.monotonic() + timeout
+    try:
+        client = _connect(account, timeout, guard)
+    except ssl.SSLCertVerificationError as exc:
+        # Put the expiry date in the message: a second, unverified handshake, still in this
+        # thread and under the same deadline, its socket cut with the others.
+        if exc.verify_code != 10 or endpoint.security != "tls":
+            raise
+        left = min(deadline - time.monotonic() - PEEK_MARGIN, 5)
+        expired_on = (
+            peek_not_after(endpoint.host, endpoint.port, left, guard.track) if left > 0 else None
+        )
+        status, detail = classify_transport(exc, endpoint, timeout, guard.step, expired_on)
+        raise ProbeFailed(status, detail) from None
     try:
         if endpoint.security == "starttls":
             guard.step = "asking for capabilities"
@@ -145,19 +210,12 @@ def _check(
                     "server does not offer STARTTLS; refusing to log in without TLS",
                 )
             guard.step = "starting TLS"
-            client.starttls(context)
+            client.starttls(client_context(account))
             guard.track(client.socket())
         guard.step = "asking for capabilities"
         caps = {c.decode("ascii", "replace").upper() for c in client.capabilities()}
-        if "LOGINDISABLED" in caps:
-            raise ProbeFailed(
-                Status.REQUEST_IS_INVALID,
-                "server says LOGINDISABLED: it accepts no password on this connection; "
-                "use security tls or starttls",
-                "LOGINDISABLED",
-            )
         guard.step = "logging in"
-        _login(client, account, secret, caps)
+        _login(client._imap, account, secret, caps)
         guard.step = "examining INBOX"
         try:
             info = client.select_folder("INBOX", readonly=True)
@@ -181,16 +239,21 @@ def _check(
             found["mark"] = (int(info[b"UIDVALIDITY"]), int(info[b"UIDNEXT"]))
         if mark and found["mark"] and found["mark"][0] == mark[0]:
             guard.step = "counting what arrived while it was failing"
-            # UID n:* always matches the newest message even when its UID is below n.
-            found["missed"] = sum(
-                1 for uid in client.search(["UID", f"{mark[1]}:*"]) if uid >= mark[1]
-            )
+            try:
+                # UID n:* always matches the newest message even when its UID is below n.
+                found["missed"] = sum(
+                    1 for uid in client.search(["UID", f"{mark[1]}:*"]) if uid >= mark[1]
+                )
+            except Unreadable:
+                passed(found)  # too many to list: the count is unknown, the check still passed
+                return
+        passed(found)
         guard.step = "logging out"
         try:
+            client.socket().settimeout(LOGOUT_GRACE)
             client.logout()
         except (imap_errors.IMAPClientError, OSError):
             pass  # the check passed; a rude goodbye does not change that
-        return found
     finally:
         try:
             client.shutdown()
@@ -198,48 +261,112 @@ def _check(
             pass
 
 
-def _login(client: IMAPClient, account: Account, secret: Secret, caps: set[str]) -> None:
-    try:
-        if account.auth == "oauth2":
-            if "AUTH=OAUTHBEARER" in caps:
-                mech, payload = "OAUTHBEARER", oauthbearer_string(account.login, secret)
-            elif "AUTH=XOAUTH2" in caps:
-                mech, payload = "XOAUTH2", xoauth2_string(account.login, secret)
-            else:
-                raise ProbeFailed(
-                    Status.REQUEST_IS_INVALID,
-                    "server offers neither XOAUTH2 nor OAUTHBEARER; use a password",
-                )
-            responder = _OAuthResponder(payload)
-            client.sasl_login(mech, responder)
+def _connect(account: Account, timeout: float, guard: _Guard) -> IMAPClient:
+    endpoint = account.imap
+    context = client_context(account)
+    guard.step = "waiting for the greeting"
+    return _Client(
+        guard,
+        endpoint.host,
+        endpoint.port,
+        ssl=endpoint.security == "tls",
+        ssl_context=context,
+        timeout=SocketTimeout(timeout, timeout),
+    )
+
+
+def _login(imap: imaplib.IMAP4, account: Account, secret: Secret, caps: set[str]) -> None:
+    """One login attempt with one mechanism: a refusal is final, the secret is not tried twice.
+
+    LOGINDISABLED forbids the LOGIN command only; AUTHENTICATE may still be offered. A password
+    goes inside SASL PLAIN when offered (it carries UTF-8), else as a LOGIN literal."""
+    if account.auth == "oauth2":
+        if "AUTH=OAUTHBEARER" in caps:
+            mech, payload = "OAUTHBEARER", oauthbearer_string(account.login, secret)
+        elif "AUTH=XOAUTH2" in caps:
+            mech, payload = "XOAUTH2", xoauth2_string(account.login, secret)
         else:
-            responder = None
-            client.login(account.login, secret.reveal())
-    except imap_errors.LoginError as exc:
-        cause = exc.__context__
-        if isinstance(cause, (imap_errors.IMAPClientAbortError, OSError, EOFError)):
-            raise cause from None
-        raise _login_failure(str(exc), responder.error_json if responder else None) from None
+            raise ProbeFailed(
+                Status.REQUEST_IS_INVALID,
+                "server offers neither XOAUTH2 nor OAUTHBEARER; use a password",
+            )
+        _authenticate(imap, _SaslResponder(mech, payload))
+    elif "AUTH=PLAIN" in caps and not ("LOGINDISABLED" in caps and account.imap.security == "none"):
+        _authenticate(imap, _SaslResponder("PLAIN", plain_string(account.login, secret)))
+    elif "LOGINDISABLED" in caps:
+        raise ProbeFailed(
+            Status.REQUEST_IS_INVALID,
+            "server says LOGINDISABLED and offers no AUTHENTICATE PLAIN: it accepts no password "
+            "on this connection; use security tls or starttls",
+            "LOGINDISABLED",
+        )
+    else:
+        try:
+            _login_command(imap, account.login, secret.reveal())
+        except imaplib.IMAP4.abort:
+            raise
+        except imaplib.IMAP4.error as exc:
+            raise _login_failure(str(exc), None) from None
 
 
-class _OAuthResponder:
-    """Answers the first challenge with the token and the error challenge with an empty line,
-    as Gmail expects (imapclient's oauth2_login answers it with the token again)."""
+def _authenticate(imap: imaplib.IMAP4, responder: _SaslResponder) -> None:
+    try:
+        imap.authenticate(responder.mech, responder)
+    except imaplib.IMAP4.abort:
+        raise  # not an answer to the login: a BYE, a closed connection, an unreadable reply
+    except imaplib.IMAP4.error as exc:  # the tagged NO or BAD
+        raise _login_failure(str(exc), responder.error_json) from None
 
-    def __init__(self, payload: str):
-        self.payload = payload
+
+class _SaslResponder:
+    """Answers the first challenge with the payload. An OAuth error challenge is kept for the
+    verdict and answered as each mechanism asks: XOAUTH2 with an empty line, OAUTHBEARER with a
+    single 0x01 (RFC 7628 3.2.3). Any other challenge cancels the exchange."""
+
+    def __init__(self, mech: str, payload: str):
+        self.mech, self.payload = mech, payload
         self.error_json: str | None = None
         self.calls = 0
 
-    def __call__(self, challenge: bytes) -> bytes:
+    def __call__(self, challenge: bytes) -> bytes | None:
         self.calls += 1
         if self.calls == 1:
             return self.payload.encode()
-        try:
-            self.error_json = base64.b64decode(challenge).decode("utf-8", "replace")
-        except ValueError:
-            self.error_json = challenge.decode("utf-8", "replace")
-        return b""
+        if self.mech == "PLAIN" or self.calls > 2:
+            return None
+        self.error_json = challenge.decode("utf-8", "replace")
+        return b"\x01" if self.mech == "OAUTHBEARER" else b""
+
+
+class _LoginLiterals:
+    """imaplib sends one literal per command, but a callable literal may send several."""
+
+    def __init__(self, pieces: list[bytes]):
+        self.pieces = pieces
+
+    def next(self, continuation: bytes) -> bytes:
+        if not self.pieces:
+            raise Unreadable("the server asked for more than the login")
+        return self.pieces.pop(0)
+
+
+def _login_command(imap: imaplib.IMAP4, user: str, password: str) -> None:
+    """LOGIN with the password as a literal, never a quoted string, and the user name quoted,
+    or as a literal too when it is not printable ASCII."""
+    secret = password.encode()
+    if all(" " <= ch <= "~" for ch in user):
+        quoted = user.replace("\\", "\\\\").replace('"', '\\"')
+        first = f'"{quoted}" {{{len(secret)}}}'.encode()
+        pieces = [secret]
+    else:
+        name = user.encode()
+        first = f"{{{len(name)}}}".encode()
+        pieces = [name + f" {{{len(secret)}}}".encode(), secret]
+    imap.literal = _LoginLiterals(pieces).next
+    typ, data = imap._simple_command("LOGIN", first)
+    if typ != "OK":
+        raise imap.error(data[-1].decode("utf-8", "replace"))
+    imap.state = "AUTH"
 
 
 def _login_failure(text: str, oauth_error: str | None) -> ProbeFailed:
@@ -261,18 +388,25 @@ def _login_failure(text: str, oauth_error: str | None) -> ProbeFailed:
 
 
 def _classify(
-    exc: BaseException, account: Account, timeout: float, step: str
+    exc: BaseException, account: Account, timeout: float, guard: _Guard
 ) -> tuple[Status, str, str | None]:
     if isinstance(exc, ProbeFailed):
         return exc.status, exc.detail, exc.code
     endpoint = account.imap
-    text = str(exc)
-    if isinstance(exc, imaplib.IMAP4.error) and "got more than" in text:
+    step = guard.step
+    if guard.bye is not None:
+        return (
+            Status.NO_SERVICE_CONNECTION,
+            f"server ended the session while {step}: {_server_said(guard.bye)}",
+            _code(guard.bye),
+        )
+    if isinstance(exc, Unreadable):
         return (
             Status.REQUEST_IS_INVALID,
-            f"port {endpoint.port} sent a line of over 1 MB while {step}: not an IMAP server",
+            f"the server's reply could not be read while {step}: {exc}",
             None,
         )
+    text = str(exc)
     transport = classify_transport(exc, endpoint, timeout, step)
     if transport:
         return (*transport, None)
@@ -288,10 +422,17 @@ def _classify(
             )
         if "socket error" in text or "EOF" in text:
             return Status.NO_SERVICE_CONNECTION, f"server closed the connection while {step}", None
+        if step == "waiting for the greeting":
+            return (
+                Status.REQUEST_IS_INVALID,
+                f"server did not speak IMAP while {step}: {_server_said(_unwrap_response(text))}",
+                _code(text),
+            )
         return (
             Status.REQUEST_IS_INVALID,
-            f"server did not speak IMAP while {step}: {_server_said(_unwrap_response(text))}",
-            _code(text),
+            f"the server's reply could not be read while {step}: "
+            f"{_server_said(_unwrap_response(text))}",
+            None,
         )
     return Status.REQUEST_IS_INVALID, f"unexpected failure while {step}: {type(exc).__name__}", None
 
@@ -304,22 +445,51 @@ def _unwrap_response(text: str) -> str:
 async def check_imap(
     account: Account, secret: Secret, timeout: float, mark: tuple[int, int] | None = None
 ) -> ProbeResult:
-    """Check the account's IMAP side within `timeout` seconds for the whole exchange.
+    """Check the account's IMAP side within `timeout` seconds for the whole exchange (LOGOUT
+    excepted: it gets a short grace once the check has passed).
 
     With `mark` (UIDVALIDITY, UIDNEXT from the last good check), also count the messages that
     arrived since then, read-only (UID SEARCH), so the user knows what to catch up on."""
+    refusal = credential_refusal(account, secret)
+    if refusal:
+        return ProbeResult("imap", *refusal, 0, reached_server=False)
     refusal = plaintext_refusal(account, account.imap)
     if refusal:
         return ProbeResult("imap", Status.REQUEST_IS_INVALID, refusal, 0, reached_server=False)
-    guard = _Guard()
+    forms = secret_forms(secret.reveal(), sasl_payloads(account, secret))
+    guard = _Guard(forms)
     start = time.monotonic()
     loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(_EXECUTOR, _check, account, secret, timeout, guard, mark)
+    passed: asyncio.Future[dict] = loop.create_future()
+
+    def report(found: dict) -> None:
+        loop.call_soon_threadsafe(lambda: passed.done() or passed.set_result(found))
+
+    future = loop.run_in_executor(_EXECUTOR, _check, account, secret, timeout, guard, mark, report)
     future.add_done_callback(_consume)  # a thread outliving its deadline must not log noise
     try:
-        found = await asyncio.wait_for(asyncio.shield(future), timeout)
-    except TimeoutError:
+        await asyncio.wait({future, passed}, timeout=timeout, return_when=FIRST_COMPLETED)
+        if passed.done() and not future.done():
+            await asyncio.wait({future}, timeout=LOGOUT_GRACE)
+    except asyncio.CancelledError:
+        guard.expire()
+        raise
+    if not future.done():
         guard.expire()  # unblocks the thread; it ends on its own
+    if passed.done():
+        found = passed.result()
+        count = found["count"]
+        return ProbeResult(
+            "imap",
+            Status.CONNECTED,
+            f"INBOX has {count} message{'' if count == 1 else 's'}",
+            _ms(start),
+            message_count=found["count"],
+            cert_not_after=found["cert"],
+            mailbox_mark=found["mark"],
+            missed=found["missed"],
+        )
+    if not future.done():
         return ProbeResult(
             "imap",
             Status.NO_SERVICE_CONNECTION,
@@ -327,22 +497,16 @@ async def check_imap(
             f"within {timeout:g} s while {guard.step}",
             _ms(start),
         )
-    except asyncio.CancelledError:
-        guard.expire()
-        raise
-    except Exception as exc:  # every failure becomes a status, never a crash
-        status, detail, code = _classify(exc, account, timeout, guard.step)
-        return ProbeResult("imap", status, detail, _ms(start), code=code)
-    count = found["count"]
+    exc = future.exception()
+    if exc is None:  # the thread ended without a verdict: cannot happen, but never say OK
+        exc = RuntimeError("the check ended without a result")
+    status, detail, code = _classify(exc, account, timeout, guard)
     return ProbeResult(
         "imap",
-        Status.CONNECTED,
-        f"INBOX has {count} message{'' if count == 1 else 's'}",
+        status,
+        server_text(detail, forms),
         _ms(start),
-        message_count=found["count"],
-        cert_not_after=found["cert"],
-        mailbox_mark=found["mark"],
-        missed=found["missed"],
+        code=clean(code, 40) if code else None,
     )
 
 

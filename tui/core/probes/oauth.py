@@ -1,10 +1,11 @@
-"""SASL strings for XOAUTH2 / OAUTHBEARER and the provider's error challenge in words."""
+"""SASL strings (XOAUTH2, OAUTHBEARER, PLAIN) and the provider's error challenge in words."""
 
 from __future__ import annotations
 
 import json
 
 from ..credentials import Secret
+from ..models import Account
 
 OAUTH_ERRORS = {
     "401": "token expired or revoked",
@@ -24,6 +25,17 @@ def xoauth2_string(user: str, token: Secret) -> str:
 def oauthbearer_string(user: str, token: Secret) -> str:
     authzid = user.replace("=", "=3D").replace(",", "=2C")
     return f"n,a={authzid},\x01auth=Bearer {token.reveal()}\x01\x01"
+
+
+def plain_string(user: str, password: Secret) -> str:
+    return f"\0{user}\0{password.reveal()}"
+
+
+def sasl_payloads(account: Account, secret: Secret) -> tuple[str, ...]:
+    """Every SASL string a probe may send for this account: what a server could echo back."""
+    if account.auth == "oauth2":
+        return (xoauth2_string(account.login, secret), oauthbearer_string(account.login, secret))
+    return (plain_string(account.login, secret),)
 
 
 def describe_oauth_error(error_json: str | None) -> str:

@@ -1,10 +1,15 @@
-"""The SMTP check: connect, EHLO, TLS as configured (never opportunistic), AUTH, QUIT. No mail."""
+"""The SMTP check: connect, EHLO, TLS as configured (never opportunistic), AUTH, QUIT. No mail.
+
+One AUTH attempt with one mechanism (aiosmtplib's login() would try each offered mechanism with
+the same secret: three failed logins a check). Once AUTH has passed, QUIT gets a short grace and
+no say in the status. aiosmtplib bounds a reply to 32 KB itself."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import time
+from datetime import datetime
 
 import aiosmtplib
 from aiosmtplib import errors as smtp_errors
@@ -12,14 +17,23 @@ from aiosmtplib import errors as smtp_errors
 from ..credentials import Secret
 from ..models import Account, ProbeResult
 from ..status import Status
-from .errors import ProbeFailed, classify_transport, describe_stray_greeting
-from .oauth import describe_oauth_error, oauthbearer_string, xoauth2_string
-from .tls import client_context, not_after, plaintext_refusal
+from ..text import clean, secret_forms, server_text
+from .errors import (
+    ProbeFailed,
+    classify_transport,
+    describe_stray_greeting,
+    is_expired_certificate,
+)
+from .oauth import describe_oauth_error, oauthbearer_string, sasl_payloads, xoauth2_string
+from .safety import credential_refusal
+from .tls import client_context, not_after, peek_not_after, plaintext_refusal
 
 LOCAL_HOSTNAME = "connected-emails.localdomain"
+QUIT_GRACE = 1.0  # seconds a QUIT may take once the check has passed
 
 
-async def _check(account: Account, secret: Secret, timeout: float, state: dict) -> object:
+async def _check(account: Account, secret: Secret, timeout: float, state: dict) -> aiosmtplib.SMTP:
+    """Up to an accepted AUTH; returns the client, still connected, for the caller's QUIT."""
     endpoint = account.smtp
     context = client_context(account)
     client = aiosmtplib.SMTP(
@@ -33,6 +47,7 @@ async def _check(account: Account, secret: Secret, timeout: float, state: dict) 
     )
     state["step"] = "waiting for the banner"
     await client.connect()
+    state["client"] = client
     try:
         state["step"] = "saying EHLO"
         await client.ehlo()
@@ -52,20 +67,15 @@ async def _check(account: Account, secret: Secret, timeout: float, state: dict) 
             )
         state["step"] = "logging in"
         await _login(client, account, secret)
-        cert = client.transport.get_extra_info("peercert") if endpoint.security != "none" else None
-        state["step"] = "saying QUIT"
-        try:
-            await client.quit()
-        except smtp_errors.SMTPException:
-            pass  # the check passed; a rude goodbye does not change that
-        return not_after(cert)
-    finally:
+    except BaseException:
         client.close()
+        raise
+    return client
 
 
 async def _login(client: aiosmtplib.SMTP, account: Account, secret: Secret) -> None:
+    methods = client.server_auth_methods
     if account.auth == "oauth2":
-        methods = client.server_auth_methods
         if "oauthbearer" in methods:
             mech, sasl = b"OAUTHBEARER", oauthbearer_string(account.login, secret)
         elif "xoauth2" in methods:
@@ -77,9 +87,12 @@ async def _login(client: aiosmtplib.SMTP, account: Account, secret: Secret) -> N
             )
         payload = base64.b64encode(sasl.encode()).decode()
         response = await client.execute_command(b"AUTH", mech, payload.encode())
-        if response.code == 334:  # the error challenge: read it, answer empty, take the final reply
-            error_json = base64.b64decode(response.message).decode("utf-8", "replace")
-            response = await client.execute_command(b"")
+        if response.code == 334:
+            # The error challenge: read it, answer as the mechanism asks (RFC 7628 3.2.3: a
+            # single 0x01 for OAUTHBEARER; an empty line for XOAUTH2), take the final reply.
+            error_json = _decoded(response.message)
+            answer = base64.b64encode(b"\x01") if mech == b"OAUTHBEARER" else b""
+            response = await client.execute_command(answer)
             raise ProbeFailed(
                 Status.INVALID_CREDENTIALS,
                 f"token rejected: {describe_oauth_error(error_json)}; "
@@ -93,11 +106,32 @@ async def _login(client: aiosmtplib.SMTP, account: Account, secret: Secret) -> N
                 str(response.code),
             )
         return
-    await client.login(account.login, secret.reveal())
+    if "plain" in methods:
+        await client.auth_plain(account.login, secret.reveal())
+    elif "login" in methods:
+        await client.auth_login(account.login, secret.reveal())
+    else:
+        offered = " ".join(m.upper() for m in methods) or "none"
+        raise ProbeFailed(
+            Status.REQUEST_IS_INVALID,
+            f"server offers no AUTH mechanism for a password (offered: {offered}); "
+            f"PLAIN or LOGIN is needed",
+        )
+
+
+def _decoded(challenge: str) -> str:
+    try:
+        return base64.b64decode(challenge).decode("utf-8", "replace")
+    except ValueError:
+        return challenge
 
 
 def _classify(
-    exc: BaseException, account: Account, timeout: float, step: str
+    exc: BaseException,
+    account: Account,
+    timeout: float,
+    step: str,
+    expired_on: datetime | None = None,
 ) -> tuple[Status, str, str | None]:
     if isinstance(exc, ProbeFailed):
         return exc.status, exc.detail, exc.code
@@ -154,7 +188,7 @@ def _classify(
         inner = inner.__cause__ or (None if inner.__suppress_context__ else inner.__context__)
     for candidate in reversed(chain):
         if not isinstance(candidate, smtp_errors.SMTPException):
-            transport = classify_transport(candidate, endpoint, timeout, step)
+            transport = classify_transport(candidate, endpoint, timeout, step, expired_on)
             if transport:
                 return (*transport, None)
     if any(isinstance(c, smtp_errors.SMTPServerDisconnected) for c in chain):
@@ -172,16 +206,23 @@ def _classify(
 
 
 async def check_smtp(account: Account, secret: Secret, timeout: float) -> ProbeResult:
-    """Check the account's SMTP side within `timeout` seconds for the whole exchange."""
+    """Check the account's SMTP side within `timeout` seconds for the whole exchange (QUIT
+    excepted: it gets a short grace once the check has passed)."""
+    refusal = credential_refusal(account, secret)
+    if refusal:
+        return ProbeResult("smtp", *refusal, 0, reached_server=False)
     refusal = plaintext_refusal(account, account.smtp)
     if refusal:
         return ProbeResult("smtp", Status.REQUEST_IS_INVALID, refusal, 0, reached_server=False)
-    state = {"step": "connecting"}
+    state: dict = {"step": "connecting"}
     start = time.monotonic()
+    deadline = start + timeout
     try:
         async with asyncio.timeout(timeout):
-            cert_expiry = await _check(account, secret, timeout, state)
+            client = await _check(account, secret, timeout, state)
     except TimeoutError:
+        if "client" in state:
+            state["client"].close()
         return ProbeResult(
             "smtp",
             Status.NO_SERVICE_CONNECTION,
@@ -190,11 +231,52 @@ async def check_smtp(account: Account, secret: Secret, timeout: float) -> ProbeR
             _ms(start),
         )
     except Exception as exc:  # every failure becomes a status, never a crash
-        status, detail, code = _classify(exc, account, timeout, state["step"])
-        return ProbeResult("smtp", status, detail, _ms(start), code=code)
+        expired_on = None
+        if _chain_has_expired_certificate(exc) and account.smtp.security == "tls":
+            expired_on = await _peek(account, deadline)
+        status, detail, code = _classify(exc, account, timeout, state["step"], expired_on)
+        forms = secret_forms(secret.reveal(), sasl_payloads(account, secret))
+        return ProbeResult(
+            "smtp",
+            status,
+            server_text(detail, forms),
+            _ms(start),
+            code=clean(code, 40) if code else None,
+        )
+    cert = client.transport.get_extra_info("peercert") if account.smtp.security != "none" else None
+    try:
+        await client.quit(timeout=QUIT_GRACE)
+    except (smtp_errors.SMTPException, TimeoutError):
+        pass  # the check passed; a rude or missing goodbye does not change that
+    finally:
+        client.close()
     return ProbeResult(
-        "smtp", Status.CONNECTED, "login accepted", _ms(start), cert_not_after=cert_expiry
+        "smtp", Status.CONNECTED, "login accepted", _ms(start), cert_not_after=not_after(cert)
     )
+
+
+def _chain_has_expired_certificate(exc: BaseException | None) -> bool:
+    seen = 0
+    while exc is not None and seen < 10:
+        if is_expired_certificate(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+async def _peek(account: Account, deadline: float) -> datetime | None:
+    """The refused certificate's expiry, from a thread (it is a blocking handshake) and within
+    what is left of the check's deadline."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return None
+    endpoint = account.smtp
+    try:
+        return await asyncio.wait_for(
+            asyncio.to_thread(peek_not_after, endpoint.host, endpoint.port, left), left
+        )
+    except TimeoutError:
+        return None
 
 
 def _ms(start: float) -> int:

@@ -6,6 +6,7 @@ import functools
 import os
 import socket
 import ssl
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from ..models import Account
@@ -72,20 +73,23 @@ def not_after(peercert: dict | None) -> datetime | None:
     return datetime.fromtimestamp(ssl.cert_time_to_seconds(peercert["notAfter"]), UTC)
 
 
-def peek_not_after(host: str, port: int, timeout: float) -> datetime | None:
+def peek_not_after(
+    host: str, port: int, timeout: float, track: Callable[[socket.socket], object] | None = None
+) -> datetime | None:
     """The expiry of a certificate we refused, read over a second, unverified handshake that
-    sends nothing else. Only for implicit TLS, and only to put a date in an error message."""
+    sends nothing else. Only for implicit TLS, and only to put a date in an error message.
+    Blocking: call it from a thread. `track` sees the socket, so a deadline can cut it."""
     from cryptography import x509
 
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        with (
-            socket.create_connection((host, port), timeout=timeout) as raw,
-            context.wrap_socket(raw, server_hostname=host) as sock,
-        ):
-            der = sock.getpeercert(binary_form=True)
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            if track:
+                track(raw)
+            with context.wrap_socket(raw, server_hostname=host) as sock:
+                der = sock.getpeercert(binary_form=True)
         return x509.load_der_x509_certificate(der).not_valid_after_utc
     except (OSError, ValueError):
         return None

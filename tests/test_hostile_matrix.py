@@ -1,0 +1,101 @@
+"""`connected-emails check` against a matrix of hostile servers at once: bounded memory and time.
+
+One real process checks every case together (each account meets one hostile server on one side
+and a good server on the other), so the figures are the worst of all of them at the same time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from tui.demo.servers import HOST, ScriptedImap, ScriptedSmtp, fault
+
+from .conftest import PASSWORD
+
+TIMEOUT = 2
+FLOOD = b"A" * 65536
+CONNECTED, NO_SERVICE, INVALID = "connected", "no_service_connection", "request_is_invalid"
+
+IMAP_CASES = {
+    "greeting-literal": (fault("flood", b"* OK {999999999}\r\n", repeat=FLOOD), INVALID),
+    "login-literal": (
+        ScriptedImap("IMAP4rev1", login_raw=b"* OK {999999999}\r\n", flood=FLOOD),
+        INVALID,
+    ),
+    "endless-line": (fault("flood", b"* OK ", repeat=FLOOD), INVALID),
+    "endless-untagged": (ScriptedImap(flood=b"* OK " + b"x" * 60 + b"\r\n"), INVALID),
+    "drip": (fault("drip", b"* OK ready\r\n"), NO_SERVICE),
+    "bye": (ScriptedImap(bye_on="AUTHENTICATE"), NO_SERVICE),
+    "garbage": (fault("say", b"\x00\xff\x1b]0;owned\x07 not IMAP\r\n"), INVALID),
+    "close": (fault("close"), NO_SERVICE),
+    "hang-in-logout": (ScriptedImap(logout="hang"), CONNECTED),
+}
+SMTP_CASES = {
+    "endless-multiline": (ScriptedSmtp(("AUTH PLAIN",), ehlo_flood=True), INVALID),
+    "endless-banner": (fault("flood", b"220-", repeat=FLOOD), INVALID),
+    "drip": (fault("drip", b"220 ready\r\n"), NO_SERVICE),
+    "garbage": (fault("say", b"\x00\xff\x1b[2J not SMTP\r\n"), INVALID),
+    "close": (fault("close"), NO_SERVICE),
+    "hang-in-quit": (ScriptedSmtp(("AUTH PLAIN",), quit="hang"), CONNECTED),
+}
+
+
+def account_lines(loopback, account_id: str, imap: str, smtp: str) -> list[str]:
+    return [
+        "[[accounts]]",
+        f'id = "{account_id}"',
+        'email = "alice@example.com"',
+        f"password_command = \"printf '%s' '{PASSWORD}'\"",
+        f'ca_file = "{loopback.certs.ca_file}"',
+        "allow_plaintext = true",
+        f"imap = {{ {imap} }}",
+        f"smtp = {{ {smtp} }}",
+        "",
+    ]
+
+
+def test_check_stays_under_100_mb_and_its_deadline_against_every_hostile_server(tmp_path, loopback):
+    good_imap = f'host = "{HOST}", port = {loopback.imap_tls}, security = "tls"'
+    good_smtp = f'host = "{HOST}", port = {loopback.smtp_tls}, security = "tls"'
+    expected: dict[str, tuple[str, str]] = {}
+    lines = ["[settings]", f"timeout = {TIMEOUT}", ""]
+    for protocol, cases in (("imap", IMAP_CASES), ("smtp", SMTP_CASES)):
+        for case, (server, status) in cases.items():
+            account_id = f"{protocol}-{case}"
+            hostile = f'host = "{HOST}", port = {loopback.serve(server)}, security = "none"'
+            imap, smtp = (hostile, good_smtp) if protocol == "imap" else (good_imap, hostile)
+            lines += account_lines(loopback, account_id, imap, smtp)
+            expected[account_id] = (protocol, status)
+    config = tmp_path / "accounts.toml"
+    config.write_text("\n".join(lines))
+
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui", "check", "--config", str(config), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    killer = threading.Timer(60, proc.kill)
+    killer.start()
+    # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would include earlier tests').
+    _, status, usage = os.wait4(proc.pid, 0)
+    killer.cancel()
+    wall = time.monotonic() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out, err = proc.stdout.read(), proc.stderr.read()
+    peak_mb = usage.ru_maxrss / 1024
+
+    data = json.loads(out)
+    results = {a["id"]: a for a in data["accounts"]}
+    for account_id, (protocol, status) in expected.items():
+        side = results[account_id][protocol]
+        assert side["status"] == status, (account_id, side["detail"])
+        assert side["latency_ms"] <= (TIMEOUT + 1) * 1000, (account_id, side["latency_ms"])
+        assert "\x1b" not in side["detail"] and "\x00" not in side["detail"]
+    assert peak_mb < 100, f"peak RSS {peak_mb:.0f} MB"
+    assert wall < TIMEOUT + 1, f"check took {wall:.1f} s ({err!r})"

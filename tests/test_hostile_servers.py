@@ -1,0 +1,290 @@
+"""Hostile and unusual servers: the status a user sees is the true one, one login per side, no
+injection through credentials, and server text arrives as clean data without echoed secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+
+import pytest
+
+from tui.core.credentials import Secret
+from tui.core.models import Endpoint
+from tui.core.probes.imap import check_imap
+from tui.core.probes.smtp import check_smtp
+from tui.core.status import Status
+from tui.demo.servers import HOST, ScriptedImap, ScriptedSmtp, fault, serve_smtp
+
+from .conftest import PASSWORD, TOKEN, USER
+
+TIMEOUT = 2.0
+GRACE = 1.0
+BAD_TOKEN = "ya29.expired-token"
+
+
+def plain(port: int) -> Endpoint:
+    return Endpoint(HOST, port, "none")
+
+
+async def timed(check, account, secret: str, timeout: float = TIMEOUT):
+    start = time.monotonic()
+    result = await check(account, Secret(secret), timeout)
+    elapsed = time.monotonic() - start
+    assert elapsed < timeout + GRACE, f"the check took {elapsed:.1f} s, past its deadline"
+    return result
+
+
+async def imap(loopback, server, secret: str = PASSWORD, tls: bool = False, **changes):
+    port = loopback.serve(server, loopback.certs.context() if tls else None)
+    endpoint = Endpoint(HOST, port, "tls") if tls else plain(port)
+    return await timed(check_imap, loopback.account(imap=endpoint, **changes), secret)
+
+
+async def smtp(loopback, server, secret: str = PASSWORD, **changes):
+    account = loopback.account(smtp=plain(loopback.serve(server)), **changes)
+    return await timed(check_smtp, account, secret)
+
+
+def sent(server) -> bytes:
+    return b"".join(server.lines)
+
+
+# --- statuses that must be right ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "capabilities, command",
+    [("IMAP4rev1", "LOGIN"), ("IMAP4rev1 AUTH=PLAIN", "AUTHENTICATE"), ("IMAP4rev1", "EXAMINE")],
+)
+async def test_bye_during_the_session_is_no_service_connection(loopback, capabilities, command):
+    result = await imap(loopback, ScriptedImap(capabilities, bye_on=command))
+    assert result.status is Status.NO_SERVICE_CONNECTION, result.detail
+    assert "Server shutting down." in result.detail
+
+
+@pytest.mark.parametrize("capabilities", ["IMAP4rev1", "IMAP4rev1 AUTH=PLAIN"])
+@pytest.mark.parametrize(
+    "case, raw, flood",
+    [
+        ("line of 400 KB", b"* OK " + b"A" * 400_000 + b"\r\n", b""),
+        ("endless line", b"* OK ", b"A" * 65536),
+        ("literal of 1 GB", b"* OK {999999999}\r\n", b"A" * 65536),
+        ("garbage", b"%%% \x00\xff not IMAP\r\n", b""),
+        ("endless untagged lines", b"", b"* OK " + b"x" * 60 + b"\r\n"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+async def test_unreadable_login_reply_is_request_is_invalid(
+    loopback, capabilities, case, raw, flood
+):
+    """Not a rejection: nothing here counts as a failed login."""
+    result = await imap(loopback, ScriptedImap(capabilities, login_raw=raw, flood=flood))
+    assert result.status is Status.REQUEST_IS_INVALID, result.detail
+    assert "the server's reply could not be read while logging in" in result.detail
+
+
+async def test_hanging_logout_after_examine_is_connected(loopback):
+    start = time.monotonic()
+    result = await imap(loopback, ScriptedImap(logout="hang"))
+    assert result.status is Status.CONNECTED, result.detail
+    assert time.monotonic() - start < GRACE + 0.5
+
+
+async def test_hanging_quit_after_auth_is_connected(loopback):
+    start = time.monotonic()
+    result = await smtp(loopback, ScriptedSmtp(("AUTH PLAIN LOGIN",), quit="hang"))
+    assert result.status is Status.CONNECTED, result.detail
+    assert time.monotonic() - start < GRACE + 0.5
+
+
+async def test_logindisabled_server_still_takes_oauth_over_authenticate(loopback):
+    server = ScriptedImap("IMAP4rev1 LOGINDISABLED AUTH=XOAUTH2", tokens={USER: TOKEN})
+    result = await imap(loopback, server, TOKEN, auth="oauth2", oauth2_token_command="-")
+    assert result.status is Status.CONNECTED, result.detail
+
+
+async def test_logindisabled_server_takes_a_password_over_authenticate_plain_on_tls(loopback):
+    server = ScriptedImap("IMAP4rev1 LOGINDISABLED AUTH=PLAIN")
+    result = await imap(loopback, server, tls=True)
+    assert result.status is Status.CONNECTED, result.detail
+    assert b"AUTHENTICATE PLAIN" in sent(server)
+
+
+async def test_logindisabled_without_a_usable_mechanism_is_request_is_invalid(loopback):
+    server = ScriptedImap("IMAP4rev1 LOGINDISABLED AUTH=PLAIN")
+    result = await imap(loopback, server, "hunter2-marker")
+    assert result.status is Status.REQUEST_IS_INVALID
+    assert "LOGINDISABLED" in result.detail
+    assert b"hunter2-marker" not in sent(server)
+
+
+async def test_oauthbearer_error_challenge_is_answered_with_0x01_on_imap(loopback):
+    server = ScriptedImap("IMAP4rev1 AUTH=OAUTHBEARER", tokens={USER: TOKEN})
+    result = await imap(loopback, server, BAD_TOKEN, auth="oauth2", oauth2_token_command="-")
+    assert result.status is Status.INVALID_CREDENTIALS, result.detail
+    assert result.detail.startswith("token rejected: token expired")
+    assert b"AQ==\r\n" in server.lines
+
+
+async def test_oauthbearer_error_challenge_is_answered_with_0x01_on_smtp(loopback):
+    port = serve_smtp(loopback.servers, loopback.smtp_users, oauthbearer=True)
+    account = loopback.account(smtp=plain(port), auth="oauth2", oauth2_token_command="-")
+    good = await timed(check_smtp, account, TOKEN)
+    assert good.status is Status.CONNECTED, good.detail
+    loopback.smtp_users.challenge_answers.clear()
+    bad = await timed(check_smtp, account, BAD_TOKEN)
+    assert bad.status is Status.INVALID_CREDENTIALS, bad.detail
+    assert bad.detail.startswith("token rejected: token expired")
+    assert loopback.smtp_users.challenge_answers == [b"\x01"]
+
+
+async def test_non_ascii_password_and_user_go_through_authenticate_plain(loopback):
+    user, password = "jörg.müller@exämple.com", "pässwörd€"
+    loopback.mailboxes.set_password(user, password)
+    loopback.smtp_users.passwords[user] = password
+    account = loopback.account(username=user)
+    assert (await timed(check_imap, account, password)).status is Status.CONNECTED
+    assert (await timed(check_smtp, account, password)).status is Status.CONNECTED
+
+
+@pytest.mark.parametrize(
+    "user, first_line",
+    [
+        ("first last", b'LOGIN "first last" {10}\r\n'),
+        ('quo"te\\', b'LOGIN "quo\\"te\\\\" {10}\r\n'),
+        ("jörg", b"LOGIN {5}\r\n"),
+    ],
+)
+async def test_login_command_quotes_the_user_and_sends_the_password_as_a_literal(
+    loopback, user, first_line
+):
+    server = ScriptedImap("IMAP4rev1")
+    result = await imap(loopback, server, "pässwörd", username=user)
+    assert result.status is Status.CONNECTED, result.detail
+    login = [line for line in server.lines if b"LOGIN" in line][0]
+    assert login.endswith(first_line)
+    assert "pässwörd".encode() + b"\r\n" in server.lines
+    assert b'"p' not in sent(server)
+
+
+# --- one login per side ------------------------------------------------------------------------
+
+
+async def test_a_wrong_password_is_one_failed_login_per_side(loopback):
+    before = len(loopback.smtp_users.refused)
+    result = await timed(check_smtp, loopback.account(smtp=plain(loopback.smtp_plain)), "wrong")
+    assert result.status is Status.INVALID_CREDENTIALS
+    assert len(loopback.smtp_users.refused) - before == 1
+    server = ScriptedImap("IMAP4rev1 AUTH=PLAIN", login_reply="NO [AUTHENTICATIONFAILED] no")
+    result = await imap(loopback, server, "wrong")
+    assert result.status is Status.INVALID_CREDENTIALS
+    assert sent(server).count(b"AUTHENTICATE") + sent(server).count(b"LOGIN") == 1
+
+
+async def test_smtp_uses_login_only_when_plain_is_not_offered(loopback):
+    server = ScriptedSmtp(("AUTH LOGIN",), auth_reply="535 5.7.8 no")
+    result = await smtp(loopback, server, "wrong")
+    assert result.status is Status.INVALID_CREDENTIALS
+    assert [line.split(b" ")[:2] for line in server.lines if line.startswith(b"AUTH")] == [
+        [b"AUTH", b"LOGIN"]
+    ]
+
+
+async def test_smtp_without_plain_or_login_is_request_is_invalid(loopback):
+    result = await smtp(loopback, ScriptedSmtp(("AUTH CRAM-MD5",)))
+    assert result.status is Status.REQUEST_IS_INVALID
+    assert "offered: CRAM-MD5" in result.detail
+
+
+# --- nothing injected, nothing sent that cannot be framed -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "changes, secret, status",
+    [
+        ({"username": "alice\r\nX1 DELETE INBOX"}, PASSWORD, Status.REQUEST_IS_INVALID),
+        ({}, "pass\0word", Status.INVALID_CREDENTIALS),
+        ({"auth": "oauth2", "oauth2_token_command": "-"}, "tok\x01en", Status.INVALID_CREDENTIALS),
+    ],
+    ids=["CR/LF in user name", "NUL in password", "0x01 in token"],
+)
+async def test_credentials_that_break_framing_are_refused_before_anything_is_sent(
+    loopback, changes, secret, status
+):
+    imap_server = ScriptedImap("IMAP4rev1 AUTH=XOAUTH2")
+    smtp_server = ScriptedSmtp(("AUTH PLAIN LOGIN XOAUTH2",))
+    for result, server in (
+        (await imap(loopback, imap_server, secret, **changes), imap_server),
+        (await smtp(loopback, smtp_server, secret, **changes), smtp_server),
+    ):
+        assert result.status is status
+        assert result.reached_server is False
+        assert result.detail.startswith("not checked: ")
+        assert server.lines == []
+
+
+# --- server text is data -----------------------------------------------------------------------
+
+CONTROL = "\x1b]0;pwned\x07 \x1b[31mred\x1b[0m \x9b2J\x00\x7f"
+
+
+async def test_control_characters_in_server_text_are_removed(loopback):
+    result = await imap(loopback, ScriptedImap(login_reply=f"NO [AUTHENTICATIONFAILED] {CONTROL}"))
+    assert result.status is Status.INVALID_CREDENTIALS
+    assert result.detail == "server said: [AUTHENTICATIONFAILED] red 2J"
+    result = await smtp(loopback, ScriptedSmtp(("AUTH PLAIN",), auth_reply=f"535 5.7.8 {CONTROL}"))
+    assert result.status is Status.INVALID_CREDENTIALS
+    assert result.detail == "server said: 535 5.7.8 red 2J"
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        ScriptedImap("IMAP4rev1", echo=True),
+        ScriptedImap("IMAP4rev1 AUTH=PLAIN", echo=True),
+        ScriptedSmtp(("AUTH PLAIN",), echo=True),
+        ScriptedSmtp(("AUTH LOGIN",), echo=True),
+    ],
+    ids=["IMAP LOGIN", "IMAP AUTHENTICATE PLAIN", "SMTP AUTH PLAIN", "SMTP AUTH LOGIN"],
+)
+async def test_a_server_that_echoes_the_password_does_not_get_it_into_the_detail(loopback, server):
+    secret = "echo-MARKER-77c1e9"
+    if isinstance(server, ScriptedImap):
+        result = await imap(loopback, server, secret)
+    else:
+        result = await smtp(loopback, server, secret)
+    assert result.status is Status.INVALID_CREDENTIALS, result.detail
+    assert "not accepted: " in result.detail and "(redacted)" in result.detail
+    forms = [secret, base64.b64encode(secret.encode()).decode()[:20]]
+    forms.append(base64.b64encode(f"\0{USER}\0{secret}".encode()).decode())
+    assert [form for form in forms if form in result.detail] == []
+
+
+# --- nothing blocks the event loop -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", ["imap", "smtp"])
+async def test_expired_certificate_peek_that_stalls_does_not_freeze_the_loop(loopback, protocol):
+    """The second handshake that reads the expiry date hangs: the loop keeps turning."""
+    port = loopback.serve(fault("cert_once", tls=loopback.certs.context("expired")))
+    endpoint = Endpoint(HOST, port, "tls")
+    account = loopback.account(**{protocol: endpoint})
+    lag = 0.0
+
+    async def ticker():
+        nonlocal lag
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.01)
+            lag = max(lag, time.monotonic() - before - 0.01)
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        result = await timed(check_imap if protocol == "imap" else check_smtp, account, PASSWORD)
+        await asyncio.sleep(0.05)  # the ticker wakes and sees a stall at the very end too
+    finally:
+        ticking.cancel()
+    assert result.status is Status.NO_SERVICE_CONNECTION, result.detail
+    assert "certificate has expired" in result.detail
+    assert lag < 0.25, f"the event loop stalled for {lag:.2f} s"
