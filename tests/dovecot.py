@@ -51,24 +51,6 @@ service imap-login {{
 """
 
 
-# Only OAuth mechanisms, checked by an authorization server's introspection endpoint.
-OAUTH2_PASSDB = """\
-passdb {{
-  driver = oauth2
-  mechanisms = xoauth2 oauthbearer
-  args = {base}/oauth2.conf
-}}
-"""
-OAUTH2_CONF = """\
-introspection_mode = post
-introspection_url = {url}
-force_introspection = yes
-username_attribute = username
-active_attribute = active
-active_value = true
-"""
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -86,14 +68,7 @@ def _wait_for(port: int, deadline: float) -> None:
 
 
 class Dovecot:
-    def __init__(
-        self,
-        users: dict[str, str],
-        cert_pem: bytes,
-        key_pem: bytes,
-        introspection_url: str | None = None,
-    ):
-        """Password users from a passwd-file; with `introspection_url`, OAuth2 tokens only."""
+    def __init__(self, users: dict[str, str], cert_pem: bytes, key_pem: bytes):
         # Not under a 0700 directory: the dovecot user must read the passwd-file.
         self.base = Path(tempfile.mkdtemp(prefix="dovecot-", dir="/tmp"))
         os.chmod(self.base, 0o755)
@@ -104,15 +79,7 @@ class Dovecot:
         os.chmod(self.base / "mail", 0o777)
         self.imap, self.imaps = _free_port(), _free_port()
         conf = self.base / "dovecot.conf"
-        text = CONF.format(base=self.base, imap=self.imap, imaps=self.imaps)
-        if introspection_url:
-            (self.base / "oauth2.conf").write_text(OAUTH2_CONF.format(url=introspection_url))
-            text = text.replace(
-                "auth_mechanisms = plain login", "auth_mechanisms = xoauth2 oauthbearer"
-            )
-            start, end = text.index("passdb {"), text.index("userdb {")
-            text = text[:start] + OAUTH2_PASSDB.format(base=self.base) + text[end:]
-        conf.write_text(text)
+        conf.write_text(CONF.format(base=self.base, imap=self.imap, imaps=self.imaps))
         self.proc = subprocess.Popen(
             [shutil.which("dovecot"), "-F", "-c", str(conf)],
             stdout=subprocess.DEVNULL,

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tui.core.models import Endpoint
 from tui.demo.servers import HOST, ScriptedImap, SmtpUsers, serve_smtp
 
 from .conftest import USER
@@ -23,9 +24,15 @@ def server():
     server.close()
 
 
-def write_config(tmp_path, loopback, server, flow="device", **extra) -> str:
-    imap = loopback.serve(ScriptedImap("IMAP4rev1 AUTH=XOAUTH2", introspect=server.user_of))
-    smtp = serve_smtp(loopback.servers, SmtpUsers({}, introspect=server.user_of))
+def write_config(tmp_path, loopback, server, flow="device", imap=None, smtp=None, **extra) -> str:
+    """An account signing in at `server`; its mail servers accept the tokens `server` issued
+    (by default a scripted IMAP and aiosmtpd in plain text, on loopback)."""
+    if imap is None:
+        port = loopback.serve(ScriptedImap("IMAP4rev1 AUTH=XOAUTH2", introspect=server.user_of))
+        imap = Endpoint(HOST, port, "none")
+    if smtp is None:
+        port = serve_smtp(loopback.servers, SmtpUsers({}, introspect=server.user_of))
+        smtp = Endpoint(HOST, port, "none")
     table = {
         "client_id": "ms-client",
         "flow": flow,
@@ -39,9 +46,10 @@ def write_config(tmp_path, loopback, server, flow="device", **extra) -> str:
     path.write_text(
         "[settings]\ntimeout = 5\n\n[[accounts]]\n"
         f'id = "ms"\nemail = "{USER}"\nauth = "oauth2"\nallow_plaintext = true\n'
+        f'ca_file = "{loopback.certs.ca_file}"\n'
         f"oauth2 = {{ {fields} }}\n"
-        f'imap = {{ host = "{HOST}", port = {imap}, security = "none" }}\n'
-        f'smtp = {{ host = "{HOST}", port = {smtp}, security = "none" }}\n'
+        f'imap = {{ host = "{HOST}", port = {imap.port}, security = "{imap.security}" }}\n'
+        f'smtp = {{ host = "{HOST}", port = {smtp.port}, security = "{smtp.security}" }}\n'
     )
     return str(path)
 
