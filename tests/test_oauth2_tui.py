@@ -12,7 +12,7 @@ from tui.screens.authorize import AuthorizeScreen
 
 from .oauth_server import AuthServer
 from .test_oauth2_authorize import browser_visit, write_config
-from .tui_support import app_for, select, settled, text_of, wait_for
+from .tui_support import app_for, cell, select, settled, text_of, wait_for
 
 
 @pytest.fixture
@@ -85,3 +85,34 @@ async def test_authorize_with_a_pasted_address_and_cancel(tmp_path, loopback, se
         await pilot.press("escape")
         form = app.screen
         await wait_for(pilot, lambda: "Not signed in" in text_of(form.query_one("#form-result")))
+
+
+async def test_a_dying_sign_in_shows_a_warning_row_and_its_detail(tmp_path, loopback, server):
+    import threading
+    from datetime import timedelta
+
+    from tui.core.credentials import KeyringStore, Secret
+    from tui.core.models import utcnow
+    from tui.core.oauth2.flows import DeviceFlow
+    from tui.core.oauth2.settings import OAuth2Settings
+    from tui.core.oauth2.store import TokenRecord, TokenStore
+
+    path = config(tmp_path, loopback, server, "device")
+    path.write_text(
+        path.read_text().replace("oauth2 = { ", "oauth2 = { google_testing_app = true, ")
+    )
+    server.device_script = []
+    flow = DeviceFlow(OAuth2Settings("ms-client", scopes=("mail",), **server.endpoints()), None, 5)
+    flow.start()
+    token = flow.wait(threading.Event(), sleep=lambda s: False)
+    six_days_ago = utcnow() - timedelta(days=6, hours=-1)
+    record = TokenRecord(Secret(token["refresh_token"]), six_days_ago, six_days_ago, six_days_ago)
+    TokenStore("ms", "keyring", KeyringStore()).save(record)
+    app = app_for(path)
+    async with app.run_test(size=(100, 32)) as pilot:
+        states = app.monitor.states
+        await wait_for(pilot, lambda: states["ms"].status is not Status.CHECKING)
+        state = states["ms"]
+        assert state.status is Status.CONNECTED, state.detail
+        assert state.detail.startswith("token expires in 1 day (Google expires sign-ins")
+        await wait_for(pilot, lambda: cell(pilot, "ms") == "Connected · sign-in ends")
