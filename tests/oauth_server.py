@@ -88,10 +88,12 @@ class AuthServer:
     device_script: list[str] = field(default_factory=lambda: ["authorization_pending"])
     failures: list[tuple[int, dict]] = field(default_factory=list)  # next token answers
     delay: float = 0.0  # seconds the token endpoint waits before answering
+    echo: bool = False  # scripted failures quote the request (its secrets) back
     requests: list[dict] = field(default_factory=list)  # every token request's form
     access_tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
     refresh_tokens: dict[str, Grant] = field(default_factory=dict)
     introspections: int = 0
+    issued: list[str] = field(default_factory=list)  # every secret handed out, for the sweeps
 
     def __post_init__(self):
         self.lock = threading.Lock()
@@ -154,6 +156,7 @@ class AuthServer:
             list(self.device_script),
         )
         self.devices[device.device_code] = device
+        self.issued.append(device.device_code)
         return 200, {
             "device_code": device.device_code,
             "user_code": device.user_code,
@@ -166,7 +169,11 @@ class AuthServer:
     def token(self, form: dict, authorization: str | None) -> tuple[int, dict]:
         self.requests.append(dict(form))
         if self.failures:
-            return self.failures.pop(0)
+            status, body = self.failures.pop(0)
+            if self.echo:  # a careless server quotes the request back in its error
+                said = " ".join([*form.values(), authorization or ""])
+                body = {**body, "error_description": f"{body.get('error_description')}: {said}"}
+            return status, body
         client_id, secret = form.get("client_id", ""), form.get("client_secret")
         if authorization and authorization.startswith("Basic "):
             decoded = base64.b64decode(authorization[6:]).decode()
@@ -217,6 +224,7 @@ class AuthServer:
 
     def _issue(self, grant: Grant, new_refresh: bool) -> dict:
         access = "at-" + secrets.token_urlsafe(16)
+        self.issued.append(access)
         self.access_tokens[access] = (grant.user, time.time() + self.expires_in)
         answer = {
             "token_type": "Bearer",
@@ -226,6 +234,7 @@ class AuthServer:
         }
         if new_refresh:
             refresh = "rt-" + secrets.token_urlsafe(16)
+            self.issued.append(refresh)
             self.refresh_tokens[refresh] = grant
             answer["refresh_token"] = refresh
         if self.refresh_token_expires_in is not None:
@@ -244,6 +253,7 @@ class AuthServer:
         if host not in ("127.0.0.1", "localhost"):
             return 400, {"error": "invalid_request", "error_description": "bad redirect"}, None
         code = "code-" + secrets.token_urlsafe(16)
+        self.issued.append(code)
         self.codes[code] = Grant(
             client_id, self.user, query.get("scope", ""), redirect, query["code_challenge"]
         )

@@ -278,6 +278,7 @@ def forecast_for(loopback, server, rec, provider="custom", **oauth):
     [
         (4, None),
         (5, "token expires in 2 days (Google expires sign-ins of apps in Testing after 7 days)"),
+        (6.5, "token expires in 12 hours"),
         (7.5, "token expired on 2026-11-27"),
     ],
 )

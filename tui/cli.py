@@ -1,4 +1,4 @@
-"""Entry points: the TUI (default), `--demo`, and the headless `check`."""
+"""Entry points: the TUI (default), `--demo`, the headless `check` and `authorize`."""
 
 from __future__ import annotations
 
@@ -54,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="serve Prometheus metrics at http://HOST:PORT/metrics (a port alone: 127.0.0.1)",
     )
+    authorize = commands.add_parser(
+        "authorize", help="sign an oauth2 account in (device code or browser) and store its token"
+    )
+    authorize.add_argument("account_id", metavar="ID", help="the account's id")
+    authorize.add_argument("--config", metavar="PATH", dest="sub_config", help=CONFIG_HELP)
     history = commands.add_parser("history", help="print the status history")
     history.add_argument("--config", metavar="PATH", dest="sub_config", help=CONFIG_HELP)
     history.add_argument("--account", metavar="ID", help="only this account")
@@ -75,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_check(args.sub_config or args.config, args.json, args.account)
     if args.command == "serve":
         return run_serve(args.sub_config or args.config, args.metrics)
+    if args.command == "authorize":
+        from .authorize import run_authorize
+
+        return run_authorize(args.sub_config or args.config, args.account_id)
     if args.command == "history":
         return run_history(
             args.sub_config or args.config,
@@ -112,7 +121,7 @@ def run_check(path: str | None, as_json: bool, only: list[str]) -> int:
             return EXIT_UNKNOWN
         accounts = [a for a in accounts if a.id in only]
     store = KeyringStore()
-    if any(not (a.password_command or a.oauth2_token_command) for a in accounts):
+    if any(_uses_keyring(a) for a in accounts):
         problem = store.problem()
         if problem:  # said once here; each affected account also shows it as its detail
             print(problem, file=sys.stderr)
@@ -124,6 +133,12 @@ def run_check(path: str | None, as_json: bool, only: list[str]) -> int:
     _remember(states, config.path)
     print(report.as_json(states) if as_json else report.as_line(states))
     return report.exit_code(states)
+
+
+def _uses_keyring(account) -> bool:
+    if account.password_command or account.oauth2_token_command:
+        return False
+    return not (account.oauth2 and account.oauth2.token_store == "file")
 
 
 def _remember(states, config_path) -> None:

@@ -43,6 +43,8 @@ def state_cell(state: AccountState) -> Text:
             f"Connected · cert {state.cert_days}d",
             style="bold red" if state.cert_alert else "bold yellow",
         )
+    if state.status is Status.CONNECTED and state.result and state.result.token_warning:
+        return Text("Connected · sign-in ends", style="bold yellow")
     return status_text(state.status)
 
 

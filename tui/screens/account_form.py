@@ -116,6 +116,7 @@ class AccountFormScreen(ModalScreen[bool]):
         self.original = account
         self.prefill = account or prefill
         self._tested: tuple[Account, Secret | None, AccountResult] | None = None
+        self._signed_in = None  # the oauth2 settings this form has signed in with
 
     # --- layout ---------------------------------------------------------------------------
 
@@ -321,6 +322,8 @@ class AccountFormScreen(ModalScreen[bool]):
             )
             if value and (key == "oauth2_token_command") == (raw["auth"] == "oauth2"):
                 raw[key] = value
+        if base and base.oauth2 and raw["auth"] == "oauth2" and "oauth2_token_command" not in raw:
+            raw["oauth2"] = base.oauth2.to_table(base.provider)  # the built-in sign-in's table
         if base and base.ca_file:
             raw["ca_file"] = base.ca_file
         if base and not base.tls_verify:
@@ -404,6 +407,10 @@ class AccountFormScreen(ModalScreen[bool]):
             Text("Testing sync (IMAP) and send (SMTP) against the servers…", style="italic")
         )
         area.loading = True
+        if not await self._authorized(account):
+            area.loading = False
+            area.update(Text("Not signed in: Test (F5) to sign in again.", style="bold red"))
+            return None
         try:
             secret = typed or await self.app.secret_for(account)
         except CredentialError as exc:
@@ -435,6 +442,19 @@ class AccountFormScreen(ModalScreen[bool]):
             )
         )
         return result
+
+    async def _authorized(self, account: Account) -> bool:
+        """Built-in OAuth2: Reconnect signs in again once per form (Authorize, then Test)."""
+        if not (account.auth == "oauth2" and account.oauth2 and not account.oauth2_token_command):
+            return True
+        if self._signed_in == account.oauth2:
+            return True
+        from .authorize import AuthorizeScreen
+
+        if await self.app.push_screen_wait(AuthorizeScreen(account, self.app.credentials)):
+            self._signed_in = account.oauth2
+            return True
+        return False
 
     def action_cancel(self) -> None:
         self.dismiss(False)

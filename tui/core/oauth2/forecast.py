@@ -29,7 +29,11 @@ class Forecast:
         days = (self.expires_at - now).total_seconds() / 86400
         if days <= 0:
             return f"token expired on {self.expires_at:%Y-%m-%d} ({self.why}); Reconnect"
-        when = "today" if days < 1 else f"in {days:.0f} day{'s' if round(days) != 1 else ''}"
+        if days < 1:
+            hours = max(1, round(days * 24))
+            when = f"in {hours} hour{'s' if hours != 1 else ''}"
+        else:
+            when = f"in {round(days)} day{'s' if round(days) != 1 else ''}"
         return f"token expires {when} ({self.why}); Reconnect before then"
 
 

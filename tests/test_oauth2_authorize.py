@@ -1,0 +1,149 @@
+"""`connected-emails authorize` headless, in a subprocess, then `check` as cron runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tui.core.models import Endpoint
+from tui.demo.servers import HOST, ScriptedImap, SmtpUsers, serve_smtp
+
+from .conftest import USER
+from .oauth_server import AuthServer
+from .test_oauth2_flows import browser_visit
+
+
+@pytest.fixture
+def server():
+    server = AuthServer()
+    yield server
+    server.close()
+
+
+def write_config(tmp_path, loopback, server, flow="device", imap=None, smtp=None, **extra) -> str:
+    """An account signing in at `server`; its mail servers accept the tokens `server` issued
+    (by default a scripted IMAP and aiosmtpd in plain text, on loopback)."""
+    if imap is None:
+        port = loopback.serve(ScriptedImap("IMAP4rev1 AUTH=XOAUTH2", introspect=server.user_of))
+        imap = Endpoint(HOST, port, "none")
+    if smtp is None:
+        port = serve_smtp(loopback.servers, SmtpUsers({}, introspect=server.user_of))
+        smtp = Endpoint(HOST, port, "none")
+    table = {
+        "client_id": "ms-client",
+        "flow": flow,
+        "scopes": ["mail", "offline_access"],
+        "token_store": "file",
+        **server.endpoints(),
+        **extra,
+    }
+    fields = ", ".join(f"{k} = {json.dumps(v)}" for k, v in table.items())
+    path = tmp_path / "accounts.toml"
+    path.write_text(
+        "[settings]\ntimeout = 5\n\n[[accounts]]\n"
+        f'id = "ms"\nemail = "{USER}"\nauth = "oauth2"\nallow_plaintext = true\n'
+        f'ca_file = "{loopback.certs.ca_file}"\n'
+        f"oauth2 = {{ {fields} }}\n"
+        f'imap = {{ host = "{HOST}", port = {imap.port}, security = "{imap.security}" }}\n'
+        f'smtp = {{ host = "{HOST}", port = {smtp.port}, security = "{smtp.security}" }}\n'
+    )
+    return str(path)
+
+
+def cli(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tui", *args], capture_output=True, text=True, timeout=60, **kwargs
+    )
+
+
+def check(path: str) -> tuple[int, dict]:
+    proc = cli("check", "--config", path, "--json")
+    return proc.returncode, json.loads(proc.stdout)["accounts"][0]
+
+
+def test_authorize_device_flow_prints_url_code_and_qr_then_check_is_connected(
+    tmp_path, loopback, server
+):
+    path = write_config(tmp_path, loopback, server)
+    proc = cli("authorize", "ms", "--config", path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"open {server.url}/device" in proc.stdout
+    user_code = proc.stdout.split("enter the code")[1].split()[0]
+    assert len(user_code) == 9
+    assert "▄▄▄▄▄" in proc.stdout  # the QR code's finder patterns
+    assert "file permissions are its only protection" in proc.stdout
+    assert server.grants().count("urn:ietf:params:oauth:grant-type:device_code") == 2
+    code, account = check(path)
+    assert (code, account["status"]) == (0, "connected"), account
+    assert server.grants()[-1] == "refresh_token"  # check refreshed by itself
+
+
+def test_authorize_loopback_with_the_redirected_url_pasted(tmp_path, loopback, server):
+    path = write_config(tmp_path, loopback, server, flow="loopback")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui", "authorize", "ms", "--config", path],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = ""
+    deadline = time.monotonic() + 30
+    while not url.startswith("http"):
+        assert time.monotonic() < deadline, "authorize printed no URL"
+        url = proc.stdout.readline().strip()
+        if url.startswith(server.url):
+            break
+    assert "code_challenge_method=S256" in url
+    landed = browser_visit(url, follow=False)
+    out, err = proc.communicate(landed + "\n", timeout=30)
+    assert proc.returncode == 0, err
+    assert "Signed in as alice@example.com" in out
+    assert check(path)[1]["status"] == "connected"
+
+
+def test_a_revoked_sign_in_shows_invalid_credentials_with_the_reason(tmp_path, loopback, server):
+    path = write_config(tmp_path, loopback, server)
+    assert cli("authorize", "ms", "--config", path).returncode == 0
+    server.revoke_all()
+    code, account = check(path)
+    assert code == 2
+    assert account["status"] == "invalid_credentials"
+    assert "refresh token expired or was revoked" in account["imap"]["detail"]
+    assert "Reconnect to sign in again" in account["imap"]["detail"]
+
+
+def test_a_declined_sign_in_exits_non_zero_with_the_reason_and_stores_nothing(
+    tmp_path, loopback, server
+):
+    server.device_script = ["authorization_declined"]
+    path = write_config(tmp_path, loopback, server)
+    proc = cli("authorize", "ms", "--config", path)
+    assert proc.returncode == 1
+    assert "Sign-in failed: sign-in was declined in the browser" in proc.stderr
+    _, account = check(path)
+    assert "Not signed in yet: run connected-emails authorize ms" in account["imap"]["detail"]
+    assert server.grants().count("refresh_token") == 0
+
+
+@pytest.mark.parametrize(
+    "account, words",
+    [
+        ('auth = "password"', "signs in with a password"),
+        ('auth = "oauth2"\noauth2_token_command = "oama access x"', "from oauth2_token_command"),
+    ],
+)
+def test_authorize_refuses_accounts_without_the_built_in_sign_in(tmp_path, account, words):
+    path = tmp_path / "accounts.toml"
+    path.write_text(
+        f'[[accounts]]\nid = "x"\nemail = "x@example.com"\n{account}\n'
+        'imap = { host = "imap.example.com", port = 993 }\n'
+        'smtp = { host = "smtp.example.com", port = 465 }\n'
+    )
+    proc = cli("authorize", "x", "--config", str(path))
+    assert proc.returncode == 2
+    assert words in proc.stderr

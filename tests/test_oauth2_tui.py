@@ -1,0 +1,118 @@
+"""Reconnect → Authorize → Test → Save for a built-in OAuth2 account, with Pilot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tui.core.status import Status
+from tui.screens.account_form import AccountFormScreen
+from tui.screens.authorize import AuthorizeScreen
+
+from .oauth_server import AuthServer
+from .test_oauth2_authorize import browser_visit, write_config
+from .tui_support import app_for, cell, select, settled, text_of, wait_for
+
+
+@pytest.fixture
+def server():
+    server = AuthServer()
+    yield server
+    server.close()
+
+
+def config(tmp_path, loopback, server, flow):
+    path = write_config(tmp_path, loopback, server, flow=flow)
+    text = open(path).read().replace('token_store = "file", ', "")  # the keyring, this time
+    open(path, "w").write(text.replace("[settings]\n", "[settings]\nbell = false\n"))
+    return Path(path)
+
+
+async def test_reconnect_authorizes_with_the_device_code_then_tests_and_saves(
+    tmp_path, loopback, server, isolated_user
+):
+    path = config(tmp_path, loopback, server, "device")
+    app = app_for(path)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await settled(pilot)
+        assert app.monitor.states["ms"].status is Status.INVALID_CREDENTIALS  # not signed in
+        await select(pilot, "ms")
+        await pilot.press("r")
+        assert isinstance(app.screen, AccountFormScreen)
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: isinstance(app.screen, AuthorizeScreen), what="Authorize")
+        authorize = app.screen
+        await wait_for(pilot, lambda: text_of(authorize.query_one("#authorize-code")).strip())
+        shown = text_of(authorize.query_one("#authorize-code")).replace(" ", "").strip()
+        assert shown == next(iter(server.devices.values())).user_code
+        assert f"{server.url}/device" in text_of(authorize.query_one("#authorize-intro"))
+        assert "▄" in text_of(authorize.query_one("#authorize-qr"))
+        assert "the code expires in 14:" in text_of(authorize.query_one("#authorize-status"))
+        await wait_for(pilot, lambda: isinstance(app.screen, AccountFormScreen), what="signed in")
+        form = app.screen
+        await wait_for(pilot, lambda: "Test passed" in text_of(form.query_one("#form-result")))
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: not isinstance(app.screen, AccountFormScreen))
+        await wait_for(pilot, lambda: app.monitor.states["ms"].status is Status.CONNECTED)
+    assert ("connected-emails", "ms:oauth2") in isolated_user.secrets
+    assert "oauth2 = { client_id = " in open(path).read()
+
+
+async def test_authorize_with_a_pasted_address_and_cancel(tmp_path, loopback, server):
+    path = config(tmp_path, loopback, server, "loopback")
+    app = app_for(path)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await settled(pilot)
+        await select(pilot, "ms")
+        await pilot.press("r")
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: isinstance(app.screen, AuthorizeScreen))
+        authorize = app.screen
+        await wait_for(pilot, lambda: authorize._flow is not None, what="the address")
+        await pilot.pause(0.1)
+        paste = authorize.query_one("#authorize-paste")
+        paste.value = browser_visit(authorize._flow.url, follow=False)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, AccountFormScreen), what="signed in")
+        form = app.screen
+        await wait_for(pilot, lambda: "Test passed" in text_of(form.query_one("#form-result")))
+        await pilot.press("escape")
+        # A second Reconnect, cancelled at Authorize: nothing is tested or stored.
+        await pilot.press("r")
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: isinstance(app.screen, AuthorizeScreen))
+        await pilot.press("escape")
+        form = app.screen
+        await wait_for(pilot, lambda: "Not signed in" in text_of(form.query_one("#form-result")))
+
+
+async def test_a_dying_sign_in_shows_a_warning_row_and_its_detail(tmp_path, loopback, server):
+    import threading
+    from datetime import timedelta
+
+    from tui.core.credentials import KeyringStore, Secret
+    from tui.core.models import utcnow
+    from tui.core.oauth2.flows import DeviceFlow
+    from tui.core.oauth2.settings import OAuth2Settings
+    from tui.core.oauth2.store import TokenRecord, TokenStore
+
+    path = config(tmp_path, loopback, server, "device")
+    path.write_text(
+        path.read_text().replace("oauth2 = { ", "oauth2 = { google_testing_app = true, ")
+    )
+    server.device_script = []
+    flow = DeviceFlow(OAuth2Settings("ms-client", scopes=("mail",), **server.endpoints()), None, 5)
+    flow.start()
+    token = flow.wait(threading.Event(), sleep=lambda s: False)
+    six_days_ago = utcnow() - timedelta(days=6, hours=-1)
+    record = TokenRecord(Secret(token["refresh_token"]), six_days_ago, six_days_ago, six_days_ago)
+    TokenStore("ms", "keyring", KeyringStore()).save(record)
+    app = app_for(path)
+    async with app.run_test(size=(100, 32)) as pilot:
+        states = app.monitor.states
+        await wait_for(pilot, lambda: states["ms"].status is not Status.CHECKING)
+        state = states["ms"]
+        assert state.status is Status.CONNECTED, state.detail
+        assert state.detail.startswith("token expires in 1 day (Google expires sign-ins")
+        await wait_for(pilot, lambda: cell(pilot, "ms") == "Connected · sign-in ends")
