@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -260,3 +261,18 @@ def test_a_second_service_on_the_same_config_refuses(tmp_path, loopback, service
     )
     assert first.proc.poll() is None
     assert first.stop()[0] == 0
+
+
+def test_a_metrics_port_in_use_is_refused_with_the_way_out(tmp_path, loopback, services):
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml() + account_toml(loopback, "good"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        service = services(config, "--metrics", f"127.0.0.1:{port}")
+        assert service.proc.wait(15) == 1
+    service.wait_for_line(
+        rf"--metrics 127.0.0.1:{port} cannot be served \(Address already in use\)\. Choose a "
+        "free port, or leave --metrics out."
+    )

@@ -36,6 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--json", action="store_true", help="print JSON instead of one line")
     check.add_argument(
+        "--prometheus",
+        metavar="FILE",
+        help="also write the metrics' gauges to FILE, atomically, for node_exporter's textfile "
+        "collector (name it *.prom)",
+    )
+    check.add_argument(
         "--account",
         metavar="ID",
         action="append",
@@ -71,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
-        return run_check(args.check_config or args.config, args.json, args.account)
+        return run_check(args.check_config or args.config, args.json, args.account, args.prometheus)
     if args.command == "serve":
         return run_serve(args.serve_config or args.config, args.metrics)
     if args.command == "history":
@@ -87,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     return run_app(config_file.resolve_path(args.config))
 
 
-def run_check(path: str | None, as_json: bool, only: list[str]) -> int:
+def run_check(
+    path: str | None, as_json: bool, only: list[str], prometheus: str | None = None
+) -> int:
     from .core import report
     from .core.credentials import Credentials, KeyringStore
     from .core.sweep import sweep
@@ -118,8 +126,30 @@ def run_check(path: str | None, as_json: bool, only: list[str]) -> int:
     )
     states = report.states_from(accounts, results, config.settings)
     _remember(states)
+    if prometheus:
+        _write_prometheus(states, prometheus)
     print(report.as_json(states) if as_json else report.as_line(states))
     return report.exit_code(states)
+
+
+def _write_prometheus(states, path: str) -> None:
+    """The gauges for node_exporter; a file that cannot be written never changes the verdict."""
+    from .core.metrics import write_textfile
+
+    if not path.endswith(".prom"):
+        print(
+            f"Writing {path} anyway, but node_exporter's textfile collector reads only *.prom "
+            "files: name it connected_emails.prom.",
+            file=sys.stderr,
+        )
+    try:
+        write_textfile(states, path)
+    except OSError as exc:
+        print(
+            f"The metrics could not be written to {path} ({exc.strerror or exc}). Check that "
+            "the folder exists and is writable.",
+            file=sys.stderr,
+        )
 
 
 def _remember(states) -> None:
