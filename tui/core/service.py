@@ -49,6 +49,10 @@ def lock_path(config_path: Path) -> Path:
     return runtime_dir() / f"{config_key(config_path)}.lock"
 
 
+def socket_path(config_path: Path) -> Path:
+    return runtime_dir() / f"{config_key(config_path)}.sock"
+
+
 class ServiceLock:
     """An flock held for the service's life (the kernel drops it when the process dies), with the
     holder's pid inside, so a second service on the same config can say who holds it."""
@@ -154,6 +158,7 @@ async def serve(config_path: Path, metrics_address: str | None) -> int:
         return 1
     stop_metrics = None
     watcher = None
+    control = None
     try:
         metrics = None
         if metrics_address:
@@ -186,6 +191,7 @@ async def serve(config_path: Path, metrics_address: str | None) -> int:
         )
         watcher.subscribe(log_change)
         watcher.start()
+        control = await _open_control(watcher, config_path)
         log.info(
             "Watching %d account%s from %s (pid %d).",
             len(config.accounts),
@@ -193,9 +199,11 @@ async def serve(config_path: Path, metrics_address: str | None) -> int:
             config_path,
             os.getpid(),
         )
-        await _run_until_stopped(watcher, config_path, identity)
+        await _run_until_stopped(watcher, config_path, identity, control)
         return 0
     finally:
+        if control is not None:
+            await control.close()
         if watcher is not None:
             await watcher.close()
             if watcher.history:
@@ -206,6 +214,25 @@ async def serve(config_path: Path, metrics_address: str | None) -> int:
         lock.release()
 
 
+async def _open_control(watcher, config_path: Path):
+    """The control socket for TUIs to attach; without it the service still monitors."""
+    from .control import ControlServer, ControlUnavailable
+
+    control = ControlServer(
+        watcher,
+        socket_path(config_path),
+        lambda: _reload(watcher, config_path, "a client asked"),
+        config_path,
+    )
+    try:
+        await control.start()
+    except ControlUnavailable as exc:
+        log.warning("%s", exc)
+        return None
+    log.info("Control socket at %s", control.path)
+    return control
+
+
 def _bind_error(address: str, exc: OSError) -> str:
     return (
         f"--metrics {address} cannot be served ({exc.strerror or exc}). Choose a free port, or "
@@ -213,7 +240,7 @@ def _bind_error(address: str, exc: OSError) -> str:
     )
 
 
-async def _run_until_stopped(watcher, config_path: Path, identity: tuple | None) -> None:
+async def _run_until_stopped(watcher, config_path: Path, identity: tuple | None, control) -> None:
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
     signals: set[int] = set()
@@ -241,20 +268,23 @@ async def _run_until_stopped(watcher, config_path: Path, identity: tuple | None)
             if hup or (now is not None and now != identity):
                 identity = now
                 await _reload(watcher, config_path, "SIGHUP" if hup else "the file changed")
+                if control is not None:
+                    control.broadcast(control.snapshot())
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
 
 
-async def _reload(watcher, config_path: Path, why: str) -> None:
+async def _reload(watcher, config_path: Path, why: str) -> str:
+    """Re-read the config; what changed, in words (or why nothing did)."""
     try:
         config = config_file.load(config_path)
     except config_file.ConfigError as exc:
+        words = f"not reloaded: {exc} The accounts being watched go on as they were."
         log.error(
-            "The accounts file was not reloaded (%s): %s The accounts being watched go on as "
-            "they were.",
-            why,
-            exc,
+            "The accounts file was %s", words.replace("not reloaded", f"not reloaded ({why})")
         )
-        return
-    log.info("Reloaded %s (%s): %s.", config_path, why, await watcher.reload(config))
+        return words
+    words = await watcher.reload(config)
+    log.info("Reloaded %s (%s): %s.", config_path, why, words)
+    return words
