@@ -311,3 +311,18 @@ def test_a_config_error_at_start_exits_78_with_the_line(tmp_path, services):
     service = services(config)
     assert service.proc.wait(15) == 78
     service.wait_for_line(rf"{re.escape(str(config))}, line 2: settings.poll_interval")
+
+
+def test_sigterm_exits_at_once_with_a_secret_command_hanging(tmp_path, loopback, services):
+    config = tmp_path / "accounts.toml"
+    config.write_text(
+        settings_toml(timeout=60)
+        + account_toml(loopback, "good")
+        + "\n"
+        + account_toml(loopback, "slow").replace("printf '%s'", "sleep 30; printf '%s'")
+    )
+    service = services(config)
+    service.wait_for_line(r"good \(alice@example.com\): Checking… → Connected")
+    code, elapsed = service.stop()
+    assert code == 0, service.log
+    assert elapsed < 2.0

@@ -195,19 +195,30 @@ def _remember(states) -> None:
 def run_serve(path: str | None, metrics: str | None) -> int:
     import logging
     import os
-    import threading
 
     from .core import service
 
     service.setup_logging()
-    code = asyncio.run(service.serve(config_file.resolve_path(path), metrics))
+
+    # Not asyncio.run: it would wait for every executor thread, and one blocked in an abandoned
+    # lookup (a hung secret command, say) would hold the exit past systemd's patience.
+    async def serve() -> int:
+        try:
+            return await service.serve(config_file.resolve_path(path), metrics)
+        finally:
+            leftovers = asyncio.all_tasks() - {asyncio.current_task()}
+            for task in leftovers:
+                task.cancel()
+            await asyncio.gather(*leftovers, return_exceptions=True)
+
+    loop = asyncio.new_event_loop()
+    try:
+        code = loop.run_until_complete(serve())
+    finally:
+        loop.close()
     logging.shutdown()
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate()[1:]):
-        # A thread still blocked in an abandoned lookup (a hung secret command, say) would
-        # hold the exit past systemd's patience; the history is already flushed.
-        sys.stderr.flush()
-        os._exit(code)
-    return code
+    sys.stderr.flush()
+    os._exit(code)  # the history is flushed; threads still blocked are abandoned
 
 
 def parse_since(text: str):

@@ -20,7 +20,7 @@ from . import config as config_file
 from .monitor import Event, StatusChanged
 from .notify import one_line
 
-log = logging.getLogger("connected_emails")
+log = logging.getLogger(__name__)
 
 EXIT_CONFIG = 78  # EX_CONFIG: the unit's RestartPreventExitStatus, so systemd does not loop
 RELOAD_POLL = 1.0  # seconds between looks at the config file's mtime and inode
@@ -108,7 +108,8 @@ def setup_logging() -> None:
     handler.setFormatter(_JournalFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
+    root.setLevel(logging.WARNING)  # libraries say what went wrong, not what went right
+    logging.getLogger("tui").setLevel(logging.INFO)
 
 
 def log_change(event: Event) -> None:
@@ -175,7 +176,15 @@ async def serve(config_path: Path, metrics_address: str | None) -> int:
             log.info("Metrics on %s", url)
         store = KeyringStore()
         if any(not (a.password_command or a.oauth2_token_command) for a in config.accounts):
-            problem = await asyncio.to_thread(store.problem)
+            try:
+                problem = await asyncio.wait_for(
+                    asyncio.to_thread(store.problem), config.settings.timeout
+                )
+            except TimeoutError:
+                problem = (
+                    f"The keyring did not answer within {config.settings.timeout:g} s; accounts "
+                    "that keep their password there show why. A password_command avoids it."
+                )
             if problem:
                 log.warning("%s", problem)
         history = None
