@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -16,7 +17,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tui.demo.servers import HOST, fault
+from tui.demo.servers import HOST, ScriptedImap, fault
 
 from .conftest import PASSWORD
 from .webhook import Webhook
@@ -260,3 +261,68 @@ def test_a_second_service_on_the_same_config_refuses(tmp_path, loopback, service
     )
     assert first.proc.poll() is None
     assert first.stop()[0] == 0
+
+
+def test_a_metrics_port_in_use_is_refused_with_the_way_out(tmp_path, loopback, services):
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml() + account_toml(loopback, "good"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        service = services(config, "--metrics", f"127.0.0.1:{port}")
+        assert service.proc.wait(15) == 1
+    service.wait_for_line(
+        rf"--metrics 127.0.0.1:{port} cannot be served \(Address already in use\)\. Choose a "
+        "free port, or leave --metrics out."
+    )
+
+
+def test_server_text_in_the_log_is_plain_data(tmp_path, loopback, services):
+    hostile = ScriptedImap(
+        login_reply="NO [AUTHENTICATIONFAILED] \x1b]0;owned\x07\x1b[2Jno \x9bentry\x7f"
+    )
+    port = loopback.serve(hostile)
+    config = tmp_path / "accounts.toml"
+    config.write_text(
+        settings_toml()
+        + account_toml(loopback, "hostile", imap_port=port).replace(
+            'security = "tls" }', 'security = "none" }\nallow_plaintext = true', 1
+        )
+    )
+    service = services(config)
+    line = service.wait_for_line(r"hostile .*→ Invalid Credentials").string
+    assert "[AUTHENTICATIONFAILED]" in line and "owned" in line
+    assert not any(ch in line for ch in "\x1b\x07\x9b\x7f")
+
+
+def test_under_systemd_each_line_carries_its_priority(tmp_path, loopback, services, monkeypatch):
+    monkeypatch.setenv("JOURNAL_STREAM", "8:12345")
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml() + account_toml(loopback, "good", "wrong"))
+    service = services(config)
+    service.wait_for_line(r"^<6>Watching 1 account from ")
+    service.wait_for_line(r"^<4>good \(alice@example.com\): Checking… → Invalid Credentials")
+
+
+def test_a_config_error_at_start_exits_78_with_the_line(tmp_path, services):
+    config = tmp_path / "accounts.toml"
+    config.write_text("[settings]\npoll_interval = 0\n")
+    service = services(config)
+    assert service.proc.wait(15) == 78
+    service.wait_for_line(rf"{re.escape(str(config))}, line 2: settings.poll_interval")
+
+
+def test_sigterm_exits_at_once_with_a_secret_command_hanging(tmp_path, loopback, services):
+    config = tmp_path / "accounts.toml"
+    config.write_text(
+        settings_toml(timeout=60)
+        + account_toml(loopback, "good")
+        + "\n"
+        + account_toml(loopback, "slow").replace("printf '%s'", "sleep 30; printf '%s'")
+    )
+    service = services(config)
+    service.wait_for_line(r"good \(alice@example.com\): Checking… → Connected")
+    code, elapsed = service.stop()
+    assert code == 0, service.log
+    assert elapsed < 2.0

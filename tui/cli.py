@@ -38,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--config", metavar="PATH", dest="sub_config", help=CONFIG_HELP)
     check.add_argument("--json", action="store_true", help="print JSON instead of one line")
     check.add_argument(
+        "--prometheus",
+        metavar="FILE",
+        help="also write the metrics' gauges to FILE, atomically, for node_exporter's textfile "
+        "collector (name it *.prom)",
+    )
+    check.add_argument(
         "--account",
         metavar="ID",
         action="append",
@@ -77,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
-        return run_check(args.sub_config or args.config, args.json, args.account)
+        return run_check(args.sub_config or args.config, args.json, args.account, args.prometheus)
     if args.command == "serve":
         return run_serve(args.sub_config or args.config, args.metrics)
     if args.command == "authorize":
@@ -100,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     return run_app(config_file.resolve_path(args.config))
 
 
-def run_check(path: str | None, as_json: bool, only: list[str]) -> int:
+def run_check(
+    path: str | None, as_json: bool, only: list[str], prometheus: str | None = None
+) -> int:
     from .core import report
     from .core.credentials import Credentials, KeyringStore
     from .core.sweep import sweep
@@ -131,8 +139,30 @@ def run_check(path: str | None, as_json: bool, only: list[str]) -> int:
     )
     states = report.states_from(accounts, results, config.settings)
     _remember(states, config.path)
+    if prometheus:
+        _write_prometheus(states, prometheus)
     print(report.as_json(states) if as_json else report.as_line(states))
     return report.exit_code(states)
+
+
+def _write_prometheus(states, path: str) -> None:
+    """The gauges for node_exporter; a file that cannot be written never changes the verdict."""
+    from .core.metrics import write_textfile
+
+    if not path.endswith(".prom"):
+        print(
+            f"Writing {path} anyway, but node_exporter's textfile collector reads only *.prom "
+            "files: name it connected_emails.prom.",
+            file=sys.stderr,
+        )
+    try:
+        write_textfile(states, path)
+    except OSError as exc:
+        print(
+            f"The metrics could not be written to {path} ({exc.strerror or exc}). Check that "
+            "the folder exists and is writable.",
+            file=sys.stderr,
+        )
 
 
 def _uses_keyring(account) -> bool:
@@ -184,19 +214,30 @@ def _remember(states, config_path) -> None:
 def run_serve(path: str | None, metrics: str | None) -> int:
     import logging
     import os
-    import threading
 
     from .core import service
 
     service.setup_logging()
-    code = asyncio.run(service.serve(config_file.resolve_path(path), metrics))
+
+    # Not asyncio.run: it would wait for every executor thread, and one blocked in an abandoned
+    # lookup (a hung secret command, say) would hold the exit past systemd's patience.
+    async def serve() -> int:
+        try:
+            return await service.serve(config_file.resolve_path(path), metrics)
+        finally:
+            leftovers = asyncio.all_tasks() - {asyncio.current_task()}
+            for task in leftovers:
+                task.cancel()
+            await asyncio.gather(*leftovers, return_exceptions=True)
+
+    loop = asyncio.new_event_loop()
+    try:
+        code = loop.run_until_complete(serve())
+    finally:
+        loop.close()
     logging.shutdown()
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate()[1:]):
-        # A thread still blocked in an abandoned lookup (a hung secret command, say) would
-        # hold the exit past systemd's patience; the history is already flushed.
-        sys.stderr.flush()
-        os._exit(code)
-    return code
+    sys.stderr.flush()
+    os._exit(code)  # the history is flushed; threads still blocked are abandoned
 
 
 def parse_since(text: str):

@@ -20,7 +20,7 @@ from . import config as config_file
 from .monitor import Event, StatusChanged
 from .notify import one_line
 
-log = logging.getLogger("connected_emails")
+log = logging.getLogger(__name__)
 
 EXIT_CONFIG = 78  # EX_CONFIG: the unit's RestartPreventExitStatus, so systemd does not loop
 RELOAD_POLL = 1.0  # seconds between looks at the config file's mtime and inode
@@ -47,6 +47,10 @@ def config_key(config_path: Path) -> str:
 
 def lock_path(config_path: Path) -> Path:
     return runtime_dir() / f"{config_key(config_path)}.lock"
+
+
+def socket_path(config_path: Path) -> Path:
+    return runtime_dir() / f"{config_key(config_path)}.sock"
 
 
 class ServiceLock:
@@ -104,7 +108,8 @@ def setup_logging() -> None:
     handler.setFormatter(_JournalFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
+    root.setLevel(logging.WARNING)  # libraries say what went wrong, not what went right
+    logging.getLogger("tui").setLevel(logging.INFO)
 
 
 def log_change(event: Event) -> None:
@@ -154,6 +159,7 @@ async def serve(config_path: Path, metrics_address: str | None) -> int:
         return 1
     stop_metrics = None
     watcher = None
+    control = None
     try:
         metrics = None
         if metrics_address:
@@ -170,7 +176,15 @@ async def serve(config_path: Path, metrics_address: str | None) -> int:
             log.info("Metrics on %s", url)
         store = KeyringStore()
         if any(not (a.password_command or a.oauth2_token_command) for a in config.accounts):
-            problem = await asyncio.to_thread(store.problem)
+            try:
+                problem = await asyncio.wait_for(
+                    asyncio.to_thread(store.problem), config.settings.timeout
+                )
+            except TimeoutError:
+                problem = (
+                    f"The keyring did not answer within {config.settings.timeout:g} s; accounts "
+                    "that keep their password there show why. A password_command avoids it."
+                )
             if problem:
                 log.warning("%s", problem)
         history = None
@@ -186,6 +200,7 @@ async def serve(config_path: Path, metrics_address: str | None) -> int:
         )
         watcher.subscribe(log_change)
         watcher.start()
+        control = await _open_control(watcher, config_path)
         log.info(
             "Watching %d account%s from %s (pid %d).",
             len(config.accounts),
@@ -193,9 +208,11 @@ async def serve(config_path: Path, metrics_address: str | None) -> int:
             config_path,
             os.getpid(),
         )
-        await _run_until_stopped(watcher, config_path, identity)
+        await _run_until_stopped(watcher, config_path, identity, control)
         return 0
     finally:
+        if control is not None:
+            await control.close()
         if watcher is not None:
             await watcher.close()
             if watcher.history:
@@ -206,6 +223,25 @@ async def serve(config_path: Path, metrics_address: str | None) -> int:
         lock.release()
 
 
+async def _open_control(watcher, config_path: Path):
+    """The control socket for TUIs to attach; without it the service still monitors."""
+    from .control import ControlServer, ControlUnavailable
+
+    control = ControlServer(
+        watcher,
+        socket_path(config_path),
+        lambda: _reload(watcher, config_path, "a client asked"),
+        config_path,
+    )
+    try:
+        await control.start()
+    except ControlUnavailable as exc:
+        log.warning("%s", exc)
+        return None
+    log.info("Control socket at %s", control.path)
+    return control
+
+
 def _bind_error(address: str, exc: OSError) -> str:
     return (
         f"--metrics {address} cannot be served ({exc.strerror or exc}). Choose a free port, or "
@@ -213,7 +249,7 @@ def _bind_error(address: str, exc: OSError) -> str:
     )
 
 
-async def _run_until_stopped(watcher, config_path: Path, identity: tuple | None) -> None:
+async def _run_until_stopped(watcher, config_path: Path, identity: tuple | None, control) -> None:
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
     signals: set[int] = set()
@@ -241,20 +277,23 @@ async def _run_until_stopped(watcher, config_path: Path, identity: tuple | None)
             if hup or (now is not None and now != identity):
                 identity = now
                 await _reload(watcher, config_path, "SIGHUP" if hup else "the file changed")
+                if control is not None:
+                    control.broadcast(control.snapshot())
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
 
 
-async def _reload(watcher, config_path: Path, why: str) -> None:
+async def _reload(watcher, config_path: Path, why: str) -> str:
+    """Re-read the config; what changed, in words (or why nothing did)."""
     try:
         config = config_file.load(config_path)
     except config_file.ConfigError as exc:
+        words = f"not reloaded: {exc} The accounts being watched go on as they were."
         log.error(
-            "The accounts file was not reloaded (%s): %s The accounts being watched go on as "
-            "they were.",
-            why,
-            exc,
+            "The accounts file was %s", words.replace("not reloaded", f"not reloaded ({why})")
         )
-        return
-    log.info("Reloaded %s (%s): %s.", config_path, why, await watcher.reload(config))
+        return words
+    words = await watcher.reload(config)
+    log.info("Reloaded %s (%s): %s.", config_path, why, words)
+    return words

@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 class Watcher:
     """Owns a Monitor and its subscribers. `on_problem` hears, once each, the sentences about the
-    machinery (history, hook, notifications) failing; monitoring always goes on."""
+    machinery (history, hook, notifications) failing; monitoring always goes on. A reload with
+    new settings replaces `monitor`: read it through the watcher, do not keep it."""
 
     def __init__(
         self,

@@ -1,0 +1,108 @@
+"""Prometheus metrics: `check --prometheus FILE` for node_exporter, and the service's collector,
+read back with prometheus_client's own parser."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tui.core.metrics import parse_address
+from tui.demo.servers import HOST, closed_port
+
+from .conftest import PASSWORD
+from .test_check_command import write_config
+
+
+def parsed(text: str) -> dict[str, dict[tuple, float]]:
+    families = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            families.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = (
+                sample.value
+            )
+    return families
+
+
+def check(*args: str):
+    return subprocess.run(
+        [sys.executable, "-m", "tui", "check", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_check_writes_the_gauges_for_the_textfile_collector(tmp_path, loopback):
+    config = write_config(
+        tmp_path,
+        loopback,
+        [
+            ("good", PASSWORD, {"port": loopback.imap_tls, "security": "tls"}),
+            ("down", PASSWORD, {"port": closed_port(), "security": "tls"}),
+        ],
+    )
+    out = tmp_path / "textfile"
+    out.mkdir()
+    proc = check("--config", str(config), "--prometheus", str(out / "connected_emails.prom"))
+    assert proc.returncode == 2, proc.stderr
+    assert [p.name for p in out.iterdir()] == ["connected_emails.prom"]  # no temporary left
+    metrics = parsed((out / "connected_emails.prom").read_text())
+    status = metrics["connected_email_status"]
+    assert status[(("account", "good"), ("status", "connected"))] == 1.0
+    assert status[(("account", "down"), ("status", "no_service_connection"))] == 1.0
+    assert sum(v for k, v in status.items() if ("account", "down") in k) == 1.0
+    assert len(status) == 12  # six statuses for each of two accounts, never "checking"
+    up = metrics["connected_email_up"]
+    assert up[(("account", "down"), ("protocol", "imap"))] == 0.0
+    assert up[(("account", "down"), ("protocol", "smtp"))] == 1.0
+    expiry = metrics["connected_email_cert_expiry_timestamp_seconds"]
+    assert (("account", "good"), ("protocol", "imap")) in expiry
+    assert (("account", "down"), ("protocol", "imap")) not in expiry  # no TLS, no certificate
+    assert set(metrics["connected_email_check_duration_seconds"]) == {
+        (("account", a), ("protocol", p)) for a in ("good", "down") for p in ("imap", "smtp")
+    }
+    assert set(metrics["connected_email_last_check_timestamp_seconds"]) == {
+        (("account", "good"),),
+        (("account", "down"),),
+    }
+    assert "connected_email_checks_total" not in metrics  # a counter would reset every run
+
+
+def test_a_textfile_not_named_prom_is_written_with_a_warning(tmp_path, loopback):
+    config = write_config(
+        tmp_path, loopback, [("good", PASSWORD, {"port": loopback.imap_tls, "security": "tls"})]
+    )
+    proc = check("--config", str(config), "--prometheus", str(tmp_path / "metrics.txt"))
+    assert proc.returncode == 0, proc.stderr
+    assert "node_exporter's textfile collector reads only *.prom files" in proc.stderr
+    assert parsed((tmp_path / "metrics.txt").read_text())["connected_email_up"]
+
+
+def test_a_textfile_that_cannot_be_written_is_said_and_the_verdict_kept(tmp_path, loopback):
+    config = write_config(
+        tmp_path, loopback, [("good", PASSWORD, {"port": loopback.imap_tls, "security": "tls"})]
+    )
+    target = tmp_path / "missing" / "connected_emails.prom"
+    proc = check("--config", str(config), "--prometheus", str(target))
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("CONNECTED EMAILS OK")
+    assert f"The metrics could not be written to {target}" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "address, expected",
+    [
+        ("9857", ("127.0.0.1", 9857)),
+        ("0.0.0.0:9857", ("0.0.0.0", 9857)),
+        ("[::1]:9857", ("::1", 9857)),
+        (f"{HOST}:0", (HOST, 0)),
+    ],
+)
+def test_metrics_address_a_port_alone_is_loopback(address, expected):
+    assert parse_address(address) == expected
+
+
+@pytest.mark.parametrize("address", ["localhost", "127.0.0.1:http", "1:99999", ""])
+def test_a_bad_metrics_address_says_the_form(address):
+    with pytest.raises(ValueError, match="is not HOST:PORT or PORT; for example --metrics 9857"):
+        parse_address(address)

@@ -1,0 +1,195 @@
+"""The service's control socket, spoken to as a TUI will: newline-delimited JSON over a 0600 Unix
+socket, from a real `serve` process against loopback servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from tui.core.service import socket_path
+
+# The fixtures come along (so their names are reused as parameters, F811): `services`
+# starts serve processes, `runtime_dir` is autouse.
+# ruff: noqa: F811
+from .test_serve import account_toml, runtime_dir, services, settings_toml  # noqa: F401
+
+
+class Client:
+    """A blocking client. Messages read while waiting for another are kept for later waits, as
+    an event may come before the reply to the command that caused it."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(10)
+        self.sock.connect(str(path))
+        self.file = self.sock.makefile("rb")
+        self.unread: list[dict] = []
+        self.next_id = 0
+
+    def read(self) -> dict:
+        if self.unread:
+            return self.unread.pop(0)
+        line = self.file.readline()
+        assert line, "the service closed the connection"
+        return json.loads(line)
+
+    def wait_for(self, predicate, timeout: float = 10.0) -> dict:
+        for message in self.unread:
+            if predicate(message):
+                self.unread.remove(message)
+                return message
+        passed = []
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                line = self.file.readline()
+                assert line, "the service closed the connection"
+                message = json.loads(line)
+                if predicate(message):
+                    return message
+                passed.append(message)
+        finally:
+            self.unread += passed
+        raise AssertionError(f"not seen in {timeout} s; seen: {self.unread}")
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def command(self, command: str, **fields) -> dict:
+        self.next_id += 1
+        number = self.next_id
+        self.send_raw(json.dumps({"id": number, "command": command, **fields}).encode() + b"\n")
+        return self.wait_for(lambda m: m["type"] == "reply" and m["id"] == number)
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def status_event(account_id: str, status: str):
+    return lambda m: (
+        m["type"] == "event"
+        and m["event"] == "status_changed"
+        and m["account"]["id"] == account_id
+        and m["account"]["status"] == status
+    )
+
+
+@pytest.fixture
+def running(tmp_path, loopback, services):
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml() + account_toml(loopback, "good"))
+    service = services(config)
+    service.wait_for_line(r"good \(alice@example.com\): Checking… → Connected")
+    path = service.wait_for_line(r"Control socket at (\S+)").group(1)
+    assert path == str(socket_path(config))
+    return service, config, path
+
+
+def test_a_client_gets_a_hello_and_a_snapshot_from_a_private_socket(running):
+    service, config, path = running
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+    client = Client(path)
+    assert client.read() == {
+        "type": "hello",
+        "version": 1,
+        "pid": service.proc.pid,
+        "config": str(config),
+    }
+    snapshot = client.read()
+    assert snapshot["type"] == "snapshot"
+    [account] = snapshot["accounts"]
+    assert account["id"] == "good" and account["status"] == "connected"
+    assert account["imap"]["status"] == "connected" and account["smtp"]["status"] == "connected"
+    assert account["settings"]["imap"]["port"] > 0 and account["retrying"] is None
+    client.close()
+
+
+def test_commands_round_trip_and_their_news_reaches_the_client(running):
+    _, _, path = running
+    client = Client(path)
+    assert client.command("stop", account="good") == {"type": "reply", "id": 1, "ok": True}
+    client.wait_for(status_event("good", "stopped"))
+    assert client.command("resume", account="good")["ok"]
+    client.wait_for(status_event("good", "connected"))
+    assert client.command("check", account="good")["ok"]
+    client.wait_for(lambda m: m["type"] == "event" and m["event"] == "checked")
+    assert client.command("snooze", account="good", minutes=30)["ok"]
+    silenced = client.wait_for(lambda m: m.get("event") == "silence_changed")
+    assert silenced["account"]["silence"]["kind"] == "snooze"
+    reply = client.command("stop", account="nope")
+    assert reply == {"type": "reply", "id": 5, "ok": False, "error": "No account with id 'nope'."}
+    assert client.command("fly")["error"].startswith("Unknown command 'fly'. Known: snapshot,")
+    client.send_raw(b"not json\n")
+    assert client.wait_for(lambda m: m["type"] == "reply")["error"] == "That is not JSON."
+    client.close()
+
+
+def test_a_change_in_the_file_reaches_an_attached_client(running, loopback):
+    _, config, path = running
+    client = Client(path)
+    client.wait_for(lambda m: m["type"] == "snapshot")
+    config.write_text(settings_toml() + account_toml(loopback, "good", "wrong"))
+    broken = client.wait_for(status_event("good", "invalid_credentials"))
+    assert broken["account"]["needs_attention"]
+    assert broken["account"]["detail"].startswith("IMAP: server said: [AUTHENTICATIONFAILED]")
+    client.close()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="connecting as another user needs root")
+def test_another_user_is_refused(tmp_path, loopback, services, monkeypatch):
+    # As if the runtime folder and the socket were left open (pytest's own folders are not).
+    open_dir = tempfile.mkdtemp(prefix="ce-open-")
+    os.chmod(open_dir, 0o711)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", open_dir)
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml() + account_toml(loopback, "good"))
+    service = services(config)
+    path = service.wait_for_line(r"Control socket at (\S+)").group(1)
+    os.chmod(os.path.dirname(path), 0o711)
+    os.chmod(path, 0o666)
+    # A Python that user can run: the test's own may live under a private home.
+    python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
+    connect = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "s.settimeout(5)\n"
+        "s.connect(sys.argv[1])\n"
+        "print(s.makefile('rb').readline().decode(), end='')\n"
+    )
+    proc = subprocess.run(
+        [python, "-I", "-S", "-c", connect, path],
+        user=65534,
+        group=65534,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"type": "error", "error": "Refused: not the service's user."}
+    service.wait_for_line(r"A control connection from uid 65534 was refused \(not this user\)\.")
+    service.stop()
+    shutil.rmtree(open_dir)
+
+
+def test_a_socket_left_by_a_dead_service_is_replaced(tmp_path, loopback, services):
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml() + account_toml(loopback, "good"))
+    leftover = socket_path(config)
+    leftover.parent.mkdir(mode=0o700, parents=True)
+    leftover.write_text("")
+    service = services(config)
+    service.wait_for_line(r"Control socket at ")
+    assert Client(leftover).read()["type"] == "hello"
+    assert service.stop()[0] == 0
+    assert not leftover.exists()

@@ -1,0 +1,300 @@
+"""The service's control socket: a Unix socket (mode 0600, same user only) speaking
+newline-delimited JSON, so a TUI can show the service's live state and act on it.
+
+Protocol version 1. On connect the service sends a `hello` ({version, pid, config}) and a
+`snapshot` (every account); then one `event` per change. A client sends commands, each with an
+`id` the reply carries back. README.md ("The control socket") lists them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import sqlite3
+import struct
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+
+from .history import Quiet
+from .models import AccountState, utcnow
+from .monitor import AccountChecked, AttentionChanged, Event, StatusChanged
+from .report import account_json
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+MAX_LINE = 64 * 1024  # a command longer than this is not one of ours
+MAX_CLIENTS = 32
+MAX_BACKLOG = 4 * 1024 * 1024  # bytes queued for a client that does not read: it is dropped
+SUN_PATH_MAX = 107  # sockaddr_un's 108 bytes, less the terminating NUL
+
+
+class ControlUnavailable(Exception):
+    """The socket cannot be offered; the text says why and what to do."""
+
+
+def state_json(state: AccountState, quiet: Quiet | None = None) -> dict:
+    """An account as the table and the detail pane show it."""
+    account = state.account
+    return {
+        **account_json(state),
+        "since": state.since.isoformat(),
+        "stale": state.stale,
+        "retrying": list(state.retrying) if state.retrying else None,
+        "stopped_reason": state.stopped_reason,
+        "stopped_by_user": state.stopped_by_user,
+        "cert_alert": state.cert_alert,
+        "cert_days": state.cert_days,
+        "missed": state.missed,
+        "silence": None
+        if quiet is None
+        else {
+            "kind": quiet.kind,
+            "note": quiet.note,
+            "at": quiet.at.isoformat(),
+            "until": quiet.until.isoformat() if quiet.until else None,
+            "describe": quiet.describe(),
+        },
+        "settings": {
+            "username": account.login,
+            "provider": account.provider,
+            "auth": account.auth,
+            "insecure": account.insecure,
+            **{
+                side: {
+                    "host": getattr(account, side).host,
+                    "port": getattr(account, side).port,
+                    "security": getattr(account, side).security,
+                }
+                for side in ("imap", "smtp")
+            },
+        },
+    }
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The connecting process's uid, from the kernel (SO_PEERCRED), not from anything it says."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
+class ControlServer:
+    """Serves one Watcher. `reload` re-reads the config (the service's own reload)."""
+
+    def __init__(self, watcher, path: Path, reload: Callable[[], Awaitable[str]], config: Path):
+        self.watcher = watcher
+        self.path = path
+        self.reload = reload
+        self.config = config
+        self._server: asyncio.Server | None = None
+        self._clients: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        """Listen on the socket (the caller holds the service lock, so a file left there by a
+        dead service is ours to replace)."""
+        if len(os.fsencode(self.path)) > SUN_PATH_MAX:
+            raise ControlUnavailable(
+                f"The control socket path {self.path} is longer than a Unix socket allows "
+                f"({SUN_PATH_MAX} bytes), so no TUI can attach. Set XDG_RUNTIME_DIR to a shorter "
+                "folder (systemd sets /run/user/UID)."
+            )
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path.unlink(missing_ok=True)
+        old_umask = os.umask(0o177)  # never a moment with the socket open to others
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._client, path=str(self.path), limit=MAX_LINE
+            )
+        except OSError as exc:
+            raise ControlUnavailable(
+                f"The control socket {self.path} cannot be opened ({exc.strerror or exc}); no "
+                "TUI can attach. Monitoring goes on."
+            ) from None
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.path, 0o600)
+        self.watcher.subscribe(self)
+
+    async def close(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for writer in list(self._clients):
+            writer.close()
+        self._clients.clear()
+        self.path.unlink(missing_ok=True)
+        self._server = None
+
+    # --- news to every client -----------------------------------------------------------------
+
+    def __call__(self, event: Event) -> None:
+        if not self._clients:
+            return
+        if isinstance(event, StatusChanged):
+            news = {"event": "status_changed", "old": event.old.value}
+        elif isinstance(event, AttentionChanged):
+            news = {"event": "attention_changed", "raised": event.raised}
+        elif isinstance(event, AccountChecked):
+            news = {"event": "checked"}
+        else:
+            return
+        state = event.state
+        self.broadcast({"type": "event", **news, "account": self._json(state)})
+
+    def broadcast(self, message: dict) -> None:
+        line = _encode(message)
+        for writer in list(self._clients):
+            if writer.transport.get_write_buffer_size() > MAX_BACKLOG:
+                log.warning("A control client stopped reading; it was disconnected.")
+                self._drop(writer)
+            else:
+                writer.write(line)
+
+    def snapshot(self) -> dict:
+        return {
+            "type": "snapshot",
+            "accounts": [self._json(s) for s in self.watcher.states.values()],
+        }
+
+    def _json(self, state: AccountState) -> dict:
+        return state_json(state, self._quiet().get(state.account.id))
+
+    def _quiet(self) -> dict[str, Quiet]:
+        history = self.watcher.history
+        try:
+            return history.quiet() if history else {}
+        except sqlite3.Error:  # a history that fails to read must not cost the client its news
+            return {}
+
+    # --- one client ---------------------------------------------------------------------------
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        uid = peer_uid(sock)
+        if uid != os.getuid():
+            log.warning("A control connection from uid %d was refused (not this user).", uid)
+            writer.write(_encode({"type": "error", "error": "Refused: not the service's user."}))
+            await _close(writer)
+            return
+        if len(self._clients) >= MAX_CLIENTS:
+            writer.write(_encode({"type": "error", "error": "Refused: too many clients."}))
+            await _close(writer)
+            return
+        self._clients.add(writer)
+        writer.write(
+            _encode(
+                {
+                    "type": "hello",
+                    "version": VERSION,
+                    "pid": os.getpid(),
+                    "config": str(self.config),
+                }
+            )
+        )
+        writer.write(_encode(self.snapshot()))
+        try:
+            while True:
+                try:
+                    line = await reader.readuntil(b"\n")
+                except asyncio.IncompleteReadError:
+                    return  # the client went away
+                except asyncio.LimitOverrunError:
+                    writer.write(_encode({"type": "error", "error": "Refused: line too long."}))
+                    return
+                reply = await self._command(line)
+                if writer in self._clients:
+                    writer.write(_encode(reply))
+                    if reply.get("snapshot"):
+                        writer.write(_encode(self.snapshot()))
+        except (ConnectionError, OSError):
+            return
+        finally:
+            self._drop(writer)
+
+    def _drop(self, writer: asyncio.StreamWriter) -> None:
+        self._clients.discard(writer)
+        writer.close()
+
+    async def _command(self, line: bytes) -> dict:
+        try:
+            request = json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return {"type": "reply", "id": None, "ok": False, "error": "That is not JSON."}
+        if not isinstance(request, dict):
+            return {"type": "reply", "id": None, "ok": False, "error": "Send a JSON object."}
+        reply = {"type": "reply", "id": request.get("id")}
+        try:
+            outcome = await self._run(request)
+        except CommandError as exc:
+            return {**reply, "ok": False, "error": str(exc)}
+        return {**reply, "ok": True, **outcome}
+
+    async def _run(self, request: dict) -> dict:
+        command = request.get("command")
+        monitor = self.watcher.monitor
+        if command == "snapshot":
+            return {"snapshot": True}
+        if command == "check_all":
+            monitor.check_all()
+            return {}
+        if command == "reload":
+            return {"result": await self.reload(), "snapshot": True}
+        if command not in ("check", "stop", "resume", "acknowledge", "snooze", "unsilence"):
+            raise CommandError(
+                f"Unknown command {command!r}. Known: snapshot, check, check_all, stop, resume, "
+                "acknowledge, snooze, unsilence, reload."
+            )
+        account_id = request.get("account")
+        state = self.watcher.states.get(account_id) if isinstance(account_id, str) else None
+        if state is None:
+            raise CommandError(f"No account with id {account_id!r}.")
+        if command == "check":
+            monitor.check_now(account_id)
+        elif command == "stop":
+            monitor.stop(account_id)
+        elif command == "resume":
+            monitor.resume(account_id)
+        else:
+            self._silence(command, state, request)
+        return {}
+
+    def _silence(self, command: str, state: AccountState, request: dict) -> None:
+        history = self.watcher.history
+        if history is None:
+            raise CommandError("The service runs without history, which keeps silences.")
+        account_id = state.account.id
+        if command == "unsilence":
+            history.clear_quiet(account_id)
+        else:
+            note = request.get("note", "")
+            minutes = request.get("minutes")
+            if not isinstance(note, str) or len(note) > 500:
+                raise CommandError("A note is text of at most 500 characters.")
+            until = None
+            if command == "snooze":
+                if isinstance(minutes, bool) or not isinstance(minutes, int) or not 0 < minutes:
+                    raise CommandError("Snooze needs minutes, a whole number above 0.")
+                until = utcnow() + timedelta(minutes=min(minutes, 60 * 24 * 365))
+            kind = "ack" if command == "acknowledge" else "snooze"
+            history.set_quiet(Quiet(account_id, kind, state.status, note, utcnow(), until))
+        self.broadcast({"type": "event", "event": "silence_changed", "account": self._json(state)})
+
+
+class CommandError(Exception):
+    """A command that cannot be done; the text is the reply's error."""
+
+
+def _encode(message: dict) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    try:
+        await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    writer.close()
