@@ -189,7 +189,7 @@ async def serve(config_path: Path, metrics_address: str | None) -> int:
                 log.warning("%s", problem)
         history = None
         try:
-            history = History(default_path())
+            history = History(default_path(), config=config.path)
         except HistoryUnavailable as exc:
             log.warning("%s", exc)
         watcher = Watcher(
