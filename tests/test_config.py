@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import stat
+from dataclasses import replace
 
 import pytest
 
@@ -323,3 +324,102 @@ def test_control_characters_in_the_hook_or_a_host_are_refused(tmp_path):
     host = GOOD.replace('"imap.example.com"', '"imap.example.com\\r\\n"')
     with pytest.raises(cfg.ConfigError, match="not a host name"):
         cfg.load(write(tmp_path, host))
+
+
+HAND_WRITTEN = """\
+# My mail accounts, edited by hand.
+[settings]
+poll_interval = 120   # two minutes
+
+# The sales team's shared box
+[[accounts]]
+email = "sales@example.com"   # email first, then id
+id = "sales"
+imap = { host = "imap.example.com", port = 993, security = "tls" }
+smtp = { host = "smtp.example.com", port = 465, security = "tls" }
+
+# Support, via Fastmail
+[[accounts]]
+id = "support"
+provider = "fastmail"
+email = "support@example.com"
+
+[keys]
+reconnect = "R"  # I like capitals
+"""
+
+
+def edit(path, account_id: str, **changes) -> None:
+    def change(accounts):
+        return [replace(a, **changes) if a.id == account_id else a for a in accounts]
+
+    cfg.update_accounts(path, change)
+
+
+def test_saving_with_nothing_changed_leaves_the_file_byte_for_byte(tmp_path):
+    path = write(tmp_path, HAND_WRITTEN)
+    cfg.update_accounts(path, lambda accounts: accounts)
+    assert path.read_text() == HAND_WRITTEN
+
+
+def test_stopping_an_account_adds_one_line_and_keeps_the_rest(tmp_path):
+    path = write(tmp_path, HAND_WRITTEN)
+    edit(path, "sales", stopped=True)
+    smtp = 'smtp = { host = "smtp.example.com", port = 465, security = "tls" }\n'
+    assert path.read_text() == HAND_WRITTEN.replace(smtp, smtp + "stopped = true\n")
+    edit(path, "sales", stopped=False)
+    assert path.read_text() == HAND_WRITTEN
+
+
+def test_editing_an_account_changes_its_lines_in_place(tmp_path):
+    path = write(tmp_path, HAND_WRITTEN)
+    edit(path, "support", email="help@example.com")
+    expected = HAND_WRITTEN.replace("support@example.com", "help@example.com")
+    assert path.read_text() == expected
+    edit(path, "sales", imap=Endpoint("imap.example.com", 143, "starttls"))
+    expected = expected.replace('port = 993, security = "tls"', 'port = 143, security = "starttls"')
+    assert path.read_text() == expected
+
+
+def test_adding_an_account_appends_it_after_the_others(tmp_path):
+    path = write(tmp_path, HAND_WRITTEN)
+    ops = Account("ops", "ops@example.com", Endpoint("h", 993), Endpoint("h", 465))
+    cfg.update_accounts(path, lambda accounts: [*accounts, ops])
+    text = path.read_text()
+    before, keys = HAND_WRITTEN.split("[keys]\n")
+    assert text.startswith(before + '[[accounts]]\nid = "ops"\n')
+    assert text.endswith("\n\n[keys]\n" + keys)
+    assert cfg.load(path).accounts[-1] == ops
+
+
+def test_deleting_an_account_takes_its_comment_and_leaves_the_next_ones(tmp_path):
+    path = write(tmp_path, HAND_WRITTEN)
+    cfg.update_accounts(path, lambda accounts: [a for a in accounts if a.id != "sales"])
+    start = HAND_WRITTEN.index("# The sales")
+    assert (
+        path.read_text() == HAND_WRITTEN[:start] + HAND_WRITTEN[HAND_WRITTEN.index("# Support") :]
+    )
+
+
+def test_saving_writes_through_a_symlink_and_keeps_the_mode(tmp_path):
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    target = write(dotfiles, HAND_WRITTEN)
+    target.chmod(0o644)
+    link = tmp_path / "accounts.toml.link"
+    link.symlink_to(target)
+    edit(link, "sales", stopped=True)
+    cfg.update_accounts(link, lambda accounts: [a for a in accounts if a.id != "support"])
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert "stopped = true" in target.read_text() and "# My mail accounts" in target.read_text()
+    assert [a.id for a in cfg.load(link).accounts] == ["sales"]
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o644
+    assert sorted(p.name for p in dotfiles.iterdir()) == ["accounts.toml"]
+
+
+def test_a_dangling_symlink_is_not_replaced_by_a_file(tmp_path):
+    link = tmp_path / "accounts.toml"
+    link.symlink_to(tmp_path / "gone" / "accounts.toml")
+    with pytest.raises(cfg.ConfigError, match="symbolic link"):
+        cfg.update_accounts(link, lambda accounts: accounts)
+    assert link.is_symlink()

@@ -15,7 +15,7 @@ try:  # tomli's compiled build parses a thousand accounts about three times fast
 except ImportError:  # pragma: no cover - tomli is a dependency; tomllib is the same parser
     import tomllib
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .models import AUTH_METHODS, SECURITIES, Account, Endpoint, Settings
@@ -577,117 +577,67 @@ def locked(path: Path):
 
 
 def save(config: Config) -> None:
-    """Write the config atomically under the lock (see `save_unlocked`)."""
+    """Write the whole config under the lock, keeping the file's comments and layout."""
     with locked(config.path):
-        save_unlocked(config)
+        text, current = _current(config.path)
+        _write(config.path, _edited(text, current, config))
 
 
 def update_accounts(path: Path, change) -> Config:
     """Read the file, apply `change` to its accounts, write it back, all under the lock: an edit
     made meanwhile by another process (or by hand) is kept, not overwritten."""
     with locked(path):
-        try:
-            current = load(path)
-        except ConfigMissing:
-            current = Config(path)  # the first save creates the file
-        current.accounts = change(list(current.accounts))
-        save_unlocked(current)
-        return current
+        text, current = _current(path)
+        wanted = replace(current, accounts=change(list(current.accounts)))
+        _write(path, _edited(text, current, wanted))
+        return wanted
 
 
-def save_unlocked(config: Config) -> None:
-    """Write the config atomically (temp file, fsync, rename, mode 0600); hold `locked` around a
-    read-modify-write so two processes never interleave.
+NEW_FILE = "# Connected Emails accounts. No secrets here: they live in the keyring or a command.\n"
 
-    A file on disk that does not parse is never overwritten: the user may be halfway through
-    fixing it by hand, and their text matters more than ours.
-    """
-    path = config.path
-    text = dumps(config)
-    parse(text, path)  # never write what we could not read back
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        load(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+
+def _current(path: Path) -> tuple[str, Config]:
+    """The file's text and what it says. A file that does not parse raises: the user may be
+    halfway through fixing it by hand, and their text matters more than ours."""
     try:
-        os.fchmod(fd, 0o600)
+        text = read_text(path)
+    except ConfigMissing:
+        return NEW_FILE, Config(path)  # the first save creates the file
+    return text, parse(text, path)
+
+
+def _edited(text: str, old: Config, new: Config) -> str:
+    from .config_edit import edited  # tomlkit costs start-up time; only saving needs it
+
+    result = edited(text, old, new)
+    parse(result, new.path)  # never write what we could not read back
+    return result
+
+
+def _write(path: Path, text: str) -> None:
+    """Atomically (temp file, fsync, rename) through a symlink to the file it names, so a
+    config kept in a dotfiles repository stays linked. A new file is mode 0600; an existing
+    one keeps its mode."""
+    target = Path(os.path.realpath(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = 0o600
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    dir_fd = os.open(target.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-
-
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    escaped = "".join(ch if ch >= " " else f"\\u{ord(ch):04x}" for ch in escaped)
-    return f'"{escaped}"'
-
-
-def _inline_table(table: dict) -> str:
-    def value(v) -> str:
-        return (
-            f"[{', '.join(_toml_value(x) for x in v)}]" if isinstance(v, list) else _toml_value(v)
-        )
-
-    return "{ " + ", ".join(f"{key} = {value(v)}" for key, v in table.items()) + " }"
-
-
-def dumps(config: Config) -> str:
-    s = config.settings
-    out = [
-        "# Connected Emails accounts. No secrets here: they live in the keyring or a command.",
-        "[settings]",
-        f"poll_interval = {_toml_value(s.poll_interval)}",
-        f"timeout = {_toml_value(s.timeout)}",
-        f"concurrency = {s.concurrency}",
-        f"bell = {_toml_value(s.bell)}",
-        f"alert_after = {s.alert_after}",
-        f"history_days = {s.history_days}",
-        f"cert_warn_days = {s.cert_warn_days}",
-        f"cert_alert_days = {s.cert_alert_days}",
-    ]
-    if s.on_change:
-        out.append(f"on_change = {_toml_value(s.on_change)}")
-    if s.notify_config:
-        out.append(f"notify_config = {_toml_value(s.notify_config)}")
-    for a in config.accounts:
-        out += ["", "[[accounts]]", f"id = {_toml_value(a.id)}", f"email = {_toml_value(a.email)}"]
-        if a.username and a.username != a.email:
-            out.append(f"username = {_toml_value(a.username)}")
-        out += [f"provider = {_toml_value(a.provider)}", f"auth = {_toml_value(a.auth)}"]
-        for key in ("password_command", "oauth2_token_command", "ca_file"):
-            if getattr(a, key):
-                out.append(f"{key} = {_toml_value(getattr(a, key))}")
-        if a.stopped:
-            out.append("stopped = true")
-        if a.allow_plaintext:
-            out.append("allow_plaintext = true")
-        if not a.tls_verify:
-            out.append("tls_verify = false")
-        if a.oauth2:
-            out.append(f"oauth2 = {_inline_table(a.oauth2.to_table(a.provider))}")
-        for proto in ("imap", "smtp"):
-            e: Endpoint = getattr(a, proto)
-            out.append(
-                f"{proto} = {{ host = {_toml_value(e.host)}, port = {e.port}, "
-                f"security = {_toml_value(e.security)} }}"
-            )
-    if config.keys:
-        out += ["", "[keys]"] + [
-            f"{key} = {_toml_value(value)}" for key, value in config.keys.items()
-        ]
-    return "\n".join(out) + "\n"
