@@ -22,26 +22,27 @@ FLOOD = b"A" * 65536
 CONNECTED, NO_SERVICE, INVALID = "connected", "no_service_connection", "request_is_invalid"
 
 IMAP_CASES = {
-    "greeting-literal": (fault("flood", b"* OK {999999999}\r\n", repeat=FLOOD), INVALID),
+    "greeting-literal": (fault("flood", b"* OK {999999999}\r\n", repeat=FLOOD), INVALID, "literal"),
     "login-literal": (
         ScriptedImap("IMAP4rev1", login_raw=b"* OK {999999999}\r\n", flood=FLOOD),
         INVALID,
+        "literal",
     ),
-    "endless-line": (fault("flood", b"* OK ", repeat=FLOOD), INVALID),
-    "endless-untagged": (ScriptedImap(flood=b"* OK " + b"x" * 60 + b"\r\n"), INVALID),
-    "drip": (fault("drip", b"* OK ready\r\n"), NO_SERVICE),
-    "bye": (ScriptedImap(bye_on="AUTHENTICATE"), NO_SERVICE),
-    "garbage": (fault("say", b"\x00\xff\x1b]0;owned\x07 not IMAP\r\n"), INVALID),
-    "close": (fault("close"), NO_SERVICE),
-    "hang-in-logout": (ScriptedImap(logout="hang"), CONNECTED),
+    "endless-line": (fault("flood", b"* OK ", repeat=FLOOD), INVALID, "line of over"),
+    "endless-untagged": (ScriptedImap(flood=b"* OK " + b"x" * 60 + b"\r\n"), INVALID, "lines"),
+    "drip": (fault("drip", b"* OK ready\r\n"), NO_SERVICE, "within 2 s"),
+    "bye": (ScriptedImap(bye_on="AUTHENTICATE"), NO_SERVICE, "shutting down"),
+    "garbage": (fault("say", b"\x00\xff\x1b]0;owned\x07 not IMAP\r\n"), INVALID, "IMAP"),
+    "close": (fault("close"), NO_SERVICE, "closed"),
+    "hang-in-logout": (ScriptedImap(logout="hang"), CONNECTED, "INBOX has"),
 }
 SMTP_CASES = {
-    "endless-multiline": (ScriptedSmtp(("AUTH PLAIN",), ehlo_flood=True), INVALID),
-    "endless-banner": (fault("flood", b"220-", repeat=FLOOD), INVALID),
-    "drip": (fault("drip", b"220 ready\r\n"), NO_SERVICE),
-    "garbage": (fault("say", b"\x00\xff\x1b[2J not SMTP\r\n"), INVALID),
-    "close": (fault("close"), NO_SERVICE),
-    "hang-in-quit": (ScriptedSmtp(("AUTH PLAIN",), quit="hang"), CONNECTED),
+    "endless-multiline": (ScriptedSmtp(("AUTH PLAIN",), ehlo_flood=True), INVALID, "too long"),
+    "endless-banner": (fault("flood", b"220-", repeat=FLOOD), INVALID, "too long"),
+    "drip": (fault("drip", b"220 ready\r\n"), NO_SERVICE, "within 2 s"),
+    "garbage": (fault("say", b"\x00\xff\x1b[2J not SMTP\r\n"), INVALID, "Malformed"),
+    "close": (fault("close"), NO_SERVICE, "closed"),
+    "hang-in-quit": (ScriptedSmtp(("AUTH PLAIN",), quit="hang"), CONNECTED, "login accepted"),
 }
 
 
@@ -62,15 +63,15 @@ def account_lines(loopback, account_id: str, imap: str, smtp: str) -> list[str]:
 def test_check_stays_under_100_mb_and_its_deadline_against_every_hostile_server(tmp_path, loopback):
     good_imap = f'host = "{HOST}", port = {loopback.imap_tls}, security = "tls"'
     good_smtp = f'host = "{HOST}", port = {loopback.smtp_tls}, security = "tls"'
-    expected: dict[str, tuple[str, str]] = {}
+    expected: dict[str, tuple[str, str, str]] = {}
     lines = ["[settings]", f"timeout = {TIMEOUT}", ""]
     for protocol, cases in (("imap", IMAP_CASES), ("smtp", SMTP_CASES)):
-        for case, (server, status) in cases.items():
+        for case, (server, status, words) in cases.items():
             account_id = f"{protocol}-{case}"
             hostile = f'host = "{HOST}", port = {loopback.serve(server)}, security = "none"'
             imap, smtp = (hostile, good_smtp) if protocol == "imap" else (good_imap, hostile)
             lines += account_lines(loopback, account_id, imap, smtp)
-            expected[account_id] = (protocol, status)
+            expected[account_id] = (protocol, status, words)
     config = tmp_path / "accounts.toml"
     config.write_text("\n".join(lines))
 
@@ -92,9 +93,10 @@ def test_check_stays_under_100_mb_and_its_deadline_against_every_hostile_server(
 
     data = json.loads(out)
     results = {a["id"]: a for a in data["accounts"]}
-    for account_id, (protocol, status) in expected.items():
+    for account_id, (protocol, status, words) in expected.items():
         side = results[account_id][protocol]
         assert side["status"] == status, (account_id, side["detail"])
+        assert words in side["detail"], (account_id, side["detail"])
         assert side["latency_ms"] <= (TIMEOUT + 1) * 1000, (account_id, side["latency_ms"])
         assert "\x1b" not in side["detail"] and "\x00" not in side["detail"]
     assert peak_mb < 100, f"peak RSS {peak_mb:.0f} MB"

@@ -238,6 +238,12 @@ async def test_control_characters_in_server_text_are_removed(loopback):
     assert result.detail == "server said: 535 5.7.8 red 2J"
 
 
+async def test_a_long_server_reply_is_cut_to_a_bounded_detail(loopback):
+    result = await smtp(loopback, ScriptedSmtp(("AUTH PLAIN",), auth_reply="535 " + "y" * 8000))
+    assert result.status is Status.INVALID_CREDENTIALS
+    assert len(result.detail) <= 400 and result.detail.endswith("…")
+
+
 @pytest.mark.parametrize(
     "server",
     [

@@ -48,8 +48,9 @@ def secret_forms(secret: str, payloads: tuple[str, ...] = ()) -> list[str]:
             forms.add(middle)
     for payload in payloads:
         forms.add(base64.b64encode(payload.encode("utf-8", "surrogatepass")).decode())
+    # A short derived form would match by chance; the secret itself is kept however short.
     # Longest first, so a longer form is not left half-replaced by a shorter one inside it.
-    return sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
+    return sorted({f for f in forms if len(f) >= 4} | {secret}, key=len, reverse=True)
 
 
 def redact(text: str, forms: list[str]) -> str:

@@ -46,6 +46,7 @@ RESP_CODE = re.compile(r"\[([A-Z-]+)(?:[^\]]*)\]")
 MAX_LINE = 256 * 1024
 MAX_LITERAL = 256 * 1024
 MAX_SESSION = 4 * 1024 * 1024
+MAX_LINES = 5_000  # imaplib parses each line slowly: an endless run of short ones must end soon
 LOGOUT_GRACE = 1.0  # seconds a LOGOUT may take once the check has passed
 PEEK_MARGIN = 0.25  # an expiry peek ends this long before the deadline, to report in time
 
@@ -99,10 +100,11 @@ def _cut(sock: socket.socket) -> None:
 
 
 class _Bounded:
-    """imaplib's reads with caps on a line, a literal and the whole session."""
+    """imaplib's reads with caps on a line, a literal, and the whole session's bytes and lines."""
 
     _guard: _Guard
     _received = 0
+    _lines = 0
 
     def _count(self, size: int) -> None:
         self._received += size
@@ -119,6 +121,9 @@ class _Bounded:
     def readline(self):
         line = self.file.readline(MAX_LINE + 1)
         self._count(len(line))
+        self._lines += 1
+        if self._lines > MAX_LINES:
+            raise Unreadable(f"the server sent over {MAX_LINES:,} lines")
         if len(line) > MAX_LINE:
             raise Unreadable(f"the server sent a line of over {MAX_LINE // 1024} KB")
         if line.startswith(b"* BYE") and self._guard.step != "logging out":

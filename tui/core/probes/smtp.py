@@ -159,12 +159,13 @@ def _classify(
             str(exc.code),
         )
     if isinstance(exc, smtp_errors.SMTPResponseException):
-        if exc.code < 0:
-            return (
-                Status.REQUEST_IS_INVALID,
-                f"server did not speak SMTP while {step}: {exc.message[:120]}",
-                None,
+        if exc.code < 0:  # aiosmtplib's own verdict: too long, or not an SMTP reply
+            what = (
+                "server did not speak SMTP"
+                if step == "waiting for the banner"
+                else "the server's reply could not be read"
             )
+            return Status.REQUEST_IS_INVALID, f"{what} while {step}: {exc.message[:120]}", None
         status = (
             Status.NO_SERVICE_CONNECTION if 400 <= exc.code < 500 else Status.REQUEST_IS_INVALID
         )
