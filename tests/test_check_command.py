@@ -61,6 +61,7 @@ def test_json_reports_each_account_and_exits_critical(tmp_path, loopback):
     assert by_id["good"]["status"] == "connected" and not by_id["good"]["needs_attention"]
     assert by_id["badpw"]["status"] == "invalid_credentials"
     assert by_id["badpw"]["imap"]["detail"].startswith("server said: [AUTHENTICATIONFAILED]")
+    assert by_id["badpw"]["imap"]["reached_server"] is True
     assert by_id["down"]["status"] == "no_service_connection"
     assert by_id["down"]["smtp"]["status"] == "connected"
     assert by_id["nologin"]["status"] == "request_is_invalid"
@@ -137,10 +138,37 @@ def test_no_keyring_is_explained_once_and_sends_nothing(tmp_path, loopback):
         timeout=60,
         env=env,
     )
-    assert proc.returncode == 2
+    assert proc.returncode == 3, "nothing was checked: UNKNOWN, not CRITICAL"
     assert proc.stderr.count("No keyring backend is available") == 1
     data = json.loads(proc.stdout)
+    assert data["summary"]["state"] == "UNKNOWN"
     for account in data["accounts"]:
         assert account["status"] == "invalid_credentials"
-        assert account["imap"]["detail"].startswith("not checked: The keyring could not be read")
-        assert account["imap"]["latency_ms"] == 0
+        for side in ("imap", "smtp"):
+            assert account[side]["reached_server"] is False
+            assert account[side]["detail"].startswith("not checked: The keyring could not be read")
+            assert account[side]["latency_ms"] == 0
+
+
+def test_a_failed_password_command_is_unknown_and_a_server_refusal_outranks_it(tmp_path, loopback):
+    tls = {"port": loopback.imap_tls, "security": "tls"}
+    path = write_config(tmp_path, loopback, [("good", PASSWORD, tls), ("badpw", "wrong", tls)])
+    text = path.read_text().replace(
+        f"password_command = \"printf '%s' '{PASSWORD}'\"",
+        "password_command = \"echo 'vault sealed' >&2; exit 1\"",
+    )
+    path.write_text(text)
+    proc = run("--config", str(path), "--account", "good")
+    assert proc.returncode == 3, proc.stdout
+    assert proc.stdout.startswith(
+        "CONNECTED EMAILS UNKNOWN - 1 of 1 need attention: good (not checked) |"
+    )
+    data = json.loads(run("--config", str(path), "--account", "good", "--json").stdout)
+    imap = data["accounts"][0]["imap"]
+    assert imap["reached_server"] is False
+    assert imap["detail"].startswith("not checked: password_command failed with exit code 1")
+    assert imap["detail"].endswith("The server was never asked.")
+    # The server said no to another account: CRITICAL outranks UNKNOWN (max_state_alt).
+    proc = run("--config", str(path))
+    assert proc.returncode == 2, proc.stdout
+    assert "badpw (Invalid Credentials)" in proc.stdout and "good (not checked)" in proc.stdout

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
 import keyring
 import pytest
 from keyring.backends import fail
@@ -13,12 +22,17 @@ from tui.core.credentials import (
     Credentials,
     KeyringStore,
     KeyringUnavailable,
+    MemoryStore,
     Secret,
     run_secret_command,
 )
-from tui.core.models import Endpoint
+from tui.core.models import Endpoint, Settings
+from tui.core.monitor import Monitor
 from tui.core.status import Status
-from tui.demo.servers import HOST
+from tui.core.sweep import sweep
+from tui.demo.servers import HOST, fault
+
+from . import keyrings
 
 
 def test_secret_never_shows_in_repr_or_str():
@@ -58,8 +72,9 @@ async def test_unreadable_secret_is_invalid_credentials_and_nothing_is_sent(loop
     port = loopback.serve(count)
     account = loopback.account(imap=Endpoint(HOST, port, "none"), smtp=Endpoint(HOST, port, "none"))
     result = await check_account(account, 2, credentials=Credentials(KeyringStore()))
-    assert result.status is Status.INVALID_CREDENTIALS
+    assert result.status is Status.INVALID_CREDENTIALS and not result.reached_server
     assert "keyring" in result.imap.detail and "password_command" in result.imap.detail
+    assert result.imap.detail.endswith("The server was never asked.")
     assert connections == []
 
 
@@ -87,3 +102,178 @@ def test_session_secret_wins_over_the_store(loopback, isolated_user):
     isolated_user.secrets[(SERVICE, account.id)] = "stored"
     credentials.session.set(account.id, Secret("typed"))
     assert credentials.secret_for(account) == Secret("typed")
+
+
+# --- every lookup has a deadline --------------------------------------------------------------
+
+
+@pytest.fixture
+def hanging_keyring():
+    """A keyring that never answers until the test ends; then it answers, so the keyring's thread
+    comes free for the next test."""
+    keyrings.RELEASE.clear()
+    keyrings.Hanging.calls = 0
+    keyring.set_keyring(keyrings.Hanging())
+    yield keyrings.Hanging
+    keyrings.RELEASE.set()
+    deadline = time.monotonic() + 5
+    while "not answering" in _keyring_state() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _keyring_state() -> str:
+    try:
+        KeyringStore(timeout=1).get("probe")
+    except KeyringUnavailable as exc:
+        return str(exc)
+    return "answering"
+
+
+async def test_a_keyring_that_never_answers_is_abandoned_and_not_asked_again(
+    loopback, hanging_keyring
+):
+    credentials = Credentials(KeyringStore())
+    accounts = [loopback.account(account_id=f"k{i}") for i in range(3)]
+    start = time.monotonic()
+    results = await asyncio.gather(
+        *(check_account(a, 0.5, credentials=credentials) for a in accounts)
+    )
+    assert time.monotonic() - start < 1.0
+    for result in results:
+        assert result.status is Status.INVALID_CREDENTIALS and not result.reached_server
+        assert result.imap.detail.startswith("not checked: The keyring is not answering")
+        assert "password_command" in result.imap.detail
+    # While the stuck call lasts, a new lookup fails at once and reaches no backend.
+    calls = hanging_keyring.calls
+    start = time.monotonic()
+    later = await check_account(accounts[0], 5, credentials=credentials)
+    assert time.monotonic() - start < 0.2
+    assert "The keyring is not answering" in later.imap.detail
+    assert hanging_keyring.calls == calls == 1
+    assert [t.name for t in threading.enumerate()].count("keyring-1") == 1
+
+
+async def test_a_hanging_keyring_leaves_the_monitor_and_the_default_executor_free(
+    loopback, hanging_keyring
+):
+    accounts = [loopback.account(account_id=f"k{i}") for i in range(12)]
+    monitor = Monitor(
+        accounts, Settings(poll_interval=60, timeout=0.5), Credentials(KeyringStore())
+    )
+    monitor.start()
+    try:
+        deadline = time.monotonic() + 2
+        while any(s.status is Status.CHECKING for s in monitor.states.values()):
+            assert time.monotonic() < deadline, "rows stayed Checking…"
+            await asyncio.sleep(0.02)
+        # Other work the app hands to threads still gets one at once.
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: "free"), 0.5) == "free"
+    finally:
+        await monitor.close()
+    for state in monitor.states.values():
+        assert "keyring is not answering" in state.detail
+
+
+def test_check_with_a_hanging_keyring_exits_unknown_on_time(tmp_path, loopback):
+    path = tmp_path / "accounts.toml"
+    path.write_text(
+        "[settings]\ntimeout = 1\n"
+        f'[[accounts]]\nid = "a"\nemail = "a@example.com"\n'
+        f'imap = {{ host = "{HOST}", port = {loopback.imap_tls} }}\n'
+        f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls} }}\n'
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {
+        **os.environ,
+        "PYTHON_KEYRING_BACKEND": "tests.keyrings.Hanging",
+        "PYTHONPATH": root,
+    }
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "tui", "check", "--config", str(path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        cwd=root,
+    )
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    # Python's own start-up and imports take part of the allowance.
+    assert elapsed < 1 + 2.0, elapsed
+    account = json.loads(proc.stdout)["accounts"][0]
+    assert account["imap"]["reached_server"] is False
+    assert account["imap"]["detail"].startswith("not checked: The keyring is not answering")
+
+
+def _live_processes(marker: str) -> list[int]:
+    """Live (not zombie) processes whose command line holds `marker`."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if marker.encode() in args and state != "Z":
+            found.append(int(proc.name))
+    return found
+
+
+def test_a_command_that_never_ends_is_killed_with_all_it_started(tmp_path):
+    pid_file = tmp_path / "pid"
+    marker = f"300.{os.getpid()}"  # a sleep no other test starts
+    command = f"echo $$ > {pid_file}; sleep {marker} & sleep {marker} & sleep {marker}"
+    start = time.monotonic()
+    with pytest.raises(CredentialError) as caught:
+        run_secret_command(command, 0.5)
+    assert time.monotonic() - start < 1.0
+    assert _live_processes(marker) == []
+    # It ran in a session of its own: killing that group cannot touch ours.
+    assert os.getsid(0) != int(pid_file.read_text())
+    assert "did not finish within 0.5 s and was stopped" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "what, command, words",
+    [
+        ("password_command", "yes", "printed more than 4 KB"),
+        ("oauth2_token_command", "head -c 70000 /dev/zero | tr '\\0' a", "more than 64 KB"),
+    ],
+)
+def test_endless_output_is_cut_off_and_the_command_killed(what, command, words):
+    start = time.monotonic()
+    with pytest.raises(CredentialError) as caught:
+        run_secret_command(command, 5, what)
+    assert time.monotonic() - start < 1.0
+    assert words in str(caught.value) and "was stopped" in str(caught.value)
+
+
+def test_a_token_of_several_kilobytes_is_read_whole():
+    secret = run_secret_command("head -c 60000 /dev/zero | tr '\\0' t", 5, "oauth2_token_command")
+    assert secret == Secret("t" * 60000)
+
+
+async def test_a_sweep_of_hanging_commands_takes_batches_of_concurrency_not_of_a_pool(loopback):
+    """60 accounts, 20 at a time, each command killed at 0.5 s: three rounds, 1.5 s. A pool
+    of the machine's default size (6 threads here) would take ten rounds."""
+    accounts = [
+        loopback.account(account_id=f"h{i}", password_command="sleep 30") for i in range(60)
+    ]
+    settings = Settings(timeout=0.5, concurrency=20)
+    start = time.monotonic()
+    results = await sweep(accounts, settings, Credentials(MemoryStore(), 0.5, workers=20))
+    elapsed = time.monotonic() - start
+    assert 1.5 <= elapsed < 2.7, elapsed
+    assert all(not r.reached_server for r in results)
+    assert all("did not finish within 0.5 s" in r.imap.detail for r in results)
+
+
+async def test_the_secret_lookup_counts_against_the_check_timeout(loopback):
+    silent = Endpoint(HOST, loopback.serve(fault("silent")), "none")
+    account = loopback.account(imap=silent, smtp=silent, password_command="sleep 1.2; echo pw")
+    start = time.monotonic()
+    result = await check_account(account, 2, credentials=Credentials(MemoryStore()))
+    elapsed = time.monotonic() - start
+    assert elapsed < 2 + 0.6, elapsed  # not 1.2 s for the secret and 2 s more for the servers
+    assert result.status is Status.NO_SERVICE_CONNECTION and result.reached_server

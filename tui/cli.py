@@ -128,12 +128,12 @@ def run_check(
             )
             return EXIT_UNKNOWN
         accounts = [a for a in accounts if a.id in only]
-    store = KeyringStore()
+    store = KeyringStore(config.settings.timeout)
     if any(_uses_keyring(a) for a in accounts):
         problem = store.problem()
         if problem:  # said once here; each affected account also shows it as its detail
             print(problem, file=sys.stderr)
-    credentials = Credentials(store, config.settings.timeout)
+    credentials = Credentials(store, config.settings.timeout, config.settings.concurrency)
     results = asyncio.run(
         sweep([a for a in accounts if not a.stopped], config.settings, credentials)
     )

@@ -1,13 +1,25 @@
-"""The one entry the faces use: check this account (with these credentials)."""
+"""The one entry the faces use: check this account (with these credentials).
+
+`timeout` is the deadline of the whole check: the secret lookup, then TLS, login and EXAMINE on
+both protocols side by side, with a short grace for LOGOUT / QUIT. No server is asked before the
+secret is at hand.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 from .credentials import CredentialError, Credentials, Secret
 from .models import Account, AccountResult, ProbeResult
 from .oauth2.errors import OAuth2Error
 from .status import Status
+
+# The probes give LOGOUT / QUIT a short grace past the deadline; a probe still running this
+# much after that has ignored its own deadline: it is cut off and reported as unanswered.
+OVERRUN = 0.25
+# Less than this left after the secret lookup is too little to ask a server fairly.
+LEAST_FOR_SERVERS = 0.2
 
 
 async def check_account(
@@ -20,34 +32,70 @@ async def check_account(
 ) -> AccountResult:
     """Check IMAP and SMTP side by side. With `secret`, test exactly that (Reconnect's Test);
     otherwise read the secret from `credentials`. A secret that cannot be had sends nothing."""
+    start = time.monotonic()
     if secret is None:
         if credentials is None:
             raise ValueError("check_account needs credentials or a secret")
         try:
-            secret = await asyncio.to_thread(credentials.secret_for, account)
+            secret = await credentials.lookup(account, timeout)
         except OAuth2Error as exc:
             if not exc.remote:
-                return unreadable_secret(account.id, str(exc))
+                return not_checked(account.id, str(exc))
             return token_refused(account.id, str(exc), exc.status)
         except CredentialError as exc:
-            return unreadable_secret(account.id, str(exc))
-        token_warning = await asyncio.to_thread(credentials.token_warning, account)
+            return not_checked(account.id, str(exc))
+        token_warning = await credentials.token_warning_within(account, timeout)
     else:
         token_warning = None
+    left = timeout - (time.monotonic() - start)
+    if left < LEAST_FOR_SERVERS:
+        return not_checked(
+            account.id,
+            f"Looking up the secret took {timeout - left:.1f} s of the {timeout:g} s timeout, "
+            f"leaving no time to ask the servers; make the password command faster or raise "
+            f"the timeout.",
+        )
     # The probes pull in imapclient, aiosmtplib and ssl: import them on first use, not at start-up.
-    from .probes.imap import check_imap
-    from .probes.smtp import check_smtp
+    from .probes.imap import LOGOUT_GRACE, check_imap
+    from .probes.smtp import QUIT_GRACE, check_smtp
 
-    imap, smtp = await asyncio.gather(
-        check_imap(account, secret, timeout, mark), check_smtp(account, secret, timeout)
+    probes = {
+        "imap": asyncio.ensure_future(check_imap(account, secret, left, mark)),
+        "smtp": asyncio.ensure_future(check_smtp(account, secret, left)),
+    }
+    try:
+        await asyncio.wait(probes.values(), timeout=left + max(LOGOUT_GRACE, QUIT_GRACE) + OVERRUN)
+    finally:
+        for task in probes.values():
+            task.cancel()  # overran, or the check itself was cancelled
+    results = {
+        proto: task.result()
+        if task.done() and not task.cancelled()
+        else _unanswered(account, proto, timeout, start)
+        for proto, task in probes.items()
+    }
+    return AccountResult(account.id, results["imap"], results["smtp"], token_warning)
+
+
+def _unanswered(account: Account, protocol: str, timeout: float, start: float) -> ProbeResult:
+    endpoint = getattr(account, protocol)
+    return ProbeResult(
+        protocol,
+        Status.NO_SERVICE_CONNECTION,
+        f"no complete answer from {endpoint.host}:{endpoint.port} within {timeout:g} s",
+        int((time.monotonic() - start) * 1000),
     )
-    return AccountResult(account.id, imap, smtp, token_warning)
 
 
-def unreadable_secret(account_id: str, reason: str) -> AccountResult:
+def not_checked(account_id: str, reason: str) -> AccountResult:
+    """A local problem kept the check from being made: no server was asked."""
     results = [
         ProbeResult(
-            proto, Status.INVALID_CREDENTIALS, f"not checked: {reason}", 0, reached_server=False
+            proto,
+            Status.INVALID_CREDENTIALS,
+            f"not checked: {reason} The server was never asked.",
+            0,
+            reached_server=False,
         )
         for proto in ("imap", "smtp")
     ]

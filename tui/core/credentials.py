@@ -6,12 +6,24 @@ exception text cannot leak it.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import os
+import queue
+import selectors
+import signal
 import subprocess
-from typing import Protocol
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Protocol, TypeVar
 
 from .models import Account
 
 SERVICE = "connected-emails"
+T = TypeVar("T")
 KEYRING_WAY_OUT = (
     'Give each account a password_command (for example "pass show mail/sales"), or configure '
     "a keyring backend: run a Secret Service (gnome-keyring or KeePassXC) in this session, or "
@@ -52,7 +64,8 @@ class KeyringUnavailable(CredentialError):
 
 
 class SecretStore(Protocol):
-    def get(self, account_id: str) -> Secret | None: ...
+    def get(self, account_id: str, timeout: float | None = None) -> Secret | None: ...
+    async def fetch(self, account_id: str, timeout: float) -> Secret | None: ...
     def set(self, account_id: str, secret: Secret) -> None: ...
     def delete(self, account_id: str) -> None: ...
 
@@ -63,7 +76,10 @@ class MemoryStore:
     def __init__(self, secrets: dict[str, str] | None = None):
         self._secrets = {k: Secret(v) for k, v in (secrets or {}).items()}
 
-    def get(self, account_id: str) -> Secret | None:
+    def get(self, account_id: str, timeout: float | None = None) -> Secret | None:
+        return self._secrets.get(account_id)
+
+    async def fetch(self, account_id: str, timeout: float) -> Secret | None:
         return self._secrets.get(account_id)
 
     def set(self, account_id: str, secret: Secret) -> None:
@@ -73,25 +89,129 @@ class MemoryStore:
         self._secrets.pop(account_id, None)
 
 
-class KeyringStore:
-    """The OS keyring. Every backend failure becomes KeyringUnavailable with the way out."""
+class KeyringNotAnswering(KeyringUnavailable):
+    pass
 
-    def _call(self, action: str, fn, *args):
-        import keyring
-        from keyring.errors import KeyringError, PasswordDeleteError
 
+class _DaemonPool(Executor):
+    """At most `workers` threads, started as work comes. They are daemon threads: a secret lookup
+    that hangs never delays the process's exit (what a command started is killed then)."""
+
+    def __init__(self, workers: int, name: str):
+        self._name = name
+        self._workers = workers
+        self._threads = 0
+        self._idle = threading.Semaphore(0)
+        self._work: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        self._work.put((future, fn, args, kwargs))
+        with self._lock:
+            if not self._idle.acquire(blocking=False) and self._threads < self._workers:
+                self._threads += 1
+                name = f"{self._name}-{self._threads}"
+                threading.Thread(target=self._serve, name=name, daemon=True).start()
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            future, fn, args, kwargs = self._work.get()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args, **kwargs))
+                except BaseException as exc:  # handed to the caller, who decides what it means
+                    future.set_exception(exc)
+            self._idle.release()
+
+
+class _KeyringLine:
+    """One thread makes every keyring call, one at a time (backends are not documented as
+    thread-safe). A caller waits up to its deadline and then abandons the call: a thread cannot be
+    killed, so a backend that never answers holds only this thread, and while it is stuck no new
+    call starts; each one fails at once, saying the keyring is not answering."""
+
+    def __init__(self):
+        self._pool = _DaemonPool(1, "keyring")
+        self._lock = threading.Lock()
+        self._stuck_since: float | None = None  # when a call first ran past a caller's deadline
+
+    def submit(self, fn) -> Future:
+        with self._lock:
+            if self._stuck_since is not None:
+                waited = time.monotonic() - self._stuck_since
+                raise KeyringNotAnswering(
+                    f"The keyring is not answering (a call has been waiting {waited:.0f} s "
+                    f"past its deadline). {KEYRING_WAY_OUT}"
+                )
+        return self._pool.submit(self._answered, fn)
+
+    def _answered(self, fn):
         try:
-            return fn(keyring, *args)
-        except PasswordDeleteError:
-            return None
-        except (KeyringError, RuntimeError, ImportError, OSError) as exc:
-            raise KeyringUnavailable(
-                f"The keyring could not {action} ({type(exc).__name__}: {_first_line(exc)}). "
-                f"{KEYRING_WAY_OUT}"
-            ) from None
+            return fn()
+        finally:
+            with self._lock:
+                self._stuck_since = None
 
-    def get(self, account_id: str) -> Secret | None:
-        value = self._call("be read", lambda k: k.get_password(SERVICE, account_id))
+    def abandoned(self, future: Future, timeout: float) -> KeyringNotAnswering:
+        """The caller gave up on `future` at its deadline: a call still queued is dropped; one
+        already running marks the keyring stuck until it returns."""
+        if not future.cancel():
+            with self._lock:
+                if not future.done() and self._stuck_since is None:
+                    self._stuck_since = time.monotonic()
+        return KeyringNotAnswering(
+            f"The keyring is not answering (no reply within {timeout:g} s). {KEYRING_WAY_OUT}"
+        )
+
+
+_KEYRING_LINE = _KeyringLine()
+
+
+class KeyringStore:
+    """The OS keyring. Every call has a deadline; every backend failure becomes
+    KeyringUnavailable with the way out."""
+
+    def __init__(self, timeout: float = 10.0):
+        self.timeout = timeout
+
+    def _submit(self, action: str, fn) -> Future:
+        def call():
+            import keyring
+            from keyring.errors import KeyringError, PasswordDeleteError
+
+            try:
+                return fn(keyring)
+            except PasswordDeleteError:
+                return None
+            except (KeyringError, RuntimeError, ImportError, OSError) as exc:
+                raise KeyringUnavailable(
+                    f"The keyring could not {action} ({type(exc).__name__}: {_first_line(exc)}). "
+                    f"{KEYRING_WAY_OUT}"
+                ) from None
+
+        return _KEYRING_LINE.submit(call)
+
+    def _call(self, action: str, fn, timeout: float | None = None):
+        timeout = self.timeout if timeout is None else timeout
+        future = self._submit(action, fn)
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            raise _KEYRING_LINE.abandoned(future, timeout) from None
+
+    def get(self, account_id: str, timeout: float | None = None) -> Secret | None:
+        value = self._call("be read", lambda k: k.get_password(SERVICE, account_id), timeout)
+        return Secret(value) if value else None
+
+    async def fetch(self, account_id: str, timeout: float) -> Secret | None:
+        """`get` for the event loop: waits without holding a thread of any pool."""
+        future = self._submit("be read", lambda k: k.get_password(SERVICE, account_id))
+        try:
+            value = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        except TimeoutError:
+            raise _KEYRING_LINE.abandoned(future, timeout) from None
         return Secret(value) if value else None
 
     def set(self, account_id: str, secret: Secret) -> None:
@@ -104,16 +224,23 @@ class KeyringStore:
 
     def problem(self) -> str | None:
         """One app-level sentence when no usable backend is configured, else None."""
-        try:
-            import keyring
+
+        def find(keyring):
             from keyring.backends import fail
 
-            backend = keyring.get_keyring()
+            return isinstance(keyring.get_keyring(), fail.Keyring)
+
+        try:
+            missing = self._call("be loaded", find)
+        except KeyringUnavailable as exc:
+            return str(exc)
         except Exception as exc:  # a broken backend can raise anything at import
             return f"The keyring could not be loaded ({type(exc).__name__}). {KEYRING_WAY_OUT}"
-        if isinstance(backend, fail.Keyring):
-            return f"No keyring backend is available on this machine. {KEYRING_WAY_OUT}"
-        return None
+        return (
+            f"No keyring backend is available on this machine. {KEYRING_WAY_OUT}"
+            if missing
+            else None
+        )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -121,27 +248,56 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:200] if text else "no message"
 
 
+# A password fits in far less; an OAuth2 access token (a JWT) runs to several KB.
+SECRET_LIMIT = 4 * 1024
+TOKEN_LIMIT = 64 * 1024
+STDERR_KEPT = 4 * 1024  # enough for the first line of the command's complaint
+
+
 def run_secret_command(command: str, timeout: float, what: str = "password_command") -> Secret:
-    """Run a user's command and take its first line of stdout as the secret."""
+    """Run a user's command and take its first line of stdout as the secret.
+
+    The command runs in its own session; when it outlives `timeout` or prints more than a secret
+    can be, its whole process group is killed, so nothing it started is left behind."""
+    limit = TOKEN_LIMIT if what == "oauth2_token_command" else SECRET_LIMIT
     try:
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             ["/bin/sh", "-c", command],
             stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=timeout,
-            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
-    except subprocess.TimeoutExpired:
-        raise CredentialError(
-            f"{what} did not finish within {timeout:g} s; check that it does not wait for input."
-        ) from None
     except OSError as exc:
         raise CredentialError(f"{what} could not be started ({exc.strerror}).") from None
+    _RUNNING.add(proc)
+    deadline = time.monotonic() + timeout
+    try:
+        out, err, problem = _collect(proc, deadline, limit)
+        if problem is None and _wait(proc, deadline) is None:
+            problem = "timeout"
+    finally:
+        if proc.returncode is None:
+            _kill_group(proc)  # before it is reaped, so its group id cannot have been reused
+        proc.stdout.close()
+        proc.stderr.close()
+        _RUNNING.discard(proc)
+    if problem == "timeout":
+        raise CredentialError(
+            f"{what} did not finish within {timeout:g} s and was stopped; check that it does "
+            f"not wait for input."
+        )
+    if problem == "too long":
+        raise CredentialError(
+            f"{what} printed more than {limit // 1024} KB and was stopped; it must print the "
+            f"secret on its first line and little else."
+        )
     if proc.returncode != 0:
         # stderr is the command's own complaint; it should not hold the secret, but keep it short.
-        reason = _first_line(Exception(proc.stderr)) if proc.stderr.strip() else "no error output"
+        text = err.decode(errors="replace")
+        reason = _first_line(Exception(text)) if text.strip() else "no error output"
         raise CredentialError(f"{what} failed with exit code {proc.returncode}: {reason}.")
-    lines = proc.stdout.splitlines()
+    lines = out.decode(errors="replace").splitlines()
     secret = lines[0].strip() if lines else ""
     if not secret:
         raise CredentialError(
@@ -150,14 +306,70 @@ def run_secret_command(command: str, timeout: float, what: str = "password_comma
     return Secret(secret)
 
 
-class Credentials:
-    """Finds the secret for an account: session-only, then command, then the store."""
+def _collect(
+    proc: subprocess.Popen, deadline: float, limit: int
+) -> tuple[bytes, bytes, str | None]:
+    """Read stdout (up to `limit`) and stderr (the first STDERR_KEPT bytes) until both close, the
+    deadline passes ("timeout") or stdout overflows ("too long")."""
+    out, err = bytearray(), bytearray()
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ, out)
+        selector.register(proc.stderr, selectors.EVENT_READ, err)
+        while selector.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return bytes(out), bytes(err), "timeout"
+            for key, _ in selector.select(left):
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                elif key.data is out:
+                    out += chunk
+                    if len(out) > limit:
+                        return b"", bytes(err), "too long"
+                elif len(err) < STDERR_KEPT:
+                    err += chunk[: STDERR_KEPT - len(err)]
+    return bytes(out), bytes(err), None
 
-    def __init__(self, store: SecretStore, command_timeout: float = 15.0):
+
+def _wait(proc: subprocess.Popen, deadline: float) -> int | None:
+    """Its output is closed: it is ending; give it until the deadline."""
+    try:
+        return proc.wait(max(deadline - time.monotonic(), 0))
+    except subprocess.TimeoutExpired:
+        return None
+
+
+_RUNNING: set[subprocess.Popen] = set()  # secret commands in flight, killed if we exit first
+
+
+@atexit.register
+def _kill_running() -> None:
+    for proc in list(_RUNNING):
+        _kill_group(proc)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+class Credentials:
+    """Finds the secret for an account: session-only, then command, then the store.
+
+    Secret commands run on their own bounded pool of threads (never the event loop's default
+    executor, which a few hanging commands would fill); keyring reads wait on the keyring's own
+    thread. Either way the lookup ends at its deadline."""
+
+    def __init__(self, store: SecretStore, command_timeout: float = 15.0, workers: int = 32):
         self.store = store
         self.command_timeout = command_timeout
         self.session = MemoryStore()
         self._tokens: dict[str, Secret] = {}  # access tokens, in memory until rejected
+        self._commands = _DaemonPool(workers, "secret-command")
         self._oauth2 = None
 
     @property
@@ -176,26 +388,73 @@ class Credentials:
         forecast = self.oauth2.forecast(account)
         return forecast.words(self.oauth2.clock()) if forecast and forecast.warn else None
 
-    def secret_for(self, account: Account, fresh: bool = False) -> Secret:
-        """The account's secret. An OAuth2 token is reused until `forget` (the server rejected
-        it) or `fresh` (Reconnect's Test) asks the token command for a new one."""
+    async def token_warning_within(self, account: Account, timeout: float) -> str | None:
+        """`token_warning` off the event loop; no warning when it cannot be had in time."""
+        if not _built_in_oauth2(account):
+            return None
+        try:
+            return await self.in_pool(lambda: self.token_warning(account), timeout)
+        except CredentialError:
+            return None
+
+    def _at_hand(
+        self, account: Account, fresh: bool, timeout: float
+    ) -> Secret | Callable[[], Secret] | None:
+        """A secret already known; or what gets it (it blocks: a command, the built-in sign-in);
+        or None: the store has it."""
         kept = self.session.get(account.id)
         if kept:
             return kept
         if _built_in_oauth2(account):
-            return self.oauth2.access_token(account, fresh)
+            return lambda: self.oauth2.access_token(account, fresh)
         if account.auth == "oauth2" and account.oauth2_token_command:
-            if fresh or account.id not in self._tokens:
-                self._tokens[account.id] = run_secret_command(
-                    account.oauth2_token_command, self.command_timeout, "oauth2_token_command"
-                )
-            return self._tokens[account.id]
+            if not fresh and account.id in self._tokens:
+                return self._tokens[account.id]
+            command = account.oauth2_token_command
+            return lambda: self._keep_token(
+                account.id, run_secret_command(command, timeout, "oauth2_token_command")
+            )
         if account.password_command:
-            return run_secret_command(account.password_command, self.command_timeout)
-        secret = self.store.get(account.id)
-        if not secret:
-            raise CredentialError("No password is stored for this account; Reconnect to enter one.")
-        return secret
+            command = account.password_command
+            return lambda: run_secret_command(command, timeout)
+        return None
+
+    def _keep_token(self, account_id: str, token: Secret) -> Secret:
+        self._tokens[account_id] = token
+        return token
+
+    def secret_for(self, account: Account, fresh: bool = False) -> Secret:
+        """The account's secret, waiting in this thread. An OAuth2 token is reused until `forget`
+        (the server rejected it) or `fresh` (Reconnect's Test) asks the token command again."""
+        found = self._at_hand(account, fresh, self.command_timeout)
+        if isinstance(found, Secret):
+            return found
+        if found:
+            return found()
+        return _stored(self.store.get(account.id, self.command_timeout))
+
+    async def lookup(self, account: Account, timeout: float, fresh: bool = False) -> Secret:
+        """`secret_for` for the event loop, within `timeout` (and the command timeout)."""
+        timeout = min(timeout, self.command_timeout)
+        found = self._at_hand(account, fresh, timeout)
+        if isinstance(found, Secret):
+            return found
+        if found:
+            return await self.in_pool(found, timeout)
+        return _stored(await self.store.fetch(account.id, timeout))
+
+    async def in_pool(self, fn: Callable[[], T], timeout: float) -> T:
+        """Run blocking secret work on the pool, abandoned past `timeout` (commands end on their
+        own deadline a little before: their own message says more)."""
+        try:
+            return await asyncio.wait_for(
+                asyncio.wrap_future(self._commands.submit(fn)), timeout + 1
+            )
+        except TimeoutError:
+            raise CredentialError(
+                f"Getting the secret did not finish within {timeout:g} s; check the password "
+                "command, the keyring and the sign-in settings."
+            ) from None
 
     def forget(self, account_id: str) -> None:
         """The server rejected the token: the next check asks the token command again."""
@@ -208,3 +467,9 @@ def _built_in_oauth2(account: Account) -> bool:
     return (
         account.auth == "oauth2" and account.oauth2 is not None and not account.oauth2_token_command
     )
+
+
+def _stored(secret: Secret | None) -> Secret:
+    if not secret:
+        raise CredentialError("No password is stored for this account; Reconnect to enter one.")
+    return secret

@@ -103,6 +103,7 @@ class ProbeResult:
             "cert_not_after": self.cert_not_after.isoformat() if self.cert_not_after else None,
             "mailbox_mark": list(self.mailbox_mark) if self.mailbox_mark else None,
             "missed": self.missed,
+            "reached_server": self.reached_server,
         }
 
 
@@ -120,6 +121,11 @@ class AccountResult:
     @property
     def checked_at(self) -> datetime:
         return max(self.imap.checked_at, self.smtp.checked_at)
+
+    @property
+    def reached_server(self) -> bool:
+        """False when a local problem (the secret could not be had) kept every server unasked."""
+        return self.imap.reached_server or self.smtp.reached_server
 
     @property
     def failure(self) -> ProbeResult | None:
@@ -152,6 +158,7 @@ class AccountState:
     cert_alert: bool = False  # the certificate expires within cert_alert_days
     cert_days: int | None = None  # whole days until the nearer certificate expires, if warned
     missed: int | None = None  # messages that arrived in INBOX while it was failing
+    failed_logins: int = 0  # logins the servers rejected since the last accepted one
 
     @property
     def needs_attention(self) -> bool:

@@ -7,9 +7,11 @@ from collections import Counter
 
 from .models import Account, AccountResult, AccountState, Settings, certificate_verdict, utcnow
 from .monitor import USER_STOP_REASON
-from .status import EXIT_CODE, EXIT_CRITICAL, EXIT_OK, EXIT_WARNING, Status
+from .status import EXIT_CODE, EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING, Status
 
 EXIT_WORDS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
+# monitoring-plugins' max_state_alt: a known problem outranks not knowing.
+EXIT_RANK = {EXIT_OK: 0, EXIT_UNKNOWN: 1, EXIT_WARNING: 2, EXIT_CRITICAL: 3}
 
 
 def states_from(
@@ -36,13 +38,24 @@ def states_from(
 
 
 def exit_code(states: list[AccountState]) -> int:
-    """The worst account decides."""
-    return max((_account_code(s) for s in states), default=EXIT_OK)
+    """The worst account decides, in max_state_alt order: CRITICAL > WARNING > UNKNOWN > OK."""
+    return max((_account_code(s) for s in states), default=EXIT_OK, key=EXIT_RANK.__getitem__)
+
+
+def _not_checked(state: AccountState) -> bool:
+    return (
+        state.status is not Status.STOPPED
+        and bool(state.result)
+        and not state.result.reached_server
+    )
 
 
 def _account_code(state: AccountState) -> int:
     """A connected account is judged by its certificate; an account the user stopped on
-    purpose is no alert; any other status by its exit code."""
+    purpose is no alert; one no server was asked about is unknown; any other status by its
+    exit code."""
+    if _not_checked(state):
+        return EXIT_UNKNOWN
     if state.status is Status.CONNECTED:
         if state.cert_alert:
             return EXIT_CRITICAL
@@ -97,7 +110,10 @@ def as_line(states: list[AccountState]) -> str:
     if not states:
         text = "no accounts configured"
     elif attention:
-        names = ", ".join(f"{s.account.id} ({s.status.label})" for s in attention[:5])
+        names = ", ".join(
+            f"{s.account.id} ({'not checked' if _not_checked(s) else s.status.label})"
+            for s in attention[:5]
+        )
         more = f" and {len(attention) - 5} more" if len(attention) > 5 else ""
         text = f"{len(attention)} of {len(states)} need attention: {names}{more}"
     else:
