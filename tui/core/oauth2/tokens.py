@@ -21,7 +21,7 @@ from .errors import OAuth2Error
 from .forecast import Forecast, forecast
 from .http import Client, call
 from .settings import OAuth2Settings
-from .store import TokenRecord, TokenStore
+from .store import TokenRecord, TokenStore, keyring_call
 
 EARLY = 300  # refresh this many seconds before the access token expires
 
@@ -57,7 +57,7 @@ class OAuth2Tokens:
                 settings.client_secret_command, self.timeout, "oauth2.client_secret_command"
             )
         try:
-            return self.keyring.get(client_secret_user(account.id))
+            return keyring_call(lambda: self.keyring.get(client_secret_user(account.id)))
         except KeyringUnavailable:
             if settings.token_store == "file":  # no keyring on purpose: a public client
                 return None
