@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +25,7 @@ from tui.core.oauth2.store import TokenRecord, TokenStore
 from tui.core.oauth2.tokens import OAuth2Tokens
 from tui.core.report import exit_code, states_from
 from tui.core.status import Status
-from tui.demo.servers import HOST, ScriptedImap, SmtpUsers, closed_port, serve_smtp
+from tui.demo.servers import HOST, ScriptedImap, SmtpUsers, closed_port, fault, serve_smtp
 
 from .oauth_server import GOOGLE_REVOKED, AuthServer, aadsts
 
@@ -322,3 +323,48 @@ async def test_check_warns_about_a_dying_token_with_exit_1(loopback, server):
     states = states_from([account], [result], loopback_settings())
     assert states[0].detail == result.token_warning
     assert exit_code(states) == 1
+
+
+@pytest.mark.parametrize(
+    "handler, status, words",
+    [
+        (
+            fault("say", b"HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n" + b"{" * 2_000_000),
+            Status.REQUEST_IS_INVALID,
+            "sent an answer that is not a token (the answer was larger than 64 kB)",
+        ),
+        (fault("silent"), Status.NO_SERVICE_CONNECTION, "could not be reached (ReadTimeout)"),
+        (
+            fault("say", b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 9\r\n\r\n<html/>\r\n"),
+            Status.NO_SERVICE_CONNECTION,
+            "the token endpoint is failing (HTTP 502, not a JSON answer)",
+        ),
+    ],
+)
+async def test_a_hostile_token_endpoint_is_bounded_in_size_and_time(
+    loopback, server, handler, status, words
+):
+    account = oauth_account(loopback, server)
+    credentials = Credentials(MemoryStore(), 1)
+    signed_in(server, account, credentials.oauth2)
+    credentials.forget(account.id)
+    hostile = f"http://127.0.0.1:{loopback.serve(handler)}/token"
+    account = replace(account, oauth2=replace(account.oauth2, token_endpoint=hostile))
+    started = time.monotonic()
+    result = await check_account(account, 5, credentials=credentials)
+    assert time.monotonic() - started < 3
+    assert result.status is status
+    assert words in result.imap.detail
+
+
+async def test_no_keyring_says_to_use_the_file_store(loopback, server):
+    import keyring
+    from keyring.backends import fail
+
+    account = oauth_account(loopback, server, token_store="keyring")
+    keyring.set_keyring(fail.Keyring())  # the isolated_user fixture puts its own back
+    result = await check_account(account, 5, credentials=Credentials(KeyringStore(), 5))
+    assert result.status is Status.INVALID_CREDENTIALS
+    assert not result.imap.reached_server
+    assert 'set token_store = "file"' in result.imap.detail
+    assert server.requests == []

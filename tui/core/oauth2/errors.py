@@ -119,3 +119,21 @@ def unreachable(url_host: str, exc: Exception) -> OAuth2Error:
         "the provider's status. It will be tried again.",
         Status.NO_SERVICE_CONNECTION,
     )
+
+
+# SMTP refusals by a tenant's policy, not by the credentials: the settings or an admin must change.
+SMTP_POLICY = {
+    "5.7.139": "Microsoft 365 refused SMTP AUTH by policy (5.7.139): an administrator must turn on "
+    "Authenticated SMTP for this mailbox (Exchange admin center → the mailbox → Mail apps) or "
+    "for the tenant, and security defaults must allow it; see the README",
+    "5.7.30": 'Microsoft 365 takes no password for SMTP (5.7.30): use auth = "oauth2" with the '
+    "built-in sign-in or a token command",
+}
+
+
+def smtp_policy(message: str) -> str | None:
+    """The words for an SMTP reply that refuses by policy, or None for any other reply."""
+    for code, words in SMTP_POLICY.items():
+        if message.strip().startswith(code):
+            return words
+    return None

@@ -91,7 +91,7 @@ class Client(OAuth2Client):
 
 
 def answer_json(resp) -> dict:
-    """The JSON object of an answer; OAuth2Error when there is none (a proxy's page, a 5xx)."""
+    """The JSON object of an answer, or an error body standing in for one (a proxy's page)."""
     try:
         body = resp.json()
     except ValueError:

@@ -78,6 +78,19 @@ def keyring_user(account_id: str) -> str:
     return f"{account_id}:oauth2"
 
 
+def keyring_call(action):
+    """A keyring call whose failure says the way out for a sign-in: the file store."""
+    try:
+        return action()
+    except KeyringUnavailable as exc:
+        reason = str(exc).split(". ")[0]
+        raise KeyringUnavailable(
+            f'{reason}. Without a keyring, set token_store = "file" in the account\'s oauth2 '
+            "table (file permissions are then the token's only protection), or configure a "
+            "keyring backend."
+        ) from None
+
+
 class TokenStore:
     """One account's record, in the keyring or in `<state dir>/oauth2/ID.json`."""
 
@@ -101,7 +114,7 @@ class TokenStore:
                     "owner and permissions, or Reconnect to sign in again."
                 ) from None
         else:
-            secret = self._keyring(lambda: self.keyring.get(keyring_user(self.account_id)))
+            secret = keyring_call(lambda: self.keyring.get(keyring_user(self.account_id)))
             text = secret.reveal() if secret else None
         if not text:
             return None
@@ -116,7 +129,7 @@ class TokenStore:
     def save(self, record: TokenRecord) -> None:
         """Replace the record in one step: the old token stays until the new one is stored."""
         if self.kind == "keyring":
-            self._keyring(
+            keyring_call(
                 lambda: self.keyring.set(keyring_user(self.account_id), Secret(record.dumps()))
             )
             return
@@ -136,21 +149,9 @@ class TokenStore:
 
     def delete(self) -> None:
         if self.kind == "keyring":
-            self._keyring(lambda: self.keyring.delete(keyring_user(self.account_id)))
+            keyring_call(lambda: self.keyring.delete(keyring_user(self.account_id)))
         else:
             self.path.unlink(missing_ok=True)
-
-    @staticmethod
-    def _keyring(action):
-        try:
-            return action()
-        except KeyringUnavailable as exc:
-            reason = str(exc).split(". ")[0]
-            raise KeyringUnavailable(
-                f'{reason}. Without a keyring, set token_store = "file" in the account\'s oauth2 '
-                "table (file permissions are then the token's only protection), or configure a "
-                "keyring backend."
-            ) from None
 
     @contextmanager
     def locked(self, timeout: float):

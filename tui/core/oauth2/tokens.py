@@ -21,7 +21,7 @@ from .errors import OAuth2Error
 from .forecast import Forecast, forecast
 from .http import Client, call
 from .settings import OAuth2Settings
-from .store import TokenRecord, TokenStore
+from .store import TokenRecord, TokenStore, keyring_call
 
 EARLY = 300  # refresh this many seconds before the access token expires
 
@@ -39,7 +39,8 @@ class OAuth2Tokens:
     ):
         self.keyring, self.timeout, self.clock = keyring, timeout, clock
         self._access: dict[str, tuple[Secret, float]] = {}  # id -> (token, monotonic expiry)
-        self._lock = threading.Lock()  # one refresh per account at a time inside this process
+        self._locks: dict[str, threading.Lock] = {}  # one refresh per account in this process
+        self._locks_lock = threading.Lock()
 
     def settings(self, account: Account) -> OAuth2Settings:
         if account.oauth2 is None:
@@ -57,7 +58,7 @@ class OAuth2Tokens:
                 settings.client_secret_command, self.timeout, "oauth2.client_secret_command"
             )
         try:
-            return self.keyring.get(client_secret_user(account.id))
+            return keyring_call(lambda: self.keyring.get(client_secret_user(account.id)))
         except KeyringUnavailable:
             if settings.token_store == "file":  # no keyring on purpose: a public client
                 return None
@@ -65,11 +66,15 @@ class OAuth2Tokens:
 
     def access_token(self, account: Account, fresh: bool = False) -> Secret:
         """A valid access token: the one in memory, or a refreshed one."""
-        with self._lock:
+        with self._lock_for(account.id):
             kept = self._access.get(account.id)
             if kept and not fresh and kept[1] - time.monotonic() > EARLY:
                 return kept[0]
             return self._refresh(account)
+
+    def _lock_for(self, account_id: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(account_id, threading.Lock())
 
     def forget(self, account_id: str) -> None:
         """A server rejected the access token: the next check refreshes it once."""
@@ -134,7 +139,7 @@ class OAuth2Tokens:
         store = self.store(account)
         with store.locked(self.timeout * 2):
             store.save(record)
-        with self._lock:
+        with self._lock_for(account.id):
             self._keep(account.id, token)
 
     def forecast(self, account: Account) -> Forecast | None:

@@ -16,6 +16,7 @@ from aiosmtplib import errors as smtp_errors
 
 from ..credentials import Secret
 from ..models import Account, ProbeResult
+from ..oauth2.errors import smtp_policy
 from ..status import Status
 from ..text import clean, secret_forms, server_text
 from .errors import (
@@ -100,6 +101,13 @@ async def _login(client: aiosmtplib.SMTP, account: Account, secret: Secret) -> N
                 str(response.code),
             )
         if response.code != 235:
+            policy = smtp_policy(response.message)
+            if policy:
+                raise ProbeFailed(
+                    Status.REQUEST_IS_INVALID,
+                    f"{policy}; server said: {response.code} {response.message}",
+                    str(response.code),
+                )
             raise ProbeFailed(
                 Status.INVALID_CREDENTIALS,
                 f"token rejected; server said: {response.code} {response.message}",
@@ -137,6 +145,10 @@ def _classify(
         return exc.status, exc.detail, exc.code
     endpoint = account.smtp
     if isinstance(exc, smtp_errors.SMTPAuthenticationError):
+        policy = smtp_policy(exc.message)
+        if policy:
+            said = f"{policy}; server said: {exc.code} {exc.message}"
+            return Status.REQUEST_IS_INVALID, said, str(exc.code)
         status = (
             Status.INVALID_CREDENTIALS
             if exc.code in (535, 534, 530)

@@ -1,0 +1,121 @@
+"""End to end on Dovecot: only OAuth mechanisms (it advertises LOGINDISABLED), its oauth2 passdb
+checking each access token at our authorization server's introspection endpoint, and aiosmtpd
+taking XOAUTH2 the same way. `authorize` and `check` run as a person and cron run them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from tui.core.check import check_account
+from tui.core.credentials import Credentials, MemoryStore
+from tui.core.models import Endpoint
+from tui.core.status import Status
+from tui.demo.servers import HOST, SmtpUsers, serve_smtp
+
+from .conftest import require_dovecot
+from .oauth_server import AuthServer
+from .test_oauth2_authorize import browser_visit, check, cli, write_config
+
+
+@pytest.fixture(scope="module")
+def server():
+    server = AuthServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def dovecot(loopback, server):
+    if shutil.which("dovecot") is None or os.geteuid() != 0:
+        if require_dovecot():
+            pytest.fail("CI must run the Dovecot tests: dovecot-imapd is missing or not root")
+        pytest.skip(
+            reason="needs Dovecot (apt-get install dovecot-imapd) and root; .ci/run installs it"
+        )
+    from .dovecot import Dovecot
+
+    cert = loopback.certs.ca.issue_cert("127.0.0.1", "localhost")
+    dovecot = Dovecot(
+        {},
+        cert.cert_chain_pems[0].bytes(),
+        cert.private_key_pem.bytes(),
+        introspection_url=server.introspection_url,
+    )
+    yield dovecot
+    dovecot.stop()
+
+
+@pytest.fixture
+def endpoints(loopback, server, dovecot):
+    smtp = serve_smtp(
+        loopback.servers,
+        SmtpUsers({}, introspect=server.user_of),
+        mode="tls",
+        context=loopback.certs.context(),
+    )
+    return {"imap": Endpoint(HOST, dovecot.imaps, "tls"), "smtp": Endpoint(HOST, smtp, "tls")}
+
+
+def test_device_sign_in_then_check_is_connected_on_dovecot(tmp_path, loopback, server, endpoints):
+    path = write_config(tmp_path, loopback, server, **endpoints)
+    proc = cli("authorize", "ms", "--config", path)
+    assert proc.returncode == 0, proc.stderr
+    before = server.introspections
+    code, account = check(path)
+    assert (code, account["status"]) == (0, "connected"), account
+    assert account["imap"]["status"] == "connected"
+    assert server.introspections > before  # Dovecot asked our server about the token
+
+
+def test_loopback_sign_in_with_a_pasted_url_then_connected(tmp_path, loopback, server, endpoints):
+    import subprocess
+    import sys
+
+    path = write_config(tmp_path, loopback, server, flow="loopback", **endpoints)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui", "authorize", "ms", "--config", path],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = ""
+    while not url.startswith(server.url):
+        url = proc.stdout.readline().strip()
+        assert url or proc.poll() is None, proc.stderr.read()
+    out, err = proc.communicate(browser_visit(url, follow=False) + "\n", timeout=30)
+    assert proc.returncode == 0, err
+    assert check(path)[1]["status"] == "connected"
+
+
+def test_a_revoked_sign_in_is_invalid_credentials_with_the_reason(
+    tmp_path, loopback, server, endpoints
+):
+    path = write_config(tmp_path, loopback, server, **endpoints)
+    assert cli("authorize", "ms", "--config", path).returncode == 0
+    server.revoke_all()
+    code, account = check(path)
+    assert (code, account["status"]) == (2, "invalid_credentials")
+    assert "the refresh token expired or was revoked" in account["imap"]["detail"]
+    assert "Reconnect to sign in again" in account["imap"]["detail"]
+
+
+async def test_a_rejected_access_token_is_refreshed_once(tmp_path, loopback, server, endpoints):
+    from tui.core import config as config_file
+
+    path = write_config(tmp_path, loopback, server, **endpoints)
+    assert cli("authorize", "ms", "--config", path).returncode == 0
+    account = config_file.load(config_file.resolve_path(path)).accounts[0]
+    credentials = Credentials(MemoryStore(), 5)
+    assert (await check_account(account, 5, credentials=credentials)).status is Status.CONNECTED
+    server.access_tokens.clear()  # the provider dropped the access token early
+    rejected = await check_account(account, 5, credentials=credentials)
+    assert rejected.imap.status is Status.INVALID_CREDENTIALS
+    assert rejected.imap.code == "AUTHENTICATIONFAILED"
+    credentials.forget(account.id)  # as the monitor does on a rejection
+    refreshes = server.grants().count("refresh_token")
+    assert (await check_account(account, 5, credentials=credentials)).status is Status.CONNECTED
+    assert server.grants().count("refresh_token") == refreshes + 1
