@@ -51,9 +51,16 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="watch the accounts as a service: log changes, run the hook, notify, export metrics",
+        description="Watch the accounts until SIGTERM: one log line per status change on "
+        "stderr, the on_change hook, notify_config's notifications, optional Prometheus metrics. "
+        "SIGHUP (or a change to the file) reloads the accounts file.",
     )
     serve.add_argument(
-        "--config", metavar="PATH", dest="serve_config", help="accounts file (as above)"
+        "--config",
+        metavar="PATH",
+        dest="serve_config",
+        help="accounts file (default: $CONNECTED_EMAILS_CONFIG, then the user config dir's "
+        "connected-emails/accounts.toml)",
     )
     serve.add_argument(
         "--metrics",
