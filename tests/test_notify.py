@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from tui.core.history import Quiet
-from tui.core.models import Endpoint, Settings, utcnow
+from tui.core.models import AccountState, Endpoint, Settings, utcnow
 from tui.core.monitor import Monitor
-from tui.core.notify import Notifier, NotifyConfigError, load_apprise
+from tui.core.notify import Notifier, NotifyConfigError, alert_message, load_apprise
 from tui.core.status import Status
 from tui.demo.servers import HOST, closed_port
 
@@ -133,3 +133,16 @@ def test_a_missing_or_empty_config_says_what_to_do(tmp_path, text, says):
     with pytest.raises(NotifyConfigError) as caught:
         load_apprise(path)
     assert str(caught.value).startswith(f"The notify_config file {path} {says}")
+
+
+def test_a_certificate_alert_says_to_renew_it(loopback):
+    state = AccountState(
+        loopback.account(account_id="certs"),
+        Status.CONNECTED,
+        cert_warning="IMAP certificate expires in 2 days (2026-11-29)",
+        cert_alert=True,
+    )
+    title, body = alert_message(state)
+    assert title == "Connected Emails: alice@example.com — Connected"
+    assert "Status: Connected: IMAP certificate expires in 2 days (2026-11-29)" in body
+    assert "What to do: Ask the provider to renew the server's certificate" in body

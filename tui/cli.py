@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="watch the accounts as a service: log changes, run the hook, notify, export metrics",
+        description="Watch the accounts until SIGTERM: one log line per status change on "
+        "stderr, the on_change hook, notify_config's notifications, optional Prometheus metrics. "
+        "SIGHUP (or a change to the file) reloads the accounts file.",
     )
     serve.add_argument("--config", metavar="PATH", dest="sub_config", help=CONFIG_HELP)
     serve.add_argument(

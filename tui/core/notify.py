@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 
 ATTENTION = "You have an email connection that requires your attention."
 HOLD = 30.0  # seconds a connection failure waits for others on its host, as one outage message
+CERTIFICATE_ADVICE = (
+    "Ask the provider to renew the server's certificate (or renew it, if the server is yours) "
+    "before it expires, or every login will fail."
+)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
@@ -37,12 +41,15 @@ def one_line(text: str, limit: int = 300) -> str:
 def alert_message(state: AccountState) -> tuple[str, str]:
     account = state.account
     detail = one_line(state.detail)
+    advice = state.status.info.advice
+    if state.status is Status.CONNECTED:  # still works, but its certificate is about to expire
+        advice = CERTIFICATE_ADVICE
     return (
         f"Connected Emails: {account.email} — {state.status.label}",
         f"{ATTENTION}\n"
         f"Account: {account.id} ({account.email})\n"
         f"Status: {state.status.label}{': ' + detail if detail else ''}\n"
-        f"What to do: {state.status.info.advice}",
+        f"What to do: {advice}",
     )
 
 

@@ -168,9 +168,15 @@ async def serve(config_path: Path, metrics_address: str | None) -> int:
             metrics = Metrics(lambda: [])
             try:
                 stop_metrics, url = start_server(metrics, metrics_address)
-            except (ValueError, OSError) as exc:
+            except ValueError as exc:
+                log.error("%s", exc)
+                return 1
+            except OSError as exc:
                 log.error(
-                    "%s", exc if isinstance(exc, ValueError) else _bind_error(metrics_address, exc)
+                    "--metrics %s cannot be served (%s). Choose a free port, or leave --metrics "
+                    "out.",
+                    metrics_address,
+                    exc.strerror or exc,
                 )
                 return 1
             log.info("Metrics on %s", url)
@@ -240,13 +246,6 @@ async def _open_control(watcher, config_path: Path):
         return None
     log.info("Control socket at %s", control.path)
     return control
-
-
-def _bind_error(address: str, exc: OSError) -> str:
-    return (
-        f"--metrics {address} cannot be served ({exc.strerror or exc}). Choose a free port, or "
-        "leave --metrics out."
-    )
 
 
 async def _run_until_stopped(watcher, config_path: Path, identity: tuple | None, control) -> None:
