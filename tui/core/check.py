@@ -14,6 +14,7 @@ from .credentials import CredentialError, Credentials, Secret
 from .models import Account, AccountResult, ProbeResult
 from .oauth2.errors import OAuth2Error
 from .status import Status
+from .text import seconds
 
 # The probes give LOGOUT / QUIT a short grace past the deadline; a probe still running this
 # much after that has ignored its own deadline: it is cut off and reported as unanswered.
@@ -82,7 +83,7 @@ def _unanswered(account: Account, protocol: str, timeout: float, start: float) -
     return ProbeResult(
         protocol,
         Status.NO_SERVICE_CONNECTION,
-        f"no complete answer from {endpoint.host}:{endpoint.port} within {timeout:g} s",
+        f"no complete answer from {endpoint.host}:{endpoint.port} within {seconds(timeout)} s",
         int((time.monotonic() - start) * 1000),
     )
 

@@ -64,3 +64,9 @@ def redact(text: str, forms: list[str]) -> str:
 def server_text(text: str, forms: list[str], limit: int = 400) -> str:
     """Redacted and cleaned; redacted again, as removing controls can join a secret's pieces."""
     return redact(clean(redact(text, forms), limit), forms)
+
+
+def seconds(value: float) -> str:
+    """'2', '0.5', '15' for a span in seconds. A probe is given what the secret lookup left of
+    the check's timeout (1.9 s of 2): in whole seconds that reads as the setting the user chose."""
+    return f"{round(value)}" if value >= 1 else f"{round(value, 1):g}"

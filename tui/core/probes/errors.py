@@ -8,6 +8,7 @@ from datetime import datetime
 
 from ..models import Endpoint
 from ..status import Status
+from ..text import seconds
 from .tls import CAFileError, describe_cert_error, is_plaintext_answer
 
 
@@ -59,7 +60,7 @@ def classify_transport(
     if isinstance(exc, (TimeoutError, socket.timeout)):
         return (
             Status.NO_SERVICE_CONNECTION,
-            f"no answer from {where} within {timeout:g} s while {step}",
+            f"no answer from {where} within {seconds(timeout)} s while {step}",
         )
     if isinstance(exc, ConnectionResetError):
         return Status.NO_SERVICE_CONNECTION, f"connection reset by {where} while {step}"

@@ -27,7 +27,7 @@ from imapclient import tls as imap_tls
 from ..credentials import Secret
 from ..models import Account, ProbeResult
 from ..status import Status
-from ..text import clean, secret_forms, server_text
+from ..text import clean, seconds, secret_forms, server_text
 from .errors import ProbeFailed, classify_transport, describe_stray_greeting
 from .oauth import (
     describe_oauth_error,
@@ -499,7 +499,7 @@ async def check_imap(
             "imap",
             Status.NO_SERVICE_CONNECTION,
             f"no complete answer from {account.imap.host}:{account.imap.port} "
-            f"within {timeout:g} s while {guard.step}",
+            f"within {seconds(timeout)} s while {guard.step}",
             _ms(start),
         )
     exc = future.exception()

@@ -18,7 +18,7 @@ from ..credentials import Secret
 from ..models import Account, ProbeResult
 from ..oauth2.errors import smtp_policy
 from ..status import Status
-from ..text import clean, secret_forms, server_text
+from ..text import clean, seconds, secret_forms, server_text
 from .errors import (
     ProbeFailed,
     classify_transport,
@@ -191,7 +191,8 @@ def _classify(
     if isinstance(exc, smtp_errors.SMTPTimeoutError):
         return (
             Status.NO_SERVICE_CONNECTION,
-            f"no answer from {endpoint.host}:{endpoint.port} within {timeout:g} s while {step}",
+            f"no answer from {endpoint.host}:{endpoint.port} within {seconds(timeout)} s "
+            f"while {step}",
             None,
         )
     # aiosmtplib wraps the socket's own error in SMTPConnectError / SMTPServerDisconnected.
@@ -240,7 +241,7 @@ async def check_smtp(account: Account, secret: Secret, timeout: float) -> ProbeR
             "smtp",
             Status.NO_SERVICE_CONNECTION,
             f"no complete answer from {account.smtp.host}:{account.smtp.port} "
-            f"within {timeout:g} s while {state['step']}",
+            f"within {seconds(timeout)} s while {state['step']}",
             _ms(start),
         )
     except Exception as exc:  # every failure becomes a status, never a crash
