@@ -87,9 +87,10 @@ def test_the_oauth2_table_survives_a_save_without_the_presets_written_out(tmp_pa
     config = config_file.load(path)
     config_file.save(config)
     saved = path.read_text()
+    # Saved as the user wrote it: tomlkit keeps the keys' order, and no preset is written out.
     assert (
-        'oauth2 = { client_id = "abc", tenant = "contoso.com", '
-        'client_secret_command = "pass show ms", token_store = "file" }' in saved
+        'oauth2 = { client_id = "abc", tenant = "contoso.com", token_store = "file", '
+        'client_secret_command = "pass show ms" }' in saved
     )
     assert config_file.load(path).accounts[0] == found
 
