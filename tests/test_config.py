@@ -68,6 +68,16 @@ def test_the_first_save_creates_the_file_with_mode_0600():
     assert cfg.load(path).accounts == [account]
 
 
+def test_the_file_the_app_creates_passes_its_own_check_whatever_the_umask():
+    previous = os.umask(0o002)  # Debian's default for users with a group of their own
+    try:
+        cfg.update_accounts(cfg.default_path(), lambda accounts: accounts)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(cfg.default_path().parent).st_mode) == 0o700
+    assert cfg.load(cfg.default_path()).accounts == []
+
+
 def test_a_dangling_symlink_says_where_it_points(tmp_path):
     link = tmp_path / "accounts.toml"
     link.symlink_to(tmp_path / "dotfiles" / "accounts.toml")
