@@ -78,6 +78,13 @@ def test_the_file_the_app_creates_passes_its_own_check_whatever_the_umask():
     assert cfg.load(cfg.default_path()).accounts == []
 
 
+def test_a_file_too_big_to_be_an_accounts_file_is_refused_after_a_bounded_read(tmp_path):
+    path = write(tmp_path, GOOD)
+    os.truncate(path, cfg.MAX_CONFIG_BYTES + 4096)
+    with pytest.raises(cfg.ConfigError, match="too big for an accounts file"):
+        cfg.load(path)
+
+
 def test_a_dangling_symlink_says_where_it_points(tmp_path):
     link = tmp_path / "accounts.toml"
     link.symlink_to(tmp_path / "dotfiles" / "accounts.toml")

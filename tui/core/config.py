@@ -172,14 +172,14 @@ def read_text(path: Path) -> str:
                 "Name the accounts file itself with --config.",
             )
         _refuse_if_others_can_write(path, info)
-        if info.st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(
-                path,
-                f"is {info.st_size // (1024 * 1024)} MB, too big for an accounts file.",
-                "Name the accounts file with --config.",
-            )
         with os.fdopen(os.dup(fd), "rb") as handle:
             data = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                path,
+                f"is over {MAX_CONFIG_BYTES // (1024 * 1024)} MB, too big for an accounts file.",
+                "Name the accounts file with --config.",
+            )
     except OSError as exc:
         raise ConfigError(
             path,
