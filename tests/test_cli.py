@@ -125,6 +125,12 @@ def test_history_of_an_unknown_account_says_so(tmp_path):
     assert f"No account with id nope in {path}. Known ids: ops, sales." in proc.stderr
 
 
+def test_history_of_an_unknown_account_says_so_before_any_history_exists(tmp_path):
+    path = write_accounts(tmp_path, "sales")
+    proc = run("history", "--config", str(path), "--account", "nope")
+    assert proc.returncode == 3 and "No account with id nope" in proc.stderr
+
+
 def test_history_with_a_missing_config_is_unknown(tmp_path):
     proc = run("history", "--config", str(tmp_path / "acounts.toml"))
     assert proc.returncode == 3 and "acounts.toml: does not exist." in proc.stderr

@@ -68,6 +68,23 @@ def test_the_first_save_creates_the_file_with_mode_0600():
     assert cfg.load(path).accounts == [account]
 
 
+def test_the_file_the_app_creates_passes_its_own_check_whatever_the_umask():
+    previous = os.umask(0o002)  # Debian's default for users with a group of their own
+    try:
+        cfg.update_accounts(cfg.default_path(), lambda accounts: accounts)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(cfg.default_path().parent).st_mode) == 0o700
+    assert cfg.load(cfg.default_path()).accounts == []
+
+
+def test_a_file_too_big_to_be_an_accounts_file_is_refused_after_a_bounded_read(tmp_path):
+    path = write(tmp_path, GOOD)
+    os.truncate(path, cfg.MAX_CONFIG_BYTES + 4096)
+    with pytest.raises(cfg.ConfigError, match="too big for an accounts file"):
+        cfg.load(path)
+
+
 def test_a_dangling_symlink_says_where_it_points(tmp_path):
     link = tmp_path / "accounts.toml"
     link.symlink_to(tmp_path / "dotfiles" / "accounts.toml")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tui.core import config as config_file
@@ -86,13 +88,14 @@ def test_the_oauth2_table_survives_a_save_without_the_presets_written_out(tmp_pa
     path.write_text(text)
     config = config_file.load(path)
     config_file.save(config)
-    saved = path.read_text()
-    # Saved as the user wrote it: tomlkit keeps the keys' order, and no preset is written out.
+    assert path.read_text() == text  # nothing changed: the user's text stays as written
+    fresh = tmp_path / "fresh.toml"
+    config_file.save(dataclasses.replace(config, path=fresh))
     assert (
-        'oauth2 = { client_id = "abc", tenant = "contoso.com", token_store = "file", '
-        'client_secret_command = "pass show ms" }' in saved
+        'oauth2 = { client_id = "abc", tenant = "contoso.com", '
+        'client_secret_command = "pass show ms", token_store = "file" }' in fresh.read_text()
     )
-    assert config_file.load(path).accounts[0] == found
+    assert config_file.load(fresh).accounts[0] == found
 
 
 def test_oauth2_without_a_table_or_a_command_says_how(tmp_path):

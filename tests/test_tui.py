@@ -219,6 +219,19 @@ async def test_broken_config_opens_an_error_screen_and_is_left_alone(tmp_path):
     assert path.read_text() == before
 
 
+async def test_a_config_others_can_write_opens_the_error_screen_with_the_chmod(tmp_path):
+    path = tmp_path / "accounts.toml"
+    path.write_text('[[accounts]]\nid = "x"\nemail = "x@example.com"\nprovider = "fastmail"\n')
+    path.chmod(0o666)
+    app = app_for(path)
+    async with app.run_test(size=SIZE) as pilot:
+        assert isinstance(app.screen, ConfigErrorScreen)
+        assert f"chmod go-w {path}" in " ".join(text_of(w) for w in app.screen.query("Static"))
+        path.chmod(0o600)
+        await pilot.press("r")  # fixed: the app reads it again
+        await wait_for(pilot, lambda: app.return_code is not None, what="the reload")
+
+
 async def test_no_keyring_shows_a_banner_and_reconnect_keeps_the_secret_for_the_session(
     tmp_path, loopback, isolated_user
 ):

@@ -259,6 +259,15 @@ def parse_since(text: str):
     return when if when.tzinfo else when.replace(tzinfo=UTC).astimezone(UTC)
 
 
+def _unknown_account(account: str, known: set[str], config_path) -> int:
+    print(
+        f"No account with id {account} in {config_path}. "
+        f"Known ids: {', '.join(sorted(known)) or 'none'}.",
+        file=sys.stderr,
+    )
+    return EXIT_UNKNOWN
+
+
 def run_history(config_path: str | None, account: str | None, since: str, form: str) -> int:
     import csv
     import json
@@ -276,7 +285,10 @@ def run_history(config_path: str | None, account: str | None, since: str, form: 
         print(exc, file=sys.stderr)
         return EXIT_UNKNOWN
     path = default_path()
+    known = {a.id for a in config.accounts}
     if not path.exists():
+        if account and account not in known:
+            return _unknown_account(account, known, config.path)
         print(
             f"No history yet: {path} is created by the app or the check command.", file=sys.stderr
         )
@@ -287,14 +299,9 @@ def run_history(config_path: str | None, account: str | None, since: str, form: 
         print(exc, file=sys.stderr)
         return EXIT_UNKNOWN
     try:
-        known = {a.id for a in config.accounts} | history.account_ids()
+        known |= history.account_ids()  # deleted accounts keep their history
         if account and account not in known:
-            print(
-                f"No account with id {account} in {config.path}. "
-                f"Known ids: {', '.join(sorted(known)) or 'none'}.",
-                file=sys.stderr,
-            )
-            return EXIT_UNKNOWN
+            return _unknown_account(account, known, config.path)
         changes = history.changes(account, start)
     finally:
         history.close()

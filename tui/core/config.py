@@ -172,14 +172,14 @@ def read_text(path: Path) -> str:
                 "Name the accounts file itself with --config.",
             )
         _refuse_if_others_can_write(path, info)
-        if info.st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(
-                path,
-                f"is {info.st_size // (1024 * 1024)} MB, too big for an accounts file.",
-                "Name the accounts file with --config.",
-            )
         with os.fdopen(os.dup(fd), "rb") as handle:
             data = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                path,
+                f"is over {MAX_CONFIG_BYTES // (1024 * 1024)} MB, too big for an accounts file.",
+                "Name the accounts file with --config.",
+            )
     except OSError as exc:
         raise ConfigError(
             path,
@@ -565,7 +565,7 @@ def _endpoint(table, preset: Endpoint | None, proto: str, fail) -> Endpoint:
 @contextmanager
 def locked(path: Path):
     """An exclusive lock beside the file, so two processes never interleave their writes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # others may not write it
     lock_path = path.with_name(path.name + ".lock")
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -619,7 +619,7 @@ def _write(path: Path, text: str) -> None:
     config kept in a dotfiles repository stays linked. A new file is mode 0600; an existing
     one keeps its mode."""
     target = Path(os.path.realpath(path))
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         mode = stat.S_IMODE(os.stat(target).st_mode)
     except FileNotFoundError:

@@ -119,8 +119,12 @@ def _edit(table, old: dict, new: dict) -> None:
 
 
 def _inline(values: dict):
+    """`{ host = "h", port = 993 }`, spaced inside the braces as the README writes it."""
     inline = tomlkit.inline_table()
     inline.update(values)
+    if values:
+        inline.value.body[0][1].trivia.indent = " "
+        inline.add(tomlkit.ws(" "))
     return inline
 
 

@@ -545,12 +545,14 @@ class Recorder:
         samples, self._samples = self._samples, []
         if self.failed or not (changes or states):
             return
+        recorded = False
         try:
             self.history.record(changes, list(states.values()))
+            recorded = True
             if samples:
                 self.history.add_samples(samples)
         except sqlite3.Error as exc:
-            if disk_full(exc):  # held for the next turn with news; newer states win
+            if disk_full(exc) and not recorded:  # held for the next turn; newer states win
                 self._changes = (changes + self._changes)[-self.MAX_HELD_CHANGES :]
                 self._states = {**states, **self._states}
             else:
