@@ -234,3 +234,13 @@ async def test_history_shows_uptime_bars_and_latency_sparklines(demo):
         assert "uptime 7 days" in summary
         assert demo.screen.query_one("#latency-imap").data
         assert str(demo.screen.query_one("#latency-smtp-last").content).endswith(" ms")
+
+
+async def test_at_80_columns_the_plain_text_checkbox_shows_its_whole_label():
+    app = app_for(default_path())  # no config yet: the welcome screen, then n
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        checkbox = app.screen.query_one("#f-allow_plaintext")
+        row = app.screen.query_one("#row-allow_plaintext")
+        assert checkbox.region.right <= row.content_region.right, "the label is cut"
