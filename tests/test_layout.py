@@ -147,9 +147,13 @@ async def test_the_attention_toast_leaves_the_alerts_buttons_free(demo):
 
 
 async def test_below_60x15_the_app_says_the_terminal_is_too_small(demo):
-    async with demo.run_test(size=(50, 12)) as pilot:
+    async with demo.run_test(size=(50, 12), notifications=True) as pilot:
+        await checked(pilot)
+        await wait_for(pilot, lambda: demo._notifications, what="a toast")
         await pilot.pause(0.2)
-        assert "needs at least 60x15" in str(demo.screen.query_one("#too-small-text").content)
+        text = demo.screen.query_one("#too-small-text")
+        assert "needs at least 60x15" in str(text.content)
+        assert reachable(demo, text), "a toast covers the message"
         await pilot.resize_terminal(80, 24)
         await pilot.pause(0.2)
         assert demo.screen.query("#accounts")
