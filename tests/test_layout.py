@@ -248,3 +248,19 @@ async def test_at_80_columns_the_plain_text_checkbox_shows_its_whole_label():
         checkbox = app.screen.query_one("#f-allow_plaintext")
         row = app.screen.query_one("#row-allow_plaintext")
         assert checkbox.region.right <= row.content_region.right, "the label is cut"
+
+
+async def test_with_history_off_the_history_screen_says_why_and_draws_no_sparklines(
+    tmp_path, loopback
+):
+    from tui.core.history import default_path as history_path
+
+    broken = history_path()
+    broken.parent.mkdir(parents=True, exist_ok=True)
+    broken.write_bytes(b"garbage" * 1000)
+    app = app_for(write_accounts(tmp_path / "accounts.toml", loopback, {"good": {}}))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("h")
+        await pilot.pause()
+        assert "cannot be used" in text_of(app.screen.query_one("#history-summary"))
+        assert not any(row.display for row in app.screen.query(".latency"))
