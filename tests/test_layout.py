@@ -147,9 +147,13 @@ async def test_the_attention_toast_leaves_the_alerts_buttons_free(demo):
 
 
 async def test_below_60x15_the_app_says_the_terminal_is_too_small(demo):
-    async with demo.run_test(size=(50, 12)) as pilot:
+    async with demo.run_test(size=(50, 12), notifications=True) as pilot:
+        await checked(pilot)
+        await wait_for(pilot, lambda: demo._notifications, what="a toast")
         await pilot.pause(0.2)
-        assert "needs at least 60x15" in str(demo.screen.query_one("#too-small-text").content)
+        text = demo.screen.query_one("#too-small-text")
+        assert "needs at least 60x15" in str(text.content)
+        assert reachable(demo, text), "a toast covers the message"
         await pilot.resize_terminal(80, 24)
         await pilot.pause(0.2)
         assert demo.screen.query("#accounts")
@@ -234,3 +238,29 @@ async def test_history_shows_uptime_bars_and_latency_sparklines(demo):
         assert "uptime 7 days" in summary
         assert demo.screen.query_one("#latency-imap").data
         assert str(demo.screen.query_one("#latency-smtp-last").content).endswith(" ms")
+
+
+async def test_at_80_columns_the_plain_text_checkbox_shows_its_whole_label():
+    app = app_for(default_path())  # no config yet: the welcome screen, then n
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        checkbox = app.screen.query_one("#f-allow_plaintext")
+        row = app.screen.query_one("#row-allow_plaintext")
+        assert checkbox.region.right <= row.content_region.right, "the label is cut"
+
+
+async def test_with_history_off_the_history_screen_says_why_and_draws_no_sparklines(
+    tmp_path, loopback
+):
+    from tui.core.history import default_path as history_path
+
+    broken = history_path()
+    broken.parent.mkdir(parents=True, exist_ok=True)
+    broken.write_bytes(b"garbage" * 1000)
+    app = app_for(write_accounts(tmp_path / "accounts.toml", loopback, {"good": {}}))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("h")
+        await pilot.pause()
+        assert "cannot be used" in text_of(app.screen.query_one("#history-summary"))
+        assert not any(row.display for row in app.screen.query(".latency"))

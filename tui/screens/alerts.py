@@ -128,6 +128,8 @@ class AlertsScreen(ModalScreen[None]):
                             f"{len(outage.accounts)} accounts "
                             f"{'▾' if key in self._expanded else '▸ Enter'}",
                             style="grey70",
+                            overflow="ellipsis",
+                            no_wrap=True,
                         ),
                     },
                 )
@@ -142,13 +144,18 @@ class AlertsScreen(ModalScreen[None]):
         quiet = self.app.quiet.get(state.account.id) if self.app.is_quiet(state) else None
         style = "dim" if quiet else ""
         return {
-            "account": Text(prefix + shorten(state.account.email, 26 - len(prefix)), style=style),
+            "account": Text(
+                prefix + state.account.email, style=style, overflow="ellipsis", no_wrap=True
+            ),
             "status": status_text(state.status)
             if not quiet
             else Text(state.status.label, style=f"dim {state.status.info.colour}"),
             "since": duration((now - state.since).total_seconds()),
             "note": Text(
-                quiet.describe() if quiet else state.cert_warning or "", style="italic grey62"
+                quiet.describe() if quiet else state.cert_warning or "",
+                style="italic grey62",
+                overflow="ellipsis",
+                no_wrap=True,
             ),
         }
 

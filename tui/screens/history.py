@@ -63,6 +63,7 @@ class HistoryScreen(ModalScreen[None]):
         if history is None:
             summary.update(self.app.history_problem or "History is off.")
             table.display = False
+            self.query(".latency").set(display=False)
             return
         now = self.app.now()
         state = self.app.monitor.states[self.account_id]
