@@ -39,6 +39,7 @@ class OAuth2Tokens:
     ):
         self.keyring, self.timeout, self.clock = keyring, timeout, clock
         self._access: dict[str, tuple[Secret, float]] = {}  # id -> (token, monotonic expiry)
+        self.kept: dict[str, bool] = {}  # id -> the last token handed out was kept, not refreshed
         self._locks: dict[str, threading.Lock] = {}  # one refresh per account in this process
         self._locks_lock = threading.Lock()
 
@@ -69,7 +70,9 @@ class OAuth2Tokens:
         with self._lock_for(account.id):
             kept = self._access.get(account.id)
             if kept and not fresh and kept[1] - time.monotonic() > EARLY:
+                self.kept[account.id] = True
                 return kept[0]
+            self.kept[account.id] = False
             return self._refresh(account)
 
     def _lock_for(self, account_id: str) -> threading.Lock:
