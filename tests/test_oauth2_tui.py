@@ -73,6 +73,10 @@ async def test_authorize_with_a_pasted_address_and_cancel(tmp_path, loopback, se
         await wait_for(pilot, lambda: authorize._flow is not None, what="the address")
         await pilot.pause(0.1)
         paste = authorize.query_one("#authorize-paste")
+        paste.value = "http://127.0.0.1:1/?code=x&state=stale"
+        await pilot.press("enter")
+        status = authorize.query_one("#authorize-status")
+        await wait_for(pilot, lambda: "state does not match" in text_of(status), what="refusal")
         paste.value = browser_visit(authorize._flow.url, follow=False)
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, AccountFormScreen), what="signed in")

@@ -43,6 +43,13 @@ class AddressShown(Message):
 
 
 @dataclass
+class BadPaste(Message):
+    """The pasted address is not this sign-in's answer; the user may paste again."""
+
+    words: str
+
+
+@dataclass
 class KeyringMissing(Message):
     """Signed in, but there is no keyring to keep the refresh token in."""
 
@@ -144,7 +151,9 @@ class AuthorizeScreen(ModalScreen[Account | None]):
                 flow = LoopbackFlow(settings, secret, timeout)
                 self._flow = flow
                 self.post_message(AddressShown(flow.url, flow.redirect_uri, flow.port))
-                token = flow.wait(self._cancel)
+                token = flow.wait(
+                    self._cancel, on_bad_paste=lambda words: self.post_message(BadPaste(words))
+                )
             try:
                 tokens.signed_in(self.account, token)
             except KeyringUnavailable as exc:
@@ -233,6 +242,12 @@ class AuthorizeScreen(ModalScreen[Account | None]):
             return
         self.account = account
         self.post_message(SignInEnded(None))
+
+    @on(BadPaste)
+    def _bad_paste(self, message: BadPaste) -> None:
+        self.query_one("#authorize-status", Static).update(
+            Text(f"Not signed in yet: {message.words} Esc cancels.", style="bold red")
+        )
 
     @on(SignInEnded)
     def _ended(self, message: SignInEnded) -> None:
