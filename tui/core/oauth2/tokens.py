@@ -49,7 +49,8 @@ class OAuth2Tokens:
         return account.oauth2
 
     def store(self, account: Account) -> TokenStore:
-        return TokenStore(account.id, self.settings(account).token_store, self.keyring)
+        kind = self.settings(account).token_store
+        return TokenStore(account.id, kind, self.keyring, self.timeout)
 
     def client_secret(self, account: Account) -> Secret | None:
         """Google's Desktop clients need a secret even with PKCE; public clients have none."""
@@ -59,7 +60,7 @@ class OAuth2Tokens:
                 settings.client_secret_command, self.timeout, "oauth2.client_secret_command"
             )
         try:
-            return self.keyring.get(client_secret_user(account.id))
+            return self.keyring.get(client_secret_user(account.id), self.timeout)
         except KeyringUnavailable:
             # No keyring, so no secret in it: a public client needs none, and a client that
             # does gets invalid_client from its token endpoint, decoded into what to change.
