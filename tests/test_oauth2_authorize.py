@@ -100,8 +100,9 @@ def test_authorize_loopback_with_the_redirected_url_pasted(tmp_path, loopback, s
             break
     assert "code_challenge_method=S256" in url
     landed = browser_visit(url, follow=False)
-    out, err = proc.communicate(landed + "\n", timeout=30)
+    out, err = proc.communicate("http://127.0.0.1/?code=x&state=y\n" + landed + "\n", timeout=30)
     assert proc.returncode == 0, err
+    assert "The pasted address is not the answer to this sign-in" in err
     assert "Signed in as alice@example.com" in out
     assert check(path)[1]["status"] == "connected"
 

@@ -141,6 +141,18 @@ def test_loopback_flow_accepts_the_redirected_url_pasted_over_ssh(server):
     assert token["access_token"] in server.access_tokens
 
 
+def test_a_wrong_paste_is_said_and_the_right_one_still_signs_in(server):
+    flow = LoopbackFlow(settings(server, flow="loopback"), None, 5)
+    landed = browser_visit(flow.url, follow=False)
+    flow.paste("http://127.0.0.1/?state=nope&code=x")
+    flow.paste("not an address at all")
+    flow.paste(landed)
+    problems = []
+    token = flow.wait(threading.Event(), 5, on_bad_paste=problems.append)
+    assert token["refresh_token"] in server.refresh_tokens
+    assert len(problems) == 2 and "state does not match" in problems[0]
+
+
 def test_a_pasted_url_from_another_sign_in_is_refused(server):
     first = LoopbackFlow(settings(server, flow="loopback"), None, 5)
     second = LoopbackFlow(settings(server, flow="loopback"), None, 5)

@@ -368,3 +368,14 @@ async def test_no_keyring_says_to_use_the_file_store(loopback, server):
     assert not result.imap.reached_server
     assert 'set token_store = "file"' in result.imap.detail
     assert server.requests == []
+
+
+async def test_a_token_the_servers_keep_refusing_is_refreshed_once_not_in_a_loop(loopback, server):
+    account = oauth_account(loopback, server)
+    refusing = Endpoint(HOST, loopback.serve(ScriptedImap("IMAP4rev1 AUTH=XOAUTH2")), "none")
+    account = replace(account, imap=refusing)  # it knows no token at all
+    credentials = Credentials(MemoryStore(), 5)
+    signed_in(server, account, credentials.oauth2)
+    result = await check_account(account, 5, credentials=credentials)
+    assert result.imap.status is Status.INVALID_CREDENTIALS
+    assert server.grants().count("refresh_token") == 1

@@ -9,6 +9,7 @@ import pytest
 from tui.core.status import Status
 from tui.screens.account_form import AccountFormScreen
 from tui.screens.authorize import AuthorizeScreen
+from tui.screens.confirm import ConfirmScreen
 
 from .oauth_server import AuthServer
 from .test_oauth2_authorize import browser_visit, write_config
@@ -72,6 +73,10 @@ async def test_authorize_with_a_pasted_address_and_cancel(tmp_path, loopback, se
         await wait_for(pilot, lambda: authorize._flow is not None, what="the address")
         await pilot.pause(0.1)
         paste = authorize.query_one("#authorize-paste")
+        paste.value = "http://127.0.0.1:1/?code=x&state=stale"
+        await pilot.press("enter")
+        status = authorize.query_one("#authorize-status")
+        await wait_for(pilot, lambda: "state does not match" in text_of(status), what="refusal")
         paste.value = browser_visit(authorize._flow.url, follow=False)
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, AccountFormScreen), what="signed in")
@@ -116,3 +121,34 @@ async def test_a_dying_sign_in_shows_a_warning_row_and_its_detail(tmp_path, loop
         assert state.status is Status.CONNECTED, state.detail
         assert state.detail.startswith("token expires in 1 day (Google expires sign-ins")
         await wait_for(pilot, lambda: cell(pilot, "ms") == "Connected · sign-in ends")
+
+
+async def test_without_a_keyring_the_sign_in_is_kept_in_a_file_with_consent(
+    tmp_path, loopback, server
+):
+    import keyring
+    from keyring.backends import fail
+
+    from tui.core.oauth2.store import TokenStore
+
+    path = config(tmp_path, loopback, server, "device")
+    keyring.set_keyring(fail.Keyring())  # a headless server; isolated_user puts its own back
+    app = app_for(path)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await wait_for(pilot, lambda: app.monitor.states["ms"].status is not Status.CHECKING)
+        await select(pilot, "ms")
+        await pilot.press("r")
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        assert "file permissions are its only protection" in text_of(
+            app.screen.query_one(".question")
+        )
+        await pilot.press("y")
+        await wait_for(pilot, lambda: isinstance(app.screen, AccountFormScreen), what="signed in")
+        form = app.screen
+        await wait_for(pilot, lambda: "Test passed" in text_of(form.query_one("#form-result")))
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: app.monitor.states["ms"].status is Status.CONNECTED)
+    assert 'token_store = "file"' in path.read_text()
+    stored = TokenStore("ms", "file", None).path
+    assert stored.stat().st_mode & 0o777 == 0o600

@@ -126,7 +126,7 @@ def _loopback(account: Account, secret, timeout: float, cancel: threading.Event)
         "paste it here and press Enter. Ctrl+C cancels."
     )
     threading.Thread(target=_read_pasted, args=(flow,), daemon=True).start()
-    return flow.wait(cancel)
+    return flow.wait(cancel, on_bad_paste=lambda words: fail(f"{words[:1].upper()}{words[1:]}"))
 
 
 def _read_pasted(flow) -> None:

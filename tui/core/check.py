@@ -34,20 +34,51 @@ async def check_account(
     """Check IMAP and SMTP side by side. With `secret`, test exactly that (Reconnect's Test);
     otherwise read the secret from `credentials`. A secret that cannot be had sends nothing."""
     start = time.monotonic()
-    if secret is None:
-        if credentials is None:
-            raise ValueError("check_account needs credentials or a secret")
-        try:
-            secret = await credentials.lookup(account, timeout)
-        except OAuth2Error as exc:
-            if not exc.remote:
-                return not_checked(account.id, str(exc))
-            return token_refused(account.id, str(exc), exc.status)
-        except CredentialError as exc:
+    if secret is not None:
+        return await _probe(account, secret, timeout, start, mark, None)
+    if credentials is None:
+        raise ValueError("check_account needs credentials or a secret")
+    found = await _secret_for(account, credentials, timeout)
+    if isinstance(found, AccountResult):
+        return found
+    token_warning = await credentials.token_warning_within(account, timeout)
+    result = await _probe(account, found, timeout, start, mark, token_warning)
+    if credentials.kept_token(account) and _rejected(result):
+        # The access token was kept from an earlier check and a server refused it now: refresh
+        # it once and check again within the same deadline, rather than show a false alert
+        # until the next check.
+        credentials.forget(account.id)
+        left = timeout - (time.monotonic() - start)
+        found = await _secret_for(account, credentials, left)
+        if isinstance(found, AccountResult):
+            return found
+        result = await _probe(account, found, timeout, start, mark, token_warning)
+    return result
+
+
+async def _secret_for(
+    account: Account, credentials: Credentials, timeout: float
+) -> Secret | AccountResult:
+    """The secret, or the result that says why there is none (and no server was asked)."""
+    try:
+        return await credentials.lookup(account, timeout)
+    except OAuth2Error as exc:
+        if not exc.remote:
             return not_checked(account.id, str(exc))
-        token_warning = await credentials.token_warning_within(account, timeout)
-    else:
-        token_warning = None
+        return token_refused(account.id, str(exc), exc.status)
+    except CredentialError as exc:
+        return not_checked(account.id, str(exc))
+
+
+async def _probe(
+    account: Account,
+    secret: Secret,
+    timeout: float,
+    start: float,
+    mark: tuple[int, int] | None,
+    token_warning: str | None,
+) -> AccountResult:
+    """Both probes with what is left of the deadline that began at `start`."""
     left = timeout - (time.monotonic() - start)
     if left < LEAST_FOR_SERVERS:
         return not_checked(
@@ -76,6 +107,13 @@ async def check_account(
         for proto, task in probes.items()
     }
     return AccountResult(account.id, results["imap"], results["smtp"], token_warning)
+
+
+def _rejected(result: AccountResult) -> bool:
+    return any(
+        p.status is Status.INVALID_CREDENTIALS and p.reached_server
+        for p in (result.imap, result.smtp)
+    )
 
 
 def _unanswered(account: Account, protocol: str, timeout: float, start: float) -> ProbeResult:

@@ -381,6 +381,10 @@ class Credentials:
             self._oauth2 = OAuth2Tokens(self.store, self.command_timeout)
         return self._oauth2
 
+    def kept_token(self, account: Account) -> bool:
+        """The built-in sign-in's last access token came from memory, not a refresh just now."""
+        return _built_in_oauth2(account) and self.oauth2.kept.get(account.id, False)
+
     def token_warning(self, account: Account) -> str | None:
         """'token expires in 2 days (…)' when a built-in sign-in is close to a known limit."""
         if not _built_in_oauth2(account):

@@ -3,6 +3,8 @@ and Save only after a passing test (or after the user confirms saving a failing 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rich.console import Group
 from rich.text import Text
 from textual import on, work
@@ -407,7 +409,8 @@ class AccountFormScreen(ModalScreen[bool]):
             Text("Testing sync (IMAP) and send (SMTP) against the servers…", style="italic")
         )
         area.loading = True
-        if not await self._authorized(account):
+        account = await self._authorized(account)
+        if account is None:
             area.loading = False
             area.update(Text("Not signed in: Test (F5) to sign in again.", style="bold red"))
             return None
@@ -443,18 +446,20 @@ class AccountFormScreen(ModalScreen[bool]):
         )
         return result
 
-    async def _authorized(self, account: Account) -> bool:
-        """Built-in OAuth2: Reconnect signs in again once per form (Authorize, then Test)."""
+    async def _authorized(self, account: Account) -> Account | None:
+        """Built-in OAuth2: Reconnect signs in again once per form (Authorize, then Test). The
+        account comes back as signed in: without a keyring its token may now live in a file."""
         if not (account.auth == "oauth2" and account.oauth2 and not account.oauth2_token_command):
-            return True
+            return account
         if self._signed_in == account.oauth2:
-            return True
+            return account
         from .authorize import AuthorizeScreen
 
-        if await self.app.push_screen_wait(AuthorizeScreen(account, self.app.credentials)):
-            self._signed_in = account.oauth2
-            return True
-        return False
+        signed_in = await self.app.push_screen_wait(AuthorizeScreen(account, self.app.credentials))
+        if signed_in is not None:
+            self._signed_in = signed_in.oauth2
+            self.prefill = replace(self.prefill, oauth2=signed_in.oauth2)  # Save keeps it
+        return signed_in
 
     def action_cancel(self) -> None:
         self.dismiss(False)

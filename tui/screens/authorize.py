@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rich.text import Text
 from textual import on, work
@@ -20,7 +20,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from ..core.credentials import CredentialError
+from ..core.credentials import CredentialError, KeyringUnavailable
 from ..core.models import Account
 
 
@@ -43,6 +43,21 @@ class AddressShown(Message):
 
 
 @dataclass
+class BadPaste(Message):
+    """The pasted address is not this sign-in's answer; the user may paste again."""
+
+    words: str
+
+
+@dataclass
+class KeyringMissing(Message):
+    """Signed in, but there is no keyring to keep the refresh token in."""
+
+    token: dict
+    reason: str
+
+
+@dataclass
 class SignInEnded(Message):
     """The flow finished: stored (error None) or not, with the reason."""
 
@@ -60,7 +75,10 @@ def qr_text(url: str) -> str:
     return out.getvalue().rstrip("\n")
 
 
-class AuthorizeScreen(ModalScreen[bool]):
+class AuthorizeScreen(ModalScreen[Account | None]):
+    """Dismissed with the account as signed in (its token_store may have become "file"), or
+    None when the user cancelled or the sign-in failed."""
+
     DEFAULT_CSS = """
     AuthorizeScreen { align: center middle; }
     AuthorizeScreen .authorize { width: 90%; max-width: 100; height: auto; }
@@ -133,8 +151,14 @@ class AuthorizeScreen(ModalScreen[bool]):
                 flow = LoopbackFlow(settings, secret, timeout)
                 self._flow = flow
                 self.post_message(AddressShown(flow.url, flow.redirect_uri, flow.port))
-                token = flow.wait(self._cancel)
-            tokens.signed_in(self.account, token)
+                token = flow.wait(
+                    self._cancel, on_bad_paste=lambda words: self.post_message(BadPaste(words))
+                )
+            try:
+                tokens.signed_in(self.account, token)
+            except KeyringUnavailable as exc:
+                self.post_message(KeyringMissing(token, str(exc)))
+                return
         except CredentialError as exc:
             self.post_message(SignInEnded(str(exc)))
             return
@@ -183,11 +207,53 @@ class AuthorizeScreen(ModalScreen[bool]):
                 Text("Checking the address with the provider…", style="italic")
             )
 
+    @on(KeyringMissing)
+    def _keyring_missing(self, message: KeyringMissing) -> None:
+        from ..core.oauth2.store import FILE_STORE_WARNING
+        from .confirm import ConfirmScreen
+
+        self._deadline = 0.0
+        in_file = replace(self.account, oauth2=replace(self.account.oauth2, token_store="file"))
+
+        def answered(keep: bool | None) -> None:
+            if keep:
+                self._keep_in_file(in_file, message.token)
+            else:
+                self.post_message(SignInEnded("nothing was stored, as there is no keyring."))
+
+        self.app.push_screen(
+            ConfirmScreen(
+                "No keyring",
+                f"Signed in, but {message.reason.split('. ')[0].lower()}.\n\nKeep the sign-in "
+                f'in a file instead (token_store = "file", saved with the account)? '
+                f"{FILE_STORE_WARNING}",
+                yes="Keep in a file",
+                no="Do not keep it",
+            ),
+            answered,
+        )
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="authorize")
+    def _keep_in_file(self, account: Account, token: dict) -> None:
+        try:
+            self.credentials.oauth2.signed_in(account, token)
+        except CredentialError as exc:
+            self.post_message(SignInEnded(str(exc)))
+            return
+        self.account = account
+        self.post_message(SignInEnded(None))
+
+    @on(BadPaste)
+    def _bad_paste(self, message: BadPaste) -> None:
+        self.query_one("#authorize-status", Static).update(
+            Text(f"Not signed in yet: {message.words} Esc cancels.", style="bold red")
+        )
+
     @on(SignInEnded)
     def _ended(self, message: SignInEnded) -> None:
         if message.error is None:
             self.notify(f"Signed in to {self.account.email}.", timeout=4)
-            self.dismiss(True)
+            self.dismiss(self.account)
             return
         self._deadline = 0.0
         self.query_one("#authorize-status", Static).update(
@@ -213,4 +279,4 @@ class AuthorizeScreen(ModalScreen[bool]):
 
     def action_cancel(self) -> None:
         self._cancel.set()
-        self.dismiss(False)
+        self.dismiss(None)

@@ -161,9 +161,16 @@ class LoopbackFlow:
         """The full URL the browser was redirected to, pasted by the user."""
         self._answers.put(url.strip())
 
-    def wait(self, cancel: threading.Event, deadline: float = MAX_WAIT) -> dict:
+    def wait(
+        self,
+        cancel: threading.Event,
+        deadline: float = MAX_WAIT,
+        on_bad_paste: Callable[[str], None] | None = None,
+    ) -> dict:
         """The token, once the redirect arrives (listener or paste); raises on the server's error,
-        a wrong state, `cancel` or the deadline. The listener closes either way."""
+        `cancel` or the deadline. A pasted address that is not this sign-in's answer goes to
+        `on_bad_paste` (the user pastes again); without it, it ends the wait. The listener
+        closes either way."""
         end = time.monotonic() + deadline
         try:
             while True:
@@ -180,7 +187,12 @@ class LoopbackFlow:
                     answer = self._answers.get(timeout=min(0.2, left))
                 except queue.Empty:
                     continue
-                return self._exchange(answer)
+                try:
+                    return self._exchange(answer)
+                except OAuth2Error as exc:
+                    if exc.remote or on_bad_paste is None:
+                        raise
+                    on_bad_paste(str(exc))
         finally:
             self.close()
 

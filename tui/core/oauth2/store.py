@@ -94,8 +94,9 @@ def keyring_call(action):
 class TokenStore:
     """One account's record, in the keyring or in `<state dir>/oauth2/ID.json`."""
 
-    def __init__(self, account_id: str, kind: str, keyring: SecretStore):
+    def __init__(self, account_id: str, kind: str, keyring: SecretStore, timeout: float = 15.0):
         self.account_id, self.kind, self.keyring = account_id, kind, keyring
+        self.timeout = timeout  # a keyring that does not answer is given up on
         self.folder = state_dir() / "oauth2"
 
     @property
@@ -114,7 +115,9 @@ class TokenStore:
                     "owner and permissions, or Reconnect to sign in again."
                 ) from None
         else:
-            secret = keyring_call(lambda: self.keyring.get(keyring_user(self.account_id)))
+            secret = keyring_call(
+                lambda: self.keyring.get(keyring_user(self.account_id), self.timeout)
+            )
             text = secret.reveal() if secret else None
         if not text:
             return None

@@ -21,7 +21,7 @@ from .errors import OAuth2Error
 from .forecast import Forecast, forecast
 from .http import Client, call
 from .settings import OAuth2Settings
-from .store import TokenRecord, TokenStore, keyring_call
+from .store import TokenRecord, TokenStore
 
 EARLY = 300  # refresh this many seconds before the access token expires
 
@@ -39,6 +39,7 @@ class OAuth2Tokens:
     ):
         self.keyring, self.timeout, self.clock = keyring, timeout, clock
         self._access: dict[str, tuple[Secret, float]] = {}  # id -> (token, monotonic expiry)
+        self.kept: dict[str, bool] = {}  # id -> the last token handed out was kept, not refreshed
         self._locks: dict[str, threading.Lock] = {}  # one refresh per account in this process
         self._locks_lock = threading.Lock()
 
@@ -48,7 +49,8 @@ class OAuth2Tokens:
         return account.oauth2
 
     def store(self, account: Account) -> TokenStore:
-        return TokenStore(account.id, self.settings(account).token_store, self.keyring)
+        kind = self.settings(account).token_store
+        return TokenStore(account.id, kind, self.keyring, self.timeout)
 
     def client_secret(self, account: Account) -> Secret | None:
         """Google's Desktop clients need a secret even with PKCE; public clients have none."""
@@ -58,18 +60,20 @@ class OAuth2Tokens:
                 settings.client_secret_command, self.timeout, "oauth2.client_secret_command"
             )
         try:
-            return keyring_call(lambda: self.keyring.get(client_secret_user(account.id)))
+            return self.keyring.get(client_secret_user(account.id), self.timeout)
         except KeyringUnavailable:
-            if settings.token_store == "file":  # no keyring on purpose: a public client
-                return None
-            raise
+            # No keyring, so no secret in it: a public client needs none, and a client that
+            # does gets invalid_client from its token endpoint, decoded into what to change.
+            return None
 
     def access_token(self, account: Account, fresh: bool = False) -> Secret:
         """A valid access token: the one in memory, or a refreshed one."""
         with self._lock_for(account.id):
             kept = self._access.get(account.id)
             if kept and not fresh and kept[1] - time.monotonic() > EARLY:
+                self.kept[account.id] = True
                 return kept[0]
+            self.kept[account.id] = False
             return self._refresh(account)
 
     def _lock_for(self, account_id: str) -> threading.Lock:
