@@ -44,7 +44,8 @@ async def check_account(
             return token_refused(account.id, str(exc), exc.status)
         except CredentialError as exc:
             return not_checked(account.id, str(exc))
-        token_warning = await credentials.token_warning_within(account, timeout)
+        spent = time.monotonic() - start
+        token_warning = await credentials.token_warning_within(account, max(timeout - spent, 0))
     else:
         token_warning = None
     left = timeout - (time.monotonic() - start)
