@@ -172,3 +172,44 @@ def test_a_failed_password_command_is_unknown_and_a_server_refusal_outranks_it(t
     proc = run("--config", str(path))
     assert proc.returncode == 2, proc.stdout
     assert "badpw (Invalid Credentials)" in proc.stdout and "good (not checked)" in proc.stdout
+
+
+def test_check_from_cron_stops_after_four_failed_logins_and_then_asks_no_server(tmp_path, loopback):
+    imap_connections = []
+    rejecting = ScriptedImap("IMAP4rev1", login_reply="NO [AUTHENTICATIONFAILED] Invalid")
+
+    async def counted(reader, writer):
+        imap_connections.append(1)
+        await rejecting(reader, writer)
+
+    path = write_config(
+        tmp_path,
+        loopback,
+        [
+            ("sales", "wrong", {"port": loopback.serve(counted), "security": "none"}),
+            ("vault", "unused", {"port": loopback.imap_tls, "security": "tls"}),
+        ],
+    )
+    path.write_text(
+        path.read_text().replace(
+            "password_command = \"printf '%s' 'unused'\"", 'password_command = "exit 1"'
+        )
+    )
+    first = run("--config", str(path), "--account", "sales", "--json")
+    assert first.returncode == 2, first.stdout + first.stderr
+    assert json.loads(first.stdout)["accounts"][0]["failed_logins"] == 2  # IMAP and SMTP
+    second = run("--config", str(path), "--account", "sales", "--json")
+    assert second.returncode == 1, second.stdout + second.stderr
+    sales = json.loads(second.stdout)["accounts"][0]
+    assert sales["status"] == "stopped" and sales["needs_attention"]
+    assert sales["detail"].startswith("Stopped after the servers rejected 4 logins in a row")
+    assert len(imap_connections) == 2
+    # Every later run says why it is stopped and logs in nowhere. A known problem (WARNING)
+    # outranks an account that could not be checked (UNKNOWN).
+    third = run("--config", str(path))
+    assert len(imap_connections) == 2
+    assert third.returncode == 1, third.stdout
+    assert third.stdout.startswith(
+        "CONNECTED EMAILS WARNING - 2 of 2 need attention: "
+        "sales (Stopped after 4 rejected logins), vault (not checked) |"
+    )

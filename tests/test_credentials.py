@@ -33,6 +33,7 @@ from tui.core.sweep import sweep
 from tui.demo.servers import HOST, fault
 
 from . import keyrings
+from .tui_support import app_for, cell, select, settled, text_of, write_accounts
 
 
 def test_secret_never_shows_in_repr_or_str():
@@ -277,3 +278,17 @@ async def test_the_secret_lookup_counts_against_the_check_timeout(loopback):
     elapsed = time.monotonic() - start
     assert elapsed < 2 + 0.6, elapsed  # not 1.2 s for the secret and 2 s more for the servers
     assert result.status is Status.NO_SERVICE_CONNECTION and result.reached_server
+
+
+async def test_the_app_keeps_the_label_and_says_the_server_was_never_asked(tmp_path, loopback):
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {"sales": {}})
+    text = path.read_text().replace('id = "sales"', 'id = "sales"\npassword_command = "exit 7"')
+    path.write_text(text)
+    app = app_for(path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settled(pilot)
+        await select(pilot, "sales")
+        assert cell(pilot, "sales") == "Invalid Credentials"
+        detail = " ".join(text_of(app.screen.query_one("#detail")).split())
+        assert "not checked: password_command failed with exit code 7" in detail
+        assert "The server was never asked." in detail

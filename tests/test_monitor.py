@@ -10,10 +10,13 @@ import pytest
 
 from tui.core.check import check_account
 from tui.core.credentials import Credentials, MemoryStore
-from tui.core.models import Endpoint, Settings
+from tui.core.history import History
+from tui.core.history import Recorder as HistoryRecorder
+from tui.core.lockout import MAX_FAILED_LOGINS
+from tui.core.models import AccountState, Endpoint, Settings
 from tui.core.monitor import AccountChecked, Monitor, StatusChanged
 from tui.core.status import Status
-from tui.demo.servers import HOST, closed_port, fault
+from tui.demo.servers import HOST, ScriptedImap, closed_port, fault
 
 from .conftest import PASSWORD
 
@@ -51,6 +54,14 @@ async def wait_until(predicate, timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.01)
+
+
+async def run_monitor_until(monitor: Monitor, predicate) -> None:
+    monitor.start()
+    try:
+        await wait_until(predicate)
+    finally:
+        await monitor.close()
 
 
 async def run_monitor(monitor: Monitor, seconds: float) -> None:
@@ -142,7 +153,9 @@ async def test_concurrency_is_bounded_across_accounts(loopback):
     assert recorder.max_total == 3
 
 
-async def test_three_rejected_logins_stop_the_account(loopback):
+async def test_four_failed_logins_stop_the_account_two_a_check_when_both_sides_reject(
+    loopback,
+):
     recorder = Recorder()
     monitor = Monitor(
         [loopback.account()],
@@ -160,13 +173,97 @@ async def test_three_rejected_logins_stop_the_account(loopback):
     finally:
         await monitor.close()
     state = monitor.states["alice"]
-    assert len(recorder.starts["alice"]) == 3
-    assert "rejected the credentials 3 times" in state.detail
+    assert MAX_FAILED_LOGINS == 4
+    assert len(recorder.starts["alice"]) == 2, "IMAP and SMTP each failed a login, twice"
+    assert state.failed_logins == 4
+    assert "the servers rejected 4 logins in a row" in state.detail
     assert state.needs_attention and not state.stopped_by_user
     assert [(c.old, c.new) for c in changes] == [
         (Status.CHECKING, Status.INVALID_CREDENTIALS),
         (Status.INVALID_CREDENTIALS, Status.STOPPED),
     ]
+
+
+def rejecting_imap(loopback, connections: list | None = None) -> Endpoint:
+    """An IMAP server that rejects every LOGIN (and counts its connections)."""
+    server = ScriptedImap("IMAP4rev1", login_reply="NO [AUTHENTICATIONFAILED] Invalid credentials")
+
+    async def handler(reader, writer):
+        if connections is not None:
+            connections.append(1)
+        await server(reader, writer)
+
+    return Endpoint(HOST, loopback.serve(handler), "none")
+
+
+async def test_one_rejecting_side_counts_one_failed_login_a_check(loopback):
+    recorder = Recorder()
+    account = loopback.account(imap=rejecting_imap(loopback))  # SMTP accepts the password
+    monitor = Monitor(
+        [account], Settings(poll_interval=0.05, timeout=2), credentials(), checker=recorder
+    )
+    await run_monitor_until(monitor, lambda: monitor.states["alice"].status is Status.STOPPED)
+    assert len(recorder.starts["alice"]) == 4
+    assert monitor.states["alice"].failed_logins == 4
+
+
+async def test_a_check_that_reaches_no_login_keeps_the_count(loopback):
+    down = Endpoint(HOST, closed_port(), "tls")
+    account = loopback.account(imap=down, smtp=down)
+    before = AccountState(account, Status.INVALID_CREDENTIALS, failed_logins=3)
+    monitor = Monitor(
+        [account],
+        Settings(poll_interval=60, timeout=1),
+        credentials(),
+        last_known={"alice": before},
+    )
+    await run_monitor_until(
+        monitor, lambda: monitor.states["alice"].status is Status.NO_SERVICE_CONNECTION
+    )
+    assert monitor.states["alice"].failed_logins == 3
+
+
+async def test_the_count_outlives_the_app_and_resume_resets_it(loopback, tmp_path):
+    history = History(tmp_path / "history.sqlite3")
+    account = loopback.account()
+    settings = Settings(poll_interval=60, timeout=2)
+
+    def monitor_from_history(password: str, checker=None) -> Monitor:
+        monitor = Monitor(
+            [account],
+            settings,
+            credentials(password),
+            last_known=history.last_states([account]),
+            **({"checker": checker} if checker else {}),
+        )
+        monitor.subscribe(HistoryRecorder(history))
+        return monitor
+
+    first = monitor_from_history("wrong")
+    await run_monitor_until(first, lambda: first.states["alice"].failed_logins == 2)
+    await asyncio.sleep(0.05)  # the recorder writes on the next turn of the loop
+    # The app restarts: one more check with both sides rejected reaches four.
+    second = monitor_from_history("wrong")
+    assert second.states["alice"].failed_logins == 2
+    await run_monitor_until(second, lambda: second.states["alice"].status is Status.STOPPED)
+    await asyncio.sleep(0.05)
+    # And once more: it starts stopped, with the reason, and asks no server.
+    recorder = Recorder()
+    third = monitor_from_history(PASSWORD, recorder)
+    third.start()
+    try:
+        await asyncio.sleep(0.3)
+        state = third.states["alice"]
+        assert state.status is Status.STOPPED and state.needs_attention
+        assert "rejected 4 logins" in state.detail
+        assert recorder.starts == {}
+        third.resume("alice")
+        assert third.states["alice"].failed_logins == 0
+        await wait_until(lambda: third.states["alice"].status is Status.CONNECTED)
+    finally:
+        await third.close()
+    await asyncio.sleep(0.05)
+    assert history.last_states([account])["alice"].failed_logins == 0
 
 
 async def test_events_on_every_check_but_status_changes_only_on_change(loopback):

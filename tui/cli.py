@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_check(
     path: str | None, as_json: bool, only: list[str], prometheus: str | None = None
 ) -> int:
-    from .core import report
+    from .core import lockout, report
     from .core.credentials import Credentials, KeyringStore
     from .core.sweep import sweep
 
@@ -137,11 +137,12 @@ def run_check(
         if problem:  # said once here; each affected account also shows it as its detail
             print(problem, file=sys.stderr)
     credentials = Credentials(store, config.settings.timeout, config.settings.concurrency)
-    results = asyncio.run(
-        sweep([a for a in accounts if not a.stopped], config.settings, credentials)
-    )
-    states = report.states_from(accounts, results, config.settings)
-    _remember(states, config.path)
+    history, last = _history_for(config.path, accounts)
+    # An account stopped for its failed logins (here or in the app) asks no server again.
+    due = [a for a in accounts if not a.stopped and not lockout.stopped_before(last.get(a.id))]
+    results = asyncio.run(sweep(due, config.settings, credentials))
+    states = report.states_from(accounts, results, config.settings, last)
+    _remember(history, states, last)
     if prometheus:
         _write_prometheus(states, prometheus)
     print(report.as_json(states) if as_json else report.as_line(states))
@@ -174,23 +175,37 @@ def _uses_keyring(account) -> bool:
     return not (account.oauth2 and account.oauth2.token_store == "file")
 
 
-def _remember(states, config_path) -> None:
-    """Cron runs leave a history too, so `history` can say what happened last night."""
+def _history_for(config_path, accounts):
+    """The history and its last known states, or (None, {}) when it cannot be used (said why)."""
+    import sqlite3
+
     from .core.history import History, HistoryUnavailable, default_path, unusable
 
     try:
         history = History(default_path(), config=config_path)
     except HistoryUnavailable as exc:
         print(exc, file=sys.stderr)
+        return None, {}
+    try:
+        return history, history.last_states(accounts)
+    except sqlite3.Error as exc:
+        print(unusable(history.path, exc, "This check was not recorded"), file=sys.stderr)
+        history.close()
+        return None, {}
+
+
+def _remember(history, states, last) -> None:
+    """Cron runs leave a history too, so `history` can say what happened last night, and the
+    failed-login count carries over to the next run."""
+    if history is None:
         return
     import sqlite3
     from dataclasses import replace
 
-    from .core.history import Change
+    from .core.history import Change, unusable
     from .core.status import Status
 
     try:
-        last = history.last_states([s.account for s in states])
         changes, kept = [], []
         for state in states:
             before = last.get(state.account.id)

@@ -41,7 +41,8 @@ async def check_account(
     found = await _secret_for(account, credentials, timeout)
     if isinstance(found, AccountResult):
         return found
-    token_warning = await credentials.token_warning_within(account, timeout)
+    spent = time.monotonic() - start
+    token_warning = await credentials.token_warning_within(account, max(timeout - spent, 0))
     result = await _probe(account, found, timeout, start, mark, token_warning)
     if credentials.kept_token(account) and _rejected(result):
         # The access token was kept from an earlier check and a server refused it now: refresh

@@ -103,7 +103,10 @@ _SAMPLES = [
     "CREATE INDEX samples_by_account ON samples (config, account_id, at)",
 ]
 
-MIGRATIONS = [_TABLES, _KEYED_BY_CONFIG, _SAMPLES]
+# Logins the servers rejected in a row, so a `check` from cron stops too (lockout.py).
+_FAILED_LOGINS = ["ALTER TABLE last_state ADD COLUMN failed_logins INTEGER NOT NULL DEFAULT 0"]
+
+MIGRATIONS = [_TABLES, _KEYED_BY_CONFIG, _SAMPLES, _FAILED_LOGINS]
 SAMPLES_READ = 120  # the most a reader gets back: a sparkline is at most this wide
 
 
@@ -248,6 +251,7 @@ def _state_row(state: AccountState) -> tuple:
         _ts(state.since),
         _result_json(state.result),
         json.dumps(state.retrying) if state.retrying else None,
+        state.failed_logins,
     )
 
 
@@ -320,7 +324,8 @@ class History:
             )
             self.db.executemany(
                 "INSERT OR REPLACE INTO last_state "
-                "(config, account_id, status, since, result, retrying) VALUES (?, ?, ?, ?, ?, ?)",
+                "(config, account_id, status, since, result, retrying, failed_logins) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(self.config, *_state_row(s)) for s in states],
             )
 
@@ -397,8 +402,9 @@ class History:
     def last_states(self, accounts: list[Account]) -> dict[str, AccountState]:
         by_id = {a.id: a for a in accounts}
         states = {}
-        for account_id, status, since, result, retrying in self.db.execute(
-            "SELECT account_id, status, since, result, retrying FROM last_state WHERE config = ?",
+        for account_id, status, since, result, retrying, failed_logins in self.db.execute(
+            "SELECT account_id, status, since, result, retrying, failed_logins FROM last_state "
+            "WHERE config = ?",
             (self.config,),
         ):
             if account_id in by_id:
@@ -408,6 +414,7 @@ class History:
                     _result_from(result, account_id),
                     _dt(since),
                     retrying=tuple(json.loads(retrying)) if retrying else None,
+                    failed_logins=failed_logins,
                 )
         return states
 

@@ -11,6 +11,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
+from . import lockout
 from .check import check_account
 from .credentials import Credentials
 from .models import (
@@ -24,11 +25,6 @@ from .models import (
 )
 from .status import Status
 
-AUTO_STOP_AFTER = 3
-AUTO_STOP_REASON = (
-    "Stopped after the server rejected the credentials {n} times in a row, so the "
-    "provider does not lock the account. Reconnect with new credentials, or resume."
-)
 USER_STOP_REASON = "Stopped by you. Resume to check it again."
 
 
@@ -68,14 +64,24 @@ async def _default_checker(
 
 
 def _initial_state(account: Account, last_known: AccountState | None = None) -> AccountState:
-    """Stopped if the user stopped it; else what the history last knew, marked stale."""
+    """Stopped if the user stopped it, or if the servers rejected too many logins (in an earlier
+    run, or a `check` from cron); else what the history last knew, marked stale."""
     if account.stopped:
         return AccountState(
             account, Status.STOPPED, stopped_reason=USER_STOP_REASON, stopped_by_user=True
         )
+    failed = last_known.failed_logins if last_known else 0
+    if lockout.must_stop(failed):
+        return replace(
+            last_known,
+            account=account,
+            status=Status.STOPPED,
+            stopped_reason=lockout.stop_reason(failed),
+            stopped_by_user=False,
+        )
     if last_known is not None and last_known.status not in (Status.CHECKING, Status.STOPPED):
         return replace(last_known, account=account, stale=True)
-    return AccountState(account)
+    return AccountState(account, failed_logins=failed)
 
 
 class _Slot:
@@ -85,7 +91,6 @@ class _Slot:
         self.wake = asyncio.Event()
         self.task: asyncio.Task | None = None
         self.failures = 0  # consecutive transient failures, for backoff and alert_after
-        self.rejections = 0  # consecutive Invalid Credentials results that reached the server
         self.mark: tuple[int, int] | None = None  # INBOX (UIDVALIDITY, UIDNEXT) when last good
 
 
@@ -182,7 +187,7 @@ class Monitor:
             return
         slot = self._slots.get(account_id)
         if slot:
-            slot.rejections = slot.failures = 0
+            slot.failures = 0
         self._set(
             replace(
                 state,
@@ -190,6 +195,7 @@ class Monitor:
                 since=utcnow(),
                 stopped_reason=None,
                 stopped_by_user=False,
+                failed_logins=0,
             )
         )
         self.check_now(account_id)
@@ -205,10 +211,10 @@ class Monitor:
         if state is None:
             self.add(account)
             return
-        self.states[account.id] = replace(state, account=account)
+        self.states[account.id] = replace(state, account=account, failed_logins=0)
         slot = self._slots.get(account.id)
         if slot:
-            slot.rejections = slot.failures = 0
+            slot.failures = 0
         if state.status is Status.STOPPED:
             self.resume(account.id)
         else:
@@ -260,12 +266,9 @@ class Monitor:
             return interval
         status = result.status
         slot.failures = slot.failures + 1 if status in TRANSIENT else 0
-        rejected = status is Status.INVALID_CREDENTIALS and (
-            result.imap.reached_server or result.smtp.reached_server
-        )
-        if rejected:
-            self.credentials.forget(account_id)
-        slot.rejections = slot.rejections + 1 if rejected else 0
+        failed_logins = lockout.failed_logins(state.failed_logins, result)
+        if failed_logins > state.failed_logins:
+            self.credentials.forget(account_id)  # a rejected token is asked for again
         if result.imap.mailbox_mark:
             slot.mark = result.imap.mailbox_mark
         alert_after = self.settings.alert_after
@@ -292,12 +295,13 @@ class Monitor:
             stale=False,
             retrying=retrying,
             missed=missed,
+            failed_logins=failed_logins,
             **cert,
             since=state.since if status is state.status else utcnow(),
         )
         self._set(new_state)
-        if slot.rejections >= AUTO_STOP_AFTER:
-            self.stop(account_id, AUTO_STOP_REASON.format(n=slot.rejections), by_user=False)
+        if lockout.must_stop(failed_logins):
+            self.stop(account_id, lockout.stop_reason(failed_logins), by_user=False)
             return interval
         if slot.failures:
             delay = min(interval, self.retry_base * 2 ** (slot.failures - 1))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 
+from . import lockout
 from .models import Account, AccountResult, AccountState, Settings, certificate_verdict, utcnow
 from .monitor import USER_STOP_REASON
 from .status import EXIT_CODE, EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING, Status
@@ -15,26 +17,52 @@ EXIT_RANK = {EXIT_OK: 0, EXIT_UNKNOWN: 1, EXIT_WARNING: 2, EXIT_CRITICAL: 3}
 
 
 def states_from(
-    accounts: list[Account], results: list[AccountResult], settings: Settings
+    accounts: list[Account],
+    results: list[AccountResult],
+    settings: Settings,
+    last: dict[str, AccountState] | None = None,
 ) -> list[AccountState]:
-    """Checked accounts take their result and certificate verdict; accounts the user stopped
-    stay Stopped, unchecked."""
+    """Checked accounts take their result, certificate verdict and failed-login count (from
+    `last`, the history's states); one whose count reaches the limit is stopped. Accounts not
+    checked stay Stopped: by the user, or for their failed logins."""
     by_id = {r.account_id: r for r in results}
+    last = last or {}
     now = utcnow()
     states = []
     for a in accounts:
+        before = last.get(a.id)
         if a.id not in by_id:
-            states.append(
-                AccountState(
-                    a, Status.STOPPED, stopped_reason=USER_STOP_REASON, stopped_by_user=True
-                )
-            )
+            states.append(_left_stopped(a, before))
             continue
         result = by_id[a.id]
-        states.append(
-            AccountState(a, result.status, result, **certificate_verdict(result, settings, now))
+        failed = lockout.failed_logins(before.failed_logins if before else 0, result)
+        state = AccountState(
+            a,
+            result.status,
+            result,
+            failed_logins=failed,
+            **certificate_verdict(result, settings, now),
         )
+        if lockout.must_stop(failed):
+            reason = lockout.stop_reason(failed)
+            state = replace(state, status=Status.STOPPED, stopped_reason=reason)
+        states.append(state)
     return states
+
+
+def _left_stopped(account: Account, before: AccountState | None) -> AccountState:
+    if account.stopped:
+        return AccountState(
+            account, Status.STOPPED, stopped_reason=USER_STOP_REASON, stopped_by_user=True
+        )
+    return AccountState(
+        account,
+        Status.STOPPED,
+        before.result,
+        since=before.since,
+        stopped_reason=lockout.stop_reason(before.failed_logins),
+        failed_logins=before.failed_logins,
+    )
 
 
 def exit_code(states: list[AccountState]) -> int:
@@ -64,6 +92,14 @@ def _account_code(state: AccountState) -> int:
     return EXIT_CODE[state.status] if state.needs_attention else EXIT_OK
 
 
+def _in_short(state: AccountState) -> str:
+    if _not_checked(state):
+        return "not checked"
+    if state.status is Status.STOPPED and lockout.must_stop(state.failed_logins):
+        return f"Stopped after {state.failed_logins} rejected logins"
+    return state.status.label
+
+
 def account_json(state: AccountState) -> dict:
     result = state.result
     return {
@@ -74,6 +110,7 @@ def account_json(state: AccountState) -> dict:
         "needs_attention": state.needs_attention,
         "detail": state.detail,
         "cert_warning": state.cert_warning,
+        "failed_logins": state.failed_logins,
         "token_warning": result.token_warning if result else None,
         "checked_at": state.last_checked.isoformat() if state.last_checked else None,
         "imap": result.imap.to_json() if result else None,
@@ -110,10 +147,7 @@ def as_line(states: list[AccountState]) -> str:
     if not states:
         text = "no accounts configured"
     elif attention:
-        names = ", ".join(
-            f"{s.account.id} ({'not checked' if _not_checked(s) else s.status.label})"
-            for s in attention[:5]
-        )
+        names = ", ".join(f"{s.account.id} ({_in_short(s)})" for s in attention[:5])
         more = f" and {len(attention) - 5} more" if len(attention) > 5 else ""
         text = f"{len(attention)} of {len(states)} need attention: {names}{more}"
     else:

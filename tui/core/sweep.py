@@ -12,6 +12,9 @@ from .models import Account, AccountResult, Settings
 async def sweep(
     accounts: list[Account], settings: Settings, credentials: Credentials
 ) -> list[AccountResult]:
+    """Check every account, `concurrency` at a time. Each check ends by its deadline (timeout,
+    secret lookup included, plus the short LOGOUT grace), so N accounts take about
+    ceil(N / concurrency) x timeout however their servers or secret commands behave."""
     gate = asyncio.Semaphore(settings.concurrency)
 
     async def one(account: Account) -> AccountResult:
