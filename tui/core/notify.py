@@ -160,11 +160,10 @@ class Notifier:
             return  # its alert was never sent
         for host, ids in self._outages.items():
             if account_id in ids:
-                ids.discard(account_id)
                 if not any(failing_host(s) == host for s in self.states()):
                     del self._outages[host]
-                    self._send(*outage_over_message(host, ids | {account_id}), good=True)
-                return
+                    self._send(*outage_over_message(host, ids), good=True)
+                return  # the outage's one message covers this account's recovery too
         self._send(*recovery_message(state, event.previous), good=True)
 
     def _release(self) -> None:
