@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,26 @@ def test_a_certificate_alert_says_to_renew_it(loopback):
     assert title == "Connected Emails: alice@example.com — Connected"
     assert "Status: Connected: IMAP certificate expires in 2 days (2026-11-29)" in body
     assert "What to do: Ask the provider to renew the server's certificate" in body
+
+
+async def test_the_end_of_an_outage_is_one_message_naming_every_account(
+    loopback, webhook, tmp_path
+):
+    ids = ["one", "two", "three"]
+    accounts = down_accounts(loopback, *ids)
+    monitor = Monitor(accounts, Settings(timeout=3, alert_after=1), credentials(ids=ids))
+    notifier = Notifier(sender_for(webhook, tmp_path), lambda: monitor.states.values(), hold=0.3)
+    monitor.subscribe(notifier)
+    monitor.start()
+    try:
+        await wait_until(lambda: len(webhook.messages) == 1, 10)
+        for account in accounts:  # the provider is back (here: the right port again)
+            monitor.replace_account(replace(account, imap=Endpoint(HOST, loopback.imap_tls, "tls")))
+        await wait_until(lambda: len(webhook.messages) == 2, 10)
+        await asyncio.sleep(0.5)  # time for a stray third message
+    finally:
+        await monitor.close()
+        await notifier.close()
+    assert len(webhook.messages) == 2, webhook.messages
+    assert webhook.messages[1]["title"] == f"Connected Emails: {HOST} is reachable again"
+    assert "is over: one, three, two connect again" in webhook.messages[1]["message"]

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tui.demo.servers import HOST, ScriptedImap, fault
 
 from .conftest import PASSWORD
+from .test_dovecot import dovecot  # noqa: F401 (a fixture, asked for by name)
 from .webhook import Webhook
 
 
@@ -153,8 +154,16 @@ def history_of(config) -> list[dict]:
     return json.loads(proc.stdout)["changes"]
 
 
+@pytest.fixture(params=["pymap", "dovecot"])
+def imap_port(request, loopback) -> int:
+    """The implicit-TLS IMAP port of pymap, or of Dovecot (skipped, saying why, without it)."""
+    if request.param == "pymap":
+        return loopback.imap_tls
+    return request.getfixturevalue("dovecot").imaps
+
+
 def test_a_break_and_a_recovery_reach_the_log_metrics_hook_notifications_and_history(
-    tmp_path, loopback, services
+    tmp_path, loopback, services, imap_port
 ):
     webhook = Webhook()
     hook_out = tmp_path / "hook.log"
@@ -163,16 +172,16 @@ def test_a_break_and_a_recovery_reach_the_log_metrics_hook_notifications_and_his
         on_change=f"echo $CE_EVENT $CE_ACCOUNT_ID $CE_NEW_STATUS >> {hook_out}",
         notify_config=webhook.write_config(tmp_path / "apprise.txt"),
     )
-    good = account_toml(loopback, "good") + "\n" + account_toml(loopback, "flaky")
+    good = account_toml(loopback, "good", imap_port=imap_port) + "\n"
+    good += account_toml(loopback, "flaky", imap_port=imap_port)
     config.write_text(settings + good)
     service = services(config, "--metrics", "127.0.0.1:0")
     url = service.wait_for_line(r"Metrics on (http://\S+)").group(1)
     wait_for_metric(url, "connected_email_status", 1.0, account="flaky", status="connected")
 
     # Break it: the file changes (a new password), the service reloads and checks at once.
-    config.write_text(
-        settings + account_toml(loopback, "good") + "\n" + account_toml(loopback, "flaky", "nope")
-    )
+    broken = account_toml(loopback, "flaky", "nope", imap_port=imap_port)
+    config.write_text(settings + account_toml(loopback, "good", imap_port=imap_port) + broken)
     metrics = wait_for_metric(
         url, "connected_email_status", 1.0, account="flaky", status="invalid_credentials"
     )

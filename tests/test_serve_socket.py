@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -141,6 +142,8 @@ def test_a_change_in_the_file_reaches_an_attached_client(running, loopback):
     client.wait_for(lambda m: m["type"] == "snapshot")
     config.write_text(settings_toml() + account_toml(loopback, "good", "wrong"))
     broken = client.wait_for(status_event("good", "invalid_credentials"))
+    seen_after = datetime.now(UTC) - datetime.fromisoformat(broken["account"]["checked_at"])
+    assert seen_after < timedelta(seconds=1)  # from the check's end to the client
     assert broken["account"]["needs_attention"]
     assert broken["account"]["detail"].startswith("IMAP: server said: [AUTHENTICATIONFAILED]")
     client.close()

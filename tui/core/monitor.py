@@ -84,6 +84,16 @@ def _initial_state(account: Account, last_known: AccountState | None = None) -> 
     return AccountState(account, failed_logins=failed)
 
 
+async def _cancel(tasks: list[asyncio.Task]) -> None:
+    """Cancel until done: on Python 3.11 asyncio.wait_for drops a cancellation that arrives in
+    the turn its future finished (a secret lookup ending then), and the loop would go on."""
+    while tasks:
+        for task in tasks:
+            task.cancel()
+        _, pending = await asyncio.wait(tasks, timeout=0.05)
+        tasks = list(pending)
+
+
 class _Slot:
     """The per-account bookkeeping the faces never see."""
 
@@ -141,10 +151,7 @@ class Monitor:
     async def close(self) -> None:
         """Stop every loop promptly; in-flight checks are cancelled and their sockets cut."""
         self._running = False
-        tasks = [slot.task for slot in self._slots.values() if slot.task]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _cancel([slot.task for slot in self._slots.values() if slot.task])
         self._slots.clear()
 
     def _start_slot(self, account_id: str) -> None:
@@ -224,8 +231,7 @@ class Monitor:
         self.states.pop(account_id, None)
         slot = self._slots.pop(account_id, None)
         if slot and slot.task:
-            slot.task.cancel()
-            await asyncio.gather(slot.task, return_exceptions=True)
+            await _cancel([slot.task])
 
     # --- the per-account loop ---------------------------------------------------------------
 

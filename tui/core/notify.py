@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import stat
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +15,7 @@ from .models import AccountState
 from .monitor import AttentionChanged, Event
 from .outages import Outage, failing_host, group_outages
 from .status import Status
+from .text import clean
 
 log = logging.getLogger(__name__)
 
@@ -25,22 +25,15 @@ CERTIFICATE_ADVICE = (
     "Ask the provider to renew the server's certificate (or renew it, if the server is yours) "
     "before it expires, or every login will fail."
 )
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
 class NotifyConfigError(Exception):
     """The Apprise configuration cannot be used; the text says why and what to do."""
 
 
-def one_line(text: str, limit: int = 300) -> str:
-    """Server text as one line of plain data: no control characters, bounded."""
-    text = _CONTROL.sub(" ", text).strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def alert_message(state: AccountState) -> tuple[str, str]:
     account = state.account
-    detail = one_line(state.detail)
+    detail = clean(state.detail, 300)
     advice = state.status.info.advice
     if state.status is Status.CONNECTED:  # still works, but its certificate is about to expire
         advice = CERTIFICATE_ADVICE
@@ -167,11 +160,10 @@ class Notifier:
             return  # its alert was never sent
         for host, ids in self._outages.items():
             if account_id in ids:
-                ids.discard(account_id)
                 if not any(failing_host(s) == host for s in self.states()):
                     del self._outages[host]
-                    self._send(*outage_over_message(host, ids | {account_id}), good=True)
-                return
+                    self._send(*outage_over_message(host, ids), good=True)
+                return  # the outage's one message covers this account's recovery too
         self._send(*recovery_message(state, event.previous), good=True)
 
     def _release(self) -> None:

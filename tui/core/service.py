@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import config as config_file
 from .monitor import Event, StatusChanged
-from .notify import one_line
+from .text import clean
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class _JournalFormatter(logging.Formatter):
         self.journal = bool(os.environ.get("JOURNAL_STREAM"))
 
     def format(self, record: logging.LogRecord) -> str:
-        text = one_line(record.getMessage(), 2000)
+        text = clean(record.getMessage(), 2000)
         if self.journal:
             return f"<{self.PRIORITY.get(record.levelno, 6)}>{text}"
         return f"{self.formatTime(record, '%Y-%m-%d %H:%M:%S')} {record.levelname} {text}"
