@@ -211,12 +211,16 @@ def serve_smtp(
     context: ssl.SSLContext | None = None,
     port: int = 0,
     oauthbearer: bool = False,
+    handler=None,
 ) -> int:
     """aiosmtpd with AUTH (when `users`) in mode none, tls (implicit) or starttls; XOAUTH2 for
-    tokens, and OAUTHBEARER too when asked."""
+    tokens, and OAUTHBEARER too when asked. The default handler drops the mail it accepts; pass
+    `handler` to do something with it."""
     from aiosmtpd.smtp import SMTP
 
-    handler = (_BearerSink if oauthbearer else _XOAuthSink)(users) if users else _Sink()
+    handler = handler or (
+        (_BearerSink if oauthbearer else _XOAuthSink)(users) if users else _Sink()
+    )
 
     def factory():
         return SMTP(
