@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from .models import Account, AccountResult, AccountState, ProbeResult
+from .models import Account, AccountResult, AccountState, ProbeResult, RoundTripResult
 from .status import Status
 
 # Each step takes the schema one version (PRAGMA user_version) up; a new table or column is a
@@ -103,7 +103,20 @@ _SAMPLES = [
     "CREATE INDEX samples_by_account ON samples (config, account_id, at)",
 ]
 
-MIGRATIONS = [_TABLES, _KEYED_BY_CONFIG, _SAMPLES]
+# Every delivery probe that ran: when the next one is due, and how many failed in a row.
+_ROUND_TRIPS = [
+    """CREATE TABLE round_trips (
+        id INTEGER PRIMARY KEY,
+        config TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        at REAL NOT NULL,
+        status TEXT NOT NULL,
+        result TEXT NOT NULL         -- RoundTripResult.to_json(), with the refusal if any
+    )""",
+    "CREATE INDEX round_trips_by_account ON round_trips (config, account_id, at)",
+]
+
+MIGRATIONS = [_TABLES, _KEYED_BY_CONFIG, _SAMPLES, _ROUND_TRIPS]
 SAMPLES_READ = 120  # the most a reader gets back: a sparkline is at most this wide
 
 
@@ -241,6 +254,40 @@ def _result_from(text: str | None, account_id: str) -> AccountResult | None:
     return AccountResult(account_id, probe(data["imap"]), probe(data["smtp"]))
 
 
+def _round_trip_json(result: RoundTripResult) -> str:
+    data = result.to_json()
+    if result.refused:
+        data["refused"] = {**result.refused.to_json(), "protocol": result.refused.protocol}
+    return json.dumps(data)
+
+
+def _round_trip_from(text: str) -> RoundTripResult:
+    data = json.loads(text)
+    refused = data.get("refused")
+    return RoundTripResult(
+        data["status"],
+        data["detail"],
+        datetime.fromisoformat(data["checked_at"]),
+        datetime.fromisoformat(data["sent_at"]) if data.get("sent_at") else None,
+        data.get("latency_ms"),
+        data.get("placement"),
+        data.get("spf"),
+        data.get("dkim"),
+        data.get("dmarc"),
+        data.get("cleanup"),
+        ProbeResult(
+            refused["protocol"],
+            Status(refused["status"]),
+            refused["detail"],
+            refused["latency_ms"],
+            datetime.fromisoformat(refused["checked_at"]),
+            refused.get("code"),
+        )
+        if refused
+        else None,
+    )
+
+
 def _state_row(state: AccountState) -> tuple:
     return (
         state.account.id,
@@ -324,6 +371,20 @@ class History:
                 [(self.config, *_state_row(s)) for s in states],
             )
 
+    def record_round_trips(self, results: dict[str, RoundTripResult]) -> None:
+        """Every probe that ran (not_run is no probe), by account id, in one transaction."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(
+                "INSERT INTO round_trips (config, account_id, at, status, result) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [
+                    (self.config, account_id, _ts(r.checked_at), r.status, _round_trip_json(r))
+                    for account_id, r in results.items()
+                    if r.status != "not_run"
+                ],
+            )
+
     def record_change(
         self, account_id: str, old: Status, new: Status, detail: str, at: datetime
     ) -> None:
@@ -352,6 +413,12 @@ class History:
                 ).rowcount
                 + self.db.execute(
                     "DELETE FROM samples WHERE config = ? AND at < ?", (self.config, cutoff)
+                ).rowcount
+                # The newest probe stays: it holds the account's round-trip verdict.
+                + self.db.execute(
+                    "DELETE FROM round_trips WHERE config = ? AND at < ? AND id NOT IN (SELECT "
+                    "max(id) FROM round_trips WHERE config = ? GROUP BY account_id)",
+                    (self.config, cutoff, self.config),
                 ).rowcount
             )
 
@@ -410,6 +477,17 @@ class History:
                     retrying=tuple(json.loads(retrying)) if retrying else None,
                 )
         return states
+
+    def round_trips(self, account_id: str, limit: int = 100) -> list[RoundTripResult]:
+        """The account's probes, newest first."""
+        return [
+            _round_trip_from(text)
+            for (text,) in self.db.execute(
+                "SELECT result FROM round_trips WHERE config = ? AND account_id = ? "
+                "ORDER BY at DESC, id DESC LIMIT ?",
+                (self.config, account_id, limit),
+            )
+        ]
 
     def quiet(self) -> dict[str, Quiet]:
         return {

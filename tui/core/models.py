@@ -209,6 +209,9 @@ class AccountState:
     cert_days: int | None = None  # whole days until the nearer certificate expires, if warned
     missed: int | None = None  # messages that arrived in INBOX while it was failing
     failed_logins: int = 0  # logins the servers rejected since the last accepted one
+    round_trip: RoundTripResult | None = None  # the last delivery probe; holds until the next
+    round_trip_problem: str | None = None  # set when that probe decides the status
+    round_trip_warning: str | None = None  # delivered, but into Junk or failing DMARC
 
     @property
     def needs_attention(self) -> bool:
@@ -222,10 +225,14 @@ class AccountState:
     def detail(self) -> str:
         if self.status is Status.STOPPED:
             return self.stopped_reason or "Checking is stopped."
+        if self.round_trip_problem:
+            return self.round_trip_problem
         if self.status is Status.CONNECTED and self.cert_warning:
             return self.cert_warning
         if self.status is Status.CONNECTED and self.result and self.result.token_warning:
             return self.result.token_warning
+        if self.status is Status.CONNECTED and self.round_trip_warning:
+            return self.round_trip_warning
         return self.result.detail if self.result else ""
 
     @property

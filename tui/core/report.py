@@ -5,7 +5,16 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from .models import Account, AccountResult, AccountState, Settings, certificate_verdict, utcnow
+from .delivery import judge
+from .models import (
+    Account,
+    AccountResult,
+    AccountState,
+    RoundTripResult,
+    Settings,
+    certificate_verdict,
+    utcnow,
+)
 from .monitor import USER_STOP_REASON
 from .status import EXIT_CODE, EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING, Status
 
@@ -15,10 +24,14 @@ EXIT_RANK = {EXIT_OK: 0, EXIT_UNKNOWN: 1, EXIT_WARNING: 2, EXIT_CRITICAL: 3}
 
 
 def states_from(
-    accounts: list[Account], results: list[AccountResult], settings: Settings
+    accounts: list[Account],
+    results: list[AccountResult],
+    settings: Settings,
+    round_trips: dict[str, tuple[RoundTripResult, int]] | None = None,
 ) -> list[AccountState]:
-    """Checked accounts take their result and certificate verdict; accounts the user stopped
-    stay Stopped, unchecked."""
+    """Checked accounts take their result and certificate verdict, and the verdict of their
+    last round trip (with the failed probes in a row) from `round_trips`; accounts the user
+    stopped stay Stopped, unchecked."""
     by_id = {r.account_id: r for r in results}
     now = utcnow()
     states = []
@@ -31,9 +44,10 @@ def states_from(
             )
             continue
         result = by_id[a.id]
-        states.append(
-            AccountState(a, result.status, result, **certificate_verdict(result, settings, now))
-        )
+        state = AccountState(a, result.status, result, **certificate_verdict(result, settings, now))
+        if round_trips and a.id in round_trips:
+            state = judge(state, *round_trips[a.id], settings)
+        states.append(state)
     return states
 
 
@@ -60,7 +74,8 @@ def _account_code(state: AccountState) -> int:
         if state.cert_alert:
             return EXIT_CRITICAL
         token_warning = state.result.token_warning if state.result else None
-        return EXIT_WARNING if state.cert_warning or token_warning else EXIT_OK
+        warned = state.cert_warning or token_warning or state.round_trip_warning
+        return EXIT_WARNING if warned else EXIT_OK
     return EXIT_CODE[state.status] if state.needs_attention else EXIT_OK
 
 
@@ -78,7 +93,20 @@ def account_json(state: AccountState) -> dict:
         "checked_at": state.last_checked.isoformat() if state.last_checked else None,
         "imap": result.imap.to_json() if result else None,
         "smtp": result.smtp.to_json() if result else None,
+        "round_trip": _round_trip_json(state),
     }
+
+
+def _round_trip_json(state: AccountState) -> dict:
+    trip = state.round_trip
+    if trip is None:
+        why = (
+            "no probe has run yet"
+            if state.account.round_trip
+            else "round trip is off for this account (see round_trip in the README)"
+        )
+        trip = RoundTripResult("not_run", f"not run: {why}")
+    return {**trip.to_json(), "warning": state.round_trip_warning}
 
 
 def summary(states: list[AccountState]) -> dict:
