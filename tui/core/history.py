@@ -489,6 +489,10 @@ class History:
             )
         ]
 
+    def recent_round_trips(self, accounts: list[Account], limit: int) -> dict:
+        """Each opted-in account's last `limit` probes, newest first: what the monitor needs."""
+        return {a.id: self.round_trips(a.id, limit) for a in accounts if a.round_trip}
+
     def quiet(self) -> dict[str, Quiet]:
         return {
             row[0]: Quiet(
@@ -594,10 +598,11 @@ class Recorder:
         self._changes: list[Change] = []
         self._states: dict[str, AccountState] = {}
         self._samples: list[Sample] = []
+        self._trips: dict[str, RoundTripResult] = {}
         self._scheduled = False
 
     def __call__(self, event) -> None:
-        from .monitor import AccountChecked, StatusChanged
+        from .monitor import AccountChecked, RoundTripDone, StatusChanged
 
         if self.failed:
             return
@@ -610,6 +615,8 @@ class Recorder:
         elif isinstance(event, AccountChecked):
             self._states[event.state.account.id] = event.state
             self._samples.append(Sample.of(event.state.result))
+        elif isinstance(event, RoundTripDone) and event.result.status != "not_run":
+            self._trips[event.account_id] = event.result
         else:
             return
         if not self._scheduled:
@@ -621,16 +628,20 @@ class Recorder:
         changes, self._changes = self._changes, []
         states, self._states = self._states, {}
         samples, self._samples = self._samples, []
-        if self.failed or not (changes or states):
+        trips, self._trips = self._trips, {}
+        if self.failed or not (changes or states or trips):
             return
         try:
             self.history.record(changes, list(states.values()))
             if samples:
                 self.history.add_samples(samples)
+            if trips:
+                self.history.record_round_trips(trips)
         except sqlite3.Error as exc:
             if disk_full(exc):  # held for the next turn with news; newer states win
                 self._changes = (changes + self._changes)[-self.MAX_HELD_CHANGES :]
                 self._states = {**states, **self._states}
+                self._trips = {**trips, **self._trips}
             else:
                 self.failed = True
             if self.on_failure and not self.disk_full:
