@@ -344,11 +344,12 @@ class Monitor:
 
     async def _run_round_trips(self, account_id: str, slot: _Slot) -> None:
         """Probe whenever one is due by `every`, never two at once for one account. The first
-        probe waits for the first check (a failing login makes a probe pointless) and the
-        monitor's first spread, so a thousand accounts do not send at once."""
+        probe waits for the first check (a failing login makes a probe pointless), then a random
+        part of a poll interval, so a thousand accounts started together do not send at once."""
         await slot.checked.wait()
-        if self.first_spread:
-            await asyncio.sleep(random.uniform(0, self.first_spread))
+        plan = self.states[account_id].account.round_trip if account_id in self.states else None
+        if plan is not None:
+            await asyncio.sleep(random.uniform(0, min(plan.every, self.settings.poll_interval)))
         while True:
             state = self.states.get(account_id)
             plan = state.account.round_trip if state else None

@@ -1,4 +1,5 @@
-"""The detail pane answers "can I still send?" from the last round trip."""
+"""What the faces show of the last round trip: the detail pane answers "can I still send?",
+the metrics give its latency and success."""
 
 from __future__ import annotations
 
@@ -73,3 +74,25 @@ def test_opted_in_account_without_a_probe_says_so_and_others_say_nothing():
     opted_in = Account(**{**ACCOUNT.__dict__, "round_trip": RoundTrip()})
     assert "Round trip  … no probe yet" in shown(connected(opted_in))
     assert "Round trip" not in shown(connected())
+
+
+def test_metrics_give_the_last_probes_latency_and_success():
+    from prometheus_client import generate_latest
+
+    from tui.core.metrics import Metrics
+
+    delivered = RoundTripResult("delivered", "sent and delivered", NOW, latency_ms=1250)
+    missing = RoundTripResult("missing", "sent at 10:02, not arrived after 5 min", NOW)
+    states = [
+        judge(connected(), delivered, 0, Settings()),
+        judge(connected(Account(**{**ACCOUNT.__dict__, "id": "support"})), missing, 1, Settings()),
+        connected(Account(**{**ACCOUNT.__dict__, "id": "plain"})),
+    ]
+    text = generate_latest(Metrics(lambda: states, counters=False).registry()).decode()
+    assert 'connected_email_round_trip_seconds{account="sales"} 1.25' in text
+    assert 'connected_email_round_trip_success{account="sales"} 1.0' in text
+    assert 'connected_email_round_trip_success{account="support"} 0.0' in text
+    assert 'round_trip_seconds{account="support"}' not in text
+    assert 'account="plain"' not in "".join(
+        line for line in text.splitlines() if "round_trip" in line
+    )
