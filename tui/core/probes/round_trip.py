@@ -90,6 +90,7 @@ async def run_round_trip(
         if isinstance(found, ProbeResult):
             last_error = found.detail
             continue
+        last_error = None  # the mailbox could be read again
         if found is not None:
             return _arrived(found, sent_at, sent)
     after = f"; the last look failed: {last_error}" if last_error else ""
