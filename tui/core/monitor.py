@@ -116,9 +116,11 @@ class Monitor:
         first_spread: float = 0.0,
         last_known: dict[str, AccountState] | None = None,
         round_trips: dict[str, list[RoundTripResult]] | None = None,
+        round_trip_spread: float | None = None,
     ):
         """`round_trips`: each account's recent probes from the history, newest first, so a
-        restart neither probes early nor forgets failures in a row."""
+        restart neither probes early nor forgets failures in a row. The first probes are spread
+        over `round_trip_spread` seconds (default: a poll interval)."""
         self.settings = settings
         self.credentials = credentials
         self.checker = checker
@@ -130,6 +132,9 @@ class Monitor:
         }
         self._slots: dict[str, _Slot] = {}
         self._recent_trips = round_trips or {}
+        self.round_trip_spread = (
+            settings.poll_interval if round_trip_spread is None else round_trip_spread
+        )
         self._subscribers: list[Callable[[Event], None]] = []
         self._gate = asyncio.Semaphore(settings.concurrency)
         self._running = False
@@ -345,11 +350,11 @@ class Monitor:
     async def _run_round_trips(self, account_id: str, slot: _Slot) -> None:
         """Probe whenever one is due by `every`, never two at once for one account. The first
         probe waits for the first check (a failing login makes a probe pointless), then a random
-        part of a poll interval, so a thousand accounts started together do not send at once."""
+        part of the spread, so a thousand accounts started together do not send at once."""
         await slot.checked.wait()
         plan = self.states[account_id].account.round_trip if account_id in self.states else None
         if plan is not None:
-            await asyncio.sleep(random.uniform(0, min(plan.every, self.settings.poll_interval)))
+            await asyncio.sleep(random.uniform(0, min(plan.every, self.round_trip_spread)))
         while True:
             state = self.states.get(account_id)
             plan = state.account.round_trip if state else None
