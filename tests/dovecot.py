@@ -1,5 +1,9 @@
 """A throwaway Dovecot on 127.0.0.1: IMAP with STARTTLS and implicit TLS, passwd-file users; or,
-with an introspection URL, an OAuth-only Dovecot (XOAUTH2 and OAUTHBEARER, LOGINDISABLED)."""
+with an introspection URL, an OAuth-only Dovecot (XOAUTH2 and OAUTHBEARER, LOGINDISABLED).
+
+Optionally LMTP delivery into the same mailboxes (`lmtp=True`; `user+Folder@domain` delivers into
+Folder), extra folders with SPECIAL-USE flags, and an IMAP capability list of our choosing (to
+play a server without UIDPLUS or MOVE)."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import time
 from pathlib import Path
 
 CONF = """\
-protocols = imap
+protocols = imap{protocols}
 listen = 127.0.0.1
 base_dir = {base}/run
 state_dir = {base}/state
@@ -37,6 +41,7 @@ service anvil {{
     mode = 0
   }}
 }}
+{extra}
 service imap-login {{
   inet_listener imap {{
     port = {imap}
@@ -94,6 +99,38 @@ def _wait_for(port: int, deadline: float) -> None:
     raise RuntimeError(f"Dovecot did not listen on {port}")
 
 
+LMTP = """\
+recipient_delimiter = +
+lmtp_save_to_detail_mailbox = yes
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {lmtp}
+  }}
+}}
+"""
+
+# Dovecot 2.3's own list: a test removes what the server it plays lacks.
+CAPABILITIES = (
+    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES "
+    "THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN "
+    "NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES "
+    "WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW "
+    "STATUS=SIZE SAVEDATE LITERAL+ NOTIFY SPECIAL-USE"
+).split()
+
+
+def _folders(folders: dict[str, str]) -> str:
+    """A namespace whose folders exist from the start, each with its SPECIAL-USE flag (or none)."""
+    lines = ["namespace inbox {", "  inbox = yes"]
+    for name, flag in folders.items():
+        lines += [f"  mailbox {name} {{", "    auto = create"]
+        if flag:
+            lines.append(f"    special_use = {flag}")
+        lines.append("  }")
+    return "\n".join(lines + ["}"])
+
+
 class Dovecot:
     """Password users by default; `introspection_url` makes it OAuth-only instead, offering
     `mechanisms`."""
@@ -105,7 +142,13 @@ class Dovecot:
         key_pem: bytes,
         introspection_url: str | None = None,
         mechanisms: str = "xoauth2 oauthbearer",
+        *,
+        lmtp: bool = False,
+        folders: dict[str, str] | None = None,
+        capabilities: list[str] | None = None,
     ):
+        """`folders` maps names to a SPECIAL-USE flag ("\\Junk") or "" for none; `capabilities`
+        replaces what IMAP advertises after login."""
         # Not under a 0700 directory: the dovecot user must read the passwd-file.
         self.base = Path(tempfile.mkdtemp(prefix="dovecot-", dir="/tmp"))
         os.chmod(self.base, 0o755)
@@ -115,12 +158,27 @@ class Dovecot:
         (self.base / "mail").mkdir(mode=0o777)
         os.chmod(self.base / "mail", 0o777)
         self.imap, self.imaps = _free_port(), _free_port()
+        self.lmtp = _free_port() if lmtp else None
+        extra = LMTP.format(lmtp=self.lmtp) if lmtp else ""
+        if folders:
+            extra += _folders(folders) + "\n"
+        if capabilities is not None:
+            extra += f"imap_capability = {' '.join(capabilities)}\n"
         conf = self.base / "dovecot.conf"
         auth = PASSWORDS.format(base=self.base)
         if introspection_url:
             auth = OAUTH_ONLY.format(base=self.base, mechanisms=mechanisms)
             (self.base / "oauth2.conf").write_text(OAUTH2_CONF.format(url=introspection_url))
-        conf.write_text(CONF.format(base=self.base, imap=self.imap, imaps=self.imaps, auth=auth))
+        conf.write_text(
+            CONF.format(
+                base=self.base,
+                imap=self.imap,
+                imaps=self.imaps,
+                auth=auth,
+                protocols=" lmtp" if lmtp else "",
+                extra=extra,
+            )
+        )
         self.proc = subprocess.Popen(
             [shutil.which("dovecot"), "-F", "-c", str(conf)],
             stdout=subprocess.DEVNULL,
@@ -130,6 +188,8 @@ class Dovecot:
             deadline = time.monotonic() + 15
             _wait_for(self.imap, deadline)
             _wait_for(self.imaps, deadline)
+            if self.lmtp:
+                _wait_for(self.lmtp, deadline)
         except RuntimeError:
             self.stop()
             log = self.base / "dovecot.log"

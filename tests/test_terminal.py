@@ -42,7 +42,7 @@ def screen_until(session: str, words: str, timeout: float = 20) -> str:
 
 
 def test_demo_in_a_real_terminal(terminal):
-    screen = screen_until(terminal, "8 alerts — press a")
+    screen = screen_until(terminal, "9 alerts — press a")
     # Toasts may cover the right half at this moment; the account column is on the left.
     assert "billing@demo.examp" in screen and "crm-east@demo.exam" in screen
     assert all(len(line) <= 80 for line in screen.splitlines())

@@ -83,6 +83,11 @@ class ConnectedEmailsApp(App):
             self.config.settings,
             self.credentials,
             last_known=last_known,
+            round_trips=history.recent_round_trips(
+                self.config.accounts, self.config.settings.alert_after + 1
+            )
+            if history
+            else {},
             **(monitor_options or {}),
         )
         self.hooks = None

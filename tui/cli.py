@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="check only this account (repeatable)",
     )
+    check.add_argument(
+        "--round-trip",
+        action="store_true",
+        help="run each configured round trip now, even if it is not due by its `every`",
+    )
     serve = commands.add_parser(
         "serve",
         help="watch the accounts as a service: log changes, run the hook, notify, export metrics",
@@ -86,7 +91,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
-        return run_check(args.sub_config or args.config, args.json, args.account, args.prometheus)
+        return run_check(
+            args.sub_config or args.config,
+            args.json,
+            args.account,
+            args.prometheus,
+            args.round_trip,
+        )
     if args.command == "serve":
         return run_serve(args.sub_config or args.config, args.metrics)
     if args.command == "authorize":
@@ -110,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_check(
-    path: str | None, as_json: bool, only: list[str], prometheus: str | None = None
+    path: str | None,
+    as_json: bool,
+    only: list[str],
+    prometheus: str | None = None,
+    round_trip: bool = False,
 ) -> int:
     from .core import lockout, report
     from .core.credentials import Credentials, KeyringStore
@@ -141,7 +156,8 @@ def run_check(
     # An account stopped for its failed logins (here or in the app) asks no server again.
     due = [a for a in accounts if not a.stopped and not lockout.stopped_before(last.get(a.id))]
     results = asyncio.run(sweep(due, config.settings, credentials))
-    states = report.states_from(accounts, results, config.settings, last)
+    round_trips = _round_trips(config, accounts, results, credentials, round_trip)
+    states = report.states_from(accounts, results, config.settings, last, round_trips)
     _remember(history, states, last)
     if prometheus:
         _write_prometheus(states, prometheus)
@@ -256,6 +272,37 @@ def run_serve(path: str | None, metrics: str | None) -> int:
     logging.shutdown()
     sys.stderr.flush()
     os._exit(code)  # the history is flushed; threads still blocked are abandoned
+
+
+def _round_trips(config, accounts, results, credentials, force: bool) -> dict:
+    """The due round trips (all with --round-trip), run and recorded: see round_trips_for_check."""
+    if not any(a.round_trip for a in accounts):
+        return {}
+    import sqlite3
+
+    from .core.delivery import round_trips_for_check
+    from .core.history import History, HistoryUnavailable, default_path
+
+    try:
+        history = History(default_path(), config=config.path)
+    except HistoryUnavailable as exc:
+        print(f"{exc} Round trips run only with --round-trip.", file=sys.stderr)
+        history = None
+    verdicts = {}
+    try:
+        verdicts, fresh = asyncio.run(
+            round_trips_for_check(
+                accounts, config.accounts, results, config.settings, credentials, history, force
+            )
+        )
+        if history is not None:
+            history.record_round_trips(fresh)
+    except sqlite3.Error as exc:  # history must never change the check's verdict
+        print(f"Round trips not read or recorded: {exc}", file=sys.stderr)
+    finally:
+        if history is not None:
+            history.close()
+    return verdicts
 
 
 def parse_since(text: str):

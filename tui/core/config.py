@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .models import AUTH_METHODS, SECURITIES, Account, Endpoint, Settings
+from .models import AUTH_METHODS, SECURITIES, Account, Endpoint, RoundTrip, Settings
 from .providers import PROVIDERS
 
 ENV_VAR = "CONNECTED_EMAILS_CONFIG"
@@ -53,8 +53,15 @@ ACCOUNT_KEYS = {
     "allow_plaintext",
     "tls_verify",
     "oauth2",
+    "round_trip",
 }
 ENDPOINT_KEYS = {"host", "port", "security"}
+ROUND_TRIP_KEYS = {"every", "to", "max_delay", "cleanup"}
+DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# (least, most) seconds: a probe more often than every minute is spam; a wait past an hour is
+# not a delivery check any more, and `check` would not finish within any monitor's timeout.
+ROUND_TRIP_RANGES = {"every": (60, 30 * 86400), "max_delay": (5, 3600)}
 
 # DESIGN.md's ranges: zero, NaN or inf would spin the monitor or never time a check out.
 SETTINGS_RANGES = {
@@ -291,6 +298,17 @@ def parse(text: str, path: Path) -> Config:
             )
         seen[account.id] = index
         accounts.append(account)
+    for index, account in enumerate(accounts):
+        target = account.round_trip.to if account.round_trip else "self"
+        if target != "self" and target not in seen:
+            raise ConfigError(
+                path,
+                f"account {account.id!r}: round_trip.to names {target!r}, which is no account "
+                f"in this file.",
+                f'Use to = "self" or the id of another account ({", ".join(seen)}).',
+                lines.account(index, "round_trip"),
+                "round_trip.to",
+            )
     return Config(path, settings, accounts, dict(keys))
 
 
@@ -492,6 +510,7 @@ def _account(raw, index: int, path: Path, lines: _LineFinder) -> Account:
                 None,
             )
         endpoints[proto] = _endpoint(table or {}, preset, proto, fail)
+    round_trip = _round_trip(raw["round_trip"], fail) if "round_trip" in raw else None
     return Account(
         id=account_id,
         email=email,
@@ -504,6 +523,7 @@ def _account(raw, index: int, path: Path, lines: _LineFinder) -> Account:
         imap=endpoints["imap"],
         smtp=endpoints["smtp"],
         oauth2=oauth2,
+        round_trip=round_trip,
         **flags,
     )
 
@@ -518,6 +538,68 @@ def _oauth2(raw: dict, provider: str, fail):
         return from_table(raw["oauth2"], provider)
     except SettingsProblem as exc:
         fail(exc.problem, exc.fix, "oauth2", f"oauth2.{exc.key}")
+
+
+def _round_trip(table, fail) -> RoundTrip:
+    example = 'round_trip = { every = "1h", to = "self", max_delay = "5m", cleanup = true }'
+    if not isinstance(table, dict):
+        fail("round_trip must be a table.", f"Write {example}.", "round_trip")
+    for key in table:
+        if key not in ROUND_TRIP_KEYS:
+            close = difflib.get_close_matches(key, sorted(ROUND_TRIP_KEYS), n=1)
+            hint = f"Did you mean {close[0]!r}?" if close else "Use every, to, max_delay, cleanup."
+            fail(f"unknown key {key!r} in round_trip.", hint, "round_trip")
+    values = {}
+    for key, (least, most) in ROUND_TRIP_RANGES.items():
+        if key not in table:
+            continue
+        value = table[key]
+        match = DURATION.match(value) if isinstance(value, str) else None
+        seconds = int(match.group(1)) * DURATION_UNITS[match.group(2)] if match else None
+        if seconds is None or not least <= seconds <= most:
+            fail(
+                f"round_trip.{key} must be a duration from {format_duration(least)} to "
+                f"{format_duration(most)}, not {value!r}.",
+                'Write it as "30s", "5m", "1h" or "1d".',
+                "round_trip",
+                f"round_trip.{key}",
+            )
+        values[key] = float(seconds)
+    to = table.get("to", "self")
+    if not isinstance(to, str) or not to:
+        fail(
+            'round_trip.to must be "self" or another account\'s id.',
+            'Write to = "self" to send to this account\'s own address.',
+            "round_trip",
+            "round_trip.to",
+        )
+    cleanup = table.get("cleanup", True)
+    if not isinstance(cleanup, bool):
+        fail(
+            "round_trip.cleanup must be true or false.",
+            "Write cleanup = true to remove each probe message once it is found.",
+            "round_trip",
+            "round_trip.cleanup",
+        )
+    return RoundTrip(to=to, cleanup=cleanup, **values)
+
+
+def round_trip_table(plan: RoundTrip) -> dict:
+    """The round_trip table as a user writes it: durations in words, every key given."""
+    return {
+        "every": format_duration(plan.every),
+        "to": plan.to,
+        "max_delay": format_duration(plan.max_delay),
+        "cleanup": plan.cleanup,
+    }
+
+
+def format_duration(seconds: float) -> str:
+    """The largest whole unit: 3600 -> "1h", 90 -> "90s"."""
+    for unit in ("d", "h", "m"):
+        if seconds >= DURATION_UNITS[unit] and seconds % DURATION_UNITS[unit] == 0:
+            return f"{int(seconds // DURATION_UNITS[unit])}{unit}"
+    return f"{int(seconds)}s"
 
 
 def validate_account(raw: dict, path: Path | None = None) -> Account:

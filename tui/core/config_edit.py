@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import tomlkit
 from tomlkit.items import AoT, Comment, Table, Whitespace
 
+from .config import round_trip_table
 from .models import Account, Endpoint, Settings
 
 if TYPE_CHECKING:
@@ -74,6 +75,8 @@ def _account_fields(account: Account) -> dict:
             continue
         if f.name == "oauth2" and value is not None:
             value = value.to_table(account.provider)  # only what differs from the preset
+        if f.name == "round_trip" and value is not None:
+            value = round_trip_table(value)
         if value != f.default and not (f.name == "username" and value == account.email):
             values[f.name] = value
     for proto in ("imap", "smtp"):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from .models import Account, AccountResult, AccountState, ProbeResult
+from .models import Account, AccountResult, AccountState, ProbeResult, RoundTripResult
 from .status import Status
 
 # Each step takes the schema one version (PRAGMA user_version) up; a new table or column is a
@@ -106,7 +106,20 @@ _SAMPLES = [
 # Logins the servers rejected in a row, so a `check` from cron stops too (lockout.py).
 _FAILED_LOGINS = ["ALTER TABLE last_state ADD COLUMN failed_logins INTEGER NOT NULL DEFAULT 0"]
 
-MIGRATIONS = [_TABLES, _KEYED_BY_CONFIG, _SAMPLES, _FAILED_LOGINS]
+# Every delivery probe that ran: when the next one is due, and how many failed in a row.
+_ROUND_TRIPS = [
+    """CREATE TABLE round_trips (
+        id INTEGER PRIMARY KEY,
+        config TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        at REAL NOT NULL,
+        status TEXT NOT NULL,
+        result TEXT NOT NULL         -- RoundTripResult.to_json(), with the refusal if any
+    )""",
+    "CREATE INDEX round_trips_by_account ON round_trips (config, account_id, at)",
+]
+
+MIGRATIONS = [_TABLES, _KEYED_BY_CONFIG, _SAMPLES, _FAILED_LOGINS, _ROUND_TRIPS]
 SAMPLES_READ = 120  # the most a reader gets back: a sparkline is at most this wide
 
 
@@ -244,6 +257,40 @@ def _result_from(text: str | None, account_id: str) -> AccountResult | None:
     return AccountResult(account_id, probe(data["imap"]), probe(data["smtp"]))
 
 
+def _round_trip_json(result: RoundTripResult) -> str:
+    data = result.to_json()
+    if result.refused:
+        data["refused"] = {**result.refused.to_json(), "protocol": result.refused.protocol}
+    return json.dumps(data)
+
+
+def _round_trip_from(text: str) -> RoundTripResult:
+    data = json.loads(text)
+    refused = data.get("refused")
+    return RoundTripResult(
+        data["status"],
+        data["detail"],
+        datetime.fromisoformat(data["checked_at"]),
+        datetime.fromisoformat(data["sent_at"]) if data.get("sent_at") else None,
+        data.get("latency_ms"),
+        data.get("placement"),
+        data.get("spf"),
+        data.get("dkim"),
+        data.get("dmarc"),
+        data.get("cleanup"),
+        ProbeResult(
+            refused["protocol"],
+            Status(refused["status"]),
+            refused["detail"],
+            refused["latency_ms"],
+            datetime.fromisoformat(refused["checked_at"]),
+            refused.get("code"),
+        )
+        if refused
+        else None,
+    )
+
+
 def _state_row(state: AccountState) -> tuple:
     return (
         state.account.id,
@@ -329,6 +376,20 @@ class History:
                 [(self.config, *_state_row(s)) for s in states],
             )
 
+    def record_round_trips(self, results: dict[str, RoundTripResult]) -> None:
+        """Every probe that ran (not_run is no probe), by account id, in one transaction."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(
+                "INSERT INTO round_trips (config, account_id, at, status, result) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [
+                    (self.config, account_id, _ts(r.checked_at), r.status, _round_trip_json(r))
+                    for account_id, r in results.items()
+                    if r.status != "not_run"
+                ],
+            )
+
     def record_change(
         self, account_id: str, old: Status, new: Status, detail: str, at: datetime
     ) -> None:
@@ -357,6 +418,12 @@ class History:
                 ).rowcount
                 + self.db.execute(
                     "DELETE FROM samples WHERE config = ? AND at < ?", (self.config, cutoff)
+                ).rowcount
+                # The newest probe stays: it holds the account's round-trip verdict.
+                + self.db.execute(
+                    "DELETE FROM round_trips WHERE config = ? AND at < ? AND id NOT IN (SELECT "
+                    "max(id) FROM round_trips WHERE config = ? GROUP BY account_id)",
+                    (self.config, cutoff, self.config),
                 ).rowcount
             )
 
@@ -417,6 +484,21 @@ class History:
                     failed_logins=failed_logins,
                 )
         return states
+
+    def round_trips(self, account_id: str, limit: int = 100) -> list[RoundTripResult]:
+        """The account's probes, newest first."""
+        return [
+            _round_trip_from(text)
+            for (text,) in self.db.execute(
+                "SELECT result FROM round_trips WHERE config = ? AND account_id = ? "
+                "ORDER BY at DESC, id DESC LIMIT ?",
+                (self.config, account_id, limit),
+            )
+        ]
+
+    def recent_round_trips(self, accounts: list[Account], limit: int) -> dict:
+        """Each opted-in account's last `limit` probes, newest first: what the monitor needs."""
+        return {a.id: self.round_trips(a.id, limit) for a in accounts if a.round_trip}
 
     def quiet(self) -> dict[str, Quiet]:
         return {
@@ -523,10 +605,11 @@ class Recorder:
         self._changes: list[Change] = []
         self._states: dict[str, AccountState] = {}
         self._samples: list[Sample] = []
+        self._trips: dict[str, RoundTripResult] = {}
         self._scheduled = False
 
     def __call__(self, event) -> None:
-        from .monitor import AccountChecked, StatusChanged
+        from .monitor import AccountChecked, RoundTripDone, StatusChanged
 
         if self.failed:
             return
@@ -539,6 +622,8 @@ class Recorder:
         elif isinstance(event, AccountChecked):
             self._states[event.state.account.id] = event.state
             self._samples.append(Sample.of(event.state.result))
+        elif isinstance(event, RoundTripDone) and event.result.status != "not_run":
+            self._trips[event.account_id] = event.result
         else:
             return
         if not self._scheduled:
@@ -550,7 +635,8 @@ class Recorder:
         changes, self._changes = self._changes, []
         states, self._states = self._states, {}
         samples, self._samples = self._samples, []
-        if self.failed or not (changes or states):
+        trips, self._trips = self._trips, {}
+        if self.failed or not (changes or states or trips):
             return
         recorded = False
         try:
@@ -558,10 +644,13 @@ class Recorder:
             recorded = True
             if samples:
                 self.history.add_samples(samples)
+            if trips:
+                self.history.record_round_trips(trips)
         except sqlite3.Error as exc:
             if disk_full(exc) and not recorded:  # held for the next turn; newer states win
                 self._changes = (changes + self._changes)[-self.MAX_HELD_CHANGES :]
                 self._states = {**states, **self._states}
+                self._trips = {**trips, **self._trips}
             else:
                 self.failed = True
             if self.on_failure and not self.disk_full:

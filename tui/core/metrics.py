@@ -79,8 +79,23 @@ class Metrics(Collector):
             "When the server certificate seen by the last check expires (Unix time).",
             labels=["account", "protocol"],
         )
+        trip_seconds = GaugeMetricFamily(
+            "connected_email_round_trip_seconds",
+            "How long the last round-trip message that arrived took to arrive.",
+            labels=["account"],
+        )
+        trip_success = GaugeMetricFamily(
+            "connected_email_round_trip_success",
+            "1 when the last round-trip message arrived (INBOX or Junk), 0 when it did not.",
+            labels=["account"],
+        )
         for state in states:
             account_id = state.account.id
+            trip = state.round_trip
+            if trip is not None and trip.status != "not_run":
+                trip_success.add_metric([account_id], 0.0 if trip.failed else 1.0)
+                if trip.latency_ms is not None:
+                    trip_seconds.add_metric([account_id], trip.latency_ms / 1000)
             for slug in STATUSES:
                 status.add_metric([account_id, slug.value], 1.0 if state.status is slug else 0.0)
             result = state.result
@@ -96,7 +111,7 @@ class Metrics(Collector):
                 duration.add_metric([account_id, protocol], probe.latency_ms / 1000)
                 if probe.cert_not_after is not None:
                     expiry.add_metric([account_id, protocol], probe.cert_not_after.timestamp())
-        yield from (up, status, duration, last, expiry)
+        yield from (up, status, duration, last, expiry, trip_seconds, trip_success)
         if self.counters:
             known = {s.account.id for s in states}
             checks = CounterMetricFamily(

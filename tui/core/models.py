@@ -30,6 +30,16 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class RoundTrip:
+    """An account's opt-in delivery probe: send a message, watch it arrive, remove it."""
+
+    every: float = 3600.0  # seconds between probes
+    to: str = "self"  # "self", or the id of the account whose mailbox receives the probe
+    max_delay: float = 300.0  # seconds to wait for the message before calling it missing
+    cleanup: bool = True  # remove the probe message once found
+
+
+@dataclass(frozen=True)
 class Account:
     id: str
     email: str
@@ -45,6 +55,7 @@ class Account:
     allow_plaintext: bool = False  # send the secret over security "none" (trusted networks only)
     tls_verify: bool = True  # False accepts any certificate: per account, never the default
     oauth2: OAuth2Settings | None = None  # the built-in sign-in, when no oauth2_token_command
+    round_trip: RoundTrip | None = None  # None: no delivery probe for this account
 
     @property
     def login(self) -> str:
@@ -107,6 +118,45 @@ class ProbeResult:
         }
 
 
+ROUND_TRIP_STATUSES = ("delivered", "junk", "missing", "send_refused", "not_run")
+
+
+@dataclass(frozen=True)
+class RoundTripResult:
+    """What one delivery probe found. `status` is one of ROUND_TRIP_STATUSES; `detail` answers
+    "can I still send?" in words; `refused` is the SMTP side's verdict when the send failed."""
+
+    status: str
+    detail: str
+    checked_at: datetime = field(default_factory=utcnow)
+    sent_at: datetime | None = None
+    latency_ms: int | None = None  # from the send's acceptance to the poll that saw the message
+    placement: str | None = None  # inbox | junk | missing; None when nothing was sent
+    spf: str | None = None  # from the topmost Authentication-Results header
+    dkim: str | None = None
+    dmarc: str | None = None
+    cleanup: str | None = None  # what became of the probe message, in words
+    refused: ProbeResult | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("missing", "send_refused")
+
+    def to_json(self) -> dict:
+        return {
+            "status": self.status,
+            "detail": self.detail,
+            "checked_at": self.checked_at.isoformat(),
+            "sent_at": self.sent_at.isoformat() if self.sent_at else None,
+            "latency_ms": self.latency_ms,
+            "placement": self.placement,
+            "spf": self.spf,
+            "dkim": self.dkim,
+            "dmarc": self.dmarc,
+            "cleanup": self.cleanup,
+        }
+
+
 @dataclass(frozen=True)
 class AccountResult:
     account_id: str
@@ -159,6 +209,9 @@ class AccountState:
     cert_days: int | None = None  # whole days until the nearer certificate expires, if warned
     missed: int | None = None  # messages that arrived in INBOX while it was failing
     failed_logins: int = 0  # logins the servers rejected since the last accepted one
+    round_trip: RoundTripResult | None = None  # the last delivery probe; holds until the next
+    round_trip_problem: str | None = None  # set when that probe decides the status
+    round_trip_warning: str | None = None  # delivered, but into Junk or failing DMARC
 
     @property
     def needs_attention(self) -> bool:
@@ -172,10 +225,14 @@ class AccountState:
     def detail(self) -> str:
         if self.status is Status.STOPPED:
             return self.stopped_reason or "Checking is stopped."
+        if self.round_trip_problem:
+            return self.round_trip_problem
         if self.status is Status.CONNECTED and self.cert_warning:
             return self.cert_warning
         if self.status is Status.CONNECTED and self.result and self.result.token_warning:
             return self.result.token_warning
+        if self.status is Status.CONNECTED and self.round_trip_warning:
+            return self.round_trip_warning
         return self.result.detail if self.result else ""
 
     @property

@@ -14,11 +14,13 @@ from dataclasses import dataclass, replace
 from . import lockout
 from .check import check_account
 from .credentials import Credentials
+from .delivery import consecutive_failures, judge, run_round_trips
 from .models import (
     TRANSIENT,
     Account,
     AccountResult,
     AccountState,
+    RoundTripResult,
     Settings,
     certificate_verdict,
     utcnow,
@@ -53,7 +55,15 @@ class AttentionChanged:
     previous: AccountState
 
 
-Event = AccountChecked | StatusChanged | AttentionChanged
+@dataclass(frozen=True)
+class RoundTripDone:
+    """A delivery probe finished, or could not run (status not_run, with the reason)."""
+
+    account_id: str
+    result: RoundTripResult
+
+
+Event = AccountChecked | StatusChanged | AttentionChanged | RoundTripDone
 Checker = Callable[..., Awaitable[AccountResult]]
 
 
@@ -102,6 +112,10 @@ class _Slot:
         self.task: asyncio.Task | None = None
         self.failures = 0  # consecutive transient failures, for backoff and alert_after
         self.mark: tuple[int, int] | None = None  # INBOX (UIDVALIDITY, UIDNEXT) when last good
+        self.probe_task: asyncio.Task | None = None  # the round-trip loop, for opted-in accounts
+        self.trips: list[RoundTripResult] = []  # the last few probes, newest first
+        self.base: AccountState | None = None  # the state IMAP and SMTP alone make
+        self.checked = asyncio.Event()  # set once the first check is in: probes wait for it
 
 
 class Monitor:
@@ -116,7 +130,12 @@ class Monitor:
         retry_base: float = 15.0,
         first_spread: float = 0.0,
         last_known: dict[str, AccountState] | None = None,
+        round_trips: dict[str, list[RoundTripResult]] | None = None,
+        round_trip_spread: float | None = None,
     ):
+        """`round_trips`: each account's recent probes from the history, newest first, so a
+        restart neither probes early nor forgets failures in a row. The first probes are spread
+        over `round_trip_spread` seconds (default: a poll interval)."""
         self.settings = settings
         self.credentials = credentials
         self.checker = checker
@@ -127,6 +146,10 @@ class Monitor:
             a.id: _initial_state(a, (last_known or {}).get(a.id)) for a in accounts
         }
         self._slots: dict[str, _Slot] = {}
+        self._recent_trips = round_trips or {}
+        self.round_trip_spread = (
+            settings.poll_interval if round_trip_spread is None else round_trip_spread
+        )
         self._subscribers: list[Callable[[Event], None]] = []
         self._gate = asyncio.Semaphore(settings.concurrency)
         self._running = False
@@ -151,17 +174,31 @@ class Monitor:
     async def close(self) -> None:
         """Stop every loop promptly; in-flight checks are cancelled and their sockets cut."""
         self._running = False
-        await _cancel([slot.task for slot in self._slots.values() if slot.task])
+        await _cancel(
+            [t for slot in self._slots.values() for t in (slot.task, slot.probe_task) if t]
+        )
         self._slots.clear()
 
     def _start_slot(self, account_id: str) -> None:
-        slot = self._slots.setdefault(account_id, _Slot())
+        if account_id not in self._slots:
+            self._slots[account_id] = _Slot()
+            self._slots[account_id].trips = list(self._recent_trips.get(account_id, []))
+        slot = self._slots[account_id]
         known = self.states[account_id].result
         if slot.mark is None and known is not None:
             slot.mark = known.imap.mailbox_mark  # from the history: survives a restart
         if slot.task is None or slot.task.done():
             slot.task = asyncio.create_task(
                 self._run_account(account_id, slot), name=f"monitor:{account_id}"
+            )
+        self._start_round_trips(account_id, slot)
+
+    def _start_round_trips(self, account_id: str, slot: _Slot) -> None:
+        state = self.states.get(account_id)
+        wanted = state is not None and state.account.round_trip is not None
+        if wanted and (slot.probe_task is None or slot.probe_task.done()):
+            slot.probe_task = asyncio.create_task(
+                self._run_round_trips(account_id, slot), name=f"round-trip:{account_id}"
             )
 
     # --- what the faces call ----------------------------------------------------------------
@@ -222,6 +259,7 @@ class Monitor:
         slot = self._slots.get(account.id)
         if slot:
             slot.failures = 0
+            self._start_round_trips(account.id, slot)
         if state.status is Status.STOPPED:
             self.resume(account.id)
         else:
@@ -230,8 +268,8 @@ class Monitor:
     async def remove(self, account_id: str) -> None:
         self.states.pop(account_id, None)
         slot = self._slots.pop(account_id, None)
-        if slot and slot.task:
-            await _cancel([slot.task])
+        if slot:
+            await _cancel([t for t in (slot.task, slot.probe_task) if t])
 
     # --- the per-account loop ---------------------------------------------------------------
 
@@ -294,7 +332,7 @@ class Monitor:
             missed = result.imap.missed  # sync works again: this is what it had missed
         else:
             missed = state.missed if status is state.status else None
-        new_state = replace(
+        slot.base = replace(
             state,
             status=status,
             result=result,
@@ -303,9 +341,12 @@ class Monitor:
             missed=missed,
             failed_logins=failed_logins,
             **cert,
-            since=state.since if status is state.status else utcnow(),
+            round_trip=None,
+            round_trip_problem=None,
+            round_trip_warning=None,
         )
-        self._set(new_state)
+        slot.checked.set()
+        self._set(self._judged(slot, state))
         if lockout.must_stop(failed_logins):
             self.stop(account_id, lockout.stop_reason(failed_logins), by_user=False)
             return interval
@@ -314,6 +355,50 @@ class Monitor:
         else:
             delay = interval
         return delay * random.uniform(1 - self.jitter, 1 + self.jitter)
+
+    # --- the per-account round trip ----------------------------------------------------------
+
+    async def _run_round_trips(self, account_id: str, slot: _Slot) -> None:
+        """Probe whenever one is due by `every`, never two at once for one account. The first
+        probe waits for the first check (a failing login makes a probe pointless), then a random
+        part of the spread, so a thousand accounts started together do not send at once."""
+        await slot.checked.wait()
+        plan = self.states[account_id].account.round_trip if account_id in self.states else None
+        if plan is not None:
+            await asyncio.sleep(random.uniform(0, min(plan.every, self.round_trip_spread)))
+        while True:
+            state = self.states.get(account_id)
+            plan = state.account.round_trip if state else None
+            if plan is None:
+                return
+            last = slot.trips[0] if slot.trips else None
+            wait = plan.every - (utcnow() - last.checked_at).total_seconds() if last else 0.0
+            if wait > 0:
+                await asyncio.sleep(wait * random.uniform(1, 1 + self.jitter))
+                continue
+            if state.status is Status.STOPPED:
+                await asyncio.sleep(min(plan.every, self.settings.poll_interval))
+                continue
+            checked = {i: s.result for i, s in self.states.items() if s.result and not s.stale}
+            everyone = [s.account for s in self.states.values()]
+            trips = await run_round_trips(
+                [state.account], everyone, checked, self.settings, self.credentials, self._gate
+            )
+            trip = trips[account_id]
+            self._emit(RoundTripDone(account_id, trip))
+            if trip.status == "not_run":  # try again once the logins work
+                await asyncio.sleep(min(plan.every, self.settings.poll_interval))
+                continue
+            slot.trips = [trip, *slot.trips][: self.settings.alert_after + 1]
+            current = self.states.get(account_id)
+            if current is not None and current.status is not Status.STOPPED:
+                self._set(self._judged(slot, current))
+
+    def _judged(self, slot: _Slot, current: AccountState) -> AccountState:
+        """The IMAP and SMTP state with the last probe's verdict (it holds until the next)."""
+        trip = slot.trips[0] if slot.trips else None
+        judged = judge(slot.base, trip, consecutive_failures(slot.trips), self.settings)
+        return replace(judged, since=current.since if judged.status is current.status else utcnow())
 
     def _set(self, new_state: AccountState) -> None:
         account_id = new_state.account.id

@@ -7,7 +7,16 @@ from collections import Counter
 from dataclasses import replace
 
 from . import lockout
-from .models import Account, AccountResult, AccountState, Settings, certificate_verdict, utcnow
+from .delivery import judge
+from .models import (
+    Account,
+    AccountResult,
+    AccountState,
+    RoundTripResult,
+    Settings,
+    certificate_verdict,
+    utcnow,
+)
 from .monitor import USER_STOP_REASON
 from .status import EXIT_CODE, EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING, Status
 
@@ -21,10 +30,12 @@ def states_from(
     results: list[AccountResult],
     settings: Settings,
     last: dict[str, AccountState] | None = None,
+    round_trips: dict[str, tuple[RoundTripResult, int]] | None = None,
 ) -> list[AccountState]:
-    """Checked accounts take their result, certificate verdict and failed-login count (from
-    `last`, the history's states); one whose count reaches the limit is stopped. Accounts not
-    checked stay Stopped: by the user, or for their failed logins."""
+    """Checked accounts take their result, certificate verdict, failed-login count (from
+    `last`, the history's states) and the verdict of their last round trip (with the failed
+    probes in a row) from `round_trips`; one whose count reaches the limit is stopped. Accounts
+    not checked stay Stopped: by the user, or for their failed logins."""
     by_id = {r.account_id: r for r in results}
     last = last or {}
     now = utcnow()
@@ -43,6 +54,8 @@ def states_from(
             failed_logins=failed,
             **certificate_verdict(result, settings, now),
         )
+        if round_trips and a.id in round_trips:
+            state = judge(state, *round_trips[a.id], settings)
         if lockout.must_stop(failed):
             reason = lockout.stop_reason(failed)
             state = replace(state, status=Status.STOPPED, stopped_reason=reason)
@@ -88,7 +101,8 @@ def _account_code(state: AccountState) -> int:
         if state.cert_alert:
             return EXIT_CRITICAL
         token_warning = state.result.token_warning if state.result else None
-        return EXIT_WARNING if state.cert_warning or token_warning else EXIT_OK
+        warned = state.cert_warning or token_warning or state.round_trip_warning
+        return EXIT_WARNING if warned else EXIT_OK
     return EXIT_CODE[state.status] if state.needs_attention else EXIT_OK
 
 
@@ -115,7 +129,20 @@ def account_json(state: AccountState) -> dict:
         "checked_at": state.last_checked.isoformat() if state.last_checked else None,
         "imap": result.imap.to_json() if result else None,
         "smtp": result.smtp.to_json() if result else None,
+        "round_trip": _round_trip_json(state),
     }
+
+
+def _round_trip_json(state: AccountState) -> dict:
+    trip = state.round_trip
+    if trip is None:
+        why = (
+            "no probe has run yet"
+            if state.account.round_trip
+            else "round trip is off for this account (see round_trip in the README)"
+        )
+        trip = RoundTripResult("not_run", f"not run: {why}")
+    return {**trip.to_json(), "warning": state.round_trip_warning}
 
 
 def summary(states: list[AccountState]) -> dict:

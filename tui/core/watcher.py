@@ -51,11 +51,14 @@ class Watcher:
         self._running = False
 
     def _new_monitor(self, config: Config, last_known: dict[str, AccountState]) -> Monitor:
+        recent = config.settings.alert_after + 1  # enough to count failed probes in a row
+        trips = self.history.recent_round_trips(config.accounts, recent) if self.history else {}
         return Monitor(
             config.accounts,
             config.settings,
             self.credentials,
             last_known=last_known,
+            round_trips=trips,
             **self.monitor_options,
         )
 

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from ..core.config import Config, save
 from ..core.credentials import MemoryStore
-from ..core.models import Account, Endpoint, Settings
+from ..core.models import Account, Endpoint, RoundTrip, Settings
 from .certs import Certs
-from .servers import HOST, Mailboxes, ScriptedImap, ServerThread, SmtpUsers, closed_port, serve_smtp
+from .servers import (
+    HOST,
+    Delivering,
+    Mailboxes,
+    ScriptedImap,
+    ServerThread,
+    SmtpUsers,
+    closed_port,
+    serve_smtp,
+)
 
 DEMO_PASSWORD = "demo-password"
 BROKEN_ID = "billing"
@@ -113,6 +123,26 @@ class Demo:
             ),
             account("paused", stopped=True),
         ]
+        # Last, so the ports above keep the numbers the screenshots show.
+        delivering = Endpoint(
+            HOST,
+            serve_smtp(
+                self.servers,
+                smtp_users,
+                mode="tls",
+                context=good,
+                port=port(),
+                handler=Delivering(self.mailboxes),
+            ),
+            "tls",
+        )
+        round_trips = {
+            # A working round trip: the message lands in INBOX within a second, then goes.
+            "sales": {"smtp": delivering, "round_trip": RoundTrip(every=3600, max_delay=60)},
+            # Its server accepts mail and drops it: the history holds probes that never came.
+            "support": {"round_trip": RoundTrip(every=3600, max_delay=300)},
+        }
+        self.accounts = [replace(a, **round_trips.get(a.id, {})) for a in self.accounts]
         secrets = {a.id: DEMO_PASSWORD for a in self.accounts}
         secrets[BROKEN_ID] = "an-old-password"
         self.store = MemoryStore(secrets)
@@ -124,13 +154,15 @@ class Demo:
 
     def _history(self):
         """An in-memory history with a past: billing worked until its password was changed at
-        the provider, and two messages arrived since. Its last good check was a real one."""
+        the provider, and two messages arrived since. Its last good check was a real one.
+        Support's last two round trips never arrived (fixed words, so the pictures are the
+        same every run)."""
         from datetime import timedelta
 
         from ..core.check import check_account
         from ..core.credentials import Secret
         from ..core.history import Change, History
-        from ..core.models import AccountState, utcnow
+        from ..core.models import AccountState, RoundTripResult, utcnow
         from ..core.status import Status
 
         history = History(":memory:", config=self.config.path)
@@ -146,6 +178,16 @@ class Demo:
             [Change(billing.id, since, Status.CHECKING, Status.CONNECTED, "")],
             [AccountState(billing, result.status, result, since)],
         )
+        for minutes_ago in (80, 20):
+            sent = utcnow() - timedelta(minutes=minutes_ago)
+            missing = RoundTripResult(
+                "missing",
+                "sent at 10:02, not arrived after 5 min",
+                sent + timedelta(minutes=5),
+                sent_at=sent,
+                placement="missing",
+            )
+            history.record_round_trips({"support": missing})
         return history
 
     def close(self) -> None:
@@ -169,13 +211,14 @@ def make_demo_app(folder: Path, base_port: int | None = None, **options):
     from ..app import ConnectedEmailsApp
 
     demo = Demo(folder, base_port)
-    # Retry a failed connection after 2 s, so the demo's alerts show within seconds.
+    # Retry a failed connection after 2 s, and probe within a second of the first check, so the
+    # demo's alerts and its round trip show within seconds.
     app = ConnectedEmailsApp(
         demo.config,
         demo.store,
         banner=BANNER,
         history=demo.history,
-        monitor_options={"retry_base": 2.0},
+        monitor_options={"retry_base": 2.0, "round_trip_spread": 1.0},
         **options,
     )
     app.demo = demo

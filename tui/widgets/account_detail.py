@@ -59,6 +59,7 @@ def detail_renderable(state: AccountState, now: datetime) -> Group:
     lines += [
         protocol_line(result.imap if result else None, "Sync (IMAP)"),
         protocol_line(result.smtp if result else None, "Send (SMTP)"),
+        *_round_trip_line(state, now),
         Text.assemble(("What to do: ", "bold"), info.advice),
         Text.assemble(
             (info.meaning, "grey62"),
@@ -71,6 +72,34 @@ def detail_renderable(state: AccountState, now: datetime) -> Group:
         ),
     ]
     return Group(*lines)
+
+
+# The mark and colour of each probe outcome: a delivery is the answer to "can I still send?".
+_TRIP_LOOK = {
+    "delivered": ("✓", "green"),
+    "junk": ("⚠", "yellow"),
+    "missing": ("✗", "red"),
+    "send_refused": ("✗", "red"),
+    "not_run": ("…", "grey50"),
+}
+
+
+def _round_trip_line(state: AccountState, now: datetime) -> list[Text]:
+    """'Round trip   ✓ delivered 12m ago — sent and delivered to INBOX within 1.2 s', with the
+    receiving server's SPF, DKIM and DMARC verdicts; nothing for an account that did not opt in."""
+    trip = state.round_trip
+    if trip is None:
+        if state.account.round_trip is None:
+            return []
+        return [Text("Round trip  ", style="bold").append("… no probe yet", style="grey50")]
+    mark, colour = _TRIP_LOOK.get(trip.status, ("?", "grey50"))
+    line = Text("Round trip  ", style="bold")
+    line.append(f"{mark} {trip.status.replace('_', ' ')} {ago(trip.checked_at, now)}", colour)
+    line.append(f" — {trip.detail}")
+    verdicts = [f"{n.upper()} {v}" for n in ("spf", "dkim", "dmarc") if (v := getattr(trip, n))]
+    if verdicts:
+        line.append(f" ({' · '.join(verdicts)})", style="grey62")
+    return [line]
 
 
 class AccountDetail(Static):

@@ -189,8 +189,10 @@ def _check(
     guard: _Guard,
     mark: tuple[int, int] | None,
     passed: Callable[[dict], None],
+    then: Callable[[IMAPClient, _Guard], None] | None = None,
 ) -> None:
-    """Runs in a thread: calls `passed` with what EXAMINE told us, then logs out; or raises."""
+    """Runs in a thread: calls `passed` with what EXAMINE told us, then logs out; or raises.
+    `then` runs before `passed`, in the same session (the round trip's work)."""
     endpoint = account.imap
     deadline = time.monotonic() + timeout
     try:
@@ -242,6 +244,8 @@ def _check(
         }
         if b"UIDVALIDITY" in info and b"UIDNEXT" in info:
             found["mark"] = (int(info[b"UIDVALIDITY"]), int(info[b"UIDNEXT"]))
+        if then is not None:
+            then(client, guard)
         if mark and found["mark"] and found["mark"][0] == mark[0]:
             guard.step = "counting what arrived while it was failing"
             try:
@@ -448,13 +452,19 @@ def _unwrap_response(text: str) -> str:
 
 
 async def check_imap(
-    account: Account, secret: Secret, timeout: float, mark: tuple[int, int] | None = None
+    account: Account,
+    secret: Secret,
+    timeout: float,
+    mark: tuple[int, int] | None = None,
+    then: Callable[[IMAPClient, _Guard], None] | None = None,
 ) -> ProbeResult:
     """Check the account's IMAP side within `timeout` seconds for the whole exchange (LOGOUT
     excepted: it gets a short grace once the check has passed).
 
     With `mark` (UIDVALIDITY, UIDNEXT from the last good check), also count the messages that
-    arrived since then, read-only (UID SEARCH), so the user knows what to catch up on."""
+    arrived since then, read-only (UID SEARCH), so the user knows what to catch up on. `then`
+    runs in the checking thread once INBOX is examined, under the same deadline; what it
+    raises is classified as the check's own failure would be."""
     refusal = credential_refusal(account, secret)
     if refusal:
         return ProbeResult("imap", *refusal, 0, reached_server=False)
@@ -470,7 +480,9 @@ async def check_imap(
     def report(found: dict) -> None:
         loop.call_soon_threadsafe(lambda: passed.done() or passed.set_result(found))
 
-    future = loop.run_in_executor(_EXECUTOR, _check, account, secret, timeout, guard, mark, report)
+    future = loop.run_in_executor(
+        _EXECUTOR, _check, account, secret, timeout, guard, mark, report, then
+    )
     future.add_done_callback(_consume)  # a thread outliving its deadline must not log noise
     try:
         await asyncio.wait({future, passed}, timeout=timeout, return_when=FIRST_COMPLETED)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import aiosmtplib
@@ -219,9 +220,16 @@ def _classify(
     )
 
 
-async def check_smtp(account: Account, secret: Secret, timeout: float) -> ProbeResult:
+async def check_smtp(
+    account: Account,
+    secret: Secret,
+    timeout: float,
+    then: Callable[[aiosmtplib.SMTP, dict], Awaitable[None]] | None = None,
+) -> ProbeResult:
     """Check the account's SMTP side within `timeout` seconds for the whole exchange (QUIT
-    excepted: it gets a short grace once the check has passed)."""
+    excepted: it gets a short grace once the check has passed). `then(client, state)` runs
+    once logged in, under the same deadline (the round trip sends its message there); what it
+    raises is classified as the check's own failure would be."""
     refusal = credential_refusal(account, secret)
     if refusal:
         return ProbeResult("smtp", *refusal, 0, reached_server=False)
@@ -234,6 +242,12 @@ async def check_smtp(account: Account, secret: Secret, timeout: float) -> ProbeR
     try:
         async with asyncio.timeout(timeout):
             client = await _check(account, secret, timeout, state)
+            if then is not None:
+                try:
+                    await then(client, state)
+                except BaseException:
+                    client.close()
+                    raise
     except TimeoutError:
         if "client" in state:
             state["client"].close()
