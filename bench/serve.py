@@ -3,13 +3,14 @@
 Every --sample seconds, prints the service's RSS, threads and open fds (from /proc), and the
 protocol checks it has done (IMAP and SMTP counted apart, from its metrics). At the end: how
 much each grew between the first sample after --warmup seconds and the last, and how long
-SIGTERM took. The servers (pymap,
-aiosmtpd) run in a child process so their cost is not the service's.
+SIGTERM took. The servers (pymap, aiosmtpd) run in a child process so their cost is not the
+service's.
 
     MALLOC_ARENA_MAX=2 python bench/serve.py [--accounts 1000] [--minutes 10] [--interval 30]
 
 MALLOC_ARENA_MAX=2 is what the example systemd unit sets: without it glibc's per-thread arenas
-make RSS creep (200 accounts at 30 s: +0.9 MB/min over 7.5 min; with it, flat after 90 s).
+make RSS creep (200 accounts at 30 s: +0.9 MB/min over 7.5 min; with it, flat after 90 s;
+1,000 accounts: 53.9 -> 55.1 MB from minute 2 to minute 6, 91 threads, 12-21 fds).
 """
 
 from __future__ import annotations
