@@ -44,7 +44,14 @@ async def test_reconnect_authorizes_with_the_device_code_then_tests_and_saves(
         await pilot.press("f5")
         await wait_for(pilot, lambda: isinstance(app.screen, AuthorizeScreen), what="Authorize")
         authorize = app.screen
-        await wait_for(pilot, lambda: text_of(authorize.query_one("#authorize-code")).strip())
+        await wait_for(
+            pilot,
+            lambda: (
+                authorize.query("#authorize-code")
+                and text_of(authorize.query_one("#authorize-code")).strip()
+            ),
+            what="the code",
+        )
         shown = text_of(authorize.query_one("#authorize-code")).replace(" ", "").strip()
         assert shown == next(iter(server.devices.values())).user_code
         assert f"{server.url}/device" in text_of(authorize.query_one("#authorize-intro"))
@@ -139,7 +146,11 @@ async def test_without_a_keyring_the_sign_in_is_kept_in_a_file_with_consent(
         await select(pilot, "ms")
         await pilot.press("r")
         await pilot.press("f5")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, ConfirmScreen) and app.screen.query(".question"),
+            what="the question",
+        )
         assert "file permissions are its only protection" in text_of(
             app.screen.query_one(".question")
         )
