@@ -26,7 +26,7 @@ OUTAGE = "outage:"
 SNOOZES = [("1 hour", 1), ("4 hours", 4), ("1 day", 24), ("1 week", 168)]
 # The note takes what is left of the width; the row's detail below shows it whole.
 ALERT_COLUMNS = [
-    Column("account", "Account", 26),
+    Column("account", "Account", 24),  # the demo's longest address, and the outage row
     Column("status", "Status", 21),
     Column("since", "Since", 5),
     Column("note", "", 30),
