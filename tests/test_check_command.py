@@ -213,3 +213,50 @@ def test_check_from_cron_stops_after_four_failed_logins_and_then_asks_no_server(
         "CONNECTED EMAILS WARNING - 2 of 2 need attention: "
         "sales (Stopped after 4 rejected logins), vault (not checked) |"
     )
+
+
+def test_resume_after_a_cron_stop_lets_the_next_check_ask_the_server_again(tmp_path, loopback):
+    imap_connections = []
+    rejecting = ScriptedImap("IMAP4rev1", login_reply="NO [AUTHENTICATIONFAILED] Invalid")
+
+    async def counted(reader, writer):
+        imap_connections.append(1)
+        await rejecting(reader, writer)
+
+    path = write_config(
+        tmp_path,
+        loopback,
+        [("sales", "wrong", {"port": loopback.serve(counted), "security": "none"})],
+    )
+    run("--config", str(path))
+    stopped = run("--config", str(path), "--json")
+    detail = json.loads(stopped.stdout)["accounts"][0]["detail"]
+    assert f"connected-emails resume sales --config {path}" in detail
+    assert len(imap_connections) == 2
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "tui", "resume", "sales", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert resumed.stdout.startswith("Resumed sales: the 4 rejected logins are forgotten")
+    after = run("--config", str(path), "--json")
+    assert len(imap_connections) == 3
+    sales = json.loads(after.stdout)["accounts"][0]
+    assert sales["status"] == "invalid_credentials" and sales["failed_logins"] == 2
+
+
+def test_resume_an_unknown_account_is_unknown_and_names_the_known_ids(tmp_path, loopback):
+    path = write_config(
+        tmp_path, loopback, [("sales", PASSWORD, {"port": loopback.imap_tls, "security": "tls"})]
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "tui", "resume", "nope", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 3
+    assert f"No account with id nope in {path}. Known ids: sales." in proc.stderr

@@ -1,4 +1,5 @@
-"""Entry points: the TUI (default), `--demo`, the headless `check` and `authorize`."""
+"""Entry points: the TUI (default), `--demo`, and the headless `check`, `serve`, `authorize`,
+`history` and `resume`."""
 
 from __future__ import annotations
 
@@ -73,6 +74,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     authorize.add_argument("account_id", metavar="ID", help="the account's id")
     authorize.add_argument("--config", metavar="PATH", dest="sub_config", help=CONFIG_HELP)
+    resume = commands.add_parser(
+        "resume",
+        help="let the checks log in again to an account stopped after rejected logins",
+        description="Forget an account's rejected logins, as the app's Resume does, so the next "
+        "check (cron's or the app's) asks its servers again. Fix the credentials first.",
+    )
+    resume.add_argument("account_id", metavar="ID", help="the account's id")
+    resume.add_argument("--config", metavar="PATH", dest="sub_config", help=CONFIG_HELP)
     history = commands.add_parser("history", help="print the status history")
     history.add_argument("--config", metavar="PATH", dest="sub_config", help=CONFIG_HELP)
     history.add_argument("--account", metavar="ID", help="only this account")
@@ -104,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         from .authorize import run_authorize
 
         return run_authorize(args.sub_config or args.config, args.account_id)
+    if args.command == "resume":
+        return run_resume(args.sub_config or args.config, args.account_id)
     if args.command == "history":
         return run_history(
             args.sub_config or args.config,
@@ -157,7 +168,9 @@ def run_check(
     due = [a for a in accounts if not a.stopped and not lockout.stopped_before(last.get(a.id))]
     results = asyncio.run(sweep(due, config.settings, credentials))
     round_trips = _round_trips(config, accounts, results, credentials, round_trip)
-    states = report.states_from(accounts, results, config.settings, last, round_trips)
+    states = report.states_from(
+        accounts, results, config.settings, last, round_trips, str(config.path)
+    )
     _remember(history, states, last)
     if prometheus:
         _write_prometheus(states, prometheus)
@@ -328,6 +341,50 @@ def _unknown_account(account: str, known: set[str], config_path) -> int:
         file=sys.stderr,
     )
     return EXIT_UNKNOWN
+
+
+def run_resume(config_path: str | None, account_id: str) -> int:
+    import sqlite3
+
+    from .core.history import History, HistoryUnavailable, default_path, unusable
+
+    try:
+        config = config_file.load(config_file.resolve_path(config_path))
+    except config_file.ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_UNKNOWN
+    account = config.account(account_id)
+    if account is None:
+        return _unknown_account(account_id, {a.id for a in config.accounts}, config.path)
+    path = default_path()
+    if not path.exists():
+        print(f"{account_id} has no history yet, so no rejected logins to forget: nothing to do.")
+        return 0
+    try:
+        history = History(path, config=config.path)
+    except HistoryUnavailable as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_UNKNOWN
+    try:
+        failed = history.reset_failed_logins(account_id)
+    except sqlite3.Error as exc:
+        print(unusable(history.path, exc, f"{account_id} was not resumed"), file=sys.stderr)
+        return EXIT_UNKNOWN
+    finally:
+        history.close()
+    if failed:
+        print(
+            f"Resumed {account_id}: the {failed} rejected logins are forgotten, so the next check "
+            "logs in again. If the credentials are still wrong it stops again after 4."
+        )
+    else:
+        print(f"{account_id} has no rejected logins to forget: nothing to do.")
+    if account.stopped:
+        print(
+            f"{account_id} stays stopped by `stopped = true` in {config.path}: remove that line "
+            "to check it again.",
+        )
+    return 0
 
 
 def run_history(config_path: str | None, account: str | None, since: str, form: str) -> int:

@@ -395,6 +395,20 @@ class History:
     ) -> None:
         self.record([Change(account_id, at, old, new, detail)], [])
 
+    def reset_failed_logins(self, account_id: str) -> int:
+        """Forget the account's rejected logins (what Resume does in the app); the count before."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            row = self.db.execute(
+                "SELECT failed_logins FROM last_state WHERE config = ? AND account_id = ?",
+                (self.config, account_id),
+            ).fetchone()
+            self.db.execute(
+                "UPDATE last_state SET failed_logins = 0 WHERE config = ? AND account_id = ?",
+                (self.config, account_id),
+            )
+        return row[0] if row else 0
+
     def forget_account(self, account_id: str) -> None:
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")

@@ -3,6 +3,8 @@ the account. The monitor and the headless `check` (through the history) share th
 
 from __future__ import annotations
 
+import shlex
+
 from .models import AccountResult, AccountState
 from .status import Status
 
@@ -34,6 +36,15 @@ def must_stop(count: int) -> bool:
 
 def stop_reason(count: int) -> str:
     return AUTO_STOP_REASON.format(n=count)
+
+
+def headless_stop_reason(count: int, account_id: str, config_path: str) -> str:
+    """The reason as `check` gives it: cron has no Resume key, so name the command that is."""
+    command = shlex.join(["connected-emails", "resume", account_id, "--config", config_path])
+    return (
+        f"Stopped after the servers rejected {count} logins in a row, so the provider does not "
+        f"lock the account. Fix the credentials, then run: {command}"
+    )
 
 
 def stopped_before(state: AccountState | None) -> bool:

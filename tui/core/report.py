@@ -31,11 +31,13 @@ def states_from(
     settings: Settings,
     last: dict[str, AccountState] | None = None,
     round_trips: dict[str, tuple[RoundTripResult, int]] | None = None,
+    config_path: str | None = None,
 ) -> list[AccountState]:
     """Checked accounts take their result, certificate verdict, failed-login count (from
     `last`, the history's states) and the verdict of their last round trip (with the failed
     probes in a row) from `round_trips`; one whose count reaches the limit is stopped. Accounts
-    not checked stay Stopped: by the user, or for their failed logins."""
+    not checked stay Stopped: by the user, or for their failed logins (the reason names the
+    `resume` command for `config_path`, when given)."""
     by_id = {r.account_id: r for r in results}
     last = last or {}
     now = utcnow()
@@ -43,7 +45,7 @@ def states_from(
     for a in accounts:
         before = last.get(a.id)
         if a.id not in by_id:
-            states.append(_left_stopped(a, before))
+            states.append(_left_stopped(a, before, config_path))
             continue
         result = by_id[a.id]
         failed = lockout.failed_logins(before.failed_logins if before else 0, result)
@@ -57,13 +59,21 @@ def states_from(
         if round_trips and a.id in round_trips:
             state = judge(state, *round_trips[a.id], settings)
         if lockout.must_stop(failed):
-            reason = lockout.stop_reason(failed)
+            reason = _stop_reason(failed, a.id, config_path)
             state = replace(state, status=Status.STOPPED, stopped_reason=reason)
         states.append(state)
     return states
 
 
-def _left_stopped(account: Account, before: AccountState | None) -> AccountState:
+def _stop_reason(count: int, account_id: str, config_path: str | None) -> str:
+    if config_path is None:
+        return lockout.stop_reason(count)
+    return lockout.headless_stop_reason(count, account_id, config_path)
+
+
+def _left_stopped(
+    account: Account, before: AccountState | None, config_path: str | None
+) -> AccountState:
     if account.stopped:
         return AccountState(
             account, Status.STOPPED, stopped_reason=USER_STOP_REASON, stopped_by_user=True
@@ -73,7 +83,7 @@ def _left_stopped(account: Account, before: AccountState | None) -> AccountState
         Status.STOPPED,
         before.result,
         since=before.since,
-        stopped_reason=lockout.stop_reason(before.failed_logins),
+        stopped_reason=_stop_reason(before.failed_logins, account.id, config_path),
         failed_logins=before.failed_logins,
     )
 
