@@ -337,3 +337,32 @@ def test_sigterm_exits_at_once_with_a_secret_command_hanging(tmp_path, loopback,
     code, elapsed = service.stop()
     assert code == 0, service.log
     assert elapsed < 2.0
+
+
+def test_secret_commands_run_as_many_at_once_as_the_settings_concurrency(
+    tmp_path, loopback, services
+):
+    """Above the default pool of 32, a slow password_command must not wait for a free thread
+    past its deadline: serve runs `concurrency` lookups at once, as check does."""
+    closed = socket.socket()
+    closed.bind((HOST, 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    accounts = [
+        account_toml(loopback, f"a{n}", imap_port=port)
+        .replace("printf '%s'", "sleep 2; printf '%s'")
+        .replace(f"port = {loopback.smtp_tls}", f"port = {port}")
+        for n in range(34)
+    ]
+    config = tmp_path / "accounts.toml"
+    config.write_text(
+        settings_toml(timeout=3).replace("[settings]", "[settings]\nconcurrency = 34")
+        + "\n".join(accounts)
+    )
+    service = services(config)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(re.findall(r"Checking… → ", service.log)) < 34:
+        time.sleep(0.1)
+    changes = re.findall(r"Checking… → .*", service.log)
+    assert len(changes) == 34, service.log
+    assert all(c.startswith("Checking… → No Service Connection") for c in changes), service.log

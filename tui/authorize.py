@@ -39,7 +39,7 @@ def run_authorize(path: str | None, account_id: str) -> int:
     problem = _not_built_in(account)
     if problem:
         return fail(problem, EXIT_USAGE)
-    store = KeyringStore()
+    store = KeyringStore(config.settings.timeout)
     settings = account.oauth2
     if settings.token_store == "keyring" and store.problem():
         return fail(
@@ -47,7 +47,7 @@ def run_authorize(path: str | None, account_id: str) -> int:
             "(file permissions are then the token's only protection).",
             EXIT_USAGE,
         )
-    credentials = Credentials(store, config.settings.timeout)
+    credentials = Credentials(store, config.settings.timeout, config.settings.concurrency)
     tokens = credentials.oauth2
     cancel = threading.Event()
     try:

@@ -180,7 +180,7 @@ async def serve(config_path: Path, metrics_address: str | None) -> int:
                 )
                 return 1
             log.info("Metrics on %s", url)
-        store = KeyringStore()
+        store = KeyringStore(config.settings.timeout)
         if any(not (a.password_command or a.oauth2_token_command) for a in config.accounts):
             try:
                 problem = await asyncio.wait_for(
@@ -200,7 +200,7 @@ async def serve(config_path: Path, metrics_address: str | None) -> int:
             log.warning("%s", exc)
         watcher = Watcher(
             config,
-            Credentials(store, config.settings.timeout),
+            Credentials(store, config.settings.timeout, config.settings.concurrency),
             history=history,
             metrics=metrics,
         )
