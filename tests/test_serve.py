@@ -366,3 +366,17 @@ def test_secret_commands_run_as_many_at_once_as_the_settings_concurrency(
     changes = re.findall(r"Checking… → .*", service.log)
     assert len(changes) == 34, service.log
     assert all(c.startswith("Checking… → No Service Connection") for c in changes), service.log
+
+
+def test_a_reload_that_raises_the_timeout_gives_secret_commands_the_new_deadline(
+    tmp_path, loopback, services
+):
+    config = tmp_path / "accounts.toml"
+    slow = account_toml(loopback, "slow").replace("printf '%s'", "sleep 4; printf '%s'")
+    config.write_text(settings_toml(timeout=3) + slow)
+    service = services(config)
+    service.wait_for_line(r"slow \(alice@example.com\): Checking… → .*within 3 s")
+    config.write_text(settings_toml(timeout=10) + slow)
+    service.proc.send_signal(signal.SIGHUP)
+    service.wait_for_line(r"Reloaded .* \(SIGHUP\): settings changed")
+    service.wait_for_line(r"slow \(alice@example.com\): .* → Connected", timeout=20)

@@ -115,6 +115,11 @@ class _DaemonPool(Executor):
                 threading.Thread(target=self._serve, name=name, daemon=True).start()
         return future
 
+    def resize(self, workers: int) -> None:
+        """A new bound for threads started from now on; idle ones beyond it just stay idle."""
+        with self._lock:
+            self._workers = workers
+
     def _serve(self) -> None:
         while True:
             future, fn, args, kwargs = self._work.get()
@@ -371,6 +376,14 @@ class Credentials:
         self._tokens: dict[str, Secret] = {}  # access tokens, in memory until rejected
         self._commands = _DaemonPool(workers, "secret-command")
         self._oauth2 = None
+
+    def apply(self, timeout: float, workers: int) -> None:
+        """New settings (a reload): later lookups get the new deadline and as many threads;
+        secrets, tokens and sign-ins already at hand are kept."""
+        self.command_timeout = timeout
+        self._commands.resize(workers)
+        if self._oauth2 is not None:
+            self._oauth2.timeout = timeout
 
     @property
     def oauth2(self):

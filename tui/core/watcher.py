@@ -154,6 +154,7 @@ class Watcher:
             last_known = dict(self.monitor.states)
             await self.close()
             self.config = config
+            self.credentials.apply(config.settings.timeout, config.settings.concurrency)
             self.monitor = self._new_monitor(config, last_known)
             self.start()
             return "settings changed: monitoring restarted"
