@@ -174,19 +174,25 @@ def test_a_failed_password_command_is_unknown_and_a_server_refusal_outranks_it(t
     assert "badpw (Invalid Credentials)" in proc.stdout and "good (not checked)" in proc.stdout
 
 
-def test_check_from_cron_stops_after_four_failed_logins_and_then_asks_no_server(tmp_path, loopback):
-    imap_connections = []
+def rejecting_imap(loopback) -> tuple[list, int]:
+    """An IMAP server that rejects every login, and the list its connections are counted in."""
+    connections = []
     rejecting = ScriptedImap("IMAP4rev1", login_reply="NO [AUTHENTICATIONFAILED] Invalid")
 
     async def counted(reader, writer):
-        imap_connections.append(1)
+        connections.append(1)
         await rejecting(reader, writer)
 
+    return connections, loopback.serve(counted)
+
+
+def test_check_from_cron_stops_after_four_failed_logins_and_then_asks_no_server(tmp_path, loopback):
+    imap_connections, port = rejecting_imap(loopback)
     path = write_config(
         tmp_path,
         loopback,
         [
-            ("sales", "wrong", {"port": loopback.serve(counted), "security": "none"}),
+            ("sales", "wrong", {"port": port, "security": "none"}),
             ("vault", "unused", {"port": loopback.imap_tls, "security": "tls"}),
         ],
     )
@@ -216,17 +222,11 @@ def test_check_from_cron_stops_after_four_failed_logins_and_then_asks_no_server(
 
 
 def test_resume_after_a_cron_stop_lets_the_next_check_ask_the_server_again(tmp_path, loopback):
-    imap_connections = []
-    rejecting = ScriptedImap("IMAP4rev1", login_reply="NO [AUTHENTICATIONFAILED] Invalid")
-
-    async def counted(reader, writer):
-        imap_connections.append(1)
-        await rejecting(reader, writer)
-
+    imap_connections, port = rejecting_imap(loopback)
     path = write_config(
         tmp_path,
         loopback,
-        [("sales", "wrong", {"port": loopback.serve(counted), "security": "none"})],
+        [("sales", "wrong", {"port": port, "security": "none"})],
     )
     run("--config", str(path))
     stopped = run("--config", str(path), "--json")
