@@ -379,3 +379,24 @@ async def test_a_token_the_servers_keep_refusing_is_refreshed_once_not_in_a_loop
     result = await check_account(account, 5, credentials=credentials)
     assert result.imap.status is Status.INVALID_CREDENTIALS
     assert server.grants().count("refresh_token") == 1
+
+
+async def test_a_token_endpoints_error_field_is_clean_bounded_data_without_the_refresh_token(
+    loopback, server
+):
+    """`error` is the server's text like `error_description`: no terminal control, no bidi
+    override, one bounded line, and no secret even when the server quotes the request in it."""
+    account = oauth_account(loopback, server)
+    credentials = Credentials(MemoryStore(), 5)
+    record = signed_in(server, account, credentials.oauth2)
+    credentials.forget(account.id)
+    refresh = record.refresh_token.reveal()
+    hostile = f"\x1b]0;owned\x07odd\u202eerror for {refresh} " + "x" * 5000 + "\r\nmore"
+    server.fail_next(400, {"error": hostile, "error_description": "\u202eturned"})
+    result = await check_account(account, 5, credentials=credentials)
+    detail = result.imap.detail
+    assert result.status is Status.REQUEST_IS_INVALID
+    assert "the token endpoint refused the request (odderror for (redacted) xxx" in detail
+    assert refresh not in detail
+    assert not any(c in detail for c in "\x1b\x07\r\n\u202e")
+    assert len(detail) < 1000

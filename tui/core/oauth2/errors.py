@@ -12,6 +12,7 @@ import re
 
 from ..credentials import CredentialError
 from ..status import Status
+from ..text import server_text
 
 REAUTH = "Reconnect to sign in again."
 # Microsoft Entra's AADSTS codes, by what the user must do about them.
@@ -39,7 +40,6 @@ DEVICE_ERRORS = {
     "authorization_declined": "sign-in was declined in the browser",
     "bad_verification_code": "the server did not recognise the device code; run authorize again",
 }
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _AADSTS = re.compile(r"AADSTS(\d+)")
 
 
@@ -55,13 +55,10 @@ class OAuth2Error(CredentialError):
 
 
 def clean(text: str, redact: tuple[str, ...] = (), limit: int = 200) -> str:
-    """Server text made safe to show: first line, no control characters, no secret, bounded."""
-    for secret in redact:
-        if secret:
-            text = text.replace(secret, "********")
+    """Server text made safe to show: its first line, cleaned and redacted as a probe's is."""
+    forms = [secret for secret in redact if secret]
     line = next((part for part in text.splitlines() if part.strip()), "")
-    line = _CONTROL.sub("", line).strip()
-    return line[:limit] + ("…" if len(line) > limit else "")
+    return server_text(line, forms, limit).strip()
 
 
 def decode(http_status: int, body: dict, redact: tuple[str, ...] = ()) -> OAuth2Error:
@@ -72,7 +69,7 @@ def decode(http_status: int, body: dict, redact: tuple[str, ...] = ()) -> OAuth2
 
 
 def _decode(http_status: int, body: dict, redact: tuple[str, ...]) -> OAuth2Error:
-    error = str(body.get("error", "")) or f"HTTP {http_status}"
+    error = clean(str(body.get("error", "")), redact, 80) or f"HTTP {http_status}"
     description = clean(str(body.get("error_description", "")), redact)
     codes = [c for c in body.get("error_codes", []) if isinstance(c, int)]
     codes += [int(c) for c in _AADSTS.findall(description) if int(c) not in codes]
