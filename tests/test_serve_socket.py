@@ -196,3 +196,26 @@ def test_a_socket_left_by_a_dead_service_is_replaced(tmp_path, loopback, service
     assert Client(leftover).read()["type"] == "hello"
     assert service.stop()[0] == 0
     assert not leftover.exists()
+
+
+def test_a_silence_the_history_cannot_keep_is_refused_in_words(running):
+    """A history locked by another process (a long cron check, a backup) must not cost the
+    client its reply or its connection."""
+    import sqlite3
+
+    from tui.core.history import default_path
+
+    _, _, path = running
+    client = Client(path)
+    locker = sqlite3.connect(default_path(), isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        reply = client.command("acknowledge", account="good", note="on it")
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert reply["ok"] is False
+    assert reply["error"].startswith("The history could not keep the acknowledgement")
+    assert reply["error"].endswith("nothing changed; try again.")
+    assert client.command("snapshot")["ok"]
+    client.close()

@@ -268,7 +268,7 @@ class ControlServer:
             raise CommandError("The service runs without history, which keeps silences.")
         account_id = state.account.id
         if command == "unsilence":
-            history.clear_quiet(account_id)
+            self._keep(lambda: history.clear_quiet(account_id), "end of the silence")
         else:
             note = request.get("note", "")
             minutes = request.get("minutes")
@@ -280,8 +280,21 @@ class ControlServer:
                     raise CommandError("Snooze needs minutes, a whole number above 0.")
                 until = utcnow() + timedelta(minutes=min(minutes, 60 * 24 * 365))
             kind = "ack" if command == "acknowledge" else "snooze"
-            history.set_quiet(Quiet(account_id, kind, state.status, note, utcnow(), until))
+            quiet = Quiet(account_id, kind, state.status, note, utcnow(), until)
+            self._keep(
+                lambda: history.set_quiet(quiet), "acknowledgement" if kind == "ack" else kind
+            )
         self.broadcast({"type": "event", "event": "silence_changed", "account": self._json(state)})
+
+    @staticmethod
+    def _keep(write: Callable[[], None], what: str) -> None:
+        """A history another process holds locked (or a full disk) is the client's answer."""
+        try:
+            write()
+        except sqlite3.Error as exc:
+            raise CommandError(
+                f"The history could not keep the {what} ({exc}): nothing changed; try again."
+            ) from None
 
 
 class CommandError(Exception):
