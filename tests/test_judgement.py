@@ -378,6 +378,22 @@ async def test_a_failing_or_hanging_hook_is_reported_once_and_monitoring_goes_on
     ]
 
 
+async def test_a_hook_flooding_stderr_is_read_within_a_bound_and_said_in_one_clean_line():
+    import tracemalloc
+
+    reports = []
+    flood = "printf '\\033[31mdisk full\\n'; head -c 50000000 /dev/zero | tr '\\0' x; exit 4"
+    hook = HookRunner(f"({flood}) >&2", timeout=10, on_failure=reports.append)
+    tracemalloc.start()
+    try:
+        assert not await hook.run({})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000  # not the 50 MB it wrote
+    assert reports == ["The on_change hook failed with exit code 4: disk full. Monitoring goes on."]
+
+
 # --- what was missed --------------------------------------------------------------------------
 
 

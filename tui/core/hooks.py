@@ -11,8 +11,11 @@ from collections.abc import Callable
 
 from .monitor import AttentionChanged, Event
 from .status import Status
+from .text import clean
 
 log = logging.getLogger(__name__)
+
+STDERR_KEPT = 4096  # bytes of a failed hook's stderr kept, for the first line of its reason
 
 
 def hook_environment(event: AttentionChanged) -> dict[str, str]:
@@ -27,6 +30,16 @@ def hook_environment(event: AttentionChanged) -> dict[str, str]:
         "CE_DETAIL": state.detail,
         "CE_TIME": state.since.isoformat(),
     }
+
+
+async def _first_bytes(stream: asyncio.StreamReader) -> bytes:
+    """The start of a hook's stderr (enough for its first line); the rest is read and dropped,
+    so a hook that writes without end neither blocks on a full pipe nor fills memory."""
+    kept = b""
+    while chunk := await stream.read(64 * 1024):
+        if len(kept) < STDERR_KEPT:
+            kept += chunk[: STDERR_KEPT - len(kept)]
+    return kept
 
 
 class HookRunner:
@@ -62,7 +75,9 @@ class HookRunner:
             self._failed(f"could not be started ({exc.strerror})")
             return False
         try:
-            _, stderr = await asyncio.wait_for(proc.communicate(), self.timeout)
+            stderr, _ = await asyncio.wait_for(
+                asyncio.gather(_first_bytes(proc.stderr), proc.wait()), self.timeout
+            )
         except TimeoutError:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -72,9 +87,10 @@ class HookRunner:
             self._failed(f"did not finish within {self.timeout:g} s and was stopped")
             return False
         if proc.returncode != 0:
-            reason = stderr.decode("utf-8", "replace").strip().splitlines()
+            lines = stderr.decode("utf-8", "replace").strip().splitlines()
+            reason = clean(lines[0], 200) if lines else ""
             self._failed(
-                f"failed with exit code {proc.returncode}{': ' + reason[0][:200] if reason else ''}"
+                f"failed with exit code {proc.returncode}{': ' + reason if reason else ''}"
             )
             return False
         return True
