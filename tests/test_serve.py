@@ -380,3 +380,24 @@ def test_a_reload_that_raises_the_timeout_gives_secret_commands_the_new_deadline
     service.proc.send_signal(signal.SIGHUP)
     service.wait_for_line(r"Reloaded .* \(SIGHUP\): settings changed")
     service.wait_for_line(r"slow \(alice@example.com\): .* → Connected", timeout=20)
+
+
+def test_a_history_that_fails_to_read_at_a_reload_leaves_the_service_monitoring(
+    tmp_path, loopback, services
+):
+    import sqlite3
+
+    from tui.core.history import default_path
+
+    config = tmp_path / "accounts.toml"
+    account = account_toml(loopback, "good") + 'round_trip = { every = "1d", to = "self" }\n'
+    config.write_text(settings_toml(timeout=3) + account)
+    service = services(config)
+    service.wait_for_line(r"good \(alice@example.com\): Checking… → Connected")
+    with sqlite3.connect(default_path()) as damaged:  # as a read that fails would
+        damaged.execute("DROP TABLE round_trips")
+    config.write_text(settings_toml(timeout=4) + account)
+    service.proc.send_signal(signal.SIGHUP)
+    service.wait_for_line(r"recent round trips could not be read from the history")
+    service.wait_for_line(r"Reloaded .* \(SIGHUP\): settings changed")
+    assert service.proc.poll() is None, service.log

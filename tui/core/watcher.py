@@ -41,7 +41,7 @@ class Watcher:
         self.metrics = metrics
         self.monitor_options = monitor_options or {}
         self.monitor = self._new_monitor(
-            config, history.last_states(config.accounts) if history else {}
+            config, self._read(lambda: history.last_states(config.accounts), "last states")
         )
         self._subscribers: list[Callable[[Event], None]] = []
         self._unsubscribe: list[Callable[[], None]] = []
@@ -52,7 +52,9 @@ class Watcher:
 
     def _new_monitor(self, config: Config, last_known: dict[str, AccountState]) -> Monitor:
         recent = config.settings.alert_after + 1  # enough to count failed probes in a row
-        trips = self.history.recent_round_trips(config.accounts, recent) if self.history else {}
+        trips = self._read(
+            lambda: self.history.recent_round_trips(config.accounts, recent), "recent round trips"
+        )
         return Monitor(
             config.accounts,
             config.settings,
@@ -61,6 +63,20 @@ class Watcher:
             round_trips=trips,
             **self.monitor_options,
         )
+
+    def _read(self, read: Callable[[], dict], what: str) -> dict:
+        """What the history knows of this config's accounts; nothing when it cannot be read,
+        said, since the monitor must start (or restart after a reload) without it."""
+        if not self.history:
+            return {}
+        try:
+            return read()
+        except sqlite3.Error as exc:
+            self.on_problem(
+                f"The {what} could not be read from the history ({exc}); monitoring goes on "
+                "without them."
+            )
+            return {}
 
     @property
     def states(self) -> dict[str, AccountState]:
