@@ -19,7 +19,9 @@ from ..format import state_cell
 from .run import BROKEN_ID, DEMO_PASSWORD
 
 SIZE = (80, 24)
-BASE_PORT = 42110  # fixed ports, so details such as "127.0.0.1:42114" read the same every run
+# Fixed ports, so details such as "127.0.0.1:24114" read the same every run; below the ephemeral
+# range (32768-60999 here), where a port-0 server or an outgoing connection could hold one.
+BASE_PORT = 24110
 
 
 async def _until(pilot: Pilot, predicate, timeout: float = 20) -> None:
