@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from dataclasses import dataclass
 
 import keyring
@@ -111,3 +113,12 @@ def loopback(tmp_path_factory) -> Loopback:
 
 def require_dovecot() -> bool:
     return os.environ.get("CONNECTED_EMAILS_REQUIRE_DOVECOT") == "1"
+
+
+async def until(predicate, timeout: float = 10.0, what: str = "") -> None:
+    """The tests' one way to wait: poll `predicate` on the running loop until it holds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        await asyncio.sleep(0.05)

@@ -15,6 +15,7 @@ import keyring
 import pytest
 from keyring.backends import fail
 
+from tui.app import make_app
 from tui.core.check import check_account
 from tui.core.credentials import (
     SERVICE,
@@ -33,7 +34,7 @@ from tui.core.sweep import sweep
 from tui.demo.servers import HOST, fault
 
 from . import keyrings
-from .tui_support import app_for, cell, select, settled, text_of, write_accounts
+from .tui_support import cell, select, settled, text_of, write_accounts
 
 
 def test_secret_never_shows_in_repr_or_str():
@@ -284,7 +285,7 @@ async def test_the_app_keeps_the_label_and_says_the_server_was_never_asked(tmp_p
     path = write_accounts(tmp_path / "accounts.toml", loopback, {"sales": {}})
     text = path.read_text().replace('id = "sales"', 'id = "sales"\npassword_command = "exit 7"')
     path.write_text(text)
-    app = app_for(path)
+    app = make_app(path)
     async with app.run_test(size=(100, 30)) as pilot:
         await settled(pilot)
         await select(pilot, "sales")

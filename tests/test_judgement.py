@@ -17,22 +17,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tui.core.credentials import Credentials, MemoryStore
-from tui.core.history import History, HistoryUnavailable, Quiet, Recorder
+from tui.core.history import History, HistoryUnavailable, Recorder
 from tui.core.hooks import HookRunner
 from tui.core.models import Account, Endpoint, Settings
 from tui.core.monitor import AttentionChanged, Monitor
 from tui.core.outages import group_outages
+from tui.core.silences import Quiet
 from tui.core.status import Status
 from tui.demo.servers import HOST, closed_port
 
-from .conftest import PASSWORD, USER
-
-
-async def until(predicate, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
+from .conftest import PASSWORD, USER, until
 
 
 def credentials(password: str = PASSWORD, ids=("alice",)) -> Credentials:

@@ -11,13 +11,14 @@ from keyring.backends import fail
 from rich.console import Console
 from rich.text import Text
 
-from tui.app import RELOAD
+from tui.app import RELOAD, make_app
 from tui.core.config import default_path, load
+from tui.core.silences import QuietKind
 from tui.core.status import Status
 from tui.demo.run import make_demo_app
 
 from .conftest import PASSWORD, USER
-from .tui_support import app_for, text_of, wait_for, write_accounts
+from .tui_support import text_of, toasts, until, write_accounts
 
 
 @pytest.fixture
@@ -29,8 +30,7 @@ def demo(tmp_path):
 
 async def checked(pilot) -> None:
     app = pilot.app
-    await wait_for(
-        pilot,
+    await until(
         lambda: all(s.status is not Status.CHECKING for s in app.monitor.states.values()),
         what="first checks",
     )
@@ -76,8 +76,7 @@ async def test_wider_terminals_show_more_columns_and_narrower_ones_fewer(demo):
         ]
         assert table.max_scroll_x == 0
         # Columns shown again are filled, not blank.
-        await wait_for(
-            pilot,
+        await until(
             lambda: str(table.get_cell("billing", "failed")).startswith("IMAP:"),
             what="What failed to show billing's failure",
         )
@@ -133,9 +132,8 @@ async def test_at_60x15_rows_and_every_dialog_button_are_in_view(demo):
 async def test_the_attention_toast_leaves_the_alerts_buttons_free(demo):
     async with demo.run_test(size=(80, 24), notifications=True) as pilot:
         await checked(pilot)
-        await wait_for(
-            pilot,
-            lambda: any(n.title == "Needs attention" for n in demo._notifications),
+        await until(
+            lambda: any("Needs attention" in t for t in toasts(demo)),
             what="the Needs attention toast",
         )
         await pilot.press("a")
@@ -149,7 +147,7 @@ async def test_the_attention_toast_leaves_the_alerts_buttons_free(demo):
 async def test_below_60x15_the_app_says_the_terminal_is_too_small(demo):
     async with demo.run_test(size=(50, 12), notifications=True) as pilot:
         await checked(pilot)
-        await wait_for(pilot, lambda: demo._notifications, what="a toast")
+        await until(lambda: toasts(demo), what="a toast")
         await pilot.pause(0.2)
         text = demo.screen.query_one("#too-small-text")
         assert "needs at least 60x15" in str(text.content)
@@ -168,7 +166,8 @@ async def test_at_80_columns_the_alerts_and_history_tables_fit_and_notes_show_wh
         assert alerts.max_scroll_x == 0
         alerts.move_cursor(row=alerts.get_row_index("billing"))
         note = "ticket #4711 with the billing provider"
-        demo.set_quiet("billing", "ack", note=note)
+        demo.control.silence("billing", QuietKind.ACK, note=note)
+        demo.screen.refresh_alerts()
         await pilot.pause()
         assert f"acknowledged: {note}" in str(demo.screen.query_one("#alerts-detail").content)
         await pilot.press("h")
@@ -179,20 +178,21 @@ async def test_at_80_columns_the_alerts_and_history_tables_fit_and_notes_show_wh
 async def test_at_80x24_the_no_keyring_banner_shows_whole(tmp_path, loopback, isolated_user):
     path = write_accounts(tmp_path / "accounts.toml", loopback, {"good": {}})
     keyring.set_keyring(fail.Keyring())
-    app = app_for(path)
+    app = make_app(path)
     async with app.run_test(size=(80, 24)) as pilot:
         banner = app.screen.query_one("#banner")
-        await wait_for(pilot, lambda: banner.display, what="the banner")
+        await until(lambda: banner.display, what="the banner")
         await pilot.pause()
         box = banner.content_region
-        lines = Text.from_markup(app.banner_text()).wrap(Console(), box.width)
-        assert "PYTHON_KEYRING_BACKEND" in app.banner_text()
+        text = text_of(banner)
+        lines = Text(text.rstrip("\n")).wrap(Console(), box.width)
+        assert "PYTHON_KEYRING_BACKEND" in text
         assert len(lines) <= box.height, f"{len(lines)} lines of text in {box.height}"
 
 
 async def test_a_named_config_that_does_not_exist_is_offered_to_be_created(tmp_path):
     path = tmp_path / "nested" / "mine.toml"
-    app = app_for(path)
+    app = make_app(path)
     async with app.run_test(size=(80, 24)) as pilot:
         shown = " ".join(str(w.content) for w in app.screen.query("Static"))
         assert str(path) in shown and "Press c to create it" in shown
@@ -205,7 +205,7 @@ async def test_a_named_config_that_does_not_exist_is_offered_to_be_created(tmp_p
 
 async def test_the_first_save_at_the_default_path_creates_the_file_0600(loopback, isolated_user):
     path = default_path()
-    app = app_for(path)
+    app = make_app(path)
     async with app.run_test(size=(100, 32)) as pilot:
         assert "Press n to add your first account" in text_of(app.screen.query_one("#welcome"))
         await pilot.press("n")
@@ -220,7 +220,7 @@ async def test_the_first_save_at_the_default_path_creates_the_file_0600(loopback
             form.query_one(f"#f-{proto}-security").value = "none"
         form.query_one("#f-allow_plaintext").value = True  # loopback: a trusted network
         await pilot.press("f2")
-        await wait_for(pilot, path.exists, what="the accounts file")
+        await until(path.exists, what="the accounts file")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert [a.id for a in load(path).accounts] == ["first"]
 
@@ -228,7 +228,7 @@ async def test_the_first_save_at_the_default_path_creates_the_file_0600(loopback
 async def test_history_shows_uptime_bars_and_latency_sparklines(demo):
     async with demo.run_test(size=(80, 24)) as pilot:
         await checked(pilot)
-        await wait_for(pilot, lambda: demo.history.samples("sales"), what="a latency sample")
+        await until(lambda: demo.history.samples("sales"), what="a latency sample")
         table = table_of(demo)
         table.move_cursor(row=table.get_row_index("sales"))
         await pilot.press("h")
@@ -241,7 +241,7 @@ async def test_history_shows_uptime_bars_and_latency_sparklines(demo):
 
 
 async def test_at_80_columns_the_plain_text_checkbox_shows_its_whole_label():
-    app = app_for(default_path())  # no config yet: the welcome screen, then n
+    app = make_app(default_path())  # no config yet: the welcome screen, then n
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("n")
         await pilot.pause()
@@ -258,7 +258,7 @@ async def test_with_history_off_the_history_screen_says_why_and_draws_no_sparkli
     broken = history_path()
     broken.parent.mkdir(parents=True, exist_ok=True)
     broken.write_bytes(b"garbage" * 1000)
-    app = app_for(write_accounts(tmp_path / "accounts.toml", loopback, {"good": {}}))
+    app = make_app(write_accounts(tmp_path / "accounts.toml", loopback, {"good": {}}))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("h")
         await pilot.pause()

@@ -18,7 +18,7 @@ from tui.core.monitor import AccountChecked, Monitor, StatusChanged
 from tui.core.status import Status
 from tui.demo.servers import HOST, ScriptedImap, closed_port, fault
 
-from .conftest import PASSWORD
+from .conftest import PASSWORD, until
 
 
 class Recorder:
@@ -48,18 +48,10 @@ def credentials(password: str = PASSWORD, ids=("alice",)) -> Credentials:
     return Credentials(MemoryStore({i: password for i in ids}))
 
 
-async def wait_until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
-
-
 async def run_monitor_until(monitor: Monitor, predicate) -> None:
     monitor.start()
     try:
-        await wait_until(predicate)
+        await until(predicate)
     finally:
         await monitor.close()
 
@@ -145,9 +137,7 @@ async def test_concurrency_is_bounded_across_accounts(loopback):
     )
     monitor.start()
     try:
-        await wait_until(
-            lambda: all(s.status is not Status.CHECKING for s in monitor.states.values())
-        )
+        await until(lambda: all(s.status is not Status.CHECKING for s in monitor.states.values()))
     finally:
         await monitor.close()
     assert recorder.max_total == 3
@@ -168,7 +158,7 @@ async def test_four_failed_logins_stop_the_account_two_a_check_when_both_sides_r
     monitor.subscribe(lambda e: changes.append(e) if isinstance(e, StatusChanged) else None)
     monitor.start()
     try:
-        await wait_until(lambda: monitor.states["alice"].status is Status.STOPPED)
+        await until(lambda: monitor.states["alice"].status is Status.STOPPED)
         await asyncio.sleep(0.3)  # no more checks once stopped
     finally:
         await monitor.close()
@@ -259,7 +249,7 @@ async def test_the_count_outlives_the_app_and_resume_resets_it(loopback, tmp_pat
         assert recorder.starts == {}
         third.resume("alice")
         assert third.states["alice"].failed_logins == 0
-        await wait_until(lambda: third.states["alice"].status is Status.CONNECTED)
+        await until(lambda: third.states["alice"].status is Status.CONNECTED)
     finally:
         await third.close()
     await asyncio.sleep(0.05)
@@ -287,7 +277,7 @@ async def test_stop_holds_checks_and_resume_checks_at_once(loopback):
     )
     monitor.start()
     try:
-        await wait_until(lambda: monitor.states["alice"].status is Status.CONNECTED)
+        await until(lambda: monitor.states["alice"].status is Status.CONNECTED)
         monitor.stop("alice")
         await asyncio.sleep(0.1)
         count = len(recorder.starts["alice"])
@@ -296,7 +286,7 @@ async def test_stop_holds_checks_and_resume_checks_at_once(loopback):
         state = monitor.states["alice"]
         assert state.status is Status.STOPPED and not state.needs_attention
         monitor.resume("alice")
-        await wait_until(lambda: monitor.states["alice"].status is Status.CONNECTED)
+        await until(lambda: monitor.states["alice"].status is Status.CONNECTED)
     finally:
         await monitor.close()
     assert len(recorder.starts["alice"]) > count
@@ -310,3 +300,41 @@ async def test_shutdown_is_prompt_with_a_check_hanging(loopback):
     start = time.monotonic()
     await monitor.close()
     assert time.monotonic() - start < 0.5
+
+
+async def test_a_subscriber_that_raises_is_reported_once_and_checking_goes_on(loopback):
+    problems: list[str] = []
+    monitor = Monitor(
+        [loopback.account()],
+        Settings(poll_interval=0.2, timeout=3),
+        credentials(),
+        jitter=0,
+        on_problem=problems.append,
+    )
+    checked = []
+
+    def broken(event) -> None:
+        raise RuntimeError("listener bug")
+
+    monitor.subscribe(broken)
+    monitor.subscribe(lambda e: checked.append(e) if isinstance(e, AccountChecked) else None)
+    runner = asyncio.create_task(monitor.run())
+    try:
+        await until(lambda: len(checked) >= 3, what="three checks despite the broken listener")
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+    assert len(problems) == 1 and "listener bug" in problems[0]
+    assert monitor.states["alice"].status is Status.CONNECTED
+
+
+async def test_stalled_when_no_check_finished_for_twice_the_interval(loopback):
+    from datetime import timedelta
+
+    from tui.core.models import utcnow
+
+    monitor = Monitor([loopback.account()], Settings(poll_interval=60), credentials())
+    assert not monitor.stalled(utcnow() + timedelta(seconds=119))
+    assert monitor.stalled(utcnow() + timedelta(seconds=121))
+    monitor.stop("alice")  # nothing is expected of a stopped account
+    assert not monitor.stalled(utcnow() + timedelta(seconds=121))

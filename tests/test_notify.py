@@ -15,7 +15,8 @@ from tui.core.notify import Notifier, NotifyConfigError, alert_message, load_app
 from tui.core.status import Status
 from tui.demo.servers import HOST, closed_port
 
-from .test_monitor import credentials, wait_until
+from .conftest import until
+from .test_monitor import credentials
 from .webhook import Webhook
 
 
@@ -41,7 +42,7 @@ async def run_until_alerting(monitor: Monitor, notifier: Notifier, settle: float
     monitor.subscribe(notifier)
     monitor.start()
     try:
-        await wait_until(lambda: all(s.needs_attention for s in monitor.states.values()), 10)
+        await until(lambda: all(s.needs_attention for s in monitor.states.values()), 10)
         await asyncio.sleep(settle)  # past the hold, and time for a stray second message
     finally:
         await monitor.close()
@@ -159,10 +160,10 @@ async def test_the_end_of_an_outage_is_one_message_naming_every_account(
     monitor.subscribe(notifier)
     monitor.start()
     try:
-        await wait_until(lambda: len(webhook.messages) == 1, 10)
+        await until(lambda: len(webhook.messages) == 1, 10)
         for account in accounts:  # the provider is back (here: the right port again)
             monitor.replace_account(replace(account, imap=Endpoint(HOST, loopback.imap_tls, "tls")))
-        await wait_until(lambda: len(webhook.messages) == 2, 10)
+        await until(lambda: len(webhook.messages) == 2, 10)
         await asyncio.sleep(0.5)  # time for a stray third message
     finally:
         await monitor.close()

@@ -17,7 +17,7 @@ from tui.core.probes.smtp import check_smtp
 from tui.core.status import Status
 from tui.demo.servers import HOST, ScriptedImap
 
-from .conftest import TOKEN, USER
+from .conftest import TOKEN, USER, until
 
 BAD_TOKEN = "ya29.expired-token"
 
@@ -122,13 +122,7 @@ def loopback_settings():
 
 
 async def wait_for_status(monitor, status):
-    import asyncio
-    import time
-
-    deadline = time.monotonic() + 10
-    while next(iter(monitor.states.values())).status is not status:
-        assert time.monotonic() < deadline, f"never reached {status}"
-        await asyncio.sleep(0.02)
+    await until(lambda: next(iter(monitor.states.values())).status is status, what=status)
 
 
 def test_check_json_shows_oauth_connected_and_token_expired(tmp_path, loopback):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tui.app import make_app
 from tui.core.status import Status
 from tui.screens.account_form import AccountFormScreen
 from tui.screens.authorize import AuthorizeScreen
@@ -13,7 +14,7 @@ from tui.screens.confirm import ConfirmScreen
 
 from .oauth_server import AuthServer
 from .test_oauth2_authorize import browser_visit, write_config
-from .tui_support import app_for, cell, select, settled, text_of, wait_for
+from .tui_support import cell, select, settled, text_of, until
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ async def test_reconnect_authorizes_with_the_device_code_then_tests_and_saves(
     tmp_path, loopback, server, isolated_user
 ):
     path = config(tmp_path, loopback, server, "device")
-    app = app_for(path)
+    app = make_app(path)
     async with app.run_test(size=(100, 32)) as pilot:
         await settled(pilot)
         assert app.monitor.states["ms"].status is Status.INVALID_CREDENTIALS  # not signed in
@@ -42,10 +43,9 @@ async def test_reconnect_authorizes_with_the_device_code_then_tests_and_saves(
         await pilot.press("r")
         assert isinstance(app.screen, AccountFormScreen)
         await pilot.press("f5")
-        await wait_for(pilot, lambda: isinstance(app.screen, AuthorizeScreen), what="Authorize")
+        await until(lambda: isinstance(app.screen, AuthorizeScreen), what="Authorize")
         authorize = app.screen
-        await wait_for(
-            pilot,
+        await until(
             lambda: (
                 authorize.query("#authorize-code")
                 and text_of(authorize.query_one("#authorize-code")).strip()
@@ -57,46 +57,46 @@ async def test_reconnect_authorizes_with_the_device_code_then_tests_and_saves(
         assert f"{server.url}/device" in text_of(authorize.query_one("#authorize-intro"))
         assert "▄" in text_of(authorize.query_one("#authorize-qr"))
         assert "the code expires in 14:" in text_of(authorize.query_one("#authorize-status"))
-        await wait_for(pilot, lambda: isinstance(app.screen, AccountFormScreen), what="signed in")
+        await until(lambda: isinstance(app.screen, AccountFormScreen), what="signed in")
         form = app.screen
-        await wait_for(pilot, lambda: "Test passed" in text_of(form.query_one("#form-result")))
+        await until(lambda: "Test passed" in text_of(form.query_one("#form-result")))
         await pilot.press("f2")
-        await wait_for(pilot, lambda: not isinstance(app.screen, AccountFormScreen))
-        await wait_for(pilot, lambda: app.monitor.states["ms"].status is Status.CONNECTED)
+        await until(lambda: not isinstance(app.screen, AccountFormScreen))
+        await until(lambda: app.monitor.states["ms"].status is Status.CONNECTED)
     assert ("connected-emails", "ms:oauth2") in isolated_user.secrets
     assert "oauth2 = { client_id = " in open(path).read()
 
 
 async def test_authorize_with_a_pasted_address_and_cancel(tmp_path, loopback, server):
     path = config(tmp_path, loopback, server, "loopback")
-    app = app_for(path)
+    app = make_app(path)
     async with app.run_test(size=(100, 32)) as pilot:
         await settled(pilot)
         await select(pilot, "ms")
         await pilot.press("r")
         await pilot.press("f5")
-        await wait_for(pilot, lambda: isinstance(app.screen, AuthorizeScreen))
+        await until(lambda: isinstance(app.screen, AuthorizeScreen))
         authorize = app.screen
-        await wait_for(pilot, lambda: authorize._flow is not None, what="the address")
+        await until(lambda: authorize._flow is not None, what="the address")
         await pilot.pause(0.1)
         paste = authorize.query_one("#authorize-paste")
         paste.value = "http://127.0.0.1:1/?code=x&state=stale"
         await pilot.press("enter")
         status = authorize.query_one("#authorize-status")
-        await wait_for(pilot, lambda: "state does not match" in text_of(status), what="refusal")
+        await until(lambda: "state does not match" in text_of(status), what="refusal")
         paste.value = browser_visit(authorize._flow.url, follow=False)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, AccountFormScreen), what="signed in")
+        await until(lambda: isinstance(app.screen, AccountFormScreen), what="signed in")
         form = app.screen
-        await wait_for(pilot, lambda: "Test passed" in text_of(form.query_one("#form-result")))
+        await until(lambda: "Test passed" in text_of(form.query_one("#form-result")))
         await pilot.press("escape")
         # A second Reconnect, cancelled at Authorize: nothing is tested or stored.
         await pilot.press("r")
         await pilot.press("f5")
-        await wait_for(pilot, lambda: isinstance(app.screen, AuthorizeScreen))
+        await until(lambda: isinstance(app.screen, AuthorizeScreen))
         await pilot.press("escape")
         form = app.screen
-        await wait_for(pilot, lambda: "Not signed in" in text_of(form.query_one("#form-result")))
+        await until(lambda: "Not signed in" in text_of(form.query_one("#form-result")))
 
 
 async def test_a_dying_sign_in_shows_a_warning_row_and_its_detail(tmp_path, loopback, server):
@@ -120,14 +120,14 @@ async def test_a_dying_sign_in_shows_a_warning_row_and_its_detail(tmp_path, loop
     six_days_ago = utcnow() - timedelta(days=6, hours=-1)
     record = TokenRecord(Secret(token["refresh_token"]), six_days_ago, six_days_ago, six_days_ago)
     TokenStore("ms", "keyring", KeyringStore()).save(record)
-    app = app_for(path)
+    app = make_app(path)
     async with app.run_test(size=(100, 32)) as pilot:
         states = app.monitor.states
-        await wait_for(pilot, lambda: states["ms"].status is not Status.CHECKING)
+        await until(lambda: states["ms"].status is not Status.CHECKING)
         state = states["ms"]
         assert state.status is Status.CONNECTED, state.detail
         assert state.detail.startswith("token expires in 1 day (Google expires sign-ins")
-        await wait_for(pilot, lambda: cell(pilot, "ms") == "Connected · sign-in ends")
+        await until(lambda: cell(pilot, "ms") == "Connected · sign-in ends")
 
 
 async def test_without_a_keyring_the_sign_in_is_kept_in_a_file_with_consent(
@@ -140,14 +140,13 @@ async def test_without_a_keyring_the_sign_in_is_kept_in_a_file_with_consent(
 
     path = config(tmp_path, loopback, server, "device")
     keyring.set_keyring(fail.Keyring())  # a headless server; isolated_user puts its own back
-    app = app_for(path)
+    app = make_app(path)
     async with app.run_test(size=(100, 32)) as pilot:
-        await wait_for(pilot, lambda: app.monitor.states["ms"].status is not Status.CHECKING)
+        await until(lambda: app.monitor.states["ms"].status is not Status.CHECKING)
         await select(pilot, "ms")
         await pilot.press("r")
         await pilot.press("f5")
-        await wait_for(
-            pilot,
+        await until(
             lambda: isinstance(app.screen, ConfirmScreen) and app.screen.query(".question"),
             what="the question",
         )
@@ -155,11 +154,11 @@ async def test_without_a_keyring_the_sign_in_is_kept_in_a_file_with_consent(
             app.screen.query_one(".question")
         )
         await pilot.press("y")
-        await wait_for(pilot, lambda: isinstance(app.screen, AccountFormScreen), what="signed in")
+        await until(lambda: isinstance(app.screen, AccountFormScreen), what="signed in")
         form = app.screen
-        await wait_for(pilot, lambda: "Test passed" in text_of(form.query_one("#form-result")))
+        await until(lambda: "Test passed" in text_of(form.query_one("#form-result")))
         await pilot.press("f2")
-        await wait_for(pilot, lambda: app.monitor.states["ms"].status is Status.CONNECTED)
+        await until(lambda: app.monitor.states["ms"].status is Status.CONNECTED)
     assert 'token_store = "file"' in path.read_text()
     stored = TokenStore("ms", "file", None).path
     assert stored.stat().st_mode & 0o777 == 0o600

@@ -101,28 +101,26 @@ def test_metrics_give_the_last_probes_latency_and_success():
 async def test_demo_shows_a_working_round_trip_and_one_that_never_arrived(tmp_path):
     from tui.demo.run import make_demo_app
 
-    from .tui_support import select, text_of, wait_for
+    from .tui_support import select, text_of, until
 
     app = make_demo_app(tmp_path)
     try:
         async with app.run_test(size=(100, 30)) as pilot:
             states = app.monitor.states
-            await wait_for(
-                pilot,
+            await until(
                 lambda: states["sales"].round_trip is not None,
                 timeout=20,
                 what="sales' round trip",
             )
             assert states["sales"].round_trip.status == "delivered"
             assert states["sales"].status is Status.CONNECTED
-            await wait_for(pilot, lambda: states["support"].status is Status.SYNC_ERROR)
+            await until(lambda: states["support"].status is Status.SYNC_ERROR)
             assert states["support"].needs_attention
             assert states["support"].detail == (
                 "Round trip: sent at 10:02, not arrived after 5 min"
             )
             await select(pilot, "sales")
-            await wait_for(
-                pilot,
+            await until(
                 lambda: "Round trip  ✓ delivered" in text_of(app.screen.query_one("#detail")),
                 what="the detail pane",
             )

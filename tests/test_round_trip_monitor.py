@@ -14,9 +14,8 @@ from tui.core.models import RoundTrip, RoundTripResult, Settings, utcnow
 from tui.core.monitor import AccountChecked, Monitor, RoundTripDone, StatusChanged
 from tui.core.status import Status
 
-from .conftest import PASSWORD
+from .conftest import PASSWORD, until
 from .delivery import Mailbox, start_dovecot
-from .test_monitor import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +40,12 @@ async def test_monitor_probes_once_per_every_and_keeps_the_verdict(loopback, dov
     monitor.start()
     try:
         state = lambda: monitor.states[box.account.id]  # noqa: E731
-        await wait_until(lambda: state().round_trip is not None, 10)
+        await until(lambda: state().round_trip is not None, 10)
         assert state().round_trip.status == "delivered"
         assert state().status is Status.CONNECTED
         assert [e.result.status for e in events if isinstance(e, RoundTripDone)] == ["delivered"]
         checks = sum(isinstance(e, AccountChecked) for e in events)
-        await wait_until(lambda: sum(isinstance(e, AccountChecked) for e in events) > checks + 2)
+        await until(lambda: sum(isinstance(e, AccountChecked) for e in events) > checks + 2)
         assert state().round_trip.status == "delivered"  # held across checks
         assert len(box.relay.accepted) == 1
     finally:
@@ -61,13 +60,13 @@ async def test_message_that_never_arrives_makes_a_sync_error_that_holds(loopback
     monitor.start()
     try:
         state = lambda: monitor.states[box.account.id]  # noqa: E731
-        await wait_until(lambda: state().status is Status.SYNC_ERROR, 10)
+        await until(lambda: state().status is Status.SYNC_ERROR, 10)
         assert state().detail.startswith("Round trip: sent at ")
         assert state().detail.endswith("not arrived after 1 s")
         assert state().needs_attention
         assert state().result.status is Status.CONNECTED  # both logins work
         checks = sum(isinstance(e, AccountChecked) for e in events)
-        await wait_until(lambda: sum(isinstance(e, AccountChecked) for e in events) > checks + 2)
+        await until(lambda: sum(isinstance(e, AccountChecked) for e in events) > checks + 2)
         assert state().status is Status.SYNC_ERROR
         changes = [e.new for e in events if isinstance(e, StatusChanged)]
         assert changes == [Status.CONNECTED, Status.SYNC_ERROR]
@@ -81,7 +80,7 @@ async def test_first_failed_probe_waits_for_alert_after(loopback, dovecot):
     monitor.start()
     try:
         state = lambda: monitor.states[box.account.id]  # noqa: E731
-        await wait_until(lambda: state().status is Status.SYNC_ERROR, 10)
+        await until(lambda: state().status is Status.SYNC_ERROR, 10)
         assert state().retrying == (1, 2) and not state().needs_attention
     finally:
         await monitor.close()
@@ -96,7 +95,7 @@ async def test_a_recent_probe_in_the_history_is_not_repeated(loopback, dovecot):
     monitor.start()
     try:
         state = lambda: monitor.states[box.account.id]  # noqa: E731
-        await wait_until(lambda: state().result is not None)
+        await until(lambda: state().result is not None)
         await asyncio.sleep(1)
         assert box.relay.accepted == []
         assert state().round_trip == earlier
@@ -112,7 +111,7 @@ async def test_probes_go_to_the_history(loopback, dovecot, tmp_path):
     monitor.subscribe(Recorder(history))
     monitor.start()
     try:
-        await wait_until(lambda: history.round_trips(box.account.id), 10)
+        await until(lambda: history.round_trips(box.account.id), 10)
         [trip] = history.round_trips(box.account.id)
         assert trip.status == "delivered" and trip.latency_ms is not None
     finally:

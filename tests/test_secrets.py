@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+from tui.app import make_app
 from tui.core.check import check_account
 from tui.core.credentials import SERVICE, Credentials, MemoryStore, Secret
 from tui.core.history import History, Recorder
@@ -19,7 +20,7 @@ from tui.core.probes.oauth import oauthbearer_string, xoauth2_string
 from tui.core.status import Status
 from tui.demo.servers import HOST, ScriptedImap, ScriptedSmtp
 
-from .tui_support import app_for, select, settled, text_of, type_text, wait_for, write_accounts
+from .tui_support import select, settled, text_of, until, write_accounts
 
 SERVER_LOGGERS = ("pymap", "mail.log", "asyncio")
 MARKER_USER = "marker@example.com"
@@ -157,15 +158,13 @@ async def test_markers_reach_the_servers_and_nothing_else(
     # Reconnect in the TUI: typed, tested, failing and passing, then a screenshot of the form.
     isolated_user.secrets[(SERVICE, "alice")] = "old"
     path = write_accounts(tmp_path / "tui.toml", loopback, {"alice": {}})
-    app = app_for(path)
+    app = make_app(path)
     async with app.run_test(size=(100, 32)) as pilot:
         await settled(pilot)
         await select(pilot, "alice")
-        await pilot.press("r")
-        await type_text(pilot, PASSWORD)
-        await pilot.press("f5")
+        await pilot.press("r", *PASSWORD, "f5")
         form = app.screen
-        await wait_for(pilot, lambda: "Test failed" in text_of(form.query_one("#form-result")))
+        await until(lambda: "Test failed" in text_of(form.query_one("#form-result")))
         seen.append(app.export_screenshot())
         await pilot.press("escape")
         seen.append(app.export_screenshot())

@@ -15,7 +15,8 @@ from tui.core.models import Settings
 from tui.core.status import Status
 from tui.core.watcher import Watcher
 
-from .test_monitor import credentials, wait_until
+from .conftest import until
+from .test_monitor import credentials
 
 
 def config_of(tmp_path: Path, accounts, **settings) -> Config:
@@ -32,7 +33,7 @@ async def test_a_reload_adds_changes_stops_and_removes_accounts(loopback, tmp_pa
     watcher = Watcher(first, credentials(ids=ids))
     watcher.start()
     try:
-        await wait_until(lambda: watching(watcher.states))
+        await until(lambda: watching(watcher.states))
         second = config_of(
             tmp_path,
             [
@@ -45,7 +46,7 @@ async def test_a_reload_adds_changes_stops_and_removes_accounts(loopback, tmp_pa
         assert set(watcher.states) == {"keep", "stop", "new"}
         assert watcher.states["stop"].status is Status.STOPPED
         assert watcher.states["stop"].stopped_by_user
-        await wait_until(lambda: watcher.states["new"].status is Status.CONNECTED)
+        await until(lambda: watcher.states["new"].status is Status.CONNECTED)
         assert await watcher.reload(second) == "nothing changed"
     finally:
         await watcher.close()
@@ -56,7 +57,7 @@ async def test_new_settings_restart_the_monitor_with_the_states_it_had(loopback,
     watcher = Watcher(first, credentials())
     watcher.start()
     try:
-        await wait_until(lambda: watching(watcher.states))
+        await until(lambda: watching(watcher.states))
         old_monitor = watcher.monitor
         words = await watcher.reload(replace(first, settings=Settings(timeout=3, alert_after=5)))
         assert words == "settings changed: monitoring restarted"
@@ -71,7 +72,7 @@ async def test_the_history_is_flushed_on_close(loopback, tmp_path):
     history = History(tmp_path / "history.sqlite3")
     watcher = Watcher(config_of(tmp_path, [loopback.account()]), credentials(), history=history)
     watcher.start()
-    await wait_until(lambda: watching(watcher.states))
+    await until(lambda: watching(watcher.states))
     await watcher.close()
     assert [c.new for c in history.changes("alice")] == [Status.CONNECTED]
     history.close()
@@ -85,7 +86,7 @@ async def test_a_notify_config_that_cannot_be_read_is_said_and_monitoring_goes_o
     watcher = Watcher(config, credentials(), on_problem=problems.append)
     watcher.start()
     try:
-        await wait_until(lambda: watching(watcher.states))
+        await until(lambda: watching(watcher.states))
     finally:
         await watcher.close()
     assert problems == [

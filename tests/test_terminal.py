@@ -46,6 +46,9 @@ def test_demo_in_a_real_terminal(terminal):
     # Toasts may cover the right half at this moment; the account column is on the left.
     assert "billing@demo.examp" in screen and "crm-east@demo.exam" in screen
     assert all(len(line) <= 80 for line in screen.splitlines())
+    footer = screen.rstrip("\n").splitlines()[-1]
+    for key in ("r Reconnect", "a Alerts", "? Help", "q Quit"):  # what a newcomer needs first
+        assert key in footer, footer
     tmux("send-keys", "-t", terminal, "a")
     screen = screen_until(terminal, HEADLINE)
     assert "Outage? 127.0.0.2" in screen

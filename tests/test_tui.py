@@ -2,41 +2,66 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import keyring
+import pytest
 from keyring.backends import fail
 
+from tui.app import make_app
 from tui.core.config import default_path
 from tui.core.credentials import SERVICE
+from tui.core.models import utcnow
+from tui.core.silences import QuietKind
 from tui.core.status import Status
 from tui.screens.account_form import AccountFormScreen
 from tui.screens.alerts import HEADLINE, AlertsScreen
 from tui.screens.config_error import ConfigErrorScreen
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.help import HelpScreen
 
+from .conftest import PASSWORD
 from .tui_support import (
-    PASSWORD,
-    app_for,
+    SIZE,
     cell,
+    open_alerts,
+    screen_text,
     select,
     settled,
-    shown,
+    status,
     text_of,
-    type_text,
-    wait_for,
+    toasts,
+    until,
     write_accounts,
 )
 
-SIZE = (100, 32)
 
-
-def two_accounts(tmp_path, loopback, isolated_user):
+@pytest.fixture
+def accounts_file(tmp_path, loopback, isolated_user):
+    """Two accounts on the loopback servers: good, and broken (its stored password is wrong)."""
     isolated_user.secrets[(SERVICE, "good")] = PASSWORD
     isolated_user.secrets[(SERVICE, "broken")] = "old-wrong-password"
     return write_accounts(tmp_path / "accounts.toml", loopback, {"good": {}, "broken": {}})
 
 
-async def test_alerts_modal_lists_only_what_needs_attention(tmp_path, loopback, isolated_user):
-    app = app_for(two_accounts(tmp_path, loopback, isolated_user))
+@pytest.fixture
+def app(accounts_file):
+    return make_app(accounts_file)
+
+
+def fill_new_account(form, loopback, account_id: str = "added") -> None:
+    form.query_one("#f-id").value = account_id
+    form.query_one("#f-email").value = f"{account_id}@example.com"
+    form.query_one("#f-username").value = "alice@example.com"
+    form.query_one("#f-password").value = PASSWORD
+    for proto, port in (("imap", loopback.imap_plain), ("smtp", loopback.smtp_plain)):
+        form.query_one(f"#f-{proto}-host").value = "127.0.0.1"
+        form.query_one(f"#f-{proto}-port").value = str(port)
+        form.query_one(f"#f-{proto}-security").value = "none"
+    form.query_one("#f-allow_plaintext").value = True  # a trusted network: loopback
+
+
+async def test_alerts_modal_lists_only_what_needs_attention(app):
     async with app.run_test(size=SIZE) as pilot:
         await settled(pilot)
         assert app.sub_title == "1 alert — press a"
@@ -50,141 +75,156 @@ async def test_alerts_modal_lists_only_what_needs_attention(tmp_path, loopback, 
         assert not isinstance(app.screen, AlertsScreen)
 
 
-async def test_reconnect_with_the_right_password_turns_connected(tmp_path, loopback, isolated_user):
-    app = app_for(two_accounts(tmp_path, loopback, isolated_user))
+async def test_help_and_quit_work_inside_alerts(app):
     async with app.run_test(size=SIZE) as pilot:
         await settled(pilot)
-        await pilot.press("a")
-        await pilot.press("r")
+        await pilot.press("a", "question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = screen_text(app)
+        assert "Acknowledge" in text and "Snooze" in text  # the keys of Alerts, where it opened
+        assert "Delete" not in text  # the accounts screen's keys do not work there
+        await pilot.press("escape", "q")
+        await until(lambda: app.return_code is not None, what="q to quit from Alerts")
+
+
+async def test_help_lists_the_keys_of_the_screen_it_was_opened_from(app):
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        await pilot.press("question_mark")
+        text = screen_text(app)
+        for words in ("Reconnect", "Delete", "Sort", "Alerts", "ctrl+p", "Commands"):
+            assert words in text
+        assert "Acknowledge" not in text
+
+
+async def test_command_palette_finds_every_action_a_key_can_do(app):
+    async with app.run_test(size=SIZE):
+        titles = {command.title for command in app.get_system_commands(app.screen)}
+    assert {
+        "Alerts",
+        "Reconnect",
+        "New",
+        "Edit",
+        "Delete",
+        "Stop/Resume",
+        "Check",
+        "Check all",
+        "History",
+        "Sort",
+        "Help",
+        "Toggle alert bell",
+    } <= titles
+
+
+async def test_reconnect_with_the_right_password_turns_connected(app, isolated_user):
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        await pilot.press("a", "r")
         assert isinstance(app.screen, AccountFormScreen) and app.screen.mode == "reconnect"
-        await type_text(pilot, PASSWORD)
-        await pilot.press("f2")
-        await wait_for(
-            pilot,
-            lambda: app.monitor.states["broken"].status is Status.CONNECTED,
-            what="broken to turn Connected",
-        )
+        await pilot.press(*PASSWORD, "f2")
+        await until(lambda: status(app, "broken") is Status.CONNECTED, what="broken to connect")
         assert isolated_user.secrets[(SERVICE, "broken")] == PASSWORD
-        await shown(pilot)
-        assert cell(pilot, "broken") == "Connected"
+        await until(lambda: cell(pilot, "broken") == "Connected", what="the table")
 
 
-async def test_reconnect_with_a_wrong_password_keeps_the_old_secret(
-    tmp_path, loopback, isolated_user
-):
-    app = app_for(two_accounts(tmp_path, loopback, isolated_user))
+async def test_reconnect_with_a_wrong_password_keeps_the_old_secret(app, isolated_user):
     async with app.run_test(size=SIZE) as pilot:
         await settled(pilot)
         await select(pilot, "broken")
-        await pilot.press("r")
-        await type_text(pilot, "still-wrong")
-        await pilot.press("f5")
+        await pilot.press("r", *"still-wrong", "f5")
         form = app.screen
-        await wait_for(
-            pilot,
-            lambda: "Test failed" in text_of(form.query_one("#form-result")),
-            what="the test result",
-        )
+        await until(lambda: "Test failed" in text_of(form.query_one("#form-result")))
         assert "Invalid Credentials" in text_of(form.query_one("#form-result"))
         await pilot.press("f2")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
-        await pilot.press("n")  # go back: do not save a failing password
-        await pilot.press("escape")
+        await until(lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await pilot.press("n", "escape")  # go back: do not save a failing password
     assert isolated_user.secrets[(SERVICE, "broken")] == "old-wrong-password"
 
 
-async def test_cancel_changes_nothing(tmp_path, loopback, isolated_user):
-    path = two_accounts(tmp_path, loopback, isolated_user)
-    before = path.read_text()
-    app = app_for(path)
+async def test_cancel_changes_nothing(app, accounts_file, isolated_user):
+    before = accounts_file.read_text()
     async with app.run_test(size=SIZE) as pilot:
         await settled(pilot)
         await select(pilot, "good")
-        await pilot.press("r")
-        await type_text(pilot, "something else")
-        await pilot.press("escape")
+        await pilot.press("r", *"something else", "escape")
         assert not isinstance(app.screen, AccountFormScreen)
-    assert path.read_text() == before
+    assert accounts_file.read_text() == before
     assert isolated_user.secrets[(SERVICE, "good")] == PASSWORD
 
 
-async def test_add_edit_stop_delete_persist_across_restart(tmp_path, loopback, isolated_user):
-    path = two_accounts(tmp_path, loopback, isolated_user)
-    async with app_for(path).run_test(size=SIZE) as pilot:
-        app = pilot.app
+async def test_add_edit_stop_delete_persist_across_restart(
+    app, accounts_file, loopback, isolated_user
+):
+    async with app.run_test(size=SIZE) as pilot:
         await settled(pilot)
         await pilot.press("n")
-        form = app.screen
-        form.query_one("#f-id").value = "added"
-        form.query_one("#f-email").value = "added@example.com"
-        form.query_one("#f-username").value = "alice@example.com"
-        form.query_one("#f-password").value = PASSWORD
-        for proto, port in (("imap", loopback.imap_plain), ("smtp", loopback.smtp_plain)):
-            form.query_one(f"#f-{proto}-host").value = "127.0.0.1"
-            form.query_one(f"#f-{proto}-port").value = str(port)
-            form.query_one(f"#f-{proto}-security").value = "none"
-        form.query_one("#f-allow_plaintext").value = True  # a trusted network: loopback
+        fill_new_account(app.screen, loopback)
         await pilot.press("f2")
-        await wait_for(
-            pilot,
-            lambda: (
-                app.monitor.states.get("added") is not None
-                and app.monitor.states["added"].status is Status.CONNECTED
-            ),
-            what="added",
-        )
+        await until(lambda: status(app, "added") is Status.CONNECTED, what="added")
         assert isolated_user.secrets[(SERVICE, "added")] == PASSWORD
+        assert app.screen.query_one("#accounts").selected_id == "added"  # the new one, selected
 
         await select(pilot, "good")
         await pilot.press("s")
-        await wait_for(pilot, lambda: app.monitor.states["good"].status is Status.STOPPED)
+        await until(lambda: status(app, "good") is Status.STOPPED, what="stopped")
 
         await select(pilot, "broken")
-        await pilot.press("d")
-        await pilot.press("y")
-        await wait_for(pilot, lambda: "broken" not in app.monitor.states, what="delete")
+        await pilot.press("d", "y")
+        await until(lambda: status(app, "broken") is None, what="delete")
+        await until(lambda: "broken" not in app.screen.query_one("#accounts").rows)
 
     assert (SERVICE, "broken") not in isolated_user.secrets
-    async with app_for(path).run_test(size=SIZE) as pilot:
-        app = pilot.app
-        assert set(app.monitor.states) == {"good", "added"}
-        assert app.monitor.states["good"].status is Status.STOPPED
+    app = make_app(accounts_file)
+    async with app.run_test(size=SIZE) as pilot:
+        assert set(app.control.states()) == {"good", "added"}
+        assert status(app, "good") is Status.STOPPED
         await select(pilot, "good")
         await pilot.press("s")  # resume
-        await wait_for(pilot, lambda: app.monitor.states["good"].status is Status.CONNECTED)
+        await until(lambda: status(app, "good") is Status.CONNECTED, what="resumed")
         await select(pilot, "added")
         await pilot.press("e")
-        pilot.app.screen.query_one("#f-email").value = "renamed@example.com"
+        app.screen.query_one("#f-email").value = "renamed@example.com"
         await pilot.press("f2")
-        await wait_for(
-            pilot,
+        await until(
             lambda: (
-                app.monitor.states["added"].account.email == "renamed@example.com"
-                and app.monitor.states["added"].status is Status.CONNECTED
+                app.control.state("added").account.email == "renamed@example.com"
+                and status(app, "added") is Status.CONNECTED
             ),
+            what="the edit",
         )
-    text = path.read_text()
+    text = accounts_file.read_text()
     assert 'email = "renamed@example.com"' in text and "stopped = true" not in text
     assert "allow_plaintext = true" in text
 
 
-async def test_alerts_modal_updates_live(tmp_path, loopback, isolated_user):
-    app = app_for(two_accounts(tmp_path, loopback, isolated_user))
+async def test_a_new_account_is_selected_and_scrolled_into_view(tmp_path, loopback):
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {f"a{i:02}": {} for i in range(40)})
+    app = make_app(path)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await pilot.press("n")
+        fill_new_account(app.screen, loopback, "zz-new")
+        await pilot.press("f2")
+        table = app.screen_stack[0].query_one("#accounts")
+        await until(lambda: table.selected_id == "zz-new", what="the new account selected")
+        await pilot.pause()
+        row = table.get_row_index("zz-new")
+        assert table.scroll_y <= row < table.scroll_y + table.scrollable_content_region.height
+
+
+async def test_alerts_modal_updates_live(app, isolated_user):
     async with app.run_test(size=SIZE) as pilot:
         await settled(pilot)
         await pilot.press("a")
         modal = app.screen
         assert modal.query_one("#alerts-table").row_count == 1
         isolated_user.secrets[(SERVICE, "broken")] = PASSWORD  # fixed elsewhere
-        app.monitor.check_now("broken")
-        await wait_for(pilot, lambda: modal.query_one("#alerts-empty").display, what="no alerts")
+        app.control.check_now("broken")
+        await until(lambda: modal.query_one("#alerts-empty").display, what="no alerts")
         assert "every connection is working" in text_of(modal.query_one("#alerts-empty"))
 
 
-async def test_validation_error_shows_next_to_the_field(tmp_path, loopback, isolated_user):
-    path = two_accounts(tmp_path, loopback, isolated_user)
-    before = path.read_text()
-    app = app_for(path)
+async def test_validation_error_shows_next_to_the_field(app, accounts_file):
+    before = accounts_file.read_text()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("n")
         form = app.screen
@@ -199,22 +239,32 @@ async def test_validation_error_shows_next_to_the_field(tmp_path, loopback, isol
         error = form.query_one("#error-imap")
         assert error.display and "not a port number" in text_of(error)
         assert isinstance(app.screen, AccountFormScreen)
-    assert path.read_text() == before
+    assert accounts_file.read_text() == before
 
 
-async def test_broken_config_opens_an_error_screen_and_is_left_alone(tmp_path):
+async def test_broken_config_opens_an_error_screen_offering_only_what_works_there(tmp_path):
     path = tmp_path / "accounts.toml"
     path.write_text(
         '[[accounts]]\nid = "x"\nemail = "x@example.com"\n'
         'imap = { host = "h", port = 99999 }\nsmtp = { host = "h", port = 465 }\n'
     )
     before = path.read_text()
-    app = app_for(path)
+    app = make_app(path)
     async with app.run_test(size=SIZE) as pilot:
         assert isinstance(app.screen, ConfigErrorScreen)
-        text = " ".join(text_of(w) for w in app.screen.query("Static"))
+        text = screen_text(app)
         assert "line 4" in text and "not a port number" in text
-        await pilot.press("r")  # still broken: says so, stays
+        footer = app.screen.query_one("Footer")
+        keys = {b.binding.description for b in app.screen.active_bindings.values()}
+        assert "Alerts" not in keys and {"Reload", "Help", "Quit"} <= keys
+        assert footer.display
+        await pilot.press("a")
+        assert isinstance(app.screen, ConfigErrorScreen)
+        await pilot.press("question_mark")
+        keys_part = screen_text(app).split("Statuses")[0]
+        assert "Reload" in keys_part
+        assert "Reconnect" not in keys_part and "Alerts" not in keys_part
+        await pilot.press("escape", "r")  # still broken: says so, stays
         assert isinstance(app.screen, ConfigErrorScreen)
     assert path.read_text() == before
 
@@ -223,125 +273,89 @@ async def test_a_config_others_can_write_opens_the_error_screen_with_the_chmod(t
     path = tmp_path / "accounts.toml"
     path.write_text('[[accounts]]\nid = "x"\nemail = "x@example.com"\nprovider = "fastmail"\n')
     path.chmod(0o666)
-    app = app_for(path)
+    app = make_app(path)
     async with app.run_test(size=SIZE) as pilot:
         assert isinstance(app.screen, ConfigErrorScreen)
-        assert f"chmod go-w {path}" in " ".join(text_of(w) for w in app.screen.query("Static"))
+        assert f"chmod go-w {path}" in screen_text(app)
         path.chmod(0o600)
         await pilot.press("r")  # fixed: the app reads it again
-        await wait_for(pilot, lambda: app.return_code is not None, what="the reload")
+        await until(lambda: app.return_code is not None, what="the reload")
 
 
-async def test_no_keyring_shows_a_banner_and_reconnect_keeps_the_secret_for_the_session(
-    tmp_path, loopback, isolated_user
-):
-    path = two_accounts(tmp_path, loopback, isolated_user)
+async def test_no_keyring_shows_a_banner_and_the_form_offers_the_session(app, isolated_user):
     keyring.set_keyring(fail.Keyring())
-    app = app_for(path)
     async with app.run_test(size=SIZE) as pilot:
         await settled(pilot)
-        await wait_for(pilot, lambda: app.screen.query_one("#banner").display, what="banner")
+        await until(lambda: app.screen.query_one("#banner").display, what="banner")
         assert "password_command" in text_of(app.screen.query_one("#banner"))
-        assert app.monitor.states["good"].status is Status.INVALID_CREDENTIALS
+        assert status(app, "good") is Status.INVALID_CREDENTIALS
         await select(pilot, "good")
-        await pilot.press("r")
-        await type_text(pilot, PASSWORD)
-        await pilot.press("f2")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await pilot.press("r", *PASSWORD, "f2")
+        await until(lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        assert "for this session" in screen_text(app)
         await pilot.press("y")
-        await wait_for(pilot, lambda: app.monitor.states["good"].status is Status.CONNECTED)
+        await until(lambda: status(app, "good") is Status.CONNECTED, what="connected")
 
 
 async def test_empty_config_welcomes_with_how_to_add():
-    app = app_for(default_path())  # no config yet
+    app = make_app(default_path())  # no config yet
     async with app.run_test(size=SIZE) as pilot:
         welcome = app.screen.query_one("#welcome")
         assert welcome.display and "Press n to add your first account" in text_of(welcome)
         await pilot.press("question_mark")
-        assert "Reconnect" in " ".join(text_of(w) for w in app.screen.query("Static"))
+        assert "New" in screen_text(app)
 
 
-async def test_delete_and_readd_opens_a_prefilled_form(tmp_path, loopback, isolated_user):
-    app = app_for(two_accounts(tmp_path, loopback, isolated_user))
+async def test_delete_and_readd_loses_nothing_until_the_new_one_is_saved(app, isolated_user):
     async with app.run_test(size=SIZE) as pilot:
         await settled(pilot)
         await select(pilot, "broken")
-        await pilot.press("r")
-        await pilot.press("f8")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await pilot.press("r", "f8")
+        await until(lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        assert "only when you save" in screen_text(app)
         await pilot.press("y")
-        await wait_for(
-            pilot,
-            lambda: isinstance(app.screen, AccountFormScreen) and app.screen.mode == "new",
-            what="the add form",
-        )
-        assert "broken" not in app.monitor.states
-        assert (SERVICE, "broken") not in isolated_user.secrets
+        await until(lambda: getattr(app.screen, "mode", "") == "new", what="the add form")
         form = app.screen
         assert form.query_one("#f-id").value == "broken"
-        assert form.query_one("#f-imap-port").value == str(loopback.imap_tls)
-        form.query_one("#f-password").value = PASSWORD
+        await pilot.press("escape")  # changed their mind: the old connection is still there
+        assert getattr(app.screen, "mode", "") == "reconnect"
+        assert status(app, "broken") is Status.INVALID_CREDENTIALS
+        assert isolated_user.secrets[(SERVICE, "broken")] == "old-wrong-password"
+
+        await pilot.press("f8")
+        await until(lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await pilot.press("y")
+        await until(lambda: getattr(app.screen, "mode", "") == "new", what="the add form")
+        app.screen.query_one("#f-password").value = PASSWORD
         await pilot.press("f2")
-        await wait_for(
-            pilot,
-            lambda: (
-                "broken" in app.monitor.states
-                and app.monitor.states["broken"].status is Status.CONNECTED
-            ),
-            what="re-added",
-        )
+        await until(lambda: status(app, "broken") is Status.CONNECTED, what="re-added")
+        assert len(app.screen_stack) == 1  # both forms closed
+        assert isolated_user.secrets[(SERVICE, "broken")] == PASSWORD
 
 
-async def test_check_keys_and_a_new_alert_toast(tmp_path, loopback, isolated_user):
-    app = app_for(two_accounts(tmp_path, loopback, isolated_user))
+async def test_check_keys_and_a_new_alert_toast(app, isolated_user):
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await settled(pilot)
-        await wait_for(
-            pilot,
-            lambda: any(
-                "1 email connection needs attention" in n.message for n in app._notifications
-            ),
+        await until(
+            lambda: any("1 email connection needs attention" in t for t in toasts(app)),
             what="the first toast",
         )
-        checked = app.monitor.states["good"].last_checked
+        checked = app.control.state("good").last_checked
         await select(pilot, "good")
         await pilot.press("c")
-        await wait_for(
-            pilot, lambda: app.monitor.states["good"].last_checked != checked, what="check now"
-        )
+        await until(lambda: app.control.state("good").last_checked != checked, what="check now")
         isolated_user.secrets[(SERVICE, "good")] = "revoked"
         await pilot.press("C")
-        await wait_for(
-            pilot,
-            lambda: any(
-                "good@example.com: Invalid Credentials" in n.message for n in app._notifications
-            ),
+        await until(
+            lambda: any("good@example.com: Invalid Credentials" in t for t in toasts(app)),
             timeout=15,
             what="a toast for the new alert",
         )
 
 
-async def test_command_palette_offers_every_action():
-    app = app_for(default_path())  # no config yet
-    async with app.run_test(size=SIZE):
-        titles = {command.title for command in app.get_system_commands(app.screen)}
-    assert {
-        "Alerts",
-        "Reconnect",
-        "New account",
-        "Edit account",
-        "Delete account",
-        "Stop or resume",
-        "Check now",
-        "Check all",
-        "Keys and statuses",
-    } <= titles
-
-
-async def test_keys_can_be_remapped_by_binding_id(tmp_path, loopback, isolated_user):
-    path = two_accounts(tmp_path, loopback, isolated_user)
-    path.write_text(path.read_text() + '\n[keys]\nalerts = "f9"\n')
-    app = app_for(path)
+async def test_keys_can_be_remapped_by_binding_id(app, accounts_file):
+    accounts_file.write_text(accounts_file.read_text() + '\n[keys]\nalerts = "f9"\n')
+    app = make_app(accounts_file)
     async with app.run_test(size=SIZE) as pilot:
         await settled(pilot)
         await pilot.press("a")
@@ -351,46 +365,39 @@ async def test_keys_can_be_remapped_by_binding_id(tmp_path, loopback, isolated_u
 
 
 async def test_oauth_reconnect_reruns_the_token_command(tmp_path, loopback):
-    from tui.demo.servers import HOST, ScriptedImap
+    from tui.demo.servers import ScriptedImap
 
     from .conftest import TOKEN, USER
 
     token = tmp_path / "token"
     token.write_text("ya29.expired")
     imap = loopback.serve(ScriptedImap("IMAP4rev1 AUTH=XOAUTH2", tokens={USER: TOKEN}))
-    path = tmp_path / "accounts.toml"
-    path.write_text(
-        f'[settings]\ntimeout = 3\nbell = false\n[[accounts]]\nid = "gmail"\n'
-        f'email = "{USER}"\nauth = "oauth2"\noauth2_token_command = "cat {token}"\n'
-        f'allow_plaintext = true\nca_file = "{loopback.certs.ca_file}"\n'
-        f'imap = {{ host = "{HOST}", port = {imap}, security = "none" }}\n'
-        f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls}, security = "tls" }}\n'
-    )
-    app = app_for(path)
+    oauth = {
+        "email": USER,
+        "auth": "oauth2",
+        "oauth2_token_command": f"cat {token}",
+        "allow_plaintext": True,
+        "imap_port": imap,
+        "imap_security": "none",
+    }
+    app = make_app(write_accounts(tmp_path / "accounts.toml", loopback, {"gmail": oauth}))
     async with app.run_test(size=SIZE) as pilot:
         await settled(pilot)
-        assert app.monitor.states["gmail"].status is Status.INVALID_CREDENTIALS
-        assert "token expired" in app.monitor.states["gmail"].detail
+        assert status(app, "gmail") is Status.INVALID_CREDENTIALS
+        assert "token expired" in app.control.state("gmail").detail
         token.write_text(TOKEN)  # the user renewed the grant in their token helper
         await pilot.press("r")
         form = app.screen
         assert not form.query_one("#row-password").display
         assert "token command" in text_of(form.query_one("#form-hint"))
         await pilot.press("f2")
-        await wait_for(
-            pilot,
-            lambda: app.monitor.states["gmail"].status is Status.CONNECTED,
-            what="the OAuth2 account to connect",
-        )
+        await until(lambda: status(app, "gmail") is Status.CONNECTED, what="OAuth2 to connect")
 
 
-async def test_history_is_three_keys_away_and_exports_csv(
-    tmp_path, loopback, isolated_user, monkeypatch
-):
+async def test_history_is_three_keys_away_and_exports_csv(app, tmp_path, monkeypatch):
     from tui.screens.history import HistoryScreen
 
     monkeypatch.chdir(tmp_path)
-    app = app_for(two_accounts(tmp_path, loopback, isolated_user))
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await settled(pilot)
         await pilot.press("j", "h")  # from the first row: down to broken, then its history
@@ -405,60 +412,93 @@ async def test_history_is_three_keys_away_and_exports_csv(
         assert len(exported) == 1
         assert "invalid_credentials,Invalid Credentials" in exported[0].read_text()
         await pilot.pause()
-        toasts = " ".join(str(toast.render()) for toast in app.screen.query("Toast"))
-        assert f"Exported 1 row to {exported[0]}" in toasts.replace("\n", "")
+        assert any(f"Exported 1 row to {exported[0]}" in t.replace("\n", "") for t in toasts(app))
 
 
-async def test_restart_shows_last_known_statuses_marked_stale(tmp_path, loopback, isolated_user):
-    path = two_accounts(tmp_path, loopback, isolated_user)
-    async with app_for(path).run_test(size=SIZE) as pilot:
-        await settled(pilot)
-    app = app_for(path)
-    assert app.monitor.states["broken"].stale
-    assert app.monitor.states["broken"].status is Status.INVALID_CREDENTIALS
+async def test_restart_shows_last_known_statuses_marked_stale(app, accounts_file):
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: not app.monitor.states["broken"].stale, what="a fresh check")
+        await settled(pilot)
+    app = make_app(accounts_file)
+    assert app.control.state("broken").stale
+    assert status(app, "broken") is Status.INVALID_CREDENTIALS
+    async with app.run_test(size=SIZE):
+        await until(lambda: not app.control.state("broken").stale, what="a fresh check")
 
 
 async def test_acknowledged_alert_leaves_the_count_and_comes_back_on_change(
-    tmp_path, loopback, isolated_user
+    app, accounts_file, isolated_user
 ):
-    path = two_accounts(tmp_path, loopback, isolated_user)
-    app = app_for(path)
     async with app.run_test(size=SIZE) as pilot:
         await settled(pilot)
-        await pilot.press("a", "A")
-        await type_text(pilot, "ticket 4711")
-        await pilot.press("enter")
-        await wait_for(
-            pilot,
-            lambda: app.alert_states() == [] and "alert" not in app.sub_title,
+        await pilot.press("a", "A", *"ticket 4711", "enter")
+        await until(
+            lambda: open_alerts(app) == [] and "alert" not in app.sub_title,
             what="the alert to go quiet",
         )
-        modal = app.screen
         assert "acknowledged: ticket 4711" in str(
-            modal.query_one("#alerts-table").get_cell("broken", "note")
+            app.screen.query_one("#alerts-table").get_cell("broken", "note")
         )
-    app = app_for(path)  # it persists across a restart, with the last known status
-    assert app.monitor.states["broken"].status is Status.INVALID_CREDENTIALS
-    assert app.alert_states() == []
+    app = make_app(accounts_file)  # it persists across a restart, with the last known status
+    assert status(app, "broken") is Status.INVALID_CREDENTIALS
+    assert open_alerts(app) == []
     # Fixed before the restart's first check: a second rejected check would reach the
     # failed-login limit and stop the account, which is a change of its own.
     isolated_user.secrets[(SERVICE, "broken")] = PASSWORD
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.monitor.states["broken"].status is Status.CONNECTED)
+    async with app.run_test(size=SIZE):
+        await until(lambda: status(app, "broken") is Status.CONNECTED, what="connected")
         isolated_user.secrets[(SERVICE, "broken")] = "wrong again"
-        app.monitor.check_now("broken")
-        await wait_for(pilot, lambda: len(app.alert_states()) == 1, what="the alert to return")
+        app.control.check_now("broken")
+        await until(lambda: len(open_alerts(app)) == 1, what="the alert to return")
 
 
-async def test_a_broken_history_file_is_a_banner_not_a_crash(tmp_path, loopback, isolated_user):
-    from tui.core.history import default_path
+async def test_snooze_from_the_alerts_modal_quiets_the_alert_for_the_chosen_time(app):
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        await pilot.press("a", "z")
+        await pilot.click("#quiet-ok")  # the default choice: 4 hours
+        await until(lambda: app.silences.get("broken") is not None, what="the snooze")
+        quiet = app.silences.get("broken")
+        assert quiet.kind is QuietKind.SNOOZE
+        assert abs(quiet.until - app.now() - timedelta(hours=4)) < timedelta(seconds=5)
+        assert open_alerts(app) == []
+        assert "snoozed until" in str(
+            app.screen.query_one("#alerts-table").get_cell("broken", "note")
+        )
 
-    history = default_path()
+
+async def test_server_text_is_shown_as_text_never_read_as_markup(tmp_path, loopback, isolated_user):
+    from tui.demo.servers import ScriptedImap
+
+    isolated_user.secrets[(SERVICE, "odd")] = PASSWORD
+
+    reply = "NO [AUTHENTICATIONFAILED] bad [/oops] [b]password"
+    imap = loopback.serve(ScriptedImap(login_reply=reply))
+    path = write_accounts(
+        tmp_path / "accounts.toml",
+        loopback,
+        {"odd": {"imap_port": imap, "imap_security": "none", "allow_plaintext": True}},
+    )
+    app = make_app(path)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await settled(pilot)
+        assert "[/oops]" in text_of(app.screen.query_one("#detail"))
+        await pilot.press("a", "z")
+        dialog = screen_text(app)
+        assert "[AUTHENTICATIONFAILED] bad [/oops] [b]password" in dialog
+        await pilot.click("#quiet-ok")
+        await until(lambda: app.silences.get("odd") is not None, what="the snooze")
+        await pilot.press("A", *"x", "enter")
+        await until(lambda: app.silences.get("odd").kind is QuietKind.ACK, what="the ack")
+        assert "[/oops]" in text_of(app.screen.query_one("#alerts-detail"))
+
+
+async def test_a_broken_history_file_is_a_banner_not_a_crash(accounts_file):
+    from tui.core import history as history_file
+
+    history = history_file.default_path()
     history.parent.mkdir(parents=True, exist_ok=True)
     history.write_bytes(b"garbage" * 1000)
-    app = app_for(two_accounts(tmp_path, loopback, isolated_user))
+    app = make_app(accounts_file)
     async with app.run_test(size=SIZE) as pilot:
         await settled(pilot)
         banner = text_of(app.screen.query_one("#banner"))
@@ -466,20 +506,73 @@ async def test_a_broken_history_file_is_a_banner_not_a_crash(tmp_path, loopback,
     assert history.read_bytes() == b"garbage" * 1000
 
 
-async def test_saving_keeps_what_another_process_wrote_meanwhile(tmp_path, loopback, isolated_user):
-    path = two_accounts(tmp_path, loopback, isolated_user)
-    app = app_for(path)
+async def test_a_history_that_cannot_be_written_is_said_and_checking_goes_on(accounts_file):
+    from tui.core.history import History
+
+    history = History(accounts_file.with_name("history.sqlite3"))
+    history.db.execute("PRAGMA query_only = 1")  # every write fails, pruning first
+    app = make_app(accounts_file, history_path=history.path)
+    app.history = app.silences.history = app.book.history = history
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await settled(pilot)
+        await until(lambda: any("could not be pruned" in t for t in toasts(app)), what="a toast")
+        assert status(app, "good") is Status.CONNECTED
+
+
+async def test_saving_keeps_what_another_process_wrote_meanwhile(app, accounts_file):
     async with app.run_test(size=SIZE) as pilot:
         await settled(pilot)
-        path.write_text(
-            path.read_text() + '\n[[accounts]]\nid = "by-hand"\n'
+        accounts_file.write_text(
+            accounts_file.read_text() + '\n[[accounts]]\nid = "by-hand"\n'
             'email = "hand@example.com"\nprovider = "fastmail"\n'
         )
         await select(pilot, "good")
         await pilot.press("s")
-        await wait_for(pilot, lambda: "stopped = true" in path.read_text(), what="the save")
-    text = path.read_text()
+        await until(lambda: "stopped = true" in accounts_file.read_text(), what="the save")
+    text = accounts_file.read_text()
     assert 'id = "by-hand"' in text and 'id = "broken"' in text
+
+
+async def test_the_title_says_retrying_accounts_are_not_connected(
+    tmp_path, loopback, isolated_user
+):
+    from tui.demo.servers import closed_port
+
+    for account_id in ("good", "blip"):
+        isolated_user.secrets[(SERVICE, account_id)] = PASSWORD
+
+    path = write_accounts(
+        tmp_path / "accounts.toml",
+        loopback,
+        {"good": {}, "blip": {"imap_port": closed_port()}},
+    )
+    app = make_app(path, monitor_options={"retry_base": 60.0})
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: app.control.state("blip").retrying, what="blip to retry")
+        await until(lambda: "retrying" in app.sub_title, what="the title")
+        assert app.sub_title == "1 of 2 connected, 1 retrying"
+        await select(pilot, "blip")
+        detail = text_of(app.screen.query_one("#detail"))
+        assert "Can sync: no" in detail and "can send: yes" in detail
+
+
+async def test_a_monitor_that_finishes_no_check_marks_the_title(app):
+    later = utcnow() + timedelta(hours=1)  # past twice the poll interval of 300 s
+    app.clock = lambda: later
+    async with app.run_test(size=SIZE):
+        await until(lambda: "no check has finished" in app.sub_title, what="the watchdog")
+
+
+async def test_a_failing_worker_is_told_as_a_sentence(app):
+    async def fails() -> None:
+        raise RuntimeError("disk on fire")
+
+    async with app.run_test(size=SIZE, notifications=True):
+        app.screen.run_worker(fails, description="Saving", exit_on_error=False)
+        await until(
+            lambda: any("Saving failed" in t and "disk on fire" in t for t in toasts(app)),
+            what="the sentence",
+        )
 
 
 async def test_demo_reconnect_turns_billing_connected_and_touches_no_user_file(
@@ -491,63 +584,22 @@ async def test_demo_reconnect_turns_billing_connected_and_touches_no_user_file(
     app = make_demo_app(tmp_path / "demo")
     try:
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(
-                pilot,
-                lambda: app.monitor.states[BROKEN_ID].status is Status.INVALID_CREDENTIALS,
+            await until(
+                lambda: status(app, BROKEN_ID) is Status.INVALID_CREDENTIALS,
+                timeout=20,
                 what="billing to fail",
             )
+            banner = app.screen.query_one("#banner")
+            await until(lambda: "wrong password" in text_of(banner), what="the hint")
             await select(pilot, BROKEN_ID)
-            await pilot.press("r")
-            await type_text(pilot, DEMO_PASSWORD)
-            await pilot.press("f2")
-            await wait_for(
-                pilot,
-                lambda: app.monitor.states[BROKEN_ID].status is Status.CONNECTED,
-                what="billing to connect",
-            )
-            assert app.monitor.states[BROKEN_ID].missed == 2
-            assert len(app.config.accounts) == len(app.monitor.states) == 12
+            await pilot.press("r", *DEMO_PASSWORD, "f2")
+            await until(lambda: status(app, BROKEN_ID) is Status.CONNECTED, what="connected")
+            assert app.control.state(BROKEN_ID).missed == 2
+            assert len(app.book.accounts) == len(app.control.states()) == 12
+            await until(lambda: "wrong password" not in text_of(banner), what="the hint to go")
+            assert "nothing of yours is touched" in text_of(banner)
     finally:
         app.demo.close()
     assert isolated_user.secrets == {}, "no keyring entry"
     assert not (tmp_path / "config").exists() and not (tmp_path / "data").exists()
     assert not (tmp_path / "home").exists()
-
-
-async def test_a_status_change_is_never_coalesced_away(tmp_path, loopback, isolated_user):
-    """A status change followed at once by a newer check of the same account still ends the
-    acknowledgement it belongs to (queued updates give way only when they carry no change)."""
-    from dataclasses import replace
-
-    from tui.messages import AccountUpdated
-
-    app = app_for(two_accounts(tmp_path, loopback, isolated_user))
-    async with app.run_test(size=SIZE) as pilot:
-        await settled(pilot)
-        app.set_quiet("broken", "ack", "looking into it")
-        state = app.monitor.states["broken"]
-        changed = replace(state, status=Status.SYNC_ERROR)
-        app.post_message(AccountUpdated(changed, Status.INVALID_CREDENTIALS))
-        app.post_message(AccountUpdated(replace(changed)))  # a newer check, no change
-        await pilot.pause(0.3)
-        assert "broken" not in app.quiet
-
-
-async def test_snooze_from_the_alerts_modal_quiets_the_alert_for_the_chosen_time(
-    tmp_path, loopback, isolated_user
-):
-    from datetime import timedelta
-
-    app = app_for(two_accounts(tmp_path, loopback, isolated_user))
-    async with app.run_test(size=SIZE) as pilot:
-        await settled(pilot)
-        await pilot.press("a", "z")
-        await pilot.click("#quiet-ok")  # the default choice: 4 hours
-        await wait_for(pilot, lambda: "broken" in app.quiet, what="the snooze")
-        quiet = app.quiet["broken"]
-        assert quiet.kind == "snooze"
-        assert abs(quiet.until - app.now() - timedelta(hours=4)) < timedelta(seconds=5)
-        assert app.alert_states() == []
-        assert "snoozed until" in str(
-            app.screen.query_one("#alerts-table").get_cell("broken", "note")
-        )

@@ -2,75 +2,81 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from textual.pilot import Pilot
 
-from tui.app import ConnectedEmailsApp, make_app
+from tui.app import ConnectedEmailsApp
 from tui.core.status import Status
 from tui.demo.servers import HOST
 
-from .conftest import PASSWORD, USER
+from .conftest import USER, until
+
+SIZE = (100, 32)
 
 
-def write_accounts(path: Path, loopback, accounts: dict[str, dict]) -> Path:
-    """accounts: id -> {"imap_port":…, "smtp_port":…, "stopped": bool} on the loopback servers."""
-    lines = ["[settings]", "poll_interval = 300", "timeout = 3", "bell = false", ""]
+def write_accounts(
+    path: Path, loopback, accounts: dict[str, dict], settings: dict | None = None
+) -> Path:
+    """The tests' one TOML writer. accounts: id -> overrides of a loopback account: imap_port,
+    imap_security, smtp_port, smtp_security, and any account key (stopped, auth, …)."""
+
+    def value(v) -> str:
+        return str(v).lower() if isinstance(v, bool) else json.dumps(v)
+
+    settings = {"poll_interval": 300, "timeout": 3, "bell": False, **(settings or {})}
+    lines = ["[settings]", *(f"{k} = {value(v)}" for k, v in settings.items()), ""]
     for account_id, spec in accounts.items():
-        lines += [
-            "[[accounts]]",
-            f'id = "{account_id}"',
-            f'email = "{account_id}@example.com"',
-            f'username = "{USER}"',
-            f'ca_file = "{loopback.certs.ca_file}"',
-            *(["stopped = true"] if spec.get("stopped") else []),
-            f'imap = {{ host = "{HOST}", port = {spec.get("imap_port", loopback.imap_tls)}, '
-            f'security = "{spec.get("imap_security", "tls")}" }}',
-            f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls}, security = "tls" }}',
-            "",
-        ]
+        spec = dict(spec)
+        endpoints = {
+            proto: (
+                spec.pop(f"{proto}_port", default),
+                spec.pop(f"{proto}_security", "tls"),
+            )
+            for proto, default in (("imap", loopback.imap_tls), ("smtp", loopback.smtp_tls))
+        }
+        fields = {
+            "id": account_id,
+            "email": f"{account_id}@example.com",
+            "username": USER,
+            "ca_file": str(loopback.certs.ca_file),
+            **spec,
+        }
+        lines += ["[[accounts]]", *(f"{k} = {value(v)}" for k, v in fields.items())]
+        for proto, (port, security) in endpoints.items():
+            lines.append(f'{proto} = {{ host = "{HOST}", port = {port}, security = "{security}" }}')
+        lines.append("")
     path.write_text("\n".join(lines))
     return path
 
 
-def app_for(path: Path) -> ConnectedEmailsApp:
-    return make_app(path)
-
-
-async def wait_for(pilot: Pilot, predicate, timeout: float = 10.0, what: str = "") -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        await pilot.pause(0.05)
-
-
 async def settled(pilot: Pilot) -> None:
     """Every account has had its first check, and the table shows it."""
-    app = pilot.app
-    await wait_for(
-        pilot,
-        lambda: all(s.status is not Status.CHECKING for s in app.monitor.states.values()),
-        what="first checks",
+    states = pilot.app.control.states()
+    await until(
+        lambda: all(s.status is not Status.CHECKING for s in states.values()), what="first checks"
     )
-    await shown(pilot)
+    await until(
+        lambda: all(cell(pilot, i) == s.status.label for i, s in states.items()),
+        what="the table to catch up",
+    )
+
+
+def status(app: ConnectedEmailsApp, account_id: str) -> Status | None:
+    state = app.control.state(account_id)
+    return state.status if state else None
+
+
+def open_alerts(app: ConnectedEmailsApp) -> list[str]:
+    """The accounts that need attention and are neither acknowledged nor snoozed."""
+    control = app.control
+    return [i for i, s in control.states().items() if s.needs_attention and not control.quiet(s)]
 
 
 def cell(pilot: Pilot, account_id: str, column: str = "status") -> str:
     return str(pilot.app.screen_stack[0].query_one("#accounts").get_cell(account_id, column))
-
-
-async def shown(pilot: Pilot) -> None:
-    """The table shows every account's current status (updates reach it in batches)."""
-    states = pilot.app.monitor.states
-    await wait_for(
-        pilot,
-        lambda: all(cell(pilot, i) == s.status.label for i, s in states.items()),
-        what="the table to catch up",
-    )
 
 
 async def select(pilot: Pilot, account_id: str) -> None:
@@ -92,19 +98,25 @@ def text_of(widget) -> str:
     return console.export_text()
 
 
-async def type_text(pilot: Pilot, text: str) -> None:
-    await pilot.press(*text)
+def screen_text(app: ConnectedEmailsApp) -> str:
+    return " ".join(text_of(w) for w in app.screen.query("Static"))
+
+
+def toasts(app: ConnectedEmailsApp) -> list[str]:
+    """The toasts on screen now, as the user reads them."""
+    return [toast.render().plain for toast in app.screen.query("Toast")]
 
 
 __all__ = [
-    "PASSWORD",
+    "SIZE",
     "write_accounts",
-    "app_for",
-    "wait_for",
+    "until",
     "settled",
-    "shown",
+    "status",
+    "open_alerts",
     "cell",
     "select",
     "text_of",
-    "type_text",
+    "screen_text",
+    "toasts",
 ]

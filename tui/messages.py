@@ -7,23 +7,20 @@ from dataclasses import dataclass
 from textual.message import Message
 
 from .core.models import AccountState
-from .core.status import Status
 
 
 @dataclass
 class AccountUpdated(Message):
     """An account's state after a check, a stop or a resume. While queued, it gives way to the
-    next message for the same account, unless it carries a status change (those are counted,
-    recorded and announced, so none may be dropped)."""
+    next one for the same account: the screens show states, and what must see every change
+    (history, silences, hook) subscribes to the monitor itself."""
 
     state: AccountState
-    old_status: Status | None = None  # set when the status changed
 
     def can_replace(self, message: Message) -> bool:
         # Textual asks the older message whether the newer one may take its place.
         return (
-            self.old_status is None
-            and isinstance(message, AccountUpdated)
+            isinstance(message, AccountUpdated)
             and message.state.account.id == self.state.account.id
         )
 

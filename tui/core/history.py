@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from .models import Account, AccountResult, AccountState, ProbeResult, RoundTripResult
+from .silences import Quiet
 from .status import Status
 
 # Each step takes the schema one version (PRAGMA user_version) up; a new table or column is a
@@ -164,28 +165,6 @@ class Sample:
             imap.latency_ms if imap.reached_server else None,
             smtp.latency_ms if smtp.reached_server else None,
         )
-
-
-@dataclass(frozen=True)
-class Quiet:
-    """An alert the user acknowledged (until the status changes) or snoozed (until a time)."""
-
-    account_id: str
-    kind: str
-    status: Status
-    note: str
-    at: datetime
-    until: datetime | None
-
-    def holds_for(self, state: AccountState, now: datetime) -> bool:
-        if state.status is not self.status:
-            return False
-        return self.until is None or now < self.until
-
-    def describe(self) -> str:
-        if self.kind == "snooze":
-            return f"snoozed until {self.until.astimezone():%H:%M %d %b}"
-        return f"acknowledged{': ' + self.note if self.note else ''}"
 
 
 def default_path() -> Path:

@@ -7,6 +7,7 @@ never overlap; a semaphore bounds how many run at once across all accounts.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -26,6 +27,8 @@ from .models import (
     utcnow,
 )
 from .status import Status
+
+log = logging.getLogger(__name__)
 
 USER_STOP_REASON = "Stopped by you. Resume to check it again."
 
@@ -63,7 +66,24 @@ class RoundTripDone:
     result: RoundTripResult
 
 
-Event = AccountChecked | StatusChanged | AttentionChanged | RoundTripDone
+@dataclass(frozen=True)
+class AccountAdded:
+    state: AccountState
+
+
+@dataclass(frozen=True)
+class AccountRemoved:
+    account_id: str
+
+
+Event = (
+    AccountChecked
+    | StatusChanged
+    | AttentionChanged
+    | RoundTripDone
+    | AccountAdded
+    | AccountRemoved
+)
 Checker = Callable[..., Awaitable[AccountResult]]
 
 
@@ -119,6 +139,14 @@ class _Slot:
 
 
 class Monitor:
+    """Checks every account on its interval and owns the tasks that do it.
+
+    `run()` is the monitor's life: it starts one loop per account and lasts until cancelled.
+    The faces read `states` and call `check_now`, `stop`, `resume`, `replace_account` and
+    `remove`; they learn what changed by `subscribe`. A subscriber that raises is logged and
+    reported once through `on_problem`; the checks go on.
+    """
+
     def __init__(
         self,
         accounts: list[Account],
@@ -132,6 +160,7 @@ class Monitor:
         last_known: dict[str, AccountState] | None = None,
         round_trips: dict[str, list[RoundTripResult]] | None = None,
         round_trip_spread: float | None = None,
+        on_problem: Callable[[str], None] | None = None,
     ):
         """`round_trips`: each account's recent probes from the history, newest first, so a
         restart neither probes early nor forgets failures in a row. The first probes are spread
@@ -153,6 +182,9 @@ class Monitor:
         self._subscribers: list[Callable[[Event], None]] = []
         self._gate = asyncio.Semaphore(settings.concurrency)
         self._running = False
+        self.on_problem = on_problem
+        self._failed_subscribers: set[int] = set()
+        self.last_finished = utcnow()  # when a check last finished, for the watchdog
 
     # --- subscription ---------------------------------------------------------------------
 
@@ -162,7 +194,18 @@ class Monitor:
 
     def _emit(self, event: Event) -> None:
         for callback in list(self._subscribers):
-            callback(event)
+            try:
+                callback(event)
+            except Exception as exc:
+                # One broken listener (a hook, the history, a face) must not end the checks.
+                log.exception("monitor subscriber %r failed", callback)
+                if id(callback) not in self._failed_subscribers:
+                    self._failed_subscribers.add(id(callback))
+                    if self.on_problem:
+                        self.on_problem(
+                            f"Something that listens to the checks failed ({exc!r}); checking "
+                            f"goes on. See the log for details."
+                        )
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -170,6 +213,22 @@ class Monitor:
         self._running = True
         for account_id in self.states:
             self._start_slot(account_id)
+
+    async def run(self) -> None:
+        """Start every account's loop and keep them until cancelled; then close them."""
+        self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.close()
+
+    def stalled(self, now) -> bool:
+        """No check has finished for twice the poll interval, while some account is not
+        stopped: something is stuck, and the faces must say so."""
+        if all(s.status is Status.STOPPED for s in self.states.values()):
+            return False
+        limit = 2 * self.settings.poll_interval
+        return (now - self.last_finished).total_seconds() > limit
 
     async def close(self) -> None:
         """Stop every loop promptly; in-flight checks are cancelled and their sockets cut."""
@@ -248,6 +307,7 @@ class Monitor:
         self.states[account.id] = _initial_state(account)
         if self._running:
             self._start_slot(account.id)
+        self._emit(AccountAdded(self.states[account.id]))
 
     def replace_account(self, account: Account) -> None:
         """New settings or credentials for an account: resume it and check it at once."""
@@ -270,6 +330,7 @@ class Monitor:
         slot = self._slots.pop(account_id, None)
         if slot:
             await _cancel([t for t in (slot.task, slot.probe_task) if t])
+        self._emit(AccountRemoved(account_id))
 
     # --- the per-account loop ---------------------------------------------------------------
 
@@ -297,6 +358,7 @@ class Monitor:
                     self.credentials,
                     mark=None if syncing else slot.mark,
                 )
+            self.last_finished = utcnow()
             delay = self._apply(account_id, slot, result)
 
     def _apply(self, account_id: str, slot: _Slot, result: AccountResult) -> float:

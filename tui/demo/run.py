@@ -201,10 +201,20 @@ def _nothing_listens(port: int) -> int:
 
 OUTAGE_HOST = "127.0.0.2"
 
-BANNER = (
-    f"Demo on 127.0.0.1; nothing of yours is touched. {BROKEN_ID}@demo.example has a "
-    f"wrong password: select it, press r, type [b]{DEMO_PASSWORD}[/b], press F2."
+BANNER = "Demo on 127.0.0.1; nothing of yours is touched."
+HINT = (
+    f" {BROKEN_ID}@demo.example has a wrong password: select it, press r, type "
+    f"[b]{DEMO_PASSWORD}[/b], press F2."
 )
+
+
+def demo_banner(states) -> str:
+    """The hint about billing lasts as long as billing's wrong password does."""
+    from ..core.status import Status
+
+    billing = states.get(BROKEN_ID)
+    broken = billing is not None and billing.status is Status.INVALID_CREDENTIALS
+    return BANNER + (HINT if broken else "")
 
 
 def make_demo_app(folder: Path, base_port: int | None = None, **options):
@@ -216,7 +226,7 @@ def make_demo_app(folder: Path, base_port: int | None = None, **options):
     app = ConnectedEmailsApp(
         demo.config,
         demo.store,
-        banner=BANNER,
+        banner=demo_banner,
         history=demo.history,
         monitor_options={"retry_base": 2.0, "round_trip_spread": 1.0},
         **options,

@@ -14,12 +14,14 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
+from ..core.accounts import BookError
 from ..core.config import ConfigError, validate_account
 from ..core.credentials import CredentialError, Secret
 from ..core.models import AUTH_METHODS, SECURITIES, Account, AccountResult
 from ..core.providers import PROVIDERS
 from ..core.status import Status
 from ..format import protocol_line
+from ..workers import ReportsWorkerFailures
 from .confirm import ConfirmScreen
 
 
@@ -78,7 +80,10 @@ LABELS = {
 }
 
 
-class AccountFormScreen(ModalScreen[bool]):
+class AccountFormScreen(ReportsWorkerFailures, ModalScreen[str | None]):
+    """Answers with the id of the account it saved, or None."""
+
+    PLACE = "This form"
     BINDINGS = [
         Binding(
             "escape",
@@ -106,17 +111,18 @@ class AccountFormScreen(ModalScreen[bool]):
             "delete_and_readd",
             "Delete & re-add",
             id="form-delete-readd",
-            tooltip="Delete this connection and add it again from a prefilled form",
+            tooltip="Add this connection again from a prefilled form; the old one goes on Save",
         ),
     ]
 
     def __init__(
-        self, mode: str, account: Account | None = None, *, prefill: Account | None = None
+        self, mode: str, account: Account | None = None, *, replaces: Account | None = None
     ):
         super().__init__(classes=f"form-{mode}")
         self.mode = mode
         self.original = account
-        self.prefill = account or prefill
+        self.replaces = replaces  # Delete & re-add: removed only when this form saves
+        self.prefill = account or replaces
         self._tested: tuple[Account, Secret | None, AccountResult] | None = None
         self._signed_in = None  # the oauth2 settings this form has signed in with
 
@@ -138,13 +144,19 @@ class AccountFormScreen(ModalScreen[bool]):
                     yield Static("", id=f"error-{row}", classes="field-error")
             yield Static("", id="form-result")
             with Horizontal(classes="buttons"):
-                yield Button("Test F5", id="test", compact=True)
-                yield Button("Save F2", id="save", variant="primary", compact=True)
+                yield Button("Test F5", id="test", action="screen.test", compact=True)
+                yield Button(
+                    "Save F2", id="save", action="screen.save", variant="primary", compact=True
+                )
                 if self.mode == "reconnect":
                     yield Button(
-                        "Delete & re-add F8", id="delete-readd", variant="error", compact=True
+                        "Delete & re-add F8",
+                        id="delete-readd",
+                        action="screen.delete_and_readd",
+                        variant="error",
+                        compact=True,
                     )
-                yield Button("Cancel Esc", id="cancel", compact=True)
+                yield Button("Cancel Esc", id="cancel", action="screen.cancel", compact=True)
 
     def _field(self, row: str, a: Account | None):
         if row == "provider":
@@ -230,7 +242,7 @@ class AccountFormScreen(ModalScreen[bool]):
             return Text(
                 "Test checks IMAP and SMTP with what you type; Save stores it.", style="grey62"
             )
-        state = self.app.monitor.states.get(self.original.id)
+        state = self.app.control.state(self.original.id)
         if state is None:
             return Text("")
         return Text.assemble(
@@ -345,7 +357,8 @@ class AccountFormScreen(ModalScreen[bool]):
         except ConfigError as exc:
             self._show_error(exc)
             return None
-        if self.mode == "new" and account.id in self.app.monitor.states:
+        replacing = self.replaces is not None and account.id == self.replaces.id
+        if self.mode == "new" and self.app.control.state(account.id) and not replacing:
             self._show_error(
                 ConfigError(
                     "", f"the id {account.id!r} is already used.", "Choose another id.", key="id"
@@ -400,8 +413,30 @@ class AccountFormScreen(ModalScreen[bool]):
             confirmed = await self.app.push_screen_wait(_confirm_saving_failure(result))
             if not confirmed:
                 return
-        if await self.app.commit_account(account, typed):
-            self.dismiss(True)
+        session_only = False
+        if typed and self.app.control.keyring_problem and _uses_store(account):
+            session_only = await self.app.push_screen_wait(
+                ConfirmScreen(
+                    "No keyring",
+                    f"{self.app.control.keyring_problem}\n\nKeep this password for this session "
+                    f"only? It is forgotten when the app closes.",
+                    yes="Keep for this session",
+                    no="Go back",
+                )
+            )
+            if not session_only:
+                return
+        try:
+            if self.replaces is not None:
+                await self.app.control.remove(self.replaces.id)
+            warning = await self.app.control.save(account, typed, session_only=session_only)
+        except BookError as exc:
+            self.notify(str(exc), title="Cannot save", severity="error", timeout=15, markup=False)
+            return
+        if warning:
+            self.notify(warning, severity="warning", timeout=15, markup=False)
+        self.notify(f"Saved {account.email}. Checking it now…", timeout=4, markup=False)
+        self.dismiss(account.id)
 
     async def _run_test(self, account: Account, typed: Secret | None) -> AccountResult | None:
         area = self.query_one("#form-result", Static)
@@ -415,13 +450,13 @@ class AccountFormScreen(ModalScreen[bool]):
             area.update(Text("Not signed in: Test (F5) to sign in again.", style="bold red"))
             return None
         try:
-            secret = typed or await self.app.secret_for(account)
+            secret = typed or await self.app.control.secret_for(account)
         except CredentialError as exc:
             area.loading = False
             area.update(Text(f"Cannot test: {exc}", style="bold red"))
             return None
         try:
-            result = await self.app.test_account(account, secret)
+            result = await self.app.control.test(account, secret)
         finally:
             area.loading = False
         self._tested = (account, typed, result)
@@ -462,29 +497,28 @@ class AccountFormScreen(ModalScreen[bool]):
         return signed_in
 
     def action_cancel(self) -> None:
-        self.dismiss(False)
+        self.dismiss(None)
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        return action != "delete_and_readd" or self.mode == "reconnect"
 
     @work(exclusive=True, group="form", exit_on_error=False)
     async def action_delete_and_readd(self) -> None:
-        if self.mode != "reconnect":
-            return
         question = (
-            f"Delete the connection {self.original.email} and its stored secret, then "
-            f"add it again from a form filled with its settings?"
+            f"Add {self.original.email} again from a form filled with its settings? The old "
+            f"connection and its stored secret are deleted only when you save the new one; "
+            f"Esc there comes back here with nothing changed."
         )
         if await self.app.push_screen_wait(
-            ConfirmScreen("Delete and re-add", question, yes="Delete and re-add")
+            ConfirmScreen("Delete and re-add", question, yes="Re-add")
         ):
-            account = self.original
-            await self.app.remove_account(account.id)
-            self.dismiss(False)
-            self.app.push_screen(AccountFormScreen("new", prefill=account))
+            # Saved: this form closes with the new one's answer. Esc: back here, nothing lost.
+            def readded(account_id: str | None) -> None:
+                if account_id:
+                    self.dismiss(account_id)
 
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        {
-            "test": self.action_test,
-            "save": self.action_save,
-            "cancel": self.action_cancel,
-            "delete-readd": self.action_delete_and_readd,
-        }[event.button.id]()
+            self.app.push_screen(AccountFormScreen("new", replaces=self.original), readded)
+
+
+def _uses_store(account: Account) -> bool:
+    return account.auth == "password" and not account.password_command

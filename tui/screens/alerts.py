@@ -17,9 +17,11 @@ from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from ..core.models import AccountState
 from ..core.outages import WINDOW, group_outages
+from ..core.silences import QuietKind
 from ..core.status import STATUS_INFO, Status
 from ..format import duration, shorten, status_text
 from ..widgets.fitted_table import Column, FittedTable
+from ..workers import ReportsWorkerFailures
 
 HEADLINE = "You have an email connection that requires your attention"
 OUTAGE = "outage:"
@@ -37,7 +39,8 @@ def _by_severity(states: list[AccountState]) -> list[AccountState]:
     return sorted(states, key=lambda s: (-STATUS_INFO[s.status].severity, s.account.email))
 
 
-class AlertsScreen(ModalScreen[None]):
+class AlertsScreen(ReportsWorkerFailures, ModalScreen[None]):
+    PLACE = "Alerts"
     BINDINGS = [
         Binding(
             "escape,a", "dismiss_alerts", "Close", id="alerts-close", tooltip="Close the alerts"
@@ -79,6 +82,17 @@ class AlertsScreen(ModalScreen[None]):
         ),
         Binding("j", "cursor_down", "Down", show=False, id="alerts-down"),
         Binding("k", "cursor_up", "Up", show=False, id="alerts-up"),
+        # A modal hides the app's keys; these two must work everywhere.
+        Binding(
+            "question_mark",
+            "app.help",
+            "Help",
+            key_display="?",
+            show=False,
+            id="alerts-help",
+            tooltip="The keys of this screen and what each status means",
+        ),
+        Binding("q", "app.quit", "Quit", show=False, id="alerts-quit", tooltip="Quit the app"),
     ]
 
     def __init__(self):
@@ -94,12 +108,23 @@ class AlertsScreen(ModalScreen[None]):
             yield Static("", id="alerts-detail")
             yield Static("No alerts: every connection is working.", id="alerts-empty")
             with Horizontal(classes="buttons"):
-                yield Button("Reconnect r", id="alerts-reconnect", variant="primary", compact=True)
-                yield Button("Ack A", id="alerts-acknowledge", compact=True)
-                yield Button("Snooze z", id="alerts-snooze", compact=True)
-                yield Button("Close Esc", id="alerts-close", compact=True)
+                yield Button(
+                    "Reconnect r",
+                    id="alerts-reconnect",
+                    action="screen.reconnect",
+                    variant="primary",
+                    compact=True,
+                )
+                yield Button(
+                    "Ack A", id="alerts-acknowledge", action="screen.acknowledge", compact=True
+                )
+                yield Button("Snooze z", id="alerts-snooze", action="screen.snooze", compact=True)
+                yield Button(
+                    "Close Esc", id="alerts-close", action="screen.dismiss_alerts", compact=True
+                )
 
     def on_mount(self) -> None:
+        self.control = self.app.control
         # The toasts said "press a": this is the answer, and they would cover the buttons.
         self.app.clear_notifications()
         self.app.accounts_signal.subscribe(self, lambda _states: self.refresh_alerts())
@@ -111,9 +136,9 @@ class AlertsScreen(ModalScreen[None]):
 
     def _wanted_rows(self) -> list[tuple[str, dict]]:
         now = self.app.now()
-        states = [s for s in self.app.monitor.states.values() if s.needs_attention]
-        quiet = [s for s in states if self.app.is_quiet(s)]
-        outages, rest = group_outages([s for s in states if not self.app.is_quiet(s)])
+        states = [s for s in self.control.states().values() if s.needs_attention]
+        quiet = [s for s in states if self.control.quiet(s)]
+        outages, rest = group_outages([s for s in states if not self.control.quiet(s)])
         rows = []
         for outage in outages:
             key = OUTAGE + outage.host
@@ -141,7 +166,7 @@ class AlertsScreen(ModalScreen[None]):
         return rows
 
     def _cells(self, state: AccountState, now, prefix: str = "") -> dict:
-        quiet = self.app.quiet.get(state.account.id) if self.app.is_quiet(state) else None
+        quiet = self.control.quiet(state)
         style = "dim" if quiet else ""
         return {
             "account": Text(
@@ -214,7 +239,7 @@ class AlertsScreen(ModalScreen[None]):
                 )
             )
             return
-        state = self.app.monitor.states.get(key) if key else None
+        state = self.control.state(key) if key else None
         detail.display = state is not None
         if state is not None:
             text = Text.assemble(
@@ -224,8 +249,8 @@ class AlertsScreen(ModalScreen[None]):
                 ("What to do: ", "bold"),
                 state.status.info.advice,
             )
-            if self.app.is_quiet(state):  # the table's note column may be too narrow for it
-                text.append(f"\n{self.app.quiet[state.account.id].describe()}", style="italic")
+            if quiet := self.control.quiet(state):  # the note column may be too narrow for it
+                text.append(f"\n{quiet.describe()}", style="italic")
             detail.update(text)
 
     # --- actions --------------------------------------------------------------------------
@@ -242,33 +267,38 @@ class AlertsScreen(ModalScreen[None]):
                 title="Outage",
                 timeout=6,
             )
-        elif key:
-            self.app.open_reconnect(key)
+        elif key and (state := self.control.state(key)):
+            from .account_form import AccountFormScreen
+
+            self.app.push_screen(AccountFormScreen("reconnect", state.account))
 
     def action_check(self) -> None:
         if self.highlighted_id:
-            self.app.monitor.check_now(self.highlighted_id)
+            self.control.check_now(self.highlighted_id)
             self.notify("Checking now…", timeout=2)
 
     def action_history(self) -> None:
+        from .history import HistoryScreen
+
         if self.highlighted_id:
-            self.app.open_history(self.highlighted_id)
+            self.app.push_screen(HistoryScreen(self.highlighted_id))
 
     def action_acknowledge(self) -> None:
-        self._quiet("ack")
+        self._quiet(QuietKind.ACK)
 
     def action_snooze(self) -> None:
-        self._quiet("snooze")
+        self._quiet(QuietKind.SNOOZE)
 
-    @work(exclusive=True, group="alerts-quiet", exit_on_error=False)
-    async def _quiet(self, kind: str) -> None:
+    @work(exclusive=True, group="alerts-quiet", exit_on_error=False, description="Silencing")
+    async def _quiet(self, kind: QuietKind) -> None:
         account_id = self.highlighted_id
-        if account_id:
-            answer = await self.app.push_screen_wait(
-                QuietScreen(self.app.monitor.states[account_id], kind)
-            )
+        state = self.control.state(account_id) if account_id else None
+        if state is not None:
+            answer = await self.app.push_screen_wait(QuietScreen(state, kind))
             if answer is not None:
-                self.app.set_quiet(account_id, kind, **answer)
+                self.control.silence(state.account.id, kind, **answer)
+                self.app.update_subtitle()
+                self.refresh_alerts()
 
     def action_cursor_down(self) -> None:
         self.query_one("#alerts-table", DataTable).action_cursor_down()
@@ -289,33 +319,27 @@ class AlertsScreen(ModalScreen[None]):
         else:
             self.action_reconnect()
 
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        {
-            "alerts-reconnect": self.action_reconnect,
-            "alerts-acknowledge": self.action_acknowledge,
-            "alerts-snooze": self.action_snooze,
-            "alerts-close": self.action_dismiss_alerts,
-        }[event.button.id]()
-
 
 class QuietScreen(ModalScreen):
     """Acknowledge (with an optional note) or snooze (for how long) one alert."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="quiet-cancel")]
 
-    def __init__(self, state: AccountState, kind: str):
+    def __init__(self, state: AccountState, kind: QuietKind):
         super().__init__()
         self.state, self.kind = state, kind
 
     def compose(self) -> ComposeResult:
-        ack = self.kind == "ack"
+        ack = self.kind is QuietKind.ACK
         with Vertical(classes="dialog confirm"):
             yield Label(
                 f"{'Acknowledge' if ack else 'Snooze'} {self.state.account.email}",
                 classes="dialog-title",
             )
-            yield Static(f"{self.state.status.label}: {self.state.detail}", classes="question")
+            # Server text is data: "[AUTHENTICATIONFAILED]" must show, "[/x]" must not crash.
+            yield Static(
+                Text(f"{self.state.status.label}: {self.state.detail}"), classes="question"
+            )
             if ack:
                 yield Static("It stays quiet until its status changes.", classes="question")
                 yield Input(
@@ -330,28 +354,22 @@ class QuietScreen(ModalScreen):
                 yield Button(
                     "Acknowledge" if ack else "Snooze",
                     id="quiet-ok",
+                    action="screen.ok",
                     variant="primary",
                     compact=True,
                 )
-                yield Button("Cancel Esc", id="quiet-cancel", compact=True)
+                yield Button("Cancel Esc", id="quiet-cancel", action="screen.cancel", compact=True)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
 
     @on(Input.Submitted)
     def _submitted(self) -> None:
-        self._ok()
+        self.action_ok()
 
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "quiet-ok":
-            self._ok()
-        else:
-            self.dismiss(None)
-
-    def _ok(self) -> None:
-        """Answers with set_quiet's keywords: a note, or when the snooze ends."""
-        if self.kind == "ack":
+    def action_ok(self) -> None:
+        """Answers with Control.silence's keywords: a note, or when the snooze ends."""
+        if self.kind is QuietKind.ACK:
             self.dismiss({"note": self.query_one("#quiet-note", Input).value.strip()})
         else:
             hours = int(self.query_one("#quiet-hours", Select).value)

@@ -17,6 +17,7 @@ from ..core.config import Config, ConfigError, ConfigMissing
 
 
 class ConfigErrorScreen(Screen):
+    PLACE = "The accounts file"
     BINDINGS = [
         Binding(
             "r",
@@ -32,7 +33,6 @@ class ConfigErrorScreen(Screen):
             id="create-config",
             tooltip="Create an empty accounts file (mode 0600) at this path, then add accounts",
         ),
-        Binding("q", "app.quit", "Quit", id="quit-config-error"),
     ]
 
     def __init__(self, error: ConfigError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from textual import on
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -23,17 +23,18 @@ class ConfirmScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog confirm"):
             yield Label(self._title, classes="dialog-title")
-            yield Static(self._question, classes="question")
+            # Plain text: a question may quote what a server said.
+            yield Static(Text(self._question), classes="question")
             with Horizontal(classes="buttons"):
-                yield Button(f"{self._yes} (y)", id="yes", variant="error")
-                yield Button(f"{self._no} (n)", id="no", variant="primary")
+                yield Button(
+                    f"{self._yes} (y)", id="yes", variant="error", action="screen.answer(True)"
+                )
+                yield Button(
+                    f"{self._no} (n)", id="no", variant="primary", action="screen.answer(False)"
+                )
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
-
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -13,6 +14,8 @@ from ..core.status import STATUS_INFO, Status
 
 
 class HelpScreen(ModalScreen[None]):
+    """The keys in force where it was opened (see tui/commands.py), and the statuses."""
+
     BINDINGS = [Binding("escape,question_mark,q", "dismiss_help", "Close", id="help-close")]
 
     def __init__(self, sections: list[tuple[str, list[tuple[str, str, str]]]]):
@@ -25,7 +28,7 @@ class HelpScreen(ModalScreen[None]):
         keys.add_column(style="bold")
         keys.add_column(style="grey70")
         for title, rows in self._sections:
-            keys.add_row("", f"[underline]{title}[/]", "")
+            keys.add_row("", Text(title, style="underline"), "")
             for key, description, tooltip in rows:
                 keys.add_row(key, description, tooltip)
         statuses = Table.grid(padding=(0, 2))
@@ -34,10 +37,10 @@ class HelpScreen(ModalScreen[None]):
         for status in Status:
             if status is not Status.CHECKING:
                 info = STATUS_INFO[status]
-                statuses.add_row(f"[bold {info.colour}]{info.label}[/]", info.advice)
+                statuses.add_row(Text(info.label, style=f"bold {info.colour}"), info.advice)
         with VerticalScroll(classes="dialog help"):
             yield Label(
-                "Keys  (Esc closes; ctrl+p finds any action by name)", classes="dialog-title"
+                "Keys here  (Esc closes; ctrl+p finds any action by name)", classes="dialog-title"
             )
             yield Static(keys)
             yield Label("Statuses", classes="dialog-title")

@@ -44,7 +44,7 @@ class HistoryScreen(ModalScreen[None]):
         self.account_id = account_id
 
     def compose(self) -> ComposeResult:
-        state = self.app.monitor.states[self.account_id]
+        state = self.app.control.state(self.account_id)
         with Vertical(classes="dialog history"):
             yield Label(f"History of {state.account.email}", classes="dialog-title")
             yield Static("", id="history-summary")
@@ -66,7 +66,7 @@ class HistoryScreen(ModalScreen[None]):
             self.query(".latency").set(display=False)
             return
         now = self.app.now()
-        state = self.app.monitor.states[self.account_id]
+        state = self.app.control.state(self.account_id)
         lines = Text("\n").join(
             uptime_line(
                 label,

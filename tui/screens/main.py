@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from textual import on
+from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -10,9 +11,11 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from ..core.models import AccountState
+from ..core.status import Status
 from ..widgets.account_detail import AccountDetail
 from ..widgets.accounts_table import AccountsTable
 from ..widgets.title_bar import TitleBar
+from ..workers import ReportsWorkerFailures
 
 FIRST_ROWS = 30  # at least a screenful
 ROWS_PER_FRAME = 250
@@ -27,43 +30,55 @@ WELCOME = (
 )
 
 
-class ConnectedEmailsScreen(Screen):
+class ConnectedEmailsScreen(ReportsWorkerFailures, Screen):
+    """The accounts and the selected one's detail; the keys here act on the selection."""
+
+    PLACE = "Accounts"
+    # The footer keeps to what fits 80 columns beside a, ? and q; ? and ctrl+p list the rest.
     BINDINGS = [
         Binding(
             "r",
-            "app.reconnect",
+            "reconnect",
             "Reconnect",
             id="reconnect",
             tooltip="Enter new credentials for the selected account, test them, save them",
         ),
-        Binding("n", "app.new_account", "New", id="new-account", tooltip="Add an account"),
+        Binding("n", "new_account", "New", id="new-account", tooltip="Add an account"),
         Binding(
             "e",
-            "app.edit_account",
+            "edit_account",
             "Edit",
+            show=False,
             id="edit-account",
             tooltip="Edit the selected account's settings",
         ),
         Binding(
             "d",
-            "app.delete_account",
+            "delete_account",
             "Delete",
+            show=False,
             id="delete-account",
             tooltip="Delete the selected account and its stored secret",
         ),
         Binding(
             "s",
-            "app.toggle_stop",
+            "toggle_stop",
             "Stop/Resume",
+            show=False,
             id="stop-resume",
             tooltip="Stop or resume checking the selected account",
         ),
         Binding(
-            "c", "app.check_now", "Check", id="check-now", tooltip="Check the selected account now"
+            "c",
+            "check_now",
+            "Check",
+            show=False,
+            id="check-now",
+            tooltip="Check the selected account now",
         ),
         Binding(
             "C",
-            "app.check_all",
+            "check_all",
             "Check all",
             show=False,
             id="check-all",
@@ -71,7 +86,7 @@ class ConnectedEmailsScreen(Screen):
         ),
         Binding(
             "h",
-            "app.history",
+            "history",
             "History",
             id="history",
             tooltip="The selected account's timeline, uptime and export",
@@ -100,6 +115,7 @@ class ConnectedEmailsScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.control = self.app.control
         self.app.accounts_signal.subscribe(self, self.accounts_updated)
         self.app.removed_signal.subscribe(self, self.account_removed)
         self.table = self.query_one(AccountsTable)
@@ -109,28 +125,46 @@ class ConnectedEmailsScreen(Screen):
         self.watch(self.app, "sub_title", self.title_bar.show)
         # A screenful now, the rest after the first frame: measuring a thousand rows' cells
         # would otherwise hold the first frame back by a third of a second.
-        states = list(self.app.monitor.states.values())
+        states = list(self.control.states().values())
         screenful = max(FIRST_ROWS, self.app.size.height)
         first, rest = states[:screenful], states[screenful:]
         self.accounts_updated(first)
         if rest:
             self.call_after_refresh(self._add_rows, rest)
-        self.set_banner(self.app.banner_text())
+        self._banner: Text | None = None
+        self.show_banner()
         self._show_welcome()
         self._show_detail()
         self.set_interval(1, self.tick)
 
     def _add_rows(self, states: list[AccountState]) -> None:
         chunk, rest = states[:ROWS_PER_FRAME], states[ROWS_PER_FRAME:]
-        current = self.app.monitor.states
+        current = self.control.states()
         self.accounts_updated([current[s.account.id] for s in chunk if s.account.id in current])
         if rest:
             self.call_after_refresh(self._add_rows, rest)
 
-    def set_banner(self, text: str) -> None:
-        banner = self.query_one("#banner", Static)
-        banner.update(text)
-        banner.display = bool(text)
+    def show_banner(self) -> None:
+        """The demo's hint while it applies, and the app's own problems; repainted only when
+        its words change (a banner of another height lays the screen out again)."""
+        app, parts = self.app, []
+        if app.demo_banner:
+            parts.append(Text.from_markup(app.demo_banner(self.control.states())))
+        if app.history_problem:
+            parts.append(Text(f"⚠ {app.history_problem}"))
+        if self.control.keyring_problem and app.book.uses_store():
+            parts.append(
+                Text(
+                    f"⚠ {self.control.keyring_problem} Reconnect can keep a password for this "
+                    f"session only."
+                )
+            )
+        text = Text("\n").join(parts)
+        if text != self._banner:
+            self._banner = text
+            banner = self.query_one("#banner", Static)
+            banner.update(text)
+            banner.display = bool(text)
 
     def accounts_updated(self, states: list[AccountState]) -> None:
         now = self.app.now()
@@ -149,7 +183,7 @@ class ConnectedEmailsScreen(Screen):
         self._show_detail()
 
     def _show_welcome(self) -> None:
-        empty = self.table.row_count == 0 and not self.app.monitor.states
+        empty = self.table.row_count == 0 and not self.control.states()
         if self.welcome.display != empty:
             self.welcome.display = empty
             self.table.display = not empty
@@ -157,9 +191,7 @@ class ConnectedEmailsScreen(Screen):
 
     def _show_detail(self) -> None:
         selected = self.table.selected_id
-        self.detail.show(
-            self.app.monitor.states.get(selected) if selected else None, self.app.now()
-        )
+        self.detail.show(self.control.state(selected) if selected else None, self.app.now())
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self) -> None:
@@ -167,7 +199,107 @@ class ConnectedEmailsScreen(Screen):
 
     @on(DataTable.RowSelected)
     def _selected(self) -> None:
-        self.app.action_reconnect()
+        self.action_reconnect()
+
+    def select_account(self, account_id: str) -> None:
+        """Move the cursor to the account and scroll it into view (a new one lands anywhere)."""
+        state = self.control.state(account_id)
+        if state is not None:
+            self.accounts_updated([state])
+            self.table.move_cursor(row=self.table.get_row_index(account_id))
+
+    # --- actions on the selected account ---------------------------------------------------------
+
+    def _selected_state(self) -> AccountState | None:
+        account_id = self.table.selected_id
+        state = self.control.state(account_id) if account_id else None
+        if state is None:
+            self.notify("No account selected. Press n to add one.", timeout=4)
+        return state
+
+    def _open_form(self, mode: str, state: AccountState | None = None) -> None:
+        from .account_form import AccountFormScreen
+
+        def saved(account_id: str | None) -> None:
+            if account_id:
+                self.select_account(account_id)
+
+        self.app.push_screen(AccountFormScreen(mode, state.account if state else None), saved)
+
+    def action_reconnect(self) -> None:
+        if state := self._selected_state():
+            self._open_form("reconnect", state)
+
+    def action_new_account(self) -> None:
+        self._open_form("new")
+
+    def action_edit_account(self) -> None:
+        if state := self._selected_state():
+            self._open_form("edit", state)
+
+    def action_history(self) -> None:
+        from .history import HistoryScreen
+
+        if state := self._selected_state():
+            self.app.push_screen(HistoryScreen(state.account.id))
+
+    def action_check_now(self) -> None:
+        if state := self._selected_state():
+            if state.status is Status.STOPPED:
+                self.notify("This account is stopped: press s to resume it.", timeout=4)
+            else:
+                self.control.check_now(state.account.id)
+                self.notify("Checking now…", timeout=2)
+
+    def action_check_all(self) -> None:
+        self.control.check_all()
+        self.notify(f"Checking all {len(self.control.states())} accounts…", timeout=3)
+
+    def action_delete_account(self) -> None:
+        if state := self._selected_state():
+            self._delete(state)
+
+    @work(group="delete", exit_on_error=False, description="Deleting the account")
+    async def _delete(self, state: AccountState) -> None:
+        from ..core.accounts import BookError
+        from .confirm import ConfirmScreen
+
+        account = state.account
+        if await self.app.push_screen_wait(
+            ConfirmScreen(
+                "Delete account",
+                f"Delete {account.email} ({account.id}) and its stored secret? "
+                f"This cannot be undone.",
+                yes="Delete",
+            )
+        ):
+            try:
+                await self.control.remove(account.id)
+            except BookError as exc:
+                self.notify(
+                    str(exc), title="Cannot save", severity="error", timeout=15, markup=False
+                )
+                return
+            self.notify(f"Deleted {account.email}.", timeout=4, markup=False)
+
+    def action_toggle_stop(self) -> None:
+        if state := self._selected_state():
+            self._toggle_stop(state)
+
+    @work(group="stop", exit_on_error=False, description="Stopping or resuming the account")
+    async def _toggle_stop(self, state: AccountState) -> None:
+        from ..core.accounts import BookError
+
+        stopping = state.status is not Status.STOPPED
+        try:
+            await self.control.set_stopped(state.account.id, stopping)
+        except BookError as exc:
+            self.notify(str(exc), title="Cannot save", severity="error", timeout=15, markup=False)
+            return
+        if stopping:
+            self.notify("Stopped. Press s again to resume.", timeout=3)
+        else:
+            self.notify("Resumed; checking now…", timeout=3)
 
     def action_sort(self) -> None:
         self._sorted_by_status = not self._sorted_by_status

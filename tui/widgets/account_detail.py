@@ -8,8 +8,9 @@ from rich.console import Group
 from rich.text import Text
 from textual.widgets import Static
 
-from ..core.models import AccountState
+from ..core.models import AccountResult, AccountState
 from ..core.status import Status
+from ..core.words import plural
 from ..format import ago, duration, protocol_line, status_text
 
 
@@ -50,12 +51,12 @@ def detail_renderable(state: AccountState, now: datetime) -> Group:
     if state.missed:
         lines.append(
             Text(
-                f"While sync was failing, {state.missed} message"
-                f"{'s' if state.missed != 1 else ''} arrived in INBOX: catch up on "
-                f"{'them' if state.missed != 1 else 'it'}.",
+                f"While sync was failing, {plural(state.missed, 'message')} arrived in INBOX: "
+                f"catch up on {'them' if state.missed != 1 else 'it'}.",
                 style="bold cyan",
             )
         )
+    checked = result if state.status is not Status.STOPPED else None
     lines += [
         protocol_line(result.imap if result else None, "Sync (IMAP)"),
         protocol_line(result.smtp if result else None, "Send (SMTP)"),
@@ -63,7 +64,8 @@ def detail_renderable(state: AccountState, now: datetime) -> Group:
         Text.assemble(("What to do: ", "bold"), info.advice),
         Text.assemble(
             (info.meaning, "grey62"),
-            (f"  Can sync: {info.can_sync} · can send: {info.can_send}", "grey62"),
+            (f"  Can sync: {can(checked, 'imap', info.can_sync)}", "grey62"),
+            (f" · can send: {can(checked, 'smtp', info.can_send)}", "grey62"),
         ),
         Text(
             f"IMAP {account.imap} · SMTP {account.smtp} · auth {account.auth} · "
@@ -100,6 +102,13 @@ def _round_trip_line(state: AccountState, now: datetime) -> list[Text]:
     if verdicts:
         line.append(f" ({' · '.join(verdicts)})", style="grey62")
     return [line]
+
+
+def can(result: AccountResult | None, protocol: str, otherwise: str) -> str:
+    """Whether one side works, from its own result: IMAP can fail while SMTP sends."""
+    if result is None:
+        return otherwise
+    return "yes" if getattr(result, protocol).status is Status.CONNECTED else "no"
 
 
 class AccountDetail(Static):

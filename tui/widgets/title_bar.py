@@ -5,8 +5,42 @@ changes with nearly every batch of news, so this bar only repaints its own line.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from rich.text import Text
 from textual.widget import Widget
+
+from ..core.models import AccountState
+from ..core.status import Status
+from ..core.words import plural
+
+
+def headline(
+    states: Mapping[str, AccountState], quiet: Callable[[AccountState], object], stalled: bool
+) -> str:
+    """What the title line says: a stuck monitor, then alerts; a retrying account is not
+    connected, nor is a stopped one."""
+    if stalled:
+        return "⚠ no check has finished for a while — see the log, or restart the app"
+    alerts = sum(s.needs_attention and not quiet(s) for s in states.values())
+    if alerts:
+        return f"{plural(alerts, 'alert')} — press a"
+    if not states:
+        return "no accounts"
+    checking = sum(s.status is Status.CHECKING for s in states.values())
+    if checking:
+        return f"checking {checking} of {len(states)}…"
+    connected = sum(s.status is Status.CONNECTED and not s.retrying for s in states.values())
+    if connected == len(states):
+        return f"all {len(states)} connected"
+    parts = [f"{connected} of {len(states)} connected"]
+    retrying = sum(bool(s.retrying) for s in states.values())
+    if retrying:
+        parts.append(f"{retrying} retrying")
+    stopped = sum(s.status is Status.STOPPED for s in states.values())
+    if stopped:
+        parts.append(f"{stopped} stopped")
+    return ", ".join(parts)
 
 
 class TitleBar(Widget):

@@ -1,0 +1,113 @@
+"""What the app says about news: toasts and the bell for new alerts and recoveries, and one
+summary after the start-up sweep. The sentences are pure functions; `Announcer` decides when."""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from .core.models import AccountState
+from .core.status import Status
+from .core.words import plural
+from .format import duration
+
+if TYPE_CHECKING:
+    from textual.app import App
+
+    from .core.api import Control
+
+ANNOUNCE_EVERY = 3.0  # seconds between toasts, so a burst of changes reads as one sentence
+
+
+def startup_summary(alerts: int) -> str | None:
+    if not alerts:
+        return None
+    verb = "needs" if alerts == 1 else "need"
+    return f"{plural(alerts, 'email connection')} {verb} attention. Press a to see them."
+
+
+def alerts_sentence(alerts: list[AccountState]) -> str:
+    if len(alerts) == 1:
+        state = alerts[0]
+        return f"{state.account.email}: {state.status.label}. {state.detail}"
+    names = ", ".join(s.account.email for s in alerts[:3])
+    more = f" and {len(alerts) - 3} more" if len(alerts) > 3 else ""
+    return f"{len(alerts)} new alerts: {names}{more}. Press a to see them."
+
+
+def recovered_sentence(recovered: list[tuple[AccountState, datetime]]) -> str:
+    if len(recovered) == 1:
+        state, down_since = recovered[0]
+        down_for = duration((state.since - down_since).total_seconds())
+        return f"{state.account.email} is Connected again after {down_for}."
+    names = ", ".join(s.account.email for s, _ in recovered[:3])
+    more = f" and {len(recovered) - 3} more" if len(recovered) > 3 else ""
+    return f"{names}{more} are Connected again."
+
+
+class Announcer:
+    """Alerts raised and recovered from, not yet told; told at most once per ANNOUNCE_EVERY."""
+
+    def __init__(self, app: App, control: Control, bell: Callable[[], bool]):
+        self.app, self.control, self.bell = app, control, bell
+        self._alerts: dict[str, AccountState] = {}
+        self._recovered: dict[str, tuple[AccountState, datetime]] = {}
+        self._announced_at = 0.0
+        self._timer = None
+        self._first_sweep_done = False
+
+    def changed(self, state: AccountState, raised: bool, previous: AccountState) -> None:
+        account_id = state.account.id
+        if raised:
+            self._alerts[account_id] = state
+            self._recovered.pop(account_id, None)
+        else:
+            self._alerts.pop(account_id, None)
+            if state.status is Status.CONNECTED:
+                self._recovered[account_id] = (state, previous.since)
+
+    def announce(self, states: Iterable[AccountState]) -> None:
+        states = list(states)
+        if not self._first_sweep_done:
+            # One summary once every account has had its say, retries of blips included.
+            if any(s.status is Status.CHECKING or s.retrying for s in states):
+                return
+            self._first_sweep_done = True
+            # What start-up built lives as long as the app: keep the collector from walking it
+            # again on every full collection (those pauses showed as late cursor moves).
+            gc.freeze()
+            self._alerts.clear()
+            self._recovered.clear()
+            summary = startup_summary(sum(s.needs_attention for s in states))
+            if summary:
+                self._alert(summary)
+            return
+        if time.monotonic() - self._announced_at < ANNOUNCE_EVERY:
+            if (self._alerts or self._recovered) and self._timer is None:
+                self._timer = self.app.set_timer(ANNOUNCE_EVERY, self._later)
+            return
+        alerts = [s for s in self._alerts.values() if self.control.quiet(s) is None]
+        recovered = list(self._recovered.values())
+        self._alerts.clear()
+        self._recovered.clear()
+        if alerts or recovered:
+            self._announced_at = time.monotonic()
+        if alerts:
+            self._alert(alerts_sentence(alerts))
+        if recovered:
+            self.app.notify(
+                recovered_sentence(recovered), title="Recovered", timeout=6, markup=False
+            )
+
+    def _later(self) -> None:
+        self._timer = None
+        self.announce(self.control.states().values())
+
+    def _alert(self, text: str) -> None:
+        # Server text is data: never read as markup.
+        self.app.notify(text, title="Needs attention", severity="error", timeout=10, markup=False)
+        if self.bell():
+            self.app.bell()

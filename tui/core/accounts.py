@@ -1,0 +1,134 @@
+"""The account book: the one owner of the accounts and their changes.
+
+Every change is the accounts file first (under its lock, so what another process wrote is
+kept), then the secret, then the monitor, in that order; a step that fails undoes the ones
+before it and says what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from . import config as config_file
+from .config import ConfigError
+from .credentials import Credentials, KeyringUnavailable, Secret, SecretStore
+from .models import Account
+from .monitor import Monitor
+from .silences import Silences
+
+if TYPE_CHECKING:
+    from .history import History
+
+
+class BookError(Exception):
+    """A change that could not be made; the text says why and what to do. Nothing changed."""
+
+
+class AccountBook:
+    """Add, save, remove, stop and resume accounts, keeping file, secrets and monitor in step."""
+
+    def __init__(
+        self,
+        path,
+        accounts: list[Account],
+        store: SecretStore,
+        credentials: Credentials,
+        monitor: Monitor,
+        silences: Silences,
+        history: History | None = None,
+    ):
+        self.path = path
+        self._accounts = list(accounts)
+        self.store, self.credentials = store, credentials
+        self.monitor, self.silences, self.history = monitor, silences, history
+
+    @property
+    def accounts(self) -> list[Account]:
+        return list(self._accounts)
+
+    def uses_store(self) -> bool:
+        """Whether any account keeps its secret in the store (not a command, not OAuth2)."""
+        return any(not (a.password_command or a.auth == "oauth2") for a in self._accounts)
+
+    async def _write(self, change: Callable[[list[Account]], list[Account]], failure: str) -> None:
+        try:
+            saved = await asyncio.to_thread(config_file.update_accounts, self.path, change)
+        except (ConfigError, OSError) as exc:
+            raise BookError(f"{failure}: {exc}") from None
+        self._accounts = list(saved.accounts)
+
+    async def save(
+        self, account: Account, secret: Secret | None, *, session_only: bool = False
+    ) -> str | None:
+        """Save a new or changed account and check it at once. `secret` (a typed password) goes
+        to the store, or to this session only when asked. Returns a warning sentence when the
+        store could not keep it and the session does instead."""
+        before = next((a for a in self._accounts if a.id == account.id), None)
+
+        def put(accounts: list[Account]) -> list[Account]:
+            if any(a.id == account.id for a in accounts):
+                return [account if a.id == account.id else a for a in accounts]
+            return [*accounts, account]
+
+        await self._write(put, "Nothing was saved")
+        warning = None
+        if secret is not None and not account.password_command and account.auth == "password":
+            if session_only:
+                self.credentials.session.set(account.id, secret)
+            else:
+                try:
+                    await asyncio.to_thread(self.store.set, account.id, secret)
+                    self.credentials.session.delete(account.id)
+                except KeyringUnavailable as exc:
+                    self.credentials.session.set(account.id, secret)
+                    warning = f"{exc} The password is kept for this session only."
+                except Exception as exc:
+                    await self._undo(account.id, before)
+                    raise BookError(
+                        f"The password could not be stored ({exc}); nothing was saved. "
+                        f"Try again, or use a password command."
+                    ) from None
+        self.monitor.replace_account(account)
+        return warning
+
+    async def _undo(self, account_id: str, before: Account | None) -> None:
+        def restore(accounts: list[Account]) -> list[Account]:
+            if before is None:
+                return [a for a in accounts if a.id != account_id]
+            return [before if a.id == account_id else a for a in accounts]
+
+        await self._write(restore, "The accounts file could not be put back")
+
+    async def remove(self, account_id: str) -> None:
+        """Delete the account, its stored secret, its history and its silence."""
+        await self._write(
+            lambda accounts: [a for a in accounts if a.id != account_id], "Nothing was deleted"
+        )
+        if self.history:
+            self.history.forget_account(account_id)
+        self.silences.forget(account_id)
+        try:
+            await asyncio.to_thread(self.store.delete, account_id)
+        except KeyringUnavailable:
+            pass  # nothing could have been stored there either
+        self.credentials.session.delete(account_id)
+        await self.monitor.remove(account_id)
+
+    async def set_stopped(self, account_id: str, stopped: bool) -> None:
+        """Stop or resume, kept in the file so it holds across restarts."""
+        await self._write(
+            lambda accounts: [
+                replace(a, stopped=stopped) if a.id == account_id else a for a in accounts
+            ],
+            "Nothing was changed",
+        )
+        if stopped:
+            self.monitor.stop(account_id)
+        else:
+            self.monitor.resume(account_id)
+
+    async def secret_for(self, account: Account) -> Secret:
+        return await asyncio.to_thread(self.credentials.secret_for, account, True)
