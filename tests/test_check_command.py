@@ -260,3 +260,18 @@ def test_resume_an_unknown_account_is_unknown_and_names_the_known_ids(tmp_path, 
     )
     assert proc.returncode == 3
     assert f"No account with id nope in {path}. Known ids: sales." in proc.stderr
+
+
+def test_an_account_stopped_for_rejected_logins_gets_no_round_trip_either(tmp_path, loopback):
+    imap_connections, port = rejecting_imap(loopback)
+    path = write_config(
+        tmp_path, loopback, [("sales", "wrong", {"port": port, "security": "none"})]
+    )
+    path.write_text(path.read_text() + 'round_trip = { every = "1d", to = "self" }\n')
+    run("--config", str(path))
+    run("--config", str(path))
+    assert len(imap_connections) == 2
+    forced = run("--config", str(path), "--round-trip", "--json")
+    assert len(imap_connections) == 2, forced.stdout  # the provider sees no third login
+    sales = json.loads(forced.stdout)["accounts"][0]
+    assert sales["status"] == "stopped"

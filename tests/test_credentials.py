@@ -88,6 +88,8 @@ def test_password_command_first_line_is_the_secret():
     "command, words",
     [
         ("echo 'vault sealed' >&2; exit 3", "exit code 3: vault sealed"),
+        # Tools colour their complaints; the detail shows the words, not terminal control.
+        ("printf '\\033[31mvault\\tsealed\\033[0m\\n' >&2; exit 3", "exit code 3: vault sealed."),
         ("sleep 5", "did not finish within 0.5 s"),
         ("true", "printed nothing"),
     ],

@@ -400,3 +400,23 @@ async def test_a_token_endpoints_error_field_is_clean_bounded_data_without_the_r
     assert refresh not in detail
     assert not any(c in detail for c in "\x1b\x07\r\n\u202e")
     assert len(detail) < 1000
+
+
+@pytest.mark.parametrize("kind", ["huge", "fifo"])
+async def test_a_token_file_that_is_not_a_token_is_refused_within_bounds(loopback, server, kind):
+    account = oauth_account(loopback, server)
+    credentials = Credentials(MemoryStore(), 2)
+    signed_in(server, account, credentials.oauth2)
+    credentials.forget(account.id)
+    path = TokenStore(account.id, "file", credentials.store).path
+    path.unlink()
+    if kind == "huge":
+        path.write_text('{"refresh_token": "' + "x" * 10_000_000 + '"}')
+    else:
+        os.mkfifo(path, 0o600)
+    started = time.monotonic()
+    result = await check_account(account, 2, credentials=credentials)
+    assert time.monotonic() - started < 2.5
+    assert result.status is Status.INVALID_CREDENTIALS and not result.imap.reached_server
+    assert f"The token file {path} is not a token file" in result.imap.detail
+    assert "Reconnect to sign in again" in result.imap.detail

@@ -262,3 +262,24 @@ async def test_waiting_holds_no_concurrency_slot(dovecot, mailbox_for):
     assert result.status == "delivered"
     assert time.monotonic() - start < 3
     assert (await slow).status == "missing"
+
+
+async def test_a_folder_name_from_the_server_reaches_the_detail_as_clean_text(
+    loopback, mailbox_for
+):
+    """Folder names are the server's text: a Trash named with a bidi override (which would show
+    the rest of the line reversed) is cleaned like any reply."""
+    from .dovecot import CAPABILITIES
+
+    server = start_dovecot(
+        loopback,
+        folders={"Junk": "\\Junk", "Bin\u202eevil": "\\Trash"},
+        capabilities=[c for c in CAPABILITIES if c != "UIDPLUS"],
+    )
+    try:
+        result = await mailbox_for(server).probe(QUICK)
+    finally:
+        server.stop()
+    assert result.status == "delivered", result.detail
+    assert result.cleanup == "the probe message was moved to Binevil"
+    assert "\u202e" not in result.detail

@@ -163,11 +163,14 @@ def run_check(
         if problem:  # said once here; each affected account also shows it as its detail
             print(problem, file=sys.stderr)
     credentials = Credentials(store, config.settings.timeout, config.settings.concurrency)
-    history, last = _history_for(config.path, accounts)
-    # An account stopped for its failed logins (here or in the app) asks no server again.
-    due = [a for a in accounts if not a.stopped and not lockout.stopped_before(last.get(a.id))]
+    history, last = _history_for(config.path, config.accounts)
+    # An account stopped for its failed logins (here or in the app) asks no server again: not
+    # for its check, and not for a round trip, as sender or as receiver.
+    halted = {a.id for a in config.accounts if a.stopped or lockout.stopped_before(last.get(a.id))}
+    due = [a for a in accounts if a.id not in halted]
     results = asyncio.run(sweep(due, config.settings, credentials))
-    round_trips = _round_trips(config, accounts, results, credentials, round_trip)
+    probed = [a for a in due if not (a.round_trip and a.round_trip.to in halted)]
+    round_trips = _round_trips(config, probed, results, credentials, round_trip)
     states = report.states_from(
         accounts, results, config.settings, last, round_trips, str(config.path)
     )

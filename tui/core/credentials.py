@@ -21,6 +21,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Protocol, TypeVar
 
 from .models import Account
+from .text import clean
 
 SERVICE = "connected-emails"
 T = TypeVar("T")
@@ -249,8 +250,9 @@ class KeyringStore:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The message's first line as data: tools colour their errors, and it is shown and logged."""
     text = str(exc).strip().splitlines()
-    return text[0][:200] if text else "no message"
+    return clean(text[0], 200) if text else "no message"
 
 
 # A password fits in far less; an OAuth2 access token (a JWT) runs to several KB.

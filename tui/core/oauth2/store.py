@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import stat
 import tempfile
 import time
 from contextlib import contextmanager
@@ -20,6 +21,8 @@ from pathlib import Path
 
 from ..credentials import CredentialError, KeyringUnavailable, Secret, SecretStore
 from ..models import utcnow
+
+MAX_FILE = 64 * 1024  # a record is a refresh token (a few kB at most) and four dates
 
 FILE_STORE_WARNING = (
     'token_store = "file" keeps the refresh token in a file readable only by you (mode 0600): '
@@ -106,7 +109,7 @@ class TokenStore:
     def load(self) -> TokenRecord | None:
         if self.kind == "file":
             try:
-                text = self.path.read_text(encoding="utf-8")
+                text = self._read_file()
             except FileNotFoundError:
                 return None
             except OSError as exc:
@@ -128,6 +131,22 @@ class TokenStore:
                 "The stored sign-in is damaged; Reconnect (or run connected-emails authorize "
                 f"{self.account_id}) to sign in again."
             ) from None
+
+    def _read_file(self) -> str:
+        """The file's text, read within MAX_FILE; a FIFO or device is refused, not waited on."""
+        fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                why = "it is not a regular file"
+            else:
+                data = handle.read(MAX_FILE + 1)
+                if len(data) <= MAX_FILE:
+                    return data.decode("utf-8", "replace")
+                why = f"it is over {MAX_FILE // 1024} kB"
+        raise CredentialError(
+            f"The token file {self.path} is not a token file ({why}); remove it, then Reconnect "
+            "to sign in again."
+        )
 
     def save(self, record: TokenRecord) -> None:
         """Replace the record in one step: the old token stays until the new one is stored."""

@@ -34,6 +34,7 @@ from imapclient.imapclient import JUNK, TRASH
 from ..credentials import Secret
 from ..models import Account, ProbeResult, RoundTrip, RoundTripResult, utcnow
 from ..status import Status
+from ..text import clean
 from .imap import check_imap
 from .smtp import check_smtp
 
@@ -119,7 +120,9 @@ def _arrived(found: dict, sent_at: datetime, sent: float) -> RoundTripResult:
     latency_ms = max(0, int((found["seen_at"] - sent) * 1000))
     placement = "inbox" if found["folder_kind"] == "inbox" else "junk"
     verdicts = _authentication(found["auth_results"])
-    where = "INBOX" if placement == "inbox" else f"the {found['folder']} folder (marked as spam)"
+    where = (
+        "INBOX" if placement == "inbox" else f"the {_name(found['folder'])} folder (marked as spam)"
+    )
     detail = f"sent and delivered to {where} within {latency_ms / 1000:.1f} s"
     if verdicts["dmarc"] == "fail":
         detail += "; DMARC failed, so receivers may reject or file this account's mail as spam"
@@ -229,7 +232,7 @@ def _mark(client: imapclient.IMAPClient, guard) -> dict:
         folders["junk"] = junk
     marks = {}
     for kind, folder in folders.items():
-        guard.step = f"examining {folder}"
+        guard.step = f"examining {_name(folder)}"
         info = client.select_folder(folder, readonly=True)
         marks[kind] = (folder, int(info[b"UIDVALIDITY"]), int(info[b"UIDNEXT"]))
     return marks
@@ -252,14 +255,14 @@ def _look(
     """Look for the probe among the UIDs that are new since `marks`, INBOX first. Moves each
     mark past what it read, so the next look reads only what came after."""
     for kind, (folder, validity, next_uid) in list(marks.items()):
-        guard.step = f"examining {folder}"
+        guard.step = f"examining {_name(folder)}"
         info = client.select_folder(folder, readonly=True)
         if int(info.get(b"UIDVALIDITY", validity)) != validity:
             # The folder was rebuilt: its UIDs are all new.
             validity, next_uid = int(info[b"UIDVALIDITY"]), 1
         if int(info.get(b"UIDNEXT", next_uid + 1)) <= next_uid:
             continue  # nothing new: no search needed
-        guard.step = f"reading the new messages in {folder}"
+        guard.step = f"reading the new messages in {_name(folder)}"
         # UID n:* always matches the newest message even when its UID is below n.
         new = sorted(uid for uid in client.search(["UID", f"{next_uid}:*"]) if uid >= next_uid)
         if not new:
@@ -269,7 +272,7 @@ def _look(
         marks[kind] = (folder, validity, new[-1] + 1)
         if uid is None:
             continue
-        guard.step = f"reading the probe's headers in {folder}"
+        guard.step = f"reading the probe's headers in {_name(folder)}"
         fetched = client.fetch([uid], [AUTH_FIELD])
         headers = BytesHeaderParser().parsebytes(_field(fetched.get(uid, {})))
         found = {
@@ -280,7 +283,7 @@ def _look(
             "cleanup": None,
         }
         if cleanup:
-            guard.step = f"removing the probe message from {folder}"
+            guard.step = f"removing the probe message from {_name(folder)}"
             found["cleanup"] = _remove(client, folder, uid)
         return found
     return None
@@ -292,6 +295,11 @@ def _find(client: imapclient.IMAPClient, uids: list[int], probe_id: str) -> int 
         if value.strip() == probe_id:
             return uid
     return None
+
+
+def _name(folder: str) -> str:
+    """A folder's name as the server gave it, made fit to show (it is the server's text)."""
+    return clean(folder, 100)
 
 
 def _field(data: dict) -> bytes:
@@ -314,18 +322,20 @@ def _remove(client: imapclient.IMAPClient, folder: str, uid: int) -> str:
             trash = client.find_special_folder(TRASH)
             if trash is None:
                 return (
-                    f"the probe message stays in {folder}: the server offers no UIDPLUS and "
-                    f"has no Trash folder to move it to"
+                    f"the probe message stays in {_name(folder)}: the server offers no UIDPLUS "
+                    f"and has no Trash folder to move it to"
                 )
             client.select_folder(folder)
             client.move([uid], trash)
-            return f"the probe message was moved to {trash}"
+            return f"the probe message was moved to {_name(trash)}"
     except imap_errors.IMAPClientAbortError:
         raise
     except imap_errors.IMAPClientError as exc:
-        said = " ".join(str(exc).split())[:200]
-        return f"the probe message stays in {folder}: the server refused to remove it ({said})"
+        said = clean(str(exc), 200)
+        return (
+            f"the probe message stays in {_name(folder)}: the server refused to remove it ({said})"
+        )
     return (
-        f"the probe message stays in {folder}: the server offers neither UIDPLUS nor MOVE, and "
-        f"a plain EXPUNGE would also remove messages you marked deleted"
+        f"the probe message stays in {_name(folder)}: the server offers neither UIDPLUS nor "
+        f"MOVE, and a plain EXPUNGE would also remove messages you marked deleted"
     )
