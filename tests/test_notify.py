@@ -171,3 +171,25 @@ async def test_the_end_of_an_outage_is_one_message_naming_every_account(
     assert len(webhook.messages) == 2, webhook.messages
     assert webhook.messages[1]["title"] == f"Connected Emails: {HOST} is reachable again"
     assert "is over: one, three, two connect again" in webhook.messages[1]["message"]
+
+
+async def test_the_app_notifies_through_the_same_watcher_as_serve(
+    tmp_path, loopback, isolated_user, webhook
+):
+    from tui.app import make_app
+    from tui.core.credentials import SERVICE
+
+    from .tui_support import SIZE, write_accounts
+
+    isolated_user.secrets[(SERVICE, "broken")] = "old-wrong-password"
+    apprise = webhook.write_config(tmp_path / "apprise.txt")
+    path = write_accounts(
+        tmp_path / "accounts.toml", loopback, {"broken": {}}, {"notify_config": str(apprise)}
+    )
+    app = make_app(path)
+    async with app.run_test(size=SIZE):
+        await until(lambda: webhook.messages, 15, "the alert to reach the webhook")
+    [message] = webhook.messages
+    assert "You have an email connection that requires your attention" in message["message"]
+    assert "Account: broken (broken@example.com)" in message["message"]
+    assert "Invalid Credentials" in message["title"]

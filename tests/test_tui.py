@@ -512,7 +512,7 @@ async def test_a_history_that_cannot_be_written_is_said_and_checking_goes_on(acc
     history = History(accounts_file.with_name("history.sqlite3"))
     history.db.execute("PRAGMA query_only = 1")  # every write fails, pruning first
     app = make_app(accounts_file, history_path=history.path)
-    app.history = app.silences.history = app.book.history = history
+    app.history = app.silences.history = app.book.history = app.watcher.history = history
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await settled(pilot)
         await until(lambda: any("could not be pruned" in t for t in toasts(app)), what="a toast")

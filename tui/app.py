@@ -6,7 +6,7 @@ import time
 
 _IMPORTED_AT = time.perf_counter()  # for "started in N ms" in the log
 
-import sqlite3
+import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -28,10 +28,11 @@ from .core.accounts import AccountBook
 from .core.api import LocalControl
 from .core.config import Config, ConfigError, ConfigMissing
 from .core.credentials import Credentials, KeyringStore, SecretStore
-from .core.history import History, HistoryUnavailable, Recorder
+from .core.history import History, HistoryUnavailable
 from .core.models import AccountState, utcnow
-from .core.monitor import Event, Monitor
+from .core.monitor import Event
 from .core.silences import Silences
+from .core.watcher import Watcher
 from .messages import AccountRemoved, AccountUpdated, AttentionChanged
 from .widgets.title_bar import headline
 from .workers import ReportsWorkerFailures
@@ -88,18 +89,19 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
         self.store, self.history, self.history_problem = store, history, history_problem
         self.clock = clock
         self.demo_banner = banner  # markup of our own, from the states (the demo's hint)
-        self.credentials = credentials = Credentials(store, self.settings.timeout)
-        self.monitor = Monitor(
-            config.accounts,
-            self.settings,
-            credentials,
-            last_known=history.last_states(config.accounts) if history else {},
-            on_problem=self.report_problem,
-            round_trips=history.recent_round_trips(config.accounts, self.settings.alert_after + 1)
-            if history
-            else {},
-            **(monitor_options or {}),
+        self.credentials = credentials = Credentials(
+            store, self.settings.timeout, self.settings.concurrency
         )
+        # The same Watcher as `serve`: the history, the hook and notifications hear the monitor
+        # exactly as they do in the service.
+        self.watcher = Watcher(
+            config,
+            credentials,
+            history=history,
+            on_problem=self.report_problem,
+            monitor_options={"on_problem": self.report_problem, **(monitor_options or {})},
+        )
+        self.monitor = self.watcher.monitor
         self.silences = Silences(history, clock=self.now)
         self.book = AccountBook(
             config.path, config.accounts, store, credentials, self.monitor, self.silences, history
@@ -149,33 +151,15 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
 
     @work(exclusive=True, group="monitor", exit_on_error=False, description="The monitor")
     async def run_monitor(self) -> None:
-        """The monitor's life; its events go to the silences, the history, the hook, and
-        (as messages) the screens."""
-        subscriptions = [
-            self.monitor.subscribe(self.silences),
-            self.monitor.subscribe(self._monitor_event),
-        ]
-        hooks = None
-        if self.history:
-            try:
-                self.history.prune(self.settings.history_days, utcnow())
-            except sqlite3.Error as exc:
-                self.report_problem(f"Old history could not be pruned ({exc}); it is kept.")
-            subscriptions.append(
-                self.monitor.subscribe(Recorder(self.history, self.report_problem))
-            )
-        if self.settings.on_change:
-            from .core.hooks import HookRunner
-
-            hooks = HookRunner(self.settings.on_change, on_failure=self.report_problem)
-            subscriptions.append(self.monitor.subscribe(hooks))
+        """The watcher's life: the monitor with the history, the hook and notifications; its
+        events also go to the silences and (as messages) the screens."""
+        self.watcher.subscribe(self.silences)
+        self.watcher.subscribe(self._monitor_event)
+        self.watcher.start()
         try:
-            await self.monitor.run()
+            await asyncio.Event().wait()
         finally:
-            for unsubscribe in subscriptions:
-                unsubscribe()
-            if hooks:
-                await hooks.close()
+            await self.watcher.close()
 
     def on_resize(self, event: events.Resize) -> None:
         self._check_size(event.size)
@@ -194,7 +178,7 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
             self.pop_screen()
 
     async def on_unmount(self) -> None:
-        await self.monitor.close()
+        await self.monitor.close()  # the watcher's worker may never have started
 
     def _monitor_event(self, event: Event) -> None:
         if isinstance(event, news.StatusChanged | news.AccountChecked | news.AccountAdded):
