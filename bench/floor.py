@@ -1,0 +1,183 @@
+"""CPU per check of `connected-emails check` against the floor, in one run, on the same servers.
+
+The servers are a loopback Dovecot (IMAPS) and aiosmtpd (SMTPS), both run by a child process so
+their CPU is not counted. Each measured run is a process of its own; its CPU is user + sys,
+children included (the password commands), minus the same process run with no accounts, divided
+by the number of accounts.
+
+The floor: one process, a 32-thread pool; per account it runs the password command (`sh -c`),
+then imaplib IMAP4_SSL login, SELECT INBOX read-only, logout, and smtplib SMTP_SSL EHLO, login,
+QUIT, with one shared SSL context. The project: `check` on the same accounts, each with its
+password_command. Each is run --repeat times, interleaved; the medians are printed.
+
+    python bench/floor.py [--accounts 320] [--repeat 3]
+
+Needs Dovecot (apt-get install dovecot-imapd) and root. Dovecot allows 10 IMAP connections per
+user and IP by default: the bench raises it, as every account logs in as one user; failed logins
+are not expected, and the anvil penalty is off in tests/dovecot.py anyway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import multiprocessing
+import os
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+USER, PASSWORD = "bench@example.com", "bench-password"
+COMMAND = f"printf '%s' '{PASSWORD}'"
+THREADS = 32
+
+
+def serve(ca_dir: str, conn) -> None:
+    from tests import dovecot
+    from tui.demo.certs import Certs
+    from tui.demo.servers import ServerThread, SmtpUsers, serve_smtp
+
+    # Every account is the same user from the same IP: Dovecot's default of 10 would refuse most.
+    dovecot.CONF += "protocol imap {{\n  mail_max_userip_connections = 1000\n}}\n"
+    certs = Certs(Path(ca_dir))
+    cert = certs.ca.issue_cert("127.0.0.1", "localhost")
+    imap = dovecot.Dovecot(
+        {USER: PASSWORD}, cert.cert_chain_pems[0].bytes(), cert.private_key_pem.bytes()
+    )
+    servers = ServerThread()
+    try:
+        smtp = serve_smtp(servers, SmtpUsers({USER: PASSWORD}), mode="tls", context=certs.context())
+        conn.send((imap.imaps, smtp, certs.ca_file))
+        conn.recv()  # until the bench is done
+    finally:
+        servers.close()
+        imap.stop()
+
+
+def floor(accounts: int, imap_port: int, smtp_port: int, ca_file: str) -> None:
+    """The least a checker in Python can do for these accounts (run in its own process)."""
+    import imaplib
+    import smtplib
+    import ssl
+    from concurrent.futures import ThreadPoolExecutor
+
+    context = ssl.create_default_context(cafile=ca_file)
+
+    def one(_: int) -> None:
+        password = subprocess.run(
+            ["sh", "-c", COMMAND], capture_output=True, timeout=30, check=True
+        ).stdout.decode()
+        imap = imaplib.IMAP4_SSL("127.0.0.1", imap_port, ssl_context=context, timeout=30)
+        imap.login(USER, password)
+        imap.select("INBOX", readonly=True)
+        imap.logout()
+        smtp = smtplib.SMTP_SSL("127.0.0.1", smtp_port, context=context, timeout=30)
+        smtp.ehlo()
+        smtp.login(USER, password)
+        smtp.quit()
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        list(pool.map(one, range(accounts)))
+
+
+def write_config(path: Path, accounts: int, imap: int, smtp: int, ca_file: str) -> None:
+    lines = ["[settings]", "timeout = 30", f"concurrency = {THREADS}", ""]
+    for i in range(accounts):
+        lines += [
+            "[[accounts]]",
+            f'id = "a{i}"',
+            f'email = "{USER}"',
+            f'password_command = "{COMMAND}"',
+            f'ca_file = "{ca_file}"',
+            f'imap = {{ host = "127.0.0.1", port = {imap}, security = "tls" }}',
+            f'smtp = {{ host = "127.0.0.1", port = {smtp}, security = "tls" }}',
+            "",
+        ]
+    path.write_text("\n".join(lines))
+    path.chmod(0o600)
+
+
+def cpu_of(argv: list[str], env: dict[str, str]) -> float:
+    """User + sys seconds of one process and the children it waited for."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        sys.exit(f"{shlex.join(argv)} exited {done.returncode}:\n{done.stdout}{done.stderr}")
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=320)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--floor-only", type=int, metavar="N", help=argparse.SUPPRESS)
+    parser.add_argument("--servers", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.floor_only is not None:  # the floor's own process
+        imap, smtp, ca_file = args.servers
+        floor(args.floor_only, int(imap), int(smtp), ca_file)
+        return
+
+    # As installed by pip: compiled once. Without it (PYTHONDONTWRITEBYTECODE, a fresh clone) each
+    # run of `check` compiles the project's modules again, a cost no installed copy pays.
+    compileall.compile_dir(ROOT / "tui", quiet=1)
+    parent, child = multiprocessing.Pipe()
+    with tempfile.TemporaryDirectory() as home:
+        home_path = Path(home)
+        ca_dir = str(home_path)
+        server = multiprocessing.get_context("spawn").Process(
+            target=serve, args=(ca_dir, child), daemon=True
+        )
+        server.start()
+        imap, smtp, ca_file = parent.recv()
+        env = {
+            **os.environ,
+            "HOME": home,
+            "XDG_CONFIG_HOME": f"{home}/config",
+            "XDG_DATA_HOME": f"{home}/data",
+            "XDG_RUNTIME_DIR": f"{home}/run",
+        }
+        configs = {}
+        for n in (0, args.accounts):
+            configs[n] = home_path / f"accounts-{n}.toml"
+            write_config(configs[n], n, imap, smtp, ca_file)
+        servers = [str(imap), str(smtp), ca_file]
+
+        def floor_argv(n: int) -> list[str]:
+            return [sys.executable, __file__, "--floor-only", str(n), "--servers", *servers]
+
+        def check_argv(n: int) -> list[str]:
+            return [sys.executable, "-m", "tui", "check", "--config", str(configs[n])]
+
+        runs: dict[str, list[float]] = {"floor": [], "check": []}
+        try:
+            for _ in range(args.repeat):
+                for name, argv in (("floor", floor_argv), ("check", check_argv)):
+                    idle = cpu_of(argv(0), env)
+                    busy = cpu_of(argv(args.accounts), env)
+                    runs[name].append((busy - idle) / args.accounts * 1000)
+        finally:
+            parent.send("done")
+            server.join(30)
+
+    floor_ms, check_ms = (statistics.median(runs[k]) for k in ("floor", "check"))
+    print(f"accounts        {args.accounts}, IMAPS (Dovecot) + SMTPS (aiosmtpd), {THREADS} at once")
+    print(f"floor           {floor_ms:.2f} ms CPU per check  (runs: {_list(runs['floor'])})")
+    print(f"check           {check_ms:.2f} ms CPU per check  (runs: {_list(runs['check'])})")
+    print(f"ratio           {check_ms / floor_ms:.2f}x  (target <= 1.2x)")
+
+
+def _list(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
+
+
+if __name__ == "__main__":
+    main()
