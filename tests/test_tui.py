@@ -242,6 +242,22 @@ async def test_validation_error_shows_next_to_the_field(app, accounts_file):
     assert accounts_file.read_text() == before
 
 
+async def test_a_form_error_names_the_field_as_the_form_labels_it(app):
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        form = app.screen
+        form.query_one("#f-id").value = "token"
+        form.query_one("#f-email").value = "token@example.com"
+        form.query_one("#f-auth").value = "oauth2"
+        for proto, port in (("imap", 993), ("smtp", 465)):
+            form.query_one(f"#f-{proto}-host").value = f"{proto}.example.com"
+            form.query_one(f"#f-{proto}-port").value = str(port)
+        await pilot.press("f5")
+        await pilot.pause()
+        shown = " ".join(text_of(e) for e in form.query(".field-error") if e.display)
+        assert "'Token cmd'" in shown and "oauth2_token_command" not in shown
+
+
 async def test_broken_config_opens_an_error_screen_offering_only_what_works_there(tmp_path):
     path = tmp_path / "accounts.toml"
     path.write_text(

@@ -3,6 +3,7 @@ and Save only after a passing test (or after the user confirms saving a failing 
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 from rich.console import Group
@@ -370,7 +371,7 @@ class AccountFormScreen(ReportsWorkerFailures, ModalScreen[str | None]):
     def _show_error(self, exc: ConfigError) -> None:
         row = (exc.key or "id").split(".")[0]
         target = self.query(f"#error-{row}")
-        message = exc.problem.split(": ", 1)[-1] + " " + exc.fix
+        message = _in_form_words(exc.problem.split(": ", 1)[-1] + " " + exc.fix)
         if target:
             target.first().update(Text(message, style="bold red"))
             target.first().display = True
@@ -522,3 +523,10 @@ class AccountFormScreen(ReportsWorkerFailures, ModalScreen[str | None]):
 
 def _uses_store(account: Account) -> bool:
     return account.auth == "password" and not account.password_command
+
+
+def _in_form_words(message: str) -> str:
+    """The config reader names keys as the file spells them; the form shows its labels."""
+    for key in ("oauth2_token_command", "password_command", "allow_plaintext"):
+        message = re.sub(rf"`?\b{key}\b`?", f"'{LABELS[key]}'", message)
+    return message
