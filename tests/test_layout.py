@@ -264,3 +264,13 @@ async def test_with_history_off_the_history_screen_says_why_and_draws_no_sparkli
         await pilot.pause()
         assert "cannot be used" in text_of(app.screen.query_one("#history-summary"))
         assert not any(row.display for row in app.screen.query(".latency"))
+
+
+async def test_history_of_an_account_never_checked_opens_and_says_so(tmp_path, loopback):
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {"fresh": {"stopped": True}})
+    app = make_app(path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("h")
+        await pilot.pause()
+        summary = text_of(app.screen.query_one("#history-summary"))
+        assert "No status changes recorded yet." in summary

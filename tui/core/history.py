@@ -577,7 +577,7 @@ class History:
 
 def timeline(changes: list[Change], now: datetime) -> list[tuple[Change, datetime]]:
     """Each change with the time it ended (the next change, or now), newest first."""
-    ends = [c.at for c in changes[1:]] + [now]
+    ends = [c.at for c in changes[1:]] + [now] if changes else []  # never checked: no rows
     return list(reversed(list(zip(changes, ends, strict=True))))
 
 
