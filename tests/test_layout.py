@@ -266,6 +266,39 @@ async def test_with_history_off_the_history_screen_says_why_and_draws_no_sparkli
         assert not any(row.display for row in app.screen.query(".latency"))
 
 
+async def test_history_shows_delivery_latency_only_for_accounts_with_a_round_trip(demo):
+    async with demo.run_test(size=(80, 24)) as pilot:
+        states = demo.monitor.states
+        await until(lambda: states["sales"].round_trip is not None, timeout=20, what="a probe")
+        latency = states["sales"].round_trip.latency_ms
+        table = table_of(demo)
+        for account_id, shown in (("sales", True), ("support", True), ("invoices", False)):
+            table.move_cursor(row=table.get_row_index(account_id))
+            await pilot.press("h")
+            await pilot.pause()
+            assert bool(demo.screen.query("#latency-delivery")) is shown, account_id
+            if account_id == "sales":
+                assert demo.screen.query_one("#latency-delivery").data[-1] == latency
+                last = text_of(demo.screen.query_one("#latency-delivery-last")).strip()
+                assert last == (f"{latency} ms" if latency < 1000 else f"{latency / 1000:.1f} s")
+            if account_id == "support":  # its probes never arrived
+                last = text_of(demo.screen.query_one("#latency-delivery-last")).strip()
+                assert last == "none arrived"
+            await pilot.press("escape")
+            await pilot.pause()
+
+
+async def test_history_says_when_an_opted_in_account_has_no_round_trip_yet(tmp_path, loopback):
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {"fresh": {"stopped": True}})
+    path.write_text(path.read_text() + 'round_trip = { every = "1h" }\n')  # stopped: never probed
+    app = make_app(path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("h")
+        await pilot.pause()
+        last = text_of(app.screen.query_one("#latency-delivery-last")).strip()
+        assert last == "no round trip yet"
+
+
 async def test_history_of_an_account_never_checked_opens_and_says_so(tmp_path, loopback):
     path = write_accounts(tmp_path / "accounts.toml", loopback, {"fresh": {"stopped": True}})
     app = make_app(path)

@@ -47,3 +47,18 @@ def test_pruning_keeps_the_newest_probe(tmp_path):
     history.prune(30, NOW)
     assert [t.status for t in history.round_trips("sales")] == ["missing"]
     assert len(history.round_trips("other")) == 1
+
+
+def test_delivery_latencies_are_the_arrived_probes_oldest_first_and_bounded(tmp_path):
+    history = History(tmp_path / "h.sqlite3")
+    history.record_round_trips({"sales": trip("delivered", 30, latency_ms=900)})
+    history.record_round_trips({"sales": trip("missing", 20, placement="missing")})
+    history.record_round_trips({"sales": trip("junk", 10, latency_ms=2500, placement="junk")})
+    history.record_round_trips({"other": trip("delivered", 5, latency_ms=40)})
+    assert history.delivery_latencies("sales") == [900, 2500]
+    assert history.delivery_latencies("sales", limit=1) == [2500]
+    assert history.delivery_latencies("nobody") == []
+    for minute in range(130):
+        history.record_round_trips({"busy": trip("delivered", 200 - minute, latency_ms=minute)})
+    latencies = history.delivery_latencies("busy", limit=1000)
+    assert latencies == list(range(10, 130))  # never more than a sparkline can draw

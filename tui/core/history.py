@@ -489,6 +489,17 @@ class History:
             )
         ]
 
+    def delivery_latencies(self, account_id: str, limit: int = SAMPLES_READ) -> list[int]:
+        """How long the account's last `limit` arrived probes (at most SAMPLES_READ) took to
+        arrive, in ms, oldest first: a probe that never arrived has no latency to draw."""
+        rows = self.db.execute(
+            "SELECT result FROM round_trips WHERE config = ? AND account_id = ? "
+            "AND status IN ('delivered', 'junk') ORDER BY at DESC, id DESC LIMIT ?",
+            (self.config, account_id, min(limit, SAMPLES_READ)),
+        ).fetchall()
+        latencies = (_round_trip_from(text).latency_ms for (text,) in reversed(rows))
+        return [ms for ms in latencies if ms is not None]
+
     def recent_round_trips(self, accounts: list[Account], limit: int) -> dict:
         """Each opted-in account's last `limit` probes, newest first: what the monitor needs."""
         return {a.id: self.round_trips(a.id, limit) for a in accounts if a.round_trip}

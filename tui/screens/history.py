@@ -13,7 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, Sparkline, Static
 
-from ..core.history import Sample, timeline
+from ..core.history import History, Sample, timeline
 from ..format import duration, status_text, uptime_line
 from ..widgets.fitted_table import Column, FittedTable
 
@@ -48,7 +48,10 @@ class HistoryScreen(ModalScreen[None]):
         with Vertical(classes="dialog history"):
             yield Label(f"History of {state.account.email}", classes="dialog-title")
             yield Static("", id="history-summary")
-            for side, name in (("imap", "Sync (IMAP)"), ("smtp", "Send (SMTP)")):
+            sides = [("imap", "Sync (IMAP)"), ("smtp", "Send (SMTP)")]
+            if state.account.round_trip:
+                sides.append(("delivery", "Delivery"))
+            for side, name in sides:
                 with Horizontal(classes="latency"):
                     yield Label(name, classes="latency-name")
                     yield Sparkline([], id=f"latency-{side}")
@@ -87,6 +90,8 @@ class HistoryScreen(ModalScreen[None]):
             )
         summary.update(lines)
         self._show_latency(history.samples(self.account_id))
+        if state.account.round_trip:
+            self._show_delivery(history)
         self.rows = timeline(history.changes(self.account_id), now)
         for change, end in self.rows:
             table.add_row(
@@ -107,6 +112,18 @@ class HistoryScreen(ModalScreen[None]):
             self.query_one(f"#latency-{side}-last", Static).update(
                 f"{values[-1]} ms" if values else "no checks yet"
             )
+
+    def _show_delivery(self, history: History) -> None:
+        """The last probes' delivery latency, with the newest figure, or why there is none."""
+        values = history.delivery_latencies(self.account_id)
+        self.query_one("#latency-delivery", Sparkline).data = values or [0]
+        if values:
+            last = f"{values[-1]} ms" if values[-1] < 1000 else f"{values[-1] / 1000:.1f} s"
+        elif history.round_trips(self.account_id, limit=1):
+            last = "none arrived"
+        else:
+            last = "no round trip yet"
+        self.query_one("#latency-delivery-last", Static).update(last)
 
     def action_close(self) -> None:
         self.dismiss(None)
