@@ -338,3 +338,24 @@ async def test_stalled_when_no_check_finished_for_twice_the_interval(loopback):
     assert monitor.stalled(utcnow() + timedelta(seconds=121))
     monitor.stop("alice")  # nothing is expected of a stopped account
     assert not monitor.stalled(utcnow() + timedelta(seconds=121))
+
+
+async def test_an_account_loop_that_dies_of_a_bug_says_so(loopback):
+    problems: list[str] = []
+
+    async def buggy(*args, **kwargs):
+        raise ZeroDivisionError("a bug, not a server's answer")
+
+    monitor = Monitor(
+        [loopback.account()],
+        Settings(poll_interval=0.2, timeout=3),
+        credentials(),
+        checker=buggy,
+        on_problem=problems.append,
+    )
+    await run_monitor_until(monitor, lambda: problems)
+    assert problems == [
+        'The monitor of alice stopped on an unexpected error (ZeroDivisionError("a bug, not a '
+        "server's answer\")); its status is no longer updated. Restart the app (or serve) to "
+        "check it again, and report the log."
+    ]

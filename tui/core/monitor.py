@@ -250,6 +250,7 @@ class Monitor:
             slot.task = asyncio.create_task(
                 self._run_account(account_id, slot), name=f"monitor:{account_id}"
             )
+            slot.task.add_done_callback(self._said_if_failed)
         self._start_round_trips(account_id, slot)
 
     def _start_round_trips(self, account_id: str, slot: _Slot) -> None:
@@ -258,6 +259,21 @@ class Monitor:
         if wanted and (slot.probe_task is None or slot.probe_task.done()):
             slot.probe_task = asyncio.create_task(
                 self._run_round_trips(account_id, slot), name=f"round-trip:{account_id}"
+            )
+            slot.probe_task.add_done_callback(self._said_if_failed)
+
+    def _said_if_failed(self, task: asyncio.Task) -> None:
+        """A loop that died of a bug must not leave its account showing its last status as
+        if it were still watched: say so, once per loop."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.error("%s ended on an unexpected error", task.get_name(), exc_info=exc)
+        if self.on_problem:
+            what = task.get_name().replace(":", " of ", 1)
+            self.on_problem(
+                f"The {what} stopped on an unexpected error ({exc!r}); its status is no longer "
+                "updated. Restart the app (or serve) to check it again, and report the log."
             )
 
     # --- what the faces call ----------------------------------------------------------------
