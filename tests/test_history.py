@@ -140,3 +140,24 @@ async def test_a_full_disk_says_so_and_history_resumes_when_space_is_freed(tmp_p
     recorder(stopped("z"))
     await asyncio.sleep(0.01)
     assert len(history.changes("sales")) == 3 and len(reports) == 1
+
+
+def test_the_history_command_says_so_when_the_database_cannot_be_read(tmp_path):
+    config = tmp_path / "accounts.toml"
+    config.write_text(
+        '[[accounts]]\nid = "sales"\nemail = "sales@example.com"\n'
+        'imap = { host = "h", port = 993 }\nsmtp = { host = "h", port = 465 }\n'
+    )
+    broken = History(default_path(), config=config)
+    broken.db.execute("DROP TABLE changes")  # a database another tool damaged
+    broken.close()
+    proc = subprocess.run(
+        [sys.executable, "-m", "tui", "history", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"The history database {default_path()} cannot be used" in proc.stderr
+    assert "Nothing could be read" in proc.stderr

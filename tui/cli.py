@@ -393,8 +393,9 @@ def run_resume(config_path: str | None, account_id: str) -> int:
 def run_history(config_path: str | None, account: str | None, since: str, form: str) -> int:
     import csv
     import json
+    import sqlite3
 
-    from .core.history import History, HistoryUnavailable, default_path
+    from .core.history import History, HistoryUnavailable, default_path, unusable
 
     try:
         start = parse_since(since)
@@ -425,6 +426,9 @@ def run_history(config_path: str | None, account: str | None, since: str, form: 
         if account and account not in known:
             return _unknown_account(account, known, config.path)
         changes = history.changes(account, start)
+    except sqlite3.Error as exc:
+        print(unusable(history.path, exc, "Nothing could be read"), file=sys.stderr)
+        return EXIT_UNKNOWN
     finally:
         history.close()
     if form == "json":
