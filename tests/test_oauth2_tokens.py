@@ -420,3 +420,16 @@ async def test_a_token_file_that_is_not_a_token_is_refused_within_bounds(loopbac
     assert result.status is Status.INVALID_CREDENTIALS and not result.imap.reached_server
     assert f"The token file {path} is not a token file" in result.imap.detail
     assert "Reconnect to sign in again" in result.imap.detail
+
+
+def test_a_refresh_token_that_cannot_be_saved_is_said_and_not_left_behind():
+    from tui.core.credentials import CredentialError
+
+    store = TokenStore("acct", "file", MemoryStore())
+    store.folder.parent.mkdir(parents=True, exist_ok=True)
+    store.folder.write_text("a file where the token folder should be")
+    now = datetime.now(UTC)
+    with pytest.raises(CredentialError) as caught:
+        store.save(TokenRecord(Secret("rt-MARKER-77"), now, now, now))
+    assert f"could not be saved in {store.path}" in str(caught.value)
+    assert "rt-MARKER-77" not in str(caught.value)

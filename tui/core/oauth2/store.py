@@ -155,6 +155,15 @@ class TokenStore:
                 lambda: self.keyring.set(keyring_user(self.account_id), Secret(record.dumps()))
             )
             return
+        try:
+            self._write_file(record)
+        except OSError as exc:
+            raise CredentialError(
+                f"The refresh token could not be saved in {self.path} "
+                f"({exc.strerror or exc}); make its folder writable by you, then sign in again."
+            ) from None
+
+    def _write_file(self, record: TokenRecord) -> None:
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.account_id}.", dir=self.folder)
         try:
