@@ -67,6 +67,60 @@ async def test_reconnect_authorizes_with_the_device_code_then_tests_and_saves(
     assert "oauth2 = { client_id = " in open(path).read()
 
 
+async def test_a_new_microsoft_365_account_asks_the_client_id_then_authorizes_tests_and_saves(
+    tmp_path, loopback, server, isolated_user, monkeypatch
+):
+    from tui.core.oauth2.settings import PRESETS
+    from tui.demo.servers import HOST, ScriptedImap, SmtpUsers, serve_smtp
+
+    from .conftest import USER
+
+    # The Microsoft 365 preset, signing in at the test server instead of login.microsoftonline.
+    monkeypatch.setitem(PRESETS, "microsoft365", {**PRESETS["microsoft365"], **server.endpoints()})
+    imap = loopback.serve(ScriptedImap("IMAP4rev1 AUTH=XOAUTH2", introspect=server.user_of))
+    smtp = serve_smtp(loopback.servers, SmtpUsers({}, introspect=server.user_of))
+    path = tmp_path / "accounts.toml"
+    path.write_text("[settings]\ntimeout = 5\nbell = false\n")
+    app = make_app(path)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("n")
+        form = app.screen
+        assert not form.query_one("#row-client_id").display  # a password account
+        form.query_one("#f-provider").value = "microsoft365"
+        await until(lambda: form.query_one("#f-auth").value == "oauth2", what="the preset")
+        await pilot.pause()
+        assert form.query_one("#row-client_id").display and form.query_one("#row-tenant").display
+        assert not form.query_one("#row-password").display
+        form.query_one("#f-id").value = "m365"
+        form.query_one("#f-email").value = USER
+        for proto, port in (("imap", imap), ("smtp", smtp)):
+            form.query_one(f"#f-{proto}-host").value = HOST
+            form.query_one(f"#f-{proto}-port").value = str(port)
+            form.query_one(f"#f-{proto}-security").value = "none"
+        form.query_one("#f-allow_plaintext").value = True
+        await pilot.press("f5")  # no client id, no token command: nothing to sign in with
+        error = form.query_one("#error-client_id")
+        await until(lambda: error.display, what="the error")
+        assert text_of(error).startswith("'Client id' is missing. Register an app")
+        assert "Or give a 'Token cmd' that prints an access token instead." in text_of(error)
+        assert app.screen is form and not server.devices
+        form.query_one("#f-client_id").value = "ms-client"
+        form.query_one("#f-tenant").value = "contoso.onmicrosoft.com"
+        await pilot.press("f5")
+        await until(lambda: isinstance(app.screen, AuthorizeScreen), what="Authorize")
+        await until(lambda: app.screen is form, what="signed in")
+        await until(lambda: "Test passed" in text_of(form.query_one("#form-result")))
+        await pilot.press("f2")
+        await until(lambda: app.screen is not form, what="saved")
+        await until(lambda: app.monitor.states["m365"].status is Status.CONNECTED)
+    (grant,) = server.refresh_tokens.values()
+    assert grant.scope.startswith("https://outlook.office.com/IMAP")  # the preset's scopes
+    assert ("connected-emails", "m365:oauth2") in isolated_user.secrets
+    # The preset gives the flow, scopes and endpoints: the file keeps what the form asked.
+    saved = path.read_text()
+    assert 'oauth2 = { client_id = "ms-client", tenant = "contoso.onmicrosoft.com" }' in saved
+
+
 async def test_authorize_with_a_pasted_address_and_cancel(tmp_path, loopback, server):
     path = config(tmp_path, loopback, server, "loopback")
     app = make_app(path)

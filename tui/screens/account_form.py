@@ -4,7 +4,6 @@ and Save only after a passing test (or after the user confirms saving a failing 
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
 from rich.console import Group
 from rich.text import Text
@@ -48,6 +47,8 @@ ROWS = {
         "password",
         "password_command",
         "oauth2_token_command",
+        "client_id",
+        "tenant",
         "imap",
         "smtp",
         "allow_plaintext",
@@ -60,6 +61,8 @@ ROWS = {
         "password",
         "password_command",
         "oauth2_token_command",
+        "client_id",
+        "tenant",
         "imap",
         "smtp",
         "allow_plaintext",
@@ -75,6 +78,8 @@ LABELS = {
     "password": "Password",
     "password_command": "Password cmd",
     "oauth2_token_command": "Token cmd",
+    "client_id": "Client id",
+    "tenant": "Tenant",
     "imap": "IMAP (sync)",
     "smtp": "SMTP (send)",
     "allow_plaintext": "Plain text",
@@ -126,6 +131,13 @@ class AccountFormScreen(ReportsWorkerFailures, ModalScreen[str | None]):
         self.prefill = account or replaces
         self._tested: tuple[Account, Secret | None, AccountResult] | None = None
         self._signed_in = None  # the oauth2 settings this form has signed in with
+        # The built-in sign-in's table under the Client id and Tenant fields: what the file
+        # holds, and after a sign-in what it changed (a token kept in a file, for one).
+        self._oauth2_table = (
+            self.prefill.oauth2.to_table(self.prefill.provider)
+            if (self.prefill and self.prefill.oauth2)
+            else {}
+        )
 
     # --- layout ---------------------------------------------------------------------------
 
@@ -208,6 +220,17 @@ class AccountFormScreen(ReportsWorkerFailures, ModalScreen[str | None]):
                 id="f-allow_plaintext",
                 compact=True,
             )
+        elif row in ("client_id", "tenant"):
+            signed_in = a.oauth2 if a else None
+            yield Input(
+                getattr(signed_in, row) if signed_in else ("common" if row == "tenant" else ""),
+                id=f"f-{row}",
+                compact=True,
+                placeholder={
+                    "client_id": "from your app registration (see the README)",
+                    "tenant": "common, organizations, or your tenant's id or domain",
+                }[row],
+            )
         elif row == "password":
             placeholder = (
                 "new password (empty keeps the stored one)"
@@ -257,12 +280,19 @@ class AccountFormScreen(ReportsWorkerFailures, ModalScreen[str | None]):
             return self.query_one("#f-auth", Select).value
         return self.prefill.auth if self.prefill else "password"
 
+    def _provider(self) -> str:
+        if self.query("#f-provider"):
+            return self.query_one("#f-provider", Select).value
+        return self.prefill.provider if self.prefill else "custom"
+
     def _sync_auth_rows(self) -> None:
         oauth = self._auth() == "oauth2"
         for row, show in (
             ("password", not oauth),
             ("password_command", not oauth),
             ("oauth2_token_command", oauth),
+            ("client_id", oauth),
+            ("tenant", oauth and self._provider() == "microsoft365"),
         ):
             if self.query(f"#row-{row}"):
                 self.query_one(f"#row-{row}").display = show
@@ -275,14 +305,8 @@ class AccountFormScreen(ReportsWorkerFailures, ModalScreen[str | None]):
     def _show_hint(self) -> None:
         if self.mode == "reconnect" and self._auth() == "oauth2":
             return
-        name = (
-            self.query_one("#f-provider", Select).value
-            if self.query("#f-provider")
-            else self.prefill.provider
-            if self.prefill
-            else "custom"
-        )
-        self.query_one("#form-hint", Static).update(Text(PROVIDERS[name].hint, style="italic"))
+        hint = PROVIDERS[self._provider()].hint
+        self.query_one("#form-hint", Static).update(Text(hint, style="italic"))
 
     @on(Select.Changed, "#f-provider")
     def _provider_changed(self, event: Select.Changed) -> None:
@@ -295,6 +319,7 @@ class AccountFormScreen(ReportsWorkerFailures, ModalScreen[str | None]):
                 self.query_one(f"#f-{proto}-security", Select).value = preset.security
         if self.query("#f-auth") and provider.auth[0] != self._auth():
             self.query_one("#f-auth", Select).value = provider.auth[0]
+        self._sync_auth_rows()
         self._show_hint()
 
     @on(Select.Changed, "#f-auth")
@@ -337,8 +362,8 @@ class AccountFormScreen(ReportsWorkerFailures, ModalScreen[str | None]):
             )
             if value and (key == "oauth2_token_command") == (raw["auth"] == "oauth2"):
                 raw[key] = value
-        if base and base.oauth2 and raw["auth"] == "oauth2" and "oauth2_token_command" not in raw:
-            raw["oauth2"] = base.oauth2.to_table(base.provider)  # the built-in sign-in's table
+        if raw["auth"] == "oauth2" and "oauth2_token_command" not in raw:
+            raw["oauth2"] = self._oauth2_settings(raw["provider"])
         if base and base.ca_file:
             raw["ca_file"] = base.ca_file
         if base and not base.tls_verify:
@@ -368,14 +393,27 @@ class AccountFormScreen(ReportsWorkerFailures, ModalScreen[str | None]):
             return None
         return account
 
+    def _oauth2_settings(self, provider: str) -> dict:
+        """The built-in sign-in's table; the provider's preset (in the config reader) gives the
+        endpoints, scopes and flow, so the form asks only what the registration decides."""
+        table = dict(self._oauth2_table)
+        if self.query("#f-client_id"):
+            table["client_id"] = self._value("client_id")
+        if provider == "microsoft365" and self.query("#f-tenant"):
+            table["tenant"] = self._value("tenant") or "common"
+        return table
+
     def _show_error(self, exc: ConfigError) -> None:
-        row = (exc.key or "id").split(".")[0]
+        key = (exc.key or "id").removeprefix("oauth2.")  # the form's fields for the table's keys
+        row = key.split(".")[0]
         target = self.query(f"#error-{row}")
         message = _in_form_words(exc.problem.split(": ", 1)[-1] + " " + exc.fix)
+        if key == "client_id" and self.query("#f-oauth2_token_command"):
+            message += " Or give a 'Token cmd' that prints an access token instead."
         if target:
             target.first().update(Text(message, style="bold red"))
             target.first().display = True
-            field = self.query(f"#f-{exc.key.replace('.', '-')}" if exc.key else "#f-id")
+            field = self.query(f"#f-{key.replace('.', '-')}")
             if field:
                 field.first().focus()
         else:
@@ -494,7 +532,7 @@ class AccountFormScreen(ReportsWorkerFailures, ModalScreen[str | None]):
         signed_in = await self.app.push_screen_wait(AuthorizeScreen(account, self.app.credentials))
         if signed_in is not None:
             self._signed_in = signed_in.oauth2
-            self.prefill = replace(self.prefill, oauth2=signed_in.oauth2)  # Save keeps it
+            self._oauth2_table = signed_in.oauth2.to_table(signed_in.provider)  # Save keeps it
         return signed_in
 
     def action_cancel(self) -> None:
@@ -527,6 +565,8 @@ def _uses_store(account: Account) -> bool:
 
 def _in_form_words(message: str) -> str:
     """The config reader names keys as the file spells them; the form shows its labels."""
+    for key in ("oauth2.client_id", "oauth2.tenant"):
+        message = message.replace(key, f"'{LABELS[key.removeprefix('oauth2.')]}'")
     for key in ("oauth2_token_command", "password_command", "allow_plaintext"):
         message = re.sub(rf"`?\b{key}\b`?", f"'{LABELS[key]}'", message)
     return message
