@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
-from tui.announcer import alerts_sentence, recovered_sentence, startup_summary
+from tui.announcer import (
+    alerts_sentence,
+    recovered_sentence,
+    sign_ins_ending_sentence,
+    startup_summary,
+)
 from tui.core.models import Account, AccountResult, AccountState, Endpoint, ProbeResult, utcnow
 from tui.core.status import Status
 from tui.core.words import plural
@@ -46,6 +52,27 @@ def test_a_recovery_says_how_long_it_was_down():
     )
     assert recovered_sentence([(back, utcnow()), (state("b"), utcnow())]) == (
         "sales@example.com, b@example.com are Connected again."
+    )
+
+
+def ending(name: str) -> AccountState:
+    account = Account(name, f"{name}@example.com", Endpoint("h", 993), Endpoint("h", 465))
+    ok = ProbeResult("imap", Status.CONNECTED, "", 1)
+    warning = "token expires in 2 days (Google [Testing] app); Reconnect before then"
+    result = AccountResult(name, ok, replace(ok, protocol="smtp"), warning)
+    return AccountState(account, Status.CONNECTED, result)
+
+
+def test_a_sign_in_about_to_end_is_told_with_its_forecast_verbatim():
+    assert sign_ins_ending_sentence([ending("sales")]) == (
+        "sales@example.com: token expires in 2 days (Google [Testing] app); Reconnect before then."
+    )
+
+
+def test_many_sign_ins_ending_name_three_and_say_what_to_do():
+    assert sign_ins_ending_sentence([ending(f"a{i}") for i in range(4)]) == (
+        "4 sign-ins end soon: a0@example.com, a1@example.com, a2@example.com and 1 more. "
+        "Reconnect each (r) to sign in again before then."
     )
 
 

@@ -12,9 +12,10 @@ from tui.screens.account_form import AccountFormScreen
 from tui.screens.authorize import AuthorizeScreen
 from tui.screens.confirm import ConfirmScreen
 
+from .conftest import USER
 from .oauth_server import AuthServer
 from .test_oauth2_authorize import browser_visit, write_config
-from .tui_support import cell, select, settled, text_of, until
+from .tui_support import cell, select, settled, text_of, toasts, until
 
 
 @pytest.fixture
@@ -72,8 +73,6 @@ async def test_a_new_microsoft_365_account_asks_the_client_id_then_authorizes_te
 ):
     from tui.core.oauth2.settings import PRESETS
     from tui.demo.servers import HOST, ScriptedImap, SmtpUsers, serve_smtp
-
-    from .conftest import USER
 
     # The Microsoft 365 preset, signing in at the test server instead of login.microsoftonline.
     monkeypatch.setitem(PRESETS, "microsoft365", {**PRESETS["microsoft365"], **server.endpoints()})
@@ -175,13 +174,26 @@ async def test_a_dying_sign_in_shows_a_warning_row_and_its_detail(tmp_path, loop
     record = TokenRecord(Secret(token["refresh_token"]), six_days_ago, six_days_ago, six_days_ago)
     TokenStore("ms", "keyring", KeyringStore()).save(record)
     app = make_app(path)
-    async with app.run_test(size=(100, 32)) as pilot:
+    async with app.run_test(size=(100, 32), notifications=True) as pilot:
         states = app.monitor.states
         await until(lambda: states["ms"].status is not Status.CHECKING)
         state = states["ms"]
         assert state.status is Status.CONNECTED, state.detail
         assert state.detail.startswith("token expires in 1 day (Google expires sign-ins")
         await until(lambda: cell(pilot, "ms") == "Connected · sign-in ends")
+        told = f"{USER}: token expires in 1 day (Google expires sign-ins"
+
+        def told_times() -> int:
+            return sum(told in t for t in toasts(app))
+
+        await until(lambda: told_times() == 1, what="the toast")
+        # Once per account: the next check finds the same forecast and says nothing new.
+        checked = state.last_checked
+        await select(pilot, "ms")
+        await pilot.press("c")
+        await until(lambda: states["ms"].last_checked != checked, what="the check")
+        await pilot.pause(0.5)  # past the app's batching of updates
+        assert told_times() == 1
 
 
 async def test_without_a_keyring_the_sign_in_is_kept_in_a_file_with_consent(

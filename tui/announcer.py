@@ -48,6 +48,22 @@ def recovered_sentence(recovered: list[tuple[AccountState, datetime]]) -> str:
     return f"{names}{more} are Connected again."
 
 
+def sign_ins_ending_sentence(states: list[AccountState]) -> str:
+    if len(states) == 1:
+        state = states[0]
+        return f"{state.account.email}: {state.result.token_warning}."
+    names = ", ".join(s.account.email for s in states[:3])
+    more = f" and {len(states) - 3} more" if len(states) > 3 else ""
+    return (
+        f"{len(states)} sign-ins end soon: {names}{more}. Reconnect each (r) to sign in again "
+        f"before then."
+    )
+
+
+def _sign_in_ending(state: AccountState) -> bool:
+    return bool(state.status is Status.CONNECTED and state.result and state.result.token_warning)
+
+
 class Announcer:
     """Alerts raised and recovered from, not yet told; told at most once per ANNOUNCE_EVERY."""
 
@@ -58,6 +74,7 @@ class Announcer:
         self._announced_at = 0.0
         self._timer = None
         self._first_sweep_done = False
+        self._sign_ins_told: set[str] = set()
 
     def changed(self, state: AccountState, raised: bool, previous: AccountState) -> None:
         account_id = state.account.id
@@ -84,7 +101,9 @@ class Announcer:
             summary = startup_summary(sum(s.needs_attention for s in states))
             if summary:
                 self._alert(summary)
+            self._tell_sign_ins_ending(states)
             return
+        self._tell_sign_ins_ending(states)
         if time.monotonic() - self._announced_at < ANNOUNCE_EVERY:
             if (self._alerts or self._recovered) and self._timer is None:
                 self._timer = self.app.set_timer(ANNOUNCE_EVERY, self._later)
@@ -100,6 +119,23 @@ class Announcer:
         if recovered:
             self.app.notify(
                 recovered_sentence(recovered), title="Recovered", timeout=6, markup=False
+            )
+
+    def _tell_sign_ins_ending(self, states: list[AccountState]) -> None:
+        ending = [s for s in states if _sign_in_ending(s)]
+        # Told once; told again only after a check found it renewed (not after a mere blip).
+        self._sign_ins_told -= {
+            s.account.id for s in states if s.status is Status.CONNECTED and not _sign_in_ending(s)
+        }
+        new = [s for s in ending if s.account.id not in self._sign_ins_told]
+        if new:
+            self._sign_ins_told.update(s.account.id for s in new)
+            self.app.notify(
+                sign_ins_ending_sentence(new),
+                title="Sign-in ends soon",
+                severity="warning",
+                timeout=15,
+                markup=False,
             )
 
     def _later(self) -> None:
