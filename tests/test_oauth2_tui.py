@@ -43,6 +43,9 @@ async def test_reconnect_authorizes_with_the_device_code_then_tests_and_saves(
         await select(pilot, "ms")
         await pilot.press("r")
         assert isinstance(app.screen, AccountFormScreen)
+        assert text_of(app.screen.query_one("#form-hint")).startswith(
+            "This account signs in with OAuth2: Test signs in again (Authorize)"
+        )
         await pilot.press("f5")
         await until(lambda: isinstance(app.screen, AuthorizeScreen), what="Authorize")
         authorize = app.screen

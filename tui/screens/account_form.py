@@ -297,9 +297,14 @@ class AccountFormScreen(ReportsWorkerFailures, ModalScreen[str | None]):
             if self.query(f"#row-{row}"):
                 self.query_one(f"#row-{row}").display = show
         if oauth and self.mode == "reconnect":
+            built_in = self.prefill.oauth2 and not self.prefill.oauth2_token_command
             self.query_one("#form-hint", Static).update(
-                "This account signs in with OAuth2: Test runs its token command again and tries "
-                "the fresh token. If the token is refused, renew the grant in your token helper."
+                "This account signs in with OAuth2: Test signs in again (Authorize), then tries "
+                "the fresh token with IMAP and SMTP."
+                if built_in
+                else "This account signs in with OAuth2: Test runs its token command again and "
+                "tries the fresh token. If the token is refused, renew the grant in your token "
+                "helper."
             )
 
     def _show_hint(self) -> None:
