@@ -43,7 +43,8 @@ PROVIDERS: dict[str, Provider] = {
             Endpoint("outlook.office365.com", 993, "tls"),
             Endpoint("smtp.office365.com", 587, "starttls"),
             ("oauth2",),
-            "OAuth2 only: Microsoft is switching basic SMTP AUTH off; use a token command.",
+            "OAuth2 only (basic SMTP AUTH is being switched off): give the Client id of your "
+            "Entra app to sign in here, or a Token cmd.",
         ),
         Provider(
             "yahoo",
