@@ -37,7 +37,7 @@ from .oauth import (
     xoauth2_string,
 )
 from .safety import credential_refusal
-from .tls import client_context, not_after, peek_not_after, plaintext_refusal
+from .tls import cert_expiry, client_context, peek_not_after, plaintext_refusal
 
 # Threads are created only as checks are submitted; the monitor's semaphore bounds how many.
 _EXECUTOR = ThreadPoolExecutor(max_workers=256, thread_name_prefix="imap-check")
@@ -235,10 +235,9 @@ def _check(
                 f"INBOX could not be examined; server said: {_server_said(text)}",
                 _code(text),
             ) from None
-        cert = client.socket().getpeercert() if endpoint.security != "none" else None
         found = {
             "count": int(info.get(b"EXISTS", 0)),
-            "cert": not_after(cert),
+            "cert": cert_expiry(client.socket()) if endpoint.security != "none" else None,
             "missed": None,
             "mark": None,
         }
