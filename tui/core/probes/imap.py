@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
+import logging
 import re
 import socket
 import ssl
@@ -158,6 +159,11 @@ class _Client(IMAPClient):
     def __init__(self, guard: _Guard, *args, **kwargs):
         self._guard = guard
         super().__init__(*args, **kwargs)
+        if not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
+            # imapclient turns imaplib's debug lines on for every session; formatting each one
+            # (and cleaning it of secrets) when nobody reads them was a tenth of the IMAP work.
+            self._imap.debug = 0
+            return
         log = self._imap._mesg
         # imapclient hides what we send in LOGIN/AUTHENTICATE, not what a server echoes back.
         self._imap._mesg = lambda text: log(server_text(str(text), guard.forms, 2000))
