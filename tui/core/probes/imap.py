@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
+import logging
 import re
 import socket
 import ssl
@@ -37,7 +38,7 @@ from .oauth import (
     xoauth2_string,
 )
 from .safety import credential_refusal
-from .tls import client_context, not_after, peek_not_after, plaintext_refusal
+from .tls import cert_expiry, client_context, peek_not_after, plaintext_refusal
 
 # Threads are created only as checks are submitted; the monitor's semaphore bounds how many.
 _EXECUTOR = ThreadPoolExecutor(max_workers=256, thread_name_prefix="imap-check")
@@ -158,6 +159,11 @@ class _Client(IMAPClient):
     def __init__(self, guard: _Guard, *args, **kwargs):
         self._guard = guard
         super().__init__(*args, **kwargs)
+        if not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
+            # imapclient turns imaplib's debug lines on for every session; formatting each one
+            # (and cleaning it of secrets) when nobody reads them was a tenth of the IMAP work.
+            self._imap.debug = 0
+            return
         log = self._imap._mesg
         # imapclient hides what we send in LOGIN/AUTHENTICATE, not what a server echoes back.
         self._imap._mesg = lambda text: log(server_text(str(text), guard.forms, 2000))
@@ -235,10 +241,9 @@ def _check(
                 f"INBOX could not be examined; server said: {_server_said(text)}",
                 _code(text),
             ) from None
-        cert = client.socket().getpeercert() if endpoint.security != "none" else None
         found = {
             "count": int(info.get(b"EXISTS", 0)),
-            "cert": not_after(cert),
+            "cert": cert_expiry(client.socket()) if endpoint.security != "none" else None,
             "missed": None,
             "mark": None,
         }

@@ -28,7 +28,7 @@ from .errors import (
 )
 from .oauth import describe_oauth_error, oauthbearer_string, sasl_payloads, xoauth2_string
 from .safety import credential_refusal
-from .tls import client_context, not_after, peek_not_after, plaintext_refusal
+from .tls import cert_expiry, client_context, peek_not_after, plaintext_refusal
 
 LOCAL_HOSTNAME = "connected-emails.localdomain"
 QUIT_GRACE = 1.0  # seconds a QUIT may take once the check has passed
@@ -271,7 +271,8 @@ async def check_smtp(
             _ms(start),
             code=clean(code, 40) if code else None,
         )
-    cert = client.transport.get_extra_info("peercert") if account.smtp.security != "none" else None
+    tls = client.transport.get_extra_info("ssl_object") if account.smtp.security != "none" else None
+    expiry = cert_expiry(tls) if tls else None
     try:
         await client.quit(timeout=QUIT_GRACE)
     except (smtp_errors.SMTPException, TimeoutError):
@@ -279,7 +280,7 @@ async def check_smtp(
     finally:
         client.close()
     return ProbeResult(
-        "smtp", Status.CONNECTED, "login accepted", _ms(start), cert_not_after=not_after(cert)
+        "smtp", Status.CONNECTED, "login accepted", _ms(start), cert_not_after=expiry
     )
 
 

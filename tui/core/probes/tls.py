@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import socket
 import ssl
@@ -65,6 +66,30 @@ def plaintext_refusal(account, endpoint) -> str | None:
 
 class CAFileError(Exception):
     """The account's ca_file cannot be loaded: a settings problem, so nothing is sent."""
+
+
+# Decoding a certificate into a dict and parsing its date cost more than the rest of a check's
+# Python work on the IMAP side; a server shows the same certificate for months, so the expiry is
+# kept by the certificate's fingerprint. Bounded: cleared when full (plain dict operations, which
+# the probe threads may share).
+_EXPIRIES: dict[bytes, datetime | None] = {}
+EXPIRIES_KEPT = 1024
+
+
+def cert_expiry(tls: ssl.SSLSocket | ssl.SSLObject) -> datetime | None:
+    """The expiry of the certificate this connection verified; None when it verified none
+    (tls_verify = false), as the decoded certificate is then empty."""
+    if tls.context.verify_mode == ssl.CERT_NONE:
+        return None
+    der = tls.getpeercert(binary_form=True)
+    if not der:
+        return None
+    fingerprint = hashlib.sha256(der).digest()
+    if fingerprint not in _EXPIRIES:
+        if len(_EXPIRIES) >= EXPIRIES_KEPT:
+            _EXPIRIES.clear()
+        _EXPIRIES[fingerprint] = not_after(tls.getpeercert())
+    return _EXPIRIES[fingerprint]
 
 
 def not_after(peercert: dict | None) -> datetime | None:
