@@ -118,3 +118,41 @@ async def test_a_rejected_access_token_is_refreshed_once_in_the_same_check(
     result = await check_account(account, 5, credentials=credentials)
     assert result.status is Status.CONNECTED, result.detail
     assert server.grants().count("refresh_token") == refreshes + 1
+
+
+@pytest.mark.parametrize("flow", ["device", "loopback"])
+async def test_the_app_signs_in_and_shows_connected_on_dovecot(
+    tmp_path, loopback, server, endpoints, isolated_user, flow
+):
+    """Microsoft-style (device code) and Google-style (loopback, the redirect pasted back)."""
+    from tui.app import make_app
+    from tui.screens.account_form import AccountFormScreen
+    from tui.screens.authorize import AuthorizeScreen
+
+    from .tui_support import select, settled, text_of, until
+
+    path = write_config(tmp_path, loopback, server, flow=flow, **endpoints)  # a str, as a script
+    app = make_app(path)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await settled(pilot)
+        assert app.monitor.states["ms"].status is Status.INVALID_CREDENTIALS  # not signed in
+        await select(pilot, "ms")
+        await pilot.press("r")
+        await pilot.press("f5")
+        await until(lambda: isinstance(app.screen, AuthorizeScreen), what="Authorize")
+        if flow == "loopback":
+            authorize = app.screen
+            await until(lambda: authorize._flow is not None, what="the address")
+            await pilot.pause(0.1)
+            paste = authorize.query_one("#authorize-paste")
+            paste.value = browser_visit(authorize._flow.url, follow=False)
+            await pilot.press("enter")
+        await until(lambda: isinstance(app.screen, AccountFormScreen), 20, "signed in")
+        form = app.screen
+        await until(lambda: "Test passed" in text_of(form.query_one("#form-result")), 20)
+        before = server.introspections
+        await pilot.press("f2")
+        await until(lambda: not isinstance(app.screen, AccountFormScreen), 20, "the save")
+        await until(lambda: app.monitor.states["ms"].status is Status.CONNECTED, 20)
+        assert app.monitor.states["ms"].result.imap.status is Status.CONNECTED
+        assert server.introspections > before  # Dovecot asked our server about the token

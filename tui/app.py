@@ -297,7 +297,7 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
 
 
 def make_app(
-    config_path: Path,
+    config_path: Path | str,
     *,
     store: SecretStore | None = None,
     history_path: Path | str | None = None,
@@ -306,6 +306,7 @@ def make_app(
     """The one factory for the CLI and the tests."""
     from .core.history import default_path
 
+    config_path = Path(config_path)  # saving works with the Path's folder
     try:
         config, error = config_file.load(config_path), None
     except ConfigMissing as exc:
