@@ -115,6 +115,17 @@ def require_dovecot() -> bool:
     return os.environ.get("CONNECTED_EMAILS_REQUIRE_DOVECOT") == "1"
 
 
+def need_dovecot(packages: str = "dovecot-imapd") -> None:
+    """Dovecot runs only as root from Debian's packages: skip here without it, fail in CI."""
+    import shutil
+
+    if shutil.which("dovecot") is not None and os.geteuid() == 0:
+        return
+    if require_dovecot():
+        pytest.fail(f"CI must run the Dovecot tests: {packages} is missing or this is not root")
+    pytest.skip(reason=f"needs Dovecot as root (apt-get install {packages}); .ci/run installs it")
+
+
 async def until(predicate, timeout: float = 10.0, what: str = "") -> None:
     """The tests' one way to wait: poll `predicate` on the running loop until it holds."""
     deadline = time.monotonic() + timeout

@@ -11,22 +11,19 @@ Mailbox is one Dovecot user fed by such a relay, with a look inside.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
 import smtplib
 import ssl
 from itertools import count
 
 import imapclient
-import pytest
 
 from tui.core.credentials import Secret
 from tui.core.models import Account, Endpoint, RoundTrip
 from tui.core.probes.round_trip import PROBE_HEADER, run_round_trip
 from tui.demo.servers import HOST, SmtpUsers, serve_smtp
 
-from .conftest import PASSWORD, require_dovecot
+from .conftest import PASSWORD, need_dovecot
 
 USERS = [f"user{n}@example.com" for n in range(60)]  # one mailbox per test, never shared
 _unused = count()
@@ -100,13 +97,7 @@ class LmtpRelay:
 
 def start_dovecot(loopback, **options):
     """A Dovecot with LMTP and every user in USERS; skips (locally) when Dovecot is missing."""
-    if shutil.which("dovecot") is None or os.geteuid() != 0:
-        if require_dovecot():
-            pytest.fail("CI must run the Dovecot tests: dovecot-imapd is missing or not root")
-        pytest.skip(
-            reason="needs Dovecot with LMTP (apt-get install dovecot-imapd dovecot-lmtpd) and "
-            "root; .ci/run installs them"
-        )
+    need_dovecot("dovecot-imapd dovecot-lmtpd")
     from .dovecot import Dovecot
 
     cert = loopback.certs.ca.issue_cert("127.0.0.1", "localhost")

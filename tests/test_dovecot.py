@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import imaplib
-import os
-import shutil
 import ssl
 import time
 
@@ -16,7 +14,7 @@ from tui.core.probes.imap import check_imap
 from tui.core.status import Status
 from tui.demo.servers import HOST
 
-from .conftest import PASSWORD, USER, require_dovecot
+from .conftest import PASSWORD, USER, need_dovecot
 
 UTF8_USER, UTF8_PASSWORD = "jörg@exämple.com", "pässwörd€"
 GOOD_TOKEN = "ya29.dovecot-good-token"
@@ -24,12 +22,7 @@ GOOD_TOKEN = "ya29.dovecot-good-token"
 
 @pytest.fixture(scope="module")
 def dovecot(loopback):
-    if shutil.which("dovecot") is None or os.geteuid() != 0:
-        if require_dovecot():
-            pytest.fail("CI must run the Dovecot tests: dovecot-imapd is missing or not root")
-        pytest.skip(
-            reason="needs Dovecot (apt-get install dovecot-imapd) and root; .ci/run installs it"
-        )
+    need_dovecot()
     from .dovecot import Dovecot
 
     cert = loopback.certs.ca.issue_cert("127.0.0.1", "localhost")
@@ -84,12 +77,7 @@ def oauth_dovecot(request, loopback):
     the probe prefers OAUTHBEARER, so the xoauth2 case hides OAUTHBEARER from the capabilities."""
     from .oauth_server import AuthServer
 
-    if shutil.which("dovecot") is None or os.geteuid() != 0:
-        if require_dovecot():
-            pytest.fail("CI must run the Dovecot tests: dovecot-imapd is missing or not root")
-        pytest.skip(
-            reason="needs Dovecot (apt-get install dovecot-imapd) and root; .ci/run installs it"
-        )
+    need_dovecot()
     from .dovecot import Dovecot
 
     auth = AuthServer()

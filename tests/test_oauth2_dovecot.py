@@ -4,9 +4,6 @@ taking XOAUTH2 the same way. `authorize` and `check` run as a person and cron ru
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
 from tui.core.check import check_account
@@ -15,7 +12,7 @@ from tui.core.models import Endpoint
 from tui.core.status import Status
 from tui.demo.servers import HOST, SmtpUsers, serve_smtp
 
-from .conftest import require_dovecot
+from .conftest import need_dovecot
 from .oauth_server import AuthServer
 from .test_oauth2_authorize import browser_visit, check, cli, write_config
 
@@ -29,12 +26,7 @@ def server():
 
 @pytest.fixture(scope="module")
 def dovecot(loopback, server):
-    if shutil.which("dovecot") is None or os.geteuid() != 0:
-        if require_dovecot():
-            pytest.fail("CI must run the Dovecot tests: dovecot-imapd is missing or not root")
-        pytest.skip(
-            reason="needs Dovecot (apt-get install dovecot-imapd) and root; .ci/run installs it"
-        )
+    need_dovecot()
     from .dovecot import Dovecot
 
     cert = loopback.certs.ca.issue_cert("127.0.0.1", "localhost")
