@@ -36,37 +36,25 @@ def _confirm_saving_failure(result: AccountResult) -> ConfirmScreen:
 
 
 TITLES = {"new": "New account", "edit": "Edit account", "reconnect": "Reconnect"}
-# Which rows each mode shows. Reconnect is about credentials and where to reach the servers.
+# Edit shows every setting; New also asks the id; Reconnect is about credentials and where to
+# reach the servers.
+_SETTINGS = (
+    "email",
+    "provider",
+    "auth",
+    "username",
+    "password",
+    "password_command",
+    "oauth2_token_command",
+    "client_id",
+    "tenant",
+    "imap",
+    "smtp",
+    "allow_plaintext",
+)
 ROWS = {
-    "new": (
-        "id",
-        "email",
-        "provider",
-        "auth",
-        "username",
-        "password",
-        "password_command",
-        "oauth2_token_command",
-        "client_id",
-        "tenant",
-        "imap",
-        "smtp",
-        "allow_plaintext",
-    ),
-    "edit": (
-        "email",
-        "provider",
-        "auth",
-        "username",
-        "password",
-        "password_command",
-        "oauth2_token_command",
-        "client_id",
-        "tenant",
-        "imap",
-        "smtp",
-        "allow_plaintext",
-    ),
+    "new": ("id", *_SETTINGS),
+    "edit": _SETTINGS,
     "reconnect": ("username", "password", "imap", "smtp"),
 }
 LABELS = {
