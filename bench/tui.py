@@ -100,7 +100,7 @@ def child(mode: str, config: str, log_path: str, rate: int) -> None:
                 if isinstance(event, StatusChanged):
                     self.emitted += 1
 
-            self.monitor.subscribe(count)
+            self.control.monitor.subscribe(count)
             super().on_mount()
             if mode == "load":
                 # Once the monitor runs (it starts after the first frame) and its subscribers
@@ -128,19 +128,21 @@ def child(mode: str, config: str, log_path: str, rate: int) -> None:
                 Status.INVALID_CREDENTIALS,
                 Status.REQUEST_IS_INVALID,
             ]
-            states = self.monitor.states
+            states = self.control.monitor.states
             for account_id in random.sample(sorted(states), rate // 20):
                 state = states[account_id]
                 status = random.choice([s for s in choices if s is not state.status])
                 probe = ProbeResult("imap", status, f"injected {status.value}", 1)
                 result = AccountResult(account_id, probe, replace(probe, protocol="smtp"))
-                self.monitor._set(replace(state, status=status, result=result, since=utcnow()))
+                self.control.monitor._set(
+                    replace(state, status=status, result=result, since=utcnow())
+                )
                 self.sent += 1
 
         async def action_quit(self) -> None:
             """Stop the changes, let the queue drain, then compare every row with the monitor."""
             self.injecting.stop()
-            await self.monitor.close()
+            await self.control.monitor.close()
             self.set_timer(1.0, self.finish)
 
         def finish(self) -> None:
@@ -148,7 +150,7 @@ def child(mode: str, config: str, log_path: str, rate: int) -> None:
             table.apply_stale(everywhere=True)  # rows off screen show their news when scrolled to
             wrong = sum(
                 1
-                for account_id, state in self.monitor.states.items()
+                for account_id, state in self.control.monitor.states.items()
                 if str(table.get_cell(account_id, "status")) != state.status.label
             )
             log.write(

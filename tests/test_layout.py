@@ -31,7 +31,7 @@ def demo(tmp_path):
 async def checked(pilot) -> None:
     app = pilot.app
     await until(
-        lambda: all(s.status is not Status.CHECKING for s in app.monitor.states.values()),
+        lambda: all(s.status is not Status.CHECKING for s in app.control.states().values()),
         what="first checks",
     )
     await pilot.pause()
@@ -46,7 +46,9 @@ def headers(table) -> list[str]:
 
 
 def longest_address(app) -> int:
-    return max(len(s.account.email) + bool(s.account.insecure) for s in app.monitor.states.values())
+    return max(
+        len(s.account.email) + bool(s.account.insecure) for s in app.control.states().values()
+    )
 
 
 async def test_at_80_columns_nothing_scrolls_sideways_and_addresses_show_whole(demo):
@@ -166,7 +168,7 @@ async def test_at_80_columns_the_alerts_and_history_tables_fit_and_notes_show_wh
         assert alerts.max_scroll_x == 0
         alerts.move_cursor(row=alerts.get_row_index("billing"))
         note = "ticket #4711 with the billing provider"
-        demo.control.silence("billing", QuietKind.ACK, note=note)
+        await demo.control.silence("billing", QuietKind.ACK, note=note)
         demo.screen.refresh_alerts()
         await pilot.pause()
         assert f"acknowledged: {note}" in str(demo.screen.query_one("#alerts-detail").content)
@@ -268,7 +270,7 @@ async def test_with_history_off_the_history_screen_says_why_and_draws_no_sparkli
 
 async def test_history_shows_delivery_latency_only_for_accounts_with_a_round_trip(demo):
     async with demo.run_test(size=(80, 24)) as pilot:
-        states = demo.monitor.states
+        states = demo.control.states()
         await until(lambda: states["sales"].round_trip is not None, timeout=20, what="a probe")
         latency = states["sales"].round_trip.latency_ms
         table = table_of(demo)

@@ -127,7 +127,7 @@ async def test_the_app_signs_in_and_shows_connected_on_dovecot(
     app = make_app(path)
     async with app.run_test(size=(100, 32)) as pilot:
         await settled(pilot)
-        assert app.monitor.states["ms"].status is Status.INVALID_CREDENTIALS  # not signed in
+        assert app.control.states()["ms"].status is Status.INVALID_CREDENTIALS  # not signed in
         await select(pilot, "ms")
         await pilot.press("r")
         await pilot.press("f5")
@@ -145,6 +145,6 @@ async def test_the_app_signs_in_and_shows_connected_on_dovecot(
         before = server.introspections
         await pilot.press("f2")
         await until(lambda: not isinstance(app.screen, AccountFormScreen), 20, "the save")
-        await until(lambda: app.monitor.states["ms"].status is Status.CONNECTED, 20)
-        assert app.monitor.states["ms"].result.imap.status is Status.CONNECTED
+        await until(lambda: app.control.states()["ms"].status is Status.CONNECTED, 20)
+        assert app.control.states()["ms"].result.imap.status is Status.CONNECTED
         assert server.introspections > before  # Dovecot asked our server about the token

@@ -39,7 +39,7 @@ async def test_reconnect_authorizes_with_the_device_code_then_tests_and_saves(
     app = make_app(path)
     async with app.run_test(size=(100, 32)) as pilot:
         await settled(pilot)
-        assert app.monitor.states["ms"].status is Status.INVALID_CREDENTIALS  # not signed in
+        assert app.control.states()["ms"].status is Status.INVALID_CREDENTIALS  # not signed in
         await select(pilot, "ms")
         await pilot.press("r")
         assert isinstance(app.screen, AccountFormScreen)
@@ -66,7 +66,7 @@ async def test_reconnect_authorizes_with_the_device_code_then_tests_and_saves(
         await until(lambda: "Test passed" in text_of(form.query_one("#form-result")))
         await pilot.press("f2")
         await until(lambda: not isinstance(app.screen, AccountFormScreen))
-        await until(lambda: app.monitor.states["ms"].status is Status.CONNECTED)
+        await until(lambda: app.control.states()["ms"].status is Status.CONNECTED)
     assert ("connected-emails", "ms:oauth2") in isolated_user.secrets
     assert "oauth2 = { client_id = " in open(path).read()
 
@@ -114,7 +114,7 @@ async def test_a_new_microsoft_365_account_asks_the_client_id_then_authorizes_te
         await until(lambda: "Test passed" in text_of(form.query_one("#form-result")))
         await pilot.press("f2")
         await until(lambda: app.screen is not form, what="saved")
-        await until(lambda: app.monitor.states["m365"].status is Status.CONNECTED)
+        await until(lambda: app.control.states()["m365"].status is Status.CONNECTED)
     (grant,) = server.refresh_tokens.values()
     assert grant.scope.startswith("https://outlook.office.com/IMAP")  # the preset's scopes
     assert ("connected-emails", "m365:oauth2") in isolated_user.secrets
@@ -178,7 +178,7 @@ async def test_a_dying_sign_in_shows_a_warning_row_and_its_detail(tmp_path, loop
     TokenStore("ms", "keyring", KeyringStore()).save(record)
     app = make_app(path)
     async with app.run_test(size=(100, 32), notifications=True) as pilot:
-        states = app.monitor.states
+        states = app.control.states()
         await until(lambda: states["ms"].status is not Status.CHECKING)
         state = states["ms"]
         assert state.status is Status.CONNECTED, state.detail
@@ -211,7 +211,7 @@ async def test_without_a_keyring_the_sign_in_is_kept_in_a_file_with_consent(
     keyring.set_keyring(fail.Keyring())  # a headless server; isolated_user puts its own back
     app = make_app(path)
     async with app.run_test(size=(100, 32)) as pilot:
-        await until(lambda: app.monitor.states["ms"].status is not Status.CHECKING)
+        await until(lambda: app.control.states()["ms"].status is not Status.CHECKING)
         await select(pilot, "ms")
         await pilot.press("r")
         await pilot.press("f5")
@@ -227,7 +227,7 @@ async def test_without_a_keyring_the_sign_in_is_kept_in_a_file_with_consent(
         form = app.screen
         await until(lambda: "Test passed" in text_of(form.query_one("#form-result")))
         await pilot.press("f2")
-        await until(lambda: app.monitor.states["ms"].status is Status.CONNECTED)
+        await until(lambda: app.control.states()["ms"].status is Status.CONNECTED)
     assert 'token_store = "file"' in path.read_text()
     stored = TokenStore("ms", "file", None).path
     assert stored.stat().st_mode & 0o777 == 0o600

@@ -106,7 +106,7 @@ async def test_demo_shows_a_working_round_trip_and_one_that_never_arrived(tmp_pa
     app = make_demo_app(tmp_path)
     try:
         async with app.run_test(size=(100, 30)) as pilot:
-            states = app.monitor.states
+            states = app.control.states()
             await until(
                 lambda: states["sales"].round_trip is not None,
                 timeout=20,

@@ -472,8 +472,8 @@ async def test_snooze_from_the_alerts_modal_quiets_the_alert_for_the_chosen_time
         await settled(pilot)
         await pilot.press("a", "z")
         await pilot.click("#quiet-ok")  # the default choice: 4 hours
-        await until(lambda: app.silences.get("broken") is not None, what="the snooze")
-        quiet = app.silences.get("broken")
+        await until(lambda: app.control.silences.get("broken") is not None, what="the snooze")
+        quiet = app.control.silences.get("broken")
         assert quiet.kind is QuietKind.SNOOZE
         assert abs(quiet.until - app.now() - timedelta(hours=4)) < timedelta(seconds=5)
         assert open_alerts(app) == []
@@ -502,9 +502,9 @@ async def test_server_text_is_shown_as_text_never_read_as_markup(tmp_path, loopb
         dialog = screen_text(app)
         assert "[AUTHENTICATIONFAILED] bad [/oops] [b]password" in dialog
         await pilot.click("#quiet-ok")
-        await until(lambda: app.silences.get("odd") is not None, what="the snooze")
+        await until(lambda: app.control.silences.get("odd") is not None, what="the snooze")
         await pilot.press("A", *"x", "enter")
-        await until(lambda: app.silences.get("odd").kind is QuietKind.ACK, what="the ack")
+        await until(lambda: app.control.silences.get("odd").kind is QuietKind.ACK, what="the ack")
         assert "[/oops]" in text_of(app.screen.query_one("#alerts-detail"))
 
 
@@ -528,7 +528,8 @@ async def test_a_history_that_cannot_be_written_is_said_and_checking_goes_on(acc
     history = History(accounts_file.with_name("history.sqlite3"))
     history.db.execute("PRAGMA query_only = 1")  # every write fails, pruning first
     app = make_app(accounts_file, history_path=history.path)
-    app.history = app.silences.history = app.book.history = app.watcher.history = history
+    app.history = app.control.silences.history = app.control.book.history = history
+    app.control.watcher.history = history
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await settled(pilot)
         await until(lambda: any("could not be pruned" in t for t in toasts(app)), what="a toast")
@@ -611,7 +612,7 @@ async def test_demo_reconnect_turns_billing_connected_and_touches_no_user_file(
             await pilot.press("r", *DEMO_PASSWORD, "f2")
             await until(lambda: status(app, BROKEN_ID) is Status.CONNECTED, what="connected")
             assert app.control.state(BROKEN_ID).missed == 2
-            assert len(app.book.accounts) == len(app.control.states()) == 12
+            assert len(app.control.book.accounts) == len(app.control.states()) == 12
             await until(lambda: "wrong password" not in text_of(banner), what="the hint to go")
             assert "nothing of yours is touched" in text_of(banner)
     finally:

@@ -6,7 +6,6 @@ import time
 
 _IMPORTED_AT = time.perf_counter()  # for "started in N ms" in the log
 
-import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -15,39 +14,32 @@ from pathlib import Path
 from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.geometry import Size
 from textual.screen import Screen
-from textual.signal import Signal
-from textual.worker import Worker
 
 from . import commands
 from .announcer import Announcer
 from .core import config as config_file
-from .core import monitor as news
-from .core.accounts import AccountBook
-from .core.api import LocalControl
+from .core.api import Control, LocalControl
 from .core.config import Config, ConfigError, ConfigMissing
-from .core.credentials import Credentials, KeyringStore, SecretStore
+from .core.credentials import KeyringStore, SecretStore
 from .core.history import History, HistoryUnavailable
 from .core.models import AccountState, utcnow
-from .core.monitor import Event
-from .core.silences import Silences
-from .core.watcher import Watcher
 from .messages import AccountRemoved, AccountUpdated, AttentionChanged
+from .news import NewsDesk
+from .screens.too_small import cover_if_too_small
 from .widgets.title_bar import headline
-from .workers import ReportsWorkerFailures
+from .workers import ReportsWorkerFailures, say_worker_failed
 
 RELOAD = 75  # exit code that asks run_app to read the config again
-FLUSH_EVERY = 0.25  # seconds between batches of news for the widgets (the table repaints at 0.5)
 WATCHDOG_EVERY = 5.0  # seconds between looks for a monitor that stopped finishing checks
 
 
 class ConnectedEmailsApp(ReportsWorkerFailures, App):
-    """Wires the core to the screens: it runs the monitor in a worker, turns its events into
-    messages, hands the widgets their news in batches, keeps the title line, and holds the
-    actions that work on every screen. State has other owners: the accounts the `AccountBook`,
-    the acknowledgements and snoozes `Silences`, the toasts the `Announcer`; screens read and
-    command through `self.control`."""
+    """Wires the monitoring to the screens: runs `control` (the monitor here, or a service's)
+    in a worker, keeps the title line, and holds the actions that work on every screen. State
+    has other owners: the monitoring and its accounts and silences `control`, the news not yet
+    shown the `NewsDesk`, the toasts the `Announcer`; screens read and command through
+    `self.control`."""
 
     TITLE = "Connected Emails"
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute, so subclasses elsewhere find it
@@ -78,43 +70,27 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
         monitor_options: dict | None = None,
         history: History | None = None,
         history_problem: str | None = None,
+        control: Control | None = None,
     ):
         super().__init__()
         config = config or Config(Path("."))
-        self.settings, self.config_path, self.config_error = (
-            config.settings,
-            config.path,
-            config_error,
-        )
+        self.settings, self.config_path = config.settings, config.path
+        self.config_error = config_error
         self.store, self.history, self.history_problem = store, history, history_problem
         self.clock = clock
         self.demo_banner = banner  # markup of our own, from the states (the demo's hint)
-        self.credentials = credentials = Credentials(
-            store, self.settings.timeout, self.settings.concurrency
-        )
-        # The same Watcher as `serve`: the history, the hook and notifications hear the monitor
-        # exactly as they do in the service.
-        self.watcher = Watcher(
+        self.control: Control = control or LocalControl(
             config,
-            credentials,
+            store,
             history=history,
             on_problem=self.report_problem,
-            monitor_options={"on_problem": self.report_problem, **(monitor_options or {})},
+            clock=self.now,
+            monitor_options=monitor_options,
         )
-        self.monitor = self.watcher.monitor
-        self.silences = Silences(history, clock=self.now)
-        self.book = AccountBook(
-            config.path, config.accounts, store, credentials, self.monitor, self.silences, history
-        )
-        self.control = LocalControl(self.monitor, self.book, self.silences)
         self.announcer = Announcer(self, self.control, lambda: self.settings.bell)
+        self.news = NewsDesk(self, self.control, self.announcer, self.summarise)
         if config.keys:
             self.set_keymap(config.keys)
-        # Published once per batch of news, at most FLUSH_EVERY apart, never once per message.
-        self.accounts_signal: Signal[list[AccountState]] = Signal(self, "accounts")
-        self.removed_signal: Signal[str] = Signal(self, "removed")
-        self._pending: dict[str, AccountState] = {}
-        self._flush_timer = None
 
     def now(self) -> datetime:
         return self.clock()
@@ -130,7 +106,7 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
 
     def on_mount(self) -> None:
         self.log(f"started in {(time.perf_counter() - _IMPORTED_AT) * 1000:.0f} ms")
-        self.call_after_refresh(self._check_size)
+        self.call_after_refresh(cover_if_too_small, self)
         self.update_subtitle()
         if not self.config_error:
             # The first frame comes before the first checks: it is what the user waits for.
@@ -147,46 +123,17 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
 
     def _set_keyring_problem(self, problem: str) -> None:
         self.control.keyring_problem = problem
-        self.show_banner()
+        self.summarise()
 
     @work(exclusive=True, group="monitor", exit_on_error=False, description="The monitor")
     async def run_monitor(self) -> None:
-        """The watcher's life: the monitor with the history, the hook and notifications; its
-        events also go to the silences and (as messages) the screens."""
-        self.watcher.subscribe(self.silences)
-        self.watcher.subscribe(self._monitor_event)
-        self.watcher.start()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await self.watcher.close()
+        await self.control.run(self.news.event)
 
     def on_resize(self, event: events.Resize) -> None:
-        self._check_size(event.size)
-
-    def _check_size(self, size: Size | None = None) -> None:
-        """Below the smallest usable size, say so instead of showing cut-off screens."""
-        from .screens.too_small import TooSmallScreen, too_small
-
-        width, height = size or self.size
-        covered = isinstance(self.screen, TooSmallScreen)
-        if too_small(width, height) and not covered:
-            self.push_screen(TooSmallScreen())
-        elif too_small(width, height):
-            self.screen.show(width, height)
-        elif covered:
-            self.pop_screen()
+        cover_if_too_small(self, event.size)
 
     async def on_unmount(self) -> None:
-        await self.monitor.close()  # the watcher's worker may never have started
-
-    def _monitor_event(self, event: Event) -> None:
-        if isinstance(event, news.StatusChanged | news.AccountChecked | news.AccountAdded):
-            self.post_message(AccountUpdated(event.state))
-        elif isinstance(event, news.AttentionChanged):
-            self.post_message(AttentionChanged(event.raised, event.state, event.previous))
-        elif isinstance(event, news.AccountRemoved):
-            self.post_message(AccountRemoved(event.account_id))
+        await self.control.close()  # the monitor's worker may never have started
 
     def report_problem(self, message: str) -> None:
         """For problems of the app's machinery (history, hook, a listener): a toast, no crash."""
@@ -194,68 +141,35 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
             self.notify, message, title="Problem", severity="warning", timeout=15, markup=False
         )
 
-    def worker_failed(self, worker: Worker) -> None:
-        """Every worker's failure ends here, as a sentence, whichever screen started it."""
-        self.log.error(f"worker {worker.name!r} failed", worker.error)
-        self.notify(
-            f"{worker.description or worker.name} failed: {worker.error!r}. The rest of the "
-            f"app goes on; if this keeps happening, restart it and report the log.",
-            title="Something failed",
-            severity="error",
-            timeout=20,
-            markup=False,
-        )
-        if worker.group == "monitor":
-            self.sub_title = "checking has stopped — restart the app"
+    worker_failed = say_worker_failed  # every worker's failure ends here, as a sentence
 
-    # --- news from the monitor ------------------------------------------------------------------
+    # --- news from the monitor, for the news desk --------------------------------------------
 
     def on_account_updated(self, message: AccountUpdated) -> None:
-        if message.state.account.id in self.monitor.states:  # not removed while it was queued
-            self._pending[message.state.account.id] = message.state
-            self._schedule_flush()
+        self.news.updated(message.state)
 
     def on_attention_changed(self, message: AttentionChanged) -> None:
-        self.announcer.changed(message.state, message.raised, message.previous)
-        self._schedule_flush()
-
-    def _schedule_flush(self) -> None:
-        if self._flush_timer is None:
-            self._flush_timer = self.set_timer(FLUSH_EVERY, self._apply_pending)
-
-    def _apply_pending(self) -> None:
-        """Hand the widgets every account that changed since the last flush, in one batch."""
-        self._flush_timer = None
-        states = [s for s in self._pending.values() if s.account.id in self.monitor.states]
-        self._pending.clear()
-        if states:
-            with self.batch_update():
-                self.accounts_signal.publish(states)
-            self.update_subtitle()
-            self.show_banner()
-        self.announcer.announce(self.monitor.states.values())
+        self.news.attention(message)
 
     def on_account_removed(self, message: AccountRemoved) -> None:
-        self._pending.pop(message.account_id, None)
-        self.removed_signal.publish(message.account_id)
+        self.news.gone(message.account_id)
+
+    def summarise(self) -> None:
+        """What sums the states up: the title line and the main screen's banner."""
+        from .screens.main import ConnectedEmailsScreen
+
         self.update_subtitle()
-        self.show_banner()
+        main = self.screen_stack[0] if self.screen_stack else None
+        if isinstance(main, ConnectedEmailsScreen) and main.is_mounted:
+            main.show_banner()
 
     def update_subtitle(self) -> None:
         if self.config_error:
             self.sub_title = "the accounts file needs fixing"
         else:
-            self.sub_title = headline(self.monitor.states, self.control.quiet, self.stalled())
-
-    def stalled(self) -> bool:
-        return self.monitor.stalled(self.now())
-
-    def show_banner(self) -> None:
-        from .screens.main import ConnectedEmailsScreen
-
-        main = self.screen_stack[0] if self.screen_stack else None
-        if isinstance(main, ConnectedEmailsScreen) and main.is_mounted:
-            main.show_banner()
+            control = self.control
+            stalled = control.stalled(self.now())
+            self.sub_title = headline(control.states(), control.quiet, stalled)
 
     # --- actions that work everywhere -------------------------------------------------------------
 

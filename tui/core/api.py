@@ -6,21 +6,43 @@ runs in the app's own process (`LocalControl`) or in a service it attaches to.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .accounts import AccountBook
-from .credentials import Secret
-from .models import Account, AccountResult, AccountState
-from .monitor import Monitor
+from .credentials import Credentials, Secret, SecretStore
+from .models import Account, AccountResult, AccountState, utcnow
+from .monitor import Event
 from .silences import Quiet, QuietKind, Silences
+from .watcher import Watcher
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .history import History
 
 
 class Control(Protocol):
-    """Reads (states, silences) and commands (check, stop, save, remove, silence)."""
+    """The monitoring's life (run, close), reads (states, silences) and commands (check, stop,
+    save, remove, silence)."""
 
     keyring_problem: str | None  # why secrets cannot be kept in a keyring, if they cannot
+    service_pid: int | None  # the service's pid when attached to one; None in this process
+    credentials: Credentials  # this process's own, for tests and sign-ins the user starts
+
+    async def run(self, on_event: Callable[[Event], None]) -> None:
+        """Watch, handing every event to `on_event`, until cancelled. Attached to a service,
+        it returns when the service goes away."""
+
+    async def close(self) -> None:
+        """Stop watching; harmless when `run` never started or already ended."""
+
+    def stalled(self, now: datetime) -> bool:
+        """Whether the monitor has stopped finishing checks (its watchdog)."""
+
+    def uses_store(self) -> bool:
+        """Whether any account keeps its secret in the secret store (keyring)."""
 
     def states(self) -> Mapping[str, AccountState]: ...
 
@@ -42,7 +64,7 @@ class Control(Protocol):
 
     async def remove(self, account_id: str) -> None: ...
 
-    def silence(
+    async def silence(
         self, account_id: str, kind: QuietKind, note: str = "", until: datetime | None = None
     ) -> None: ...
 
@@ -54,11 +76,60 @@ class Control(Protocol):
 
 
 class LocalControl:
-    """Control over a monitor, an account book and silences in this process."""
+    """The monitoring in this process: the same Watcher as `serve` (monitor, history, hook,
+    notifications), the account book and the silences, each the one owner of its state."""
 
-    def __init__(self, monitor: Monitor, book: AccountBook, silences: Silences):
-        self.monitor, self.book, self.silences = monitor, book, silences
+    service_pid = None
+
+    def __init__(
+        self,
+        config: Config,
+        store: SecretStore,
+        *,
+        history: History | None = None,
+        on_problem: Callable[[str], None] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        monitor_options: dict | None = None,
+    ):
+        settings = config.settings
+        self.credentials = Credentials(store, settings.timeout, settings.concurrency)
+        self.watcher = Watcher(
+            config,
+            self.credentials,
+            history=history,
+            on_problem=on_problem,
+            monitor_options={"on_problem": on_problem, **(monitor_options or {})},
+        )
+        self.monitor = self.watcher.monitor
+        self.silences = Silences(history, clock=clock)
+        self.book = AccountBook(
+            config.path,
+            config.accounts,
+            store,
+            self.credentials,
+            self.monitor,
+            self.silences,
+            history,
+        )
         self.keyring_problem: str | None = None
+
+    async def run(self, on_event: Callable[[Event], None]) -> None:
+        self.watcher.subscribe(self.silences)  # a status change ends a silence
+        self.watcher.subscribe(on_event)
+        self.watcher.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.watcher.close()
+
+    async def close(self) -> None:
+        await self.monitor.close()
+
+    def stalled(self, now: datetime) -> bool:
+        return self.monitor.stalled(now)
+
+    def uses_store(self) -> bool:
+        return self.book.uses_store()
 
     def states(self) -> Mapping[str, AccountState]:
         return self.monitor.states
@@ -86,7 +157,7 @@ class LocalControl:
     async def remove(self, account_id: str) -> None:
         await self.book.remove(account_id)
 
-    def silence(
+    async def silence(
         self, account_id: str, kind: QuietKind, note: str = "", until: datetime | None = None
     ) -> None:
         self.silences.silence(self.monitor.states[account_id], kind, note, until)

@@ -45,7 +45,7 @@ async def _settle(pilot: Pilot) -> None:
             and not s.retrying
             and not s.stale
             and str(table.get_cell(i, "status")) == str(state_cell(s))
-            for i, s in app.monitor.states.items()
+            for i, s in app.control.states().items()
         ),
     )
     app.clear_notifications()
@@ -96,7 +96,7 @@ async def history(pilot: Pilot) -> None:
     await reconnect_tested(pilot)
     await pilot.press("f2")
     app = pilot.app
-    await _until(pilot, lambda: app.monitor.states[BROKEN_ID].status is Status.CONNECTED)
+    await _until(pilot, lambda: app.control.states()[BROKEN_ID].status is Status.CONNECTED)
     await pilot.pause(0.3)
     await pilot.press("h")
     await pilot.pause()

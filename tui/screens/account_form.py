@@ -522,7 +522,9 @@ class AccountFormScreen(ReportsWorkerFailures, ModalScreen[str | None]):
             return account
         from .authorize import AuthorizeScreen
 
-        signed_in = await self.app.push_screen_wait(AuthorizeScreen(account, self.app.credentials))
+        signed_in = await self.app.push_screen_wait(
+            AuthorizeScreen(account, self.app.control.credentials)
+        )
         if signed_in is not None:
             self._signed_in = signed_in.oauth2
             self._oauth2_table = signed_in.oauth2.to_table(signed_in.provider)  # Save keeps it

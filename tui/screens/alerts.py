@@ -127,8 +127,8 @@ class AlertsScreen(ReportsWorkerFailures, ModalScreen[None]):
         self.control = self.app.control
         # The toasts said "press a": this is the answer, and they would cover the buttons.
         self.app.clear_notifications()
-        self.app.accounts_signal.subscribe(self, lambda _states: self.refresh_alerts())
-        self.app.removed_signal.subscribe(self, lambda _id: self.refresh_alerts())
+        self.app.news.accounts.subscribe(self, lambda _states: self.refresh_alerts())
+        self.app.news.removed.subscribe(self, lambda _id: self.refresh_alerts())
         self.refresh_alerts()
         self.set_interval(5, self.refresh_alerts)
 
@@ -296,7 +296,7 @@ class AlertsScreen(ReportsWorkerFailures, ModalScreen[None]):
         if state is not None:
             answer = await self.app.push_screen_wait(QuietScreen(state, kind))
             if answer is not None:
-                self.control.silence(state.account.id, kind, **answer)
+                await self.control.silence(state.account.id, kind, **answer)
                 self.app.update_subtitle()
                 self.refresh_alerts()
 

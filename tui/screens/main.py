@@ -116,8 +116,8 @@ class ConnectedEmailsScreen(ReportsWorkerFailures, Screen):
 
     def on_mount(self) -> None:
         self.control = self.app.control
-        self.app.accounts_signal.subscribe(self, self.accounts_updated)
-        self.app.removed_signal.subscribe(self, self.account_removed)
+        self.app.news.accounts.subscribe(self, self.accounts_updated)
+        self.app.news.removed.subscribe(self, self.account_removed)
         self.table = self.query_one(AccountsTable)
         self.detail = self.query_one(AccountDetail)
         self.welcome = self.query_one("#welcome")
@@ -152,7 +152,7 @@ class ConnectedEmailsScreen(ReportsWorkerFailures, Screen):
             parts.append(Text.from_markup(app.demo_banner(self.control.states())))
         if app.history_problem:
             parts.append(Text(f"⚠ {app.history_problem}"))
-        if self.control.keyring_problem and app.book.uses_store():
+        if self.control.keyring_problem and self.control.uses_store():
             parts.append(
                 Text(
                     f"⚠ {self.control.keyring_problem} Reconnect can keep a password for this "

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
+from textual.geometry import Size
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -11,6 +12,18 @@ MIN_WIDTH, MIN_HEIGHT = 60, 15
 
 def too_small(width: int, height: int) -> bool:
     return width < MIN_WIDTH or height < MIN_HEIGHT
+
+
+def cover_if_too_small(app: App, size: Size | None = None) -> None:
+    """Below the smallest usable size, say so instead of showing cut-off screens."""
+    width, height = size or app.size
+    covered = isinstance(app.screen, TooSmallScreen)
+    if too_small(width, height) and not covered:
+        app.push_screen(TooSmallScreen())
+    elif too_small(width, height):
+        app.screen.show(width, height)
+    elif covered:
+        app.pop_screen()
 
 
 class TooSmallScreen(ModalScreen[None]):
