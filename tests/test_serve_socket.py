@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tui.core.service import socket_path
+from tui.core.status import Status
+from tui.core.wire import state_from_wire
 
 # The fixtures come along (so their names are reused as parameters, F811): `services`
 # starts serve processes, `runtime_dir` is autouse.
@@ -113,6 +115,9 @@ def test_a_client_gets_a_hello_and_a_snapshot_from_a_private_socket(running):
     assert account["id"] == "good" and account["status"] == "connected"
     assert account["imap"]["status"] == "connected" and account["smtp"]["status"] == "connected"
     assert account["settings"]["imap"]["port"] > 0 and account["retrying"] is None
+    state, silence = state_from_wire(account)  # all a TUI needs to show it
+    assert state.status is Status.CONNECTED and state.account.ca_file and silence is None
+    assert state.result.imap.latency_ms == account["imap"]["latency_ms"]
     client.close()
 
 

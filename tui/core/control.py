@@ -22,7 +22,7 @@ from pathlib import Path
 from .history import Quiet
 from .models import AccountState, utcnow
 from .monitor import AccountChecked, AttentionChanged, Event, StatusChanged
-from .report import account_json
+from .wire import state_to_wire
 
 log = logging.getLogger(__name__)
 
@@ -35,45 +35,6 @@ SUN_PATH_MAX = 107  # sockaddr_un's 108 bytes, less the terminating NUL
 
 class ControlUnavailable(Exception):
     """The socket cannot be offered; the text says why and what to do."""
-
-
-def state_json(state: AccountState, quiet: Quiet | None = None) -> dict:
-    """An account as the table and the detail pane show it."""
-    account = state.account
-    return {
-        **account_json(state),
-        "since": state.since.isoformat(),
-        "stale": state.stale,
-        "retrying": list(state.retrying) if state.retrying else None,
-        "stopped_reason": state.stopped_reason,
-        "stopped_by_user": state.stopped_by_user,
-        "cert_alert": state.cert_alert,
-        "cert_days": state.cert_days,
-        "missed": state.missed,
-        "silence": None
-        if quiet is None
-        else {
-            "kind": quiet.kind,
-            "note": quiet.note,
-            "at": quiet.at.isoformat(),
-            "until": quiet.until.isoformat() if quiet.until else None,
-            "describe": quiet.describe(),
-        },
-        "settings": {
-            "username": account.login,
-            "provider": account.provider,
-            "auth": account.auth,
-            "insecure": account.insecure,
-            **{
-                side: {
-                    "host": getattr(account, side).host,
-                    "port": getattr(account, side).port,
-                    "security": getattr(account, side).security,
-                }
-                for side in ("imap", "smtp")
-            },
-        },
-    }
 
 
 def peer_uid(sock: socket.socket) -> int:
@@ -161,7 +122,7 @@ class ControlServer:
         }
 
     def _json(self, state: AccountState) -> dict:
-        return state_json(state, self._quiet().get(state.account.id))
+        return state_to_wire(state, self._quiet().get(state.account.id))
 
     def _quiet(self) -> dict[str, Quiet]:
         history = self.watcher.history
