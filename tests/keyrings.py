@@ -1,9 +1,12 @@
-"""Keyring backends that misbehave as real ones do, usable in-process (keyring.set_keyring) and by
-a subprocess (PYTHON_KEYRING_BACKEND=tests.keyrings.Hanging)."""
+"""Keyring backends for tests (one misbehaving as real ones do), usable in-process
+(keyring.set_keyring) and by a subprocess (PYTHON_KEYRING_BACKEND=tests.keyrings.Hanging)."""
 
 from __future__ import annotations
 
+import json
+import os
 import threading
+from pathlib import Path
 
 from keyring.backend import KeyringBackend
 
@@ -30,3 +33,34 @@ class Hanging(KeyringBackend):
 
     def delete_password(self, service, username):
         self._hang()
+
+
+class File(KeyringBackend):
+    """A backend that keeps secrets in the JSON file $CONNECTED_EMAILS_TEST_KEYRING, so a test
+    can read what a subprocess (a `serve`) stored."""
+
+    priority = 1
+
+    @staticmethod
+    def _path() -> Path:
+        return Path(os.environ["CONNECTED_EMAILS_TEST_KEYRING"])
+
+    def _read(self) -> dict:
+        path = self._path()
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def get_password(self, service, username):
+        return self._read().get(f"{service}/{username}")
+
+    def set_password(self, service, username, password):
+        secrets = self._read()
+        secrets[f"{service}/{username}"] = password
+        self._path().write_text(json.dumps(secrets))
+
+    def delete_password(self, service, username):
+        from keyring.errors import PasswordDeleteError
+
+        secrets = self._read()
+        if secrets.pop(f"{service}/{username}", None) is None:
+            raise PasswordDeleteError(username)
+        self._path().write_text(json.dumps(secrets))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -18,11 +19,12 @@ import pytest
 
 from tui.core.service import socket_path
 from tui.core.status import Status
-from tui.core.wire import state_from_wire
+from tui.core.wire import account_to_wire, state_from_wire
 
 # The fixtures come along (so their names are reused as parameters, F811): `services`
 # starts serve processes, `runtime_dir` is autouse.
 # ruff: noqa: F811
+from .conftest import PASSWORD
 from .test_serve import account_toml, runtime_dir, services, settings_toml  # noqa: F401
 
 
@@ -108,6 +110,7 @@ def test_a_client_gets_a_hello_and_a_snapshot_from_a_private_socket(running):
         "version": 1,
         "pid": service.proc.pid,
         "config": str(config),
+        "keyring_problem": None,
     }
     snapshot = client.read()
     assert snapshot["type"] == "snapshot"
@@ -211,16 +214,97 @@ def test_a_silence_the_history_cannot_keep_is_refused_in_words(running):
     from tui.core.history import default_path
 
     _, _, path = running
-    client = Client(path)
+    client, other = Client(path), Client(path)
     locker = sqlite3.connect(default_path(), isolation_level=None)
     locker.execute("BEGIN IMMEDIATE")
     try:
-        reply = client.command("acknowledge", account="good", note="on it")
+        client.send_raw(b'{"id": 1, "command": "acknowledge", "account": "good", "note": "on"}\n')
+        time.sleep(0.2)
+        asked = time.monotonic()
+        assert other.command("snapshot")["ok"]  # the service is not stuck waiting for the lock
+        assert time.monotonic() - asked < 1
+        reply = client.wait_for(lambda m: m["type"] == "reply")
     finally:
         locker.execute("ROLLBACK")
         locker.close()
     assert reply["ok"] is False
     assert reply["error"].startswith("The history could not keep the acknowledgement")
     assert reply["error"].endswith("nothing changed; try again.")
+    client.unread.clear()
     assert client.command("snapshot")["ok"]
+    [account] = client.wait_for(lambda m: m["type"] == "snapshot")["accounts"]
+    assert account["silence"] is None  # nothing changed, as the reply said
+    client.close()
+    other.close()
+
+
+def test_stop_and_resume_are_kept_in_the_accounts_file(running):
+    service, config, path = running
+    client = Client(path)
+    assert client.command("stop", account="good")["ok"]
+    client.wait_for(status_event("good", "stopped"))
+    assert "stopped = true" in config.read_text()
+    assert client.command("resume", account="good")["ok"]
+    client.wait_for(status_event("good", "connected"))
+    assert "stopped" not in config.read_text()
+    # The service sees its own writes to the file: they are no news, so no second check.
+    service.wait_for_line(r"Reloaded .* \(the file changed\): nothing changed\.")
+    assert "changed good" not in service.log
+    client.close()
+
+
+@pytest.fixture
+def file_keyring(tmp_path, monkeypatch):
+    path = tmp_path / "keyring.json"
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.keyrings.File")
+    monkeypatch.setenv("CONNECTED_EMAILS_TEST_KEYRING", str(path))
+    return path
+
+
+def test_a_saved_account_is_watched_and_its_password_kept_in_the_keyring(
+    file_keyring, running, loopback
+):
+    service, config, path = running
+    client, other = Client(path), Client(path)
+    fresh = account_to_wire(loopback.account(account_id="fresh", allow_plaintext=False))
+    reply = client.command("save", account=fresh, secret=PASSWORD)
+    assert reply == {"type": "reply", "id": 1, "ok": True, "warning": None}
+    added = other.wait_for(lambda m: m.get("event") == "account_added")
+    assert added["account"]["id"] == "fresh"
+    other.wait_for(status_event("fresh", "connected"))  # with the password from the keyring
+    assert json.loads(file_keyring.read_text()) == {"connected-emails/fresh": PASSWORD}
+    fresh_table = config.read_text().split('id = "fresh"')[1]  # "good" has a password_command
+    assert 'security = "tls"' in fresh_table and PASSWORD not in fresh_table
+    assert other.command("remove", account="fresh")["ok"]
+    gone = client.wait_for(lambda m: m.get("event") == "account_removed")
+    assert gone == {"type": "event", "event": "account_removed", "id": "fresh"}
+    assert json.loads(file_keyring.read_text()) == {}
+    assert "fresh" not in config.read_text()
+    assert PASSWORD not in service.log
+    client.close()
+    other.close()
+
+
+def test_a_save_that_cannot_be_done_says_why_and_never_the_secret(running, loopback):
+    service, config, path = running
+    client = Client(path)
+    before = config.read_text()
+    broken = {**account_to_wire(loopback.account(account_id="x")), "imap": {"host": "a b"}}
+    reply = client.command("save", account=broken, secret="hunter2-secret")
+    assert reply["ok"] is False and "imap.host 'a b' is not a host name" in reply["error"]
+    reply = client.command("save", account={"id": "x"}, secret=["hunter2-secret"])
+    assert reply["ok"] is False and "hunter2" not in reply["error"]
+    assert config.read_text() == before and "hunter2" not in service.log
+    client.close()
+
+
+def test_an_account_added_by_sighup_reaches_an_attached_client(running, loopback):
+    service, config, path = running
+    client = Client(path)
+    config.write_text(
+        settings_toml() + account_toml(loopback, "good") + account_toml(loopback, "more")
+    )
+    service.proc.send_signal(signal.SIGHUP)
+    added = client.wait_for(lambda m: m.get("event") == "account_added")
+    assert added["account"]["id"] == "more"
     client.close()

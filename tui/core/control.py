@@ -16,13 +16,25 @@ import socket
 import sqlite3
 import struct
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
-from .history import Quiet
-from .models import AccountState, utcnow
-from .monitor import AccountChecked, AttentionChanged, Event, StatusChanged
-from .wire import state_to_wire
+from .accounts import AccountBook, BookError
+from .credentials import Secret
+from .models import Account, AccountState, utcnow
+from .monitor import (
+    AccountAdded,
+    AccountChecked,
+    AccountRemoved,
+    AttentionChanged,
+    Event,
+    StatusChanged,
+)
+from .silences import QuietKind, Silences
+from .text import redact, secret_forms
+from .wire import WireError, account_from_wire, state_to_wire
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +58,24 @@ def peer_uid(sock: socket.socket) -> int:
 class ControlServer:
     """Serves one Watcher. `reload` re-reads the config (the service's own reload)."""
 
-    def __init__(self, watcher, path: Path, reload: Callable[[], Awaitable[str]], config: Path):
+    def __init__(
+        self,
+        watcher,
+        path: Path,
+        reload: Callable[[], Awaitable[str]],
+        config: Path,
+        changes: asyncio.Lock | None = None,
+    ):
+        """`changes` is held by whoever changes the accounts (a reload, a command): a reload
+        must not read the file halfway through a command's write and undo it."""
         self.watcher = watcher
         self.path = path
         self.reload = reload
         self.config = config
+        self.changes = changes or asyncio.Lock()
+        self.keyring_problem: str | None = None  # told to clients in the hello
+        self.silences: Silences | None = None
+        self._silence_thread = ThreadPoolExecutor(1, "silences")
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.StreamWriter] = set()
 
@@ -78,7 +103,21 @@ class ControlServer:
         finally:
             os.umask(old_umask)
         os.chmod(self.path, 0o600)
+        self.silences = self._open_silences()
         self.watcher.subscribe(self)
+
+    def _open_silences(self) -> Silences | None:
+        """The silences, written through their own connection to the history on their own
+        thread: a history another process holds locked must not stall the checks."""
+        from .history import History, HistoryUnavailable
+
+        if self.watcher.history is None:
+            return None
+        try:
+            return Silences(History(self.watcher.history.path, config=self.config))
+        except (HistoryUnavailable, sqlite3.Error) as exc:
+            log.warning("Acknowledgements and snoozes cannot be kept: %s", exc)
+            return None
 
     async def close(self) -> None:
         if self._server is None:
@@ -89,11 +128,21 @@ class ControlServer:
         self._clients.clear()
         self.path.unlink(missing_ok=True)
         self._server = None
+        self._silence_thread.shutdown(wait=True)
+        if self.silences is not None and self.silences.history is not None:
+            self.silences.history.close()
 
     # --- news to every client -----------------------------------------------------------------
 
     def __call__(self, event: Event) -> None:
+        silences = self.silences
+        if isinstance(event, StatusChanged) and silences and silences.get(event.account_id):
+            ending = self._silence_thread.submit(silences.end, event.account_id)
+            ending.add_done_callback(_log_failure)  # a change ends it; said if it cannot
         if not self._clients:
+            return
+        if isinstance(event, AccountRemoved):
+            self.broadcast({"type": "event", "event": "account_removed", "id": event.account_id})
             return
         if isinstance(event, StatusChanged):
             news = {"event": "status_changed", "old": event.old.value}
@@ -101,6 +150,8 @@ class ControlServer:
             news = {"event": "attention_changed", "raised": event.raised}
         elif isinstance(event, AccountChecked):
             news = {"event": "checked"}
+        elif isinstance(event, AccountAdded):
+            news = {"event": "account_added"}
         else:
             return
         state = event.state
@@ -122,14 +173,8 @@ class ControlServer:
         }
 
     def _json(self, state: AccountState) -> dict:
-        return state_to_wire(state, self._quiet().get(state.account.id))
-
-    def _quiet(self) -> dict[str, Quiet]:
-        history = self.watcher.history
-        try:
-            return history.quiet() if history else {}
-        except sqlite3.Error:  # a history that fails to read must not cost the client its news
-            return {}
+        quiet = self.silences.get(state.account.id) if self.silences else None
+        return state_to_wire(state, quiet)
 
     # --- one client ---------------------------------------------------------------------------
 
@@ -153,6 +198,7 @@ class ControlServer:
                     "version": VERSION,
                     "pid": os.getpid(),
                     "config": str(self.config),
+                    "keyring_problem": self.keyring_problem,
                 }
             )
         )
@@ -204,10 +250,12 @@ class ControlServer:
             return {}
         if command == "reload":
             return {"result": await self.reload(), "snapshot": True}
-        if command not in ("check", "stop", "resume", "acknowledge", "snooze", "unsilence"):
+        if command == "save":
+            return await self._save(request)
+        if command not in COMMANDS:
             raise CommandError(
                 f"Unknown command {command!r}. Known: snapshot, check, check_all, stop, resume, "
-                "acknowledge, snooze, unsilence, reload."
+                "acknowledge, snooze, unsilence, save, remove, reload."
             )
         account_id = request.get("account")
         state = self.watcher.states.get(account_id) if isinstance(account_id, str) else None
@@ -215,21 +263,73 @@ class ControlServer:
             raise CommandError(f"No account with id {account_id!r}.")
         if command == "check":
             monitor.check_now(account_id)
-        elif command == "stop":
-            monitor.stop(account_id)
-        elif command == "resume":
-            monitor.resume(account_id)
+        elif command in ("stop", "resume"):
+            stop = command == "stop"
+            await self._change(account_id, lambda book: book.set_stopped(account_id, stop))
+        elif command == "remove":
+            await self._change(account_id, lambda book: book.remove(account_id))
         else:
-            self._silence(command, state, request)
+            await self._silence(command, state, request)
         return {}
 
-    def _silence(self, command: str, state: AccountState, request: dict) -> None:
-        history = self.watcher.history
-        if history is None:
+    def _book(self) -> AccountBook:
+        """The account book over what is watched now: a reload replaces the monitor."""
+        watcher = self.watcher
+        return AccountBook(
+            watcher.config.path,
+            watcher.config.accounts,
+            watcher.credentials.store,
+            watcher.credentials,
+            watcher.monitor,
+            self.silences or Silences(),
+            watcher.history,
+        )
+
+    async def _change(self, account_id: str, change: Callable, secret: Secret | None = None):
+        """One change through the account book, under the lock. The watcher's config then says
+        what the file says for this account, so the reload the write sets off finds nothing
+        new (and a hand edit to another account is still found)."""
+        async with self.changes:
+            book = self._book()
+            try:
+                outcome = await change(book)
+            except BookError as exc:
+                words = str(exc)
+                if secret:  # a keyring may say what it was given; a reply never does
+                    words = redact(words, secret_forms(secret.reveal()))
+                raise CommandError(words) from None
+            config = self.watcher.config
+            saved = next((a for a in book.accounts if a.id == account_id), None)
+            accounts = [saved if a.id == account_id else a for a in config.accounts]
+            if saved is not None and all(a.id != account_id for a in accounts):
+                accounts.append(saved)
+            self.watcher.config = replace(config, accounts=[a for a in accounts if a is not None])
+            return outcome
+
+    async def _save(self, request: dict) -> dict:
+        try:
+            account: Account = account_from_wire(request.get("account"))
+        except WireError as exc:
+            raise CommandError(str(exc)) from None
+        value = request.get("secret")
+        if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 4096):
+            raise CommandError("A secret is text of 1 to 4096 characters.")
+        session_only = request.get("session_only", False)
+        if not isinstance(session_only, bool):
+            raise CommandError("session_only is true or false.")
+        secret = Secret(value) if value is not None else None
+        warning = await self._change(
+            account.id, lambda book: book.save(account, secret, session_only=session_only), secret
+        )
+        return {"warning": warning}
+
+    async def _silence(self, command: str, state: AccountState, request: dict) -> None:
+        silences = self.silences
+        if silences is None:
             raise CommandError("The service runs without history, which keeps silences.")
         account_id = state.account.id
         if command == "unsilence":
-            self._keep(lambda: history.clear_quiet(account_id), "end of the silence")
+            await self._keep(silences.end, (account_id,), "end of the silence")
         else:
             note = request.get("note", "")
             minutes = request.get("minutes")
@@ -240,22 +340,30 @@ class ControlServer:
                 if isinstance(minutes, bool) or not isinstance(minutes, int) or not 0 < minutes:
                     raise CommandError("Snooze needs minutes, a whole number above 0.")
                 until = utcnow() + timedelta(minutes=min(minutes, 60 * 24 * 365))
-            kind = "ack" if command == "acknowledge" else "snooze"
-            quiet = Quiet(account_id, kind, state.status, note, utcnow(), until)
-            self._keep(
-                lambda: history.set_quiet(quiet), "acknowledgement" if kind == "ack" else kind
-            )
-        self.broadcast({"type": "event", "event": "silence_changed", "account": self._json(state)})
+            kind = QuietKind.ACK if command == "acknowledge" else QuietKind.SNOOZE
+            what = "acknowledgement" if kind is QuietKind.ACK else "snooze"
+            await self._keep(silences.silence, (state, kind, note, until), what)
+        current = self.watcher.states.get(account_id, state)
+        self.broadcast(
+            {"type": "event", "event": "silence_changed", "account": self._json(current)}
+        )
 
-    @staticmethod
-    def _keep(write: Callable[[], None], what: str) -> None:
+    async def _keep(self, call: Callable, args: tuple, what: str) -> None:
         """A history another process holds locked (or a full disk) is the client's answer."""
         try:
-            write()
+            await asyncio.wrap_future(self._silence_thread.submit(call, *args))
         except sqlite3.Error as exc:
             raise CommandError(
                 f"The history could not keep the {what} ({exc}): nothing changed; try again."
             ) from None
+
+
+COMMANDS = ("check", "stop", "resume", "acknowledge", "snooze", "unsilence", "remove")
+
+
+def _log_failure(future: Future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("A silence could not be ended in the history: %s", future.exception())
 
 
 class CommandError(Exception):

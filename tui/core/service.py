@@ -181,6 +181,7 @@ async def serve(config_path: Path, metrics_address: str | None) -> int:
                 return 1
             log.info("Metrics on %s", url)
         store = KeyringStore(config.settings.timeout)
+        problem = None
         if any(not (a.password_command or a.oauth2_token_command) for a in config.accounts):
             try:
                 problem = await asyncio.wait_for(
@@ -206,7 +207,15 @@ async def serve(config_path: Path, metrics_address: str | None) -> int:
         )
         watcher.subscribe(log_change)
         watcher.start()
-        control = await _open_control(watcher, config_path)
+        changes = asyncio.Lock()  # a reload and a client's change to the accounts, one at a time
+
+        async def reload(why: str) -> str:
+            async with changes:
+                return await _reload(watcher, config_path, why)
+
+        control = await _open_control(watcher, config_path, reload, changes)
+        if control is not None:
+            control.keyring_problem = problem
         log.info(
             "Watching %d account%s from %s (pid %d).",
             len(config.accounts),
@@ -214,7 +223,7 @@ async def serve(config_path: Path, metrics_address: str | None) -> int:
             config_path,
             os.getpid(),
         )
-        await _run_until_stopped(watcher, config_path, identity, control)
+        await _run_until_stopped(reload, config_path, identity, control)
         return 0
     finally:
         if control is not None:
@@ -229,15 +238,12 @@ async def serve(config_path: Path, metrics_address: str | None) -> int:
         lock.release()
 
 
-async def _open_control(watcher, config_path: Path):
+async def _open_control(watcher, config_path: Path, reload, changes: asyncio.Lock):
     """The control socket for TUIs to attach; without it the service still monitors."""
     from .control import ControlServer, ControlUnavailable
 
     control = ControlServer(
-        watcher,
-        socket_path(config_path),
-        lambda: _reload(watcher, config_path, "a client asked"),
-        config_path,
+        watcher, socket_path(config_path), lambda: reload("a client asked"), config_path, changes
     )
     try:
         await control.start()
@@ -248,7 +254,7 @@ async def _open_control(watcher, config_path: Path):
     return control
 
 
-async def _run_until_stopped(watcher, config_path: Path, identity: tuple | None, control) -> None:
+async def _run_until_stopped(reload, config_path: Path, identity: tuple | None, control) -> None:
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
     signals: set[int] = set()
@@ -275,7 +281,7 @@ async def _run_until_stopped(watcher, config_path: Path, identity: tuple | None,
             signals.discard(signal.SIGHUP)
             if hup or (now is not None and now != identity):
                 identity = now
-                await _reload(watcher, config_path, "SIGHUP" if hup else "the file changed")
+                await reload("SIGHUP" if hup else "the file changed")
                 if control is not None:
                     control.broadcast(control.snapshot())
     finally:

@@ -76,9 +76,9 @@ class Silences:
         self, state: AccountState, kind: QuietKind, note: str = "", until: datetime | None = None
     ) -> Quiet:
         quiet = Quiet(state.account.id, kind, state.status, note, self.clock(), until)
-        self._quiet[quiet.account_id] = quiet
         if self.history:
-            self.history.set_quiet(quiet)
+            self.history.set_quiet(quiet)  # first: a write that fails changes nothing
+        self._quiet[quiet.account_id] = quiet
         return quiet
 
     def end(self, account_id: str) -> None:
