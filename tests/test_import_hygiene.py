@@ -20,7 +20,10 @@ def loaded_after(code: str) -> set[str]:
 
 
 def test_the_core_imports_no_textual_and_no_rich():
-    modules = "accounts check config control credentials history hooks monitor report silences"
+    modules = (
+        "accounts attach check config control credentials history hooks monitor report "
+        "silences wire"
+    )
     assert loaded_after(f"import {', '.join('tui.core.' + m for m in modules.split())}") == set()
 
 

@@ -113,7 +113,7 @@ def test_a_client_gets_a_hello_and_a_snapshot_from_a_private_socket(running):
         "keyring_problem": None,
     }
     snapshot = client.read()
-    assert snapshot["type"] == "snapshot"
+    assert snapshot["type"] == "snapshot" and snapshot["poll_interval"] == 300
     [account] = snapshot["accounts"]
     assert account["id"] == "good" and account["status"] == "connected"
     assert account["imap"]["status"] == "connected" and account["smtp"]["status"] == "connected"

@@ -170,6 +170,16 @@ class ControlServer:
         return {
             "type": "snapshot",
             "accounts": [self._json(s) for s in self.watcher.states.values()],
+            **self._watchdog(),
+        }
+
+    def _watchdog(self) -> dict:
+        """What a client needs to tell a stuck service from a quiet one, as Monitor.stalled."""
+        monitor = self.watcher.monitor
+        return {
+            "poll_interval": monitor.settings.poll_interval,
+            "timeout": monitor.settings.timeout,
+            "last_finished": monitor.last_finished.isoformat(),
         }
 
     def _json(self, state: AccountState) -> dict:

@@ -50,6 +50,14 @@ class Quiet:
         return f"acknowledged{': ' + self.note if self.note else ''}"
 
 
+@dataclass(frozen=True)
+class SilenceChanged:
+    """An alert was acknowledged, snoozed or unsilenced elsewhere (by another TUI attached to
+    the same service): the account's row must be drawn again."""
+
+    state: AccountState
+
+
 class Silences:
     """The silences in force, kept in step with the history; a monitor subscriber."""
 
