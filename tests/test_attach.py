@@ -18,7 +18,13 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from tui.core.attach import AttachRefused, ControlLost, ServiceControl, ServiceError
+from tui.core.attach import (
+    AttachRefused,
+    ControlLost,
+    NoService,
+    ServiceControl,
+    ServiceError,
+)
 from tui.core.credentials import MemoryStore, Secret
 from tui.core.models import utcnow
 from tui.core.monitor import (
@@ -304,12 +310,12 @@ async def test_a_service_that_says_nothing_is_given_up_on(tmp_path, monkeypatch)
 
 
 async def test_no_service_is_a_sentence(tmp_path):
-    with pytest.raises(AttachRefused, match=r"^No service is running for this config"):
+    with pytest.raises(NoService, match=r"^No service is running for this config"):
         await ServiceControl(tmp_path / "none.sock", MemoryStore()).connect()
     stale = socket.socket(socket.AF_UNIX)
     stale.bind(str(tmp_path / "stale.sock"))  # bound, never listening: a dead service's
     os.chmod(tmp_path / "stale.sock", 0o600)
-    with pytest.raises(AttachRefused, match=r"^No service answers on .*; it may have stopped"):
+    with pytest.raises(NoService, match=r"^No service answers on .*; it may have stopped"):
         await ServiceControl(tmp_path / "stale.sock", MemoryStore()).connect()
     stale.close()
 
@@ -325,3 +331,21 @@ async def test_a_reload_with_new_settings_and_a_new_account_reaches_the_face(
     added = await face.wait_for(lambda e: isinstance(e, AccountAdded))
     assert added.state.account.id == "more" and face.control.poll_interval == 600
     await face.wait_for(status_is("more", Status.CONNECTED))
+
+
+async def test_the_resume_command_tells_a_running_service(serving, faces):
+    service, config, servers = serving
+    face = await faces()
+    servers.imap.login_reply = "NO [AUTHENTICATIONFAILED] Authentication failed."
+    for _ in range(4):  # rejected logins until the service stops it, so no lockout follows
+        face.control.check_now("good")
+        await face.wait_for(lambda e: isinstance(e, AccountChecked), timeout=10)
+        face.events.clear()
+    await until(lambda: face.control.state("good").status is Status.STOPPED)
+    servers.imap.login_reply = "OK LOGIN completed"
+    command = [sys.executable, "-m", "tui", "resume", "good", "--config", str(config)]
+    done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"The running service (pid {service.proc.pid}) checks good again now." in done.stdout
+    await face.wait_for(status_is("good", Status.CONNECTED))
+    assert "stopped" not in config.read_text()

@@ -387,6 +387,42 @@ def run_resume(config_path: str | None, account_id: str) -> int:
             f"{account_id} stays stopped by `stopped = true` in {config.path}: remove that line "
             "to check it again.",
         )
+        return 0
+    return _tell_service(config.path, account_id)
+
+
+def _tell_service(config_path, account_id: str) -> int:
+    """A service watching this config resumes the account at once, instead of keeping it
+    stopped until it restarts."""
+    import asyncio
+
+    from .core.attach import AttachRefused, NoService, ServiceControl, ServiceError
+    from .core.credentials import MemoryStore
+    from .core.service import socket_path
+
+    async def resume() -> int | None:
+        control = ServiceControl(socket_path(config_path), MemoryStore())
+        await control.connect()
+        reading = asyncio.create_task(control.run(lambda event: None))
+        try:
+            await control.set_stopped(account_id, False)
+        finally:
+            reading.cancel()
+            await asyncio.gather(reading, return_exceptions=True)
+        return control.service_pid
+
+    try:
+        pid = asyncio.run(resume())
+    except NoService:
+        return 0
+    except (AttachRefused, ServiceError) as exc:
+        print(
+            f"{exc} The running service keeps {account_id} stopped until it restarts "
+            "(systemctl --user restart connected-emails).",
+            file=sys.stderr,
+        )
+        return EXIT_UNKNOWN
+    print(f"The running service (pid {pid}) checks {account_id} again now.")
     return 0
 
 

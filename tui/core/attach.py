@@ -45,6 +45,10 @@ class AttachRefused(Exception):
     """The socket is not one to trust, or no service answers on it; the text says what to do."""
 
 
+class NoService(AttachRefused):
+    """No service runs for this config: no socket, or one left by a service that ended."""
+
+
 class ServiceError(BookError):
     """The service refused a command, or did not answer it; the text is its sentence."""
 
@@ -59,7 +63,7 @@ def check_socket(path: Path) -> None:
     try:
         info = os.lstat(path)
     except FileNotFoundError:
-        raise AttachRefused(f"No service is running for this config ({path} is missing).") from None
+        raise NoService(f"No service is running for this config ({path} is missing).") from None
     except OSError as exc:
         raise AttachRefused(f"The control socket {path} cannot be read ({exc.strerror}).") from None
     if not stat.S_ISSOCK(info.st_mode):
@@ -139,10 +143,14 @@ class ServiceControl:
             self._reader, self._writer = await asyncio.open_unix_connection(
                 str(self.path), limit=MAX_LINE
             )
-        except OSError as exc:
-            raise AttachRefused(
+        except (ConnectionRefusedError, FileNotFoundError) as exc:
+            raise NoService(
                 f"No service answers on {self.path} ({exc.strerror or exc}); it may have "
                 "stopped. Start it, or monitor from this app alone."
+            ) from None
+        except OSError as exc:
+            raise AttachRefused(
+                f"The control socket {self.path} cannot be used ({exc.strerror or exc})."
             ) from None
         uid = peer_uid(self._writer.get_extra_info("socket"))
         if uid != os.getuid():
