@@ -64,3 +64,18 @@ class File(KeyringBackend):
         if secrets.pop(f"{service}/{username}", None) is None:
             raise PasswordDeleteError(username)
         self._path().write_text(json.dumps(secrets))
+
+
+class Echoing(KeyringBackend):
+    """A backend that refuses to store, repeating what it was given in its error."""
+
+    priority = 1
+
+    def get_password(self, service, username):
+        return None
+
+    def set_password(self, service, username, password):
+        raise RuntimeError(f"will not store {password!r} for {username}")
+
+    def delete_password(self, service, username):
+        return None

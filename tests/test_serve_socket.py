@@ -308,3 +308,20 @@ def test_an_account_added_by_sighup_reaches_an_attached_client(running, loopback
     added = client.wait_for(lambda m: m.get("event") == "account_added")
     assert added["account"]["id"] == "more"
     client.close()
+
+
+def test_a_keyring_that_echoes_the_secret_never_gets_it_into_a_reply(
+    tmp_path, loopback, services, monkeypatch
+):
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.keyrings.Echoing")
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml() + account_toml(loopback, "good"))
+    service = services(config)
+    client = Client(service.wait_for_line(r"Control socket at (\S+)").group(1))
+    fresh = account_to_wire(loopback.account(account_id="fresh", allow_plaintext=False))
+    reply = client.command("save", account=fresh, secret="s3cret-typed-here")
+    assert "will not store '(redacted)' for fresh" in reply["warning"]
+    assert reply["warning"].endswith("The password is kept for this session only.")
+    client.wait_for(status_event("fresh", "invalid_credentials"))  # kept, and wrong: no leak
+    assert "s3cret" not in service.log
+    client.close()

@@ -18,6 +18,7 @@ from .credentials import Credentials, KeyringUnavailable, Secret, SecretStore
 from .models import Account
 from .monitor import Monitor
 from .silences import Silences
+from .text import redact, secret_forms
 
 if TYPE_CHECKING:
     from .history import History
@@ -84,12 +85,14 @@ class AccountBook:
                     self.credentials.session.delete(account.id)
                 except KeyringUnavailable as exc:
                     self.credentials.session.set(account.id, secret)
-                    warning = f"{exc} The password is kept for this session only."
+                    warning = (
+                        f"{_unechoed(exc, secret)} The password is kept for this session only."
+                    )
                 except Exception as exc:
                     await self._undo(account.id, before)
                     raise BookError(
-                        f"The password could not be stored ({exc}); nothing was saved. "
-                        f"Try again, or use a password command."
+                        f"The password could not be stored ({_unechoed(exc, secret)}); nothing "
+                        "was saved. Try again, or use a password command."
                     ) from None
         self.monitor.replace_account(account)
         return warning
@@ -132,3 +135,8 @@ class AccountBook:
 
     async def secret_for(self, account: Account) -> Secret:
         return await asyncio.to_thread(self.credentials.secret_for, account, True)
+
+
+def _unechoed(exc: Exception, secret: Secret) -> str:
+    """A keyring's error as words to show, without the secret it may repeat."""
+    return redact(str(exc), secret_forms(secret.reveal()))

@@ -33,7 +33,6 @@ from .monitor import (
     StatusChanged,
 )
 from .silences import QuietKind, Silences
-from .text import redact, secret_forms
 from .wire import WireError, account_from_wire, state_to_wire
 
 log = logging.getLogger(__name__)
@@ -295,7 +294,7 @@ class ControlServer:
             watcher.history,
         )
 
-    async def _change(self, account_id: str, change: Callable, secret: Secret | None = None):
+    async def _change(self, account_id: str, change: Callable):
         """One change through the account book, under the lock. The watcher's config then says
         what the file says for this account, so the reload the write sets off finds nothing
         new (and a hand edit to another account is still found)."""
@@ -304,10 +303,7 @@ class ControlServer:
             try:
                 outcome = await change(book)
             except BookError as exc:
-                words = str(exc)
-                if secret:  # a keyring may say what it was given; a reply never does
-                    words = redact(words, secret_forms(secret.reveal()))
-                raise CommandError(words) from None
+                raise CommandError(str(exc)) from None
             config = self.watcher.config
             saved = next((a for a in book.accounts if a.id == account_id), None)
             accounts = [saved if a.id == account_id else a for a in config.accounts]
@@ -329,7 +325,7 @@ class ControlServer:
             raise CommandError("session_only is true or false.")
         secret = Secret(value) if value is not None else None
         warning = await self._change(
-            account.id, lambda book: book.save(account, secret, session_only=session_only), secret
+            account.id, lambda book: book.save(account, secret, session_only=session_only)
         )
         return {"warning": warning}
 
