@@ -36,7 +36,7 @@ async def run_round_trips(
     results: dict[str, AccountResult],
     settings: Settings,
     credentials: Credentials,
-    gate: contextlib.AbstractAsyncContextManager | None = None,
+    gate: contextlib.AbstractAsyncContextManager[object] | None = None,
 ) -> dict[str, RoundTripResult]:
     """A probe for each of `accounts`, side by side; `everyone` holds the accounts that `to` may
     name. A probe runs only when both of the sender's checks passed (and the receiver's IMAP,
@@ -46,6 +46,7 @@ async def run_round_trips(
 
     async def one(account: Account) -> RoundTripResult:
         plan = account.round_trip
+        assert plan is not None  # the caller passes only accounts with a round trip
         receiver = account if plan.to == "self" else by_id[plan.to]
         sender_check, receiver_check = results.get(account.id), results.get(receiver.id)
         for who, check in (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .status import Status, worse
 
@@ -102,7 +102,7 @@ class ProbeResult:
     mailbox_mark: tuple[int, int] | None = None  # IMAP (UIDVALIDITY, UIDNEXT) after EXAMINE
     missed: int | None = None  # messages that arrived since the mark we were given
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         return {
             "status": self.status.value,
             "label": self.status.label,
@@ -142,7 +142,7 @@ class RoundTripResult:
     def failed(self) -> bool:
         return self.status in ("missing", "send_refused")
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         return {
             "status": self.status,
             "detail": self.detail,
@@ -243,7 +243,7 @@ class AccountState:
 TRANSIENT = (Status.NO_SERVICE_CONNECTION, Status.SYNC_ERROR)
 
 
-def certificate_verdict(result: AccountResult, settings: Settings, now: datetime) -> dict:
+def certificate_verdict(result: AccountResult, settings: Settings, now: datetime) -> dict[str, Any]:
     """cert_warning (words), cert_alert and cert_days for the nearer certificate expiry, as
     AccountState fields; empty when neither certificate is close to expiring."""
     nearest = None
