@@ -10,7 +10,15 @@ from datetime import datetime
 
 from .credentials import CredentialError, Credentials
 from .history import History
-from .models import Account, AccountResult, AccountState, RoundTripResult, Settings, utcnow
+from .models import (
+    Account,
+    AccountResult,
+    AccountState,
+    Retrying,
+    RoundTripResult,
+    Settings,
+    utcnow,
+)
 from .status import Status, worse
 
 
@@ -97,7 +105,7 @@ def judge(
         state,
         status=status,
         round_trip_problem=f"Round trip: {trip.detail}",
-        retrying=(failures, alert_after) if failures < alert_after else None,
+        retrying=Retrying(failures, alert_after) if failures < alert_after else None,
     )
 
 

@@ -18,7 +18,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .models import Account, AccountResult, AccountState, ProbeResult, RoundTripResult
+from .models import (
+    Account,
+    AccountResult,
+    AccountState,
+    MailboxMark,
+    ProbeResult,
+    Retrying,
+    RoundTripResult,
+)
 from .silences import Quiet
 from .status import Status
 
@@ -235,7 +243,7 @@ def _result_from(text: str | None, account_id: str) -> AccountResult | None:
             d.get("code"),
             d.get("message_count"),
             datetime.fromisoformat(d["cert_not_after"]) if d.get("cert_not_after") else None,
-            mailbox_mark=tuple(d["mailbox_mark"]) if d.get("mailbox_mark") else None,
+            mailbox_mark=MailboxMark(*d["mailbox_mark"]) if d.get("mailbox_mark") else None,
         )
 
     return AccountResult(account_id, probe(data["imap"]), probe(data["smtp"]))
@@ -479,7 +487,7 @@ class History:
                     Status(status),
                     _result_from(result, account_id),
                     _dt(since),
-                    retrying=tuple(json.loads(retrying)) if retrying else None,
+                    retrying=Retrying(*json.loads(retrying)) if retrying else None,
                     failed_logins=failed_logins,
                 )
         return states

@@ -22,6 +22,8 @@ from .models import (
     Account,
     AccountResult,
     AccountState,
+    MailboxMark,
+    Retrying,
     RoundTripResult,
     Settings,
     certificate_verdict,
@@ -89,7 +91,7 @@ Checker = Callable[..., Awaitable[AccountResult]]
 
 
 async def _default_checker(
-    account: Account, timeout: float, credentials: Credentials, mark: tuple[int, int] | None = None
+    account: Account, timeout: float, credentials: Credentials, mark: MailboxMark | None = None
 ) -> AccountResult:
     return await check_account(account, timeout, credentials=credentials, mark=mark)
 
@@ -132,7 +134,7 @@ class _Slot:
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.failures = 0  # consecutive transient failures, for backoff and alert_after
-        self.mark: tuple[int, int] | None = None  # INBOX (UIDVALIDITY, UIDNEXT) when last good
+        self.mark: MailboxMark | None = None  # where INBOX stood at the last good check
         self.probe_task: asyncio.Task[None] | None = (
             None  # the round-trip loop, for opted-in accounts
         )
@@ -399,7 +401,7 @@ class Monitor:
         alert_after = self.settings.alert_after
         # An account already in an alert stays one; a fresh transient failure waits its turn.
         retrying = (
-            (slot.failures, alert_after)
+            Retrying(slot.failures, alert_after)
             if status in TRANSIENT and slot.failures < alert_after and not state.needs_attention
             else None
         )
