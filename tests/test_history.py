@@ -6,13 +6,22 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tui.core import config as config_file
 from tui.core.history import MIGRATIONS, History, HistoryUnavailable, Quiet, Recorder, default_path
-from tui.core.models import Account, AccountState, Endpoint
+from tui.core.models import (
+    Account,
+    AccountResult,
+    AccountState,
+    Endpoint,
+    MailboxMark,
+    ProbeResult,
+    Retrying,
+)
 from tui.core.monitor import StatusChanged
 from tui.core.status import Status
 from tui.demo.servers import HOST, closed_port
@@ -100,6 +109,25 @@ def test_rows_from_before_migrate_to_the_default_config(tmp_path):
     assert mine.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     mine.record_change("sales", Status.SYNC_ERROR, Status.CONNECTED, "", NOW)
     assert len(History(path).changes("sales")) == 3
+
+
+def test_a_restart_knows_where_inbox_stood_and_how_close_an_alert_was(tmp_path):
+    imap = ProbeResult("imap", Status.NO_SERVICE_CONNECTION, "refused", 3, NOW)
+    imap = replace(imap, mailbox_mark=MailboxMark(uidvalidity=7, uidnext=42))
+    smtp = ProbeResult("smtp", Status.CONNECTED, "", 3, NOW)
+    state = AccountState(
+        sales(),
+        Status.NO_SERVICE_CONNECTION,
+        AccountResult("sales", imap, smtp),
+        since=NOW,
+        retrying=Retrying(failures=1, alert_after=3),
+    )
+    History(tmp_path / "h.sqlite3").record([], [state])
+    known = History(tmp_path / "h.sqlite3").last_states([sales()])["sales"]
+    assert known.retrying is not None and known.result is not None
+    assert (known.retrying.failures, known.retrying.alert_after) == (1, 3)
+    mark = known.result.imap.mailbox_mark
+    assert mark is not None and (mark.uidvalidity, mark.uidnext) == (7, 42)
 
 
 def test_the_default_configs_key_is_its_resolved_path(tmp_path):

@@ -34,8 +34,8 @@ def state_cell(state: AccountState) -> Text:
     """The Status column: the label, or what qualifies it (retrying, stale, a certificate)."""
     info = state.status.info
     if state.retrying:
-        done, of = state.retrying
-        return Text(f"Retrying {done}/{of}…", style=f"italic {info.colour}")
+        failures, alert_after = state.retrying
+        return Text(f"Retrying {failures}/{alert_after}…", style=f"italic {info.colour}")
     if state.stale:
         return Text(f"{state.status.label}?", style=f"dim {info.colour}")
     if state.status is Status.CONNECTED and state.cert_warning:

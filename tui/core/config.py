@@ -9,17 +9,20 @@ import os
 import re
 import stat
 import tempfile
-
-try:  # tomli's compiled build parses a thousand accounts about three times faster than tomllib
-    import tomli as tomllib
-except ImportError:  # pragma: no cover - tomli is a dependency; tomllib is the same parser
-    import tomllib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+
+# tomli's compiled build parses a thousand accounts about three times faster than tomllib.
+import tomli
 
 from .models import AUTH_METHODS, SECURITIES, Account, Endpoint, RoundTrip, Settings
 from .providers import PROVIDERS
+
+if TYPE_CHECKING:
+    from .oauth2.settings import OAuth2Settings
 
 ENV_VAR = "CONNECTED_EMAILS_CONFIG"
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -109,7 +112,7 @@ def default_path() -> Path:
     return Path(user_config_dir("connected-emails")) / "accounts.toml"
 
 
-def resolve_path(path: str | os.PathLike | None) -> Path:
+def resolve_path(path: str | os.PathLike[str] | None) -> Path:
     if path:
         return Path(path).expanduser()
     if os.environ.get(ENV_VAR):
@@ -257,8 +260,8 @@ def _refuse_if_others_can_write(path: Path, info: os.stat_result) -> None:
 
 def parse(text: str, path: Path) -> Config:
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        data = tomli.loads(text)
+    except tomli.TOMLDecodeError as exc:
         match = re.search(r"line (\d+)", str(exc))
         raise ConfigError(
             path,
@@ -343,7 +346,21 @@ class _LineFinder:
         return start + 1 if start < len(self.lines) and start > 0 else None
 
 
-def _reject_unknown(table: dict, allowed: set[str], path: Path, where: str, line_of) -> None:
+class Fail(Protocol):
+    """Raises the ConfigError of one account's field: the problem, the fix, where it is."""
+
+    def __call__(
+        self, problem: str, fix: str, key: str | None = None, field: str | None = None
+    ) -> NoReturn: ...
+
+
+def _reject_unknown(
+    table: dict[str, object],
+    allowed: set[str],
+    path: Path,
+    where: str,
+    line_of: Callable[[str], int | None],
+) -> None:
     for key in table:
         if key not in allowed:
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
@@ -355,11 +372,11 @@ def _reject_unknown(table: dict, allowed: set[str], path: Path, where: str, line
             raise ConfigError(path, f"unknown key {key!r} in {where}.", fix, line_of(key))
 
 
-def _settings(raw, path: Path, lines: _LineFinder) -> Settings:
+def _settings(raw: object, path: Path, lines: _LineFinder) -> Settings:
     if not isinstance(raw, dict):
         raise ConfigError(path, "[settings] must be a table.", "Write it as a [settings] table.")
     _reject_unknown(raw, SETTINGS_KEYS, path, "[settings]", lines.top)
-    values = {}
+    values: dict[str, Any] = {}
     for key, (low, high, unit) in SETTINGS_RANGES.items():
         if key in raw:
             values[key] = _in_range(raw[key], key, low, high, unit, path, lines.top(key))
@@ -400,7 +417,9 @@ def _settings(raw, path: Path, lines: _LineFinder) -> Settings:
 
 
 def _control_problem(key: str, value: str) -> tuple[str, str]:
-    char = CONTROL.search(value).group()
+    found = CONTROL.search(value)
+    assert found is not None  # asked only about a value that has one
+    char = found.group()
     return (
         f"{key} contains the control character U+{ord(char):04X}.",
         "Remove it: line breaks, NUL, escape and other control characters could be sent to "
@@ -408,7 +427,9 @@ def _control_problem(key: str, value: str) -> tuple[str, str]:
     )
 
 
-def _in_range(value, key: str, low: int, high: int, unit: str, path: Path, line: int | None):
+def _in_range(
+    value: object, key: str, low: int, high: int, unit: str, path: Path, line: int | None
+) -> float:
     kinds = (int, float) if key in FRACTIONAL_SETTINGS else (int,)
     if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
         quoted = isinstance(value, str) and _is_number(value)
@@ -429,7 +450,7 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def _shown(value) -> str:
+def _shown(value: object) -> str:
     """A value as the user wrote it in TOML (nan, inf, true), not as Python spells it."""
     if isinstance(value, bool):
         return str(value).lower()
@@ -438,10 +459,10 @@ def _shown(value) -> str:
     return repr(value)
 
 
-def _account(raw, index: int, path: Path, lines: _LineFinder) -> Account:
+def _account(raw: object, index: int, path: Path, lines: _LineFinder) -> Account:
     where = f"account #{index + 1}"
 
-    def fail(problem: str, fix: str, key: str | None = None, field: str | None = None):
+    def fail(problem: str, fix: str, key: str | None = None, field: str | None = None) -> NoReturn:
         raise ConfigError(path, f"{where}: {problem}", fix, lines.account(index, key), field or key)
 
     if not isinstance(raw, dict):
@@ -491,7 +512,7 @@ def _account(raw, index: int, path: Path, lines: _LineFinder) -> Account:
     for key in ("username", "password_command", "oauth2_token_command", "ca_file"):
         if key in raw and not isinstance(raw[key], str):
             fail(f"{key} must be a string.", "Quote the value.", key)
-    flags = {}
+    flags: dict[str, bool] = {}
     for key, default in (("stopped", False), ("allow_plaintext", False), ("tls_verify", True)):
         flags[key] = raw.get(key, default)
         if not isinstance(flags[key], bool):
@@ -500,7 +521,7 @@ def _account(raw, index: int, path: Path, lines: _LineFinder) -> Account:
                 f"Write {key} = {str(not default).lower()} or remove it.",
                 key,
             )
-    endpoints = {}
+    endpoints: dict[str, Endpoint] = {}
     for proto, preset in (("imap", provider.imap), ("smtp", provider.smtp)):
         table = raw.get(proto)
         if table is None and preset is None:
@@ -528,7 +549,7 @@ def _account(raw, index: int, path: Path, lines: _LineFinder) -> Account:
     )
 
 
-def _oauth2(raw: dict, provider: str, fail):
+def _oauth2(raw: dict[str, Any], provider: str, fail: Fail) -> OAuth2Settings | None:
     """The built-in sign-in's table, with the provider's preset under it."""
     if "oauth2" not in raw:
         return None
@@ -540,7 +561,7 @@ def _oauth2(raw: dict, provider: str, fail):
         fail(exc.problem, exc.fix, "oauth2", f"oauth2.{exc.key}")
 
 
-def _round_trip(table, fail) -> RoundTrip:
+def _round_trip(table: object, fail: Fail) -> RoundTrip:
     example = 'round_trip = { every = "1h", to = "self", max_delay = "5m", cleanup = true }'
     if not isinstance(table, dict):
         fail("round_trip must be a table.", f"Write {example}.", "round_trip")
@@ -549,7 +570,7 @@ def _round_trip(table, fail) -> RoundTrip:
             close = difflib.get_close_matches(key, sorted(ROUND_TRIP_KEYS), n=1)
             hint = f"Did you mean {close[0]!r}?" if close else "Use every, to, max_delay, cleanup."
             fail(f"unknown key {key!r} in round_trip.", hint, "round_trip")
-    values = {}
+    values: dict[str, float] = {}
     for key, (least, most) in ROUND_TRIP_RANGES.items():
         if key not in table:
             continue
@@ -584,7 +605,7 @@ def _round_trip(table, fail) -> RoundTrip:
     return RoundTrip(to=to, cleanup=cleanup, **values)
 
 
-def round_trip_table(plan: RoundTrip) -> dict:
+def round_trip_table(plan: RoundTrip) -> dict[str, object]:
     """The round_trip table as a user writes it: durations in words, every key given."""
     return {
         "every": format_duration(plan.every),
@@ -602,12 +623,12 @@ def format_duration(seconds: float) -> str:
     return f"{int(seconds)}s"
 
 
-def validate_account(raw: dict, path: Path | None = None) -> Account:
+def validate_account(raw: dict[str, object], path: Path | None = None) -> Account:
     """Validate one account as the forms build it; ConfigError.key names the field at fault."""
     return _account(raw, 0, path or Path("(form)"), _LineFinder(""))
 
 
-def _endpoint(table, preset: Endpoint | None, proto: str, fail) -> Endpoint:
+def _endpoint(table: object, preset: Endpoint | None, proto: str, fail: Fail) -> Endpoint:
     if not isinstance(table, dict):
         fail(f"{proto} must be a table.", f"Write {proto} = {{ host = ..., port = ... }}.", proto)
     for key in table:
@@ -645,7 +666,7 @@ def _endpoint(table, preset: Endpoint | None, proto: str, fail) -> Endpoint:
 
 
 @contextmanager
-def locked(path: Path):
+def locked(path: Path) -> Iterator[None]:
     """An exclusive lock beside the file, so two processes never interleave their writes."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # others may not write it
     lock_path = path.with_name(path.name + ".lock")
@@ -665,7 +686,7 @@ def save(config: Config) -> None:
         _write(config.path, _edited(text, current, config))
 
 
-def update_accounts(path: Path, change) -> Config:
+def update_accounts(path: Path, change: Callable[[list[Account]], list[Account]]) -> Config:
     """Read the file, apply `change` to its accounts, write it back, all under the lock: an edit
     made meanwhile by another process (or by hand) is kept, not overwritten."""
     with locked(path):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import tomlkit
-from tomlkit.items import AoT, Comment, Table, Whitespace
+from tomlkit import TOMLDocument
+from tomlkit.items import AoT, Comment, InlineTable, Item, Table, Whitespace
 
 from .config import round_trip_table
 from .models import Account, Endpoint, Settings
@@ -26,9 +27,9 @@ def edited(text: str, old: Config, new: Config) -> str:
     return doc.as_string()
 
 
-def _tables(doc) -> list:
+def _tables(doc: TOMLDocument) -> list[Table]:
     """Every table in the file's order, each [[accounts]] one included."""
-    found = []
+    found: list[Table] = []
     for _, item in doc.body:
         if isinstance(item, AoT):
             found += item.body
@@ -37,7 +38,7 @@ def _tables(doc) -> list:
     return found
 
 
-def _trailing(table) -> int:
+def _trailing(table: Table | InlineTable) -> int:
     """Where the comments and blank lines at the end of a table begin. tomlkit keeps there
     what sits above the next header in the file: it is about that header, not this table."""
     body = table.value.body
@@ -47,7 +48,7 @@ def _trailing(table) -> int:
     return cut
 
 
-def _set(table, key: str, value) -> None:
+def _set(table: Table | InlineTable, key: str, value: object) -> None:
     """Set a key; a new one goes below the table's last key, above the comments that belong
     to the next header."""
     if key in table:
@@ -62,13 +63,13 @@ def _set(table, key: str, value) -> None:
         table.value.append(None, item)
 
 
-def _settings_fields(settings: Settings) -> dict:
+def _settings_fields(settings: Settings) -> dict[str, Any]:
     return {f.name: getattr(settings, f.name) for f in fields(Settings)}
 
 
-def _account_fields(account: Account) -> dict:
+def _account_fields(account: Account) -> dict[str, Any]:
     """An account as its [[accounts]] table says it: defaults left out, endpoints last."""
-    values = {}
+    values: dict[str, Any] = {}
     for f in fields(Account):
         value = getattr(account, f.name)
         if isinstance(value, Endpoint):
@@ -89,7 +90,7 @@ def _account_fields(account: Account) -> dict:
     return values
 
 
-def _edit_table(doc, name: str, old: dict, new: dict) -> None:
+def _edit_table(doc: TOMLDocument, name: str, old: dict[str, Any], new: dict[str, Any]) -> None:
     if old == new:
         return
     if name not in doc:
@@ -97,14 +98,14 @@ def _edit_table(doc, name: str, old: dict, new: dict) -> None:
     _edit(doc[name], old, new)
 
 
-def _add_section(doc, name: str, section) -> None:
+def _add_section(doc: TOMLDocument, name: str, section: Item) -> None:
     """A new table at the end, set apart by a blank line as a person would write it."""
     if doc.body and not doc.as_string().endswith("\n\n"):
         doc.add(tomlkit.nl())
     doc[name] = section
 
 
-def _edit(table, old: dict, new: dict) -> None:
+def _edit(table: Table | InlineTable, old: dict[str, Any], new: dict[str, Any]) -> None:
     """Set the keys whose value changed and delete those that are gone; leave the rest alone."""
     for key in old:
         if key not in new and key in table:
@@ -121,7 +122,7 @@ def _edit(table, old: dict, new: dict) -> None:
             _set(table, key, _inline(value) if isinstance(value, dict) else value)
 
 
-def _inline(values: dict):
+def _inline(values: dict[str, Any]) -> InlineTable:
     """`{ host = "h", port = 993 }`, spaced inside the braces as the README writes it."""
     inline = tomlkit.inline_table()
     inline.update(values)
@@ -131,22 +132,24 @@ def _inline(values: dict):
     return inline
 
 
-def _edit_accounts(doc, old: list[Account], new: list[Account]) -> None:
+def _edit_accounts(doc: TOMLDocument, old: list[Account], new: list[Account]) -> None:
     """Accounts are matched by id: a changed one is edited in place, a new one appended, a
     removed one deleted; the others' text is left exactly as it is."""
     wanted = {a.id: a for a in new}
-    tables = doc.get("accounts")
+    tables = doc.get("accounts")  # None only when `old`, what this document says, is empty
     for index in reversed(range(len(old))):
         if old[index].id not in wanted:
             if isinstance(tables, AoT):
                 _delete(doc, tables[index])
             else:  # accounts = [{...}, ...]: an inline array has no comments to look after
+                assert tables is not None
                 del tables[index]
     kept = [a for a in old if a.id in wanted]
     by_id = {a.id: i for i, a in enumerate(kept)}
     for account in new:
         fields_now = _account_fields(account)
         if account.id in by_id:
+            assert tables is not None
             _edit(tables[by_id[account.id]], _account_fields(kept[by_id[account.id]]), fields_now)
             continue
         if tables is None:
@@ -163,7 +166,7 @@ def _edit_accounts(doc, old: list[Account], new: list[Account]) -> None:
         tables.append(table)
 
 
-def _delete(doc, table) -> None:
+def _delete(doc: TOMLDocument, table: Table) -> None:
     """Delete an [[accounts]] table with the comment lines right above its header (they are
     about it). The comments at its end are about the next header: they stay above it."""
     tables = _tables(doc)

@@ -10,7 +10,15 @@ from datetime import datetime
 
 from .credentials import CredentialError, Credentials
 from .history import History
-from .models import Account, AccountResult, AccountState, RoundTripResult, Settings, utcnow
+from .models import (
+    Account,
+    AccountResult,
+    AccountState,
+    Retrying,
+    RoundTripResult,
+    Settings,
+    utcnow,
+)
 from .status import Status, worse
 
 
@@ -36,7 +44,7 @@ async def run_round_trips(
     results: dict[str, AccountResult],
     settings: Settings,
     credentials: Credentials,
-    gate: contextlib.AbstractAsyncContextManager | None = None,
+    gate: contextlib.AbstractAsyncContextManager[object] | None = None,
 ) -> dict[str, RoundTripResult]:
     """A probe for each of `accounts`, side by side; `everyone` holds the accounts that `to` may
     name. A probe runs only when both of the sender's checks passed (and the receiver's IMAP,
@@ -46,6 +54,7 @@ async def run_round_trips(
 
     async def one(account: Account) -> RoundTripResult:
         plan = account.round_trip
+        assert plan is not None  # the caller passes only accounts with a round trip
         receiver = account if plan.to == "self" else by_id[plan.to]
         sender_check, receiver_check = results.get(account.id), results.get(receiver.id)
         for who, check in (
@@ -96,7 +105,7 @@ def judge(
         state,
         status=status,
         round_trip_problem=f"Round trip: {trip.detail}",
-        retrying=(failures, alert_after) if failures < alert_after else None,
+        retrying=Retrying(failures, alert_after) if failures < alert_after else None,
     )
 
 

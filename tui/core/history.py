@@ -12,13 +12,26 @@ import errno
 import json
 import os
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .models import Account, AccountResult, AccountState, ProbeResult, RoundTripResult
+from .models import (
+    Account,
+    AccountResult,
+    AccountState,
+    MailboxMark,
+    ProbeResult,
+    Retrying,
+    RoundTripResult,
+)
 from .silences import Quiet
 from .status import Status
+
+if TYPE_CHECKING:
+    from .monitor import Event
 
 # Each step takes the schema one version (PRAGMA user_version) up; a new table or column is a
 # new step at the end, so a database of any age is brought up to date in one transaction.
@@ -136,7 +149,7 @@ class Change:
     new: Status
     detail: str
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         return {
             "account_id": self.account_id,
             "at": self.at.isoformat(),
@@ -220,7 +233,7 @@ def _result_from(text: str | None, account_id: str) -> AccountResult | None:
         return None
     data = json.loads(text)
 
-    def probe(d: dict) -> ProbeResult:
+    def probe(d: dict[str, Any]) -> ProbeResult:
         return ProbeResult(
             d["protocol"],
             Status(d["status"]),
@@ -230,7 +243,7 @@ def _result_from(text: str | None, account_id: str) -> AccountResult | None:
             d.get("code"),
             d.get("message_count"),
             datetime.fromisoformat(d["cert_not_after"]) if d.get("cert_not_after") else None,
-            mailbox_mark=tuple(d["mailbox_mark"]) if d.get("mailbox_mark") else None,
+            mailbox_mark=MailboxMark(*d["mailbox_mark"]) if d.get("mailbox_mark") else None,
         )
 
     return AccountResult(account_id, probe(data["imap"]), probe(data["smtp"]))
@@ -270,7 +283,7 @@ def _round_trip_from(text: str) -> RoundTripResult:
     )
 
 
-def _state_row(state: AccountState) -> tuple:
+def _state_row(state: AccountState) -> tuple[object, ...]:
     return (
         state.account.id,
         state.status.value,
@@ -324,12 +337,13 @@ class History:
             self.db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
 
     def _version(self) -> int:
-        return self.db.execute("PRAGMA user_version").fetchone()[0]
+        version: int = self.db.execute("PRAGMA user_version").fetchone()[0]
+        return version
 
     def close(self) -> None:
         self.db.close()
 
-    def _write(self, sql: str, params: tuple) -> None:
+    def _write(self, sql: str, params: tuple[object, ...]) -> None:
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute(sql, params)
@@ -473,7 +487,7 @@ class History:
                     Status(status),
                     _result_from(result, account_id),
                     _dt(since),
-                    retrying=tuple(json.loads(retrying)) if retrying else None,
+                    retrying=Retrying(*json.loads(retrying)) if retrying else None,
                     failed_logins=failed_logins,
                 )
         return states
@@ -500,7 +514,9 @@ class History:
         latencies = (_round_trip_from(text).latency_ms for (text,) in reversed(rows))
         return [ms for ms in latencies if ms is not None]
 
-    def recent_round_trips(self, accounts: list[Account], limit: int) -> dict:
+    def recent_round_trips(
+        self, accounts: list[Account], limit: int
+    ) -> dict[str, list[RoundTripResult]]:
         """Each opted-in account's last `limit` probes, newest first: what the monitor needs."""
         return {a.id: self.round_trips(a.id, limit) for a in accounts if a.round_trip}
 
@@ -601,7 +617,7 @@ class Recorder:
 
     MAX_HELD_CHANGES = 10_000  # while the disk is full; the oldest go first
 
-    def __init__(self, history: History, on_failure=None):
+    def __init__(self, history: History, on_failure: Callable[[str], None] | None = None):
         self.history = history
         self.on_failure = on_failure
         self.failed = False
@@ -612,7 +628,7 @@ class Recorder:
         self._trips: dict[str, RoundTripResult] = {}
         self._scheduled = False
 
-    def __call__(self, event) -> None:
+    def __call__(self, event: Event) -> None:
         from .monitor import AccountChecked, RoundTripDone, StatusChanged
 
         if self.failed:
@@ -625,7 +641,8 @@ class Recorder:
             self._states[event.account_id] = state
         elif isinstance(event, AccountChecked):
             self._states[event.state.account.id] = event.state
-            self._samples.append(Sample.of(event.state.result))
+            if event.state.result is not None:  # always set once a check has finished
+                self._samples.append(Sample.of(event.state.result))
         elif isinstance(event, RoundTripDone) and event.result.status != "not_run":
             self._trips[event.account_id] = event.result
         else:

@@ -50,7 +50,7 @@ class HookRunner:
         self.timeout = timeout
         self.on_failure = on_failure
         self.failures = 0
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[bool]] = set()
 
     def __call__(self, event: Event) -> None:
         if not isinstance(event, AttentionChanged):
@@ -74,6 +74,7 @@ class HookRunner:
         except OSError as exc:
             self._failed(f"could not be started ({exc.strerror})")
             return False
+        assert proc.stderr is not None  # stderr=PIPE above
         try:
             stderr, _ = await asyncio.wait_for(
                 asyncio.gather(_first_bytes(proc.stderr), proc.wait()), self.timeout

@@ -8,9 +8,9 @@ Labels are account ids (slugs, never secrets), `protocol` (imap|smtp), `status` 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from .models import AccountState
@@ -52,7 +52,7 @@ class Metrics(Collector):
         registry.register(self)
         return registry
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         states = list(self.states())
         up = GaugeMetricFamily(
             "connected_email_up",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .status import Status, worse
 
@@ -86,6 +86,21 @@ class Settings:
     notify_config: str | None = None  # an Apprise configuration file: where alerts are sent
 
 
+class MailboxMark(NamedTuple):
+    """Where INBOX stood after EXAMINE: new mail since is UIDs from `uidnext` on, while
+    `uidvalidity` is unchanged (a new one means the UIDs were renumbered)."""
+
+    uidvalidity: int
+    uidnext: int
+
+
+class Retrying(NamedTuple):
+    """A transient failure that is not an alert yet: `failures` in a row of `alert_after`."""
+
+    failures: int
+    alert_after: int
+
+
 @dataclass(frozen=True)
 class ProbeResult:
     """What one protocol check found. `detail` is a sentence a user can act on; no secrets."""
@@ -99,10 +114,10 @@ class ProbeResult:
     message_count: int | None = None
     cert_not_after: datetime | None = None  # the server certificate's expiry, when TLS was used
     reached_server: bool = True  # False when nothing was sent (the secret could not be read)
-    mailbox_mark: tuple[int, int] | None = None  # IMAP (UIDVALIDITY, UIDNEXT) after EXAMINE
+    mailbox_mark: MailboxMark | None = None  # IMAP, after EXAMINE
     missed: int | None = None  # messages that arrived since the mark we were given
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         return {
             "status": self.status.value,
             "label": self.status.label,
@@ -142,7 +157,7 @@ class RoundTripResult:
     def failed(self) -> bool:
         return self.status in ("missing", "send_refused")
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         return {
             "status": self.status,
             "detail": self.detail,
@@ -203,7 +218,7 @@ class AccountState:
     stopped_reason: str | None = None  # set when status is STOPPED
     stopped_by_user: bool = False
     stale: bool = False  # last known from the history, not yet checked in this run
-    retrying: tuple[int, int] | None = None  # (failures so far, alert_after) while not yet an alert
+    retrying: Retrying | None = None  # while a transient failure is not yet an alert
     cert_warning: str | None = None  # "certificate of imap.example.com expires in 10 days"
     cert_alert: bool = False  # the certificate expires within cert_alert_days
     cert_days: int | None = None  # whole days until the nearer certificate expires, if warned
@@ -243,7 +258,7 @@ class AccountState:
 TRANSIENT = (Status.NO_SERVICE_CONNECTION, Status.SYNC_ERROR)
 
 
-def certificate_verdict(result: AccountResult, settings: Settings, now: datetime) -> dict:
+def certificate_verdict(result: AccountResult, settings: Settings, now: datetime) -> dict[str, Any]:
     """cert_warning (words), cert_alert and cert_days for the nearer certificate expiry, as
     AccountState fields; empty when neither certificate is close to expiring."""
     nearest = None

@@ -11,6 +11,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from . import lockout
 from .check import check_account
@@ -21,6 +22,8 @@ from .models import (
     Account,
     AccountResult,
     AccountState,
+    MailboxMark,
+    Retrying,
     RoundTripResult,
     Settings,
     certificate_verdict,
@@ -88,7 +91,7 @@ Checker = Callable[..., Awaitable[AccountResult]]
 
 
 async def _default_checker(
-    account: Account, timeout: float, credentials: Credentials, mark: tuple[int, int] | None = None
+    account: Account, timeout: float, credentials: Credentials, mark: MailboxMark | None = None
 ) -> AccountResult:
     return await check_account(account, timeout, credentials=credentials, mark=mark)
 
@@ -101,7 +104,7 @@ def _initial_state(account: Account, last_known: AccountState | None = None) -> 
             account, Status.STOPPED, stopped_reason=USER_STOP_REASON, stopped_by_user=True
         )
     failed = last_known.failed_logins if last_known else 0
-    if lockout.must_stop(failed):
+    if last_known is not None and lockout.must_stop(failed):
         return replace(
             last_known,
             account=account,
@@ -114,7 +117,7 @@ def _initial_state(account: Account, last_known: AccountState | None = None) -> 
     return AccountState(account, failed_logins=failed)
 
 
-async def _cancel(tasks: list[asyncio.Task]) -> None:
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
     """Cancel until done: on Python 3.11 asyncio.wait_for drops a cancellation that arrives in
     the turn its future finished (a secret lookup ending then), and the loop would go on."""
     while tasks:
@@ -127,12 +130,14 @@ async def _cancel(tasks: list[asyncio.Task]) -> None:
 class _Slot:
     """The per-account bookkeeping the faces never see."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.wake = asyncio.Event()
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
         self.failures = 0  # consecutive transient failures, for backoff and alert_after
-        self.mark: tuple[int, int] | None = None  # INBOX (UIDVALIDITY, UIDNEXT) when last good
-        self.probe_task: asyncio.Task | None = None  # the round-trip loop, for opted-in accounts
+        self.mark: MailboxMark | None = None  # where INBOX stood at the last good check
+        self.probe_task: asyncio.Task[None] | None = (
+            None  # the round-trip loop, for opted-in accounts
+        )
         self.trips: list[RoundTripResult] = []  # the last few probes, newest first
         self.base: AccountState | None = None  # the state IMAP and SMTP alone make
         self.checked = asyncio.Event()  # set once the first check is in: probes wait for it
@@ -222,7 +227,7 @@ class Monitor:
         finally:
             await self.close()
 
-    def stalled(self, now) -> bool:
+    def stalled(self, now: datetime) -> bool:
         """No check has finished for twice the poll interval, while some account is not
         stopped: something is stuck, and the faces must say so."""
         if all(s.status is Status.STOPPED for s in self.states.values()):
@@ -262,7 +267,7 @@ class Monitor:
             )
             slot.probe_task.add_done_callback(self._said_if_failed)
 
-    def _said_if_failed(self, task: asyncio.Task) -> None:
+    def _said_if_failed(self, task: asyncio.Task[None]) -> None:
         """A loop that died of a bug must not leave its account showing its last status as
         if it were still watched: say so, once per loop."""
         if task.cancelled() or task.exception() is None:
@@ -396,7 +401,7 @@ class Monitor:
         alert_after = self.settings.alert_after
         # An account already in an alert stays one; a fresh transient failure waits its turn.
         retrying = (
-            (slot.failures, alert_after)
+            Retrying(slot.failures, alert_after)
             if status in TRANSIENT and slot.failures < alert_after and not state.needs_attention
             else None
         )
@@ -406,6 +411,7 @@ class Monitor:
             "cert_days": None,
             **certificate_verdict(result, self.settings, utcnow()),
         }
+        missed: int | None
         if result.imap.missed is not None:
             missed = result.imap.missed  # sync works again: this is what it had missed
         else:
@@ -428,6 +434,7 @@ class Monitor:
         if lockout.must_stop(failed_logins):
             self.stop(account_id, lockout.stop_reason(failed_logins), by_user=False)
             return interval
+        delay: float
         if slot.failures:
             delay = min(interval, self.retry_base * 2 ** (slot.failures - 1))
         else:
@@ -446,9 +453,9 @@ class Monitor:
             await asyncio.sleep(random.uniform(0, min(plan.every, self.round_trip_spread)))
         while True:
             state = self.states.get(account_id)
-            plan = state.account.round_trip if state else None
-            if plan is None:
+            if state is None or state.account.round_trip is None:
                 return
+            plan = state.account.round_trip
             last = slot.trips[0] if slot.trips else None
             wait = plan.every - (utcnow() - last.checked_at).total_seconds() if last else 0.0
             if wait > 0:
@@ -474,6 +481,7 @@ class Monitor:
 
     def _judged(self, slot: _Slot, current: AccountState) -> AccountState:
         """The IMAP and SMTP state with the last probe's verdict (it holds until the next)."""
+        assert slot.base is not None  # set by the first check, which the probes wait for
         trip = slot.trips[0] if slot.trips else None
         judged = judge(slot.base, trip, consecutive_failures(slot.trips), self.settings)
         return replace(judged, since=current.since if judged.status is current.status else utcnow())

@@ -10,12 +10,16 @@ import stat
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .models import AccountState
 from .monitor import AttentionChanged, Event
 from .outages import Outage, failing_host, group_outages
 from .status import Status
 from .text import clean
+
+if TYPE_CHECKING:
+    import apprise
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +78,7 @@ def outage_over_message(host: str, ids: Iterable[str]) -> tuple[str, str]:
     )
 
 
-def load_apprise(path: Path):
+def load_apprise(path: Path) -> tuple[apprise.Apprise, str | None]:
     """The Apprise object for the file, and a warning when others can read it (its URLs carry
     tokens). NotifyConfigError when the file is missing or names no URL Apprise understands."""
     import apprise
@@ -113,7 +117,7 @@ class Notifier:
 
     def __init__(
         self,
-        sender,
+        sender: apprise.Apprise,
         states: Callable[[], Iterable[AccountState]],
         *,
         is_quiet: Callable[[AccountState], bool] | None = None,
@@ -129,7 +133,7 @@ class Notifier:
         self.hold = hold
         self.failures = 0
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="notify")
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[bool]] = set()
         self._held: dict[str, AccountState] = {}
         self._hold_timer: asyncio.TimerHandle | None = None
         self._silenced: set[str] = set()  # alerts not sent, so their recoveries are not either

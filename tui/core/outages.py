@@ -4,7 +4,7 @@ are one problem at the provider, not many reconnect prompts."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from .models import AccountState
 from .status import Status
@@ -19,7 +19,7 @@ class Outage:
     accounts: tuple[AccountState, ...]
 
     @property
-    def since(self):
+    def since(self) -> datetime:
         return min(s.since for s in self.accounts)
 
 
@@ -27,8 +27,8 @@ def failing_host(state: AccountState) -> str | None:
     """The host of the side that could not be reached, for a No Service Connection."""
     if state.status is not Status.NO_SERVICE_CONNECTION or state.result is None:
         return None
-    side = "imap" if state.result.imap.status is Status.NO_SERVICE_CONNECTION else "smtp"
-    return getattr(state.account, side).host
+    imap_failed = state.result.imap.status is Status.NO_SERVICE_CONNECTION
+    return (state.account.imap if imap_failed else state.account.smtp).host
 
 
 def group_outages(alerts: list[AccountState]) -> tuple[list[Outage], list[AccountState]]:

@@ -18,6 +18,7 @@ from .status import Status
 
 if TYPE_CHECKING:
     from .history import History
+    from .monitor import Event
 
 
 class QuietKind(StrEnum):
@@ -36,7 +37,7 @@ class Quiet:
     at: datetime
     until: datetime | None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "kind", QuietKind(self.kind))  # the history stores its value
 
     def holds_for(self, state: AccountState, now: datetime) -> bool:
@@ -66,7 +67,7 @@ class Silences:
         self.clock = clock
         self._quiet: dict[str, Quiet] = history.quiet() if history else {}
 
-    def __call__(self, event) -> None:
+    def __call__(self, event: Event) -> None:
         from .monitor import StatusChanged
 
         if isinstance(event, StatusChanged) and event.account_id in self._quiet:

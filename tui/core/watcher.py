@@ -9,6 +9,7 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .config import Config
 from .credentials import Credentials
@@ -16,7 +17,13 @@ from .history import History, Recorder
 from .models import Account, AccountState, utcnow
 from .monitor import Event, Monitor
 
+if TYPE_CHECKING:
+    from .hooks import HookRunner
+    from .metrics import Metrics
+    from .notify import Notifier
+
 log = logging.getLogger(__name__)
+V = TypeVar("V")
 
 
 class Watcher:
@@ -31,8 +38,8 @@ class Watcher:
         *,
         history: History | None = None,
         on_problem: Callable[[str], None] | None = None,
-        metrics=None,
-        monitor_options: dict | None = None,
+        metrics: Metrics | None = None,
+        monitor_options: dict[str, Any] | None = None,
     ):
         self.config = config
         self.credentials = credentials
@@ -41,19 +48,19 @@ class Watcher:
         self.metrics = metrics
         self.monitor_options = monitor_options or {}
         self.monitor = self._new_monitor(
-            config, self._read(lambda: history.last_states(config.accounts), "last states")
+            config, self._read(lambda h: h.last_states(config.accounts), "last states")
         )
         self._subscribers: list[Callable[[Event], None]] = []
         self._unsubscribe: list[Callable[[], None]] = []
         self.recorder: Recorder | None = None
-        self.hooks = None
-        self.notifier = None
+        self.hooks: HookRunner | None = None
+        self.notifier: Notifier | None = None
         self._running = False
 
     def _new_monitor(self, config: Config, last_known: dict[str, AccountState]) -> Monitor:
         recent = config.settings.alert_after + 1  # enough to count failed probes in a row
         trips = self._read(
-            lambda: self.history.recent_round_trips(config.accounts, recent), "recent round trips"
+            lambda h: h.recent_round_trips(config.accounts, recent), "recent round trips"
         )
         return Monitor(
             config.accounts,
@@ -64,13 +71,13 @@ class Watcher:
             **self.monitor_options,
         )
 
-    def _read(self, read: Callable[[], dict], what: str) -> dict:
+    def _read(self, read: Callable[[History], dict[str, V]], what: str) -> dict[str, V]:
         """What the history knows of this config's accounts; nothing when it cannot be read,
         said, since the monitor must start (or restart after a reload) without it."""
         if not self.history:
             return {}
         try:
-            return read()
+            return read(self.history)
         except sqlite3.Error as exc:
             self.on_problem(
                 f"The {what} could not be read from the history ({exc}); monitoring goes on "
@@ -117,7 +124,7 @@ class Watcher:
         self._running = True
         self.monitor.start()
 
-    def _notifier(self, value: str):
+    def _notifier(self, value: str) -> Notifier | None:
         from .notify import Notifier, NotifyConfigError, load_apprise, notify_config_path
 
         try:

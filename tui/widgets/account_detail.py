@@ -36,7 +36,7 @@ def detail_renderable(state: AccountState, now: datetime) -> Group:
     if state.retrying:
         lines.append(
             Text(
-                f"Retrying ({state.retrying[0]} of {state.retrying[1]}) before this "
+                f"Retrying ({state.retrying.failures} of {state.retrying.alert_after}) before this "
                 f"becomes an alert: one failure is often a passing blip.",
                 style="italic",
             )

@@ -9,6 +9,7 @@ secret even when the server echoes one back.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from ..credentials import CredentialError
 from ..status import Status
@@ -61,14 +62,14 @@ def clean(text: str, redact: tuple[str, ...] = (), limit: int = 200) -> str:
     return server_text(line, forms, limit).strip()
 
 
-def decode(http_status: int, body: dict, redact: tuple[str, ...] = ()) -> OAuth2Error:
+def decode(http_status: int, body: dict[str, Any], redact: tuple[str, ...] = ()) -> OAuth2Error:
     """The error a token endpoint returned, in words, with the status the account shows."""
     found = _decode(http_status, body, redact)
     found.error = str(body.get("error", ""))
     return found
 
 
-def _decode(http_status: int, body: dict, redact: tuple[str, ...]) -> OAuth2Error:
+def _decode(http_status: int, body: dict[str, Any], redact: tuple[str, ...]) -> OAuth2Error:
     error = clean(str(body.get("error", "")), redact, 80) or f"HTTP {http_status}"
     description = clean(str(body.get("error_description", "")), redact)
     codes = [c for c in body.get("error_codes", []) if isinstance(c, int)]

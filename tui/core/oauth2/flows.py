@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from authlib.common.security import generate_token
@@ -30,7 +31,7 @@ SLOW_DOWN = 5  # RFC 8628 §3.5: seconds added to the interval on each slow_down
 class Cancelled(CredentialError):
     """The user cancelled the sign-in; nothing was stored."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__("Sign-in cancelled; nothing was stored.")
 
 
@@ -54,7 +55,7 @@ class DeviceFlow:
         self._issued = 0.0
 
     def start(self) -> DeviceCode:
-        url = self.settings.endpoint("device_authorization_endpoint")
+        url = self.settings.required("device_authorization_endpoint")
         form = {"client_id": self.settings.client_id, "scope": " ".join(self.settings.scopes)}
         response = call(
             url, lambda: self.client.request("POST", url, data=form, withhold_token=True)
@@ -87,13 +88,13 @@ class DeviceFlow:
         cancel: threading.Event,
         on_tick: Callable[[float], None] | None = None,
         sleep: Callable[[float], bool] | None = None,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """Poll at the server's interval until a token, an error, the code's expiry or `cancel`.
         `on_tick(seconds_left)` before each wait; `sleep(seconds)` returns True when cancelled."""
         if self.code is None:
             raise RuntimeError("start() the device flow before waiting on it")
         sleep = sleep or cancel.wait
-        url = self.settings.endpoint("token_endpoint")
+        url = self.settings.required("token_endpoint")
         interval = self.code.interval
         while True:
             left = self.code.expires_in - (time.monotonic() - self._issued)
@@ -119,7 +120,7 @@ class DeviceFlow:
                 raise
 
 
-def _number(value, default: float) -> float:
+def _number(value: object, default: float) -> float:
     return float(value) if isinstance(value, (int, float)) and value > 0 else default
 
 
@@ -150,7 +151,7 @@ class LoopbackFlow:
         )
         self.client.redact += (self._verifier,)
         self.url, self._state = self.client.create_authorization_url(
-            settings.endpoint("authorization_endpoint"), code_verifier=self._verifier
+            settings.required("authorization_endpoint"), code_verifier=self._verifier
         )
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.1,), name="oauth2-loopback", daemon=True
@@ -166,7 +167,7 @@ class LoopbackFlow:
         cancel: threading.Event,
         deadline: float = MAX_WAIT,
         on_bad_paste: Callable[[str], None] | None = None,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """The token, once the redirect arrives (listener or paste); raises on the server's error,
         `cancel` or the deadline. A pasted address that is not this sign-in's answer goes to
         `on_bad_paste` (the user pastes again); without it, it ends the wait. The listener
@@ -196,7 +197,7 @@ class LoopbackFlow:
         finally:
             self.close()
 
-    def _exchange(self, answer: str) -> dict:
+    def _exchange(self, answer: str) -> dict[str, Any]:
         query = {k: v[0] for k, v in parse_qs(urlsplit(answer).query).items()}
         if "error" in query:
             words = DEVICE_ERRORS.get(query["error"], f"sign-in failed ({clean(query['error'])})")
@@ -220,7 +221,7 @@ class LoopbackFlow:
                 remote=False,
             )
         self.client.redact += (query["code"],)
-        url = self.settings.endpoint("token_endpoint")
+        url = self.settings.required("token_endpoint")
         # The code's redirect_uri must be ours even when the user pasted another host's spelling.
         response = f"{self.redirect_uri}?{urlsplit(answer).query}"
         return call(
@@ -239,12 +240,14 @@ class LoopbackFlow:
         self._server.server_close()
 
 
-def _listener(answers: queue.Queue):
+def _listener(answers: queue.Queue[str]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):  # the code in the query must not reach a log
+        def log_message(
+            self, format: str, *args: Any
+        ) -> None:  # the code in the query must not reach a log
             pass
 
-        def do_GET(self):
+        def do_GET(self) -> None:
             query = parse_qs(urlsplit(self.path).query)
             if "code" not in query and "error" not in query:
                 self.send_response(404)

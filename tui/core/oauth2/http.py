@@ -8,6 +8,8 @@ larger than MAX_RESPONSE or take longer than the deadline, even one dripped a by
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx2
@@ -21,16 +23,18 @@ from .settings import OAuth2Settings
 MAX_RESPONSE = 64 * 1024  # a token answer is a few kB; a page of HTML is not one
 USER_AGENT = "connected-emails"
 
+T = TypeVar("T")
+
 
 class _TooLarge(Exception):
     pass
 
 
 class _BoundedStream(httpx2.SyncByteStream):
-    def __init__(self, stream, deadline: float):
+    def __init__(self, stream: httpx2.SyncByteStream, deadline: float):
         self._stream, self._deadline = stream, deadline
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         total = 0
         for chunk in self._stream:
             total += len(chunk)
@@ -40,20 +44,21 @@ class _BoundedStream(httpx2.SyncByteStream):
                 raise httpx2.ReadTimeout("the answer did not finish in time")
             yield chunk
 
-    def close(self):
+    def close(self) -> None:
         self._stream.close()
 
 
 class _BoundedTransport(httpx2.HTTPTransport):
     """Reads each answer under a size cap and the whole call's deadline."""
 
-    def __init__(self, timeout: float, **kwargs):
+    def __init__(self, timeout: float, **kwargs: Any):
         super().__init__(**kwargs)
         self._timeout = timeout
 
-    def handle_request(self, request):
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         deadline = time.monotonic() + self._timeout
         response = super().handle_request(request)
+        assert isinstance(response.stream, httpx2.SyncByteStream)  # a sync transport's answer
         response.stream = _BoundedStream(response.stream, deadline)
         return response
 
@@ -61,7 +66,7 @@ class _BoundedTransport(httpx2.HTTPTransport):
 class Client(OAuth2Client):
     """authlib's client whose token answers raise OAuth2Error with the answer decoded."""
 
-    def __init__(self, settings: OAuth2Settings, secret: Secret | None, timeout: float, **kw):
+    def __init__(self, settings: OAuth2Settings, secret: Secret | None, timeout: float, **kw: Any):
         self.redact: tuple[str, ...] = (secret.reveal(),) if secret else ()
         super().__init__(
             client_id=settings.client_id,
@@ -77,7 +82,7 @@ class Client(OAuth2Client):
             **kw,
         )
 
-    def parse_response_token(self, resp):
+    def parse_response_token(self, resp: httpx2.Response) -> dict[str, Any]:
         body = answer_json(resp)
         if resp.status_code >= 400 or "error" in body:
             raise decode(resp.status_code, body, self.redact)
@@ -87,10 +92,11 @@ class Client(OAuth2Client):
                 Status.REQUEST_IS_INVALID,
             )
         self.token = body
-        return self.token
+        token: dict[str, Any] = self.token  # authlib's OAuth2Token, a dict
+        return token
 
 
-def answer_json(resp) -> dict:
+def answer_json(resp: httpx2.Response) -> dict[str, Any]:
     """The JSON object of an answer, or an error body standing in for one (a proxy's page)."""
     try:
         body = resp.json()
@@ -101,7 +107,7 @@ def answer_json(resp) -> dict:
     return {"error": f"HTTP {resp.status_code}, not a JSON answer"}
 
 
-def call(url: str, fn):
+def call(url: str, fn: Callable[[], T]) -> T:
     """Run one HTTP exchange; transport failures become No Service Connection in words."""
     try:
         return fn()

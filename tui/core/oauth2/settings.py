@@ -21,7 +21,7 @@ TABLE_KEYS = {
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 _MS = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0"
-PRESETS: dict[str, dict] = {
+PRESETS: dict[str, dict[str, str | tuple[str, ...]]] = {
     "gmail": {
         "authorization_endpoint": "https://accounts.google.com/o/oauth2/v2/auth",
         "token_endpoint": "https://oauth2.googleapis.com/token",
@@ -61,10 +61,21 @@ class OAuth2Settings:
         value = getattr(self, name)
         return value.replace("{tenant}", self.tenant) if value else None
 
-    def to_table(self, provider: str) -> dict:
+    def required(self, name: str) -> str:
+        """An endpoint the flow cannot do without (`from_table` has checked it is there)."""
+        url = self.endpoint(name)
+        if url is None:
+            raise SettingsProblem(
+                name,
+                f"oauth2.{name} is missing.",
+                "Name the endpoint by its RFC 8414 name in the oauth2 table.",
+            )
+        return url
+
+    def to_table(self, provider: str) -> dict[str, object]:
         """What the config file keeps: what differs from the provider's preset and defaults."""
         preset = PRESETS.get(provider, {})
-        table: dict = {"client_id": self.client_id}
+        table: dict[str, object] = {"client_id": self.client_id}
         defaults = {"tenant": "common", "flow": "device", "token_store": "keyring"}
         for key in ("tenant", "flow", "scopes", *ENDPOINT_KEYS, "client_secret_command"):
             value = getattr(self, key)
@@ -99,7 +110,7 @@ def check_url(key: str, url: str) -> None:
     )
 
 
-def from_table(table, provider: str) -> OAuth2Settings:
+def from_table(table: object, provider: str) -> OAuth2Settings:
     """The `oauth2` table with the provider's preset under it; SettingsProblem when wrong."""
     if not isinstance(table, dict):
         raise SettingsProblem(
@@ -166,6 +177,7 @@ def from_table(table, provider: str) -> OAuth2Settings:
                 f"Provider {provider!r} has no preset: name the endpoint by its RFC 8414 name.",
             )
     for key in ENDPOINT_KEYS:
-        if settings.endpoint(key):
-            check_url(key, settings.endpoint(key))
+        url = settings.endpoint(key)
+        if url:
+            check_url(key, url)
     return settings

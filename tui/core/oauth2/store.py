@@ -14,13 +14,17 @@ import os
 import stat
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 from ..credentials import CredentialError, KeyringUnavailable, Secret, SecretStore
 from ..models import utcnow
+
+T = TypeVar("T")
 
 MAX_FILE = 64 * 1024  # a record is a refresh token (a few kB at most) and four dates
 
@@ -81,7 +85,7 @@ def keyring_user(account_id: str) -> str:
     return f"{account_id}:oauth2"
 
 
-def keyring_call(action):
+def keyring_call(action: Callable[[], T]) -> T:
     """A keyring call whose failure says the way out for a sign-in: the file store."""
     try:
         return action()
@@ -107,6 +111,7 @@ class TokenStore:
         return self.folder / f"{self.account_id}.json"
 
     def load(self) -> TokenRecord | None:
+        text: str | None
         if self.kind == "file":
             try:
                 text = self._read_file()
@@ -185,7 +190,7 @@ class TokenStore:
             self.path.unlink(missing_ok=True)
 
     @contextmanager
-    def locked(self, timeout: float):
+    def locked(self, timeout: float) -> Iterator[None]:
         """An exclusive lock per account across processes, around refresh-and-save. Another
         process holds it for one refresh at most; past `timeout` something is stuck: say so."""
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)

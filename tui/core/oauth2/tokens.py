@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from ..credentials import (
     CredentialError,
@@ -87,7 +88,7 @@ class OAuth2Tokens:
     def _refresh(self, account: Account) -> Secret:
         settings = self.settings(account)
         store = self.store(account)
-        url = settings.endpoint("token_endpoint")
+        url = settings.required("token_endpoint")
         secret = self.client_secret(account)
         # Held across refresh and save: another process must see the rotated token, not spend
         # the old one (which the server has already invalidated).
@@ -99,14 +100,12 @@ class OAuth2Tokens:
                     "Reconnect in the app."
                 )
             client = Client(settings, secret, self.timeout)
-            client.redact += (record.refresh_token.reveal(),)
-            token = call(
-                url,
-                lambda: client.refresh_token(url, refresh_token=record.refresh_token.reveal()),
-            )
+            refresh = record.refresh_token.reveal()
+            client.redact += (refresh,)
+            token = call(url, lambda: client.refresh_token(url, refresh_token=refresh))
             now = self.clock()
             rotated = token.get("refresh_token")
-            if rotated and rotated != record.refresh_token.reveal():
+            if rotated and rotated != refresh:
                 record = TokenRecord(
                     Secret(rotated), now, now, record.signed_in_at, _expiry(token, now)
                 )
@@ -123,14 +122,14 @@ class OAuth2Tokens:
                 raise
         return self._keep(account.id, token)
 
-    def _keep(self, account_id: str, token: dict) -> Secret:
+    def _keep(self, account_id: str, token: dict[str, Any]) -> Secret:
         access = Secret(str(token["access_token"]))
         lifetime = token.get("expires_in")
         lifetime = float(lifetime) if isinstance(lifetime, (int, float)) else 3600.0
         self._access[account_id] = (access, time.monotonic() + lifetime)
         return access
 
-    def signed_in(self, account: Account, token: dict) -> None:
+    def signed_in(self, account: Account, token: dict[str, Any]) -> None:
         """Store what a sign-in flow returned, replacing any earlier sign-in."""
         if not token.get("refresh_token"):
             raise OAuth2Error(
@@ -157,7 +156,7 @@ class OAuth2Tokens:
         return forecast(record, self.settings(account), account.provider, self.clock())
 
 
-def _expiry(token: dict, now: datetime) -> datetime | None:
+def _expiry(token: dict[str, Any], now: datetime) -> datetime | None:
     seconds = token.get("refresh_token_expires_in")
     if isinstance(seconds, (int, float)) and seconds > 0:
         return now + timedelta(seconds=seconds)
