@@ -4,6 +4,7 @@ certificate expiry, the on_change hook, and what was missed while an account was
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import os
 import signal
@@ -155,6 +156,7 @@ def test_history_command_prints_json_csv_and_text(tmp_path, monkeypatch):
     history.record_change(
         "ops", Status.CONNECTED, Status.SYNC_ERROR, "quota", now - timedelta(days=3)
     )
+    history.record_change("ops", Status.SYNC_ERROR, Status.CONNECTED, "", now - timedelta(days=1))
     history.close()
 
     def run(*args):
@@ -169,8 +171,10 @@ def test_history_command_prints_json_csv_and_text(tmp_path, monkeypatch):
     data = json.loads(run("--json", "--since", "24h").stdout)
     assert [c["account_id"] for c in data["changes"]] == ["sales"]
     assert data["changes"][0]["label"] == "Invalid Credentials"
-    csv_out = run("--csv", "--account", "ops", "--since", "7d").stdout.splitlines()
-    assert csv_out[0] == "at,account_id,old,new,label,detail" and "ops" in csv_out[1]
+    rows = list(csv.reader(run("--csv", "--account", "ops", "--since", "7d").stdout.splitlines()))
+    assert rows[0] == ["at", "account_id", "old", "new", "label", "detail", "until"]
+    assert rows[1][1:] == ["ops", "connected", "sync_error", "Sync Error", "quota", rows[2][0]]
+    assert rows[2][1:] == ["ops", "sync_error", "connected", "Connected", "", ""]  # still holds
     assert "Connected → Invalid Credentials  535" in run().stdout
     bad = run("--since", "yesterday")
     assert bad.returncode == 2 and "neither a span" in bad.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import timedelta
 
 import keyring
@@ -410,7 +412,9 @@ async def test_oauth_reconnect_reruns_the_token_command(tmp_path, loopback):
         await until(lambda: status(app, "gmail") is Status.CONNECTED, what="OAuth2 to connect")
 
 
-async def test_history_is_three_keys_away_and_exports_csv(app, tmp_path, monkeypatch):
+async def test_history_is_three_keys_away_and_exports_csv(
+    app, accounts_file, tmp_path, monkeypatch
+):
     from tui.screens.history import HistoryScreen
 
     monkeypatch.chdir(tmp_path)
@@ -427,6 +431,14 @@ async def test_history_is_three_keys_away_and_exports_csv(app, tmp_path, monkeyp
         exported = list(tmp_path.glob("connected-emails-broken-*.csv"))
         assert len(exported) == 1
         assert "invalid_credentials,Invalid Credentials" in exported[0].read_text()
+        printed = subprocess.run(
+            [sys.executable, "-m", "tui", "history", "--config", str(accounts_file)]
+            + ["--account", "broken", "--csv"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert exported[0].read_text() == printed.stdout  # one CSV, wherever it is asked for
         await pilot.pause()
         assert any(f"Exported 1 row to {exported[0]}" in t.replace("\n", "") for t in toasts(app))
 

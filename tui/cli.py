@@ -234,24 +234,16 @@ def _remember(history, states, last) -> None:
     import sqlite3
     from dataclasses import replace
 
-    from .core.history import Change, unusable
-    from .core.status import Status
+    from .core.history import status_change, unusable
 
     try:
         changes, kept = [], []
         for state in states:
             before = last.get(state.account.id)
-            if before is None or before.status is not state.status:
-                changes.append(
-                    Change(
-                        state.account.id,
-                        state.since,
-                        before.status if before else Status.CHECKING,
-                        state.status,
-                        state.detail,
-                    )
-                )
-            else:
+            change = status_change(before.status if before else None, state)
+            if change is not None:
+                changes.append(change)
+            elif before is not None:
                 state = replace(state, since=before.since)  # the status holds since then
             kept.append(state)
         history.record(changes, kept)  # one transaction for the whole sweep
@@ -427,11 +419,10 @@ def _tell_service(config_path, account_id: str) -> int:
 
 
 def run_history(config_path: str | None, account: str | None, since: str, form: str) -> int:
-    import csv
     import json
     import sqlite3
 
-    from .core.history import History, HistoryUnavailable, default_path, unusable
+    from .core.history import History, HistoryUnavailable, default_path, unusable, write_csv
 
     try:
         start = parse_since(since)
@@ -470,12 +461,7 @@ def run_history(config_path: str | None, account: str | None, since: str, form: 
     if form == "json":
         print(json.dumps({"changes": [c.to_json() for c in changes]}, indent=2))
     elif form == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(["at", "account_id", "old", "new", "label", "detail"])
-        for c in changes:
-            writer.writerow(
-                [c.at.isoformat(), c.account_id, c.old.value, c.new.value, c.new.label, c.detail]
-            )
+        write_csv(sys.stdout, changes)
     else:
         for c in changes:
             print(

@@ -8,6 +8,7 @@ app then runs without history.
 from __future__ import annotations
 
 import asyncio
+import csv
 import errno
 import json
 import os
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .models import (
     Account,
@@ -158,6 +159,33 @@ class Change:
             "label": self.new.label,
             "detail": self.detail,
         }
+
+
+def status_change(old: Status | None, state: AccountState) -> Change | None:
+    """The history's one diff of two account states: a Change when `state`'s status moved from
+    `old` (None when nothing is known yet, counted as Checking), None when it held. The app's
+    Recorder and the `check` command both write what this returns."""
+    old = Status.CHECKING if old is None else old
+    if old is state.status:
+        return None
+    return Change(state.account.id, state.since, old, state.status, state.detail)
+
+
+CSV_HEADER = ("at", "account_id", "old", "new", "label", "detail", "until")
+
+
+def write_csv(out: TextIO, changes: list[Change]) -> None:
+    """The changes (oldest first) as CSV: the history screen's `x` and `history --csv` write
+    this one format. `until` is the account's next change, empty while the status holds."""
+    ended: dict[str, str] = {}
+    rows = []
+    for c in reversed(changes):
+        at, until = c.at.isoformat(), ended.get(c.account_id, "")
+        rows.append([at, c.account_id, c.old.value, c.new.value, c.new.label, c.detail, until])
+        ended[c.account_id] = at
+    writer = csv.writer(out)
+    writer.writerow(CSV_HEADER)
+    writer.writerows(reversed(rows))
 
 
 @dataclass(frozen=True)
@@ -634,11 +662,10 @@ class Recorder:
         if self.failed:
             return
         if isinstance(event, StatusChanged):
-            state = event.state
-            self._changes.append(
-                Change(event.account_id, state.since, event.old, event.new, state.detail)
-            )
-            self._states[event.account_id] = state
+            change = status_change(event.old, event.state)
+            if change is not None:
+                self._changes.append(change)
+            self._states[event.account_id] = event.state
         elif isinstance(event, AccountChecked):
             self._states[event.state.account.id] = event.state
             if event.state.result is not None:  # always set once a check has finished

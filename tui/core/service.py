@@ -19,6 +19,7 @@ from pathlib import Path
 from . import config as config_file
 from .monitor import Event, StatusChanged
 from .text import clean
+from .words import plural
 
 log = logging.getLogger(__name__)
 
@@ -217,9 +218,8 @@ async def serve(config_path: Path, metrics_address: str | None) -> int:
         if control is not None:
             control.keyring_problem = problem
         log.info(
-            "Watching %d account%s from %s (pid %d).",
-            len(config.accounts),
-            "" if len(config.accounts) == 1 else "s",
+            "Watching %s from %s (pid %d).",
+            plural(len(config.accounts), "account"),
             config_path,
             os.getpid(),
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,7 +12,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, Sparkline, Static
 
-from ..core.history import History, Sample, timeline
+from ..core.history import History, Sample, timeline, write_csv
+from ..core.words import plural
 from ..format import duration, status_text, uptime_line
 from ..widgets.fitted_table import Column, FittedTable
 
@@ -84,8 +84,7 @@ class HistoryScreen(ModalScreen[None]):
         )
         if state.missed:
             lines.append(
-                f"\nWhile sync was failing, {state.missed} message"
-                f"{'s' if state.missed != 1 else ''} arrived in INBOX.",
+                f"\nWhile sync was failing, {plural(state.missed, 'message')} arrived in INBOX.",
                 style="cyan",
             )
         summary.update(lines)
@@ -142,18 +141,7 @@ class HistoryScreen(ModalScreen[None]):
         path = Path.cwd() / name
         try:
             with open(path, "w", newline="", encoding="utf-8") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(["from", "to", "status", "label", "detail"])
-                for change, end in reversed(self.rows):
-                    writer.writerow(
-                        [
-                            change.at.isoformat(),
-                            end.isoformat(),
-                            change.new.value,
-                            change.new.label,
-                            change.detail,
-                        ]
-                    )
+                write_csv(handle, [change for change, _ in reversed(self.rows)])
         except OSError as exc:
             self.notify(
                 f"Could not write {path}: {exc.strerror}. Run the app from a folder "
@@ -162,5 +150,4 @@ class HistoryScreen(ModalScreen[None]):
                 timeout=10,
             )
             return
-        count = len(self.rows)
-        self.notify(f"Exported {count} row{'' if count == 1 else 's'} to {path}", timeout=8)
+        self.notify(f"Exported {plural(len(self.rows), 'row')} to {path}", timeout=8)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from ..words import plural
 from .settings import OAuth2Settings
 from .store import TokenRecord
 
@@ -31,9 +32,9 @@ class Forecast:
             return f"token expired on {self.expires_at:%Y-%m-%d} ({self.why}); Reconnect"
         if days < 1:
             hours = max(1, round(days * 24))
-            when = f"in {hours} hour{'s' if hours != 1 else ''}"
+            when = f"in {plural(hours, 'hour')}"
         else:
-            when = f"in {round(days)} day{'s' if round(days) != 1 else ''}"
+            when = f"in {plural(round(days), 'day')}"
         return f"token expires {when} ({self.why}); Reconnect before then"
 
 

@@ -29,6 +29,7 @@ from ..credentials import Secret
 from ..models import Account, ProbeResult
 from ..status import Status
 from ..text import clean, seconds, secret_forms, server_text
+from ..words import plural
 from .errors import ProbeFailed, classify_transport, describe_stray_greeting
 from .oauth import (
     describe_oauth_error,
@@ -504,7 +505,7 @@ async def check_imap(
         return ProbeResult(
             "imap",
             Status.CONNECTED,
-            f"INBOX has {count} message{'' if count == 1 else 's'}",
+            f"INBOX has {plural(count, 'message')}",
             _ms(start),
             message_count=found["count"],
             cert_not_after=found["cert"],
