@@ -17,12 +17,17 @@ def tmux(*args: str) -> str:
     return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=10).stdout
 
 
-@pytest.fixture
-def terminal():
+def need_tmux() -> None:
+    """Skip here with the reason; in CI (which installs tmux) fail instead."""
     if shutil.which("tmux") is None:
         if os.environ.get("CI"):
-            pytest.fail("CI must run the terminal test: tmux is missing (.ci/run installs it)")
+            pytest.fail("CI must run the terminal tests: tmux is missing (.ci/run installs it)")
         pytest.skip(reason="needs tmux (apt-get install tmux); .ci/run installs it")
+
+
+@pytest.fixture
+def terminal():
+    need_tmux()
     session = f"ce-test-{os.getpid()}"
     command = f"{sys.executable} -m tui --demo; echo EXITED=$?; sleep 30"
     tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", command)

@@ -6,6 +6,8 @@ import time
 
 _IMPORTED_AT = time.perf_counter()  # for "started in N ms" in the log
 
+import asyncio
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -26,6 +28,7 @@ from .core.history import History, HistoryUnavailable
 from .core.models import AccountState, utcnow
 from .messages import AccountRemoved, AccountUpdated, AttentionChanged
 from .news import NewsDesk
+from .screens.confirm import ConfirmScreen
 from .screens.too_small import cover_if_too_small
 from .widgets.title_bar import headline
 from .workers import ReportsWorkerFailures, say_worker_failed
@@ -112,8 +115,8 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
             # The first frame comes before the first checks: it is what the user waits for.
             self.call_after_refresh(self.run_monitor)
             self.set_interval(WATCHDOG_EVERY, self.update_subtitle)
-            if isinstance(self.store, KeyringStore):
-                self.call_after_refresh(self.look_for_keyring_problem)
+            if isinstance(self.store, KeyringStore) and self.control.service_pid is None:
+                self.call_after_refresh(self.look_for_keyring_problem)  # a service says its own
 
     @work(thread=True, group="keyring", exit_on_error=False, description="Looking for a keyring")
     def look_for_keyring_problem(self) -> None:
@@ -128,6 +131,13 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
     @work(exclusive=True, group="monitor", exit_on_error=False, description="The monitor")
     async def run_monitor(self) -> None:
         await self.control.run(self.news.event)
+        if self.control.lost:  # attached, and the service went away
+            self.update_subtitle()
+            question = f"{self.control.lost}\n\nMonitor the accounts from this app now?"
+            if await self.push_screen_wait(
+                ConfirmScreen("The service went away", question, "Monitor here", "Not now")
+            ):
+                self.exit(return_code=RELOAD)  # run_app starts again, on its own or attached
 
     def on_resize(self, event: events.Resize) -> None:
         cover_if_too_small(self, event.size)
@@ -168,8 +178,12 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
             self.sub_title = "the accounts file needs fixing"
         else:
             control = self.control
-            stalled = control.stalled(self.now())
-            self.sub_title = headline(control.states(), control.quiet, stalled)
+            text = headline(control.states(), control.quiet, control.stalled(self.now()))
+            if control.lost:
+                text = "the service went away — nothing is being checked"
+            elif control.service_pid is not None:
+                text = f"attached to service (pid {control.service_pid}) — {text}"
+            self.sub_title = text
 
     # --- actions that work everywhere -------------------------------------------------------------
 
@@ -245,9 +259,47 @@ def open_history(path: Path | str, config_path: Path) -> tuple[History | None, s
         return None, str(exc)
 
 
+async def find_service(config_path: Path, store: SecretStore) -> Control | None:
+    """The control of a `serve` watching this config, attached; None when none runs. Raises
+    AttachRefused (a sentence) when one runs but cannot be attached to: a second monitor beside
+    it would double every login, and its lockout risk."""
+    from .core.service import ServiceLock, socket_path
+
+    path = socket_path(config_path)
+    holder = ServiceLock.holder(config_path)
+    if holder is None and not path.exists():
+        return None  # the common case, without importing the client
+    from .core.attach import AttachRefused, NoService, ServiceControl
+
+    control = ServiceControl(path, store)
+    try:
+        await control.connect()
+    except NoService:
+        if holder is None:
+            return None  # a socket left behind by a service that ended
+        raise AttachRefused(
+            f"A service (pid {holder}) watches {config_path} but its control socket {path} "
+            "does not answer, so this app cannot show its checks, and a second monitor would "
+            "double every login. Restart the service (systemctl --user restart "
+            "connected-emails), or stop it to monitor from this app."
+        ) from None
+    return control
+
+
 def run_app(config_path: Path) -> int:
+    from .core.attach import AttachRefused
+
+    async def once() -> int:
+        store = KeyringStore()
+        app = make_app(config_path, store=store, control=await find_service(config_path, store))
+        await app.run_async()
+        return app.return_code or 0
+
     while True:
-        app = make_app(config_path)
-        app.run()
-        if app.return_code != RELOAD:
-            return app.return_code or 0
+        try:
+            code = asyncio.run(once())
+        except AttachRefused as exc:
+            print(exc, file=sys.stderr)
+            return 3
+        if code != RELOAD:
+            return code

@@ -29,6 +29,7 @@ class Control(Protocol):
 
     keyring_problem: str | None  # why secrets cannot be kept in a keyring, if they cannot
     service_pid: int | None  # the service's pid when attached to one; None in this process
+    lost: str | None  # attached: why the service is gone, once it is
     credentials: Credentials  # this process's own, for tests and sign-ins the user starts
 
     async def run(self, on_event: Callable[[Event], None]) -> None:
@@ -80,6 +81,7 @@ class LocalControl:
     notifications), the account book and the silences, each the one owner of its state."""
 
     service_pid = None
+    lost = None
 
     def __init__(
         self,

@@ -81,6 +81,23 @@ class ServiceLock:
         os.write(fd, f"{os.getpid()}\n".encode())
         self.fd = fd
 
+    @staticmethod
+    def holder(config_path: Path) -> int | None:
+        """The pid of the service that holds this config's lock, or None when none does (a
+        probe: the lock is not kept)."""
+        try:
+            fd = os.open(lock_path(config_path), os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.read(fd, 32).decode("ascii", "replace").strip()
+            return int(pid) if pid.isdigit() else 0
+        finally:
+            os.close(fd)  # also lets go of a shared lock just taken
+        return None
+
     def release(self) -> None:
         if self.fd is not None:
             os.close(self.fd)

@@ -1,0 +1,133 @@
+"""The app attached to a running `serve`, as its user sees it: the service's states under
+"attached to service (pid N)" with no login of the app's own, keys that act through the
+service, a second monitor never started, and an offer to monitor alone when the service goes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import sys
+
+import pytest
+
+from tui.app import RELOAD, find_service, make_app
+from tui.core.attach import AttachRefused
+from tui.core.credentials import MemoryStore
+from tui.core.service import ServiceLock, socket_path
+from tui.core.status import Status
+from tui.screens.confirm import ConfirmScreen
+
+# The fixtures come along (so their names are reused as parameters, F811).
+# ruff: noqa: F811
+from .conftest import until
+from .test_attach import serving  # noqa: F401
+from .test_serve import runtime_dir, services  # noqa: F401
+from .tui_support import SIZE, select, text_of
+
+
+async def attached_app(config, tmp_path):
+    store = MemoryStore()
+    control = await find_service(config, store)
+    assert control is not None, "no service found for the config"
+    return make_app(
+        config, store=store, control=control, history_path=tmp_path / "face-history.sqlite3"
+    )
+
+
+def title(app) -> str:
+    """The main screen's title line, whichever screen is on top."""
+    return app.screen_stack[0].query_one("#title").render().plain
+
+
+async def test_the_app_shows_the_services_checks_and_makes_none(serving, tmp_path):
+    service, config, servers = serving
+    before = servers.logins()
+    app = await attached_app(config, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: "Connected" in str(app.screen.query_one("#accounts").get_row("good")))
+        assert f"attached to service (pid {service.proc.pid})" in title(app)
+        assert "all 1 connected" in title(app)
+        await asyncio.sleep(1)
+        assert servers.logins() == before  # no second monitor: the app logged in nowhere
+
+        await select(pilot, "good")
+        await pilot.press("c")  # check now: the service's check, one login a side
+        await until(lambda: servers.logins() == (before[0] + 1, before[1] + 1), what="a check")
+
+        await pilot.press("s")  # stop: kept in the file by the service
+        await until(lambda: app.control.state("good").status is Status.STOPPED, what="stopped")
+        assert "stopped = true" in config.read_text()
+        await pilot.press("s")
+        await until(lambda: app.control.state("good").status is Status.CONNECTED, what="resumed")
+        assert "stopped" not in config.read_text()
+
+
+async def test_when_the_service_goes_the_app_says_so_and_offers_to_monitor_alone(serving, tmp_path):
+    service, config, _ = serving
+    app = await attached_app(config, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: "attached to service" in title(app), what="attached")
+        service.kill()
+        await until(lambda: isinstance(app.screen, ConfirmScreen), what="the offer")
+        assert text_of(app.screen.query_one(".dialog-title")).strip() == "The service went away"
+        question = text_of(app.screen.query_one(".question"))
+        assert f"The service (pid {service.proc.pid}) went away" in question
+        assert "Monitor the accounts from this app now?" in question
+        assert "the service went away — nothing is being checked" in title(app)
+        await pilot.press("y")
+        await until(lambda: app.return_code == RELOAD, what="the app to start again")
+
+
+async def test_a_service_whose_socket_cannot_be_trusted_keeps_the_app_from_monitoring(
+    serving,
+):
+    _, config, _ = serving
+    os.chmod(socket_path(config), 0o666)
+    with pytest.raises(AttachRefused, match=r"open to other users"):
+        await find_service(config, MemoryStore())
+
+
+async def test_a_service_without_its_socket_is_not_doubled(serving):
+    service, config, _ = serving
+    socket_path(config).unlink()
+    assert ServiceLock.holder(config) == service.proc.pid
+    with pytest.raises(AttachRefused, match=rf"A service \(pid {service.proc.pid}\) watches"):
+        await find_service(config, MemoryStore())
+
+
+async def test_no_service_means_the_app_monitors_on_its_own(tmp_path):
+    config = tmp_path / "accounts.toml"
+    config.write_text("")
+    assert ServiceLock.holder(config) is None
+    assert await find_service(config, MemoryStore()) is None
+
+
+def test_in_a_real_terminal_the_app_attaches_and_logs_in_nowhere(serving, runtime_dir, tmp_path):
+    from .test_terminal import need_tmux, screen_until, tmux
+
+    need_tmux()
+    service, config, servers = serving
+    before = servers.logins()
+    session = f"ce-attach-{os.getpid()}"
+    env = {
+        "XDG_RUNTIME_DIR": runtime_dir,
+        "XDG_DATA_HOME": tmp_path / "data",
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+    }
+    command = " ".join(
+        ["env", *(f"{k}={shlex.quote(str(v))}" for k, v in env.items())]
+        + [sys.executable, "-m", "tui", "--config", shlex.quote(str(config))]
+        + ["; echo EXITED=$?; sleep 30"]
+    )
+    tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", command)
+    try:
+        screen = screen_until(session, f"attached to service (pid {service.proc.pid})")
+        screen = screen_until(session, "Connected")
+        assert "alice@example.com" in screen
+        assert servers.logins() == before
+        tmux("send-keys", "-t", session, "q")
+        screen_until(session, "EXITED=0")
+    finally:
+        tmux("kill-session", "-t", session)
+    assert servers.logins() == before
