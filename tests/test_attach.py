@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 import pytest
 
@@ -148,8 +149,12 @@ async def test_the_face_shows_the_services_states_and_logs_in_nowhere(serving, f
     assert face.control.service_pid == service.proc.pid
     assert face.control.uses_store() is False  # its password comes from a command
     assert face.control.stalled(utcnow()) is False
+    assert face.control.stalled(utcnow() + timedelta(seconds=601))  # twice its poll interval
     await asyncio.sleep(1)
     assert servers.logins() == before
+    # Test with credentials the user typed: the one login made from here, asked for.
+    result = await face.control.test(state.account, Secret(PASSWORD))
+    assert result.status is Status.CONNECTED and servers.logins() == (2, 2)
 
 
 async def test_check_now_is_the_services_check(serving, faces):
