@@ -354,3 +354,10 @@ async def test_the_resume_command_tells_a_running_service(serving, faces):
     assert f"The running service (pid {service.proc.pid}) checks good again now." in done.stdout
     await face.wait_for(status_is("good", Status.CONNECTED))
     assert "stopped" not in config.read_text()
+
+
+async def test_a_line_past_the_limit_is_refused_not_read(tmp_path, monkeypatch):
+    monkeypatch.setattr("tui.core.attach.MAX_LINE", 4096)
+    path = await fake_service(tmp_path, b'{"type": "hello", "pad": "' + b"x" * 10_000)
+    with pytest.raises(AttachRefused, match=r"^The service sent a line longer than"):
+        await ServiceControl(path, MemoryStore()).connect()
