@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 import pytest
 
@@ -148,8 +149,12 @@ async def test_the_face_shows_the_services_states_and_logs_in_nowhere(serving, f
     assert face.control.service_pid == service.proc.pid
     assert face.control.uses_store() is False  # its password comes from a command
     assert face.control.stalled(utcnow()) is False
+    assert face.control.stalled(utcnow() + timedelta(seconds=601))  # twice its poll interval
     await asyncio.sleep(1)
     assert servers.logins() == before
+    # Test with credentials the user typed: the one login made from here, asked for.
+    result = await face.control.test(state.account, Secret(PASSWORD))
+    assert result.status is Status.CONNECTED and servers.logins() == (2, 2)
 
 
 async def test_check_now_is_the_services_check(serving, faces):
@@ -349,3 +354,10 @@ async def test_the_resume_command_tells_a_running_service(serving, faces):
     assert f"The running service (pid {service.proc.pid}) checks good again now." in done.stdout
     await face.wait_for(status_is("good", Status.CONNECTED))
     assert "stopped" not in config.read_text()
+
+
+async def test_a_line_past_the_limit_is_refused_not_read(tmp_path, monkeypatch):
+    monkeypatch.setattr("tui.core.attach.MAX_LINE", 4096)
+    path = await fake_service(tmp_path, b'{"type": "hello", "pad": "' + b"x" * 10_000)
+    with pytest.raises(AttachRefused, match=r"^The service sent a line longer than"):
+        await ServiceControl(path, MemoryStore()).connect()
