@@ -133,3 +133,44 @@ async def until(predicate, timeout: float = 10.0, what: str = "") -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or predicate}")
         await asyncio.sleep(0.05)
+
+
+# --- the app, for Pilot tests ------------------------------------------------------------------
+
+
+@pytest.fixture
+def accounts_file(tmp_path, loopback, isolated_user):
+    """Two accounts on the loopback servers: good, and broken (its stored password is wrong)."""
+    from tui.core.credentials import SERVICE
+
+    from .tui_support import write_accounts
+
+    isolated_user.secrets[(SERVICE, "good")] = PASSWORD
+    isolated_user.secrets[(SERVICE, "broken")] = "old-wrong-password"
+    return write_accounts(tmp_path / "accounts.toml", loopback, {"good": {}, "broken": {}})
+
+
+@pytest.fixture
+def app(accounts_file):
+    """The app on accounts_file; a module whose tests share another app overrides this."""
+    from tui.app import make_app
+
+    return make_app(accounts_file)
+
+
+@pytest.fixture
+def size() -> tuple[int, int]:
+    """The terminal the `pilot` fixture runs the app in; a module may override it."""
+    from .tui_support import SIZE
+
+    return SIZE
+
+
+@pytest.fixture
+async def pilot(app, size):
+    """The app running with toasts on, every account checked once and shown in the table."""
+    from .tui_support import settled
+
+    async with app.run_test(size=size, notifications=True) as pilot:
+        await settled(pilot)
+        yield pilot

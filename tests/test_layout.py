@@ -14,27 +14,23 @@ from rich.text import Text
 from tui.app import RELOAD, make_app
 from tui.core.config import default_path, load
 from tui.core.silences import QuietKind
-from tui.core.status import Status
 from tui.demo.run import make_demo_app
 
 from .conftest import PASSWORD, USER
-from .tui_support import text_of, toasts, until, write_accounts
+from .tui_support import checked, text_of, toasts, until, write_accounts
 
 
 @pytest.fixture
-def demo(tmp_path):
+def app(tmp_path):
+    """The demo: accounts in every status on real loopback servers, for the `pilot` fixture."""
     app = make_demo_app(tmp_path)
     yield app
     app.demo.close()
 
 
-async def checked(pilot) -> None:
-    app = pilot.app
-    await until(
-        lambda: all(s.status is not Status.CHECKING for s in app.control.states().values()),
-        what="first checks",
-    )
-    await pilot.pause()
+@pytest.fixture
+def size() -> tuple[int, int]:
+    return (80, 24)
 
 
 def table_of(app):
@@ -51,58 +47,52 @@ def longest_address(app) -> int:
     )
 
 
-async def test_at_80_columns_nothing_scrolls_sideways_and_addresses_show_whole(demo):
-    async with demo.run_test(size=(80, 24)) as pilot:
-        await checked(pilot)
-        table = table_of(demo)
-        assert table.max_scroll_x == 0 and not table.show_horizontal_scrollbar
-        assert headers(table) == ["Account", "Status", "Sync", "Send", "Checked"]
-        assert table.columns["account"].width >= longest_address(demo)
+async def test_at_80_columns_nothing_scrolls_sideways_and_addresses_show_whole(pilot, app):
+    table = table_of(app)
+    assert table.max_scroll_x == 0 and not table.show_horizontal_scrollbar
+    assert headers(table) == ["Account", "Status", "Sync", "Send", "Checked"]
+    assert table.columns["account"].width >= longest_address(app)
 
 
-async def test_wider_terminals_show_more_columns_and_narrower_ones_fewer(demo):
-    async with demo.run_test(size=(80, 24)) as pilot:
-        await checked(pilot)
-        table = table_of(demo)
-        await pilot.resize_terminal(120, 40)
-        await pilot.pause()
-        assert headers(table) == [
-            "Account",
-            "Status",
-            "Sync",
-            "Send",
-            "Checked",
-            "Since",
-            "Provider",
-            "What failed",
-        ]
-        assert table.max_scroll_x == 0
-        # Columns shown again are filled, not blank.
-        await until(
-            lambda: str(table.get_cell("billing", "failed")).startswith("IMAP:"),
-            what="What failed to show billing's failure",
-        )
-        assert str(table.get_cell("support", "provider")) == "fastmail"
-        await pilot.resize_terminal(60, 15)
-        await pilot.pause()
-        assert headers(table)[:4] == ["Account", "Status", "Sync", "Send"]
-        assert table.max_scroll_x == 0
+async def test_wider_terminals_show_more_columns_and_narrower_ones_fewer(pilot, app):
+    table = table_of(app)
+    await pilot.resize_terminal(120, 40)
+    await pilot.pause()
+    assert headers(table) == [
+        "Account",
+        "Status",
+        "Sync",
+        "Send",
+        "Checked",
+        "Since",
+        "Provider",
+        "What failed",
+    ]
+    assert table.max_scroll_x == 0
+    # Columns shown again are filled, not blank.
+    await until(
+        lambda: str(table.get_cell("billing", "failed")).startswith("IMAP:"),
+        what="What failed to show billing's failure",
+    )
+    assert str(table.get_cell("support", "provider")) == "fastmail"
+    await pilot.resize_terminal(60, 15)
+    await pilot.pause()
+    assert headers(table)[:4] == ["Account", "Status", "Sync", "Send"]
+    assert table.max_scroll_x == 0
 
 
-async def test_home_end_and_pages_move_the_selection(demo):
-    async with demo.run_test(size=(80, 24)) as pilot:
-        await checked(pilot)
-        table = table_of(demo)
-        ids = [row.key.value for row in table.ordered_rows]
-        await pilot.press("end")
-        assert table.selected_id == ids[-1]
-        assert table.scroll_x == 0  # the Account column stays in view
-        await pilot.press("home")
-        assert table.selected_id == ids[0]
-        await pilot.press("pagedown")
-        assert table.cursor_row > 3
-        await pilot.press("pageup")
-        assert table.cursor_row == 0
+async def test_home_end_and_pages_move_the_selection(pilot, app):
+    table = table_of(app)
+    ids = [row.key.value for row in table.ordered_rows]
+    await pilot.press("end")
+    assert table.selected_id == ids[-1]
+    assert table.scroll_x == 0  # the Account column stays in view
+    await pilot.press("home")
+    assert table.selected_id == ids[0]
+    await pilot.press("pagedown")
+    assert table.cursor_row > 3
+    await pilot.press("pageup")
+    assert table.cursor_row == 0
 
 
 def reachable(app, widget) -> bool:
@@ -114,67 +104,63 @@ def reachable(app, widget) -> bool:
     return hit is widget or widget in hit.ancestors
 
 
-async def test_at_60x15_rows_and_every_dialog_button_are_in_view(demo):
-    async with demo.run_test(size=(60, 15)) as pilot:
-        await checked(pilot)
-        table = table_of(demo)
+async def test_at_60x15_rows_and_every_dialog_button_are_in_view(app):
+    async with app.run_test(size=(60, 15)) as pilot:
+        await checked(app)
+        table = table_of(app)
         assert table.size.height - 1 >= 4, "at least four rows under the header"
         assert table.max_scroll_x == 0
         await pilot.press("a")
         await pilot.pause()
-        for button in demo.screen.query("Button"):
-            assert reachable(demo, button), f"Alerts button {button.label} is out of reach"
+        for button in app.screen.query("Button"):
+            assert reachable(app, button), f"Alerts button {button.label} is out of reach"
         await pilot.press("escape")
         await pilot.press("r")
         await pilot.pause()
-        for button in demo.screen.query("Button"):
-            assert reachable(demo, button), f"Reconnect button {button.label} is out of reach"
+        for button in app.screen.query("Button"):
+            assert reachable(app, button), f"Reconnect button {button.label} is out of reach"
 
 
-async def test_the_attention_toast_leaves_the_alerts_buttons_free(demo):
-    async with demo.run_test(size=(80, 24), notifications=True) as pilot:
-        await checked(pilot)
-        await until(
-            lambda: any("Needs attention" in t for t in toasts(demo)),
-            what="the Needs attention toast",
-        )
-        await pilot.press("a")
-        await pilot.pause()
-        for button in demo.screen.query("Button"):
-            assert reachable(demo, button), f"Alerts button {button.label} is covered"
-        help_text = demo.screen.query_one("#alerts-detail")
-        assert reachable(demo, help_text)
+async def test_the_attention_toast_leaves_the_alerts_buttons_free(pilot, app):
+    await until(
+        lambda: any("Needs attention" in t for t in toasts(app)),
+        what="the Needs attention toast",
+    )
+    await pilot.press("a")
+    await pilot.pause()
+    for button in app.screen.query("Button"):
+        assert reachable(app, button), f"Alerts button {button.label} is covered"
+    help_text = app.screen.query_one("#alerts-detail")
+    assert reachable(app, help_text)
 
 
-async def test_below_60x15_the_app_says_the_terminal_is_too_small(demo):
-    async with demo.run_test(size=(50, 12), notifications=True) as pilot:
-        await checked(pilot)
-        await until(lambda: toasts(demo), what="a toast")
+async def test_below_60x15_the_app_says_the_terminal_is_too_small(app):
+    async with app.run_test(size=(50, 12), notifications=True) as pilot:
+        await checked(app)
+        await until(lambda: toasts(app), what="a toast")
         await pilot.pause(0.2)
-        text = demo.screen.query_one("#too-small-text")
+        text = app.screen.query_one("#too-small-text")
         assert "needs at least 60x15" in str(text.content)
-        assert reachable(demo, text), "a toast covers the message"
+        assert reachable(app, text), "a toast covers the message"
         await pilot.resize_terminal(80, 24)
         await pilot.pause(0.2)
-        assert demo.screen.query("#accounts")
+        assert app.screen.query("#accounts")
 
 
-async def test_at_80_columns_the_alerts_and_history_tables_fit_and_notes_show_whole(demo):
-    async with demo.run_test(size=(80, 24)) as pilot:
-        await checked(pilot)
-        await pilot.press("a")
-        await pilot.pause()
-        alerts = demo.screen.query_one("#alerts-table")
-        assert alerts.max_scroll_x == 0
-        alerts.move_cursor(row=alerts.get_row_index("billing"))
-        note = "ticket #4711 with the billing provider"
-        await demo.control.silence("billing", QuietKind.ACK, note=note)
-        demo.screen.refresh_alerts()
-        await pilot.pause()
-        assert f"acknowledged: {note}" in str(demo.screen.query_one("#alerts-detail").content)
-        await pilot.press("h")
-        await pilot.pause()
-        assert demo.screen.query_one("#history-table").max_scroll_x == 0
+async def test_at_80_columns_the_alerts_and_history_tables_fit_and_notes_show_whole(pilot, app):
+    await pilot.press("a")
+    await pilot.pause()
+    alerts = app.screen.query_one("#alerts-table")
+    assert alerts.max_scroll_x == 0
+    alerts.move_cursor(row=alerts.get_row_index("billing"))
+    note = "ticket #4711 with the billing provider"
+    await app.control.silence("billing", QuietKind.ACK, note=note)
+    app.screen.refresh_alerts()
+    await pilot.pause()
+    assert f"acknowledged: {note}" in str(app.screen.query_one("#alerts-detail").content)
+    await pilot.press("h")
+    await pilot.pause()
+    assert app.screen.query_one("#history-table").max_scroll_x == 0
 
 
 async def test_at_80x24_the_no_keyring_banner_shows_whole(tmp_path, loopback, isolated_user):
@@ -227,19 +213,17 @@ async def test_the_first_save_at_the_default_path_creates_the_file_0600(loopback
     assert [a.id for a in load(path).accounts] == ["first"]
 
 
-async def test_history_shows_uptime_bars_and_latency_sparklines(demo):
-    async with demo.run_test(size=(80, 24)) as pilot:
-        await checked(pilot)
-        await until(lambda: demo.history.samples("sales"), what="a latency sample")
-        table = table_of(demo)
-        table.move_cursor(row=table.get_row_index("sales"))
-        await pilot.press("h")
-        await pilot.pause()
-        summary = text_of(demo.screen.query_one("#history-summary"))
-        assert "uptime 24 h   " in summary and "·▇  100.0%" in summary  # known: the last hour
-        assert "uptime 7 days" in summary
-        assert demo.screen.query_one("#latency-imap").data
-        assert str(demo.screen.query_one("#latency-smtp-last").content).endswith(" ms")
+async def test_history_shows_uptime_bars_and_latency_sparklines(pilot, app):
+    await until(lambda: app.history.samples("sales"), what="a latency sample")
+    table = table_of(app)
+    table.move_cursor(row=table.get_row_index("sales"))
+    await pilot.press("h")
+    await pilot.pause()
+    summary = text_of(app.screen.query_one("#history-summary"))
+    assert "uptime 24 h   " in summary and "·▇  100.0%" in summary  # known: the last hour
+    assert "uptime 7 days" in summary
+    assert app.screen.query_one("#latency-imap").data
+    assert str(app.screen.query_one("#latency-smtp-last").content).endswith(" ms")
 
 
 async def test_at_80_columns_the_plain_text_checkbox_shows_its_whole_label():
@@ -268,26 +252,26 @@ async def test_with_history_off_the_history_screen_says_why_and_draws_no_sparkli
         assert not any(row.display for row in app.screen.query(".latency"))
 
 
-async def test_history_shows_delivery_latency_only_for_accounts_with_a_round_trip(demo):
-    async with demo.run_test(size=(80, 24)) as pilot:
-        states = demo.control.states()
-        await until(lambda: states["sales"].round_trip is not None, timeout=20, what="a probe")
-        latency = states["sales"].round_trip.latency_ms
-        table = table_of(demo)
-        for account_id, shown in (("sales", True), ("support", True), ("invoices", False)):
-            table.move_cursor(row=table.get_row_index(account_id))
-            await pilot.press("h")
-            await pilot.pause()
-            assert bool(demo.screen.query("#latency-delivery")) is shown, account_id
-            if account_id == "sales":
-                assert demo.screen.query_one("#latency-delivery").data[-1] == latency
-                last = text_of(demo.screen.query_one("#latency-delivery-last")).strip()
-                assert last == (f"{latency} ms" if latency < 1000 else f"{latency / 1000:.1f} s")
-            if account_id == "support":  # its probes never arrived
-                last = text_of(demo.screen.query_one("#latency-delivery-last")).strip()
-                assert last == "none arrived"
-            await pilot.press("escape")
-            await pilot.pause()
+async def test_history_shows_delivery_latency_only_for_accounts_with_a_round_trip(pilot, app):
+    await until(
+        lambda: app.control.state("sales").round_trip is not None, timeout=20, what="a probe"
+    )
+    latency = app.control.state("sales").round_trip.latency_ms
+    table = table_of(app)
+    for account_id, shown in (("sales", True), ("support", True), ("invoices", False)):
+        table.move_cursor(row=table.get_row_index(account_id))
+        await pilot.press("h")
+        await pilot.pause()
+        assert bool(app.screen.query("#latency-delivery")) is shown, account_id
+        if account_id == "sales":
+            assert app.screen.query_one("#latency-delivery").data[-1] == latency
+            last = text_of(app.screen.query_one("#latency-delivery-last")).strip()
+            assert last == (f"{latency} ms" if latency < 1000 else f"{latency / 1000:.1f} s")
+        if account_id == "support":  # its probes never arrived
+            last = text_of(app.screen.query_one("#latency-delivery-last")).strip()
+            assert last == "none arrived"
+        await pilot.press("escape")
+        await pilot.pause()
 
 
 async def test_history_says_when_an_opted_in_account_has_no_round_trip_yet(tmp_path, loopback):

@@ -121,23 +121,22 @@ async def test_the_app_signs_in_and_shows_connected_on_dovecot(
     from tui.screens.account_form import AccountFormScreen
     from tui.screens.authorize import AuthorizeScreen
 
-    from .tui_support import select, settled, text_of, until
+    from .tui_support import address_shown, select, settled, status, text_of, until
 
     path = write_config(tmp_path, loopback, server, flow=flow, **endpoints)  # a str, as a script
     app = make_app(path)
     async with app.run_test(size=(100, 32)) as pilot:
         await settled(pilot)
-        assert app.control.states()["ms"].status is Status.INVALID_CREDENTIALS  # not signed in
+        assert status(app, "ms") is Status.INVALID_CREDENTIALS  # not signed in
         await select(pilot, "ms")
         await pilot.press("r")
         await pilot.press("f5")
         await until(lambda: isinstance(app.screen, AuthorizeScreen), what="Authorize")
         if flow == "loopback":
-            authorize = app.screen
-            await until(lambda: authorize._flow is not None, what="the address")
+            address = await address_shown(app)
             await pilot.pause(0.1)
-            paste = authorize.query_one("#authorize-paste")
-            paste.value = browser_visit(authorize._flow.url, follow=False)
+            paste = app.screen.query_one("#authorize-paste")
+            paste.value = browser_visit(address, follow=False)
             await pilot.press("enter")
         await until(lambda: isinstance(app.screen, AccountFormScreen), 20, "signed in")
         form = app.screen
@@ -145,6 +144,6 @@ async def test_the_app_signs_in_and_shows_connected_on_dovecot(
         before = server.introspections
         await pilot.press("f2")
         await until(lambda: not isinstance(app.screen, AccountFormScreen), 20, "the save")
-        await until(lambda: app.control.states()["ms"].status is Status.CONNECTED, 20)
-        assert app.control.states()["ms"].result.imap.status is Status.CONNECTED
+        await until(lambda: status(app, "ms") is Status.CONNECTED, 20)
+        assert app.control.state("ms").result.imap.status is Status.CONNECTED
         assert server.introspections > before  # Dovecot asked our server about the token

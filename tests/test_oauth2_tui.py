@@ -15,7 +15,7 @@ from tui.screens.confirm import ConfirmScreen
 from .conftest import USER
 from .oauth_server import AuthServer
 from .test_oauth2_authorize import browser_visit, write_config
-from .tui_support import cell, select, settled, text_of, toasts, until
+from .tui_support import address_shown, cell, select, settled, status, text_of, toasts, until
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ async def test_reconnect_authorizes_with_the_device_code_then_tests_and_saves(
     app = make_app(path)
     async with app.run_test(size=(100, 32)) as pilot:
         await settled(pilot)
-        assert app.control.states()["ms"].status is Status.INVALID_CREDENTIALS  # not signed in
+        assert status(app, "ms") is Status.INVALID_CREDENTIALS  # not signed in
         await select(pilot, "ms")
         await pilot.press("r")
         assert isinstance(app.screen, AccountFormScreen)
@@ -66,7 +66,7 @@ async def test_reconnect_authorizes_with_the_device_code_then_tests_and_saves(
         await until(lambda: "Test passed" in text_of(form.query_one("#form-result")))
         await pilot.press("f2")
         await until(lambda: not isinstance(app.screen, AccountFormScreen))
-        await until(lambda: app.control.states()["ms"].status is Status.CONNECTED)
+        await until(lambda: status(app, "ms") is Status.CONNECTED)
     assert ("connected-emails", "ms:oauth2") in isolated_user.secrets
     assert "oauth2 = { client_id = " in open(path).read()
 
@@ -114,7 +114,7 @@ async def test_a_new_microsoft_365_account_asks_the_client_id_then_authorizes_te
         await until(lambda: "Test passed" in text_of(form.query_one("#form-result")))
         await pilot.press("f2")
         await until(lambda: app.screen is not form, what="saved")
-        await until(lambda: app.control.states()["m365"].status is Status.CONNECTED)
+        await until(lambda: status(app, "m365") is Status.CONNECTED)
     (grant,) = server.refresh_tokens.values()
     assert grant.scope.startswith("https://outlook.office.com/IMAP")  # the preset's scopes
     assert ("connected-emails", "m365:oauth2") in isolated_user.secrets
@@ -133,14 +133,14 @@ async def test_authorize_with_a_pasted_address_and_cancel(tmp_path, loopback, se
         await pilot.press("f5")
         await until(lambda: isinstance(app.screen, AuthorizeScreen))
         authorize = app.screen
-        await until(lambda: authorize._flow is not None, what="the address")
+        address = await address_shown(app)
         await pilot.pause(0.1)
         paste = authorize.query_one("#authorize-paste")
         paste.value = "http://127.0.0.1:1/?code=x&state=stale"
         await pilot.press("enter")
-        status = authorize.query_one("#authorize-status")
-        await until(lambda: "state does not match" in text_of(status), what="refusal")
-        paste.value = browser_visit(authorize._flow.url, follow=False)
+        said = authorize.query_one("#authorize-status")
+        await until(lambda: "state does not match" in text_of(said), what="refusal")
+        paste.value = browser_visit(address, follow=False)
         await pilot.press("enter")
         await until(lambda: isinstance(app.screen, AccountFormScreen), what="signed in")
         form = app.screen
@@ -178,9 +178,8 @@ async def test_a_dying_sign_in_shows_a_warning_row_and_its_detail(tmp_path, loop
     TokenStore("ms", "keyring", KeyringStore()).save(record)
     app = make_app(path)
     async with app.run_test(size=(100, 32), notifications=True) as pilot:
-        states = app.control.states()
-        await until(lambda: states["ms"].status is not Status.CHECKING)
-        state = states["ms"]
+        await until(lambda: app.control.state("ms").status is not Status.CHECKING)
+        state = app.control.state("ms")
         assert state.status is Status.CONNECTED, state.detail
         assert state.detail.startswith("token expires in 1 day (Google expires sign-ins")
         await until(lambda: cell(pilot, "ms") == "Connected · sign-in ends")
@@ -194,7 +193,7 @@ async def test_a_dying_sign_in_shows_a_warning_row_and_its_detail(tmp_path, loop
         checked = state.last_checked
         await select(pilot, "ms")
         await pilot.press("c")
-        await until(lambda: states["ms"].last_checked != checked, what="the check")
+        await until(lambda: app.control.state("ms").last_checked != checked, what="the check")
         await pilot.pause(0.5)  # past the app's batching of updates
         assert told_times() == 1
 
@@ -211,7 +210,7 @@ async def test_without_a_keyring_the_sign_in_is_kept_in_a_file_with_consent(
     keyring.set_keyring(fail.Keyring())  # a headless server; isolated_user puts its own back
     app = make_app(path)
     async with app.run_test(size=(100, 32)) as pilot:
-        await until(lambda: app.control.states()["ms"].status is not Status.CHECKING)
+        await until(lambda: status(app, "ms") is not Status.CHECKING)
         await select(pilot, "ms")
         await pilot.press("r")
         await pilot.press("f5")
@@ -227,7 +226,7 @@ async def test_without_a_keyring_the_sign_in_is_kept_in_a_file_with_consent(
         form = app.screen
         await until(lambda: "Test passed" in text_of(form.query_one("#form-result")))
         await pilot.press("f2")
-        await until(lambda: app.control.states()["ms"].status is Status.CONNECTED)
+        await until(lambda: status(app, "ms") is Status.CONNECTED)
     assert 'token_store = "file"' in path.read_text()
     stored = TokenStore("ms", "file", None).path
     assert stored.stat().st_mode & 0o777 == 0o600

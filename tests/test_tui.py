@@ -7,7 +7,6 @@ import sys
 from datetime import timedelta
 
 import keyring
-import pytest
 from keyring.backends import fail
 
 from tui.app import make_app
@@ -21,6 +20,7 @@ from tui.screens.alerts import HEADLINE, AlertsScreen
 from tui.screens.config_error import ConfigErrorScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
+from tui.screens.history import HistoryScreen
 
 from .conftest import PASSWORD
 from .tui_support import (
@@ -38,19 +38,6 @@ from .tui_support import (
 )
 
 
-@pytest.fixture
-def accounts_file(tmp_path, loopback, isolated_user):
-    """Two accounts on the loopback servers: good, and broken (its stored password is wrong)."""
-    isolated_user.secrets[(SERVICE, "good")] = PASSWORD
-    isolated_user.secrets[(SERVICE, "broken")] = "old-wrong-password"
-    return write_accounts(tmp_path / "accounts.toml", loopback, {"good": {}, "broken": {}})
-
-
-@pytest.fixture
-def app(accounts_file):
-    return make_app(accounts_file)
-
-
 def fill_new_account(form, loopback, account_id: str = "added") -> None:
     form.query_one("#f-id").value = account_id
     form.query_one("#f-email").value = f"{account_id}@example.com"
@@ -63,45 +50,38 @@ def fill_new_account(form, loopback, account_id: str = "added") -> None:
     form.query_one("#f-allow_plaintext").value = True  # a trusted network: loopback
 
 
-async def test_alerts_modal_lists_only_what_needs_attention(app):
-    async with app.run_test(size=SIZE) as pilot:
-        await settled(pilot)
-        assert app.sub_title == "1 alert — press a"
-        await pilot.press("a")
-        assert isinstance(app.screen, AlertsScreen)
-        assert HEADLINE in text_of(app.screen.query_one("#alerts-headline"))
-        rows = [k.value for k in app.screen.query_one("#alerts-table").rows]
-        assert rows == ["broken"]
-        assert "AUTHENTICATIONFAILED" in text_of(app.screen.query_one("#alerts-detail"))
-        await pilot.press("escape")
-        assert not isinstance(app.screen, AlertsScreen)
+async def test_alerts_modal_lists_only_what_needs_attention(pilot, app):
+    assert app.sub_title == "1 alert — press a"
+    await pilot.press("a")
+    assert isinstance(app.screen, AlertsScreen)
+    assert HEADLINE in text_of(app.screen.query_one("#alerts-headline"))
+    rows = [k.value for k in app.screen.query_one("#alerts-table").rows]
+    assert rows == ["broken"]
+    assert "AUTHENTICATIONFAILED" in text_of(app.screen.query_one("#alerts-detail"))
+    await pilot.press("escape")
+    assert not isinstance(app.screen, AlertsScreen)
 
 
-async def test_help_and_quit_work_inside_alerts(app):
-    async with app.run_test(size=SIZE) as pilot:
-        await settled(pilot)
-        await pilot.press("a", "question_mark")
-        assert isinstance(app.screen, HelpScreen)
-        text = screen_text(app)
-        assert "Acknowledge" in text and "Snooze" in text  # the keys of Alerts, where it opened
-        assert "Delete" not in text  # the accounts screen's keys do not work there
-        await pilot.press("escape", "q")
-        await until(lambda: app.return_code is not None, what="q to quit from Alerts")
+async def test_help_and_quit_work_inside_alerts(pilot, app):
+    await pilot.press("a", "question_mark")
+    assert isinstance(app.screen, HelpScreen)
+    text = screen_text(app)
+    assert "Acknowledge" in text and "Snooze" in text  # the keys of Alerts, where it opened
+    assert "Delete" not in text  # the accounts screen's keys do not work there
+    await pilot.press("escape", "q")
+    await until(lambda: app.return_code is not None, what="q to quit from Alerts")
 
 
-async def test_help_lists_the_keys_of_the_screen_it_was_opened_from(app):
-    async with app.run_test(size=SIZE) as pilot:
-        await settled(pilot)
-        await pilot.press("question_mark")
-        text = screen_text(app)
-        for words in ("Reconnect", "Delete", "Sort", "Alerts", "ctrl+p", "Commands"):
-            assert words in text
-        assert "Acknowledge" not in text
+async def test_help_lists_the_keys_of_the_screen_it_was_opened_from(pilot, app):
+    await pilot.press("question_mark")
+    text = screen_text(app)
+    for words in ("Reconnect", "Delete", "Sort", "Alerts", "ctrl+p", "Commands"):
+        assert words in text
+    assert "Acknowledge" not in text
 
 
-async def test_command_palette_finds_every_action_a_key_can_do(app):
-    async with app.run_test(size=SIZE):
-        titles = {command.title for command in app.get_system_commands(app.screen)}
+async def test_command_palette_finds_every_action_a_key_can_do(pilot, app):
+    titles = {command.title for command in app.get_system_commands(app.screen)}
     assert {
         "Alerts",
         "Reconnect",
@@ -118,15 +98,13 @@ async def test_command_palette_finds_every_action_a_key_can_do(app):
     } <= titles
 
 
-async def test_reconnect_with_the_right_password_turns_connected(app, isolated_user):
-    async with app.run_test(size=SIZE) as pilot:
-        await settled(pilot)
-        await pilot.press("a", "r")
-        assert isinstance(app.screen, AccountFormScreen) and app.screen.mode == "reconnect"
-        await pilot.press(*PASSWORD, "f2")
-        await until(lambda: status(app, "broken") is Status.CONNECTED, what="broken to connect")
-        assert isolated_user.secrets[(SERVICE, "broken")] == PASSWORD
-        await until(lambda: cell(pilot, "broken") == "Connected", what="the table")
+async def test_reconnect_with_the_right_password_turns_connected(pilot, app, isolated_user):
+    await pilot.press("a", "r")
+    assert isinstance(app.screen, AccountFormScreen) and app.screen.mode == "reconnect"
+    await pilot.press(*PASSWORD, "f2")
+    await until(lambda: status(app, "broken") is Status.CONNECTED, what="broken to connect")
+    assert isolated_user.secrets[(SERVICE, "broken")] == PASSWORD
+    await until(lambda: cell(pilot, "broken") == "Connected", what="the table")
 
 
 async def test_reconnect_with_a_wrong_password_keeps_the_old_secret(app, isolated_user):
@@ -213,16 +191,14 @@ async def test_a_new_account_is_selected_and_scrolled_into_view(tmp_path, loopba
         assert table.scroll_y <= row < table.scroll_y + table.scrollable_content_region.height
 
 
-async def test_alerts_modal_updates_live(app, isolated_user):
-    async with app.run_test(size=SIZE) as pilot:
-        await settled(pilot)
-        await pilot.press("a")
-        modal = app.screen
-        assert modal.query_one("#alerts-table").row_count == 1
-        isolated_user.secrets[(SERVICE, "broken")] = PASSWORD  # fixed elsewhere
-        app.control.check_now("broken")
-        await until(lambda: modal.query_one("#alerts-empty").display, what="no alerts")
-        assert "every connection is working" in text_of(modal.query_one("#alerts-empty"))
+async def test_alerts_modal_updates_live(pilot, app, isolated_user):
+    await pilot.press("a")
+    modal = app.screen
+    assert modal.query_one("#alerts-table").row_count == 1
+    isolated_user.secrets[(SERVICE, "broken")] = PASSWORD  # fixed elsewhere
+    app.control.check_now("broken")
+    await until(lambda: modal.query_one("#alerts-empty").display, what="no alerts")
+    assert "every connection is working" in text_of(modal.query_one("#alerts-empty"))
 
 
 async def test_validation_error_shows_next_to_the_field(app, accounts_file):
@@ -244,20 +220,19 @@ async def test_validation_error_shows_next_to_the_field(app, accounts_file):
     assert accounts_file.read_text() == before
 
 
-async def test_a_form_error_names_the_field_as_the_form_labels_it(app):
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("n")
-        form = app.screen
-        form.query_one("#f-id").value = "token"
-        form.query_one("#f-email").value = "token@example.com"
-        form.query_one("#f-auth").value = "oauth2"
-        for proto, port in (("imap", 993), ("smtp", 465)):
-            form.query_one(f"#f-{proto}-host").value = f"{proto}.example.com"
-            form.query_one(f"#f-{proto}-port").value = str(port)
-        await pilot.press("f5")
-        await pilot.pause()
-        shown = " ".join(text_of(e) for e in form.query(".field-error") if e.display)
-        assert "'Token cmd'" in shown and "oauth2_token_command" not in shown
+async def test_a_form_error_names_the_field_as_the_form_labels_it(pilot, app):
+    await pilot.press("n")
+    form = app.screen
+    form.query_one("#f-id").value = "token"
+    form.query_one("#f-email").value = "token@example.com"
+    form.query_one("#f-auth").value = "oauth2"
+    for proto, port in (("imap", 993), ("smtp", 465)):
+        form.query_one(f"#f-{proto}-host").value = f"{proto}.example.com"
+        form.query_one(f"#f-{proto}-port").value = str(port)
+    await pilot.press("f5")
+    await pilot.pause()
+    shown = " ".join(text_of(e) for e in form.query(".field-error") if e.display)
+    assert "'Token cmd'" in shown and "oauth2_token_command" not in shown
 
 
 async def test_broken_config_opens_an_error_screen_offering_only_what_works_there(tmp_path):
@@ -324,51 +299,47 @@ async def test_empty_config_welcomes_with_how_to_add():
         assert "New" in screen_text(app)
 
 
-async def test_delete_and_readd_loses_nothing_until_the_new_one_is_saved(app, isolated_user):
-    async with app.run_test(size=SIZE) as pilot:
-        await settled(pilot)
-        await select(pilot, "broken")
-        await pilot.press("r", "f8")
-        await until(lambda: isinstance(app.screen, ConfirmScreen), what="the question")
-        assert "only when you save" in screen_text(app)
-        await pilot.press("y")
-        await until(lambda: getattr(app.screen, "mode", "") == "new", what="the add form")
-        form = app.screen
-        assert form.query_one("#f-id").value == "broken"
-        await pilot.press("escape")  # changed their mind: the old connection is still there
-        assert getattr(app.screen, "mode", "") == "reconnect"
-        assert status(app, "broken") is Status.INVALID_CREDENTIALS
-        assert isolated_user.secrets[(SERVICE, "broken")] == "old-wrong-password"
+async def test_delete_and_readd_loses_nothing_until_the_new_one_is_saved(pilot, app, isolated_user):
+    await select(pilot, "broken")
+    await pilot.press("r", "f8")
+    await until(lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+    assert "only when you save" in screen_text(app)
+    await pilot.press("y")
+    await until(lambda: getattr(app.screen, "mode", "") == "new", what="the add form")
+    form = app.screen
+    assert form.query_one("#f-id").value == "broken"
+    await pilot.press("escape")  # changed their mind: the old connection is still there
+    assert getattr(app.screen, "mode", "") == "reconnect"
+    assert status(app, "broken") is Status.INVALID_CREDENTIALS
+    assert isolated_user.secrets[(SERVICE, "broken")] == "old-wrong-password"
 
-        await pilot.press("f8")
-        await until(lambda: isinstance(app.screen, ConfirmScreen), what="the question")
-        await pilot.press("y")
-        await until(lambda: getattr(app.screen, "mode", "") == "new", what="the add form")
-        app.screen.query_one("#f-password").value = PASSWORD
-        await pilot.press("f2")
-        await until(lambda: status(app, "broken") is Status.CONNECTED, what="re-added")
-        assert len(app.screen_stack) == 1  # both forms closed
-        assert isolated_user.secrets[(SERVICE, "broken")] == PASSWORD
+    await pilot.press("f8")
+    await until(lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+    await pilot.press("y")
+    await until(lambda: getattr(app.screen, "mode", "") == "new", what="the add form")
+    app.screen.query_one("#f-password").value = PASSWORD
+    await pilot.press("f2")
+    await until(lambda: status(app, "broken") is Status.CONNECTED, what="re-added")
+    assert len(app.screen_stack) == 1  # both forms closed
+    assert isolated_user.secrets[(SERVICE, "broken")] == PASSWORD
 
 
-async def test_check_keys_and_a_new_alert_toast(app, isolated_user):
-    async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await settled(pilot)
-        await until(
-            lambda: any("1 email connection needs attention" in t for t in toasts(app)),
-            what="the first toast",
-        )
-        checked = app.control.state("good").last_checked
-        await select(pilot, "good")
-        await pilot.press("c")
-        await until(lambda: app.control.state("good").last_checked != checked, what="check now")
-        isolated_user.secrets[(SERVICE, "good")] = "revoked"
-        await pilot.press("C")
-        await until(
-            lambda: any("good@example.com: Invalid Credentials" in t for t in toasts(app)),
-            timeout=15,
-            what="a toast for the new alert",
-        )
+async def test_check_keys_and_a_new_alert_toast(pilot, app, isolated_user):
+    await until(
+        lambda: any("1 email connection needs attention" in t for t in toasts(app)),
+        what="the first toast",
+    )
+    checked = app.control.state("good").last_checked
+    await select(pilot, "good")
+    await pilot.press("c")
+    await until(lambda: app.control.state("good").last_checked != checked, what="check now")
+    isolated_user.secrets[(SERVICE, "good")] = "revoked"
+    await pilot.press("C")
+    await until(
+        lambda: any("good@example.com: Invalid Credentials" in t for t in toasts(app)),
+        timeout=15,
+        what="a toast for the new alert",
+    )
 
 
 async def test_keys_can_be_remapped_by_binding_id(app, accounts_file):
@@ -413,34 +384,30 @@ async def test_oauth_reconnect_reruns_the_token_command(tmp_path, loopback):
 
 
 async def test_history_is_three_keys_away_and_exports_csv(
-    app, accounts_file, tmp_path, monkeypatch
+    pilot, app, accounts_file, tmp_path, monkeypatch
 ):
-    from tui.screens.history import HistoryScreen
-
     monkeypatch.chdir(tmp_path)
-    async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await settled(pilot)
-        await pilot.press("j", "h")  # from the first row: down to broken, then its history
-        assert isinstance(app.screen, HistoryScreen) and app.screen.account_id == "broken"
-        table = app.screen.query_one("#history-table")
-        assert table.row_count == 1
-        assert "Invalid Credentials" in str(table.get_row_at(0)[2])
-        summary = text_of(app.screen.query_one("#history-summary"))
-        assert "uptime 24 h" in summary and "0.0%" in summary
-        await pilot.press("x")
-        exported = list(tmp_path.glob("connected-emails-broken-*.csv"))
-        assert len(exported) == 1
-        assert "invalid_credentials,Invalid Credentials" in exported[0].read_text()
-        printed = subprocess.run(
-            [sys.executable, "-m", "tui", "history", "--config", str(accounts_file)]
-            + ["--account", "broken", "--csv"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert exported[0].read_text() == printed.stdout  # one CSV, wherever it is asked for
-        await pilot.pause()
-        assert any(f"Exported 1 row to {exported[0]}" in t.replace("\n", "") for t in toasts(app))
+    await pilot.press("j", "h")  # from the first row: down to broken, then its history
+    assert isinstance(app.screen, HistoryScreen) and app.screen.account_id == "broken"
+    table = app.screen.query_one("#history-table")
+    assert table.row_count == 1
+    assert "Invalid Credentials" in str(table.get_row_at(0)[2])
+    summary = text_of(app.screen.query_one("#history-summary"))
+    assert "uptime 24 h" in summary and "0.0%" in summary
+    await pilot.press("x")
+    exported = list(tmp_path.glob("connected-emails-broken-*.csv"))
+    assert len(exported) == 1
+    assert "invalid_credentials,Invalid Credentials" in exported[0].read_text()
+    printed = subprocess.run(
+        [sys.executable, "-m", "tui", "history", "--config", str(accounts_file)]
+        + ["--account", "broken", "--csv"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert exported[0].read_text() == printed.stdout  # one CSV, wherever it is asked for
+    await pilot.pause()
+    assert any(f"Exported 1 row to {exported[0]}" in t.replace("\n", "") for t in toasts(app))
 
 
 async def test_restart_shows_last_known_statuses_marked_stale(app, accounts_file):
@@ -479,19 +446,15 @@ async def test_acknowledged_alert_leaves_the_count_and_comes_back_on_change(
         await until(lambda: len(open_alerts(app)) == 1, what="the alert to return")
 
 
-async def test_snooze_from_the_alerts_modal_quiets_the_alert_for_the_chosen_time(app):
-    async with app.run_test(size=SIZE) as pilot:
-        await settled(pilot)
-        await pilot.press("a", "z")
-        await pilot.click("#quiet-ok")  # the default choice: 4 hours
-        await until(lambda: app.control.silences.get("broken") is not None, what="the snooze")
-        quiet = app.control.silences.get("broken")
-        assert quiet.kind is QuietKind.SNOOZE
-        assert abs(quiet.until - app.now() - timedelta(hours=4)) < timedelta(seconds=5)
-        assert open_alerts(app) == []
-        assert "snoozed until" in str(
-            app.screen.query_one("#alerts-table").get_cell("broken", "note")
-        )
+async def test_snooze_from_the_alerts_modal_quiets_the_alert_for_the_chosen_time(pilot, app):
+    await pilot.press("a", "z")
+    await pilot.click("#quiet-ok")  # the default choice: 4 hours
+    await until(lambda: app.control.silences.get("broken") is not None, what="the snooze")
+    quiet = app.control.silences.get("broken")
+    assert quiet.kind is QuietKind.SNOOZE
+    assert abs(quiet.until - app.now() - timedelta(hours=4)) < timedelta(seconds=5)
+    assert open_alerts(app) == []
+    assert "snoozed until" in str(app.screen.query_one("#alerts-table").get_cell("broken", "note"))
 
 
 async def test_server_text_is_shown_as_text_never_read_as_markup(tmp_path, loopback, isolated_user):
@@ -592,16 +555,15 @@ async def test_a_monitor_that_finishes_no_check_marks_the_title(app):
         await until(lambda: "no check has finished" in app.sub_title, what="the watchdog")
 
 
-async def test_a_failing_worker_is_told_as_a_sentence(app):
+async def test_a_failing_worker_is_told_as_a_sentence(pilot, app):
     async def fails() -> None:
         raise RuntimeError("disk on fire")
 
-    async with app.run_test(size=SIZE, notifications=True):
-        app.screen.run_worker(fails, description="Saving", exit_on_error=False)
-        await until(
-            lambda: any("Saving failed" in t and "disk on fire" in t for t in toasts(app)),
-            what="the sentence",
-        )
+    app.screen.run_worker(fails, description="Saving", exit_on_error=False)
+    await until(
+        lambda: any("Saving failed" in t and "disk on fire" in t for t in toasts(app)),
+        what="the sentence",
+    )
 
 
 async def test_demo_reconnect_turns_billing_connected_and_touches_no_user_file(

@@ -11,6 +11,7 @@ from textual.pilot import Pilot
 from tui.app import ConnectedEmailsApp
 from tui.core.status import Status
 from tui.demo.servers import HOST
+from tui.format import state_cell
 
 from .conftest import USER, until
 
@@ -52,14 +53,20 @@ def write_accounts(
     return path
 
 
-async def settled(pilot: Pilot) -> None:
-    """Every account has had its first check, and the table shows it."""
-    states = pilot.app.control.states()
+async def checked(app: ConnectedEmailsApp) -> None:
+    """Every account has had its first check."""
+    states = app.control.states()
     await until(
         lambda: all(s.status is not Status.CHECKING for s in states.values()), what="first checks"
     )
+
+
+async def settled(pilot: Pilot) -> None:
+    """Every account has had its first check, and the table shows it."""
+    control = pilot.app.control
+    await checked(pilot.app)
     await until(
-        lambda: all(cell(pilot, i) == s.status.label for i, s in states.items()),
+        lambda: all(cell(pilot, i) == state_cell(s).plain for i, s in control.states().items()),
         what="the table to catch up",
     )
 
@@ -88,14 +95,22 @@ async def select(pilot: Pilot, account_id: str) -> None:
 def text_of(widget) -> str:
     """What a Static shows, as plain text."""
     from rich.console import Console
+    from rich.text import Text
     from textual.content import Content
 
     content = widget.content
-    if isinstance(content, Content):
+    if isinstance(content, Content | Text):
         return content.plain
     console = Console(width=300, record=True, file=open(os.devnull, "w"))
     console.print(content)
     return console.export_text()
+
+
+async def address_shown(app: ConnectedEmailsApp) -> str:
+    """The sign-in address the Authorize screen asks the user to open in a browser."""
+    intro = app.screen.query_one("#authorize-intro")
+    await until(lambda: "Open this address" in text_of(intro), what="the address")
+    return text_of(intro).splitlines()[1]
 
 
 def screen_text(app: ConnectedEmailsApp) -> str:
@@ -111,12 +126,14 @@ __all__ = [
     "SIZE",
     "write_accounts",
     "until",
+    "checked",
     "settled",
     "status",
     "open_alerts",
     "cell",
     "select",
     "text_of",
+    "address_shown",
     "screen_text",
     "toasts",
 ]
