@@ -5,6 +5,7 @@ service, a second monitor never started, and an offer to monitor alone when the 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shlex
 import sys
@@ -20,9 +21,10 @@ from tui.screens.confirm import ConfirmScreen
 
 # The fixtures come along (so their names are reused as parameters, F811).
 # ruff: noqa: F811
-from .conftest import until
+from .conftest import PASSWORD, until
 from .test_attach import serving  # noqa: F401
 from .test_serve import runtime_dir, services  # noqa: F401
+from .test_serve_socket import file_keyring  # noqa: F401
 from .tui_support import SIZE, select, text_of
 
 
@@ -131,3 +133,39 @@ def test_in_a_real_terminal_the_app_attaches_and_logs_in_nowhere(serving, runtim
     finally:
         tmux("kill-session", "-t", session)
     assert servers.logins() == before
+
+
+async def test_new_delete_and_acknowledge_act_through_the_service(
+    file_keyring, serving, tmp_path, loopback
+):
+    from tui.core.silences import QuietKind
+
+    from .test_tui import fill_new_account
+
+    _, config, servers = serving
+    app = await attached_app(config, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: "attached to service" in title(app), what="attached")
+        await pilot.press("n")
+        fill_new_account(app.screen, loopback, "added")
+        await pilot.press("f2")
+        await until(lambda: app.control.state("added") is not None, what="the new account")
+        await until(lambda: app.control.state("added").status is Status.CONNECTED, what="added")
+        assert 'id = "added"' in config.read_text()
+        assert json.loads(file_keyring.read_text()) == {"connected-emails/added": PASSWORD}
+
+        await select(pilot, "added")
+        await pilot.press("d", "y")
+        await until(lambda: app.control.state("added") is None, what="deleted")
+        assert 'id = "added"' not in config.read_text()
+        assert json.loads(file_keyring.read_text()) == {}
+
+        servers.imap.login_reply = "NO [AUTHENTICATIONFAILED] Authentication failed."
+        await select(pilot, "good")
+        await pilot.press("c")
+        await until(lambda: "1 alert" in title(app), what="the alert")
+        await pilot.press("a", "A", *"ticket 4711", "enter")
+        state = app.control.state("good")
+        await until(lambda: app.control.quiet(state) is not None, what="the acknowledgement")
+        assert app.control.quiet(state).kind is QuietKind.ACK
+        await until(lambda: "alert" not in title(app), what="the title to drop the alert")
