@@ -93,8 +93,11 @@ async def _probe(
     from .probes.smtp import QUIT_GRACE, check_smtp
 
     probes = {
-        "imap": asyncio.ensure_future(check_imap(account, secret, left, mark)),
-        "smtp": asyncio.ensure_future(check_smtp(account, secret, left)),
+        # The words name the check's timeout, the one the user set, not what is left.
+        "imap": asyncio.ensure_future(
+            check_imap(account, secret, left, mark, stated_timeout=timeout)
+        ),
+        "smtp": asyncio.ensure_future(check_smtp(account, secret, left, stated_timeout=timeout)),
     }
     try:
         await asyncio.wait(probes.values(), timeout=left + max(LOGOUT_GRACE, QUIT_GRACE) + OVERRUN)

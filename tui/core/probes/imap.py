@@ -463,6 +463,7 @@ async def check_imap(
     timeout: float,
     mark: tuple[int, int] | None = None,
     then: Callable[[IMAPClient, _Guard], None] | None = None,
+    stated_timeout: float | None = None,
 ) -> ProbeResult:
     """Check the account's IMAP side within `timeout` seconds for the whole exchange (LOGOUT
     excepted: it gets a short grace once the check has passed).
@@ -470,7 +471,8 @@ async def check_imap(
     With `mark` (UIDVALIDITY, UIDNEXT from the last good check), also count the messages that
     arrived since then, read-only (UID SEARCH), so the user knows what to catch up on. `then`
     runs in the checking thread once INBOX is examined, under the same deadline; what it
-    raises is classified as the check's own failure would be."""
+    raises is classified as the check's own failure would be. `stated_timeout` is the timeout
+    the words name, when it is not `timeout` (the whole check's, part spent on the secret)."""
     refusal = credential_refusal(account, secret)
     if refusal:
         return ProbeResult("imap", *refusal, 0, reached_server=False)
@@ -517,13 +519,13 @@ async def check_imap(
             "imap",
             Status.NO_SERVICE_CONNECTION,
             f"no complete answer from {account.imap.host}:{account.imap.port} "
-            f"within {seconds(timeout)} s while {guard.step}",
+            f"within {seconds(stated_timeout or timeout)} s while {guard.step}",
             _ms(start),
         )
     exc = future.exception()
     if exc is None:  # the thread ended without a verdict: cannot happen, but never say OK
         exc = RuntimeError("the check ended without a result")
-    status, detail, code = _classify(exc, account, timeout, guard)
+    status, detail, code = _classify(exc, account, stated_timeout or timeout, guard)
     return ProbeResult(
         "imap",
         status,

@@ -225,11 +225,13 @@ async def check_smtp(
     secret: Secret,
     timeout: float,
     then: Callable[[aiosmtplib.SMTP, dict], Awaitable[None]] | None = None,
+    stated_timeout: float | None = None,
 ) -> ProbeResult:
     """Check the account's SMTP side within `timeout` seconds for the whole exchange (QUIT
     excepted: it gets a short grace once the check has passed). `then(client, state)` runs
     once logged in, under the same deadline (the round trip sends its message there); what it
-    raises is classified as the check's own failure would be."""
+    raises is classified as the check's own failure would be. `stated_timeout` is the timeout the
+    words name, when it is not `timeout` (the whole check's, part spent on the secret)."""
     refusal = credential_refusal(account, secret)
     if refusal:
         return ProbeResult("smtp", *refusal, 0, reached_server=False)
@@ -255,14 +257,15 @@ async def check_smtp(
             "smtp",
             Status.NO_SERVICE_CONNECTION,
             f"no complete answer from {account.smtp.host}:{account.smtp.port} "
-            f"within {seconds(timeout)} s while {state['step']}",
+            f"within {seconds(stated_timeout or timeout)} s while {state['step']}",
             _ms(start),
         )
     except Exception as exc:  # every failure becomes a status, never a crash
         expired_on = None
         if _chain_has_expired_certificate(exc) and account.smtp.security == "tls":
             expired_on = await _peek(account, deadline)
-        status, detail, code = _classify(exc, account, timeout, state["step"], expired_on)
+        words_timeout = stated_timeout or timeout
+        status, detail, code = _classify(exc, account, words_timeout, state["step"], expired_on)
         forms = secret_forms(secret.reveal(), sasl_payloads(account, secret))
         return ProbeResult(
             "smtp",
