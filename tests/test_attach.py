@@ -361,3 +361,18 @@ async def test_a_line_past_the_limit_is_refused_not_read(tmp_path, monkeypatch):
     path = await fake_service(tmp_path, b'{"type": "hello", "pad": "' + b"x" * 10_000)
     with pytest.raises(AttachRefused, match=r"^The service sent a line longer than"):
         await ServiceControl(path, MemoryStore()).connect()
+
+
+async def test_a_status_change_ends_the_silence_in_the_services_history(serving, faces):
+    from tui.core.history import History, default_path
+
+    _, config, servers = serving
+    face = await faces()
+    await face.control.silence("good", QuietKind.ACK, note="known")
+    history = History(default_path(), config=config)
+    assert set(history.quiet()) == {"good"}
+    servers.imap.login_reply = "NO [AUTHENTICATIONFAILED] Authentication failed."
+    face.control.check_now("good")
+    await face.wait_for(status_is("good", Status.INVALID_CREDENTIALS))
+    await until(lambda: history.quiet() == {})
+    history.close()

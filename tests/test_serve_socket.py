@@ -291,7 +291,9 @@ def test_a_save_that_cannot_be_done_says_why_and_never_the_secret(running, loopb
     before = config.read_text()
     broken = {**account_to_wire(loopback.account(account_id="x")), "imap": {"host": "a b"}}
     reply = client.command("save", account=broken, secret="hunter2-secret")
-    assert reply["ok"] is False and "imap.host 'a b' is not a host name" in reply["error"]
+    assert reply["ok"] is False
+    assert reply["error"].startswith("The client sent an account that cannot be read: ")
+    assert "imap.host 'a b' is not a host name" in reply["error"]
     reply = client.command("save", account={"id": "x"}, secret=["hunter2-secret"])
     assert reply["ok"] is False and "hunter2" not in reply["error"]
     assert config.read_text() == before and "hunter2" not in service.log

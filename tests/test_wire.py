@@ -129,7 +129,7 @@ def wire_of_a_state() -> dict:
         ({"retrying": [1, 2, 3]}, "account 'a': retrying is not a pair of numbers."),
         ({"imap": None}, "account 'a': a result needs both imap and smtp."),
         ({"silence": {"kind": "mute"}}, "account 'a', silence: unknown kind 'mute'."),
-        ({"account": {"id": "A B"}}, "The service sent an account this app cannot read: "),
+        ({"account": {"id": "A B"}}, "The service sent an account that cannot be read: "),
         ({"account": None}, "The account's settings are not a JSON object."),
     ],
 )

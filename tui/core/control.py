@@ -314,7 +314,7 @@ class ControlServer:
 
     async def _save(self, request: dict) -> dict:
         try:
-            account: Account = account_from_wire(request.get("account"))
+            account: Account = account_from_wire(request.get("account"), "The client")
         except WireError as exc:
             raise CommandError(str(exc)) from None
         value = request.get("secret")

@@ -219,14 +219,14 @@ def _round_trip_from_wire(read: _Reader) -> RoundTripResult:
     )
 
 
-def account_from_wire(obj: Any) -> Account:
+def account_from_wire(obj: Any, sender: str = "The service") -> Account:
     """The account, checked as the config file's reader checks an [[accounts]] table."""
     if not isinstance(obj, dict):
         raise WireError("The account's settings are not a JSON object.")
     try:
-        return validate_account(obj, Path("(the service)"))
+        return validate_account(obj, Path("(the control socket)"))
     except ConfigError as exc:
-        raise WireError(f"The service sent an account this app cannot read: {exc}") from None
+        raise WireError(f"{sender} sent an account that cannot be read: {exc}") from None
 
 
 def quiet_from_wire(obj: Any, account_id: str) -> Quiet:
