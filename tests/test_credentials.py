@@ -34,7 +34,7 @@ from tui.core.sweep import sweep
 from tui.demo.servers import HOST, fault
 
 from . import keyrings
-from .tui_support import cell, select, settled, text_of, write_accounts
+from .tui_support import cell, select, settled, text_of, until, write_accounts
 
 
 def test_secret_never_shows_in_repr_or_str():
@@ -112,7 +112,7 @@ def test_session_secret_wins_over_the_store(loopback, isolated_user):
 
 
 @pytest.fixture
-def hanging_keyring():
+async def hanging_keyring():
     """A keyring that never answers until the test ends; then it answers, so the keyring's thread
     comes free for the next test."""
     keyrings.RELEASE.clear()
@@ -120,9 +120,7 @@ def hanging_keyring():
     keyring.set_keyring(keyrings.Hanging())
     yield keyrings.Hanging
     keyrings.RELEASE.set()
-    deadline = time.monotonic() + 5
-    while "not answering" in _keyring_state() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    await until(lambda: "not answering" not in _keyring_state(), 5, "the keyring thread to free")
 
 
 def _keyring_state() -> str:
@@ -166,10 +164,8 @@ async def test_a_hanging_keyring_leaves_the_monitor_and_the_default_executor_fre
     )
     monitor.start()
     try:
-        deadline = time.monotonic() + 2
-        while any(s.status is Status.CHECKING for s in monitor.states.values()):
-            assert time.monotonic() < deadline, "rows stayed Checking…"
-            await asyncio.sleep(0.02)
+        states = monitor.states.values()
+        await until(lambda: all(s.status is not Status.CHECKING for s in states), 2, "the rows")
         # Other work the app hands to threads still gets one at once.
         assert await asyncio.wait_for(asyncio.to_thread(lambda: "free"), 0.5) == "free"
     finally:
