@@ -55,7 +55,7 @@ def write_accounts(
 
 def _inline(values: dict) -> tomlkit.items.InlineTable:
     table = tomlkit.inline_table()
-    table.update(values)
+    table.update({key: value for key, value in values.items() if value is not None})
     return table
 
 
