@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 
@@ -109,6 +111,13 @@ def loopback(tmp_path_factory) -> Loopback:
         smtp_plain=serve_smtp(servers, smtp_users),
     )
     servers.close()
+
+
+def cli(*args: str, **options) -> subprocess.CompletedProcess:
+    """`connected-emails ARGS` as a user or cron runs it: a real process, its output as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "tui", *args], capture_output=True, text=True, timeout=60, **options
+    )
 
 
 def require_dovecot() -> bool:

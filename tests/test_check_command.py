@@ -3,58 +3,33 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import os
 
-from tui.demo.servers import HOST, ScriptedImap, closed_port
+from tui.demo.servers import ScriptedImap, closed_port
 
-from .conftest import PASSWORD
+from .conftest import PASSWORD, cli
+from .tui_support import write_accounts
 
-
-def write_config(tmp_path, loopback, accounts: list[tuple[str, str, dict]]):
-    lines = ["[settings]", "timeout = 3", ""]
-    for account_id, password, imap in accounts:
-        lines += [
-            "[[accounts]]",
-            f'id = "{account_id}"',
-            'email = "alice@example.com"',
-            f"password_command = \"printf '%s' '{password}'\"",
-            f'ca_file = "{loopback.certs.ca_file}"',
-            "allow_plaintext = true",
-            f'imap = {{ host = "{HOST}", port = {imap["port"]}, security = "{imap["security"]}" }}',
-            f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls}, security = "tls" }}',
-            "",
-        ]
-    path = tmp_path / "accounts.toml"
-    path.write_text("\n".join(lines))
-    return path
+PLAIN = {"imap_security": "none", "allow_plaintext": True}  # the scripted servers speak no TLS
 
 
-def run(*args: str):
-    return subprocess.run(
-        [sys.executable, "-m", "tui", "check", *args], capture_output=True, text=True, timeout=60
-    )
+def check(*args: str, **options):
+    return cli("check", *args, **options)
 
 
 def test_json_reports_each_account_and_exits_critical(tmp_path, loopback):
-    path = write_config(
-        tmp_path,
+    nologin = loopback.serve(ScriptedImap("IMAP4rev1 LOGINDISABLED"))
+    path = write_accounts(
+        tmp_path / "accounts.toml",
         loopback,
-        [
-            ("good", PASSWORD, {"port": loopback.imap_tls, "security": "tls"}),
-            ("badpw", "wrong", {"port": loopback.imap_tls, "security": "tls"}),
-            ("down", PASSWORD, {"port": closed_port(), "security": "tls"}),
-            (
-                "nologin",
-                PASSWORD,
-                {
-                    "port": loopback.serve(ScriptedImap("IMAP4rev1 LOGINDISABLED")),
-                    "security": "none",
-                },
-            ),
-        ],
+        {
+            "good": {"password": PASSWORD},
+            "badpw": {"password": "wrong"},
+            "down": {"password": PASSWORD, "imap_port": closed_port()},
+            "nologin": {"password": PASSWORD, "imap_port": nologin, **PLAIN},
+        },
     )
-    proc = run("--config", str(path), "--json")
+    proc = check("--config", str(path), "--json")
     assert proc.returncode == 2, proc.stderr
     data = json.loads(proc.stdout)
     by_id = {a["id"]: a for a in data["accounts"]}
@@ -73,31 +48,20 @@ def test_json_reports_each_account_and_exits_critical(tmp_path, loopback):
 
 
 def test_all_connected_is_one_ok_line_with_perfdata(tmp_path, loopback):
-    path = write_config(
-        tmp_path,
+    path = write_accounts(
+        tmp_path / "accounts.toml",
         loopback,
-        [
-            ("good", PASSWORD, {"port": loopback.imap_tls, "security": "tls"}),
-            ("badpw", "wrong", {"port": loopback.imap_tls, "security": "tls"}),
-        ],
+        {"good": {"password": PASSWORD}, "badpw": {"password": "wrong"}},
     )
-    proc = run("--config", str(path), "--account", "good")
+    proc = check("--config", str(path), "--account", "good")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("CONNECTED EMAILS OK - all 1 connected | connected=1 ")
     assert "invalid_credentials=0" in proc.stdout
 
 
 def test_config_from_the_environment_variable(tmp_path, loopback):
-    path = write_config(
-        tmp_path, loopback, [("badpw", "wrong", {"port": loopback.imap_tls, "security": "tls"})]
-    )
-    proc = subprocess.run(
-        [sys.executable, "-m", "tui", "check"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**__import__("os").environ, "CONNECTED_EMAILS_CONFIG": str(path)},
-    )
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {"badpw": {"password": "wrong"}})
+    proc = check(env={**os.environ, "CONNECTED_EMAILS_CONFIG": str(path)})
     assert proc.returncode == 2
     assert "badpw (Invalid Credentials)" in proc.stdout
 
@@ -105,39 +69,23 @@ def test_config_from_the_environment_variable(tmp_path, loopback):
 def test_broken_config_is_unknown_with_the_line(tmp_path):
     path = tmp_path / "accounts.toml"
     path.write_text("[settings]\ntimeout = = 3\n")
-    proc = run("--config", str(path))
+    proc = check("--config", str(path))
     assert proc.returncode == 3
     assert "line 2" in proc.stdout and "not valid TOML" in proc.stdout
     assert path.read_text() == "[settings]\ntimeout = = 3\n"
 
 
 def test_unknown_account_id_is_unknown(tmp_path, loopback):
-    path = write_config(
-        tmp_path, loopback, [("good", PASSWORD, {"port": loopback.imap_tls, "security": "tls"})]
-    )
-    proc = run("--config", str(path), "--account", "nope")
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {"good": {"password": PASSWORD}})
+    proc = check("--config", str(path), "--account", "nope")
     assert proc.returncode == 3
     assert "no account with id nope" in proc.stdout and "Known ids: good" in proc.stdout
 
 
 def test_no_keyring_is_explained_once_and_sends_nothing(tmp_path, loopback):
-    path = tmp_path / "accounts.toml"
-    path.write_text(
-        f'[[accounts]]\nid = "a"\nemail = "a@example.com"\n'
-        f'imap = {{ host = "{HOST}", port = {loopback.imap_tls} }}\n'
-        f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls} }}\n'
-        f'[[accounts]]\nid = "b"\nemail = "b@example.com"\n'
-        f'imap = {{ host = "{HOST}", port = {loopback.imap_tls} }}\n'
-        f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls} }}\n'
-    )
-    env = {**__import__("os").environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "tui", "check", "--config", str(path), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {"a": {}, "b": {}})
+    env = {**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+    proc = check("--config", str(path), "--json", env=env)
     assert proc.returncode == 3, "nothing was checked: UNKNOWN, not CRITICAL"
     assert proc.stderr.count("No keyring backend is available") == 1
     data = json.loads(proc.stdout)
@@ -151,27 +99,29 @@ def test_no_keyring_is_explained_once_and_sends_nothing(tmp_path, loopback):
 
 
 def test_a_failed_password_command_is_unknown_and_a_server_refusal_outranks_it(tmp_path, loopback):
-    tls = {"port": loopback.imap_tls, "security": "tls"}
-    path = write_config(tmp_path, loopback, [("good", PASSWORD, tls), ("badpw", "wrong", tls)])
-    text = path.read_text().replace(
-        f"password_command = \"printf '%s' '{PASSWORD}'\"",
-        "password_command = \"echo 'vault sealed' >&2; exit 1\"",
+    sealed = {"password_command": "echo 'vault sealed' >&2; exit 1"}
+    path = write_accounts(
+        tmp_path / "accounts.toml", loopback, {"good": sealed, "badpw": {"password": "wrong"}}
     )
-    path.write_text(text)
-    proc = run("--config", str(path), "--account", "good")
+    proc = check("--config", str(path), "--account", "good")
     assert proc.returncode == 3, proc.stdout
     assert proc.stdout.startswith(
         "CONNECTED EMAILS UNKNOWN - 1 of 1 need attention: good (not checked) |"
     )
-    data = json.loads(run("--config", str(path), "--account", "good", "--json").stdout)
+    data = json.loads(check("--config", str(path), "--account", "good", "--json").stdout)
     imap = data["accounts"][0]["imap"]
     assert imap["reached_server"] is False
     assert imap["detail"].startswith("not checked: password_command failed with exit code 1")
     assert imap["detail"].endswith("The server was never asked.")
     # The server said no to another account: CRITICAL outranks UNKNOWN (max_state_alt).
-    proc = run("--config", str(path))
+    proc = check("--config", str(path))
     assert proc.returncode == 2, proc.stdout
     assert "badpw (Invalid Credentials)" in proc.stdout and "good (not checked)" in proc.stdout
+
+
+def rejected(port: int) -> dict:
+    """An account whose wrong password goes to `port` in plain text."""
+    return {"password": "wrong", "imap_port": port, **PLAIN}
 
 
 def rejecting_imap(loopback) -> tuple[list, int]:
@@ -188,23 +138,18 @@ def rejecting_imap(loopback) -> tuple[list, int]:
 
 def test_check_from_cron_stops_after_four_failed_logins_and_then_asks_no_server(tmp_path, loopback):
     imap_connections, port = rejecting_imap(loopback)
-    path = write_config(
-        tmp_path,
+    path = write_accounts(
+        tmp_path / "accounts.toml",
         loopback,
-        [
-            ("sales", "wrong", {"port": port, "security": "none"}),
-            ("vault", "unused", {"port": loopback.imap_tls, "security": "tls"}),
-        ],
+        {
+            "sales": rejected(port),
+            "vault": {"password_command": "exit 1"},
+        },
     )
-    path.write_text(
-        path.read_text().replace(
-            "password_command = \"printf '%s' 'unused'\"", 'password_command = "exit 1"'
-        )
-    )
-    first = run("--config", str(path), "--account", "sales", "--json")
+    first = check("--config", str(path), "--account", "sales", "--json")
     assert first.returncode == 2, first.stdout + first.stderr
     assert json.loads(first.stdout)["accounts"][0]["failed_logins"] == 2  # IMAP and SMTP
-    second = run("--config", str(path), "--account", "sales", "--json")
+    second = check("--config", str(path), "--account", "sales", "--json")
     assert second.returncode == 1, second.stdout + second.stderr
     sales = json.loads(second.stdout)["accounts"][0]
     assert sales["status"] == "stopped" and sales["needs_attention"]
@@ -212,7 +157,7 @@ def test_check_from_cron_stops_after_four_failed_logins_and_then_asks_no_server(
     assert len(imap_connections) == 2
     # Every later run says why it is stopped and logs in nowhere. A known problem (WARNING)
     # outranks an account that could not be checked (UNKNOWN).
-    third = run("--config", str(path))
+    third = check("--config", str(path))
     assert len(imap_connections) == 2
     assert third.returncode == 1, third.stdout
     assert third.stdout.startswith(
@@ -223,55 +168,37 @@ def test_check_from_cron_stops_after_four_failed_logins_and_then_asks_no_server(
 
 def test_resume_after_a_cron_stop_lets_the_next_check_ask_the_server_again(tmp_path, loopback):
     imap_connections, port = rejecting_imap(loopback)
-    path = write_config(
-        tmp_path,
-        loopback,
-        [("sales", "wrong", {"port": port, "security": "none"})],
-    )
-    run("--config", str(path))
-    stopped = run("--config", str(path), "--json")
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {"sales": rejected(port)})
+    check("--config", str(path))
+    stopped = check("--config", str(path), "--json")
     detail = json.loads(stopped.stdout)["accounts"][0]["detail"]
     assert f"connected-emails resume sales --config {path}" in detail
     assert len(imap_connections) == 2
 
-    resumed = subprocess.run(
-        [sys.executable, "-m", "tui", "resume", "sales", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    resumed = cli("resume", "sales", "--config", str(path))
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert resumed.stdout.startswith("Resumed sales: the 4 rejected logins are forgotten")
-    after = run("--config", str(path), "--json")
+    after = check("--config", str(path), "--json")
     assert len(imap_connections) == 3
     sales = json.loads(after.stdout)["accounts"][0]
     assert sales["status"] == "invalid_credentials" and sales["failed_logins"] == 2
 
 
 def test_resume_an_unknown_account_is_unknown_and_names_the_known_ids(tmp_path, loopback):
-    path = write_config(
-        tmp_path, loopback, [("sales", PASSWORD, {"port": loopback.imap_tls, "security": "tls"})]
-    )
-    proc = subprocess.run(
-        [sys.executable, "-m", "tui", "resume", "nope", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {"sales": {}})
+    proc = cli("resume", "nope", "--config", str(path))
     assert proc.returncode == 3
     assert f"No account with id nope in {path}. Known ids: sales." in proc.stderr
 
 
 def test_an_account_stopped_for_rejected_logins_gets_no_round_trip_either(tmp_path, loopback):
     imap_connections, port = rejecting_imap(loopback)
-    path = write_config(
-        tmp_path, loopback, [("sales", "wrong", {"port": port, "security": "none"})]
-    )
-    path.write_text(path.read_text() + 'round_trip = { every = "1d", to = "self" }\n')
-    run("--config", str(path))
-    run("--config", str(path))
+    trips = {"round_trip": {"every": "1d", "to": "self"}}
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {"sales": rejected(port) | trips})
+    check("--config", str(path))
+    check("--config", str(path))
     assert len(imap_connections) == 2
-    forced = run("--config", str(path), "--round-trip", "--json")
+    forced = check("--config", str(path), "--round-trip", "--json")
     assert len(imap_connections) == 2, forced.stdout  # the provider sees no third login
     sales = json.loads(forced.stdout)["accounts"][0]
     assert sales["status"] == "stopped"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -34,7 +32,8 @@ from tui.core.sweep import sweep
 from tui.demo.servers import HOST, fault
 
 from . import keyrings
-from .tui_support import cell, select, settled, text_of, write_accounts
+from .conftest import cli
+from .tui_support import cell, select, settled, text_of, until, write_accounts
 
 
 def test_secret_never_shows_in_repr_or_str():
@@ -112,7 +111,7 @@ def test_session_secret_wins_over_the_store(loopback, isolated_user):
 
 
 @pytest.fixture
-def hanging_keyring():
+async def hanging_keyring():
     """A keyring that never answers until the test ends; then it answers, so the keyring's thread
     comes free for the next test."""
     keyrings.RELEASE.clear()
@@ -120,9 +119,7 @@ def hanging_keyring():
     keyring.set_keyring(keyrings.Hanging())
     yield keyrings.Hanging
     keyrings.RELEASE.set()
-    deadline = time.monotonic() + 5
-    while "not answering" in _keyring_state() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    await until(lambda: "not answering" not in _keyring_state(), 5, "the keyring thread to free")
 
 
 def _keyring_state() -> str:
@@ -166,10 +163,8 @@ async def test_a_hanging_keyring_leaves_the_monitor_and_the_default_executor_fre
     )
     monitor.start()
     try:
-        deadline = time.monotonic() + 2
-        while any(s.status is Status.CHECKING for s in monitor.states.values()):
-            assert time.monotonic() < deadline, "rows stayed Checking…"
-            await asyncio.sleep(0.02)
+        states = monitor.states.values()
+        await until(lambda: all(s.status is not Status.CHECKING for s in states), 2, "the rows")
         # Other work the app hands to threads still gets one at once.
         assert await asyncio.wait_for(asyncio.to_thread(lambda: "free"), 0.5) == "free"
     finally:
@@ -179,13 +174,7 @@ async def test_a_hanging_keyring_leaves_the_monitor_and_the_default_executor_fre
 
 
 def test_check_with_a_hanging_keyring_exits_unknown_on_time(tmp_path, loopback):
-    path = tmp_path / "accounts.toml"
-    path.write_text(
-        "[settings]\ntimeout = 1\n"
-        f'[[accounts]]\nid = "a"\nemail = "a@example.com"\n'
-        f'imap = {{ host = "{HOST}", port = {loopback.imap_tls} }}\n'
-        f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls} }}\n'
-    )
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {"a": {}}, {"timeout": 1})
     root = str(Path(__file__).resolve().parent.parent)
     env = {
         **os.environ,
@@ -193,14 +182,7 @@ def test_check_with_a_hanging_keyring_exits_unknown_on_time(tmp_path, loopback):
         "PYTHONPATH": root,
     }
     start = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "tui", "check", "--config", str(path), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env,
-        cwd=root,
-    )
+    proc = cli("check", "--config", str(path), "--json", env=env, cwd=root)
     elapsed = time.monotonic() - start
     assert proc.returncode == 3, proc.stdout + proc.stderr
     # Python's own start-up and imports take part of the allowance.
@@ -286,9 +268,8 @@ async def test_the_secret_lookup_counts_against_the_check_timeout(loopback):
 
 
 async def test_the_app_keeps_the_label_and_says_the_server_was_never_asked(tmp_path, loopback):
-    path = write_accounts(tmp_path / "accounts.toml", loopback, {"sales": {}})
-    text = path.read_text().replace('id = "sales"', 'id = "sales"\npassword_command = "exit 7"')
-    path.write_text(text)
+    sales = {"password_command": "exit 7"}
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {"sales": sales})
     app = make_app(path)
     async with app.run_test(size=(100, 30)) as pilot:
         await settled(pilot)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import subprocess
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -25,6 +23,8 @@ from tui.core.models import (
 from tui.core.monitor import StatusChanged
 from tui.core.status import Status
 from tui.demo.servers import HOST, closed_port
+
+from .conftest import cli
 
 NOW = datetime.now(UTC)
 
@@ -69,12 +69,7 @@ def test_check_with_another_config_leaves_the_users_own_history_alone(tmp_path):
         f'imap = {{ host = "{HOST}", port = {closed_port()}, security = "tls" }}\n'
         f'smtp = {{ host = "{HOST}", port = {closed_port()}, security = "tls" }}\n'
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "tui", "check", "--config", str(example)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = cli("check", "--config", str(example))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert History(default_path()).changes("sales") == []
     written = History(default_path(), config=example).changes("sales")
@@ -179,12 +174,7 @@ def test_the_history_command_says_so_when_the_database_cannot_be_read(tmp_path):
     broken = History(default_path(), config=config)
     broken.db.execute("DROP TABLE changes")  # a database another tool damaged
     broken.close()
-    proc = subprocess.run(
-        [sys.executable, "-m", "tui", "history", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = cli("history", "--config", str(config))
     assert proc.returncode == 3, proc.stderr
     assert "Traceback" not in proc.stderr
     assert f"The history database {default_path()} cannot be used" in proc.stderr

@@ -12,9 +12,10 @@ import sys
 import threading
 import time
 
-from tui.demo.servers import HOST, ScriptedImap, ScriptedSmtp, fault
+from tui.demo.servers import ScriptedImap, ScriptedSmtp, fault
 
 from .conftest import PASSWORD
+from .tui_support import write_accounts
 
 TIMEOUT = 2
 FLOOD = b"A" * 65536
@@ -45,34 +46,20 @@ SMTP_CASES = {
 }
 
 
-def account_lines(loopback, account_id: str, imap: str, smtp: str) -> list[str]:
-    return [
-        "[[accounts]]",
-        f'id = "{account_id}"',
-        'email = "alice@example.com"',
-        f"password_command = \"printf '%s' '{PASSWORD}'\"",
-        f'ca_file = "{loopback.certs.ca_file}"',
-        "allow_plaintext = true",
-        f"imap = {{ {imap} }}",
-        f"smtp = {{ {smtp} }}",
-        "",
-    ]
-
-
 def test_check_stays_under_100_mb_and_its_deadline_against_every_hostile_server(tmp_path, loopback):
-    good_imap = f'host = "{HOST}", port = {loopback.imap_tls}, security = "tls"'
-    good_smtp = f'host = "{HOST}", port = {loopback.smtp_tls}, security = "tls"'
+    accounts: dict[str, dict] = {}
     expected: dict[str, tuple[str, str, str]] = {}
-    lines = ["[settings]", f"timeout = {TIMEOUT}", ""]
     for protocol, cases in (("imap", IMAP_CASES), ("smtp", SMTP_CASES)):
         for case, (server, status, words) in cases.items():
             account_id = f"{protocol}-{case}"
-            hostile = f'host = "{HOST}", port = {loopback.serve(server)}, security = "none"'
-            imap, smtp = (hostile, good_smtp) if protocol == "imap" else (good_imap, hostile)
-            lines += account_lines(loopback, account_id, imap, smtp)
+            accounts[account_id] = {
+                "password": PASSWORD,
+                "allow_plaintext": True,
+                f"{protocol}_port": loopback.serve(server),  # the other side is a good server
+                f"{protocol}_security": "none",
+            }
             expected[account_id] = (protocol, status, words)
-    config = tmp_path / "accounts.toml"
-    config.write_text("\n".join(lines))
+    config = write_accounts(tmp_path / "accounts.toml", loopback, accounts, {"timeout": TIMEOUT})
 
     start = time.monotonic()
     proc = subprocess.Popen(

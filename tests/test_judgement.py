@@ -27,7 +27,7 @@ from tui.core.silences import Quiet
 from tui.core.status import Status
 from tui.demo.servers import HOST, closed_port
 
-from .conftest import PASSWORD, USER, until
+from .conftest import PASSWORD, USER, cli, until
 
 
 def credentials(password: str = PASSWORD, ids=("alice",)) -> Credentials:
@@ -160,13 +160,7 @@ def test_history_command_prints_json_csv_and_text(tmp_path, monkeypatch):
     history.close()
 
     def run(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "tui", "history", *args],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            env=os.environ.copy(),
-        )
+        return cli("history", *args)
 
     data = json.loads(run("--json", "--since", "24h").stdout)
     assert [c["account_id"] for c in data["changes"]] == ["sales"]
@@ -327,12 +321,7 @@ def test_check_exits_1_for_a_certificate_that_expires_soon(loopback, tmp_path):
         f'imap = {{ host = "{HOST}", port = {port} }}\n'
         f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls} }}\n'
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "tui", "check", "--config", str(path), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = cli("check", "--config", str(path), "--json")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     account = json.loads(proc.stdout)["accounts"][0]
     assert account["status"] == "connected" and "certificate expires in" in account["cert_warning"]

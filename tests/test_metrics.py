@@ -3,17 +3,14 @@ read back with prometheus_client's own parser."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tui.core.metrics import parse_address
 from tui.demo.servers import HOST, closed_port
 
-from .conftest import PASSWORD
-from .test_check_command import write_config
+from .conftest import PASSWORD, cli
+from .tui_support import write_accounts
 
 
 def parsed(text: str) -> dict[str, dict[tuple, float]]:
@@ -27,19 +24,17 @@ def parsed(text: str) -> dict[str, dict[tuple, float]]:
 
 
 def check(*args: str):
-    return subprocess.run(
-        [sys.executable, "-m", "tui", "check", *args], capture_output=True, text=True, timeout=60
-    )
+    return cli("check", *args)
 
 
 def test_check_writes_the_gauges_for_the_textfile_collector(tmp_path, loopback):
-    config = write_config(
-        tmp_path,
+    config = write_accounts(
+        tmp_path / "accounts.toml",
         loopback,
-        [
-            ("good", PASSWORD, {"port": loopback.imap_tls, "security": "tls"}),
-            ("down", PASSWORD, {"port": closed_port(), "security": "tls"}),
-        ],
+        {
+            "good": {"password": PASSWORD},
+            "down": {"password": PASSWORD, "imap_port": closed_port()},
+        },
     )
     out = tmp_path / "textfile"
     out.mkdir()
@@ -69,9 +64,7 @@ def test_check_writes_the_gauges_for_the_textfile_collector(tmp_path, loopback):
 
 
 def test_a_textfile_not_named_prom_is_written_with_a_warning(tmp_path, loopback):
-    config = write_config(
-        tmp_path, loopback, [("good", PASSWORD, {"port": loopback.imap_tls, "security": "tls"})]
-    )
+    config = write_accounts(tmp_path / "accounts.toml", loopback, {"good": {"password": PASSWORD}})
     proc = check("--config", str(config), "--prometheus", str(tmp_path / "metrics.txt"))
     assert proc.returncode == 0, proc.stderr
     assert "node_exporter's textfile collector reads only *.prom files" in proc.stderr
@@ -79,9 +72,7 @@ def test_a_textfile_not_named_prom_is_written_with_a_warning(tmp_path, loopback)
 
 
 def test_a_textfile_that_cannot_be_written_is_said_and_the_verdict_kept(tmp_path, loopback):
-    config = write_config(
-        tmp_path, loopback, [("good", PASSWORD, {"port": loopback.imap_tls, "security": "tls"})]
-    )
+    config = write_accounts(tmp_path / "accounts.toml", loopback, {"good": {"password": PASSWORD}})
     target = tmp_path / "missing" / "connected_emails.prom"
     proc = check("--config", str(config), "--prometheus", str(target))
     assert proc.returncode == 0

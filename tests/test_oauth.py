@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -17,7 +15,8 @@ from tui.core.probes.smtp import check_smtp
 from tui.core.status import Status
 from tui.demo.servers import HOST, ScriptedImap
 
-from .conftest import TOKEN, USER, until
+from .conftest import TOKEN, USER, cli, until
+from .tui_support import write_accounts
 
 BAD_TOKEN = "ya29.expired-token"
 
@@ -127,27 +126,19 @@ async def wait_for_status(monitor, status):
 
 def test_check_json_shows_oauth_connected_and_token_expired(tmp_path, loopback):
     _, endpoint = oauth_imap(loopback)
-    lines = ["[settings]", "timeout = 3"]
-    for account_id, token in (("good", TOKEN), ("expired", BAD_TOKEN)):
-        lines += [
-            "[[accounts]]",
-            f'id = "{account_id}"',
-            f'email = "{USER}"',
-            'auth = "oauth2"',
-            f"oauth2_token_command = \"printf '{token}'\"",
-            "allow_plaintext = true",
-            f'ca_file = "{loopback.certs.ca_file}"',
-            f'imap = {{ host = "{HOST}", port = {endpoint.port}, security = "none" }}',
-            f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls}, security = "tls" }}',
-        ]
-    path = tmp_path / "accounts.toml"
-    path.write_text("\n".join(lines) + "\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "tui", "check", "--config", str(path), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    accounts = {
+        account_id: {
+            "email": USER,
+            "auth": "oauth2",
+            "oauth2_token_command": f"printf '{token}'",
+            "allow_plaintext": True,
+            "imap_port": endpoint.port,
+            "imap_security": "none",
+        }
+        for account_id, token in (("good", TOKEN), ("expired", BAD_TOKEN))
+    }
+    path = write_accounts(tmp_path / "accounts.toml", loopback, accounts)
+    proc = cli("check", "--config", str(path), "--json")
     accounts = {a["id"]: a for a in json.loads(proc.stdout)["accounts"]}
     assert accounts["good"]["status"] == "connected"
     assert accounts["expired"]["status"] == "invalid_credentials"

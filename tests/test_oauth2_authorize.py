@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 
 from tui.core.models import Endpoint
 from tui.demo.servers import HOST, ScriptedImap, SmtpUsers, serve_smtp
 
-from .conftest import USER
+from .conftest import USER, cli
 from .oauth_server import AuthServer
 from .test_oauth2_flows import browser_visit
+from .tui_support import write_accounts
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def write_config(tmp_path, loopback, server, flow="device", imap=None, smtp=None
     if smtp is None:
         port = serve_smtp(loopback.servers, SmtpUsers({}, introspect=server.user_of))
         smtp = Endpoint(HOST, port, "none")
-    table = {
+    oauth2 = {
         "client_id": "ms-client",
         "flow": flow,
         "scopes": ["mail", "offline_access"],
@@ -41,22 +41,11 @@ def write_config(tmp_path, loopback, server, flow="device", imap=None, smtp=None
         **server.endpoints(),
         **extra,
     }
-    fields = ", ".join(f"{k} = {json.dumps(v)}" for k, v in table.items())
-    path = tmp_path / "accounts.toml"
-    path.write_text(
-        "[settings]\ntimeout = 5\n\n[[accounts]]\n"
-        f'id = "ms"\nemail = "{USER}"\nauth = "oauth2"\nallow_plaintext = true\n'
-        f'ca_file = "{loopback.certs.ca_file}"\n'
-        f"oauth2 = {{ {fields} }}\n"
-        f'imap = {{ host = "{HOST}", port = {imap.port}, security = "{imap.security}" }}\n'
-        f'smtp = {{ host = "{HOST}", port = {smtp.port}, security = "{smtp.security}" }}\n'
-    )
-    return str(path)
-
-
-def cli(*args, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "tui", *args], capture_output=True, text=True, timeout=60, **kwargs
+    account = {"email": USER, "auth": "oauth2", "allow_plaintext": True, "oauth2": oauth2}
+    for proto, endpoint in (("imap", imap), ("smtp", smtp)):
+        account |= {f"{proto}_port": endpoint.port, f"{proto}_security": endpoint.security}
+    return str(
+        write_accounts(tmp_path / "accounts.toml", loopback, {"ms": account}, {"timeout": 5})
     )
 
 
@@ -91,14 +80,8 @@ def test_authorize_loopback_with_the_redirected_url_pasted(tmp_path, loopback, s
         stderr=subprocess.PIPE,
         text=True,
     )
-    url = ""
-    deadline = time.monotonic() + 30
-    while not url.startswith("http"):
-        assert time.monotonic() < deadline, "authorize printed no URL"
-        url = proc.stdout.readline().strip()
-        if url.startswith(server.url):
-            break
-    assert "code_challenge_method=S256" in url
+    url = next((line.strip() for line in proc.stdout if line.startswith(server.url)), "")
+    assert "code_challenge_method=S256" in url, "authorize printed no sign-in address"
     landed = browser_visit(url, follow=False)
     out, err = proc.communicate("http://127.0.0.1/?code=x&state=y\n" + landed + "\n", timeout=30)
     assert proc.returncode == 0, err

@@ -12,9 +12,9 @@ from tui.core.models import Endpoint
 from tui.core.status import Status
 from tui.demo.servers import HOST, SmtpUsers, serve_smtp
 
-from .conftest import need_dovecot
+from .conftest import cli, need_dovecot
 from .oauth_server import AuthServer
-from .test_oauth2_authorize import browser_visit, check, cli, write_config
+from .test_oauth2_authorize import browser_visit, check, write_config
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,14 @@ config or the history, not even when a server echoes one back."""
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 import threading
 
 from tui.core.oauth2.errors import OAuth2Error
 from tui.core.oauth2.flows import LoopbackFlow
 
+from .conftest import cli
 from .oauth_server import AuthServer
-from .test_oauth2_authorize import browser_visit, check, cli, write_config
+from .test_oauth2_authorize import browser_visit, check, write_config
 
 CLIENT_SECRET = "cs-MARKER-71c0de"
 
@@ -63,12 +62,7 @@ def test_sign_in_secrets_appear_nowhere_but_on_the_wire(tmp_path, loopback, capl
             refused.wait(threading.Event(), 5)
         except OAuth2Error as exc:
             seen.append(str(exc))
-        history = subprocess.run(
-            [sys.executable, "-m", "tui", "history", "--json"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        history = cli("history", "--json")
         seen += [history.stdout, history.stderr]
         seen.append(open(path).read())
     finally:

@@ -25,11 +25,9 @@ def server():
     server.close()
 
 
-def config(tmp_path, loopback, server, flow):
-    path = write_config(tmp_path, loopback, server, flow=flow)
-    text = open(path).read().replace('token_store = "file", ', "")  # the keyring, this time
-    open(path, "w").write(text.replace("[settings]\n", "[settings]\nbell = false\n"))
-    return Path(path)
+def config(tmp_path, loopback, server, flow, **oauth2):
+    """An account signing in at `server`, its refresh token in the keyring."""
+    return Path(write_config(tmp_path, loopback, server, flow=flow, token_store=None, **oauth2))
 
 
 async def test_reconnect_authorizes_with_the_device_code_then_tests_and_saves(
@@ -68,7 +66,7 @@ async def test_reconnect_authorizes_with_the_device_code_then_tests_and_saves(
         await until(lambda: not isinstance(app.screen, AccountFormScreen))
         await until(lambda: status(app, "ms") is Status.CONNECTED)
     assert ("connected-emails", "ms:oauth2") in isolated_user.secrets
-    assert "oauth2 = { client_id = " in open(path).read()
+    assert 'oauth2 = {client_id = "ms-client", ' in path.read_text()  # the save kept the table
 
 
 async def test_a_new_microsoft_365_account_asks_the_client_id_then_authorizes_tests_and_saves(
@@ -165,10 +163,7 @@ async def test_a_dying_sign_in_shows_a_warning_row_and_its_detail(tmp_path, loop
     from tui.core.oauth2.settings import OAuth2Settings
     from tui.core.oauth2.store import TokenRecord, TokenStore
 
-    path = config(tmp_path, loopback, server, "device")
-    path.write_text(
-        path.read_text().replace("oauth2 = { ", "oauth2 = { google_testing_app = true, ")
-    )
+    path = config(tmp_path, loopback, server, "device", google_testing_app=True)
     server.device_script = []
     flow = DeviceFlow(OAuth2Settings("ms-client", scopes=("mail",), **server.endpoints()), None, 5)
     flow.start()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 
-from .conftest import PASSWORD
+from .conftest import PASSWORD, cli
 from .delivery import FAILING, Mailbox, start_dovecot
+from .tui_support import write_accounts
 
 
 @pytest.fixture(scope="module")
@@ -20,40 +19,27 @@ def dovecot(loopback):
     server.stop()
 
 
-def write_config(tmp_path, boxes: list[Mailbox], round_trip: str, alert_after: int = 2):
-    lines = ["[settings]", "timeout = 5", f"alert_after = {alert_after}", ""]
-    for box in boxes:
-        account = box.account
-        lines += [
-            "[[accounts]]",
-            f'id = "{account.id}"',
-            f'email = "{account.email}"',
-            f"password_command = \"printf '%s' '{PASSWORD}'\"",
-            f'ca_file = "{account.ca_file}"',
-            f'imap = {{ host = "{account.imap.host}", port = {account.imap.port} }}',
-            f'smtp = {{ host = "{account.smtp.host}", port = {account.smtp.port} }}',
-            f"round_trip = {round_trip}" if round_trip else "",
-            "",
-        ]
-    path = tmp_path / "accounts.toml"
-    path.write_text("\n".join(lines))
-    return path
+def account_of(box: Mailbox, **extra) -> dict:
+    """The accounts-file entry of a Dovecot mailbox, logging in as its own user."""
+    ports = {"imap_port": box.account.imap.port, "smtp_port": box.account.smtp.port}
+    return {"email": box.user, "username": None, "password": PASSWORD, **ports, **extra}
+
+
+def write_config(tmp_path, loopback, box: Mailbox, round_trip: dict | None, alert_after=2):
+    accounts = {box.account.id: account_of(box, round_trip=round_trip)}
+    settings = {"timeout": 5, "alert_after": alert_after}
+    return write_accounts(tmp_path / "accounts.toml", loopback, accounts, settings)
 
 
 def check(path, *args: str) -> tuple[int, dict]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "tui", "check", "--config", str(path), "--json", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = cli("check", "--config", str(path), "--json", *args)
     assert proc.stdout, proc.stderr
     return proc.returncode, json.loads(proc.stdout)["accounts"][0]
 
 
 def test_forced_round_trip_reports_delivery_in_json(tmp_path, loopback, dovecot):
     box = Mailbox(loopback, dovecot)
-    path = write_config(tmp_path, [box], '{ every = "1h", max_delay = "10s" }')
+    path = write_config(tmp_path, loopback, box, {"every": "1h", "max_delay": "10s"})
     code, account = check(path, "--round-trip")
     trip = account["round_trip"]
     assert code == 0 and account["status"] == "connected"
@@ -67,7 +53,7 @@ def test_forced_round_trip_reports_delivery_in_json(tmp_path, loopback, dovecot)
 def test_check_runs_a_probe_only_when_due(tmp_path, loopback, dovecot):
     """Cron every 5 minutes with every = "1h" sends one probe, not twelve."""
     box = Mailbox(loopback, dovecot)
-    path = write_config(tmp_path, [box], '{ every = "1h", max_delay = "10s" }')
+    path = write_config(tmp_path, loopback, box, {"every": "1h", "max_delay": "10s"})
     _, first = check(path)
     _, second = check(path)
     assert len(box.relay.accepted) == 1
@@ -79,7 +65,7 @@ def test_check_runs_a_probe_only_when_due(tmp_path, loopback, dovecot):
 
 def test_missing_message_is_a_sync_error_after_alert_after_probes(tmp_path, loopback, dovecot):
     box = Mailbox(loopback, dovecot, "never")
-    path = write_config(tmp_path, [box], '{ max_delay = "5s" }', alert_after=2)
+    path = write_config(tmp_path, loopback, box, {"max_delay": "5s"}, alert_after=2)
     code, account = check(path, "--round-trip")
     assert account["status"] == "sync_error" and not account["needs_attention"]
     assert code == 0  # one failed probe is no alert yet
@@ -93,7 +79,7 @@ def test_missing_message_is_a_sync_error_after_alert_after_probes(tmp_path, loop
 
 def test_probe_in_junk_is_a_warning(tmp_path, loopback, dovecot):
     box = Mailbox(loopback, dovecot, "junk")
-    path = write_config(tmp_path, [box], '{ max_delay = "10s" }')
+    path = write_config(tmp_path, loopback, box, {"max_delay": "10s"})
     code, account = check(path, "--round-trip")
     assert code == 1
     assert account["status"] == "connected" and not account["needs_attention"]
@@ -104,7 +90,7 @@ def test_probe_in_junk_is_a_warning(tmp_path, loopback, dovecot):
 
 def test_failing_dmarc_is_a_warning(tmp_path, loopback, dovecot):
     box = Mailbox(loopback, dovecot, auth_results=[FAILING])
-    path = write_config(tmp_path, [box], '{ max_delay = "10s" }')
+    path = write_config(tmp_path, loopback, box, {"max_delay": "10s"})
     code, account = check(path, "--round-trip")
     assert code == 1
     assert account["round_trip"]["dmarc"] == "fail"
@@ -113,7 +99,7 @@ def test_failing_dmarc_is_a_warning(tmp_path, loopback, dovecot):
 
 def test_refused_send_takes_the_smtp_status(tmp_path, loopback, dovecot):
     box = Mailbox(loopback, dovecot, "refuse")
-    path = write_config(tmp_path, [box], '{ max_delay = "10s" }', alert_after=1)
+    path = write_config(tmp_path, loopback, box, {"max_delay": "10s"}, alert_after=1)
     code, account = check(path, "--round-trip")
     assert code == 2
     assert account["status"] == "request_is_invalid" and account["needs_attention"]
@@ -126,7 +112,7 @@ def test_refused_send_takes_the_smtp_status(tmp_path, loopback, dovecot):
 
 def test_account_without_round_trip_says_it_is_off(tmp_path, loopback, dovecot):
     box = Mailbox(loopback, dovecot)
-    path = write_config(tmp_path, [box], "")
+    path = write_config(tmp_path, loopback, box, None)
     code, account = check(path, "--round-trip")
     assert code == 0
     assert account["round_trip"]["status"] == "not_run"
@@ -136,12 +122,11 @@ def test_account_without_round_trip_says_it_is_off(tmp_path, loopback, dovecot):
 
 def test_probe_to_another_account_lands_in_its_mailbox(tmp_path, loopback, dovecot):
     sender, receiver = Mailbox(loopback, dovecot), Mailbox(loopback, dovecot)
-    path = write_config(tmp_path, [sender, receiver], "")
-    text = path.read_text().replace(
-        f'id = "{sender.account.id}"',
-        f'id = "{sender.account.id}"\nround_trip = {{ to = "{receiver.account.id}" }}',
-    )
-    path.write_text(text)
+    accounts = {
+        sender.account.id: account_of(sender, round_trip={"to": receiver.account.id}),
+        receiver.account.id: account_of(receiver),
+    }
+    path = write_accounts(tmp_path / "accounts.toml", loopback, accounts, {"timeout": 5})
     code, account = check(path, "--round-trip")
     assert code == 0
     assert account["round_trip"]["status"] == "delivered"

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
-import subprocess
-import sys
-import time
 
 from tui.app import make_app
 from tui.core.check import check_account
@@ -20,6 +16,7 @@ from tui.core.probes.oauth import oauthbearer_string, xoauth2_string
 from tui.core.status import Status
 from tui.demo.servers import HOST, ScriptedImap, ScriptedSmtp
 
+from .conftest import cli
 from .tui_support import select, settled, text_of, until, write_accounts
 
 SERVER_LOGGERS = ("pymap", "mail.log", "asyncio")
@@ -116,10 +113,10 @@ async def test_markers_reach_the_servers_and_nothing_else(
     monitor.subscribe(hook)
     monitor.start()
     try:
-        deadline = time.monotonic() + 10
-        while not (hook_out.exists() and monitor.states["marker"].status is Status.CONNECTED):
-            assert time.monotonic() < deadline, "the hook never ran"
-            await asyncio.sleep(0.05)
+        await until(
+            lambda: hook_out.exists() and monitor.states["marker"].status is Status.CONNECTED,
+            what="the hook",
+        )
     finally:
         await monitor.close()
         await hook.close()
@@ -145,12 +142,7 @@ async def test_markers_reach_the_servers_and_nothing_else(
     # One passes with the marker, the other rejects it: CRITICAL; the second run's rejections
     # reach the failed-login limit (IMAP and SMTP, twice), so that account stops: WARNING.
     for args, code in ((["--json"], 2), ([], 1)):
-        proc = subprocess.run(
-            [sys.executable, "-m", "tui", "check", "--config", str(config), *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        proc = cli("check", "--config", str(config), *args)
         assert proc.returncode == code, proc.stdout
         seen += [proc.stdout, proc.stderr]
     seen.append(config.read_text())

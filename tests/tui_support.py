@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+import tomlkit
 from textual.pilot import Pilot
 
 from tui.app import ConnectedEmailsApp
@@ -21,36 +21,42 @@ SIZE = (100, 32)
 def write_accounts(
     path: Path, loopback, accounts: dict[str, dict], settings: dict | None = None
 ) -> Path:
-    """The tests' one TOML writer. accounts: id -> overrides of a loopback account: imap_port,
-    imap_security, smtp_port, smtp_security, and any account key (stopped, auth, …)."""
-
-    def value(v) -> str:
-        return str(v).lower() if isinstance(v, bool) else json.dumps(v)
-
-    settings = {"poll_interval": 300, "timeout": 3, "bell": False, **(settings or {})}
-    lines = ["[settings]", *(f"{k} = {value(v)}" for k, v in settings.items()), ""]
+    """The tests' one TOML writer. accounts: id -> overrides of an account on the loopback
+    servers: imap_port, imap_security, smtp_port, smtp_security, password (a password_command
+    that prints it), and any account key (a dict becomes an inline table, None leaves the key
+    out). settings: overrides of a quiet [settings]."""
+    doc = tomlkit.document()
+    doc["settings"] = {"poll_interval": 300, "timeout": 3, "bell": False, **(settings or {})}
+    doc["accounts"] = tomlkit.aot()
     for account_id, spec in accounts.items():
         spec = dict(spec)
-        endpoints = {
-            proto: (
-                spec.pop(f"{proto}_port", default),
-                spec.pop(f"{proto}_security", "tls"),
-            )
-            for proto, default in (("imap", loopback.imap_tls), ("smtp", loopback.smtp_tls))
-        }
+        if "password" in spec:
+            spec["password_command"] = f"printf '%s' '{spec.pop('password')}'"
         fields = {
             "id": account_id,
             "email": f"{account_id}@example.com",
             "username": USER,
             "ca_file": str(loopback.certs.ca_file),
-            **spec,
         }
-        lines += ["[[accounts]]", *(f"{k} = {value(v)}" for k, v in fields.items())]
-        for proto, (port, security) in endpoints.items():
-            lines.append(f'{proto} = {{ host = "{HOST}", port = {port}, security = "{security}" }}')
-        lines.append("")
-    path.write_text("\n".join(lines))
-    return path
+        for proto, port in (("imap", loopback.imap_tls), ("smtp", loopback.smtp_tls)):
+            fields[proto] = {
+                "host": HOST,
+                "port": spec.pop(f"{proto}_port", port),
+                "security": spec.pop(f"{proto}_security", "tls"),
+            }
+        table = tomlkit.table()
+        for key, value in {**fields, **spec}.items():
+            if value is not None:
+                table[key] = _inline(value) if isinstance(value, dict) else value
+        doc["accounts"].append(table)
+    Path(path).write_text(tomlkit.dumps(doc))
+    return Path(path)
+
+
+def _inline(values: dict) -> tomlkit.items.InlineTable:
+    table = tomlkit.inline_table()
+    table.update({key: value for key, value in values.items() if value is not None})
+    return table
 
 
 async def checked(app: ConnectedEmailsApp) -> None:
