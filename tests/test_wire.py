@@ -15,7 +15,9 @@ from tui.core.models import (
     AccountResult,
     AccountState,
     Endpoint,
+    MailboxMark,
     ProbeResult,
+    Retrying,
     RoundTrip,
     RoundTripResult,
     utcnow,
@@ -111,6 +113,20 @@ def test_what_the_demo_does_not_show_comes_back_equal_too():
     )
     ack = Quiet("sales", QuietKind.ACK, Status.STOPPED, "", now, None)
     assert through_the_wire(stopped, ack) == (stopped, ack)
+
+
+def test_a_retrying_state_keeps_its_names_through_the_wire():
+    account = Account("a", "a@example.com", Endpoint("h", 993), Endpoint("h", 465))
+    imap = a_probe("imap", status=Status.NO_SERVICE_CONNECTION, mailbox_mark=MailboxMark(7, 42))
+    result = AccountResult("a", imap, a_probe("smtp"))
+    state = AccountState(
+        account, Status.NO_SERVICE_CONNECTION, result, retrying=Retrying(failures=1, alert_after=3)
+    )
+    back, _ = through_the_wire(state)
+    assert back.retrying is not None and back.result is not None
+    assert (back.retrying.failures, back.retrying.alert_after) == (1, 3)
+    mark = back.result.imap.mailbox_mark
+    assert mark is not None and (mark.uidvalidity, mark.uidnext) == (7, 42)
 
 
 def wire_of_a_state() -> dict:

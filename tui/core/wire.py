@@ -18,7 +18,9 @@ from .models import (
     Account,
     AccountResult,
     AccountState,
+    MailboxMark,
     ProbeResult,
+    Retrying,
     RoundTripResult,
 )
 from .report import account_json
@@ -184,6 +186,7 @@ def _probe_from_wire(read: _Reader) -> ProbeResult:
     protocol = read.text("protocol")
     if protocol not in ("imap", "smtp"):
         raise WireError(f"{read.where}: protocol {protocol!r} is neither imap nor smtp.")
+    mark = read.pair("mailbox_mark")
     return ProbeResult(
         protocol=protocol,
         status=read.status("status"),
@@ -194,7 +197,7 @@ def _probe_from_wire(read: _Reader) -> ProbeResult:
         message_count=read.integer("message_count", optional=True),
         cert_not_after=read.when("cert_not_after", optional=True),
         reached_server=read.flag("reached_server"),
-        mailbox_mark=read.pair("mailbox_mark"),
+        mailbox_mark=MailboxMark(*mark) if mark else None,
         missed=read.integer("missed", optional=True),
     )
 
@@ -272,7 +275,7 @@ def state_from_wire(obj: Any) -> tuple[AccountState, Quiet | None]:
         stopped_reason=read.text("stopped_reason", optional=True),
         stopped_by_user=read.flag("stopped_by_user"),
         stale=read.flag("stale"),
-        retrying=retrying,
+        retrying=Retrying(*retrying) if retrying else None,
         cert_warning=read.text("cert_warning", optional=True),
         cert_alert=read.flag("cert_alert"),
         cert_days=read.integer("cert_days", optional=True),
