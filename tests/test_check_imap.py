@@ -203,3 +203,41 @@ async def test_unreadable_ca_file_is_a_settings_problem(loopback, tmp_path):
     for probe in (result.imap, result.smtp):
         assert probe.status is Status.REQUEST_IS_INVALID
         assert "missing.pem cannot be used (No such file or directory)" in probe.detail
+
+
+# --- round trips: a probe asks only what it must ----------------------------------------------
+
+
+async def test_capabilities_listed_in_the_greeting_are_not_asked_again(loopback):
+    server = ScriptedImap("IMAP4rev1 AUTH=PLAIN")
+    result = await imap_result(loopback, plain(loopback.serve(server)))
+    assert result.status is Status.CONNECTED, result.detail
+    assert [line.split(b" ")[1].strip().upper() for line in server.lines[:1]] == [b"AUTHENTICATE"]
+
+
+class _BareGreeting:
+    """A server's writer whose first line, the greeting, lists no capabilities."""
+
+    def __init__(self, writer):
+        self._writer, self._greeted = writer, False
+
+    def write(self, data: bytes) -> None:
+        if not self._greeted:
+            self._greeted, data = True, b"* OK ready\r\n"
+        self._writer.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._writer, name)
+
+
+class GreetsBare(ScriptedImap):
+    async def __call__(self, reader, writer) -> None:
+        await super().__call__(reader, _BareGreeting(writer))
+
+
+async def test_capabilities_missing_from_the_greeting_are_asked_for(loopback):
+    server = GreetsBare("IMAP4rev1 LOGINDISABLED")
+    result = await imap_result(loopback, plain(loopback.serve(server)))
+    assert result.status is Status.REQUEST_IS_INVALID
+    assert result.code == "LOGINDISABLED"
+    assert [line.split(b" ")[1].strip().upper() for line in server.lines[:1]] == [b"CAPABILITY"]

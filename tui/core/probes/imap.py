@@ -133,7 +133,20 @@ class _Bounded:
         return line
 
 
-class _TrackedTLS(_Bounded, imap_tls.IMAP4_TLS):
+class _Lean:
+    """imaplib's session set-up without the work a probe need not repeat."""
+
+    def _get_capabilities(self) -> None:
+        # Most servers list their capabilities in the greeting ([CAPABILITY ...]): use those
+        # rather than ask again, a round trip per check; ask only when the greeting had none.
+        greeted = self.untagged_responses.pop("CAPABILITY", [None])[-1]
+        if not greeted:
+            super()._get_capabilities()
+            return
+        self.capabilities = tuple(str(greeted, self._encoding).upper().split())
+
+
+class _TrackedTLS(_Bounded, _Lean, imap_tls.IMAP4_TLS):
     def __init__(self, guard: _Guard, *args):
         self._guard = guard  # before super().__init__, which connects
         super().__init__(*args)
@@ -145,7 +158,7 @@ class _TrackedTLS(_Bounded, imap_tls.IMAP4_TLS):
         return self._guard.track(imap_tls.wrap_socket(raw, self.ssl_context, self.host))
 
 
-class _TrackedPlain(_Bounded, imap4.IMAP4WithTimeout):
+class _TrackedPlain(_Bounded, _Lean, imap4.IMAP4WithTimeout):
     def __init__(self, guard: _Guard, *args):
         self._guard = guard
         super().__init__(*args)
