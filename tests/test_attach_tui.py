@@ -169,3 +169,24 @@ async def test_new_delete_and_acknowledge_act_through_the_service(
         await until(lambda: app.control.quiet(state) is not None, what="the acknowledgement")
         assert app.control.quiet(state).kind is QuietKind.ACK
         await until(lambda: "alert" not in title(app), what="the title to drop the alert")
+
+
+async def test_an_acknowledgement_made_in_another_face_shows_here_at_once(serving, tmp_path):
+    from tui.core.silences import QuietKind
+
+    from .test_attach import Face
+
+    _, config, servers = serving
+    servers.imap.login_reply = "NO [AUTHENTICATIONFAILED] Authentication failed."
+    app = await attached_app(config, tmp_path)
+    other = await Face(socket_path(config)).attach()
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            other.control.check_now("good")
+            await until(lambda: "1 alert — press a" in title(app), what="the alert")
+            await pilot.press("a")
+            detail = app.screen.query_one("#alerts-detail")
+            await other.control.silence("good", QuietKind.ACK, note="on it")
+            await until(lambda: "acknowledged: on it" in text_of(detail), 2, what="the ack, here")
+    finally:
+        await other.close()

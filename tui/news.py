@@ -14,6 +14,7 @@ from textual.signal import Signal
 from .core import monitor as news
 from .core.models import AccountState
 from .core.monitor import Event
+from .core.silences import SilenceChanged
 from .messages import AccountRemoved, AccountUpdated, AttentionChanged
 
 if TYPE_CHECKING:
@@ -39,10 +40,12 @@ class NewsDesk:
         self._pending: dict[str, AccountState] = {}
         self._timer: Timer | None = None
 
-    def event(self, event: Event) -> None:
+    def event(self, event: Event | SilenceChanged) -> None:
         """A monitor event, as a message on the App's queue (where an account's newer update
         replaces its older one); called from the monitor's subscriber list."""
         if isinstance(event, news.StatusChanged | news.AccountChecked | news.AccountAdded):
+            self.app.post_message(AccountUpdated(event.state))
+        elif isinstance(event, SilenceChanged):  # by another face attached to the service
             self.app.post_message(AccountUpdated(event.state))
         elif isinstance(event, news.AttentionChanged):
             self.app.post_message(AttentionChanged(event.raised, event.state, event.previous))
