@@ -30,7 +30,7 @@ from .messages import AccountRemoved, AccountUpdated, AttentionChanged
 from .news import NewsDesk
 from .screens.confirm import ConfirmScreen
 from .screens.too_small import cover_if_too_small
-from .widgets.title_bar import headline
+from .widgets.title_bar import title_line
 from .workers import ReportsWorkerFailures, say_worker_failed
 
 RELOAD = 75  # exit code that asks run_app to read the config again
@@ -114,19 +114,7 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
         if not self.config_error:
             # The first frame comes before the first checks: it is what the user waits for.
             self.call_after_refresh(self.run_monitor)
-            self.set_interval(WATCHDOG_EVERY, self.update_subtitle)
-            if isinstance(self.store, KeyringStore) and self.control.service_pid is None:
-                self.call_after_refresh(self.look_for_keyring_problem)  # a service says its own
-
-    @work(thread=True, group="keyring", exit_on_error=False, description="Looking for a keyring")
-    def look_for_keyring_problem(self) -> None:
-        problem = self.store.problem()
-        if problem:
-            self.call_from_thread(self._set_keyring_problem, problem)
-
-    def _set_keyring_problem(self, problem: str) -> None:
-        self.control.keyring_problem = problem
-        self.summarise()
+            self.set_interval(WATCHDOG_EVERY, self.summarise)
 
     @work(exclusive=True, group="monitor", exit_on_error=False, description="The monitor")
     async def run_monitor(self) -> None:
@@ -177,13 +165,7 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
         if self.config_error:
             self.sub_title = "the accounts file needs fixing"
         else:
-            control = self.control
-            text = headline(control.states(), control.quiet, control.stalled(self.now()))
-            if control.lost:
-                text = "the service went away — nothing is being checked"
-            elif control.service_pid is not None:
-                text = f"attached to service (pid {control.service_pid}) — {text}"
-            self.sub_title = text
+            self.sub_title = title_line(self.control, self.now())
 
     # --- actions that work everywhere -------------------------------------------------------------
 
@@ -217,11 +199,6 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield from commands.system_commands(self, screen)
-        yield SystemCommand(
-            "Toggle alert bell",
-            "Ring the terminal bell on new alerts, or not",
-            self.action_toggle_bell,
-        )
 
 
 def make_app(

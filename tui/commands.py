@@ -64,3 +64,8 @@ def system_commands(app: App, screen: Screen) -> Iterable[SystemCommand]:
                     f"{a.help} ({' '.join(a.keys)})" if a.help else f"({' '.join(a.keys)})",
                     partial(app.run_action, a.action, a.namespace),
                 )
+    yield SystemCommand(
+        "Toggle alert bell",
+        "Ring the terminal bell on new alerts, or not",
+        partial(app.run_action, "app.toggle_bell"),
+    )

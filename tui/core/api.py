@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from .accounts import AccountBook
-from .credentials import Credentials, Secret, SecretStore
+from .credentials import Credentials, KeyringStore, Secret, SecretStore
 from .models import Account, AccountResult, AccountState, utcnow
 from .monitor import Event
 from .silences import Quiet, QuietKind, Silences
@@ -120,6 +120,10 @@ class LocalControl:
         self.watcher.subscribe(on_event)
         self.watcher.start()
         try:
+            if isinstance(self.book.store, KeyringStore):
+                # After the first checks began (a slow keyring must not hold them back); the
+                # face's next summary shows it.
+                self.keyring_problem = await asyncio.to_thread(self.book.store.problem)
             await asyncio.Event().wait()
         finally:
             await self.watcher.close()

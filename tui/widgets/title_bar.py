@@ -6,6 +6,8 @@ changes with nearly every batch of news, so this bar only repaints its own line.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.widget import Widget
@@ -13,6 +15,9 @@ from textual.widget import Widget
 from ..core.models import AccountState
 from ..core.status import Status
 from ..core.words import plural
+
+if TYPE_CHECKING:
+    from ..core.api import Control
 
 
 def headline(
@@ -41,6 +46,16 @@ def headline(
     if stopped:
         parts.append(f"{stopped} stopped")
     return ", ".join(parts)
+
+
+def title_line(control: Control, now: datetime) -> str:
+    """The headline, and where the monitoring runs when it is not in this process."""
+    text = headline(control.states(), control.quiet, control.stalled(now))
+    if control.lost:
+        return "the service went away — nothing is being checked"
+    if control.service_pid is not None:
+        return f"attached to service (pid {control.service_pid}) — {text}"
+    return text
 
 
 class TitleBar(Widget):
