@@ -22,9 +22,10 @@ from tui.core.models import (
 )
 from tui.core.monitor import StatusChanged
 from tui.core.status import Status
-from tui.demo.servers import HOST, closed_port
+from tui.demo.servers import closed_port
 
 from .conftest import cli
+from .tui_support import write_accounts
 
 NOW = datetime.now(UTC)
 
@@ -61,14 +62,9 @@ def test_a_symlink_to_the_config_shares_its_history(tmp_path):
     assert History(tmp_path / "h.sqlite3", config=link).account_ids() == {"sales"}
 
 
-def test_check_with_another_config_leaves_the_users_own_history_alone(tmp_path):
-    example = tmp_path / "example.toml"
-    example.write_text(
-        '[settings]\ntimeout = 3\n[[accounts]]\nid = "sales"\nemail = "sales@example.com"\n'
-        "password_command = \"printf '%s' secret\"\n"
-        f'imap = {{ host = "{HOST}", port = {closed_port()}, security = "tls" }}\n'
-        f'smtp = {{ host = "{HOST}", port = {closed_port()}, security = "tls" }}\n'
-    )
+def test_check_with_another_config_leaves_the_users_own_history_alone(tmp_path, loopback):
+    down = {"password": "secret", "imap_port": closed_port(), "smtp_port": closed_port()}
+    example = write_accounts(tmp_path / "example.toml", loopback, {"sales": down})
     proc = cli("check", "--config", str(example))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert History(default_path()).changes("sales") == []
@@ -165,12 +161,8 @@ async def test_a_full_disk_says_so_and_history_resumes_when_space_is_freed(tmp_p
     assert len(history.changes("sales")) == 3 and len(reports) == 1
 
 
-def test_the_history_command_says_so_when_the_database_cannot_be_read(tmp_path):
-    config = tmp_path / "accounts.toml"
-    config.write_text(
-        '[[accounts]]\nid = "sales"\nemail = "sales@example.com"\n'
-        'imap = { host = "h", port = 993 }\nsmtp = { host = "h", port = 465 }\n'
-    )
+def test_the_history_command_says_so_when_the_database_cannot_be_read(tmp_path, loopback):
+    config = write_accounts(tmp_path / "accounts.toml", loopback, {"sales": {}})
     broken = History(default_path(), config=config)
     broken.db.execute("DROP TABLE changes")  # a database another tool damaged
     broken.close()

@@ -28,6 +28,7 @@ from tui.core.status import Status
 from tui.demo.servers import HOST, closed_port
 
 from .conftest import PASSWORD, USER, cli, until
+from .tui_support import write_accounts
 
 
 def credentials(password: str = PASSWORD, ids=("alice",)) -> Credentials:
@@ -313,14 +314,8 @@ async def test_certificate_expiry_warns_then_alerts(loopback, days, warning, ale
 
 def test_check_exits_1_for_a_certificate_that_expires_soon(loopback, tmp_path):
     port = loopback.mailboxes.serve(loopback.certs.context(days_left=10))
-    path = tmp_path / "accounts.toml"
-    path.write_text(
-        f'[[accounts]]\nid = "a"\nemail = "{USER}"\n'
-        f"password_command = \"printf '{PASSWORD}'\"\n"
-        f'ca_file = "{loopback.certs.ca_file}"\n'
-        f'imap = {{ host = "{HOST}", port = {port} }}\n'
-        f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls} }}\n'
-    )
+    account = {"password": PASSWORD, "imap_port": port}
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {"a": account})
     proc = cli("check", "--config", str(path), "--json")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     account = json.loads(proc.stdout)["accounts"][0]

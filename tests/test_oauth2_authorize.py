@@ -117,17 +117,14 @@ def test_a_declined_sign_in_exits_non_zero_with_the_reason_and_stores_nothing(
 @pytest.mark.parametrize(
     "account, words",
     [
-        ('auth = "password"', "signs in with a password"),
-        ('auth = "oauth2"\noauth2_token_command = "oama access x"', "from oauth2_token_command"),
+        ({"auth": "password"}, "signs in with a password"),
+        ({"auth": "oauth2", "oauth2_token_command": "oama access x"}, "from oauth2_token_command"),
     ],
 )
-def test_authorize_refuses_accounts_without_the_built_in_sign_in(tmp_path, account, words):
-    path = tmp_path / "accounts.toml"
-    path.write_text(
-        f'[[accounts]]\nid = "x"\nemail = "x@example.com"\n{account}\n'
-        'imap = { host = "imap.example.com", port = 993 }\n'
-        'smtp = { host = "smtp.example.com", port = 465 }\n'
-    )
+def test_authorize_refuses_accounts_without_the_built_in_sign_in(
+    tmp_path, loopback, account, words
+):
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {"x": account})
     proc = cli("authorize", "x", "--config", str(path))
     assert proc.returncode == 2
     assert words in proc.stderr

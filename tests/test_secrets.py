@@ -129,15 +129,14 @@ async def test_markers_reach_the_servers_and_nothing_else(
     # The headless check, as cron runs it, with the password from a command.
     secret_file = tmp_path / "secret"
     secret_file.write_text(PASSWORD)
-    config = tmp_path / "accounts.toml"
-    config.write_text(
-        "".join(
-            f'[[accounts]]\nid = "{account_id}"\nemail = "{user}"\n'
-            f'password_command = "cat {secret_file}"\nca_file = "{loopback.certs.ca_file}"\n'
-            f'imap = {{ host = "{HOST}", port = {loopback.imap_tls} }}\n'
-            f'smtp = {{ host = "{HOST}", port = {loopback.smtp_tls} }}\n'
-            for account_id, user in (("marker", MARKER_USER), ("other", "alice@example.com"))
-        )
+    by_command = {"password_command": f"cat {secret_file}"}
+    config = write_accounts(
+        tmp_path / "accounts.toml",
+        loopback,
+        {
+            "marker": {"email": MARKER_USER, "username": None, **by_command},
+            "other": {"email": "alice@example.com", "username": None, **by_command},
+        },
     )
     # One passes with the marker, the other rejects it: CRITICAL; the second run's rejections
     # reach the failed-login limit (IMAP and SMTP, twice), so that account stops: WARNING.
