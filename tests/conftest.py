@@ -113,6 +113,27 @@ def loopback(tmp_path_factory) -> Loopback:
     servers.close()
 
 
+@pytest.fixture
+def server():
+    """An OAuth2 authorization server on loopback (tests/oauth_server.py) for one test."""
+    from .oauth_server import AuthServer
+
+    server = AuthServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def dovecot(loopback):
+    """A Dovecot with LMTP delivery, a Junk and a Trash folder, shared by the round-trip tests
+    (each uses its own mailbox); skips here without Dovecot, fails in CI."""
+    from .delivery import start_dovecot
+
+    server = start_dovecot(loopback, folders={"Junk": "\\Junk", "Trash": "\\Trash"})
+    yield server
+    server.stop()
+
+
 def cli(*args: str, **options) -> subprocess.CompletedProcess:
     """`connected-emails ARGS` as a user or cron runs it: a real process, its output as text."""
     return subprocess.run(

@@ -12,16 +12,8 @@ from tui.core.models import Endpoint
 from tui.demo.servers import HOST, ScriptedImap, SmtpUsers, serve_smtp
 
 from .conftest import USER, cli
-from .oauth_server import AuthServer
 from .test_oauth2_flows import browser_visit
 from .tui_support import write_accounts
-
-
-@pytest.fixture
-def server():
-    server = AuthServer()
-    yield server
-    server.close()
 
 
 def write_config(tmp_path, loopback, server, flow="device", imap=None, smtp=None, **extra) -> str:

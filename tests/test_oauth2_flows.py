@@ -20,13 +20,6 @@ from tui.core.status import Status
 from .oauth_server import AuthServer
 
 
-@pytest.fixture
-def server():
-    server = AuthServer()
-    yield server
-    server.close()
-
-
 def settings(server: AuthServer, **changes) -> OAuth2Settings:
     changes.setdefault("client_id", "ms-client")
     return OAuth2Settings(scopes=("mail", "offline_access"), **server.endpoints(), **changes)

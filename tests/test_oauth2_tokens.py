@@ -27,16 +27,9 @@ from tui.core.report import exit_code, states_from
 from tui.core.status import Status
 from tui.demo.servers import HOST, ScriptedImap, SmtpUsers, closed_port, fault, serve_smtp
 
-from .oauth_server import GOOGLE_REVOKED, AuthServer, aadsts
+from .oauth_server import GOOGLE_REVOKED, aadsts
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def server():
-    server = AuthServer()
-    yield server
-    server.close()
 
 
 def oauth_account(loopback, server, token_store="file", provider="custom", **oauth):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from tui.app import make_app
 from tui.core.status import Status
 from tui.screens.account_form import AccountFormScreen
@@ -13,16 +11,8 @@ from tui.screens.authorize import AuthorizeScreen
 from tui.screens.confirm import ConfirmScreen
 
 from .conftest import USER
-from .oauth_server import AuthServer
 from .test_oauth2_authorize import browser_visit, write_config
 from .tui_support import address_shown, cell, select, settled, status, text_of, toasts, until
-
-
-@pytest.fixture
-def server():
-    server = AuthServer()
-    yield server
-    server.close()
 
 
 def config(tmp_path, loopback, server, flow, **oauth2):

@@ -23,13 +23,6 @@ QUICK = RoundTrip(max_delay=5)
 
 
 @pytest.fixture(scope="module")
-def dovecot(loopback):
-    server = start_dovecot(loopback, folders={"Junk": "\\Junk", "Trash": "\\Trash"})
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def dovecot_without_uidplus(loopback):
     """MOVE but no UIDPLUS; a Junk folder known only by its name (no SPECIAL-USE flag)."""
     from .dovecot import CAPABILITIES

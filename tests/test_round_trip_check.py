@@ -5,18 +5,9 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
-
 from .conftest import PASSWORD, cli
-from .delivery import FAILING, Mailbox, start_dovecot
+from .delivery import FAILING, Mailbox
 from .tui_support import write_accounts
-
-
-@pytest.fixture(scope="module")
-def dovecot(loopback):
-    server = start_dovecot(loopback, folders={"Junk": "\\Junk", "Trash": "\\Trash"})
-    yield server
-    server.stop()
 
 
 def account_of(box: Mailbox, **extra) -> dict:

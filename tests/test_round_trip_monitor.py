@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-import pytest
-
 from tui.core.credentials import Credentials, MemoryStore
 from tui.core.history import History, Recorder
 from tui.core.models import RoundTrip, RoundTripResult, Settings, utcnow
@@ -15,14 +13,7 @@ from tui.core.monitor import AccountChecked, Monitor, RoundTripDone, StatusChang
 from tui.core.status import Status
 
 from .conftest import PASSWORD, until
-from .delivery import Mailbox, start_dovecot
-
-
-@pytest.fixture(scope="module")
-def dovecot(loopback):
-    server = start_dovecot(loopback, folders={"Junk": "\\Junk", "Trash": "\\Trash"})
-    yield server
-    server.stop()
+from .delivery import Mailbox
 
 
 def monitored(box: Mailbox, plan: RoundTrip, alert_after: int = 1, **options) -> Monitor:
