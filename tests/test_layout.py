@@ -16,8 +16,7 @@ from tui.core.config import default_path, load
 from tui.core.silences import QuietKind
 from tui.demo.run import make_demo_app
 
-from .conftest import PASSWORD, USER
-from .tui_support import checked, text_of, toasts, until, write_accounts
+from .tui_support import checked, fill_new_account, text_of, toasts, until, write_accounts
 
 
 @pytest.fixture
@@ -197,16 +196,7 @@ async def test_the_first_save_at_the_default_path_creates_the_file_0600(loopback
     async with app.run_test(size=(100, 32)) as pilot:
         assert "Press n to add your first account" in text_of(app.screen.query_one("#welcome"))
         await pilot.press("n")
-        form = app.screen
-        form.query_one("#f-id").value = "first"
-        form.query_one("#f-email").value = "first@example.com"
-        form.query_one("#f-username").value = USER
-        form.query_one("#f-password").value = PASSWORD
-        for proto, port in (("imap", loopback.imap_plain), ("smtp", loopback.smtp_plain)):
-            form.query_one(f"#f-{proto}-host").value = "127.0.0.1"
-            form.query_one(f"#f-{proto}-port").value = str(port)
-            form.query_one(f"#f-{proto}-security").value = "none"
-        form.query_one("#f-allow_plaintext").value = True  # loopback: a trusted network
+        fill_new_account(app.screen, loopback, "first")
         await pilot.press("f2")
         await until(path.exists, what="the accounts file")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600

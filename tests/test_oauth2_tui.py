@@ -12,7 +12,7 @@ from tui.screens.confirm import ConfirmScreen
 
 from .conftest import USER
 from .test_oauth2_authorize import browser_visit, write_config
-from .tui_support import address_shown, cell, select, settled, status, text_of, toasts, until
+from .tui_support import address_shown, cell, fill, select, settled, status, text_of, toasts, until
 
 
 def config(tmp_path, loopback, server, flow, **oauth2):
@@ -81,21 +81,19 @@ async def test_a_new_microsoft_365_account_asks_the_client_id_then_authorizes_te
         await pilot.pause()
         assert form.query_one("#row-client_id").display and form.query_one("#row-tenant").display
         assert not form.query_one("#row-password").display
-        form.query_one("#f-id").value = "m365"
-        form.query_one("#f-email").value = USER
+        fill(form, {"id": "m365", "email": USER, "allow_plaintext": True})
         for proto, port in (("imap", imap), ("smtp", smtp)):
-            form.query_one(f"#f-{proto}-host").value = HOST
-            form.query_one(f"#f-{proto}-port").value = str(port)
-            form.query_one(f"#f-{proto}-security").value = "none"
-        form.query_one("#f-allow_plaintext").value = True
+            fill(
+                form,
+                {f"{proto}-host": HOST, f"{proto}-port": str(port), f"{proto}-security": "none"},
+            )
         await pilot.press("f5")  # no client id, no token command: nothing to sign in with
         error = form.query_one("#error-client_id")
         await until(lambda: error.display, what="the error")
         assert text_of(error).startswith("'Client id' is missing. Register an app")
         assert "Or give a 'Token cmd' that prints an access token instead." in text_of(error)
         assert app.screen is form and not server.devices
-        form.query_one("#f-client_id").value = "ms-client"
-        form.query_one("#f-tenant").value = "contoso.onmicrosoft.com"
+        fill(form, {"client_id": "ms-client", "tenant": "contoso.onmicrosoft.com"})
         await pilot.press("f5")
         await until(lambda: isinstance(app.screen, AuthorizeScreen), what="Authorize")
         await until(lambda: app.screen is form, what="signed in")

@@ -26,6 +26,8 @@ from .conftest import PASSWORD
 from .tui_support import (
     SIZE,
     cell,
+    fill,
+    fill_new_account,
     open_alerts,
     screen_text,
     select,
@@ -36,18 +38,6 @@ from .tui_support import (
     until,
     write_accounts,
 )
-
-
-def fill_new_account(form, loopback, account_id: str = "added") -> None:
-    form.query_one("#f-id").value = account_id
-    form.query_one("#f-email").value = f"{account_id}@example.com"
-    form.query_one("#f-username").value = "alice@example.com"
-    form.query_one("#f-password").value = PASSWORD
-    for proto, port in (("imap", loopback.imap_plain), ("smtp", loopback.smtp_plain)):
-        form.query_one(f"#f-{proto}-host").value = "127.0.0.1"
-        form.query_one(f"#f-{proto}-port").value = str(port)
-        form.query_one(f"#f-{proto}-security").value = "none"
-    form.query_one("#f-allow_plaintext").value = True  # a trusted network: loopback
 
 
 async def test_alerts_modal_lists_only_what_needs_attention(pilot, app):
@@ -206,12 +196,8 @@ async def test_validation_error_shows_next_to_the_field(app, accounts_file):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("n")
         form = app.screen
-        form.query_one("#f-id").value = "new"
-        form.query_one("#f-email").value = "new@example.com"
-        form.query_one("#f-imap-host").value = "imap.example.com"
-        form.query_one("#f-imap-port").value = "99999"
-        form.query_one("#f-smtp-host").value = "smtp.example.com"
-        form.query_one("#f-smtp-port").value = "465"
+        fill(form, {"id": "new", "email": "new@example.com", "imap-host": "imap.example.com"})
+        fill(form, {"imap-port": "99999", "smtp-host": "smtp.example.com", "smtp-port": "465"})
         await pilot.press("f2")
         await pilot.pause()
         error = form.query_one("#error-imap")
@@ -223,12 +209,9 @@ async def test_validation_error_shows_next_to_the_field(app, accounts_file):
 async def test_a_form_error_names_the_field_as_the_form_labels_it(pilot, app):
     await pilot.press("n")
     form = app.screen
-    form.query_one("#f-id").value = "token"
-    form.query_one("#f-email").value = "token@example.com"
-    form.query_one("#f-auth").value = "oauth2"
-    for proto, port in (("imap", 993), ("smtp", 465)):
-        form.query_one(f"#f-{proto}-host").value = f"{proto}.example.com"
-        form.query_one(f"#f-{proto}-port").value = str(port)
+    fill(form, {"id": "token", "email": "token@example.com", "auth": "oauth2"})
+    fill(form, {"imap-host": "imap.example.com", "imap-port": "993"})
+    fill(form, {"smtp-host": "smtp.example.com", "smtp-port": "465"})
     await pilot.press("f5")
     await pilot.pause()
     shown = " ".join(text_of(e) for e in form.query(".field-error") if e.display)

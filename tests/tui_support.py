@@ -13,7 +13,7 @@ from tui.core.status import Status
 from tui.demo.servers import HOST
 from tui.format import state_cell
 
-from .conftest import USER, until
+from .conftest import PASSWORD, USER, until
 
 SIZE = (100, 32)
 
@@ -57,6 +57,20 @@ def _inline(values: dict) -> tomlkit.items.InlineTable:
     table = tomlkit.inline_table()
     table.update({key: value for key, value in values.items() if value is not None})
     return table
+
+
+def fill(form, fields: dict) -> None:
+    """Type into the account form, each field named by its id without "#f-" (imap-port)."""
+    for name, value in fields.items():
+        form.query_one(f"#f-{name}").value = value
+
+
+def fill_new_account(form, loopback, account_id: str = "added") -> None:
+    """A new account on the loopback servers in plain text (a trusted network)."""
+    fill(form, {"id": account_id, "email": f"{account_id}@example.com", "username": USER})
+    fill(form, {"password": PASSWORD, "allow_plaintext": True})
+    for proto, port in (("imap", loopback.imap_plain), ("smtp", loopback.smtp_plain)):
+        fill(form, {f"{proto}-host": HOST, f"{proto}-port": str(port), f"{proto}-security": "none"})
 
 
 async def checked(app: ConnectedEmailsApp) -> None:
@@ -131,6 +145,8 @@ def toasts(app: ConnectedEmailsApp) -> list[str]:
 __all__ = [
     "SIZE",
     "write_accounts",
+    "fill",
+    "fill_new_account",
     "until",
     "checked",
     "settled",
