@@ -63,8 +63,9 @@ def test_authorize_device_flow_prints_url_code_and_qr_then_check_is_connected(
     assert server.grants()[-1] == "refresh_token"  # check refreshed by itself
 
 
-def test_authorize_loopback_with_the_redirected_url_pasted(tmp_path, loopback, server):
-    path = write_config(tmp_path, loopback, server, flow="loopback")
+def authorize_by_pasting(path: str, server, first_paste: str = "") -> tuple[str, str]:
+    """`authorize` of the loopback flow: the user opens the address it prints, and pastes
+    `first_paste` (if any), then the address the browser landed on. Its output and errors."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "tui", "authorize", "ms", "--config", path],
         stdin=subprocess.PIPE,
@@ -74,9 +75,15 @@ def test_authorize_loopback_with_the_redirected_url_pasted(tmp_path, loopback, s
     )
     url = next((line.strip() for line in proc.stdout if line.startswith(server.url)), "")
     assert "code_challenge_method=S256" in url, "authorize printed no sign-in address"
-    landed = browser_visit(url, follow=False)
-    out, err = proc.communicate("http://127.0.0.1/?code=x&state=y\n" + landed + "\n", timeout=30)
+    pasted = first_paste + browser_visit(url, follow=False) + "\n"
+    out, err = proc.communicate(pasted, timeout=30)
     assert proc.returncode == 0, err
+    return out, err
+
+
+def test_authorize_loopback_with_the_redirected_url_pasted(tmp_path, loopback, server):
+    path = write_config(tmp_path, loopback, server, flow="loopback")
+    out, err = authorize_by_pasting(path, server, "http://127.0.0.1/?code=x&state=y\n")
     assert "The pasted address is not the answer to this sign-in" in err
     assert "Signed in as alice@example.com" in out
     assert check(path)[1]["status"] == "connected"

@@ -14,7 +14,7 @@ from tui.demo.servers import HOST, SmtpUsers, serve_smtp
 
 from .conftest import cli, need_dovecot
 from .oauth_server import AuthServer
-from .test_oauth2_authorize import browser_visit, check, write_config
+from .test_oauth2_authorize import authorize_by_pasting, browser_visit, check, write_config
 
 
 @pytest.fixture(scope="module")
@@ -63,23 +63,8 @@ def test_device_sign_in_then_check_is_connected_on_dovecot(tmp_path, loopback, s
 
 
 def test_loopback_sign_in_with_a_pasted_url_then_connected(tmp_path, loopback, server, endpoints):
-    import subprocess
-    import sys
-
     path = write_config(tmp_path, loopback, server, flow="loopback", **endpoints)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tui", "authorize", "ms", "--config", path],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = ""
-    while not url.startswith(server.url):
-        url = proc.stdout.readline().strip()
-        assert url or proc.poll() is None, proc.stderr.read()
-    out, err = proc.communicate(browser_visit(url, follow=False) + "\n", timeout=30)
-    assert proc.returncode == 0, err
+    authorize_by_pasting(path, server)
     assert check(path)[1]["status"] == "connected"
 
 
