@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import keyring
@@ -154,6 +155,16 @@ def need_dovecot(packages: str = "dovecot-imapd") -> None:
     if require_dovecot():
         pytest.fail(f"CI must run the Dovecot tests: {packages} is missing or this is not root")
     pytest.skip(reason=f"needs Dovecot as root (apt-get install {packages}); .ci/run installs it")
+
+
+@asynccontextmanager
+async def running(monitor):
+    """The monitor (or watcher) started, and closed however the test ends."""
+    monitor.start()
+    try:
+        yield monitor
+    finally:
+        await monitor.close()
 
 
 async def until(predicate, timeout: float = 10.0, what: str = "") -> None:

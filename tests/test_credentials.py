@@ -32,7 +32,7 @@ from tui.core.sweep import sweep
 from tui.demo.servers import HOST, fault
 
 from . import keyrings
-from .conftest import cli
+from .conftest import cli, running
 from .tui_support import cell, select, settled, text_of, until, write_accounts
 
 
@@ -161,14 +161,11 @@ async def test_a_hanging_keyring_leaves_the_monitor_and_the_default_executor_fre
     monitor = Monitor(
         accounts, Settings(poll_interval=60, timeout=0.5), Credentials(KeyringStore())
     )
-    monitor.start()
-    try:
+    async with running(monitor):
         states = monitor.states.values()
         await until(lambda: all(s.status is not Status.CHECKING for s in states), 2, "the rows")
         # Other work the app hands to threads still gets one at once.
         assert await asyncio.wait_for(asyncio.to_thread(lambda: "free"), 0.5) == "free"
-    finally:
-        await monitor.close()
     for state in monitor.states.values():
         assert "keyring is not answering" in state.detail
 

@@ -27,7 +27,7 @@ from tui.core.silences import Quiet
 from tui.core.status import Status
 from tui.demo.servers import HOST, closed_port
 
-from .conftest import PASSWORD, USER, cli, until
+from .conftest import PASSWORD, USER, cli, running, until
 from .tui_support import write_accounts
 
 
@@ -212,13 +212,10 @@ async def test_one_dropped_connection_raises_no_alert(loopback):
     attention, seen = [], []
     monitor.subscribe(lambda e: attention.append(e) if isinstance(e, AttentionChanged) else None)
     monitor.subscribe(lambda e: seen.append(getattr(e, "state", None)))
-    monitor.start()
-    try:
+    async with running(monitor):
         await until(
             lambda: monitor.states["alice"].status is Status.CONNECTED and server.connections >= 2
         )
-    finally:
-        await monitor.close()
     assert any(s is not None and s.retrying == (1, 2) for s in seen), "it said retrying 1/2"
     assert attention == []
 
@@ -227,11 +224,8 @@ async def test_rejected_credentials_alert_at_once(loopback):
     monitor = Monitor([loopback.account()], fast(poll_interval=60), credentials("wrong"))
     attention = []
     monitor.subscribe(lambda e: attention.append(e) if isinstance(e, AttentionChanged) else None)
-    monitor.start()
-    try:
+    async with running(monitor):
         await until(lambda: attention)
-    finally:
-        await monitor.close()
     assert attention[0].raised and attention[0].state.status is Status.INVALID_CREDENTIALS
 
 
@@ -276,11 +270,8 @@ async def test_three_accounts_on_one_dead_host_are_one_outage(loopback):
         credentials(ids=["crm0", "crm1", "crm2", "solo"]),
         retry_base=0.05,
     )
-    monitor.start()
-    try:
+    async with running(monitor):
         await until(lambda: all(s.needs_attention for s in monitor.states.values()))
-    finally:
-        await monitor.close()
     outages, rest = group_outages(list(monitor.states.values()))
     assert [(o.host, len(o.accounts)) for o in outages] == [("127.0.0.2", 3)]
     assert [s.account.id for s in rest] == ["solo"]
@@ -297,11 +288,8 @@ async def test_three_accounts_on_one_dead_host_are_one_outage(loopback):
 async def test_certificate_expiry_warns_then_alerts(loopback, days, warning, alert):
     imap = Endpoint(HOST, loopback.mailboxes.serve(loopback.certs.context(days_left=days)), "tls")
     monitor = Monitor([loopback.account(imap=imap)], fast(poll_interval=60), credentials())
-    monitor.start()
-    try:
+    async with running(monitor):
         await until(lambda: monitor.states["alice"].status is Status.CONNECTED)
-    finally:
-        await monitor.close()
     state = monitor.states["alice"]
     assert bool(state.cert_warning) is warning and state.cert_alert is alert
     assert state.needs_attention is alert
@@ -386,8 +374,7 @@ async def test_messages_that_arrived_while_failing_are_counted_after_recovery(lo
     account = loopback.account(username=user)
     store = MemoryStore({"alice": PASSWORD})
     monitor = Monitor([account], fast(poll_interval=60), Credentials(store))
-    monitor.start()
-    try:
+    async with running(monitor):
         await until(lambda: monitor.states["alice"].status is Status.CONNECTED)
         loopback.mailboxes.set_password(user, "changed-at-the-provider")
         monitor.check_now("alice")
@@ -397,6 +384,4 @@ async def test_messages_that_arrived_while_failing_are_counted_after_recovery(lo
         loopback.mailboxes.set_password(user, PASSWORD)
         monitor.check_now("alice")
         await until(lambda: monitor.states["alice"].status is Status.CONNECTED)
-    finally:
-        await monitor.close()
     assert monitor.states["alice"].missed == 3

@@ -18,7 +18,7 @@ from tui.core.monitor import AccountChecked, Monitor, StatusChanged
 from tui.core.status import Status
 from tui.demo.servers import HOST, ScriptedImap, closed_port, fault
 
-from .conftest import PASSWORD, until
+from .conftest import PASSWORD, running, until
 
 
 class Recorder:
@@ -49,19 +49,13 @@ def credentials(password: str = PASSWORD, ids=("alice",)) -> Credentials:
 
 
 async def run_monitor_until(monitor: Monitor, predicate) -> None:
-    monitor.start()
-    try:
+    async with running(monitor):
         await until(predicate)
-    finally:
-        await monitor.close()
 
 
 async def run_monitor(monitor: Monitor, seconds: float) -> None:
-    monitor.start()
-    try:
+    async with running(monitor):
         await asyncio.sleep(seconds)
-    finally:
-        await monitor.close()
 
 
 async def test_checks_repeat_on_the_interval_with_jitter(loopback):
@@ -114,13 +108,10 @@ async def test_two_checks_of_one_account_never_overlap(loopback):
         credentials(),
         checker=recorder,
     )
-    monitor.start()
-    try:
+    async with running(monitor):
         for _ in range(20):
             monitor.check_now("alice")
             await asyncio.sleep(0.03)
-    finally:
-        await monitor.close()
     assert len(recorder.starts["alice"]) >= 2
     assert recorder.max_per_account == 1
 
@@ -135,11 +126,8 @@ async def test_concurrency_is_bounded_across_accounts(loopback):
         credentials(ids=[a.id for a in accounts]),
         checker=recorder,
     )
-    monitor.start()
-    try:
+    async with running(monitor):
         await until(lambda: all(s.status is not Status.CHECKING for s in monitor.states.values()))
-    finally:
-        await monitor.close()
     assert recorder.max_total == 3
 
 
@@ -156,12 +144,9 @@ async def test_four_failed_logins_stop_the_account_two_a_check_when_both_sides_r
     )
     changes: list[StatusChanged] = []
     monitor.subscribe(lambda e: changes.append(e) if isinstance(e, StatusChanged) else None)
-    monitor.start()
-    try:
+    async with running(monitor):
         await until(lambda: monitor.states["alice"].status is Status.STOPPED)
         await asyncio.sleep(0.3)  # no more checks once stopped
-    finally:
-        await monitor.close()
     state = monitor.states["alice"]
     assert MAX_FAILED_LOGINS == 4
     assert len(recorder.starts["alice"]) == 2, "IMAP and SMTP each failed a login, twice"
@@ -240,8 +225,7 @@ async def test_the_count_outlives_the_app_and_resume_resets_it(loopback, tmp_pat
     # And once more: it starts stopped, with the reason, and asks no server.
     recorder = Recorder()
     third = monitor_from_history(PASSWORD, recorder)
-    third.start()
-    try:
+    async with running(third):
         await asyncio.sleep(0.3)
         state = third.states["alice"]
         assert state.status is Status.STOPPED and state.needs_attention
@@ -250,8 +234,6 @@ async def test_the_count_outlives_the_app_and_resume_resets_it(loopback, tmp_pat
         third.resume("alice")
         assert third.states["alice"].failed_logins == 0
         await until(lambda: third.states["alice"].status is Status.CONNECTED)
-    finally:
-        await third.close()
     await asyncio.sleep(0.05)
     assert history.last_states([account])["alice"].failed_logins == 0
 
@@ -275,8 +257,7 @@ async def test_stop_holds_checks_and_resume_checks_at_once(loopback):
         credentials(),
         checker=recorder,
     )
-    monitor.start()
-    try:
+    async with running(monitor):
         await until(lambda: monitor.states["alice"].status is Status.CONNECTED)
         monitor.stop("alice")
         await asyncio.sleep(0.1)
@@ -287,8 +268,6 @@ async def test_stop_holds_checks_and_resume_checks_at_once(loopback):
         assert state.status is Status.STOPPED and not state.needs_attention
         monitor.resume("alice")
         await until(lambda: monitor.states["alice"].status is Status.CONNECTED)
-    finally:
-        await monitor.close()
     assert len(recorder.starts["alice"]) > count
 
 

@@ -15,7 +15,7 @@ from tui.core.probes.smtp import check_smtp
 from tui.core.status import Status
 from tui.demo.servers import HOST, ScriptedImap
 
-from .conftest import TOKEN, USER, cli, until
+from .conftest import TOKEN, USER, cli, running, until
 from .tui_support import write_accounts
 
 BAD_TOKEN = "ya29.expired-token"
@@ -103,14 +103,11 @@ async def test_token_is_cached_until_the_server_rejects_it(loopback, tmp_path):
     assert credentials.secret_for(account) == credentials.secret_for(account)
     assert calls.read_text().count("x") == 1
     monitor = Monitor([account], loopback_settings(), credentials)
-    monitor.start()
-    try:
+    async with running(monitor):
         await wait_for_status(monitor, Status.INVALID_CREDENTIALS)
         token.write_text(TOKEN)  # the helper refreshed the grant
         monitor.check_now(account.id)
         await wait_for_status(monitor, Status.CONNECTED)
-    finally:
-        await monitor.close()
     assert calls.read_text().count("x") == 2
 
 

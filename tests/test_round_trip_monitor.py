@@ -12,7 +12,7 @@ from tui.core.models import RoundTrip, RoundTripResult, Settings, utcnow
 from tui.core.monitor import AccountChecked, Monitor, RoundTripDone, StatusChanged
 from tui.core.status import Status
 
-from .conftest import PASSWORD, until
+from .conftest import PASSWORD, running, until
 from .delivery import Mailbox
 
 
@@ -28,8 +28,7 @@ async def test_monitor_probes_once_per_every_and_keeps_the_verdict(loopback, dov
     monitor = monitored(box, RoundTrip(every=3600, max_delay=5))
     events = []
     monitor.subscribe(events.append)
-    monitor.start()
-    try:
+    async with running(monitor):
         state = lambda: monitor.states[box.account.id]  # noqa: E731
         await until(lambda: state().round_trip is not None, 10)
         assert state().round_trip.status == "delivered"
@@ -39,8 +38,6 @@ async def test_monitor_probes_once_per_every_and_keeps_the_verdict(loopback, dov
         await until(lambda: sum(isinstance(e, AccountChecked) for e in events) > checks + 2)
         assert state().round_trip.status == "delivered"  # held across checks
         assert len(box.relay.accepted) == 1
-    finally:
-        await monitor.close()
 
 
 async def test_message_that_never_arrives_makes_a_sync_error_that_holds(loopback, dovecot):
@@ -48,8 +45,7 @@ async def test_message_that_never_arrives_makes_a_sync_error_that_holds(loopback
     monitor = monitored(box, RoundTrip(every=3600, max_delay=1))
     events = []
     monitor.subscribe(events.append)
-    monitor.start()
-    try:
+    async with running(monitor):
         state = lambda: monitor.states[box.account.id]  # noqa: E731
         await until(lambda: state().status is Status.SYNC_ERROR, 10)
         assert state().detail.startswith("Round trip: sent at ")
@@ -61,20 +57,15 @@ async def test_message_that_never_arrives_makes_a_sync_error_that_holds(loopback
         assert state().status is Status.SYNC_ERROR
         changes = [e.new for e in events if isinstance(e, StatusChanged)]
         assert changes == [Status.CONNECTED, Status.SYNC_ERROR]
-    finally:
-        await monitor.close()
 
 
 async def test_first_failed_probe_waits_for_alert_after(loopback, dovecot):
     box = Mailbox(loopback, dovecot, "never")
     monitor = monitored(box, RoundTrip(every=3600, max_delay=1), alert_after=2)
-    monitor.start()
-    try:
+    async with running(monitor):
         state = lambda: monitor.states[box.account.id]  # noqa: E731
         await until(lambda: state().status is Status.SYNC_ERROR, 10)
         assert state().retrying == (1, 2) and not state().needs_attention
-    finally:
-        await monitor.close()
 
 
 async def test_a_recent_probe_in_the_history_is_not_repeated(loopback, dovecot):
@@ -83,16 +74,13 @@ async def test_a_recent_probe_in_the_history_is_not_repeated(loopback, dovecot):
     monitor = monitored(
         box, RoundTrip(every=3600, max_delay=5), round_trips={box.account.id: [earlier]}
     )
-    monitor.start()
-    try:
+    async with running(monitor):
         state = lambda: monitor.states[box.account.id]  # noqa: E731
         await until(lambda: state().result is not None)
         await asyncio.sleep(1)
         assert box.relay.accepted == []
         assert state().round_trip == earlier
         assert state().round_trip_warning == "Round trip: sent and delivered to the Junk folder"
-    finally:
-        await monitor.close()
 
 
 async def test_probes_go_to_the_history(loopback, dovecot, tmp_path):
