@@ -106,7 +106,7 @@ async def test_the_app_signs_in_and_shows_connected_on_dovecot(
     from tui.screens.account_form import AccountFormScreen
     from tui.screens.authorize import AuthorizeScreen
 
-    from .tui_support import address_shown, select, settled, status, text_of, until
+    from .tui_support import address_shown, select, settled, signed_in, status, until
 
     path = write_config(tmp_path, loopback, server, flow=flow, **endpoints)  # a str, as a script
     app = make_app(path)
@@ -123,9 +123,7 @@ async def test_the_app_signs_in_and_shows_connected_on_dovecot(
             paste = app.screen.query_one("#authorize-paste")
             paste.value = browser_visit(address, follow=False)
             await pilot.press("enter")
-        await until(lambda: isinstance(app.screen, AccountFormScreen), 20, "signed in")
-        form = app.screen
-        await until(lambda: "Test passed" in text_of(form.query_one("#form-result")), 20)
+        await signed_in(app, 20)
         before = server.introspections
         await pilot.press("f2")
         await until(lambda: not isinstance(app.screen, AccountFormScreen), 20, "the save")

@@ -12,7 +12,18 @@ from tui.screens.confirm import ConfirmScreen
 
 from .conftest import USER
 from .test_oauth2_authorize import browser_visit, write_config
-from .tui_support import address_shown, cell, fill, select, settled, status, text_of, toasts, until
+from .tui_support import (
+    address_shown,
+    cell,
+    fill,
+    select,
+    settled,
+    signed_in,
+    status,
+    text_of,
+    toasts,
+    until,
+)
 
 
 def config(tmp_path, loopback, server, flow, **oauth2):
@@ -49,9 +60,7 @@ async def test_reconnect_authorizes_with_the_device_code_then_tests_and_saves(
         assert f"{server.url}/device" in text_of(authorize.query_one("#authorize-intro"))
         assert "▄" in text_of(authorize.query_one("#authorize-qr"))
         assert "the code expires in 14:" in text_of(authorize.query_one("#authorize-status"))
-        await until(lambda: isinstance(app.screen, AccountFormScreen), what="signed in")
-        form = app.screen
-        await until(lambda: "Test passed" in text_of(form.query_one("#form-result")))
+        await signed_in(app)
         await pilot.press("f2")
         await until(lambda: not isinstance(app.screen, AccountFormScreen))
         await until(lambda: status(app, "ms") is Status.CONNECTED)
@@ -96,8 +105,7 @@ async def test_a_new_microsoft_365_account_asks_the_client_id_then_authorizes_te
         fill(form, {"client_id": "ms-client", "tenant": "contoso.onmicrosoft.com"})
         await pilot.press("f5")
         await until(lambda: isinstance(app.screen, AuthorizeScreen), what="Authorize")
-        await until(lambda: app.screen is form, what="signed in")
-        await until(lambda: "Test passed" in text_of(form.query_one("#form-result")))
+        assert await signed_in(app) is form  # the same form, its fields kept
         await pilot.press("f2")
         await until(lambda: app.screen is not form, what="saved")
         await until(lambda: status(app, "m365") is Status.CONNECTED)
@@ -128,9 +136,7 @@ async def test_authorize_with_a_pasted_address_and_cancel(tmp_path, loopback, se
         await until(lambda: "state does not match" in text_of(said), what="refusal")
         paste.value = browser_visit(address, follow=False)
         await pilot.press("enter")
-        await until(lambda: isinstance(app.screen, AccountFormScreen), what="signed in")
-        form = app.screen
-        await until(lambda: "Test passed" in text_of(form.query_one("#form-result")))
+        form = await signed_in(app)
         await pilot.press("escape")
         # A second Reconnect, cancelled at Authorize: nothing is tested or stored.
         await pilot.press("r")
@@ -205,9 +211,7 @@ async def test_without_a_keyring_the_sign_in_is_kept_in_a_file_with_consent(
             app.screen.query_one(".question")
         )
         await pilot.press("y")
-        await until(lambda: isinstance(app.screen, AccountFormScreen), what="signed in")
-        form = app.screen
-        await until(lambda: "Test passed" in text_of(form.query_one("#form-result")))
+        await signed_in(app)
         await pilot.press("f2")
         await until(lambda: status(app, "ms") is Status.CONNECTED)
     assert 'token_store = "file"' in path.read_text()

@@ -133,6 +133,17 @@ async def address_shown(app: ConnectedEmailsApp) -> str:
     return text_of(intro).splitlines()[1]
 
 
+async def signed_in(app: ConnectedEmailsApp, timeout: float = 10.0):
+    """After a sign-in the account form is back, its Test passed; the form."""
+    from tui.screens.account_form import AccountFormScreen
+
+    await until(lambda: isinstance(app.screen, AccountFormScreen), timeout, "signed in")
+    form = app.screen
+    result = form.query_one("#form-result")
+    await until(lambda: "Test passed" in text_of(result), timeout, "the Test to pass")
+    return form
+
+
 def screen_text(app: ConnectedEmailsApp) -> str:
     return " ".join(text_of(w) for w in app.screen.query("Static"))
 
@@ -156,6 +167,7 @@ __all__ = [
     "select",
     "text_of",
     "address_shown",
+    "signed_in",
     "screen_text",
     "toasts",
 ]
