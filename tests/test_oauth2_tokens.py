@@ -62,6 +62,16 @@ def signed_in(server, account, tokens):
     return TokenStore(account.id, account.oauth2.token_store, tokens.keyring).load()
 
 
+def refreshing(loopback, server, timeout: float = 5) -> tuple:
+    """A signed-in account whose access token is forgotten, so its next check refreshes:
+    the account, its Credentials, and the stored sign-in."""
+    account = oauth_account(loopback, server)
+    credentials = Credentials(MemoryStore(), timeout)
+    record = signed_in(server, account, credentials.oauth2)
+    credentials.forget(account.id)
+    return account, credentials, record
+
+
 def test_access_token_is_kept_in_memory_and_refreshed_once_rejected(loopback, server):
     account = oauth_account(loopback, server)
     tokens = OAuth2Tokens(MemoryStore(), 5)
@@ -199,10 +209,7 @@ def test_two_processes_refreshing_one_rotating_token_never_lose_it(loopback, ser
 async def test_token_endpoint_refusals_become_statuses_and_sentences(
     loopback, server, answer, status, words
 ):
-    account = oauth_account(loopback, server)
-    credentials = Credentials(MemoryStore(), 5)
-    signed_in(server, account, credentials.oauth2)
-    credentials.forget(account.id)
+    account, credentials, _ = refreshing(loopback, server)
     server.fail_next(*answer)
     result = await check_account(account, 5, credentials=credentials)
     assert result.status is status
@@ -212,10 +219,7 @@ async def test_token_endpoint_refusals_become_statuses_and_sentences(
 
 
 async def test_an_unreachable_token_endpoint_is_no_service_connection(loopback, server):
-    account = oauth_account(loopback, server)
-    credentials = Credentials(MemoryStore(), 2)
-    signed_in(server, account, credentials.oauth2)
-    credentials.forget(account.id)
+    account, credentials, _ = refreshing(loopback, server, 2)
     dead = f"http://127.0.0.1:{closed_port()}/token"
     account = replace(account, oauth2=replace(account.oauth2, token_endpoint=dead))
     result = await check_account(account, 5, credentials=credentials)
@@ -236,10 +240,7 @@ async def test_not_signed_in_yet_says_how_and_asks_no_server(loopback, server):
 
 
 async def test_a_connected_account_after_a_refresh(loopback, server):
-    account = oauth_account(loopback, server)
-    credentials = Credentials(MemoryStore(), 5)
-    signed_in(server, account, credentials.oauth2)
-    credentials.forget(account.id)
+    account, credentials, _ = refreshing(loopback, server)
     result = await check_account(account, 5, credentials=credentials)
     assert result.status is Status.CONNECTED, result.detail
     assert server.grants().count("refresh_token") == 1
@@ -337,10 +338,7 @@ async def test_check_warns_about_a_dying_token_with_exit_1(loopback, server):
 async def test_a_hostile_token_endpoint_is_bounded_in_size_and_time(
     loopback, server, handler, status, words
 ):
-    account = oauth_account(loopback, server)
-    credentials = Credentials(MemoryStore(), 1)
-    signed_in(server, account, credentials.oauth2)
-    credentials.forget(account.id)
+    account, credentials, _ = refreshing(loopback, server, 1)
     hostile = f"http://127.0.0.1:{loopback.serve(handler)}/token"
     account = replace(account, oauth2=replace(account.oauth2, token_endpoint=hostile))
     started = time.monotonic()
@@ -379,10 +377,7 @@ async def test_a_token_endpoints_error_field_is_clean_bounded_data_without_the_r
 ):
     """`error` is the server's text like `error_description`: no terminal control, no bidi
     override, one bounded line, and no secret even when the server quotes the request in it."""
-    account = oauth_account(loopback, server)
-    credentials = Credentials(MemoryStore(), 5)
-    record = signed_in(server, account, credentials.oauth2)
-    credentials.forget(account.id)
+    account, credentials, record = refreshing(loopback, server)
     refresh = record.refresh_token.reveal()
     hostile = f"\x1b]0;owned\x07odd\u202eerror for {refresh} " + "x" * 5000 + "\r\nmore"
     server.fail_next(400, {"error": hostile, "error_description": "\u202eturned"})
@@ -397,10 +392,7 @@ async def test_a_token_endpoints_error_field_is_clean_bounded_data_without_the_r
 
 @pytest.mark.parametrize("kind", ["huge", "fifo"])
 async def test_a_token_file_that_is_not_a_token_is_refused_within_bounds(loopback, server, kind):
-    account = oauth_account(loopback, server)
-    credentials = Credentials(MemoryStore(), 2)
-    signed_in(server, account, credentials.oauth2)
-    credentials.forget(account.id)
+    account, credentials, _ = refreshing(loopback, server, 2)
     path = TokenStore(account.id, "file", credentials.store).path
     path.unlink()
     if kind == "huge":
