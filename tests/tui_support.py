@@ -75,9 +75,10 @@ def fill_new_account(form, loopback, account_id: str = "added") -> None:
 
 async def checked(app: ConnectedEmailsApp) -> None:
     """Every account has had its first check."""
-    states = app.control.states()
+    control = app.control
     await until(
-        lambda: all(s.status is not Status.CHECKING for s in states.values()), what="first checks"
+        lambda: all(s.status is not Status.CHECKING for s in control.states().values()),
+        what="first checks",
     )
 
 
