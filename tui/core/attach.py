@@ -290,7 +290,10 @@ class ServiceControl:
             self.on_problem(f"{exc} That news from the service was ignored.")
 
     def _reply(self, message: dict) -> None:
-        reply = self._replies.pop(message.get("id"), None)
+        number = message.get("id")
+        if type(number) is not int:  # not one this app sent (a list would not even hash)
+            return
+        reply = self._replies.pop(number, None)
         if reply is not None and not reply.done():
             reply.set_result(message)
 
@@ -348,9 +351,12 @@ class ServiceControl:
         finished = message.get("last_finished")
         if isinstance(finished, str):
             try:
-                self.last_finished = datetime.fromisoformat(finished)
+                last_finished = datetime.fromisoformat(finished)
             except ValueError:
-                raise WireError("The service's snapshot has an unreadable time.") from None
+                last_finished = None
+            if last_finished is None or last_finished.tzinfo is None:  # naive: no watchdog math
+                raise WireError("The service's snapshot has an unreadable time.")
+            self.last_finished = last_finished
         before = dict(self._states)
         parsed = [state_from_wire(obj) for obj in accounts]  # all read, or none taken
         self._states, self._quiet = {}, {}

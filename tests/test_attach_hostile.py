@@ -1,0 +1,143 @@
+"""A face attached to a service that misbehaves: anything on the socket path that runs as the
+user (a broken service, another version, a hostile program) says what it likes. The face must
+show its words as text, bound every wait, and never crash on what it is sent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tui.core.attach import AttachRefused, ServiceControl
+from tui.core.config import validate_account
+from tui.core.credentials import MemoryStore
+from tui.core.models import AccountResult, AccountState, ProbeResult, utcnow
+from tui.core.monitor import AccountChecked
+from tui.core.status import Status
+from tui.core.wire import state_to_wire
+
+from .conftest import until
+
+
+def account_object(account_id: str = "good", email: str = "alice@example.com", **state) -> dict:
+    """An account as a service puts it on the wire, from a real AccountState."""
+    account = validate_account(
+        {
+            "id": account_id,
+            "email": email,
+            "password_command": "true",
+            "imap": {"host": "imap.example.com", "port": 993},
+            "smtp": {"host": "smtp.example.com", "port": 465},
+        }
+    )
+    detail = state.pop("detail", "server said: fine")
+    result = AccountResult(
+        account_id,
+        ProbeResult("imap", Status.CONNECTED, detail, 12),
+        ProbeResult("smtp", Status.CONNECTED, "ok", 9),
+    )
+    return state_to_wire(AccountState(account, Status.CONNECTED, result, **state))
+
+
+def line(message: dict) -> bytes:
+    return json.dumps(message).encode() + b"\n"
+
+
+HELLO = line({"type": "hello", "version": 1, "pid": 4242, "config": "/x", "keyring_problem": None})
+
+
+def snapshot(*accounts: dict, **extra) -> bytes:
+    return line({"type": "snapshot", "accounts": list(accounts), **extra})
+
+
+class FakeService:
+    """A private socket (0600 in a 0700 folder, as the service makes it) whose peer says the
+    given lines on connecting, then whatever the test sends; it keeps the commands it hears."""
+
+    def __init__(self, folder: Path):
+        folder.mkdir(mode=0o700)
+        self.path = folder / "s.sock"
+        self.heard: list[dict] = []
+        self.writers: list[asyncio.StreamWriter] = []
+        self.greeting: list[bytes] = []
+
+    async def start(self, *greeting: bytes) -> FakeService:
+        self.greeting = list(greeting)
+        old = os.umask(0o177)
+        try:
+            self.server = await asyncio.start_unix_server(self._talk, str(self.path))
+        finally:
+            os.umask(old)
+        return self
+
+    async def _talk(self, reader, writer) -> None:
+        self.writers.append(writer)
+        for data in self.greeting:
+            writer.write(data)
+        try:
+            while data := await reader.readline():
+                self.heard.append(json.loads(data))
+        except (asyncio.CancelledError, ConnectionError):
+            pass  # the face or the test ended the talk
+
+    def send(self, data: bytes) -> None:
+        for writer in self.writers:
+            writer.write(data)
+
+    async def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+        self.server.close()
+
+
+@pytest.fixture
+async def fake(tmp_path):
+    service = FakeService(tmp_path / "run")
+    yield service
+    await service.close()
+
+
+class Face:
+    """A ServiceControl run as the app runs it, keeping the news and the problems it says."""
+
+    def __init__(self, path: Path):
+        self.problems: list[str] = []
+        self.events: list = []
+        self.control = ServiceControl(path, MemoryStore(), on_problem=self.problems.append)
+
+    async def attach(self) -> Face:
+        await self.control.connect()
+        self.task = asyncio.create_task(self.control.run(self.events.append))
+        return self
+
+    async def close(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        await self.control.close()
+
+
+async def test_a_reply_with_an_id_no_command_had_is_ignored_and_the_news_goes_on(fake):
+    await fake.start(HELLO, snapshot(account_object()))
+    face = await Face(fake.path).attach()
+    try:
+        face.control.check_now("good")  # a command waits for its reply, which never comes
+        await until(lambda: fake.heard, 5)
+        for odd in ([1], {"n": 1}, 99, None, "x"):  # ids never sent, some not even hashable
+            fake.send(line({"type": "reply", "id": odd, "ok": True}))
+        fake.send(line({"type": "event", "event": "checked", "account": account_object()}))
+        await until(lambda: any(isinstance(e, AccountChecked) for e in face.events), 5)
+        assert not face.task.done() and face.control.lost is None
+    finally:
+        await face.close()
+
+
+async def test_a_snapshot_time_without_a_zone_is_refused_not_a_crash_later(fake):
+    await fake.start(HELLO, snapshot(account_object(), last_finished="2026-01-01T00:00:00"))
+    control = ServiceControl(fake.path, MemoryStore())
+    with pytest.raises(AttachRefused, match=r"snapshot has an unreadable time"):
+        await control.connect()
+    assert control.last_finished.tzinfo is not None  # the watchdog's sums still work
+    assert control.stalled(utcnow()) is False
