@@ -7,6 +7,7 @@ import sys
 from datetime import timedelta
 
 import keyring
+import pytest
 from keyring.backends import fail
 
 from tui.app import make_app
@@ -594,3 +595,36 @@ async def test_demo_reconnect_turns_billing_connected_and_touches_no_user_file(
     assert isolated_user.secrets == {}, "no keyring entry"
     assert not (tmp_path / "config").exists() and not (tmp_path / "data").exists()
     assert not (tmp_path / "home").exists()
+
+
+async def test_demo_shows_its_accounts_checking_before_its_servers_or_certificates_exist(tmp_path):
+    """The first frame waits for nothing: the servers and the certificates come after it."""
+    import asyncio
+    import socket
+
+    from tui.demo.run import BROKEN_ID, make_demo_app
+
+    app = make_demo_app(tmp_path)
+    sales = app.control.state("sales").account
+    assert not (tmp_path / "ca.pem").exists(), "no certificate before the first frame"
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((sales.imap.host, sales.imap.port), timeout=2).close()
+    gate, start_servers = asyncio.Event(), app.prepare
+
+    async def held() -> None:  # the servers take their time: the screen must not wait
+        await gate.wait()
+        await start_servers()
+
+    app.prepare = held
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            table = app.screen.query_one("#accounts")
+            shown = {str(table.get_cell(key.value, "status")) for key in table.rows}
+            assert table.row_count == 12 and shown == {"Checking…", "Stopped"}
+            assert not (tmp_path / "ca.pem").exists()
+            gate.set()
+            await until(lambda: status(app, "sales") is Status.CONNECTED, timeout=20)
+            await until(lambda: status(app, BROKEN_ID) is Status.INVALID_CREDENTIALS)
+    finally:
+        app.demo.close()
