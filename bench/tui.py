@@ -69,6 +69,7 @@ def child(mode: str, config: str, log_path: str) -> None:
 
     only_first = mode in ("bare", "demo", "start")
     table = None
+    moved = [0]
 
     def post_display_hook(app) -> None:
         nonlocal table
@@ -84,7 +85,7 @@ def child(mode: str, config: str, log_path: str) -> None:
             found = app.screen_stack[0].query("#accounts") if app.screen_stack else []
             table = found[0] if found else None
         if table is not None:
-            log.write(f"frame {now} {table.cursor_row}\n")
+            log.write(f"frame {now} {table.cursor_row} {moved[0]}\n")
             states = app.control.states().values()
             if not app._results_in and all(s.result is not None for s in states):
                 app._results_in = True
@@ -114,6 +115,7 @@ def child(mode: str, config: str, log_path: str) -> None:
 
     if mode in ("load", "demo-load"):
         _measure_rows_at_quit(log)
+        moved = count_moves()
 
     from tui.cli import main
 
@@ -124,6 +126,23 @@ def child(mode: str, config: str, log_path: str) -> None:
         cProfile.runctx("main(argv)", globals(), locals(), f"{os.environ['BENCH_PROFILE']}.{mode}")
     else:
         main(argv)
+
+
+def count_moves() -> list[int]:
+    """How many Down/Up presses the table has handled: a frame shows press i once this is past
+    i (two presses handled before one frame show together)."""
+    from tui.widgets.accounts_table import AccountsTable
+
+    moved = [0]
+    for name in ("action_cursor_down", "action_cursor_up"):
+        handle = getattr(AccountsTable, name)
+
+        def counted(table, handle=handle) -> None:
+            moved[0] += 1
+            handle(table)
+
+        setattr(AccountsTable, name, counted)
+    return moved
 
 
 def _measure_rows_at_quit(log) -> None:
@@ -248,7 +267,7 @@ def first_frames(config: Path, folder: Path, runs: int) -> dict[str, float]:
 
 def cursor(mode: str, config: Path, folder: Path, presses: int, span: int, runs: int) -> dict:
     """Down `span` times, Up as many, and again; each timed from the press to the first frame
-    that shows the cursor on the row it asked for. The runs' moves are pooled."""
+    written after the table handled it. The runs' moves are pooled."""
     runs_seen = [_cursor_run(mode, config, folder, presses, span, run) for run in range(runs)]
     after = [r["results_after_ms"] for r in runs_seen if r["results_after_ms"] is not None]
     return {
@@ -264,21 +283,19 @@ def _cursor_run(mode: str, config: Path, folder: Path, presses: int, span: int, 
     term, log = spawn(mode, config, folder, f"{mode}-{run}")
     until_in_log(log, "first")
     pressed = []
-    row = 0
     for i in range(presses):
         down = (i // span) % 2 == 0
-        row += 1 if down else -1
-        pressed.append((term.press(DOWN if down else UP), row))
+        pressed.append((term.press(DOWN if down else UP), i + 1))
         time.sleep(random.uniform(0.05, 0.08))
     time.sleep(0.5)
     term.press(b"q")
     term.wait()
     rows = read_log(log)
-    frames = [(float(r[1]), int(r[2])) for r in rows if r[0] == "frame"]
+    frames = [(float(r[1]), int(r[3])) for r in rows if r[0] == "frame"]
     results = next((float(r[1]) for r in rows if r[0] == "results"), None)
     latencies, burst = [], []
-    for t, expected in pressed:
-        shown = next((ft for ft, row in frames if ft >= t and row == expected), None)
+    for t, handled in pressed:
+        shown = next((ft for ft, moves in frames if ft >= t and moves >= handled), None)
         if shown is not None:
             latencies.append((shown - t) * 1000)
             if results is None or t < results:
