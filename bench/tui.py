@@ -156,7 +156,7 @@ def _measure_rows_at_quit(log) -> None:
 
     def finish(app) -> None:
         table = app.screen_stack[0].query_one("#accounts")
-        table.apply_stale(everywhere=True)  # rows off screen show their news when scrolled to
+        table.paint_unpainted(everywhere=True)  # rows off screen show their news when scrolled to
         states = app.control.states()
         wrong = sum(
             1

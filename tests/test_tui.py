@@ -192,6 +192,23 @@ async def test_a_new_account_is_selected_and_scrolled_into_view(tmp_path, loopba
         assert table.scroll_y <= row < table.scroll_y + table.scrollable_content_region.height
 
 
+async def test_rows_out_of_view_show_their_news_once_scrolled_to(tmp_path, loopback, isolated_user):
+    """Rows nobody can see are painted when they come into view, with their newest state."""
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {f"a{i:02}": {} for i in range(40)})
+    app = make_app(path)  # no password stored for any: Invalid Credentials, fast
+    async with app.run_test(size=(100, 24)) as pilot:
+        # The title counts from the same batch of news the table gets.
+        await until(lambda: app.sub_title == "40 alerts — press a", what="every first check")
+        await pilot.press("end")
+        await pilot.pause()
+        assert cell(pilot, "a39") == "Invalid Credentials"
+        await pilot.press("pageup")
+        await pilot.pause()
+        table = app.screen.query_one("#accounts")
+        in_view = range(int(table.scroll_y), int(table.scroll_y) + table.size.height - 1)
+        assert {cell(pilot, f"a{i:02}") for i in in_view} == {"Invalid Credentials"}
+
+
 async def test_alerts_modal_updates_live(pilot, app, isolated_user):
     await pilot.press("a")
     modal = app.screen
