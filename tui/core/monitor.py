@@ -176,9 +176,11 @@ class Monitor:
         self.jitter = jitter
         self.retry_base = retry_base
         self.first_spread = first_spread
-        self.states: dict[str, AccountState] = {a.id: AccountState(a) for a in accounts}
+        self.states: dict[str, AccountState] = {
+            a.id: _initial_state(a, (last_known or {}).get(a.id)) for a in accounts
+        }
         self._slots: dict[str, _Slot] = {}
-        self.recall(last_known or {}, round_trips or {})
+        self._recent_trips = round_trips or {}
         self.round_trip_spread = (
             settings.poll_interval if round_trip_spread is None else round_trip_spread
         )
@@ -217,7 +219,7 @@ class Monitor:
         last_known: dict[str, AccountState],
         round_trips: dict[str, list[RoundTripResult]],
     ) -> None:
-        """Start from what a history knows: at construction, or later but before `start`."""
+        """What a history learned after this monitor was made; before `start` only."""
         if self._slots:
             raise RuntimeError("the monitor has started: what it recalls now would be lost")
         self._recent_trips = round_trips
