@@ -13,6 +13,8 @@ from ..format import ago, duration, protocol_cell, state_cell
 from .fitted_table import PADDING, Column, FittedTable
 
 REPAINT_EVERY = 0.5  # seconds between repaints of changed rows
+FIRST_SCREENFUL = 30  # rows made in full before the table knows its height
+CELLS = ("account", "status", "sync", "send", "since", "checked", "provider", "failed")
 
 STATUS_WIDTH = 21  # "No Service Connection"
 PROTOCOL_WIDTH = 7  # "✗ login"
@@ -141,7 +143,10 @@ class AccountsTable(FittedTable):
             return None
         return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
 
+    _cells_wanted = ("account", "status", "sync", "send", "since", "checked", "provider", "failed")
+
     def cells_for(self, state: AccountState, now: datetime) -> dict[str, object]:
+        """A row's cells, one per key in CELLS."""
         account = state.account
         return {
             "account": _AccountCell(account),
@@ -164,7 +169,13 @@ class AccountsTable(FittedTable):
         old = self._states.get(account_id)
         self._states[account_id] = state
         if old is None:
-            cells = self._cells[account_id] = self.cells_for(state, now)
+            if self.row_count < int(self.scroll_y) + max(self.size.height, FIRST_SCREENFUL):
+                cells = self.cells_for(state, now)
+            else:  # out of view: only its account until it is seen (cheaper to make and measure)
+                cells = dict.fromkeys(CELLS, "")
+                cells["account"] = _AccountCell(state.account)
+                self._unpainted.add(account_id)
+            self._cells[account_id] = cells
             self.add_row(*(cells[c.key.value] for c in self.ordered_columns), key=account_id)
             self._want_room(state.account)
             return
