@@ -133,10 +133,6 @@ def main(argv: list[str] | None = None) -> int:
             args.since,
             "json" if args.json else "csv" if args.csv else "text",
         )
-    if args.demo:
-        from .demo.run import run_demo
-
-        return run_demo()
     import gc
 
     from .app import run_app
@@ -144,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     # What is imported lives as long as the app: out of the collector's way, a full collection
     # no longer walks it (one took 50 ms, a frozen cursor, while a thousand accounts came in).
     gc.freeze()
+    if args.demo:
+        from .demo.run import run_demo
+
+        return run_demo()
     return run_app(config_file.resolve_path(args.config))
 
 
