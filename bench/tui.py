@@ -1,18 +1,22 @@
-"""The TUI under load, in a real pseudo-terminal at 80x24.
+"""The face's rows of issue 14, each beside a bare Textual app measured in the same run.
 
-1. Start-up: time from spawning the process to its first full frame, for this app with 1,000
-   accounts and for a bare Textual app (Header, Static, Footer), median of --runs each.
-2. Load: 1,000 accounts, status changes arriving at 200 a second through the monitor; the parent
-   presses j every 100-150 ms and times each press to the first frame written with the cursor on
-   the next row (p50/p95/max). At the end the child compares every row with the monitor's state
-   and counts the status changes it was sent, the updates it handled (those of one account
-   coalesce while queued) and the rows that disagree with the monitor at the end (must be 0).
+Every figure comes from the real entry point (`tui.cli.main`, as `connected-emails` runs it) in
+a real pseudo-terminal at 80x24, with its own empty config, data and state folders:
 
-The injected states are made here, not by servers: this measures the face, not the probes.
+1. First frame: time from spawning the process to its first frame written, for a bare Textual
+   app (Header, a 40-row DataTable, Footer), `--demo`, and a real config of --accounts accounts
+   that all fail fast (nothing stored in the keyring). Runs interleave, median of --runs each.
+2. The cursor while those accounts report their first results: the parent presses Down, then
+   Up, from the first frame on, every 50-80 ms, and times each press to the first frame
+   written with the cursor on the row it asked for (p50/p95/max). The presses made before the
+   last account's first result are reported apart: that burst is what must not starve the cursor.
+   At the end the child compares every row with the monitor's state (rows wrong: must be 0).
+   --cursor-runs runs, their moves pooled.
+3. The same cursor in the demo, for comparison.
 
-    python bench/tui.py [--accounts 1000] [--rate 200] [--presses 100] [--runs 5]
+    python bench/tui.py [--accounts 1000] [--runs 5] [--presses 80] [--cursor-runs 3]
 
-BENCH_PROFILE=FILE in the environment writes a cProfile of the loaded child to FILE.
+BENCH_PROFILE=FILE in the environment writes a cProfile of each child to FILE.MODE.
 """
 
 from __future__ import annotations
@@ -35,6 +39,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+DOWN, UP = b"\x1b[B", b"\x1b[A"
+BARE_ROWS = 40
+TARGET_RATIO = 1.3
+TARGET_P95_MS = 25
+
 
 # --- the child: an app in the pseudo-terminal -----------------------------------------------------
 
@@ -53,131 +62,118 @@ def write_config(path: Path, accounts: int) -> None:
     path.write_text("\n".join(lines))
 
 
-def child(mode: str, config: str, log_path: str, rate: int) -> None:
+def child(mode: str, config: str, log_path: str) -> None:
+    """Run the real app (or the bare one) with a hook that logs each frame written."""
     log = open(log_path, "w", buffering=1)
+    from textual.app import App
+
+    only_first = mode in ("bare", "demo", "start")
+    table = None
+    moved = [0]
+
+    def post_display_hook(app) -> None:
+        nonlocal table
+        now = time.monotonic()
+        if app._frames_logged == 0:
+            log.write(f"first {now}\n")
+            if only_first:
+                app.exit()
+        app._frames_logged += 1
+        if only_first:
+            return
+        if table is None:
+            found = app.screen_stack[0].query("#accounts") if app.screen_stack else []
+            table = found[0] if found else None
+        if table is not None:
+            log.write(f"frame {now} {table.cursor_row} {moved[0]}\n")
+            states = app.control.states().values()
+            if not app._results_in and all(s.result is not None for s in states):
+                app._results_in = True
+                log.write(f"results {now}\n")
+
+    App._frames_logged = 0
+    App._results_in = False
+    App.post_display_hook = post_display_hook
+
     if mode == "bare":
-        from textual.app import App
-        from textual.widgets import Footer, Header, Static
+        from textual.widgets import DataTable, Footer, Header
 
         class Bare(App):
             def compose(self):
                 yield Header()
-                yield Static("bare")
+                yield DataTable(cursor_type="row")
                 yield Footer()
 
-            def post_display_hook(self) -> None:
-                log.write(f"first {time.monotonic()}\n")
-                self.exit()
+            def on_mount(self) -> None:
+                table = self.query_one(DataTable)
+                table.add_columns("Account", "Status", "Sync", "Send", "Checked")
+                for i in range(BARE_ROWS):
+                    table.add_row(f"user{i:04d}@example.com", "Connected", "✓", "✓", "1m ago")
 
         Bare().run()
         return
 
-    from tui.app import ConnectedEmailsApp
-    from tui.core import config as config_file
-    from tui.core.credentials import KeyringStore
+    if mode in ("load", "demo-load"):
+        _measure_rows_at_quit(log)
+        moved = count_moves()
 
-    class Measured(ConnectedEmailsApp):
-        handled = 0
-        emitted = 0
-        sent = 0
-        frames = 0
+    from tui.cli import main
 
-        def post_display_hook(self) -> None:
-            self.frames += 1
-            if self.frames == 1:
-                log.write(f"first {time.monotonic()}\n")
-                if mode == "start":
-                    self.exit()
-                    return
-            screen = self.screen_stack[0]
-            if screen.is_mounted and screen.query("#accounts"):
-                log.write(f"frame {time.monotonic()} {screen.query_one('#accounts').cursor_row}\n")
-
-        def on_mount(self) -> None:
-            from tui.core.monitor import StatusChanged
-
-            def count(event) -> None:
-                if isinstance(event, StatusChanged):
-                    self.emitted += 1
-
-            self.control.monitor.subscribe(count)
-            super().on_mount()
-            if mode == "load":
-                # Once the monitor runs (it starts after the first frame) and its subscribers
-                # listen; changes made before that would reach no one, in the app as here.
-                self.set_timer(1.0, self.start_injecting)
-
-        def start_injecting(self) -> None:
-            self.injecting = self.set_interval(0.05, self.inject)
-
-        def on_account_updated(self, message) -> None:
-            self.handled += 1  # updates of one account coalesce while queued: fewer than emitted
-            super().on_account_updated(message)
-
-        def inject(self) -> None:
-            """rate/20 status changes every 50 ms, through the monitor's own path."""
-            from dataclasses import replace
-
-            from tui.core.models import AccountResult, ProbeResult, utcnow
-            from tui.core.status import Status
-
-            choices = [
-                Status.CONNECTED,
-                Status.SYNC_ERROR,
-                Status.NO_SERVICE_CONNECTION,
-                Status.INVALID_CREDENTIALS,
-                Status.REQUEST_IS_INVALID,
-            ]
-            states = self.control.monitor.states
-            for account_id in random.sample(sorted(states), rate // 20):
-                state = states[account_id]
-                status = random.choice([s for s in choices if s is not state.status])
-                probe = ProbeResult("imap", status, f"injected {status.value}", 1)
-                result = AccountResult(account_id, probe, replace(probe, protocol="smtp"))
-                self.control.monitor._set(
-                    replace(state, status=status, result=result, since=utcnow())
-                )
-                self.sent += 1
-
-        async def action_quit(self) -> None:
-            """Stop the changes, let the queue drain, then compare every row with the monitor."""
-            self.injecting.stop()
-            await self.control.monitor.close()
-            self.set_timer(1.0, self.finish)
-
-        def finish(self) -> None:
-            table = self.screen_stack[0].query_one("#accounts")
-            table.apply_stale(everywhere=True)  # rows off screen show their news when scrolled to
-            wrong = sum(
-                1
-                for account_id, state in self.control.monitor.states.items()
-                if str(table.get_cell(account_id, "status")) != state.status.label
-            )
-            log.write(
-                f"changes injected={self.sent} emitted={self.emitted} "
-                f"handled={self.handled} rows_wrong={wrong}\n"
-            )
-            self.exit()
-
-    from tui.core.history import History
-
-    os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
-    # With a history, as the app runs by default: every check and change is written to SQLite.
-    history = History(Path(log_path).with_suffix(".sqlite3"))
-    app = Measured(config_file.load(Path(config)), KeyringStore(), history=history)
+    argv = ["--demo"] if mode.startswith("demo") else ["--config", config]
     if os.environ.get("BENCH_PROFILE"):
         import cProfile
 
-        cProfile.runctx("app.run()", globals(), locals(), os.environ["BENCH_PROFILE"])
+        cProfile.runctx("main(argv)", globals(), locals(), f"{os.environ['BENCH_PROFILE']}.{mode}")
     else:
-        app.run()
+        main(argv)
+
+
+def count_moves() -> list[int]:
+    """How many Down/Up presses the table has handled: a frame shows press i once this is past
+    i (two presses handled before one frame show together)."""
+    from tui.widgets.accounts_table import AccountsTable
+
+    moved = [0]
+    for name in ("action_cursor_down", "action_cursor_up"):
+        handle = getattr(AccountsTable, name)
+
+        def counted(table, handle=handle) -> None:
+            moved[0] += 1
+            handle(table)
+
+        setattr(AccountsTable, name, counted)
+    return moved
+
+
+def _measure_rows_at_quit(log) -> None:
+    """On q: stop the checks, let the news drain, then compare every row with the monitor."""
+    from tui.app import ConnectedEmailsApp
+    from tui.format import state_cell
+
+    async def action_quit(app) -> None:
+        await app.control.monitor.close()
+        app.set_timer(1.0, lambda: finish(app))
+
+    def finish(app) -> None:
+        table = app.screen_stack[0].query_one("#accounts")
+        table.paint_unpainted(everywhere=True)  # rows off screen show their news when scrolled to
+        states = app.control.states()
+        wrong = sum(
+            1
+            for account_id, state in states.items()
+            if str(table.get_cell(account_id, "status")) != str(state_cell(state))
+        )
+        log.write(f"rows {len(states)} wrong {wrong}\n")
+        app.exit()
+
+    ConnectedEmailsApp.action_quit = action_quit
 
 
 # --- the parent: a terminal that types and reads --------------------------------------------------
 
 
 class Terminal:
-    def __init__(self, args: list[str]):
+    def __init__(self, args: list[str], home: Path):
         self.master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
         env = {
@@ -186,7 +182,15 @@ class Terminal:
             "COLUMNS": "80",
             "LINES": "24",
             "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+            "XDG_CONFIG_HOME": str(home / "config"),
+            "XDG_DATA_HOME": str(home / "data"),
+            "XDG_STATE_HOME": str(home / "state"),
+            "XDG_RUNTIME_DIR": str(home / "run"),
+            # Bytecode as an installed app has it (pip compiles on install), kept out of the tree.
+            "PYTHONPYCACHEPREFIX": str(home.parent / "pycache"),
         }
+        env.pop("CONNECTED_EMAILS_CONFIG", None)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             args,
@@ -218,7 +222,7 @@ class Terminal:
         os.write(self.master, keys)
         return now
 
-    def wait(self, timeout: float = 30) -> None:
+    def wait(self, timeout: float = 60) -> None:
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -230,108 +234,135 @@ def read_log(path: Path) -> list[list[str]]:
     return [line.split() for line in path.read_text().splitlines() if line.strip()]
 
 
-def until_in_log(path: Path, word: str, timeout: float = 30) -> None:
+def until_in_log(path: Path, word: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists() and any(row and row[0] == word for row in read_log(path)):
             return
-        time.sleep(0.05)
+        time.sleep(0.01)
     raise TimeoutError(f"the child never logged {word!r}")
 
 
-def startup(mode: str, config: Path, folder: Path, runs: int) -> float:
-    times = []
+def spawn(mode: str, config: Path, folder: Path, name: str) -> tuple[Terminal, Path]:
+    log = folder / f"{name}.log"
+    home = folder / name
+    home.mkdir()
+    args = [sys.executable, __file__, "--child", mode, "--config", str(config), "--log", str(log)]
+    return Terminal(args, home), log
+
+
+def first_frames(config: Path, folder: Path, runs: int) -> dict[str, float]:
+    """Median spawn-to-first-frame per mode; the modes take turns so load drift hits all alike."""
+    times: dict[str, list[float]] = {"bare": [], "demo": [], "start": []}
+    for mode in times:  # a first run of each writes the bytecode the measured ones read
+        spawn(mode, config, folder, f"{mode}-warm-up")[0].wait()
     for run in range(runs):
-        log = folder / f"{mode}-{run}.log"
-        term = Terminal(
-            [
-                sys.executable,
-                __file__,
-                "--child",
-                "bare" if mode == "bare" else "start",
-                "--config",
-                str(config),
-                "--log",
-                str(log),
-            ]
-        )
-        term.wait()
-        first = float(next(row for row in read_log(log) if row[0] == "first")[1])
-        times.append((first - term.started) * 1000)
-    return statistics.median(times)
+        for mode, samples in times.items():
+            term, log = spawn(mode, config, folder, f"{mode}-{run}")
+            term.wait()
+            first = float(next(row for row in read_log(log) if row[0] == "first")[1])
+            samples.append((first - term.started) * 1000)
+    return {mode: statistics.median(samples) for mode, samples in times.items()}
 
 
-def load(config: Path, folder: Path, presses: int, rate: int) -> None:
-    log = folder / "load.log"
-    term = Terminal(
-        [
-            sys.executable,
-            __file__,
-            "--child",
-            "load",
-            "--config",
-            str(config),
-            "--log",
-            str(log),
-            "--rate",
-            str(rate),
-        ]
-    )
+def cursor(mode: str, config: Path, folder: Path, presses: int, span: int, runs: int) -> dict:
+    """Down `span` times, Up as many, and again; each timed from the press to the first frame
+    written after the table handled it. The runs' moves are pooled."""
+    runs_seen = [_cursor_run(mode, config, folder, presses, span, run) for run in range(runs)]
+    after = [r["results_after_ms"] for r in runs_seen if r["results_after_ms"] is not None]
+    return {
+        "all": [ms for r in runs_seen for ms in r["all"]],
+        "burst": [ms for r in runs_seen for ms in r["burst"]],
+        "results_after_ms": statistics.median(after) if after else None,
+        "wrong": ", ".join(r["wrong"] for r in runs_seen),
+        "presses": presses * runs,
+    }
+
+
+def _cursor_run(mode: str, config: Path, folder: Path, presses: int, span: int, run: int) -> dict:
+    term, log = spawn(mode, config, folder, f"{mode}-{run}")
     until_in_log(log, "first")
-    time.sleep(3)  # the first checks of every account settle; injection is running
     pressed = []
-    for _ in range(presses):
-        pressed.append(term.press(b"j"))
-        time.sleep(random.uniform(0.10, 0.15))
+    for i in range(presses):
+        down = (i // span) % 2 == 0
+        pressed.append((term.press(DOWN if down else UP), i + 1))
+        time.sleep(random.uniform(0.05, 0.08))
     time.sleep(0.5)
     term.press(b"q")
     term.wait()
     rows = read_log(log)
-    frames = [(float(r[1]), int(r[2])) for r in rows if r[0] == "frame"]
-    start_row = max((row for t, row in frames if t < pressed[0]), default=0)
-    latencies = []
-    for i, t in enumerate(pressed):
-        expected = start_row + i + 1
-        shown = next((ft for ft, row in frames if ft >= t and row >= expected), None)
+    frames = [(float(r[1]), int(r[3])) for r in rows if r[0] == "frame"]
+    results = next((float(r[1]) for r in rows if r[0] == "results"), None)
+    latencies, burst = [], []
+    for t, handled in pressed:
+        shown = next((ft for ft, moves in frames if ft >= t and moves >= handled), None)
         if shown is not None:
             latencies.append((shown - t) * 1000)
-    latencies.sort()
-    p95 = latencies[int(len(latencies) * 0.95) - 1] if latencies else float("nan")
-    summary = next(r for r in rows if r[0] == "changes")
-    print(
-        f"cursor moves        {len(latencies)} of {presses} shown; p50 "
-        f"{statistics.median(latencies):.1f} ms, p95 {p95:.1f} ms, max {latencies[-1]:.1f} ms"
-    )
-    print(
-        f"status changes      {' '.join(summary[1:])} (at {rate}/s, {len(frames)} frames written)"
+            if results is None or t < results:
+                burst.append((shown - t) * 1000)
+    first = float(next(r for r in rows if r[0] == "first")[1])
+    summary = next((r for r in rows if r[0] == "rows"), None)
+    return {
+        "all": latencies,
+        "burst": burst,
+        "results_after_ms": (results - first) * 1000 if results else None,
+        "wrong": f"{summary[3]} of {summary[1]}" if summary else "not measured",
+    }
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(int(len(ordered) * 0.95) - 1, 0)] if ordered else float("nan")
+
+
+def describe(values: list[float]) -> str:
+    if not values:
+        return "none shown"
+    return (
+        f"p50 {statistics.median(values):5.1f} ms, p95 {p95(values):5.1f} ms, "
+        f"max {max(values):5.1f} ms ({len(values)} moves)"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=1000)
-    parser.add_argument("--rate", type=int, default=200)
-    parser.add_argument("--presses", type=int, default=100)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--presses", type=int, default=80, help="per cursor run")
+    parser.add_argument("--cursor-runs", type=int, default=3)
     parser.add_argument("--child")
     parser.add_argument("--config")
     parser.add_argument("--log")
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.config, args.log, args.rate)
+        child(args.child, args.config, args.log)
         return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         config = folder / "accounts.toml"
         write_config(config, args.accounts)
-        bare = startup("bare", config, folder, args.runs)
-        ours = startup("app", config, folder, args.runs)
+        firsts = first_frames(config, folder, args.runs)
+        bare = firsts["bare"]
+        n = args.accounts
         print(
-            f"first frame         bare Textual {bare:.0f} ms, Connected Emails with "
-            f"{args.accounts} accounts {ours:.0f} ms: ratio {ours / bare:.2f} "
-            f"(median of {args.runs})"
+            f"bare Textual app (Header, {BARE_ROWS}-row DataTable, Footer): first frame "
+            f"{bare:.0f} ms (median of {args.runs}, interleaved with the two below)"
         )
-        load(config, folder, args.presses, args.rate)
+        for label, mode in (("--demo", "demo"), (f"{n} accounts failing fast", "start")):
+            ratio = firsts[mode] / bare
+            print(
+                f"first frame, {label:<27} {firsts[mode]:5.0f} ms: {ratio:.2f}× bare "
+                f"(target ≤ {TARGET_RATIO}×)"
+            )
+        load = cursor("load", config, folder, args.presses, args.presses // 2, args.cursor_runs)
+        after = load["results_after_ms"]
+        when = f"{after:.0f} ms after the first frame" if after else "not within the presses"
+        print(f"Down/Up, {n} accounts, before all first results are in ({when}):")
+        print(f"    {describe(load['burst'])} (target p95 ≤ {TARGET_P95_MS} ms)")
+        print(f"Down/Up, {n} accounts, all {load['presses']} presses: {describe(load['all'])}")
+        print(f"rows wrong at the end of each run, {n} accounts: {load['wrong']}")
+        demo = cursor("demo-load", config, folder, args.presses, 10, args.cursor_runs)
+        print(f"Down/Up in the demo: {describe(demo['all'])}; rows wrong {demo['wrong']}")
 
 
 if __name__ == "__main__":

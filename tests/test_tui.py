@@ -7,6 +7,7 @@ import sys
 from datetime import timedelta
 
 import keyring
+import pytest
 from keyring.backends import fail
 
 from tui.app import make_app
@@ -179,6 +180,23 @@ async def test_a_new_account_is_selected_and_scrolled_into_view(tmp_path, loopba
         await pilot.pause()
         row = table.get_row_index("zz-new")
         assert table.scroll_y <= row < table.scroll_y + table.scrollable_content_region.height
+
+
+async def test_rows_out_of_view_show_their_news_once_scrolled_to(tmp_path, loopback, isolated_user):
+    """Rows nobody can see are painted when they come into view, with their newest state."""
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {f"a{i:02}": {} for i in range(40)})
+    app = make_app(path)  # no password stored for any: Invalid Credentials, fast
+    async with app.run_test(size=(100, 24)) as pilot:
+        # The title counts from the same batch of news the table gets.
+        await until(lambda: app.sub_title == "40 alerts — press a", what="every first check")
+        await pilot.press("end")
+        await pilot.pause()
+        assert cell(pilot, "a39") == "Invalid Credentials"
+        await pilot.press("pageup")
+        await pilot.pause()
+        table = app.screen.query_one("#accounts")
+        in_view = range(int(table.scroll_y), int(table.scroll_y) + table.size.height - 1)
+        assert {cell(pilot, f"a{i:02}") for i in in_view} == {"Invalid Credentials"}
 
 
 async def test_alerts_modal_updates_live(pilot, app, isolated_user):
@@ -577,3 +595,36 @@ async def test_demo_reconnect_turns_billing_connected_and_touches_no_user_file(
     assert isolated_user.secrets == {}, "no keyring entry"
     assert not (tmp_path / "config").exists() and not (tmp_path / "data").exists()
     assert not (tmp_path / "home").exists()
+
+
+async def test_demo_shows_its_accounts_checking_before_its_servers_or_certificates_exist(tmp_path):
+    """The first frame waits for nothing: the servers and the certificates come after it."""
+    import asyncio
+    import socket
+
+    from tui.demo.run import BROKEN_ID, make_demo_app
+
+    app = make_demo_app(tmp_path)
+    sales = app.control.state("sales").account
+    assert not (tmp_path / "ca.pem").exists(), "no certificate before the first frame"
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((sales.imap.host, sales.imap.port), timeout=2).close()
+    gate, start_servers = asyncio.Event(), app.prepare
+
+    async def held() -> None:  # the servers take their time: the screen must not wait
+        await gate.wait()
+        await start_servers()
+
+    app.prepare = held
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            table = app.screen.query_one("#accounts")
+            shown = {str(table.get_cell(key.value, "status")) for key in table.rows}
+            assert table.row_count == 12 and shown == {"Checking…", "Stopped"}
+            assert not (tmp_path / "ca.pem").exists()
+            gate.set()
+            await until(lambda: status(app, "sales") is Status.CONNECTED, timeout=20)
+            await until(lambda: status(app, BROKEN_ID) is Status.INVALID_CREDENTIALS)
+    finally:
+        app.demo.close()

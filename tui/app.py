@@ -8,7 +8,7 @@ _IMPORTED_AT = time.perf_counter()  # for "started in N ms" in the log
 
 import asyncio
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -74,8 +74,10 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
         history: History | None = None,
         history_problem: str | None = None,
         control: Control | None = None,
+        prepare: Callable[[], Awaitable[None]] | None = None,
     ):
         super().__init__()
+        self.prepare = prepare  # awaited after the first frame, before the first check
         config = config or Config(Path("."))
         self.settings, self.config_path = config.settings, config.path
         self.config_error = config_error
@@ -118,6 +120,8 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
 
     @work(exclusive=True, group="monitor", exit_on_error=False, description="The monitor")
     async def run_monitor(self) -> None:
+        if self.prepare:
+            await self.prepare()
         await self.control.run(self.news.event)
         if self.control.lost:  # attached, and the service went away
             self.update_subtitle()

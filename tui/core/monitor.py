@@ -214,6 +214,18 @@ class Monitor:
 
     # --- life cycle -----------------------------------------------------------------------
 
+    def recall(
+        self,
+        last_known: dict[str, AccountState],
+        round_trips: dict[str, list[RoundTripResult]],
+    ) -> None:
+        """What a history learned after this monitor was made; before `start` only."""
+        if self._slots:
+            raise RuntimeError("the monitor has started: what it recalls now would be lost")
+        self._recent_trips = round_trips
+        for account_id, state in self.states.items():
+            self.states[account_id] = _initial_state(state.account, last_known.get(account_id))
+
     def start(self) -> None:
         self._running = True
         for account_id in self.states:

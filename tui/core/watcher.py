@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .config import Config
 from .credentials import Credentials
 from .history import History, Recorder
-from .models import Account, AccountState, utcnow
+from .models import Account, AccountState, RoundTripResult, utcnow
 from .monitor import Event, Monitor
 
 if TYPE_CHECKING:
@@ -47,9 +47,7 @@ class Watcher:
         self.on_problem = on_problem or log.warning
         self.metrics = metrics
         self.monitor_options = monitor_options or {}
-        self.monitor = self._new_monitor(
-            config, self._read(lambda h: h.last_states(config.accounts), "last states")
-        )
+        self.monitor = self._new_monitor(config, self._last_states(config))
         self._subscribers: list[Callable[[Event], None]] = []
         self._unsubscribe: list[Callable[[], None]] = []
         self.recorder: Recorder | None = None
@@ -58,18 +56,28 @@ class Watcher:
         self._running = False
 
     def _new_monitor(self, config: Config, last_known: dict[str, AccountState]) -> Monitor:
-        recent = config.settings.alert_after + 1  # enough to count failed probes in a row
-        trips = self._read(
-            lambda h: h.recent_round_trips(config.accounts, recent), "recent round trips"
-        )
         return Monitor(
             config.accounts,
             config.settings,
             self.credentials,
             last_known=last_known,
-            round_trips=trips,
+            round_trips=self._recent_round_trips(config),
             **self.monitor_options,
         )
+
+    def _last_states(self, config: Config) -> dict[str, AccountState]:
+        return self._read(lambda h: h.last_states(config.accounts), "last states")
+
+    def _recent_round_trips(self, config: Config) -> dict[str, list[RoundTripResult]]:
+        recent = config.settings.alert_after + 1  # enough to count failed probes in a row
+        return self._read(
+            lambda h: h.recent_round_trips(config.accounts, recent), "recent round trips"
+        )
+
+    def recall(self) -> None:
+        """Before `start`: read the history again, for a past written after the monitor was
+        made (the demo writes its own once its servers are up, after the first frame)."""
+        self.monitor.recall(self._last_states(self.config), self._recent_round_trips(self.config))
 
     def _read(self, read: Callable[[History], dict[str, V]], what: str) -> dict[str, V]:
         """What the history knows of this config's accounts; nothing when it cannot be read,

@@ -6,15 +6,17 @@ import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+CA_FILE = "ca.pem"
+
 
 class Certs:
-    """A CA written to `directory/ca.pem` (the accounts' ca_file) and server contexts it signs."""
+    """A CA written to `directory/CA_FILE` (the accounts' ca_file) and server contexts it signs."""
 
     def __init__(self, directory: Path):
         import trustme
 
         self.ca = trustme.CA()
-        self.ca_file = str(directory / "ca.pem")
+        self.ca_file = str(directory / CA_FILE)
         self.ca.cert_pem.write_to_path(self.ca_file)
         self._other_ca = trustme.CA()
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from ..core.config import Config, save
 from ..core.credentials import MemoryStore
 from ..core.models import Account, Endpoint, RoundTrip, Settings
-from .certs import Certs
+from .certs import CA_FILE
 from .servers import (
     HOST,
     Delivering,
@@ -23,10 +25,16 @@ from .servers import (
 
 DEMO_PASSWORD = "demo-password"
 BROKEN_ID = "billing"
+CRM = ("crm-east", "crm-west", "crm-north")
+OUTAGE_HOST = "127.0.0.2"
 
 
 class Demo:
     """Loopback servers and accounts that show every status. Writes only to a temp folder.
+
+    Made in two steps, so the app can show its first frame before any server or certificate
+    exists: the accounts (their ports chosen now), then `start`, in the background, which
+    starts the servers on those ports, writes the config and the history's past.
 
     With `base_port`, the servers take fixed ports from there up, so screenshots and snapshot
     tests come out the same on every run; without it, the system picks free ports."""
@@ -34,13 +42,13 @@ class Demo:
     def __init__(self, folder: Path, base_port: int | None = None):
         ports = iter(range(base_port, base_port + 50)) if base_port else None
 
-        def port() -> int:
-            return next(ports) if ports else 0
+        def port(otherwise: Callable[[], int] = closed_port) -> int:
+            return next(ports) if ports else otherwise()
 
-        self.servers = ServerThread()
-        certs = Certs(folder)
-        good = certs.context()
-        emails = {
+        self.folder = folder
+        self._start_lock = threading.Lock()
+        self.servers: ServerThread | None = None
+        self.emails = {
             i: f"{i}@demo.example"
             for i in (
                 "sales",
@@ -57,21 +65,18 @@ class Demo:
                 "paused",
             )
         }
-        self.mailboxes = Mailboxes(self.servers, {e: DEMO_PASSWORD for e in emails.values()})
-        self.mailboxes.deliver(emails["sales"], b"Subject: Welcome\r\n\r\nHello from the demo.\r\n")
-        smtp_users = SmtpUsers({e: DEMO_PASSWORD for e in emails.values()})
-        imap_tls = Endpoint(HOST, self.mailboxes.serve(good, port()), "tls")
-        smtp_tls = Endpoint(
-            HOST, serve_smtp(self.servers, smtp_users, mode="tls", context=good, port=port()), "tls"
-        )
-        smtp_starttls = Endpoint(
-            HOST,
-            serve_smtp(self.servers, smtp_users, mode="starttls", context=good, port=port()),
-            "starttls",
-        )
-        outage_port = port() or 2525  # nothing listens on 127.0.0.2
-        over_quota = ScriptedImap(examine_reply="NO [OVERQUOTA] Mailbox is over quota")
-        no_login = ScriptedImap("IMAP4rev1 LOGINDISABLED")
+        # Chosen now, taken by `start`; in this order, so the screenshots' numbers stay put.
+        # Without a base port, a free one the system picks: nothing listens there until then.
+        self.ports = {name: port() for name in ("imap_tls", "smtp_tls", "smtp_starttls")}
+        self.ports["outage"] = port(lambda: 2525)  # nothing listens on 127.0.0.2
+        self.ports |= {
+            name: port() for name in ("over_quota", "refused", "no_login", "expired", "expiring")
+        }
+        imap_tls = Endpoint(HOST, self.ports["imap_tls"], "tls")
+        smtp_tls = Endpoint(HOST, self.ports["smtp_tls"], "tls")
+        smtp_starttls = Endpoint(HOST, self.ports["smtp_starttls"], "starttls")
+        outage = Endpoint(OUTAGE_HOST, self.ports["outage"], "tls")
+        ca_file = str(folder / CA_FILE)
 
         def account(
             account_id: str,
@@ -82,11 +87,11 @@ class Demo:
         ) -> Account:
             return Account(
                 account_id,
-                emails[account_id],
+                self.emails[account_id],
                 imap,
                 smtp,
                 provider=provider,
-                ca_file=certs.ca_file,
+                ca_file=ca_file,
                 stopped=stopped,
                 allow_plaintext="none" in (imap.security, smtp.security),
             )
@@ -95,50 +100,23 @@ class Demo:
             account("sales"),
             account("support", smtp=smtp_starttls, provider="fastmail"),
             account(BROKEN_ID),  # its stored password is wrong: Reconnect fixes it
-            account(
-                "archive", imap=Endpoint(HOST, self.servers.serve(over_quota, port=port()), "none")
-            ),
-            account("relay", smtp=Endpoint(HOST, _nothing_listens(port()), "tls")),
-            account(
-                "legacy", imap=Endpoint(HOST, self.servers.serve(no_login, port=port()), "none")
-            ),
-            account(
-                "newsletter",
-                imap=Endpoint(HOST, self.mailboxes.serve(certs.context("expired"), port()), "tls"),
-            ),
-            account(
-                "invoices",
-                imap=Endpoint(
-                    HOST, self.mailboxes.serve(certs.context(days_left=10), port()), "tls"
-                ),
-            ),
+            account("archive", imap=Endpoint(HOST, self.ports["over_quota"], "none")),
+            account("relay", smtp=Endpoint(HOST, self.ports["refused"], "tls")),
+            account("legacy", imap=Endpoint(HOST, self.ports["no_login"], "none")),
+            account("newsletter", imap=Endpoint(HOST, self.ports["expired"], "tls")),
+            account("invoices", imap=Endpoint(HOST, self.ports["expiring"], "tls")),
             # Three accounts on one provider host that is down: one outage, not three prompts.
-            *(
-                account(
-                    name,
-                    imap=Endpoint(OUTAGE_HOST, outage_port, "tls"),
-                    smtp=Endpoint(OUTAGE_HOST, outage_port, "tls"),
-                )
-                for name in ("crm-east", "crm-west", "crm-north")
-            ),
+            *(account(name, imap=outage, smtp=outage) for name in CRM),
             account("paused", stopped=True),
         ]
         # Last, so the ports above keep the numbers the screenshots show.
-        delivering = Endpoint(
-            HOST,
-            serve_smtp(
-                self.servers,
-                smtp_users,
-                mode="tls",
-                context=good,
-                port=port(),
-                handler=Delivering(self.mailboxes),
-            ),
-            "tls",
-        )
+        self.ports["delivering"] = port()
         round_trips = {
             # A working round trip: the message lands in INBOX within a second, then goes.
-            "sales": {"smtp": delivering, "round_trip": RoundTrip(every=3600, max_delay=60)},
+            "sales": {
+                "smtp": Endpoint(HOST, self.ports["delivering"], "tls"),
+                "round_trip": RoundTrip(every=3600, max_delay=60),
+            },
             # Its server accepts mail and drops it: the history holds probes that never came.
             "support": {"round_trip": RoundTrip(every=3600, max_delay=300)},
         }
@@ -149,11 +127,52 @@ class Demo:
         self.config = Config(
             folder / "accounts.toml", Settings(poll_interval=60, timeout=5), self.accounts
         )
-        save(self.config)  # in the demo's temp folder: edits there work as they do for real
-        self.history = self._history()
+        from ..core.history import History
 
-    def _history(self):
-        """An in-memory history with a past: billing worked until its password was changed at
+        # Empty until `start` writes the past into it.
+        self.history = History(":memory:", config=self.config.path)
+
+    def start(self) -> None:
+        """The servers, the certificates, the config file and the history's past; once only,
+        and from any thread (the app runs it in one of its own)."""
+        with self._start_lock:
+            if self.servers is None:
+                self.servers = ServerThread()
+                self._serve()
+                save(self.config)  # in the demo's temp folder: edits there work as for real
+                self._write_past()
+
+    def _serve(self) -> None:
+        from .certs import Certs
+
+        servers, ports = self.servers, self.ports
+        certs = Certs(self.folder)
+        good = certs.context()
+        emails = self.emails.values()
+        self.mailboxes = Mailboxes(servers, {e: DEMO_PASSWORD for e in emails})
+        self.mailboxes.deliver(
+            self.emails["sales"], b"Subject: Welcome\r\n\r\nHello from the demo.\r\n"
+        )
+        smtp_users = SmtpUsers({e: DEMO_PASSWORD for e in emails})
+        self.mailboxes.serve(good, ports["imap_tls"])
+        serve_smtp(servers, smtp_users, mode="tls", context=good, port=ports["smtp_tls"])
+        serve_smtp(servers, smtp_users, mode="starttls", context=good, port=ports["smtp_starttls"])
+        over_quota = ScriptedImap(examine_reply="NO [OVERQUOTA] Mailbox is over quota")
+        servers.serve(over_quota, port=ports["over_quota"])
+        servers.serve(ScriptedImap("IMAP4rev1 LOGINDISABLED"), port=ports["no_login"])
+        self.mailboxes.serve(certs.context("expired"), ports["expired"])
+        self.mailboxes.serve(certs.context(days_left=10), ports["expiring"])
+        serve_smtp(
+            servers,
+            smtp_users,
+            mode="tls",
+            context=good,
+            port=ports["delivering"],
+            handler=Delivering(self.mailboxes),
+        )
+
+    def _write_past(self) -> None:
+        """The history's past: billing worked until its password was changed at
         the provider, and two messages arrived since. Its last good check was a real one.
         Support's last two round trips never arrived (fixed words, so the pictures are the
         same every run)."""
@@ -161,11 +180,11 @@ class Demo:
 
         from ..core.check import check_account
         from ..core.credentials import Secret
-        from ..core.history import Change, History
+        from ..core.history import Change
         from ..core.models import AccountState, RoundTripResult, utcnow
         from ..core.status import Status
 
-        history = History(":memory:", config=self.config.path)
+        history = self.history
         billing = next(a for a in self.accounts if a.id == BROKEN_ID)
         # On the servers' loop: the caller may be inside an event loop of its own.
         result = self.servers.call(check_account(billing, 5, secret=Secret(DEMO_PASSWORD)))
@@ -188,18 +207,12 @@ class Demo:
                 placement="missing",
             )
             history.record_round_trips({"support": missing})
-        return history
 
     def close(self) -> None:
-        self.servers.close()
+        with self._start_lock:  # a start under way finishes first, then its servers stop
+            if self.servers is not None:
+                self.servers.close()
 
-
-def _nothing_listens(port: int) -> int:
-    """A port where connections are refused: the given one, or a free one the system picks."""
-    return port or closed_port()
-
-
-OUTAGE_HOST = "127.0.0.2"
 
 BANNER = "Demo on 127.0.0.1; nothing of yours is touched."
 HINT = (
@@ -218,9 +231,18 @@ def demo_banner(states) -> str:
 
 
 def make_demo_app(folder: Path, base_port: int | None = None, **options):
+    import asyncio
+
     from ..app import ConnectedEmailsApp
 
     demo = Demo(folder, base_port)
+
+    async def start_servers() -> None:
+        """After the first frame, before the first check: the servers, and the past they make
+        (the monitor was made before it was written)."""
+        await asyncio.to_thread(demo.start)
+        app.control.watcher.recall()
+
     # Retry a failed connection after 2 s, and probe within a second of the first check, so the
     # demo's alerts and its round trip show within seconds.
     app = ConnectedEmailsApp(
@@ -229,6 +251,7 @@ def make_demo_app(folder: Path, base_port: int | None = None, **options):
         banner=demo_banner,
         history=demo.history,
         monitor_options={"retry_base": 2.0, "round_trip_spread": 1.0},
+        prepare=start_servers,
         **options,
     )
     app.demo = demo

@@ -13,6 +13,8 @@ from ..format import ago, duration, protocol_cell, state_cell
 from .fitted_table import PADDING, Column, FittedTable
 
 REPAINT_EVERY = 0.5  # seconds between repaints of changed rows
+FIRST_SCREENFUL = 30  # rows made in full before the table knows its height
+CELLS = ("account", "status", "sync", "send", "since", "checked", "provider", "failed")
 
 STATUS_WIDTH = 21  # "No Service Connection"
 PROTOCOL_WIDTH = 7  # "✗ login"
@@ -107,12 +109,12 @@ class AccountsTable(FittedTable):
 
     def __init__(self, **kwargs):
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
-        self._cells: dict[str, dict[str, object]] = {}  # what each row shows, or will show
-        self._states: dict[str, AccountState] = {}
-        # Rows whose new cells are not on screen yet. Every update_cell makes the DataTable
-        # re-render all its visible cells, so changes are painted together a few times a
-        # second, and those nobody can see wait until they scroll into view.
-        self._stale: dict[str, set[str]] = {}
+        self._states: dict[str, AccountState] = {}  # each row's newest state
+        self._cells: dict[str, dict[str, object]] = {}  # what each row shows (or will, if hidden)
+        # Rows whose newest state is not painted yet. Every update_cell makes the DataTable
+        # re-render all its visible cells, so rows in view are painted together a few times a
+        # second, and the others when they scroll into view: news costs O(1) until it is seen.
+        self._unpainted: set[str] = set()
         self._account_want = len("Account")
         self._provider_want = len("Provider")
 
@@ -126,7 +128,6 @@ class AccountsTable(FittedTable):
         cells = self._cells[row_key]
         if column_key == "checked":  # its short or long form, whichever is shown now
             cells["checked"] = _checked(self._states[row_key], self.app.now(), self._short_checked)
-        self._stale.get(row_key, set()).discard(column_key)
         return cells[column_key]
 
     @property
@@ -142,7 +143,10 @@ class AccountsTable(FittedTable):
             return None
         return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
 
+    _cells_wanted = ("account", "status", "sync", "send", "since", "checked", "provider", "failed")
+
     def cells_for(self, state: AccountState, now: datetime) -> dict[str, object]:
+        """A row's cells, one per key in CELLS."""
         account = state.account
         return {
             "account": _AccountCell(account),
@@ -160,22 +164,24 @@ class AccountsTable(FittedTable):
             self.upsert(state, now)
 
     def upsert(self, state: AccountState, now: datetime) -> None:
-        """Add the account's row, or change only the cells whose text changed."""
+        """Add the account's row, or note that it has news to paint (O(1): no cell is made)."""
         account_id = state.account.id
+        old = self._states.get(account_id)
         self._states[account_id] = state
-        cells = self.cells_for(state, now)
-        old = self._cells.get(account_id)
-        self._cells[account_id] = cells
         if old is None:
+            if self.row_count < int(self.scroll_y) + max(self.size.height, FIRST_SCREENFUL):
+                cells = self.cells_for(state, now)
+            else:  # out of view: only its account until it is seen (cheaper to make and measure)
+                cells = dict.fromkeys(CELLS, "")
+                cells["account"] = _AccountCell(state.account)
+                self._unpainted.add(account_id)
+            self._cells[account_id] = cells
             self.add_row(*(cells[c.key.value] for c in self.ordered_columns), key=account_id)
             self._want_room(state.account)
             return
-        if old["account"] != cells["account"]:
+        if old.account != state.account:
             self._want_room(state.account)
-        shown = self.shown_keys
-        changed = {c for c, value in cells.items() if c in shown and old.get(c) != value}
-        if changed:
-            self._stale.setdefault(account_id, set()).update(changed)
+        self._unpainted.add(account_id)
 
     def _want_room(self, account: Account) -> None:
         """Refit when an address is longer than any before, or a provider's name."""
@@ -186,40 +192,47 @@ class AccountsTable(FittedTable):
             self._provider_want = max(self._provider_want, provider_want)
             self.refit()
 
-    def _visible_rows(self) -> range:
+    def _visible_ids(self) -> list[str]:
         first = int(self.scroll_y)
-        return range(first, min(self.row_count, first + max(self.size.height, 1)))
+        last = min(self.row_count, first + max(self.size.height, 1))
+        return [self.coordinate_to_cell_key((i, 0)).row_key.value for i in range(first, last)]
 
-    def apply_stale(self, everywhere: bool = False) -> None:
-        """Bring held-back rows up to date: the visible ones, or all of them."""
-        visible = self._visible_rows()
-        shown = self.shown_keys  # a column shown again later is filled then
-        for account_id in list(self._stale):
-            if everywhere or self.get_row_index(account_id) in visible:
-                cells = self._cells[account_id]
-                for column in self._stale.pop(account_id) & shown:
-                    self.update_cell(account_id, column, cells[column])
+    def paint_unpainted(self, everywhere: bool = False) -> None:
+        """Show the newest state of the rows in view that have news, or of every row."""
+        ids = list(self._unpainted) if everywhere else self._visible_ids()
+        if not self._unpainted or not ids:
+            return
+        now, shown = self.app.now(), self.shown_keys
+        for account_id in ids:
+            if account_id in self._unpainted:
+                self._unpainted.discard(account_id)
+                self._paint(account_id, self.cells_for(self._states[account_id], now), shown)
+
+    def _paint(self, account_id: str, cells: dict[str, object], shown: set[str]) -> None:
+        """Change only the shown cells whose text changed; hidden ones wait for their column."""
+        old = self._cells[account_id]
+        self._cells[account_id] = cells
+        for column in shown:
+            if old[column] != cells[column]:
+                self.update_cell(account_id, column, cells[column])
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
-        if self._stale:
-            self.apply_stale()
+        self.paint_unpainted()
 
     def remove_account(self, account_id: str) -> None:
         if account_id in self._cells:
             self.remove_row(account_id)
             del self._cells[account_id]
             del self._states[account_id]
-            self._stale.pop(account_id, None)
+            self._unpainted.discard(account_id)
 
     def refresh_ages(self, now: datetime) -> None:
-        """Keep 'since' and 'checked' fresh on the rows that can be seen."""
-        if self._stale:
-            self.apply_stale()
+        """Paint the rows in view that have news, and keep their 'since' and 'checked' fresh."""
+        self.paint_unpainted()
         shown = self.shown_keys
         short = self._short_checked
-        for index in self._visible_rows():
-            account_id = self.coordinate_to_cell_key((index, 0)).row_key.value
+        for account_id in self._visible_ids():
             state = self._states[account_id]
             cells = self._cells[account_id]
             for column, value in (
@@ -240,12 +253,12 @@ class AccountsTable(FittedTable):
         self._sort(lambda s: (s.account.email, s.account.id))
 
     def _sort(self, order) -> None:
-        self.apply_stale(everywhere=True)  # the sort reads the table's own cells
         selected = self.selected_id
         states = self._states
         self.sort("account", key=lambda cell: order(states[cell.account_id]))
         if selected:
             self.move_cursor(row=self.get_row_index(selected), animate=False)
+        self.paint_unpainted()  # rows that were out of view may be in it now
 
 
 def _checked(state: AccountState, now: datetime, short: bool) -> str:
