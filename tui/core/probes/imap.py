@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import imaplib
 import logging
+import random
 import re
 import socket
 import ssl
@@ -132,8 +133,22 @@ class _Bounded:
         return line
 
 
+# imaplib draws a random tag prefix for each session and compiles a regex around it, which cost
+# more than parsing the whole session's replies. Tags need only differ within a session: every
+# session in this process uses one prefix, drawn once, and re's cache keeps the regex.
+_TAG_PREFIX = imaplib.Int2AP(random.randint(4096, 65535))
+
+
 class _Lean:
     """imaplib's session set-up without the work a probe need not repeat."""
+
+    @property
+    def tagpre(self) -> bytes:
+        return _TAG_PREFIX
+
+    @tagpre.setter
+    def tagpre(self, drawn: bytes) -> None:
+        pass  # imaplib's per-session draw; _TAG_PREFIX is used instead
 
     def _get_capabilities(self) -> None:
         # Most servers list their capabilities in the greeting ([CAPABILITY ...]): use those
