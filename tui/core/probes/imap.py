@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import imaplib
 import logging
+import random
 import re
 import socket
 import ssl
 import threading
 import time
-from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -69,8 +69,8 @@ class Unreadable(imaplib.IMAP4.abort):
 
 
 class _Guard:
-    """Shared by the checking thread and the deadline: which step, which sockets to cut, and
-    whether the server said BYE."""
+    """Shared by the checking thread and the deadline: which step, which sockets to cut,
+    whether the server said BYE, and what EXAMINE found once the check has passed."""
 
     def __init__(self, forms: list[str]):
         self.forms = forms  # the secret's forms, to keep out of imaplib's debug log
@@ -78,6 +78,7 @@ class _Guard:
         self.sockets: list[socket.socket] = []
         self.expired = False
         self.bye: str | None = None
+        self.found: dict | None = None
         self.lock = threading.Lock()
 
     def track(self, sock: socket.socket) -> socket.socket:
@@ -133,8 +134,22 @@ class _Bounded:
         return line
 
 
+# imaplib draws a random tag prefix for each session and compiles a regex around it, which cost
+# more than parsing the whole session's replies. Tags need only differ within a session: every
+# session in this process uses one prefix, drawn once, and re's cache keeps the regex.
+_TAG_PREFIX = imaplib.Int2AP(random.randint(4096, 65535))
+
+
 class _Lean:
     """imaplib's session set-up without the work a probe need not repeat."""
+
+    @property
+    def tagpre(self) -> bytes:
+        return _TAG_PREFIX
+
+    @tagpre.setter
+    def tagpre(self, drawn: bytes) -> None:
+        pass  # imaplib's per-session draw; _TAG_PREFIX is used instead
 
     def _get_capabilities(self) -> None:
         # Most servers list their capabilities in the greeting ([CAPABILITY ...]): use those
@@ -208,11 +223,10 @@ def _check(
     timeout: float,
     guard: _Guard,
     mark: tuple[int, int] | None,
-    passed: Callable[[dict], None],
     then: Callable[[IMAPClient, _Guard], None] | None = None,
 ) -> None:
-    """Runs in a thread: calls `passed` with what EXAMINE told us, then logs out; or raises.
-    `then` runs before `passed`, in the same session (the round trip's work)."""
+    """Runs in a thread: sets guard.found to what EXAMINE told us, then logs out; or raises.
+    `then` runs before that, in the same session (the round trip's work)."""
     endpoint = account.imap
     deadline = time.monotonic() + timeout
     try:
@@ -273,9 +287,9 @@ def _check(
                     1 for uid in client.search(["UID", f"{mark[1]}:*"]) if uid >= mark[1]
                 )
             except Unreadable:
-                passed(found)  # too many to list: the count is unknown, the check still passed
+                guard.found = found  # too many to list: the count is unknown, the check passed
                 return
-        passed(found)
+        guard.found = found
         guard.step = "logging out"
         try:
             client.socket().settimeout(LOGOUT_GRACE)
@@ -287,6 +301,26 @@ def _check(
             client.shutdown()
         except Exception:
             pass
+
+
+def _session(
+    account: Account,
+    secret: Secret,
+    timeout: float,
+    guard: _Guard,
+    mark: tuple[int, int] | None,
+    then: Callable[[IMAPClient, _Guard], None] | None,
+    report: Callable[[BaseException | None], None],
+) -> None:
+    """The checking thread's whole session, then one `report`: the exception that ended it, or
+    None (the verdict is in guard.found). Reporting once, after LOGOUT, wakes the event loop
+    once per check rather than twice."""
+    try:
+        _check(account, secret, timeout, guard, mark, then)
+    except BaseException as exc:  # the verdict: classified on the event loop
+        report(exc)
+    else:
+        report(None)
 
 
 def _connect(account: Account, timeout: float, guard: _Guard) -> IMAPClient:
@@ -478,8 +512,9 @@ async def check_imap(
     then: Callable[[IMAPClient, _Guard], None] | None = None,
     stated_timeout: float | None = None,
 ) -> ProbeResult:
-    """Check the account's IMAP side within `timeout` seconds for the whole exchange (LOGOUT
-    excepted: it gets a short grace once the check has passed).
+    """Check the account's IMAP side within `timeout` seconds for the whole exchange. LOGOUT
+    has no say in the status: a check that passed is Connected, its goodbye cut short at the
+    deadline, and a silent server's LOGOUT is given up after LOGOUT_GRACE.
 
     With `mark` (UIDVALIDITY, UIDNEXT from the last good check), also count the messages that
     arrived since then, read-only (UID SEARCH), so the user knows what to catch up on. `then`
@@ -496,26 +531,28 @@ async def check_imap(
     guard = _Guard(forms)
     start = time.monotonic()
     loop = asyncio.get_running_loop()
-    passed: asyncio.Future[dict] = loop.create_future()
+    ended: asyncio.Future[BaseException | None] = loop.create_future()
 
-    def report(found: dict) -> None:
-        loop.call_soon_threadsafe(lambda: passed.done() or passed.set_result(found))
+    def report(failure: BaseException | None) -> None:
+        try:
+            loop.call_soon_threadsafe(_settle, ended, failure)
+        except RuntimeError:
+            pass  # the event loop has closed: nobody waits for this verdict any more
 
-    future = loop.run_in_executor(
-        _EXECUTOR, _check, account, secret, timeout, guard, mark, report, then
-    )
-    future.add_done_callback(_consume)  # a thread outliving its deadline must not log noise
+    _EXECUTOR.submit(_session, account, secret, timeout, guard, mark, then, report)
+    failure: BaseException | None = None
+    timed_out = False
     try:
-        await asyncio.wait({future, passed}, timeout=timeout, return_when=FIRST_COMPLETED)
-        if passed.done() and not future.done():
-            await asyncio.wait({future}, timeout=LOGOUT_GRACE)
+        async with asyncio.timeout(timeout):
+            failure = await ended
+    except TimeoutError:
+        timed_out = True
+        guard.expire()  # unblocks the thread; it ends on its own
     except asyncio.CancelledError:
         guard.expire()
         raise
-    if not future.done():
-        guard.expire()  # unblocks the thread; it ends on its own
-    if passed.done():
-        found = passed.result()
+    found = guard.found
+    if found is not None:
         count = found["count"]
         return ProbeResult(
             "imap",
@@ -527,7 +564,7 @@ async def check_imap(
             mailbox_mark=found["mark"],
             missed=found["missed"],
         )
-    if not future.done():
+    if timed_out:
         return ProbeResult(
             "imap",
             Status.NO_SERVICE_CONNECTION,
@@ -535,9 +572,8 @@ async def check_imap(
             f"within {seconds(stated_timeout or timeout)} s while {guard.step}",
             _ms(start),
         )
-    exc = future.exception()
-    if exc is None:  # the thread ended without a verdict: cannot happen, but never say OK
-        exc = RuntimeError("the check ended without a result")
+    # Ended without a verdict: cannot happen, but never say OK.
+    exc = failure or RuntimeError("the check ended without a result")
     status, detail, code = _classify(exc, account, stated_timeout or timeout, guard)
     return ProbeResult(
         "imap",
@@ -548,9 +584,9 @@ async def check_imap(
     )
 
 
-def _consume(future) -> None:
-    if not future.cancelled():
-        future.exception()
+def _settle(ended: asyncio.Future, failure: BaseException | None) -> None:
+    if not ended.done():  # not given up at the deadline
+        ended.set_result(failure)
 
 
 def _ms(start: float) -> int:
