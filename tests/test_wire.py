@@ -38,6 +38,7 @@ def through_the_wire(state: AccountState, quiet: Quiet | None = None):
 
 async def test_every_demo_state_comes_back_equal(tmp_path):
     demo = Demo(tmp_path)
+    demo.start()  # its servers, and the past it writes into the history
     watcher = Watcher(demo.config, Credentials(demo.store, 5), history=demo.history)
     seen: list[AccountState] = list(watcher.states.values())  # billing's is stale, from history
     watcher.subscribe(lambda event: seen.append(event.state) if hasattr(event, "state") else None)

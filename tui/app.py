@@ -77,7 +77,6 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
         prepare: Callable[[], Awaitable[None]] | None = None,
     ):
         super().__init__()
-        self.prepare = prepare  # awaited after the first frame, before the first check
         config = config or Config(Path("."))
         self.settings, self.config_path = config.settings, config.path
         self.config_error = config_error
@@ -91,6 +90,7 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
             on_problem=self.report_problem,
             clock=self.now,
             monitor_options=monitor_options,
+            prepare=prepare,
         )
         self.announcer = Announcer(self, self.control, lambda: self.settings.bell)
         self.news = NewsDesk(self, self.control, self.announcer, self.summarise)
@@ -120,8 +120,6 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
 
     @work(exclusive=True, group="monitor", exit_on_error=False, description="The monitor")
     async def run_monitor(self) -> None:
-        if self.prepare:
-            await self.prepare()
         await self.control.run(self.news.event)
         if self.control.lost:  # attached, and the service went away
             self.update_subtitle()

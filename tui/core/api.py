@@ -7,7 +7,7 @@ runs in the app's own process (`LocalControl`) or in a service it attaches to.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -92,7 +92,9 @@ class LocalControl:
         on_problem: Callable[[str], None] | None = None,
         clock: Callable[[], datetime] = utcnow,
         monitor_options: dict | None = None,
+        prepare: Callable[[], Awaitable[None]] | None = None,
     ):
+        self.prepare = prepare  # awaited when run starts (after the first frame), before checks
         settings = config.settings
         self.credentials = Credentials(store, settings.timeout, settings.concurrency)
         self.watcher = Watcher(
@@ -116,6 +118,8 @@ class LocalControl:
         self.keyring_problem: str | None = None
 
     async def run(self, on_event: Callable[[Event], None]) -> None:
+        if self.prepare:
+            await self.prepare()
         self.watcher.subscribe(self.silences)  # a status change ends a silence
         self.watcher.subscribe(on_event)
         self.watcher.start()
