@@ -10,6 +10,7 @@ Once EXAMINE has passed the check has passed: LOGOUT gets a short grace and no s
 from __future__ import annotations
 
 import asyncio
+import base64
 import imaplib
 import logging
 import random
@@ -352,9 +353,9 @@ def _login(imap: imaplib.IMAP4, account: Account, secret: Secret, caps: set[str]
                 Status.REQUEST_IS_INVALID,
                 "server offers neither XOAUTH2 nor OAUTHBEARER; use a password",
             )
-        _authenticate(imap, _SaslResponder(mech, payload))
+        _authenticate(imap, _SaslResponder(mech, payload), caps)
     elif "AUTH=PLAIN" in caps and not ("LOGINDISABLED" in caps and account.imap.security == "none"):
-        _authenticate(imap, _SaslResponder("PLAIN", plain_string(account.login, secret)))
+        _authenticate(imap, _SaslResponder("PLAIN", plain_string(account.login, secret)), caps)
     elif "LOGINDISABLED" in caps:
         raise ProbeFailed(
             Status.REQUEST_IS_INVALID,
@@ -371,13 +372,28 @@ def _login(imap: imaplib.IMAP4, account: Account, secret: Secret, caps: set[str]
             raise _login_failure(str(exc), None) from None
 
 
-def _authenticate(imap: imaplib.IMAP4, responder: _SaslResponder) -> None:
+def _authenticate(imap: imaplib.IMAP4, responder: _SaslResponder, caps: set[str]) -> None:
     try:
-        imap.authenticate(responder.mech, responder)
+        if "SASL-IR" in caps:
+            _authenticate_inline(imap, responder)
+        else:
+            imap.authenticate(responder.mech, responder)
     except imaplib.IMAP4.abort:
         raise  # not an answer to the login: a BYE, a closed connection, an unreadable reply
     except imaplib.IMAP4.error as exc:  # the tagged NO or BAD
         raise _login_failure(str(exc), responder.error_json) from None
+
+
+def _authenticate_inline(imap: imaplib.IMAP4, responder: _SaslResponder) -> None:
+    """imaplib's authenticate() with the first response on the command line (RFC 4959
+    SASL-IR), saving the round trip for the server's empty challenge. Later challenges (an
+    OAuth error) are answered as authenticate() would."""
+    initial = base64.b64encode(responder(b"")).decode("ascii") or "="
+    imap.literal = imaplib._Authenticator(responder).process
+    typ, data = imap._simple_command("AUTHENTICATE", responder.mech, initial)
+    if typ != "OK":
+        raise imap.error(data[-1].decode("utf-8", "replace"))
+    imap.state = "AUTH"
 
 
 class _SaslResponder:
