@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import imaplib
 import logging
 import random
@@ -73,14 +74,20 @@ class _Guard:
     """Shared by the checking thread and the deadline: which step, which sockets to cut,
     whether the server said BYE, and what EXAMINE found once the check has passed."""
 
-    def __init__(self, forms: list[str]):
-        self.forms = forms  # the secret's forms, to keep out of imaplib's debug log
+    def __init__(self, account: Account, secret: Secret):
+        self._account, self._secret = account, secret
         self.step = "connecting"
         self.sockets: list[socket.socket] = []
         self.expired = False
         self.bye: str | None = None
         self.found: dict | None = None
         self.lock = threading.Lock()
+
+    @functools.cached_property
+    def forms(self) -> list[str]:
+        """The secret's forms, to keep out of imaplib's debug log and the verdict's words:
+        worked out when first needed, as a check that passes needs them in neither."""
+        return secret_forms(self._secret.reveal(), sasl_payloads(self._account, self._secret))
 
     def track(self, sock: socket.socket) -> socket.socket:
         with self.lock:
@@ -543,8 +550,7 @@ async def check_imap(
     refusal = plaintext_refusal(account, account.imap)
     if refusal:
         return ProbeResult("imap", Status.REQUEST_IS_INVALID, refusal, 0, reached_server=False)
-    forms = secret_forms(secret.reveal(), sasl_payloads(account, secret))
-    guard = _Guard(forms)
+    guard = _Guard(account, secret)
     start = time.monotonic()
     loop = asyncio.get_running_loop()
     ended: asyncio.Future[BaseException | None] = loop.create_future()
@@ -594,7 +600,7 @@ async def check_imap(
     return ProbeResult(
         "imap",
         status,
-        server_text(detail, forms),
+        server_text(detail, guard.forms),
         _ms(start),
         code=clean(code, 40) if code else None,
     )
