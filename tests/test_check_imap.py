@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 
 import pytest
@@ -241,3 +242,31 @@ async def test_capabilities_missing_from_the_greeting_are_asked_for(loopback):
     assert result.status is Status.REQUEST_IS_INVALID
     assert result.code == "LOGINDISABLED"
     assert [line.split(b" ")[1].strip().upper() for line in server.lines[:1]] == [b"CAPABILITY"]
+
+
+class TakesInitialResponse(ScriptedImap):
+    """Offers SASL-IR (RFC 4959): AUTHENTICATE PLAIN may carry its response on the same line."""
+
+    async def _authenticate(self, tag, args, reader, writer) -> None:
+        mech, _, initial = args.partition(" ")
+        if not initial or mech.upper() != "PLAIN":
+            await super()._authenticate(tag, args, reader, writer)
+        elif base64.b64decode(initial) == f"\0{USER}\0{PASSWORD}".encode():
+            await self._login_reply(tag, "", writer)
+        else:
+            writer.write(f"{tag} NO [AUTHENTICATIONFAILED] wrong\r\n".encode())
+
+
+@pytest.mark.parametrize(
+    "password, status", [(PASSWORD, Status.CONNECTED), ("wrong", Status.INVALID_CREDENTIALS)]
+)
+async def test_sasl_ir_sends_the_login_with_the_command(loopback, password, status):
+    server = TakesInitialResponse("IMAP4rev1 AUTH=PLAIN SASL-IR")
+    result = await imap_result(loopback, plain(loopback.serve(server)), password)
+    assert result.status is status, result.detail
+    first = server.lines[0].split(b" ")
+    assert first[1:3] == [b"AUTHENTICATE", b"PLAIN"] and len(first) == 4
+    if status is Status.CONNECTED:  # no line in between: the response rode on the command
+        assert server.lines[1].split(b" ")[1] == b"EXAMINE"
+    else:
+        assert result.code == "AUTHENTICATIONFAILED" and "wrong" not in result.detail

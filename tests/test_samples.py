@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from tui.core.check import check_account
 from tui.core.credentials import Secret
 from tui.core.history import SAMPLES_READ, History, Recorder, Sample
-from tui.core.models import AccountResult, AccountState, ProbeResult
-from tui.core.monitor import AccountChecked
+from tui.core.models import AccountResult, AccountState, ProbeResult, RoundTripResult
+from tui.core.monitor import AccountChecked, RoundTripDone
 from tui.core.status import Status
 
 from .conftest import PASSWORD
@@ -31,12 +31,31 @@ async def test_each_check_leaves_one_latency_sample_per_side(tmp_path, loopback)
     assert [s.at for s in samples] == sorted(s.at for s in samples)
 
 
+async def test_a_turn_of_news_is_written_in_one_transaction(tmp_path, loopback):
+    """A check's state, its latency sample and a round trip of the same turn commit together,
+    so a kill never leaves one without the others (and a turn costs one commit)."""
+    history = History(tmp_path / "h.sqlite3")
+    begun: list[str] = []
+    history.db.set_trace_callback(lambda sql: sql.startswith("BEGIN") and begun.append(sql))
+    account = loopback.account()
+    probe = ProbeResult("imap", Status.CONNECTED, "INBOX has 1 message", 12)
+    result = AccountResult(account.id, probe, replace(probe, protocol="smtp", latency_ms=34))
+    recorder = Recorder(history)
+    recorder(AccountChecked(AccountState(account, Status.CONNECTED, result)))
+    recorder(RoundTripDone(account.id, RoundTripResult("delivered", "arrived", latency_ms=900)))
+    await asyncio.sleep(0)  # the recorder writes once per turn of the loop
+    assert len(begun) == 1
+    assert [(s.imap_ms, s.smtp_ms) for s in history.samples(account.id)] == [(12, 34)]
+    assert history.last_states([account])[account.id].status is Status.CONNECTED
+    assert [t.status for t in history.round_trips(account.id)] == ["delivered"]
+
+
 def test_samples_are_read_bounded_and_pruned_with_history_days(tmp_path):
     history = History(tmp_path / "h.sqlite3")
     now = datetime.now(UTC)
     old = [Sample("a", now - timedelta(days=100, minutes=i), 10, 20) for i in range(5)]
     recent = [Sample("a", now - timedelta(minutes=i), i, None) for i in range(SAMPLES_READ + 10)]
-    history.add_samples(old + recent)
+    history.record([], [], old + recent)
     got = history.samples("a", limit=10_000)
     assert len(got) == SAMPLES_READ
     assert got[-1].imap_ms == 0 and got[-1].smtp_ms is None  # the newest last

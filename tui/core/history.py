@@ -378,8 +378,15 @@ class History:
 
     # --- writing --------------------------------------------------------------------------
 
-    def record(self, changes: list[Change], states: list[AccountState]) -> None:
-        """Status changes and last known states, in one transaction."""
+    def record(
+        self,
+        changes: list[Change],
+        states: list[AccountState],
+        samples: list[Sample] | None = None,
+        trips: dict[str, RoundTripResult] | None = None,
+    ) -> None:
+        """Status changes, last known states, latency samples and round trips (see
+        record_round_trips), in one transaction."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany(
@@ -396,20 +403,27 @@ class History:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(self.config, *_state_row(s)) for s in states],
             )
+            if samples:
+                self._insert_samples(samples)
+            if trips:
+                self._insert_round_trips(trips)
 
     def record_round_trips(self, results: dict[str, RoundTripResult]) -> None:
         """Every probe that ran (not_run is no probe), by account id, in one transaction."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany(
-                "INSERT INTO round_trips (config, account_id, at, status, result) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [
-                    (self.config, account_id, _ts(r.checked_at), r.status, _round_trip_json(r))
-                    for account_id, r in results.items()
-                    if r.status != "not_run"
-                ],
-            )
+            self._insert_round_trips(results)
+
+    def _insert_round_trips(self, results: dict[str, RoundTripResult]) -> None:
+        self.db.executemany(
+            "INSERT INTO round_trips (config, account_id, at, status, result) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [
+                (self.config, account_id, _ts(r.checked_at), r.status, _round_trip_json(r))
+                for account_id, r in results.items()
+                if r.status != "not_run"
+            ],
+        )
 
     def record_change(
         self, account_id: str, old: Status, new: Status, detail: str, at: datetime
@@ -462,13 +476,11 @@ class History:
                 ).rowcount
             )
 
-    def add_samples(self, samples: list[Sample]) -> None:
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany(
-                "INSERT INTO samples VALUES (?, ?, ?, ?, ?)",
-                [(self.config, s.account_id, _ts(s.at), s.imap_ms, s.smtp_ms) for s in samples],
-            )
+    def _insert_samples(self, samples: list[Sample]) -> None:
+        self.db.executemany(
+            "INSERT INTO samples VALUES (?, ?, ?, ?, ?)",
+            [(self.config, s.account_id, _ts(s.at), s.imap_ms, s.smtp_ms) for s in samples],
+        )
 
     def samples(self, account_id: str, limit: int = SAMPLES_READ) -> list[Sample]:
         """The account's last `limit` samples (at most SAMPLES_READ), oldest first."""
@@ -686,16 +698,11 @@ class Recorder:
         trips, self._trips = self._trips, {}
         if self.failed or not (changes or states or trips):
             return
-        recorded = False
         try:
-            self.history.record(changes, list(states.values()))
-            recorded = True
-            if samples:
-                self.history.add_samples(samples)
-            if trips:
-                self.history.record_round_trips(trips)
+            # One transaction for the turn: a kill never keeps a state without its sample.
+            self.history.record(changes, list(states.values()), samples, trips)
         except sqlite3.Error as exc:
-            if disk_full(exc) and not recorded:  # held for the next turn; newer states win
+            if disk_full(exc):  # held for the next turn (samples are not); newer states win
                 self._changes = (changes + self._changes)[-self.MAX_HELD_CHANGES :]
                 self._states = {**states, **self._states}
                 self._trips = {**trips, **self._trips}

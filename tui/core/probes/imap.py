@@ -10,6 +10,8 @@ Once EXAMINE has passed the check has passed: LOGOUT gets a short grace and no s
 from __future__ import annotations
 
 import asyncio
+import base64
+import functools
 import imaplib
 import logging
 import random
@@ -72,14 +74,20 @@ class _Guard:
     """Shared by the checking thread and the deadline: which step, which sockets to cut,
     whether the server said BYE, and what EXAMINE found once the check has passed."""
 
-    def __init__(self, forms: list[str]):
-        self.forms = forms  # the secret's forms, to keep out of imaplib's debug log
+    def __init__(self, account: Account, secret: Secret):
+        self._account, self._secret = account, secret
         self.step = "connecting"
         self.sockets: list[socket.socket] = []
         self.expired = False
         self.bye: str | None = None
         self.found: dict | None = None
         self.lock = threading.Lock()
+
+    @functools.cached_property
+    def forms(self) -> list[str]:
+        """The secret's forms, to keep out of imaplib's debug log and the verdict's words:
+        worked out when first needed, as a check that passes needs them in neither."""
+        return secret_forms(self._secret.reveal(), sasl_payloads(self._account, self._secret))
 
     def track(self, sock: socket.socket) -> socket.socket:
         with self.lock:
@@ -352,9 +360,9 @@ def _login(imap: imaplib.IMAP4, account: Account, secret: Secret, caps: set[str]
                 Status.REQUEST_IS_INVALID,
                 "server offers neither XOAUTH2 nor OAUTHBEARER; use a password",
             )
-        _authenticate(imap, _SaslResponder(mech, payload))
+        _authenticate(imap, _SaslResponder(mech, payload), caps)
     elif "AUTH=PLAIN" in caps and not ("LOGINDISABLED" in caps and account.imap.security == "none"):
-        _authenticate(imap, _SaslResponder("PLAIN", plain_string(account.login, secret)))
+        _authenticate(imap, _SaslResponder("PLAIN", plain_string(account.login, secret)), caps)
     elif "LOGINDISABLED" in caps:
         raise ProbeFailed(
             Status.REQUEST_IS_INVALID,
@@ -371,13 +379,28 @@ def _login(imap: imaplib.IMAP4, account: Account, secret: Secret, caps: set[str]
             raise _login_failure(str(exc), None) from None
 
 
-def _authenticate(imap: imaplib.IMAP4, responder: _SaslResponder) -> None:
+def _authenticate(imap: imaplib.IMAP4, responder: _SaslResponder, caps: set[str]) -> None:
     try:
-        imap.authenticate(responder.mech, responder)
+        if "SASL-IR" in caps:
+            _authenticate_inline(imap, responder)
+        else:
+            imap.authenticate(responder.mech, responder)
     except imaplib.IMAP4.abort:
         raise  # not an answer to the login: a BYE, a closed connection, an unreadable reply
     except imaplib.IMAP4.error as exc:  # the tagged NO or BAD
         raise _login_failure(str(exc), responder.error_json) from None
+
+
+def _authenticate_inline(imap: imaplib.IMAP4, responder: _SaslResponder) -> None:
+    """imaplib's authenticate() with the first response on the command line (RFC 4959
+    SASL-IR), saving the round trip for the server's empty challenge. Later challenges (an
+    OAuth error) are answered as authenticate() would."""
+    initial = base64.b64encode(responder(b"")).decode("ascii") or "="
+    imap.literal = imaplib._Authenticator(responder).process
+    typ, data = imap._simple_command("AUTHENTICATE", responder.mech, initial)
+    if typ != "OK":
+        raise imap.error(data[-1].decode("utf-8", "replace"))
+    imap.state = "AUTH"
 
 
 class _SaslResponder:
@@ -527,8 +550,7 @@ async def check_imap(
     refusal = plaintext_refusal(account, account.imap)
     if refusal:
         return ProbeResult("imap", Status.REQUEST_IS_INVALID, refusal, 0, reached_server=False)
-    forms = secret_forms(secret.reveal(), sasl_payloads(account, secret))
-    guard = _Guard(forms)
+    guard = _Guard(account, secret)
     start = time.monotonic()
     loop = asyncio.get_running_loop()
     ended: asyncio.Future[BaseException | None] = loop.create_future()
@@ -578,7 +600,7 @@ async def check_imap(
     return ProbeResult(
         "imap",
         status,
-        server_text(detail, forms),
+        server_text(detail, guard.forms),
         _ms(start),
         code=clean(code, 40) if code else None,
     )
