@@ -143,8 +143,6 @@ class AccountsTable(FittedTable):
             return None
         return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
 
-    _cells_wanted = ("account", "status", "sync", "send", "since", "checked", "provider", "failed")
-
     def cells_for(self, state: AccountState, now: datetime) -> dict[str, object]:
         """A row's cells, one per key in CELLS."""
         account = state.account
