@@ -18,9 +18,7 @@ from ..widgets.title_bar import TitleBar
 from ..workers import ReportsWorkerFailures
 
 FIRST_ROWS = 30  # at least a screenful
-# Each slice (with the DataTable measuring its cells when idle) holds the loop ~5 ms, so a key
-# pressed while a thousand rows fill in waits little; 250 held it 20-40 ms.
-ROWS_PER_FRAME = 50
+ROWS_PER_FRAME = 250
 
 WELCOME = (
     "[b]No accounts yet.[/b]\n\n"

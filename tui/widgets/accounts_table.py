@@ -143,8 +143,6 @@ class AccountsTable(FittedTable):
             return None
         return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
 
-    _cells_wanted = ("account", "status", "sync", "send", "since", "checked", "provider", "failed")
-
     def cells_for(self, state: AccountState, now: datetime) -> dict[str, object]:
         """A row's cells, one per key in CELLS."""
         account = state.account
@@ -192,14 +190,16 @@ class AccountsTable(FittedTable):
             self._provider_want = max(self._provider_want, provider_want)
             self.refit()
 
-    def _visible_ids(self) -> list[str]:
-        first = int(self.scroll_y)
-        last = min(self.row_count, first + max(self.size.height, 1))
+    def _visible_ids(self, margin: int = 0) -> list[str]:
+        """The rows in view, and `margin` rows above and below them."""
+        first = max(int(self.scroll_y) - margin, 0)
+        last = min(self.row_count, int(self.scroll_y) + max(self.size.height, 1) + margin)
         return [self.coordinate_to_cell_key((i, 0)).row_key.value for i in range(first, last)]
 
-    def paint_unpainted(self, everywhere: bool = False) -> None:
-        """Show the newest state of the rows in view that have news, or of every row."""
-        ids = list(self._unpainted) if everywhere else self._visible_ids()
+    def paint_unpainted(self, everywhere: bool = False, margin: int = 0) -> None:
+        """Show the newest state of the rows in view (and `margin` rows around) that have news,
+        or of every row."""
+        ids = list(self._unpainted) if everywhere else self._visible_ids(margin)
         if not self._unpainted or not ids:
             return
         now, shown = self.app.now(), self.shown_keys
@@ -228,8 +228,10 @@ class AccountsTable(FittedTable):
             self._unpainted.discard(account_id)
 
     def refresh_ages(self, now: datetime) -> None:
-        """Paint the rows in view that have news, and keep their 'since' and 'checked' fresh."""
-        self.paint_unpainted()
+        """Paint the rows in view that have news, and keep their 'since' and 'checked' fresh.
+        Rows a screenful away are painted too: a row scrolled to then has nothing to paint,
+        and its key press re-renders no cell that did not move (any paint re-renders all)."""
+        self.paint_unpainted(margin=self.size.height)
         shown = self.shown_keys
         short = self._short_checked
         for account_id in self._visible_ids():
