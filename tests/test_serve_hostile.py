@@ -4,6 +4,7 @@ runtime folder, a folder others can write, clients that never read, signals mid-
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import socket
 import sqlite3
@@ -16,6 +17,7 @@ from tui.core import service as serve_core
 from tui.core.credentials import MemoryStore
 from tui.core.history import default_path
 from tui.core.service import ServiceLock, lock_path, socket_path
+from tui.core.wire import account_to_wire
 
 # The fixtures come along (so their names are reused as parameters, F811).
 # ruff: noqa: F811
@@ -133,3 +135,25 @@ async def test_a_lock_planted_by_another_user_does_not_keep_the_app_from_monitor
         assert await find_service(config, MemoryStore()) is None
     finally:
         os.close(held)
+
+
+def test_sigterm_while_a_save_waits_for_a_hanging_keyring_exits_in_time(
+    tmp_path, loopback, services, monkeypatch
+):
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.keyrings.Hanging")
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml(timeout=60) + account_toml(loopback, "good"))
+    service = services(config)
+    service.wait_for_line(r"good \(alice@example.com\): Checking… → Connected")
+    client = Client(service.wait_for_line(r"Control socket at (\S+)").group(1))
+    fresh = account_to_wire(loopback.account(account_id="fresh", allow_plaintext=False))
+    client.send_raw(
+        json.dumps({"id": 1, "command": "save", "account": fresh, "secret": "typed"}).encode()
+        + b"\n"
+    )
+    time.sleep(0.5)  # the keyring holds the save
+    code, elapsed = service.stop()
+    assert code == 0, service.log
+    assert elapsed < 2.0, elapsed
+    assert ("good", "connected") in [(c["account_id"], c["new"]) for c in history_of(config)]
+    client.close()

@@ -319,27 +319,24 @@ async def _open_control(watcher, config_path: Path, reload, changes: asyncio.Loc
 
 
 async def _run_until_stopped(reload, config_path: Path, identity: tuple | None, control) -> None:
+    """Reload on SIGHUP and when the file changes, until SIGTERM or SIGINT. The reloads run
+    beside the wait for a stop: one waiting for a client's save (a keyring that hangs) must not
+    hold the exit back."""
     loop = asyncio.get_running_loop()
-    wake = asyncio.Event()
+    wake, stop = asyncio.Event(), asyncio.Event()
     signals: set[int] = set()
 
     def on_signal(signum: int) -> None:
         signals.add(signum)
-        wake.set()
+        (wake if signum == signal.SIGHUP else stop).set()
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        loop.add_signal_handler(signum, on_signal, signum)
-    try:
+    async def watch(identity: tuple | None) -> None:
         while True:
             try:
                 await asyncio.wait_for(wake.wait(), RELOAD_POLL)
             except TimeoutError:
                 pass
             wake.clear()
-            if signals & {signal.SIGTERM, signal.SIGINT}:
-                name = "SIGTERM" if signal.SIGTERM in signals else "SIGINT"
-                log.info("%s: stopping; checks in flight are abandoned.", name)
-                return
             now = _file_identity(config_path)
             hup = signal.SIGHUP in signals
             signals.discard(signal.SIGHUP)
@@ -348,9 +345,23 @@ async def _run_until_stopped(reload, config_path: Path, identity: tuple | None, 
                 await reload("SIGHUP" if hup else "the file changed")
                 if control is not None:
                     control.broadcast(control.snapshot())
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(signum, on_signal, signum)
+    watching = asyncio.create_task(watch(identity))
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({watching, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if watching.done():
+            watching.result()  # it only ends by failing: that failure is the service's
     finally:
+        for task in (watching, stopping):
+            task.cancel()
+        await asyncio.gather(watching, stopping, return_exceptions=True)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
+    name = "SIGTERM" if signal.SIGTERM in signals else "SIGINT"
+    log.info("%s: stopping; checks in flight are abandoned.", name)
 
 
 async def _reload(watcher, config_path: Path, why: str) -> str:
