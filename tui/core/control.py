@@ -159,11 +159,18 @@ class ControlServer:
     def broadcast(self, message: dict) -> None:
         line = _encode(message)
         for writer in list(self._clients):
-            if writer.transport.get_write_buffer_size() > MAX_BACKLOG:
-                log.warning("A control client stopped reading; it was disconnected.")
-                self._drop(writer)
-            else:
-                writer.write(line)
+            self._send(writer, line)
+
+    def _send(self, writer: asyncio.StreamWriter, data: bytes) -> bool:
+        """Queue `data` for one client, unless MAX_BACKLOG already waits for it: a client that
+        stopped reading (news or its own replies) is dropped, not kept in memory."""
+        if writer.transport.get_write_buffer_size() > MAX_BACKLOG:
+            log.warning("A control client stopped reading; it was disconnected.")
+            self._clients.discard(writer)
+            writer.transport.abort()  # a close would keep the backlog until it is read
+            return False
+        writer.write(data)
+        return True
 
     def snapshot(self) -> dict:
         return {
@@ -222,10 +229,10 @@ class ControlServer:
                     writer.write(_encode({"type": "error", "error": "Refused: line too long."}))
                     return
                 reply = await self._command(line)
-                if writer in self._clients:
-                    writer.write(_encode(reply))
-                    if reply.get("snapshot"):
-                        writer.write(_encode(self.snapshot()))
+                if writer not in self._clients or not self._send(writer, _encode(reply)):
+                    return
+                if reply.get("snapshot") and not self._send(writer, _encode(self.snapshot())):
+                    return
         except (ConnectionError, OSError):
             return
         finally:

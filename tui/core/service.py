@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import signal
+import stat
 import sys
 from pathlib import Path
 
@@ -31,10 +32,17 @@ class AlreadyRunning(Exception):
     """Another service holds the lock for this config."""
 
 
+class UnsafeFolder(Exception):
+    """The runtime folder, or the lock in it, could have been planted by someone else; the text
+    says what to do."""
+
+
 def runtime_dir() -> Path:
-    """$XDG_RUNTIME_DIR/connected-emails, or the state directory when there is no runtime dir."""
+    """$XDG_RUNTIME_DIR/connected-emails, or the state directory when there is no runtime dir.
+    A relative XDG_RUNTIME_DIR is ignored, as the XDG spec says: the service and the app would
+    find different sockets from different folders, and run two monitors."""
     base = os.environ.get("XDG_RUNTIME_DIR")
-    if base:
+    if base and os.path.isabs(base):
         return Path(base) / "connected-emails"
     from platformdirs import user_state_dir
 
@@ -44,6 +52,30 @@ def runtime_dir() -> Path:
 def config_key(config_path: Path) -> str:
     """A short name for one config, the same for every path that leads to it."""
     return hashlib.sha256(str(config_path.resolve()).encode()).hexdigest()[:12]
+
+
+def check_private(folder: Path) -> None:
+    """UnsafeFolder unless `folder` is a real folder of this user's that nobody else can write:
+    anyone who can write there can plant a lock that the service would overwrite, or a socket."""
+    info = os.lstat(folder)
+    again = "then start the service again."
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafeFolder(
+            f"{folder} is not a folder (a symbolic link or a file), so the service does not keep "
+            f"its lock and socket there. Remove it, {again}"
+        )
+    if info.st_uid != os.getuid():
+        raise UnsafeFolder(
+            f"The folder {folder} belongs to uid {info.st_uid}, not to you (uid {os.getuid()}), "
+            "so the service does not keep its lock and socket there. Remove it (or set "
+            f"XDG_RUNTIME_DIR to a folder of your own), {again}"
+        )
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o022:
+        raise UnsafeFolder(
+            f"The folder {folder} can be written by other users (mode {mode:04o}), who could "
+            f"plant a lock or a socket there for this service. Run chmod 700 {folder}, {again}"
+        )
 
 
 def lock_path(config_path: Path) -> Path:
@@ -65,7 +97,17 @@ class ServiceLock:
 
     def acquire(self) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        check_private(self.path.parent)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            if not os.path.islink(self.path):
+                raise
+            raise UnsafeFolder(
+                f"The lock {self.path} is a symbolic link, not a file this app made: whoever "
+                "planted it wants the service to overwrite what it points to. Remove it, then "
+                "start the service again."
+            ) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -86,10 +128,12 @@ class ServiceLock:
         """The pid of the service that holds this config's lock, or None when none does (a
         probe: the lock is not kept)."""
         try:
-            fd = os.open(lock_path(config_path), os.O_RDONLY)
+            fd = os.open(lock_path(config_path), os.O_RDONLY | os.O_NOFOLLOW)
         except OSError:
             return None
         try:
+            if os.fstat(fd).st_uid != os.getuid():
+                return None  # planted by someone else: not a service of this user's
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             pid = os.read(fd, 32).decode("ascii", "replace").strip()
@@ -175,6 +219,9 @@ async def serve(config_path: Path, metrics_address: str | None) -> int:
     except AlreadyRunning as exc:
         log.error("%s", exc)
         return 1
+    except UnsafeFolder as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIG  # a restart would meet the same folder
     stop_metrics = None
     watcher = None
     control = None
@@ -272,27 +319,24 @@ async def _open_control(watcher, config_path: Path, reload, changes: asyncio.Loc
 
 
 async def _run_until_stopped(reload, config_path: Path, identity: tuple | None, control) -> None:
+    """Reload on SIGHUP and when the file changes, until SIGTERM or SIGINT. The reloads run
+    beside the wait for a stop: one waiting for a client's save (a keyring that hangs) must not
+    hold the exit back."""
     loop = asyncio.get_running_loop()
-    wake = asyncio.Event()
+    wake, stop = asyncio.Event(), asyncio.Event()
     signals: set[int] = set()
 
     def on_signal(signum: int) -> None:
         signals.add(signum)
-        wake.set()
+        (wake if signum == signal.SIGHUP else stop).set()
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        loop.add_signal_handler(signum, on_signal, signum)
-    try:
+    async def watch(identity: tuple | None) -> None:
         while True:
             try:
                 await asyncio.wait_for(wake.wait(), RELOAD_POLL)
             except TimeoutError:
                 pass
             wake.clear()
-            if signals & {signal.SIGTERM, signal.SIGINT}:
-                name = "SIGTERM" if signal.SIGTERM in signals else "SIGINT"
-                log.info("%s: stopping; checks in flight are abandoned.", name)
-                return
             now = _file_identity(config_path)
             hup = signal.SIGHUP in signals
             signals.discard(signal.SIGHUP)
@@ -301,9 +345,23 @@ async def _run_until_stopped(reload, config_path: Path, identity: tuple | None, 
                 await reload("SIGHUP" if hup else "the file changed")
                 if control is not None:
                     control.broadcast(control.snapshot())
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(signum, on_signal, signum)
+    watching = asyncio.create_task(watch(identity))
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({watching, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if watching.done():
+            watching.result()  # it only ends by failing: that failure is the service's
     finally:
+        for task in (watching, stopping):
+            task.cancel()
+        await asyncio.gather(watching, stopping, return_exceptions=True)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
+    name = "SIGTERM" if signal.SIGTERM in signals else "SIGINT"
+    log.info("%s: stopping; checks in flight are abandoned.", name)
 
 
 async def _reload(watcher, config_path: Path, why: str) -> str:

@@ -1,0 +1,159 @@
+"""`serve` against careless admins and hostile peers of the same user: planted files in its
+runtime folder, a folder others can write, clients that never read, signals mid-command."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import sqlite3
+import time
+
+import pytest
+
+from tui.app import find_service
+from tui.core import service as serve_core
+from tui.core.credentials import MemoryStore
+from tui.core.history import default_path
+from tui.core.service import ServiceLock, lock_path, socket_path
+from tui.core.wire import account_to_wire
+
+# The fixtures come along (so their names are reused as parameters, F811).
+# ruff: noqa: F811
+from .test_serve import account_toml, history_of, runtime_dir, services, settings_toml  # noqa: F401
+from .test_serve_socket import Client, running  # noqa: F401
+
+
+def test_a_symlink_planted_at_the_lock_is_not_followed(tmp_path, loopback, services):
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml() + account_toml(loopback, "good"))
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me\n")
+    lock = lock_path(config)
+    lock.parent.mkdir(mode=0o700, parents=True)
+    lock.symlink_to(victim)
+    service = services(config)
+    assert service.proc.wait(15) == 78
+    assert victim.read_text() == "keep me\n"  # not truncated, no pid written into it
+    service.wait_for_line(rf"The lock {lock} is a symbolic link, not a file this app made")
+    service.wait_for_line(r"Remove it, then start the service again\.")
+
+
+def test_a_runtime_folder_others_can_write_is_refused(tmp_path, loopback, services):
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml() + account_toml(loopback, "good"))
+    folder = lock_path(config).parent
+    folder.mkdir(mode=0o700, parents=True)
+    os.chmod(folder, 0o777)  # a careless chmod -R
+    service = services(config)
+    assert service.proc.wait(15) == 78
+    service.wait_for_line(
+        rf"The folder {folder} can be written by other users \(mode 0777\), who could plant "
+    )
+    service.wait_for_line(rf"chmod 700 {folder}")
+    assert not socket_path(config).exists()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="making a folder another user's needs root")
+def test_a_runtime_folder_of_another_user_is_refused(tmp_path, loopback, services):
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml() + account_toml(loopback, "good"))
+    folder = lock_path(config).parent
+    folder.mkdir(mode=0o700, parents=True)
+    os.chown(folder, 65534, 65534)
+    service = services(config)
+    assert service.proc.wait(15) == 78
+    service.wait_for_line(rf"The folder {folder} belongs to uid 65534, not to you \(uid 0\)")
+
+
+def test_a_relative_runtime_dir_is_ignored_as_the_xdg_spec_says(tmp_path, monkeypatch):
+    """A relative XDG_RUNTIME_DIR would put the service's socket and the app's in different
+    places when they start in different folders: a second monitor, double logins."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "run")
+    config = tmp_path / "accounts.toml"
+    seen = set()
+    for cwd in (tmp_path, tmp_path.parent):
+        monkeypatch.chdir(cwd)
+        seen.add(socket_path(config))
+    [path] = seen
+    assert path.is_absolute() and serve_core.runtime_dir().is_absolute()
+
+
+def test_a_client_that_sends_commands_and_never_reads_is_dropped(running):
+    """Replies pile up for a client that does not read, as events do: past the cap it goes."""
+    service, _, path = running
+    client = socket.socket(socket.AF_UNIX)
+    client.settimeout(10)
+    client.connect(path)
+    command = b'{"id": 1, "command": "snapshot"}\n'
+    try:
+        for _ in range(4000):  # a snapshot each: megabytes nobody reads
+            client.sendall(command)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # dropped before it finished asking: what the test wants
+    service.wait_for_line(r"A control client stopped reading; it was disconnected\.")
+    other = Client(path)  # the service itself goes on
+    assert other.command("snapshot")["ok"]
+    other.close()
+    client.close()
+
+
+def test_sigterm_while_a_silence_waits_for_a_locked_history_exits_in_time(running):
+    service, config, path = running
+    client = Client(path)
+    locker = sqlite3.connect(default_path(), isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        client.send_raw(b'{"id": 1, "command": "acknowledge", "account": "good", "note": "x"}\n')
+        time.sleep(0.3)  # the write waits for the lock
+        code, elapsed = service.stop()
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert code == 0, service.log
+    assert elapsed < 2.0, elapsed
+    assert ("good", "connected") in [(c["account_id"], c["new"]) for c in history_of(config)]
+    client.close()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="making a file another user's needs root")
+async def test_a_lock_planted_by_another_user_does_not_keep_the_app_from_monitoring(tmp_path):
+    """In a folder others can write (no service of ours runs there: it refuses such a
+    folder), another user's locked file must not pass for our service and stop the app."""
+    config = tmp_path / "accounts.toml"
+    config.write_text("")
+    lock = lock_path(config)
+    lock.parent.mkdir(mode=0o700, parents=True)
+    os.chmod(lock.parent, 0o777)
+    lock.write_text("1\n")
+    os.chown(lock, 65534, 65534)
+    held = os.open(lock, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        assert ServiceLock.holder(config) is None
+        assert await find_service(config, MemoryStore()) is None
+    finally:
+        os.close(held)
+
+
+def test_sigterm_while_a_save_waits_for_a_hanging_keyring_exits_in_time(
+    tmp_path, loopback, services, monkeypatch
+):
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.keyrings.Hanging")
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml(timeout=60) + account_toml(loopback, "good"))
+    service = services(config)
+    service.wait_for_line(r"good \(alice@example.com\): Checking… → Connected")
+    client = Client(service.wait_for_line(r"Control socket at (\S+)").group(1))
+    fresh = account_to_wire(loopback.account(account_id="fresh", allow_plaintext=False))
+    client.send_raw(
+        json.dumps({"id": 1, "command": "save", "account": fresh, "secret": "typed"}).encode()
+        + b"\n"
+    )
+    time.sleep(0.5)  # the keyring holds the save
+    code, elapsed = service.stop()
+    assert code == 0, service.log
+    assert elapsed < 2.0, elapsed
+    assert ("good", "connected") in [(c["account_id"], c["new"]) for c in history_of(config)]
+    client.close()
