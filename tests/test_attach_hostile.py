@@ -167,11 +167,6 @@ async def attached_app(fake: FakeService, tmp_path):
     return make_app(config, store=store, control=control, history_path=tmp_path / "h.sqlite3")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tui/screens: history.py, alerts.py (QuietScreen), account_form.py and authorize.py "
-    "put the email in a Label as markup; Label(Text(...)) or markup=False shows it as text",
-)
 async def test_an_email_with_markup_shows_as_text_in_every_dialog_title(fake, tmp_path):
     from .tui_support import SIZE, select
 
@@ -187,12 +182,6 @@ async def test_an_email_with_markup_shows_as_text_in_every_dialog_title(fake, tm
         assert str(title) == f"History of {email}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tui/app.py: the attached ServiceControl keeps its default on_problem (log.warning), "
-    "so a refused check now is said nowhere on screen; set control.on_problem = "
-    "app.report_problem when the app is given a control",
-)
 async def test_a_check_the_service_refuses_is_said_on_screen(fake, tmp_path):
     from .tui_support import SIZE, select, toasts
 
@@ -208,12 +197,6 @@ async def test_a_check_the_service_refuses_is_said_on_screen(fake, tmp_path):
         await until(lambda: any(refusal in t for t in toasts(app)), 3, what="the refusal")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tui/screens/alerts.py: AlertsScreen._quiet does not catch BookError around "
-    "control.silence, so the service's sentence reaches the user as 'Silencing failed: "
-    "ServiceError(...)'; catch it and notify str(exc) as the other screens do",
-)
 async def test_an_acknowledgement_the_service_refuses_is_said_in_its_words(fake, tmp_path):
     from .tui_support import SIZE, toasts
 

@@ -92,6 +92,7 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
             monitor_options=monitor_options,
             prepare=prepare,
         )
+        self.control.on_problem = self.report_problem  # an attached control's, too
         self.announcer = Announcer(self, self.control, lambda: self.settings.bell)
         self.news = NewsDesk(self, self.control, self.announcer, self.summarise)
         if config.keys:

@@ -7,11 +7,13 @@ runs in the app's own process (`LocalControl`) or in a service it attaches to.
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from .accounts import AccountBook
+from .accounts import AccountBook, BookError
 from .credentials import Credentials, KeyringStore, Secret, SecretStore
 from .models import Account, AccountResult, AccountState, utcnow
 from .monitor import Event
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
     from .config import Config
     from .history import History
 
+log = logging.getLogger(__name__)
+
 
 class Control(Protocol):
     """The monitoring's life (run, close), reads (states, silences) and commands (check, stop,
@@ -31,6 +35,7 @@ class Control(Protocol):
     service_pid: int | None  # the service's pid when attached to one; None in this process
     lost: str | None  # attached: why the service is gone, once it is
     credentials: Credentials  # this process's own, for tests and sign-ins the user starts
+    on_problem: Callable[[str], None]  # hears what went wrong where no caller waits for it
 
     async def run(self, on_event: Callable[[Event], None]) -> None:
         """Watch, handing every event to `on_event`, until cancelled. Attached to a service,
@@ -94,6 +99,7 @@ class LocalControl:
         monitor_options: dict | None = None,
         prepare: Callable[[], Awaitable[None]] | None = None,
     ):
+        self.on_problem = on_problem or log.warning
         self.prepare = prepare  # awaited when run starts (after the first frame), before checks
         settings = config.settings
         self.credentials = Credentials(store, settings.timeout, settings.concurrency)
@@ -170,7 +176,12 @@ class LocalControl:
     async def silence(
         self, account_id: str, kind: QuietKind, note: str = "", until: datetime | None = None
     ) -> None:
-        self.silences.silence(self.monitor.states[account_id], kind, note, until)
+        try:
+            self.silences.silence(self.monitor.states[account_id], kind, note, until)
+        except sqlite3.Error as exc:  # locked by another process, or a full disk
+            raise BookError(
+                f"The history could not keep it ({exc}): nothing changed; try again."
+            ) from None
 
     async def secret_for(self, account: Account) -> Secret:
         return await self.book.secret_for(account)

@@ -134,7 +134,7 @@ class AccountFormScreen(ReportsWorkerFailures, ModalScreen[str | None]):
         rows = ROWS[self.mode]
         title = TITLES[self.mode] + (f" {a.email}" if self.original else "")
         with Vertical(classes="dialog form"):
-            yield Label(title, classes="dialog-title")
+            yield Label(title, classes="dialog-title", markup=False)  # an email is data
             yield Static(self._status_line(), id="form-status")
             yield Static("", id="form-hint")
             with VerticalScroll(id="form-fields"):

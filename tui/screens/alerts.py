@@ -15,6 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
+from ..core.accounts import BookError
 from ..core.models import AccountState
 from ..core.outages import WINDOW, group_outages
 from ..core.silences import QuietKind
@@ -296,7 +297,11 @@ class AlertsScreen(ReportsWorkerFailures, ModalScreen[None]):
         if state is not None:
             answer = await self.app.push_screen_wait(QuietScreen(state, kind))
             if answer is not None:
-                await self.control.silence(state.account.id, kind, **answer)
+                try:
+                    await self.control.silence(state.account.id, kind, **answer)
+                except BookError as exc:  # the service's (or the history's) sentence
+                    self.notify(str(exc), title="Not kept", severity="error", markup=False)
+                    return
                 self.app.update_subtitle()
                 self.refresh_alerts()
 
@@ -335,6 +340,7 @@ class QuietScreen(ModalScreen):
             yield Label(
                 f"{'Acknowledge' if ack else 'Snooze'} {self.state.account.email}",
                 classes="dialog-title",
+                markup=False,  # an email is data
             )
             # Server text is data: "[AUTHENTICATIONFAILED]" must show, "[/x]" must not crash.
             yield Static(

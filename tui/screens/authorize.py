@@ -115,7 +115,7 @@ class AuthorizeScreen(ModalScreen[Account | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog authorize"):
-            yield Label(f"Sign in to {self.account.email}", classes="dialog-title")
+            yield Label(f"Sign in to {self.account.email}", classes="dialog-title", markup=False)
             with Horizontal():
                 yield Static("", id="authorize-qr")
                 with Vertical(classes="text"):

@@ -46,7 +46,7 @@ class HistoryScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         state = self.app.control.state(self.account_id)
         with Vertical(classes="dialog history"):
-            yield Label(f"History of {state.account.email}", classes="dialog-title")
+            yield Label(f"History of {state.account.email}", classes="dialog-title", markup=False)
             yield Static("", id="history-summary")
             sides = [("imap", "Sync (IMAP)"), ("smtp", "Send (SMTP)")]
             if state.account.round_trip:
