@@ -609,13 +609,13 @@ async def test_demo_shows_its_accounts_checking_before_its_servers_or_certificat
     assert not (tmp_path / "ca.pem").exists(), "no certificate before the first frame"
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection((sales.imap.host, sales.imap.port), timeout=2).close()
-    gate, start_servers = asyncio.Event(), app.prepare
+    gate, start_servers = asyncio.Event(), app.control.prepare
 
     async def held() -> None:  # the servers take their time: the screen must not wait
         await gate.wait()
         await start_servers()
 
-    app.prepare = held
+    app.control.prepare = held
     try:
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.pause()
