@@ -15,6 +15,7 @@ from .test_oauth2_authorize import browser_visit, write_config
 from .tui_support import (
     address_shown,
     cell,
+    checked,
     fill,
     select,
     settled,
@@ -167,7 +168,7 @@ async def test_a_dying_sign_in_shows_a_warning_row_and_its_detail(tmp_path, loop
     TokenStore("ms", "keyring", KeyringStore()).save(record)
     app = make_app(path)
     async with app.run_test(size=(100, 32), notifications=True) as pilot:
-        await until(lambda: app.control.state("ms").status is not Status.CHECKING)
+        await checked(app)
         state = app.control.state("ms")
         assert state.status is Status.CONNECTED, state.detail
         assert state.detail.startswith("token expires in 1 day (Google expires sign-ins")
@@ -179,10 +180,10 @@ async def test_a_dying_sign_in_shows_a_warning_row_and_its_detail(tmp_path, loop
 
         await until(lambda: told_times() == 1, what="the toast")
         # Once per account: the next check finds the same forecast and says nothing new.
-        checked = state.last_checked
+        before = state.last_checked
         await select(pilot, "ms")
         await pilot.press("c")
-        await until(lambda: app.control.state("ms").last_checked != checked, what="the check")
+        await until(lambda: app.control.state("ms").last_checked != before, what="the check")
         await pilot.pause(0.5)  # past the app's batching of updates
         assert told_times() == 1
 
@@ -199,7 +200,7 @@ async def test_without_a_keyring_the_sign_in_is_kept_in_a_file_with_consent(
     keyring.set_keyring(fail.Keyring())  # a headless server; isolated_user puts its own back
     app = make_app(path)
     async with app.run_test(size=(100, 32)) as pilot:
-        await until(lambda: status(app, "ms") is not Status.CHECKING)
+        await checked(app)
         await select(pilot, "ms")
         await pilot.press("r")
         await pilot.press("f5")
