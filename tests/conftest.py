@@ -167,6 +167,17 @@ async def running(monitor):
         await monitor.close()
 
 
+async def timed(probe, account, secret: str, timeout: float):
+    """A probe's result (check_imap, check_smtp), asserting it came within its deadline."""
+    from tui.core.credentials import Secret
+
+    start = time.monotonic()
+    result = await probe(account, Secret(secret), timeout)
+    elapsed = time.monotonic() - start
+    assert elapsed < timeout + 1, f"the check took {elapsed:.1f} s, past its deadline"
+    return result
+
+
 async def until(predicate, timeout: float = 10.0, what: str = "") -> None:
     """The tests' one way to wait: poll `predicate` on the running loop until it holds."""
     deadline = time.monotonic() + timeout

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import time
 
 import pytest
 
@@ -14,18 +13,13 @@ from tui.core.probes.imap import check_imap
 from tui.core.status import Status
 from tui.demo.servers import HOST, ScriptedImap, closed_port, fault
 
-from .conftest import PASSWORD, USER
+from .conftest import PASSWORD, USER, timed
 
 TIMEOUT = 2.0
 
 
 async def imap_result(loopback, endpoint: Endpoint, password: str = PASSWORD, **changes):
-    account = loopback.account(imap=endpoint, **changes)
-    start = time.monotonic()
-    result = await check_imap(account, Secret(password), TIMEOUT)
-    elapsed = time.monotonic() - start
-    assert elapsed < TIMEOUT + 1, f"the check took {elapsed:.1f} s, past its deadline"
-    return result
+    return await timed(check_imap, loopback.account(imap=endpoint, **changes), password, TIMEOUT)
 
 
 def plain(port: int) -> Endpoint:

@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from tui.core.credentials import Secret
 from tui.core.models import Endpoint
 from tui.core.probes.smtp import check_smtp
 from tui.core.status import Status
 from tui.demo.servers import HOST, ScriptedSmtp, closed_port, fault, serve_smtp
 
-from .conftest import PASSWORD
+from .conftest import PASSWORD, timed
 
 TIMEOUT = 2.0
 
 
 async def smtp_result(loopback, endpoint: Endpoint, password: str = PASSWORD):
-    account = loopback.account(smtp=endpoint)
-    start = time.monotonic()
-    result = await check_smtp(account, Secret(password), TIMEOUT)
-    elapsed = time.monotonic() - start
-    assert elapsed < TIMEOUT + 1, f"the check took {elapsed:.1f} s, past its deadline"
-    return result
+    return await timed(check_smtp, loopback.account(smtp=endpoint), password, TIMEOUT)
 
 
 @pytest.mark.parametrize("security", ["tls", "starttls", "none"])
