@@ -14,6 +14,7 @@ import keyring
 import pytest
 from keyring.backend import KeyringBackend
 
+from tui.core.credentials import SERVICE, Secret
 from tui.core.models import Account, Endpoint
 from tui.demo.certs import Certs
 from tui.demo.servers import HOST, Mailboxes, ServerThread, SmtpUsers, serve_smtp
@@ -169,8 +170,6 @@ async def running(monitor):
 
 async def timed(probe, account, secret: str, timeout: float):
     """A probe's result (check_imap, check_smtp), asserting it came within its deadline."""
-    from tui.core.credentials import Secret
-
     start = time.monotonic()
     result = await probe(account, Secret(secret), timeout)
     elapsed = time.monotonic() - start
@@ -193,8 +192,6 @@ async def until(predicate, timeout: float = 10.0, what: str = "") -> None:
 @pytest.fixture
 def accounts_file(tmp_path, loopback, isolated_user):
     """Two accounts on the loopback servers: good, and broken (its stored password is wrong)."""
-    from tui.core.credentials import SERVICE
-
     from .tui_support import write_accounts
 
     isolated_user.secrets[(SERVICE, "good")] = PASSWORD
