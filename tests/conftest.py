@@ -136,11 +136,10 @@ def dovecot(loopback):
     server.stop()
 
 
-def cli(*args: str, **options) -> subprocess.CompletedProcess:
+def cli(*args: str, timeout: float = 60, **options) -> subprocess.CompletedProcess:
     """`connected-emails ARGS` as a user or cron runs it: a real process, its output as text."""
-    return subprocess.run(
-        [sys.executable, "-m", "tui", *args], capture_output=True, text=True, timeout=60, **options
-    )
+    command = [sys.executable, "-m", "tui", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **options)
 
 
 def require_dovecot() -> bool:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
+
+from .conftest import cli
 
 ACCOUNT = """\
 [[accounts]]
@@ -16,17 +15,11 @@ smtp = { host = "127.0.0.1", port = 9, security = "tls" }
 """
 
 
-def run(*args: str, timeout: float = 60):
-    return subprocess.run(
-        [sys.executable, "-m", "tui", *args], capture_output=True, text=True, timeout=timeout
-    )
-
-
 @pytest.mark.parametrize("setting", ["timeout = inf", "poll_interval = nan", "concurrency = 0"])
 def test_a_setting_out_of_range_is_unknown_with_the_line(tmp_path, setting):
     path = tmp_path / "accounts.toml"
     path.write_text(f"[settings]\n{setting}\n\n{ACCOUNT}")
-    proc = run("check", "--config", str(path))
+    proc = cli("check", "--config", str(path))
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout.startswith("CONNECTED EMAILS UNKNOWN - ")
     assert f"{path}, line 2: settings.{setting.split()[0]} must be" in proc.stdout
@@ -35,26 +28,26 @@ def test_a_setting_out_of_range_is_unknown_with_the_line(tmp_path, setting):
 
 def test_a_named_config_that_does_not_exist_is_unknown_not_ok(tmp_path):
     typo = tmp_path / "acounts.toml"
-    proc = run("check", "--config", str(typo))
+    proc = cli("check", "--config", str(typo))
     assert proc.returncode == 3
     assert proc.stdout.startswith(f"CONNECTED EMAILS UNKNOWN - {typo}: does not exist.")
 
 
 def test_a_mistyped_environment_variable_is_unknown_not_ok(tmp_path, monkeypatch):
     monkeypatch.setenv("CONNECTED_EMAILS_CONFIG", str(tmp_path / "nope.toml"))
-    proc = run("check", "--json")
+    proc = cli("check", "--json")
     assert proc.returncode == 3 and proc.stdout == ""
     assert f"{tmp_path / 'nope.toml'}: does not exist." in proc.stderr
 
 
 def test_no_config_at_the_default_path_says_how_to_make_one():
-    proc = run("check")
+    proc = cli("check")
     assert proc.returncode == 3
     assert "there is no config yet" in proc.stdout and "press n" in proc.stdout
 
 
 def test_a_directory_as_config_says_it_is_a_directory(tmp_path):
-    proc = run("check", "--config", str(tmp_path))
+    proc = cli("check", "--config", str(tmp_path))
     assert proc.returncode == 3 and f"{tmp_path}: is a directory" in proc.stdout
 
 
@@ -63,7 +56,7 @@ def test_a_fifo_as_config_does_not_hang(tmp_path):
 
     fifo = tmp_path / "accounts.toml"
     os.mkfifo(fifo, 0o600)
-    proc = run("check", "--config", str(fifo), timeout=20)
+    proc = cli("check", "--config", str(fifo), timeout=20)
     assert proc.returncode == 3 and "not a regular file" in proc.stdout
 
 
@@ -72,18 +65,18 @@ def test_a_config_others_can_write_runs_nothing(tmp_path):
     path = tmp_path / "accounts.toml"
     path.write_text(ACCOUNT.replace('email = "', f'password_command = "touch {ran}"\nemail = "'))
     path.chmod(0o666)
-    proc = run("check", "--config", str(path))
+    proc = cli("check", "--config", str(path))
     assert proc.returncode == 3 and f"chmod go-w {path}" in proc.stdout
     assert not ran.exists()
 
 
 def test_version():
-    proc = run("--version")
+    proc = cli("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("connected-emails 0.")
 
 
 def test_check_help_explains_config_without_pointing_elsewhere():
-    proc = run("check", "--help")
+    proc = cli("check", "--help")
     assert "as above" not in proc.stdout and "$CONNECTED_EMAILS_CONFIG" in proc.stdout
 
 
@@ -112,7 +105,7 @@ def test_history_takes_config_and_shows_only_that_configs_accounts(tmp_path):
     other = write_accounts(tmp_path, "sales")
     record(other, "sales", "the example's quota")
     record(default_path(), "sales", "my own quota")
-    proc = run("history", "--config", str(other))
+    proc = cli("history", "--config", str(other))
     assert proc.returncode == 0, proc.stderr
     assert "the example's quota" in proc.stdout and "my own quota" not in proc.stdout
 
@@ -120,17 +113,17 @@ def test_history_takes_config_and_shows_only_that_configs_accounts(tmp_path):
 def test_history_of_an_unknown_account_says_so(tmp_path):
     path = write_accounts(tmp_path, "sales", "ops")
     record(path, "sales", "quota")
-    proc = run("history", "--config", str(path), "--account", "nope")
+    proc = cli("history", "--config", str(path), "--account", "nope")
     assert proc.returncode == 3
     assert f"No account with id nope in {path}. Known ids: ops, sales." in proc.stderr
 
 
 def test_history_of_an_unknown_account_says_so_before_any_history_exists(tmp_path):
     path = write_accounts(tmp_path, "sales")
-    proc = run("history", "--config", str(path), "--account", "nope")
+    proc = cli("history", "--config", str(path), "--account", "nope")
     assert proc.returncode == 3 and "No account with id nope" in proc.stderr
 
 
 def test_history_with_a_missing_config_is_unknown(tmp_path):
-    proc = run("history", "--config", str(tmp_path / "acounts.toml"))
+    proc = cli("history", "--config", str(tmp_path / "acounts.toml"))
     assert proc.returncode == 3 and "acounts.toml: does not exist." in proc.stderr

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import timedelta
 
 import keyring
@@ -23,7 +21,7 @@ from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.screens.history import HistoryScreen
 
-from .conftest import PASSWORD
+from .conftest import PASSWORD, cli
 from .tui_support import (
     SIZE,
     cell,
@@ -399,13 +397,7 @@ async def test_history_is_three_keys_away_and_exports_csv(
     exported = list(tmp_path.glob("connected-emails-broken-*.csv"))
     assert len(exported) == 1
     assert "invalid_credentials,Invalid Credentials" in exported[0].read_text()
-    printed = subprocess.run(
-        [sys.executable, "-m", "tui", "history", "--config", str(accounts_file)]
-        + ["--account", "broken", "--csv"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    printed = cli("history", "--config", str(accounts_file), "--account", "broken", "--csv")
     assert exported[0].read_text() == printed.stdout  # one CSV, wherever it is asked for
     await pilot.pause()
     assert any(f"Exported 1 row to {exported[0]}" in t.replace("\n", "") for t in toasts(app))
