@@ -265,8 +265,8 @@ async def test_history_shows_delivery_latency_only_for_accounts_with_a_round_tri
 
 
 async def test_history_says_when_an_opted_in_account_has_no_round_trip_yet(tmp_path, loopback):
-    path = write_accounts(tmp_path / "accounts.toml", loopback, {"fresh": {"stopped": True}})
-    path.write_text(path.read_text() + 'round_trip = { every = "1h" }\n')  # stopped: never probed
+    fresh = {"stopped": True, "round_trip": {"every": "1h"}}  # stopped: never probed
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {"fresh": fresh})
     app = make_app(path)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("h")
