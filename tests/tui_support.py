@@ -1,4 +1,5 @@
-"""Helpers for driving the app with Pilot against real loopback servers."""
+"""The tests' one accounts-file writer, and helpers for driving the app with Pilot against
+real loopback servers."""
 
 from __future__ import annotations
 
