@@ -211,3 +211,27 @@ async def test_an_acknowledgement_the_service_refuses_is_said_in_its_words(fake,
         await until(lambda: toasts(app), 3, what="a toast")
         assert any(refusal in t for t in toasts(app)), toasts(app)
         assert not any("ServiceError(" in t for t in toasts(app)), toasts(app)
+
+
+async def test_a_service_that_echoes_the_typed_password_never_gets_it_on_screen(fake):
+    """The service has the password (it was sent to be kept); its words go to a toast, which
+    a screenshot keeps: the face takes the password out of them, as it does with a server's."""
+    from dataclasses import replace
+
+    from tui.core.attach import ServiceError
+    from tui.core.credentials import Secret
+
+    typed = "s3cret-typed-here"
+    await fake.start(HELLO, snapshot(account_object()))
+    face = await Face(fake.path).attach()
+    try:
+        account = replace(face.control.state("good").account, id="fresh")
+        fake.answer = lambda c: {"ok": True, "warning": f"kept {c['secret']!r} in memory only"}
+        warning = await face.control.save(account, Secret(typed))
+        assert warning == "kept '(redacted)' in memory only"
+        fake.answer = lambda c: {"ok": False, "error": f"the keyring refused {c['secret']}"}
+        with pytest.raises(ServiceError) as refused:
+            await face.control.save(account, Secret(typed))
+        assert str(refused.value) == "the keyring refused (redacted)"
+    finally:
+        await face.close()

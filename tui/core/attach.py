@@ -30,7 +30,7 @@ from .monitor import (
 )
 from .silences import Quiet, QuietKind, SilenceChanged
 from .status import Status
-from .text import clean
+from .text import clean, secret_forms, server_text
 from .wire import WireError, account_to_wire, state_from_wire
 
 log = logging.getLogger(__name__)
@@ -458,15 +458,20 @@ class ServiceControl:
     async def save(
         self, account: Account, secret: Secret | None, *, session_only: bool = False
     ) -> str | None:
-        answer = await self.command(
-            "save",
-            CHANGE_DEADLINE,
-            account=account_to_wire(account),
-            secret=secret.reveal() if secret else None,
-            session_only=session_only,
-        )
+        # The service's words reach a toast: a password it repeats is taken out, as a server's.
+        forms = secret_forms(secret.reveal()) if secret else []
+        try:
+            answer = await self.command(
+                "save",
+                CHANGE_DEADLINE,
+                account=account_to_wire(account),
+                secret=secret.reveal() if secret else None,
+                session_only=session_only,
+            )
+        except ServiceError as exc:
+            raise type(exc)(server_text(str(exc), forms, 1000)) from None
         warning = answer.get("warning")
-        return clean(warning, 1000) if isinstance(warning, str) else None
+        return server_text(warning, forms, 1000) if isinstance(warning, str) else None
 
     async def remove(self, account_id: str) -> None:
         await self.command("remove", CHANGE_DEADLINE, account=account_id)
