@@ -9,6 +9,7 @@ import os
 import socket
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ from tui.core.wire import account_to_wire
 
 # The fixtures come along (so their names are reused as parameters, F811).
 # ruff: noqa: F811
+from .conftest import until
 from .test_serve import account_toml, history_of, runtime_dir, services, settings_toml  # noqa: F401
 from .test_serve_socket import Client, running  # noqa: F401
 
@@ -157,3 +159,33 @@ def test_sigterm_while_a_save_waits_for_a_hanging_keyring_exits_in_time(
     assert elapsed < 2.0, elapsed
     assert ("good", "connected") in [(c["account_id"], c["new"]) for c in history_of(config)]
     client.close()
+
+
+async def test_the_thirty_third_client_is_refused_in_words_and_the_service_says_so(running):
+    from tui.core.attach import AttachRefused, ServiceControl
+
+    service, _, path = running
+    held = [Client(path) for _ in range(32)]  # scripts that leak their connections, say
+    for client in held:
+        assert client.read()["type"] == "hello"
+    try:
+        with pytest.raises(AttachRefused) as refused:
+            await ServiceControl(Path(path), MemoryStore()).connect()
+        assert str(refused.value) == (
+            "The service refused this app: 32 clients are attached already, the most it "
+            "serves. Close one (another app or a script on its socket), then try again."
+        )
+        service.wait_for_line(r"A control client was refused: 32 are attached already\.")
+        held.pop().close()
+        await until(lambda: _attaches(path), 5, what="a free place")
+    finally:
+        for client in held:
+            client.close()
+
+
+def _attaches(path) -> bool:
+    client = Client(path)
+    try:
+        return client.read()["type"] == "hello"
+    finally:
+        client.close()
