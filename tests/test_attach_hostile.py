@@ -235,3 +235,17 @@ async def test_a_service_that_echoes_the_typed_password_never_gets_it_on_screen(
         assert str(refused.value) == "the keyring refused (redacted)"
     finally:
         await face.close()
+
+
+async def test_json_nested_past_the_parsers_depth_is_ignored_and_the_news_goes_on(fake):
+    await fake.start(HELLO, snapshot(account_object()))
+    face = await Face(fake.path).attach()
+    try:
+        fake.send(b"[" * 100_000 + b"\n")
+        fake.send(line({"type": "event", "event": "checked", "account": account_object()}))
+        await until(lambda: any(isinstance(e, AccountChecked) for e in face.events), 5)
+        assert face.problems == [
+            "The service sent something that is not a JSON object; it was ignored."
+        ]
+    finally:
+        await face.close()

@@ -189,3 +189,14 @@ def _attaches(path) -> bool:
         return client.read()["type"] == "hello"
     finally:
         client.close()
+
+
+def test_json_nested_past_the_parsers_depth_is_not_json_to_the_service(running):
+    service, _, path = running
+    client = Client(path)
+    client.send_raw(b"[" * 60_000 + b"\n")  # within the line limit, past Python's recursion
+    reply = client.wait_for(lambda m: m["type"] == "reply")
+    assert reply == {"type": "reply", "id": None, "ok": False, "error": "That is not JSON."}
+    assert client.command("snapshot")["ok"]  # the same connection goes on
+    assert "Traceback" not in service.log
+    client.close()

@@ -499,7 +499,7 @@ class ServiceControl:
 def _decode(line: bytes) -> dict | None:
     try:
         message = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # nested past reason
         return None
     return message if isinstance(message, dict) else None
 

@@ -256,7 +256,7 @@ class ControlServer:
     async def _command(self, line: bytes) -> dict:
         try:
             request = json.loads(line)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # nested past reason
             return {"type": "reply", "id": None, "ok": False, "error": "That is not JSON."}
         if not isinstance(request, dict):
             return {"type": "reply", "id": None, "ok": False, "error": "Send a JSON object."}
