@@ -15,6 +15,7 @@ import pytest
 
 from tui.app import find_service
 from tui.core import service as serve_core
+from tui.core.attach import AttachRefused
 from tui.core.credentials import MemoryStore
 from tui.core.history import default_path
 from tui.core.service import ServiceLock, lock_path, socket_path
@@ -200,3 +201,43 @@ def test_json_nested_past_the_parsers_depth_is_not_json_to_the_service(running):
     assert client.command("snapshot")["ok"]  # the same connection goes on
     assert "Traceback" not in service.log
     client.close()
+
+
+async def test_a_runtime_dir_too_long_for_a_socket_is_said_by_the_app_too(
+    tmp_path, loopback, services, monkeypatch
+):
+    deep = tmp_path / ("r" * 100)
+    deep.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(deep))
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml() + account_toml(loopback, "good"))
+    service = services(config)
+    service.wait_for_line(
+        r"is longer than a Unix socket allows \(107 bytes\), so no TUI can attach"
+    )
+    service.wait_for_line(r"Watching 1 account")  # it monitors all the same
+    with pytest.raises(AttachRefused) as refused:
+        await find_service(config, MemoryStore())
+    assert str(refused.value) == (
+        f"The control socket path {socket_path(config)} is longer than a Unix socket allows "
+        "(107 bytes), so the service offers none and this app cannot attach to it. Set "
+        "XDG_RUNTIME_DIR to a shorter folder for both (systemd sets /run/user/UID), then "
+        "restart the service."
+    )
+
+
+async def test_after_kill_9_the_app_monitors_alone_and_the_next_serve_starts(
+    tmp_path, loopback, services
+):
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml() + account_toml(loopback, "good"))
+    first = services(config)
+    first.wait_for_line(r"Control socket at ")
+    first.proc.kill()
+    first.proc.wait(5)
+    assert socket_path(config).exists()  # left behind: nobody ran the service's cleanup
+    assert await find_service(config, MemoryStore()) is None
+    second = services(config)
+    second.wait_for_line(r"Control socket at ")
+    assert _attaches(socket_path(config))
+    assert second.stop()[0] == 0

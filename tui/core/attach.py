@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .accounts import BookError
-from .control import VERSION, peer_uid
+from .control import SUN_PATH_MAX, VERSION, peer_uid
 from .credentials import Credentials, Secret, SecretStore
 from .models import Account, AccountResult, AccountState, utcnow
 from .monitor import (
@@ -60,6 +60,13 @@ class ControlLost(ServiceError):
 def check_socket(path: Path) -> None:
     """Refuse a socket that is not this user's own, private one: whoever made it could show
     false states and would see every password typed into a form."""
+    if len(os.fsencode(path)) > SUN_PATH_MAX:
+        raise AttachRefused(
+            f"The control socket path {path} is longer than a Unix socket allows "
+            f"({SUN_PATH_MAX} bytes), so the service offers none and this app cannot attach to "
+            "it. Set XDG_RUNTIME_DIR to a shorter folder for both (systemd sets /run/user/UID), "
+            "then restart the service."
+        )
     try:
         info = os.lstat(path)
     except FileNotFoundError:
