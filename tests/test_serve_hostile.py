@@ -151,7 +151,7 @@ def test_sigterm_while_a_save_waits_for_a_hanging_keyring_exits_in_time(
     client = Client(service.wait_for_line(r"Control socket at (\S+)").group(1))
     fresh = account_to_wire(loopback.account(account_id="fresh", allow_plaintext=False))
     client.send_raw(
-        json.dumps({"id": 1, "command": "save", "account": fresh, "secret": "typed"}).encode()
+        json.dumps({"id": 1, "command": "save", "account": fresh, "secret": "s3cret-hung"}).encode()
         + b"\n"
     )
     time.sleep(0.5)  # the keyring holds the save
@@ -159,6 +159,7 @@ def test_sigterm_while_a_save_waits_for_a_hanging_keyring_exits_in_time(
     assert code == 0, service.log
     assert elapsed < 2.0, elapsed
     assert ("good", "connected") in [(c["account_id"], c["new"]) for c in history_of(config)]
+    assert "s3cret" not in service.log and "s3cret" not in config.read_text()
     client.close()
 
 
@@ -241,3 +242,27 @@ async def test_after_kill_9_the_app_monitors_alone_and_the_next_serve_starts(
     second.wait_for_line(r"Control socket at ")
     assert _attaches(socket_path(config))
     assert second.stop()[0] == 0
+
+
+def test_a_secret_in_a_line_the_service_cannot_read_is_never_repeated(running, loopback):
+    service, config, path = running
+    secret = "s3cret-sweep"
+    fresh = account_to_wire(loopback.account(account_id="fresh"))
+    save = {"id": 1, "command": "save", "account": fresh, "secret": secret}
+    said = []
+    for broken in (
+        json.dumps(save)[:-1] + ", oops}",  # not JSON
+        json.dumps({**save, "account": {**fresh, "imap": secret}}),  # no account
+        json.dumps({**save, "session_only": secret}),  # a wrong flag
+    ):
+        client = Client(path)
+        client.send_raw(broken.encode() + b"\n")
+        said.append(client.wait_for(lambda m: m["type"] == "reply"))
+        client.close()
+    client = Client(path)
+    client.send_raw(json.dumps({**save, "pad": "x" * 70_000}).encode() + b"\n")  # too long
+    said.append(client.wait_for(lambda m: m["type"] == "error"))
+    client.close()
+    assert [m.get("ok") for m in said] == [False, False, False, None]
+    assert secret not in json.dumps(said)
+    assert secret not in service.log and secret not in config.read_text()
