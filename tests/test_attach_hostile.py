@@ -249,3 +249,18 @@ async def test_json_nested_past_the_parsers_depth_is_ignored_and_the_news_goes_o
         ]
     finally:
         await face.close()
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"timeout": 1e9}, {"timeout": 0.001}, {"poll_interval": 1e12}, {"poll_interval": 1}],
+    ids=["endless-test", "instant-test", "no-watchdog", "watchdog-storm"],
+)
+async def test_settings_out_of_the_config_ranges_are_refused(fake, settings):
+    """The face's Test of typed credentials runs with the service's timeout, and its watchdog
+    with the poll interval: a value no accounts file may hold would make a wait endless."""
+    await fake.start(HELLO, snapshot(account_object(), **settings))
+    control = ServiceControl(fake.path, MemoryStore())
+    with pytest.raises(AttachRefused, match=r"snapshot has a .* outside the range"):
+        await control.connect()
+    assert control.timeout == 15.0 and control.poll_interval == 300.0

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .accounts import BookError
+from .config import SETTINGS_RANGES
 from .control import SUN_PATH_MAX, VERSION, peer_uid
 from .credentials import Credentials, Secret, SecretStore
 from .models import Account, AccountResult, AccountState, utcnow
@@ -350,22 +351,22 @@ class ServiceControl:
         accounts = message.get("accounts")
         if not isinstance(accounts, list):
             raise WireError("The service's snapshot has no list of accounts.")
-        poll, timeout = message.get("poll_interval"), message.get("timeout")
-        if _seconds(poll):
-            self.poll_interval = float(poll)
-        if _seconds(timeout):
-            self.timeout = float(timeout)
+        settings = _settings(message)
         finished = message.get("last_finished")
+        last_finished = None
         if isinstance(finished, str):
             try:
                 last_finished = datetime.fromisoformat(finished)
             except ValueError:
-                last_finished = None
+                pass
             if last_finished is None or last_finished.tzinfo is None:  # naive: no watchdog math
                 raise WireError("The service's snapshot has an unreadable time.")
-            self.last_finished = last_finished
         before = dict(self._states)
         parsed = [state_from_wire(obj) for obj in accounts]  # all read, or none taken
+        self.poll_interval = settings.get("poll_interval", self.poll_interval)
+        self.timeout = settings.get("timeout", self.timeout)
+        if last_finished is not None:
+            self.last_finished = last_finished
         self._states, self._quiet = {}, {}
         for state, quiet in parsed:
             self._states[state.account.id] = state
@@ -527,5 +528,18 @@ def _status(value: Any) -> Status:
         raise WireError(f"The service sent an unknown status {_said(value)!r}.") from None
 
 
-def _seconds(value: Any) -> bool:
-    return type(value) in (int, float) and math.isfinite(value) and value > 0
+def _settings(message: dict) -> dict[str, float]:
+    """The snapshot's poll interval and timeout, within the ranges an accounts file allows: the
+    face's Test waits by one and its watchdog by the other, so neither may be endless."""
+    settings = {}
+    for key in ("poll_interval", "timeout"):
+        value = message.get(key)
+        if value is None:
+            continue
+        low, high, unit = SETTINGS_RANGES[key]
+        if type(value) not in (int, float) or not low <= value <= high:  # NaN fails too
+            raise WireError(
+                f"The service's snapshot has a {key} outside the range {low}–{high} {unit}."
+            )
+        settings[key] = float(value)
+    return settings
