@@ -264,3 +264,33 @@ async def test_settings_out_of_the_config_ranges_are_refused(fake, settings):
     with pytest.raises(AttachRefused, match=r"snapshot has a .* outside the range"):
         await control.connect()
     assert control.timeout == 15.0 and control.poll_interval == 300.0
+
+
+async def test_a_save_is_waited_for_as_long_as_the_services_keyring_may_take(fake, monkeypatch):
+    """The service waits up to its timeout for its keyring (twice, when it undoes a failed
+    save): a face that gave up sooner would tell the user to try again while the first save
+    still goes on, and never hear how it ended."""
+    from dataclasses import replace
+
+    from tui.core.credentials import Secret
+
+    monkeypatch.setattr("tui.core.attach.CHANGE_DEADLINE", 0.2)
+    monkeypatch.setattr("tui.core.attach.COMMAND_DEADLINE", 0.2)
+
+    async def slow_keyring(command):
+        await asyncio.sleep(1)  # the service's keyring, within the service's 1 s timeout
+        fake.send(line({"type": "reply", "id": command["id"], "ok": True, "warning": None}))
+
+    replying = []
+
+    def answer(command) -> None:  # no reply now: it comes when the keyring is done
+        replying.append(asyncio.ensure_future(slow_keyring(command)))
+
+    fake.answer = answer
+    await fake.start(HELLO, snapshot(account_object(), timeout=1))
+    face = await Face(fake.path).attach()
+    try:
+        account = replace(face.control.state("good").account, id="fresh")
+        assert await face.control.save(account, Secret("typed")) is None
+    finally:
+        await face.close()

@@ -441,6 +441,11 @@ class ServiceControl:
             raise ServiceError(_said(answer.get("error")))
         return answer
 
+    def _change_deadline(self) -> float:
+        """How long a change may take the service: its keyring waits up to its timeout, twice
+        when a failed save is undone. Giving up sooner would say "try again" while it goes on."""
+        return max(CHANGE_DEADLINE, 2 * self.timeout + COMMAND_DEADLINE)
+
     def _in_background(self, command: str, **fields) -> None:
         """A command the face does not wait for (check now): a refusal is still said."""
 
@@ -461,7 +466,9 @@ class ServiceControl:
         self._in_background("check_all")
 
     async def set_stopped(self, account_id: str, stopped: bool) -> None:
-        await self.command("stop" if stopped else "resume", CHANGE_DEADLINE, account=account_id)
+        await self.command(
+            "stop" if stopped else "resume", self._change_deadline(), account=account_id
+        )
 
     async def save(
         self, account: Account, secret: Secret | None, *, session_only: bool = False
@@ -471,7 +478,7 @@ class ServiceControl:
         try:
             answer = await self.command(
                 "save",
-                CHANGE_DEADLINE,
+                self._change_deadline(),
                 account=account_to_wire(account),
                 secret=secret.reveal() if secret else None,
                 session_only=session_only,
@@ -482,7 +489,7 @@ class ServiceControl:
         return server_text(warning, forms, 1000) if isinstance(warning, str) else None
 
     async def remove(self, account_id: str) -> None:
-        await self.command("remove", CHANGE_DEADLINE, account=account_id)
+        await self.command("remove", self._change_deadline(), account=account_id)
 
     async def silence(
         self, account_id: str, kind: QuietKind, note: str = "", until: datetime | None = None
