@@ -211,3 +211,86 @@ async def test_an_acknowledgement_the_service_refuses_is_said_in_its_words(fake,
         await until(lambda: toasts(app), 3, what="a toast")
         assert any(refusal in t for t in toasts(app)), toasts(app)
         assert not any("ServiceError(" in t for t in toasts(app)), toasts(app)
+
+
+async def test_a_service_that_echoes_the_typed_password_never_gets_it_on_screen(fake):
+    """The service has the password (it was sent to be kept); its words go to a toast, which
+    a screenshot keeps: the face takes the password out of them, as it does with a server's."""
+    from dataclasses import replace
+
+    from tui.core.attach import ServiceError
+    from tui.core.credentials import Secret
+
+    typed = "s3cret-typed-here"
+    await fake.start(HELLO, snapshot(account_object()))
+    face = await Face(fake.path).attach()
+    try:
+        account = replace(face.control.state("good").account, id="fresh")
+        fake.answer = lambda c: {"ok": True, "warning": f"kept {c['secret']!r} in memory only"}
+        warning = await face.control.save(account, Secret(typed))
+        assert warning == "kept '(redacted)' in memory only"
+        fake.answer = lambda c: {"ok": False, "error": f"the keyring refused {c['secret']}"}
+        with pytest.raises(ServiceError) as refused:
+            await face.control.save(account, Secret(typed))
+        assert str(refused.value) == "the keyring refused (redacted)"
+    finally:
+        await face.close()
+
+
+async def test_json_nested_past_the_parsers_depth_is_ignored_and_the_news_goes_on(fake):
+    await fake.start(HELLO, snapshot(account_object()))
+    face = await Face(fake.path).attach()
+    try:
+        fake.send(b"[" * 100_000 + b"\n")
+        fake.send(line({"type": "event", "event": "checked", "account": account_object()}))
+        await until(lambda: any(isinstance(e, AccountChecked) for e in face.events), 5)
+        assert face.problems == [
+            "The service sent something that is not a JSON object; it was ignored."
+        ]
+    finally:
+        await face.close()
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"timeout": 1e9}, {"timeout": 0.001}, {"poll_interval": 1e12}, {"poll_interval": 1}],
+    ids=["endless-test", "instant-test", "no-watchdog", "watchdog-storm"],
+)
+async def test_settings_out_of_the_config_ranges_are_refused(fake, settings):
+    """The face's Test of typed credentials runs with the service's timeout, and its watchdog
+    with the poll interval: a value no accounts file may hold would make a wait endless."""
+    await fake.start(HELLO, snapshot(account_object(), **settings))
+    control = ServiceControl(fake.path, MemoryStore())
+    with pytest.raises(AttachRefused, match=r"snapshot has a .* outside the range"):
+        await control.connect()
+    assert control.timeout == 15.0 and control.poll_interval == 300.0
+
+
+async def test_a_save_is_waited_for_as_long_as_the_services_keyring_may_take(fake, monkeypatch):
+    """The service waits up to its timeout for its keyring (twice, when it undoes a failed
+    save): a face that gave up sooner would tell the user to try again while the first save
+    still goes on, and never hear how it ended."""
+    from dataclasses import replace
+
+    from tui.core.credentials import Secret
+
+    monkeypatch.setattr("tui.core.attach.CHANGE_DEADLINE", 0.2)
+    monkeypatch.setattr("tui.core.attach.COMMAND_DEADLINE", 0.2)
+
+    async def slow_keyring(command):
+        await asyncio.sleep(1)  # the service's keyring, within the service's 1 s timeout
+        fake.send(line({"type": "reply", "id": command["id"], "ok": True, "warning": None}))
+
+    replying = []
+
+    def answer(command) -> None:  # no reply now: it comes when the keyring is done
+        replying.append(asyncio.ensure_future(slow_keyring(command)))
+
+    fake.answer = answer
+    await fake.start(HELLO, snapshot(account_object(), timeout=1))
+    face = await Face(fake.path).attach()
+    try:
+        account = replace(face.control.state("good").account, id="fresh")
+        assert await face.control.save(account, Secret("typed")) is None
+    finally:
+        await face.close()

@@ -287,3 +287,15 @@ async def test_expired_certificate_peek_that_stalls_does_not_freeze_the_loop(loo
     assert result.status is Status.NO_SERVICE_CONNECTION, result.detail
     assert "certificate has expired" in result.detail
     assert lag < 0.25, f"the event loop stalled for {lag:.2f} s"
+
+
+@pytest.mark.parametrize(
+    "challenge", ['["invalid_token"]', '"expired"', "[" * 5000], ids=["list", "text", "deep"]
+)
+async def test_an_oauth_error_challenge_that_is_json_but_no_object_is_still_a_verdict(
+    loopback, challenge
+):
+    server = ScriptedImap("IMAP4rev1 AUTH=OAUTHBEARER", tokens={USER: TOKEN}, oauth_error=challenge)
+    result = await imap(loopback, server, BAD_TOKEN, auth="oauth2", oauth2_token_command="-")
+    assert result.status is Status.INVALID_CREDENTIALS, result.detail
+    assert result.detail.startswith("token rejected: token not accepted; server said:")

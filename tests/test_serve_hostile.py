@@ -9,11 +9,13 @@ import os
 import socket
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
 from tui.app import find_service
 from tui.core import service as serve_core
+from tui.core.attach import AttachRefused
 from tui.core.credentials import MemoryStore
 from tui.core.history import default_path
 from tui.core.service import ServiceLock, lock_path, socket_path
@@ -21,6 +23,7 @@ from tui.core.wire import account_to_wire
 
 # The fixtures come along (so their names are reused as parameters, F811).
 # ruff: noqa: F811
+from .conftest import until
 from .test_serve import account_toml, history_of, runtime_dir, services, settings_toml  # noqa: F401
 from .test_serve_socket import Client, running  # noqa: F401
 
@@ -148,7 +151,7 @@ def test_sigterm_while_a_save_waits_for_a_hanging_keyring_exits_in_time(
     client = Client(service.wait_for_line(r"Control socket at (\S+)").group(1))
     fresh = account_to_wire(loopback.account(account_id="fresh", allow_plaintext=False))
     client.send_raw(
-        json.dumps({"id": 1, "command": "save", "account": fresh, "secret": "typed"}).encode()
+        json.dumps({"id": 1, "command": "save", "account": fresh, "secret": "s3cret-hung"}).encode()
         + b"\n"
     )
     time.sleep(0.5)  # the keyring holds the save
@@ -156,4 +159,110 @@ def test_sigterm_while_a_save_waits_for_a_hanging_keyring_exits_in_time(
     assert code == 0, service.log
     assert elapsed < 2.0, elapsed
     assert ("good", "connected") in [(c["account_id"], c["new"]) for c in history_of(config)]
+    assert "s3cret" not in service.log and "s3cret" not in config.read_text()
     client.close()
+
+
+async def test_the_thirty_third_client_is_refused_in_words_and_the_service_says_so(running):
+    from tui.core.attach import AttachRefused, ServiceControl
+
+    service, _, path = running
+    held = [Client(path) for _ in range(32)]  # scripts that leak their connections, say
+    for client in held:
+        assert client.read()["type"] == "hello"
+    try:
+        with pytest.raises(AttachRefused) as refused:
+            await ServiceControl(Path(path), MemoryStore()).connect()
+        assert str(refused.value) == (
+            "The service refused this app: 32 clients are attached already, the most it "
+            "serves. Close one (another app or a script on its socket), then try again."
+        )
+        service.wait_for_line(r"A control client was refused: 32 are attached already\.")
+        held.pop().close()
+        await until(lambda: _attaches(path), 5, what="a free place")
+    finally:
+        for client in held:
+            client.close()
+
+
+def _attaches(path) -> bool:
+    client = Client(path)
+    try:
+        return client.read()["type"] == "hello"
+    finally:
+        client.close()
+
+
+def test_json_nested_past_the_parsers_depth_is_not_json_to_the_service(running):
+    service, _, path = running
+    client = Client(path)
+    client.send_raw(b"[" * 60_000 + b"\n")  # within the line limit, past Python's recursion
+    reply = client.wait_for(lambda m: m["type"] == "reply")
+    assert reply == {"type": "reply", "id": None, "ok": False, "error": "That is not JSON."}
+    assert client.command("snapshot")["ok"]  # the same connection goes on
+    assert "Traceback" not in service.log
+    client.close()
+
+
+async def test_a_runtime_dir_too_long_for_a_socket_is_said_by_the_app_too(
+    tmp_path, loopback, services, monkeypatch
+):
+    deep = tmp_path / ("r" * 100)
+    deep.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(deep))
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml() + account_toml(loopback, "good"))
+    service = services(config)
+    service.wait_for_line(
+        r"is longer than a Unix socket allows \(107 bytes\), so no TUI can attach"
+    )
+    service.wait_for_line(r"Watching 1 account")  # it monitors all the same
+    with pytest.raises(AttachRefused) as refused:
+        await find_service(config, MemoryStore())
+    assert str(refused.value) == (
+        f"The control socket path {socket_path(config)} is longer than a Unix socket allows "
+        "(107 bytes), so the service offers none and this app cannot attach to it. Set "
+        "XDG_RUNTIME_DIR to a shorter folder for both (systemd sets /run/user/UID), then "
+        "restart the service."
+    )
+
+
+async def test_after_kill_9_the_app_monitors_alone_and_the_next_serve_starts(
+    tmp_path, loopback, services
+):
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml() + account_toml(loopback, "good"))
+    first = services(config)
+    first.wait_for_line(r"Control socket at ")
+    first.proc.kill()
+    first.proc.wait(5)
+    assert socket_path(config).exists()  # left behind: nobody ran the service's cleanup
+    assert await find_service(config, MemoryStore()) is None
+    second = services(config)
+    second.wait_for_line(r"Control socket at ")
+    assert _attaches(socket_path(config))
+    assert second.stop()[0] == 0
+
+
+def test_a_secret_in_a_line_the_service_cannot_read_is_never_repeated(running, loopback):
+    service, config, path = running
+    secret = "s3cret-sweep"
+    fresh = account_to_wire(loopback.account(account_id="fresh"))
+    save = {"id": 1, "command": "save", "account": fresh, "secret": secret}
+    said = []
+    for broken in (
+        json.dumps(save)[:-1] + ", oops}",  # not JSON
+        json.dumps({**save, "account": {**fresh, "imap": secret}}),  # no account
+        json.dumps({**save, "session_only": secret}),  # a wrong flag
+    ):
+        client = Client(path)
+        client.send_raw(broken.encode() + b"\n")
+        said.append(client.wait_for(lambda m: m["type"] == "reply"))
+        client.close()
+    client = Client(path)
+    client.send_raw(json.dumps({**save, "pad": "x" * 70_000}).encode() + b"\n")  # too long
+    said.append(client.wait_for(lambda m: m["type"] == "error"))
+    client.close()
+    assert [m.get("ok") for m in said] == [False, False, False, None]
+    assert secret not in json.dumps(said)
+    assert secret not in service.log and secret not in config.read_text()

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from .accounts import BookError
-from .control import VERSION, peer_uid
+from .config import SETTINGS_RANGES
+from .control import SUN_PATH_MAX, VERSION, peer_uid
 from .credentials import Credentials, Secret, SecretStore
 from .models import Account, AccountResult, AccountState, utcnow
 from .monitor import (
@@ -30,7 +31,7 @@ from .monitor import (
 )
 from .silences import Quiet, QuietKind, SilenceChanged
 from .status import Status
-from .text import clean
+from .text import clean, secret_forms, server_text
 from .wire import WireError, account_to_wire, state_from_wire
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,13 @@ class ControlLost(ServiceError):
 def check_socket(path: Path) -> None:
     """Refuse a socket that is not this user's own, private one: whoever made it could show
     false states and would see every password typed into a form."""
+    if len(os.fsencode(path)) > SUN_PATH_MAX:
+        raise AttachRefused(
+            f"The control socket path {path} is longer than a Unix socket allows "
+            f"({SUN_PATH_MAX} bytes), so the service offers none and this app cannot attach to "
+            "it. Set XDG_RUNTIME_DIR to a shorter folder for both (systemd sets /run/user/UID), "
+            "then restart the service."
+        )
     try:
         info = os.lstat(path)
     except FileNotFoundError:
@@ -343,22 +351,22 @@ class ServiceControl:
         accounts = message.get("accounts")
         if not isinstance(accounts, list):
             raise WireError("The service's snapshot has no list of accounts.")
-        poll, timeout = message.get("poll_interval"), message.get("timeout")
-        if _seconds(poll):
-            self.poll_interval = float(poll)
-        if _seconds(timeout):
-            self.timeout = float(timeout)
+        settings = _settings(message)
         finished = message.get("last_finished")
+        last_finished = None
         if isinstance(finished, str):
             try:
                 last_finished = datetime.fromisoformat(finished)
             except ValueError:
-                last_finished = None
+                pass
             if last_finished is None or last_finished.tzinfo is None:  # naive: no watchdog math
                 raise WireError("The service's snapshot has an unreadable time.")
-            self.last_finished = last_finished
         before = dict(self._states)
         parsed = [state_from_wire(obj) for obj in accounts]  # all read, or none taken
+        self.poll_interval = settings.get("poll_interval", self.poll_interval)
+        self.timeout = settings.get("timeout", self.timeout)
+        if last_finished is not None:
+            self.last_finished = last_finished
         self._states, self._quiet = {}, {}
         for state, quiet in parsed:
             self._states[state.account.id] = state
@@ -433,6 +441,11 @@ class ServiceControl:
             raise ServiceError(_said(answer.get("error")))
         return answer
 
+    def _change_deadline(self) -> float:
+        """How long a change may take the service: its keyring waits up to its timeout, twice
+        when a failed save is undone. Giving up sooner would say "try again" while it goes on."""
+        return max(CHANGE_DEADLINE, 2 * self.timeout + COMMAND_DEADLINE)
+
     def _in_background(self, command: str, **fields) -> None:
         """A command the face does not wait for (check now): a refusal is still said."""
 
@@ -453,23 +466,30 @@ class ServiceControl:
         self._in_background("check_all")
 
     async def set_stopped(self, account_id: str, stopped: bool) -> None:
-        await self.command("stop" if stopped else "resume", CHANGE_DEADLINE, account=account_id)
+        await self.command(
+            "stop" if stopped else "resume", self._change_deadline(), account=account_id
+        )
 
     async def save(
         self, account: Account, secret: Secret | None, *, session_only: bool = False
     ) -> str | None:
-        answer = await self.command(
-            "save",
-            CHANGE_DEADLINE,
-            account=account_to_wire(account),
-            secret=secret.reveal() if secret else None,
-            session_only=session_only,
-        )
+        # The service's words reach a toast: a password it repeats is taken out, as a server's.
+        forms = secret_forms(secret.reveal()) if secret else []
+        try:
+            answer = await self.command(
+                "save",
+                self._change_deadline(),
+                account=account_to_wire(account),
+                secret=secret.reveal() if secret else None,
+                session_only=session_only,
+            )
+        except ServiceError as exc:
+            raise type(exc)(server_text(str(exc), forms, 1000)) from None
         warning = answer.get("warning")
-        return clean(warning, 1000) if isinstance(warning, str) else None
+        return server_text(warning, forms, 1000) if isinstance(warning, str) else None
 
     async def remove(self, account_id: str) -> None:
-        await self.command("remove", CHANGE_DEADLINE, account=account_id)
+        await self.command("remove", self._change_deadline(), account=account_id)
 
     async def silence(
         self, account_id: str, kind: QuietKind, note: str = "", until: datetime | None = None
@@ -494,7 +514,7 @@ class ServiceControl:
 def _decode(line: bytes) -> dict | None:
     try:
         message = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # nested past reason
         return None
     return message if isinstance(message, dict) else None
 
@@ -515,5 +535,18 @@ def _status(value: Any) -> Status:
         raise WireError(f"The service sent an unknown status {_said(value)!r}.") from None
 
 
-def _seconds(value: Any) -> bool:
-    return type(value) in (int, float) and math.isfinite(value) and value > 0
+def _settings(message: dict) -> dict[str, float]:
+    """The snapshot's poll interval and timeout, within the ranges an accounts file allows: the
+    face's Test waits by one and its watchdog by the other, so neither may be endless."""
+    settings = {}
+    for key in ("poll_interval", "timeout"):
+        value = message.get(key)
+        if value is None:
+            continue
+        low, high, unit = SETTINGS_RANGES[key]
+        if type(value) not in (int, float) or not low <= value <= high:  # NaN fails too
+            raise WireError(
+                f"The service's snapshot has a {key} outside the range {low}–{high} {unit}."
+            )
+        settings[key] = float(value)
+    return settings

@@ -77,6 +77,7 @@ class ControlServer:
         self._silence_thread = ThreadPoolExecutor(1, "silences")
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.StreamWriter] = set()
+        self._full_said = False  # the refusal of a client past MAX_CLIENTS was logged
 
     async def start(self) -> None:
         """Listen on the socket (the caller holds the service lock, so a file left there by a
@@ -166,8 +167,7 @@ class ControlServer:
         stopped reading (news or its own replies) is dropped, not kept in memory."""
         if writer.transport.get_write_buffer_size() > MAX_BACKLOG:
             log.warning("A control client stopped reading; it was disconnected.")
-            self._clients.discard(writer)
-            writer.transport.abort()  # a close would keep the backlog until it is read
+            self._drop(writer, abort=True)  # a close would keep the backlog until it is read
             return False
         writer.write(data)
         return True
@@ -203,7 +203,14 @@ class ControlServer:
             await _close(writer)
             return
         if len(self._clients) >= MAX_CLIENTS:
-            writer.write(_encode({"type": "error", "error": "Refused: too many clients."}))
+            if not self._full_said:  # once until a place frees: a retrying script floods
+                log.warning("A control client was refused: %d are attached already.", MAX_CLIENTS)
+                self._full_said = True
+            refusal = (
+                f"{MAX_CLIENTS} clients are attached already, the most it serves. Close one "
+                "(another app or a script on its socket), then try again."
+            )
+            writer.write(_encode({"type": "error", "error": refusal}))
             await _close(writer)
             return
         self._clients.add(writer)
@@ -238,14 +245,18 @@ class ControlServer:
         finally:
             self._drop(writer)
 
-    def _drop(self, writer: asyncio.StreamWriter) -> None:
+    def _drop(self, writer: asyncio.StreamWriter, abort: bool = False) -> None:
         self._clients.discard(writer)
-        writer.close()
+        self._full_said = False
+        if abort:
+            writer.transport.abort()
+        else:
+            writer.close()
 
     async def _command(self, line: bytes) -> dict:
         try:
             request = json.loads(line)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # nested past reason
             return {"type": "reply", "id": None, "ok": False, "error": "That is not JSON."}
         if not isinstance(request, dict):
             return {"type": "reply", "id": None, "ok": False, "error": "Send a JSON object."}

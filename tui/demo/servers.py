@@ -415,6 +415,9 @@ class ScriptedImap:
     bye_on: str = ""
     logout: str = "reply"
     echo: bool = False
+    oauth_error: str = json.dumps(  # the error challenge's JSON, as Gmail sends it
+        {"status": "invalid_token", "schemes": "bearer", "scope": "https://mail.google.com/"}
+    )
     lines: list[bytes] = field(default_factory=list)
 
     async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -510,10 +513,7 @@ class ScriptedImap:
         if user and accepted:
             writer.write(f"{tag} OK [CAPABILITY IMAP4rev1] authenticated\r\n".encode())
             return
-        error = json.dumps(
-            {"status": "invalid_token", "schemes": "bearer", "scope": "https://mail.google.com/"}
-        )
-        writer.write(b"+ " + base64.b64encode(error.encode()) + b"\r\n")
+        writer.write(b"+ " + base64.b64encode(self.oauth_error.encode()) + b"\r\n")
         await writer.drain()
         answer = await reader.readline()
         self.lines.append(answer)

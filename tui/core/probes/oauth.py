@@ -44,7 +44,9 @@ def describe_oauth_error(error_json: str | None) -> str:
         return "token not accepted"
     try:
         data = json.loads(error_json)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python goes
+        return "token not accepted"
+    if not isinstance(data, dict):  # valid JSON, but not the object RFC 7628 describes
         return "token not accepted"
     status = str(data.get("status", ""))
     words = OAUTH_ERRORS.get(status, f"token not accepted ({status or 'no reason given'})")
