@@ -8,7 +8,8 @@ Connected (from its metrics, each scrape validated with prometheus_client's pars
 the attached client saw: the events it received, and how long each status change took from the
 state's `since` (when the service saw it) to the client.
 The client is a ServiceControl, as the TUI attaches, in a process of its own; at each sample it
-acknowledges an account, lifts the acknowledgement and asks for one check, timing each reply.
+acknowledges an account, lifts the acknowledgement and asks for one check, timing each reply;
+at the end it asks for a snapshot and counts the accounts whose state its events got wrong.
 
 Status changes: --flappers accounts send through an SMTP server that the servers' process takes
 down and brings back every --flap seconds (connections refused, then accepted), so the service
@@ -123,7 +124,22 @@ async def _client(conn, socket: Path, flappers: int) -> None:
     from tui.core.credentials import MemoryStore
     from tui.core.monitor import AccountChecked, StatusChanged
 
-    control = ServiceControl(socket, MemoryStore())
+    class Control(ServiceControl):
+        """At the end, the snapshot asked for is compared with the states the events built:
+        the stream is ordered, so any account that differs is news the client lost."""
+
+        differ: int | None = None
+
+        def _snapshot(self, message: dict, quietly: bool = False) -> None:
+            before = dict(self.states())
+            super()._snapshot(message, quietly)
+            if not quietly:
+                after = self.states()
+                self.differ = sum(before.get(i) != s for i, s in after.items()) + len(
+                    before.keys() - after.keys()
+                )
+
+    control = Control(socket, MemoryStore())
     started = time.monotonic()
     await control.connect()
     attached = time.monotonic() - started
@@ -169,6 +185,10 @@ async def _client(conn, socket: Path, flappers: int) -> None:
         )
         changes.clear()
         checks.clear()
+    await control.command("snapshot")
+    while control.differ is None and not reading.done():
+        await asyncio.sleep(0.05)
+    conn.send({"differ": control.differ, "accounts": len(control.states())})
     reading.cancel()
     await asyncio.gather(reading, return_exceptions=True)
     await control.close()
@@ -354,6 +374,7 @@ def main() -> None:
                 window.append(process_figures(proc.pid)[1:3])
                 time.sleep(1)
         to_client.send("done")
+        final = to_client.recv()
         attached.join(10)
         stop = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -386,6 +407,10 @@ def main() -> None:
     print(
         f"checks: {len(check_delays)} seen; finished -> client p50/p95/max "
         f"{percentiles(check_delays)} s"
+    )
+    print(
+        f"the client's states at the end, against a snapshot: {final['differ']} of "
+        f"{final['accounts']} accounts differ"
     )
     print(f"commands: {len(commands)} replies, p50/p95/max {percentiles(commands)} s")
     print(
