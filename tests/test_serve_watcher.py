@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 from tui.core.check import check_account
 from tui.core.config import Config
-from tui.core.history import History
-from tui.core.models import Settings
+from tui.core.history import History, Sample
+from tui.core.models import Settings, utcnow
 from tui.core.status import Status
 from tui.core.watcher import Watcher
 
@@ -75,6 +76,25 @@ async def test_the_history_is_flushed_on_close(loopback, tmp_path):
     await until(lambda: watching(watcher.states))
     await watcher.close()
     assert [c.new for c in history.changes("alice")] == [Status.CONNECTED]
+    history.close()
+
+
+async def test_a_watcher_that_runs_for_days_keeps_only_history_days_of_history(loopback, tmp_path):
+    history = History(tmp_path / "history.sqlite3")
+    config = config_of(tmp_path, [loopback.account()], history_days=1)
+    watcher = Watcher(config, credentials(), history=history, prune_every=0.2)
+    watcher.start()
+    try:
+        await until(lambda: watching(watcher.states))
+        aged = utcnow() - timedelta(days=2)  # a sample that grew older than history_days
+        history.record([], [], [Sample("alice", aged, 10, 20)])
+        await until(
+            lambda: all(s.at > aged for s in history.samples("alice")),
+            what="the running watcher to prune the history",
+        )
+        assert history.samples("alice"), "the recent samples stay"
+    finally:
+        await watcher.close()
     history.close()
 
 

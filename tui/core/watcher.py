@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 V = TypeVar("V")
 
+# A service runs for months: pruning only at start would keep every check's row until a restart.
+PRUNE_EVERY = 24 * 3600.0  # seconds
+
 
 class Watcher:
     """Owns a Monitor and its subscribers. `on_problem` hears, once each, the sentences about the
@@ -40,6 +43,7 @@ class Watcher:
         on_problem: Callable[[str], None] | None = None,
         metrics: Metrics | None = None,
         monitor_options: dict[str, Any] | None = None,
+        prune_every: float = PRUNE_EVERY,
     ):
         self.config = config
         self.credentials = credentials
@@ -47,12 +51,14 @@ class Watcher:
         self.on_problem = on_problem or log.warning
         self.metrics = metrics
         self.monitor_options = monitor_options or {}
+        self.prune_every = prune_every
         self.monitor = self._new_monitor(config, self._last_states(config))
         self._subscribers: list[Callable[[Event], None]] = []
         self._unsubscribe: list[Callable[[], None]] = []
         self.recorder: Recorder | None = None
         self.hooks: HookRunner | None = None
         self.notifier: Notifier | None = None
+        self._pruning: asyncio.Task[None] | None = None
         self._running = False
 
     def _new_monitor(self, config: Config, last_known: dict[str, AccountState]) -> Monitor:
@@ -109,10 +115,8 @@ class Watcher:
         settings = self.config.settings
         listeners: list[Callable[[Event], None]] = []
         if self.history:
-            try:
-                self.history.prune(settings.history_days, utcnow())
-            except sqlite3.Error as exc:
-                self.on_problem(f"Old history could not be pruned ({exc}); monitoring goes on.")
+            self._prune()
+            self._pruning = asyncio.get_running_loop().create_task(self._keep_pruning())
             self.recorder = Recorder(self.history, self.on_problem)
             listeners.append(self.recorder)
         if settings.on_change:
@@ -131,6 +135,18 @@ class Watcher:
             self._unsubscribe.append(self.monitor.subscribe(listener))
         self._running = True
         self.monitor.start()
+
+    def _prune(self) -> None:
+        assert self.history is not None
+        try:
+            self.history.prune(self.config.settings.history_days, utcnow())
+        except sqlite3.Error as exc:
+            self.on_problem(f"Old history could not be pruned ({exc}); monitoring goes on.")
+
+    async def _keep_pruning(self) -> None:
+        while True:
+            await asyncio.sleep(self.prune_every)
+            self._prune()
 
     def _notifier(self, value: str) -> Notifier | None:
         from .notify import Notifier, NotifyConfigError, load_apprise, notify_config_path
@@ -163,6 +179,9 @@ class Watcher:
         """Stop the checks (in-flight ones are abandoned, their sockets cut), flush the history,
         and give the hook and notifications `grace` seconds to finish."""
         self._running = False
+        if self._pruning is not None:
+            self._pruning.cancel()
+            self._pruning = None
         await self.monitor.close()
         for unsubscribe in self._unsubscribe:
             unsubscribe()
