@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .accounts import AccountBook
 from .credentials import Credentials, KeyringStore, Secret, SecretStore
@@ -91,7 +91,7 @@ class LocalControl:
         history: History | None = None,
         on_problem: Callable[[str], None] | None = None,
         clock: Callable[[], datetime] = utcnow,
-        monitor_options: dict | None = None,
+        monitor_options: dict[str, Any] | None = None,
         prepare: Callable[[], Awaitable[None]] | None = None,
     ):
         self.prepare = prepare  # awaited when run starts (after the first frame), before checks
