@@ -15,12 +15,16 @@ from .accounts import AccountBook
 from .credentials import Credentials, KeyringStore, Secret, SecretStore
 from .models import Account, AccountResult, AccountState, utcnow
 from .monitor import Event
-from .silences import Quiet, QuietKind, Silences
+from .silences import Quiet, QuietKind, SilenceChanged, Silences
 from .watcher import Watcher
 
 if TYPE_CHECKING:
     from .config import Config
     from .history import History
+
+# What a face hears: the monitor's events, and (attached to a service) a silence that another
+# face changed.
+News = Event | SilenceChanged
 
 
 class Control(Protocol):
@@ -32,7 +36,7 @@ class Control(Protocol):
     lost: str | None  # attached: why the service is gone, once it is
     credentials: Credentials  # this process's own, for tests and sign-ins the user starts
 
-    async def run(self, on_event: Callable[[Event], None]) -> None:
+    async def run(self, on_event: Callable[[News], None]) -> None:
         """Watch, handing every event to `on_event`, until cancelled. Attached to a service,
         it returns when the service goes away."""
 
@@ -117,7 +121,7 @@ class LocalControl:
         )
         self.keyring_problem: str | None = None
 
-    async def run(self, on_event: Callable[[Event], None]) -> None:
+    async def run(self, on_event: Callable[[News], None]) -> None:
         if self.prepare:
             await self.prepare()
         self.watcher.subscribe(self.silences)  # a status change ends a silence
