@@ -21,6 +21,8 @@ from .silences import Silences
 from .text import redact, secret_forms
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .history import History
 
 
@@ -33,7 +35,7 @@ class AccountBook:
 
     def __init__(
         self,
-        path,
+        path: Path,
         accounts: list[Account],
         store: SecretStore,
         credentials: Credentials,

@@ -11,13 +11,13 @@ import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .accounts import AccountBook, BookError
 from .credentials import Credentials, KeyringStore, Secret, SecretStore
 from .models import Account, AccountResult, AccountState, utcnow
 from .monitor import Event
-from .silences import Quiet, QuietKind, Silences
+from .silences import Quiet, QuietKind, SilenceChanged, Silences
 from .watcher import Watcher
 
 if TYPE_CHECKING:
@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from .history import History
 
 log = logging.getLogger(__name__)
+
+# What a face hears: the monitor's events, and (attached to a service) a silence that another
+# face changed.
+News = Event | SilenceChanged
 
 
 class Control(Protocol):
@@ -37,7 +41,7 @@ class Control(Protocol):
     credentials: Credentials  # this process's own, for tests and sign-ins the user starts
     on_problem: Callable[[str], None]  # hears what went wrong where no caller waits for it
 
-    async def run(self, on_event: Callable[[Event], None]) -> None:
+    async def run(self, on_event: Callable[[News], None]) -> None:
         """Watch, handing every event to `on_event`, until cancelled. Attached to a service,
         it returns when the service goes away."""
 
@@ -96,7 +100,7 @@ class LocalControl:
         history: History | None = None,
         on_problem: Callable[[str], None] | None = None,
         clock: Callable[[], datetime] = utcnow,
-        monitor_options: dict | None = None,
+        monitor_options: dict[str, Any] | None = None,
         prepare: Callable[[], Awaitable[None]] | None = None,
     ):
         self.on_problem = on_problem or log.warning
@@ -123,7 +127,7 @@ class LocalControl:
         )
         self.keyring_problem: str | None = None
 
-    async def run(self, on_event: Callable[[Event], None]) -> None:
+    async def run(self, on_event: Callable[[News], None]) -> None:
         if self.prepare:
             await self.prepare()
         self.watcher.subscribe(self.silences)  # a status change ends a silence

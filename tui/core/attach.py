@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .accounts import BookError
+from .api import News
 from .config import SETTINGS_RANGES
 from .control import SUN_PATH_MAX, VERSION, peer_uid
 from .credentials import Credentials, Secret, SecretStore
@@ -26,7 +27,6 @@ from .monitor import (
     AccountChecked,
     AccountRemoved,
     AttentionChanged,
-    Event,
     StatusChanged,
 )
 from .silences import Quiet, QuietKind, SilenceChanged
@@ -123,10 +123,10 @@ class ServiceControl:
         self._flipped: dict[str, AccountState] = {}  # the state before needs_attention changed
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._replies: dict[int, asyncio.Future] = {}
+        self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_id = 0
-        self._on_event: Callable[[Event], None] | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._on_event: Callable[[News], None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -192,7 +192,7 @@ class ServiceControl:
         except WireError as exc:
             raise AttachRefused(f"{exc} Is the service another version of this app?") from None
 
-    async def _read_message(self) -> dict:
+    async def _read_message(self) -> dict[str, Any]:
         assert self._reader is not None
         try:
             line = await self._reader.readline()
@@ -210,7 +210,7 @@ class ServiceControl:
             raise AttachRefused(f"{self.path} does not speak this app's protocol.")
         return message
 
-    async def run(self, on_event: Callable[[Event], None]) -> None:
+    async def run(self, on_event: Callable[[News], None]) -> None:
         """Hand the service's news to `on_event` until it goes away (then `lost` says so and
         this returns) or until cancelled."""
         if self._reader is None:
@@ -297,7 +297,7 @@ class ServiceControl:
         except WireError as exc:
             self.on_problem(f"{exc} That news from the service was ignored.")
 
-    def _reply(self, message: dict) -> None:
+    def _reply(self, message: dict[str, Any]) -> None:
         number = message.get("id")
         if type(number) is not int:  # not one this app sent (a list would not even hash)
             return
@@ -305,7 +305,7 @@ class ServiceControl:
         if reply is not None and not reply.done():
             reply.set_result(message)
 
-    def _event(self, message: dict) -> None:
+    def _event(self, message: dict[str, Any]) -> None:
         name = message.get("event")
         if name == "account_removed":
             account_id = message.get("id")
@@ -313,7 +313,8 @@ class ServiceControl:
                 self._quiet.pop(account_id, None)
                 self._emit(AccountRemoved(account_id))
             return
-        old = self._states.get(_account_id(message.get("account")))
+        known = _account_id(message.get("account"))
+        old = self._states.get(known) if known is not None else None
         state = self._take(message.get("account"))
         account_id = state.account.id
         if name == "status_changed":
@@ -345,7 +346,7 @@ class ServiceControl:
             self._quiet[account_id] = quiet
         return state
 
-    def _snapshot(self, message: dict, quietly: bool = False) -> None:
+    def _snapshot(self, message: dict[str, Any], quietly: bool = False) -> None:
         """Every account at once (on attaching, after a reload): what differs from what the
         face was shown is told as the events that would have said it."""
         accounts = message.get("accounts")
@@ -385,7 +386,7 @@ class ServiceControl:
             elif old != state:
                 self._emit(AccountChecked(state))
 
-    def _emit(self, event: Event | SilenceChanged) -> None:
+    def _emit(self, event: News) -> None:
         if self._on_event is None:
             return
         try:
@@ -413,7 +414,9 @@ class ServiceControl:
 
     # --- commands -------------------------------------------------------------------------
 
-    async def command(self, command: str, deadline: float = COMMAND_DEADLINE, **fields) -> dict:
+    async def command(
+        self, command: str, deadline: float = COMMAND_DEADLINE, **fields: Any
+    ) -> dict[str, Any]:
         """Send one command and wait for its reply; ServiceError with the service's sentence
         when it refuses, ControlLost when it is gone."""
         if self.lost:
@@ -422,7 +425,7 @@ class ServiceControl:
             raise ControlLost("The app is not attached to the service.")
         self._next_id += 1
         number = self._next_id
-        reply = asyncio.get_running_loop().create_future()
+        reply: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._replies[number] = reply
         line = json.dumps({"id": number, "command": command, **fields}, separators=(",", ":"))
         try:
@@ -446,7 +449,7 @@ class ServiceControl:
         when a failed save is undone. Giving up sooner would say "try again" while it goes on."""
         return max(CHANGE_DEADLINE, 2 * self.timeout + COMMAND_DEADLINE)
 
-    def _in_background(self, command: str, **fields) -> None:
+    def _in_background(self, command: str, **fields: Any) -> None:
         """A command the face does not wait for (check now): a refusal is still said."""
 
         async def send() -> None:
@@ -511,7 +514,7 @@ class ServiceControl:
         return await check_account(account, self.timeout, secret=secret)
 
 
-def _decode(line: bytes) -> dict | None:
+def _decode(line: bytes) -> dict[str, Any] | None:
     try:
         message = json.loads(line)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # nested past reason
@@ -535,7 +538,7 @@ def _status(value: Any) -> Status:
         raise WireError(f"The service sent an unknown status {_said(value)!r}.") from None
 
 
-def _settings(message: dict) -> dict[str, float]:
+def _settings(message: dict[str, Any]) -> dict[str, float]:
     """The snapshot's poll interval and timeout, within the ranges an accounts file allows: the
     face's Test waits by one and its watchdog by the other, so neither may be endless."""
     settings = {}

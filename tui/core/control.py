@@ -20,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .accounts import AccountBook, BookError
 from .credentials import Secret
@@ -35,7 +36,11 @@ from .monitor import (
 from .silences import QuietKind, Silences
 from .wire import WireError, account_from_wire, state_to_wire
 
+if TYPE_CHECKING:
+    from .watcher import Watcher
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 VERSION = 1
 MAX_LINE = 64 * 1024  # a command longer than this is not one of ours
@@ -51,7 +56,8 @@ class ControlUnavailable(Exception):
 def peer_uid(sock: socket.socket) -> int:
     """The connecting process's uid, from the kernel (SO_PEERCRED), not from anything it says."""
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[1]
+    uid: int = struct.unpack("3i", creds)[1]
+    return uid
 
 
 class ControlServer:
@@ -59,7 +65,7 @@ class ControlServer:
 
     def __init__(
         self,
-        watcher,
+        watcher: Watcher,
         path: Path,
         reload: Callable[[], Awaitable[str]],
         config: Path,
@@ -144,6 +150,7 @@ class ControlServer:
         if isinstance(event, AccountRemoved):
             self.broadcast({"type": "event", "event": "account_removed", "id": event.account_id})
             return
+        news: dict[str, object]
         if isinstance(event, StatusChanged):
             news = {"event": "status_changed", "old": event.old.value}
         elif isinstance(event, AttentionChanged):
@@ -157,7 +164,7 @@ class ControlServer:
         state = event.state
         self.broadcast({"type": "event", **news, "account": self._json(state)})
 
-    def broadcast(self, message: dict) -> None:
+    def broadcast(self, message: dict[str, Any]) -> None:
         line = _encode(message)
         for writer in list(self._clients):
             self._send(writer, line)
@@ -172,14 +179,14 @@ class ControlServer:
         writer.write(data)
         return True
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         return {
             "type": "snapshot",
             "accounts": [self._json(s) for s in self.watcher.states.values()],
             **self._watchdog(),
         }
 
-    def _watchdog(self) -> dict:
+    def _watchdog(self) -> dict[str, Any]:
         """What a client needs to tell a stuck service from a quiet one, as Monitor.stalled."""
         monitor = self.watcher.monitor
         return {
@@ -188,7 +195,7 @@ class ControlServer:
             "last_finished": monitor.last_finished.isoformat(),
         }
 
-    def _json(self, state: AccountState) -> dict:
+    def _json(self, state: AccountState) -> dict[str, Any]:
         quiet = self.silences.get(state.account.id) if self.silences else None
         return state_to_wire(state, quiet)
 
@@ -253,7 +260,7 @@ class ControlServer:
         else:
             writer.close()
 
-    async def _command(self, line: bytes) -> dict:
+    async def _command(self, line: bytes) -> dict[str, Any]:
         try:
             request = json.loads(line)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # nested past reason
@@ -267,7 +274,7 @@ class ControlServer:
             return {**reply, "ok": False, "error": str(exc)}
         return {**reply, "ok": True, **outcome}
 
-    async def _run(self, request: dict) -> dict:
+    async def _run(self, request: dict[str, Any]) -> dict[str, Any]:
         command = request.get("command")
         monitor = self.watcher.monitor
         if command == "snapshot":
@@ -285,8 +292,10 @@ class ControlServer:
                 "acknowledge, snooze, unsilence, save, remove, reload."
             )
         account_id = request.get("account")
-        state = self.watcher.states.get(account_id) if isinstance(account_id, str) else None
-        if state is None:
+        if (
+            not isinstance(account_id, str)
+            or (state := self.watcher.states.get(account_id)) is None
+        ):
             raise CommandError(f"No account with id {account_id!r}.")
         if command == "check":
             monitor.check_now(account_id)
@@ -312,7 +321,7 @@ class ControlServer:
             watcher.history,
         )
 
-    async def _change(self, account_id: str, change: Callable):
+    async def _change(self, account_id: str, change: Callable[[AccountBook], Awaitable[T]]) -> T:
         """One change through the account book, under the lock. The watcher's config then says
         what the file says for this account, so the reload the write sets off finds nothing
         new (and a hand edit to another account is still found)."""
@@ -324,13 +333,16 @@ class ControlServer:
                 raise CommandError(str(exc)) from None
             config = self.watcher.config
             saved = next((a for a in book.accounts if a.id == account_id), None)
-            accounts = [saved if a.id == account_id else a for a in config.accounts]
-            if saved is not None and all(a.id != account_id for a in accounts):
-                accounts.append(saved)
-            self.watcher.config = replace(config, accounts=[a for a in accounts if a is not None])
+            if saved is None:
+                accounts = [a for a in config.accounts if a.id != account_id]
+            elif any(a.id == account_id for a in config.accounts):
+                accounts = [saved if a.id == account_id else a for a in config.accounts]
+            else:
+                accounts = [*config.accounts, saved]
+            self.watcher.config = replace(config, accounts=accounts)
             return outcome
 
-    async def _save(self, request: dict) -> dict:
+    async def _save(self, request: dict[str, Any]) -> dict[str, Any]:
         try:
             account: Account = account_from_wire(request.get("account"), "The client")
         except WireError as exc:
@@ -347,7 +359,7 @@ class ControlServer:
         )
         return {"warning": warning}
 
-    async def _silence(self, command: str, state: AccountState, request: dict) -> None:
+    async def _silence(self, command: str, state: AccountState, request: dict[str, Any]) -> None:
         silences = self.silences
         if silences is None:
             raise CommandError("The service runs without history, which keeps silences.")
@@ -372,7 +384,7 @@ class ControlServer:
             {"type": "event", "event": "silence_changed", "account": self._json(current)}
         )
 
-    async def _keep(self, call: Callable, args: tuple, what: str) -> None:
+    async def _keep(self, call: Callable[..., object], args: tuple[object, ...], what: str) -> None:
         """A history another process holds locked (or a full disk) is the client's answer."""
         try:
             await asyncio.wrap_future(self._silence_thread.submit(call, *args))
@@ -385,7 +397,7 @@ class ControlServer:
 COMMANDS = ("check", "stop", "resume", "acknowledge", "snooze", "unsilence", "remove")
 
 
-def _log_failure(future: Future) -> None:
+def _log_failure(future: Future[None]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.warning("A silence could not be ended in the history: %s", future.exception())
 
@@ -394,7 +406,7 @@ class CommandError(Exception):
     """A command that cannot be done; the text is the reply's error."""
 
 
-def _encode(message: dict) -> bytes:
+def _encode(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
 

@@ -15,12 +15,21 @@ import os
 import signal
 import stat
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import config as config_file
 from .monitor import Event, StatusChanged
 from .text import clean
 from .words import plural
+
+if TYPE_CHECKING:
+    from .control import ControlServer
+    from .watcher import Watcher
+
+Reload = Callable[[str], Awaitable[str]]  # re-read the config, for a reason; what changed
+FileIdentity = tuple[int, int, int, int]  # device, inode, mtime (ns), size
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +163,7 @@ class _JournalFormatter(logging.Formatter):
 
     PRIORITY = {logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.journal = bool(os.environ.get("JOURNAL_STREAM"))
 
@@ -180,7 +189,11 @@ def log_change(event: Event) -> None:
         return
     state = event.state
     detail = f": {state.detail}" if state.detail else ""
-    retrying = f" (retrying {state.retrying[0]}/{state.retrying[1]})" if state.retrying else ""
+    retrying = (
+        f" (retrying {state.retrying.failures}/{state.retrying.alert_after})"
+        if state.retrying
+        else ""
+    )
     level = logging.WARNING if state.needs_attention else logging.INFO
     log.log(
         level,
@@ -194,7 +207,7 @@ def log_change(event: Event) -> None:
     )
 
 
-def _file_identity(path: Path) -> tuple | None:
+def _file_identity(path: Path) -> FileIdentity | None:
     try:
         st = path.stat()
     except OSError:
@@ -302,7 +315,9 @@ async def serve(config_path: Path, metrics_address: str | None) -> int:
         lock.release()
 
 
-async def _open_control(watcher, config_path: Path, reload, changes: asyncio.Lock):
+async def _open_control(
+    watcher: Watcher, config_path: Path, reload: Reload, changes: asyncio.Lock
+) -> ControlServer | None:
     """The control socket for TUIs to attach; without it the service still monitors."""
     from .control import ControlServer, ControlUnavailable
 
@@ -318,7 +333,12 @@ async def _open_control(watcher, config_path: Path, reload, changes: asyncio.Loc
     return control
 
 
-async def _run_until_stopped(reload, config_path: Path, identity: tuple | None, control) -> None:
+async def _run_until_stopped(
+    reload: Reload,
+    config_path: Path,
+    identity: FileIdentity | None,
+    control: ControlServer | None,
+) -> None:
     """Reload on SIGHUP and when the file changes, until SIGTERM or SIGINT. The reloads run
     beside the wait for a stop: one waiting for a client's save (a keyring that hangs) must not
     hold the exit back."""
@@ -330,7 +350,7 @@ async def _run_until_stopped(reload, config_path: Path, identity: tuple | None, 
         signals.add(signum)
         (wake if signum == signal.SIGHUP else stop).set()
 
-    async def watch(identity: tuple | None) -> None:
+    async def watch(identity: FileIdentity | None) -> None:
         while True:
             try:
                 await asyncio.wait_for(wake.wait(), RELOAD_POLL)
@@ -364,7 +384,7 @@ async def _run_until_stopped(reload, config_path: Path, identity: tuple | None, 
     log.info("%s: stopping; checks in flight are abandoned.", name)
 
 
-async def _reload(watcher, config_path: Path, why: str) -> str:
+async def _reload(watcher: Watcher, config_path: Path, why: str) -> str:
     """Re-read the config; what changed, in words (or why nothing did)."""
     try:
         config = config_file.load(config_path)

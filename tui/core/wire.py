@@ -38,7 +38,7 @@ class WireError(ValueError):
 # --- to the wire ---------------------------------------------------------------------------
 
 
-def account_to_wire(account: Account) -> dict:
+def account_to_wire(account: Account) -> dict[str, Any]:
     """Every config field of the account, as its [[accounts]] table would say it."""
     table: dict[str, Any] = {
         "id": account.id,
@@ -63,16 +63,16 @@ def account_to_wire(account: Account) -> dict:
     return table
 
 
-def _probe_to_wire(probe: ProbeResult) -> dict:
+def _probe_to_wire(probe: ProbeResult) -> dict[str, Any]:
     return {"protocol": probe.protocol, **probe.to_json()}
 
 
-def _round_trip_to_wire(trip: RoundTripResult) -> dict:
+def _round_trip_to_wire(trip: RoundTripResult) -> dict[str, Any]:
     refused = _probe_to_wire(trip.refused) if trip.refused else None
     return {**trip.to_json(), "refused": refused}
 
 
-def quiet_to_wire(quiet: Quiet) -> dict:
+def quiet_to_wire(quiet: Quiet) -> dict[str, Any]:
     return {
         "kind": quiet.kind.value,
         "status": quiet.status.value,
@@ -83,7 +83,7 @@ def quiet_to_wire(quiet: Quiet) -> dict:
     }
 
 
-def state_to_wire(state: AccountState, quiet: Quiet | None = None) -> dict:
+def state_to_wire(state: AccountState, quiet: Quiet | None = None) -> dict[str, Any]:
     """An account as the table and the detail pane show it, with all it takes to rebuild it."""
     account = state.account
     return {
