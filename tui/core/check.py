@@ -92,24 +92,23 @@ async def _probe(
     from .probes.imap import LOGOUT_GRACE, check_imap
     from .probes.smtp import QUIT_GRACE, check_smtp
 
-    probes = {
-        # The words name the check's timeout, the one the user set, not what is left.
-        "imap": asyncio.ensure_future(
-            check_imap(account, secret, left, mark, stated_timeout=timeout)
-        ),
-        "smtp": asyncio.ensure_future(check_smtp(account, secret, left, stated_timeout=timeout)),
-    }
+    # The words name the check's timeout, the one the user set, not what is left. IMAP works in
+    # a thread; SMTP runs in this task meanwhile: side by side, with one task fewer to schedule.
+    imap = asyncio.ensure_future(check_imap(account, secret, left, mark, stated_timeout=timeout))
+    results: dict[str, ProbeResult] = {}
     try:
-        await asyncio.wait(probes.values(), timeout=left + max(LOGOUT_GRACE, QUIT_GRACE) + OVERRUN)
+        async with asyncio.timeout(left + max(LOGOUT_GRACE, QUIT_GRACE) + OVERRUN):
+            results["smtp"] = await check_smtp(account, secret, left, stated_timeout=timeout)
+            results["imap"] = await imap
+    except TimeoutError:
+        pass  # a probe overran its own deadline: unanswered, below
     finally:
-        for task in probes.values():
-            task.cancel()  # overran, or the check itself was cancelled
-    results = {
-        proto: task.result()
-        if task.done() and not task.cancelled()
-        else _unanswered(account, proto, timeout, start)
-        for proto, task in probes.items()
-    }
+        imap.cancel()  # overran, or the check itself was cancelled
+    if "imap" not in results and imap.done() and not imap.cancelled():
+        results["imap"] = imap.result()  # in time, though SMTP was not
+    for proto in ("imap", "smtp"):
+        if proto not in results:
+            results[proto] = _unanswered(account, proto, timeout, start)
     return AccountResult(account.id, results["imap"], results["smtp"], token_warning)
 
 
