@@ -8,9 +8,9 @@ a real pseudo-terminal at 80x24, with its own empty config, data and state folde
    that all fail fast (nothing stored in the keyring). Runs interleave, median of --runs each;
    beside it the CPU the process had used by then, which a busy machine disturbs less.
 2. The cursor while those accounts report their first results: the parent presses Down, then
-   Up, from the first frame on, every 50-80 ms, and times each press to the first frame
-   written with the cursor on the row it asked for (p50/p95/max). The presses made before the
-   last account's first result are reported apart: that burst is what must not starve the cursor.
+   Up, from the first frame on, every 50-80 ms, and times each press to the first frame written
+   after the table handled it (p50/p95/max). The presses made before the last account's first
+   result are reported apart: that burst is what must not starve the cursor.
    At the end the child compares every row with the monitor's state (rows wrong: must be 0).
    --cursor-runs runs, their moves pooled.
 3. The same cursor in the demo, for comparison.
