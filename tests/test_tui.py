@@ -197,6 +197,18 @@ async def test_rows_out_of_view_show_their_news_once_scrolled_to(tmp_path, loopb
         assert {cell(pilot, f"a{i:02}") for i in in_view} == {"Invalid Credentials"}
 
 
+async def test_sort_puts_what_needs_attention_first_and_keeps_the_selection(pilot, app):
+    table = app.screen.query_one("#accounts")
+    await select(pilot, "good")
+    assert [key.value for key in table.rows] == ["good", "broken"]
+    await pilot.press("o")
+    await pilot.pause()
+    shown = [str(table.get_row_at(row)[0]) for row in range(table.row_count)]
+    assert shown == ["broken@example.com", "good@example.com"]
+    assert table.selected_id == "good"
+    assert cell(pilot, "broken") == "Invalid Credentials"
+
+
 async def test_alerts_modal_updates_live(pilot, app, isolated_user):
     await pilot.press("a")
     modal = app.screen

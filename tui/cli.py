@@ -135,11 +135,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     import gc
 
+    # What the TUI imports lives as long as it does: no collection while importing it (that
+    # makes no garbage, yet cost ~10 ms of collections before the first frame), then out of the
+    # collector's way, so a full collection no longer walks it (one took 50 ms, a frozen
+    # cursor, while a thousand accounts came in).
+    gc.disable()
     from .app import run_app
 
-    # What is imported lives as long as the app: out of the collector's way, a full collection
-    # no longer walks it (one took 50 ms, a frozen cursor, while a thousand accounts came in).
     gc.freeze()
+    gc.enable()
     if args.demo:
         from .demo.run import run_demo
 

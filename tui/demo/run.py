@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import tempfile
 import threading
 from collections.abc import Callable
@@ -19,7 +20,6 @@ from .servers import (
     ScriptedImap,
     ServerThread,
     SmtpUsers,
-    closed_port,
     serve_smtp,
 )
 
@@ -42,7 +42,17 @@ class Demo:
     def __init__(self, folder: Path, base_port: int | None = None):
         ports = iter(range(base_port, base_port + 50)) if base_port else None
 
-        def port(otherwise: Callable[[], int] = closed_port) -> int:
+        # Without a base port, ports the system picks, held bound (nothing listens on them) until
+        # `start` serves on them, so no two picks are the same and nobody else takes one.
+        self._held: list[socket.socket] = []
+
+        def free_port() -> int:
+            sock = socket.socket()
+            sock.bind((HOST, 0))
+            self._held.append(sock)
+            return sock.getsockname()[1]
+
+        def port(otherwise: Callable[[], int] = free_port) -> int:
             return next(ports) if ports else otherwise()
 
         self.folder = folder
@@ -66,7 +76,6 @@ class Demo:
             )
         }
         # Chosen now, taken by `start`; in this order, so the screenshots' numbers stay put.
-        # Without a base port, a free one the system picks: nothing listens there until then.
         self.ports = {name: port() for name in ("imap_tls", "smtp_tls", "smtp_starttls")}
         self.ports["outage"] = port(lambda: 2525)  # nothing listens on 127.0.0.2
         self.ports |= {
@@ -137,6 +146,8 @@ class Demo:
         and from any thread (the app runs it in one of its own)."""
         with self._start_lock:
             if self.servers is None:
+                for sock in self._held:
+                    sock.close()
                 self.servers = ServerThread()
                 self._serve()
                 save(self.config)  # in the demo's temp folder: edits there work as for real
@@ -210,6 +221,8 @@ class Demo:
 
     def close(self) -> None:
         with self._start_lock:  # a start under way finishes first, then its servers stop
+            for sock in self._held:
+                sock.close()
             if self.servers is not None:
                 self.servers.close()
 

@@ -199,9 +199,9 @@ class AccountsTable(FittedTable):
     def paint_unpainted(self, everywhere: bool = False, margin: int = 0) -> None:
         """Show the newest state of the rows in view (and `margin` rows around) that have news,
         or of every row."""
-        ids = list(self._unpainted) if everywhere else self._visible_ids(margin)
-        if not self._unpainted or not ids:
+        if not self._unpainted:  # no news held back: a scroll costs nothing here
             return
+        ids = list(self._unpainted) if everywhere else self._visible_ids(margin)
         now, shown = self.app.now(), self.shown_keys
         for account_id in ids:
             if account_id in self._unpainted:
