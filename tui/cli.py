@@ -410,7 +410,10 @@ def _tell_service(config_path, account_id: str) -> int:
 
     from .core.attach import AttachRefused, NoService, ServiceControl, ServiceError
     from .core.credentials import MemoryStore
-    from .core.service import socket_path
+    from .core.service import ServiceLock, socket_path
+
+    if ServiceLock.holder(config_path) is None:
+        return 0  # no service watches this config: nothing to tell
 
     async def resume() -> int | None:
         control = ServiceControl(socket_path(config_path), MemoryStore())
