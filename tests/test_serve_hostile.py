@@ -6,8 +6,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import socket
 import sqlite3
+import stat
+import tempfile
 import time
 from pathlib import Path
 
@@ -266,3 +269,38 @@ def test_a_secret_in_a_line_the_service_cannot_read_is_never_repeated(running, l
     assert [m.get("ok") for m in said] == [False, False, False, None]
     assert secret not in json.dumps(said)
     assert secret not in service.log and secret not in config.read_text()
+
+
+async def test_without_a_runtime_dir_the_service_and_the_app_meet_in_the_state_dir(
+    tmp_path, loopback, services, monkeypatch
+):
+    state = tempfile.mkdtemp(prefix="ce-state-")  # short: pytest's folders pass 107 bytes
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    monkeypatch.setenv("XDG_STATE_HOME", state)
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml() + account_toml(loopback, "good"))
+    service = services(config)
+    try:
+        at = service.wait_for_line(r"Control socket at (\S+)").group(1)
+        assert at == str(socket_path(config)) and at.startswith(state)
+        control = await find_service(config, MemoryStore())
+        assert control is not None and control.service_pid == service.proc.pid
+        await control.close()
+        assert service.stop()[0] == 0
+    finally:
+        shutil.rmtree(state)
+
+
+def test_a_symlink_planted_at_the_socket_is_replaced_not_followed(tmp_path, loopback, services):
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml() + account_toml(loopback, "good"))
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me\n")
+    os.chmod(victim, 0o644)
+    planted = socket_path(config)
+    planted.parent.mkdir(mode=0o700, parents=True)
+    planted.symlink_to(victim)
+    service = services(config)
+    service.wait_for_line(r"Control socket at ")
+    assert victim.read_text() == "keep me\n" and stat.S_IMODE(victim.stat().st_mode) == 0o644
+    assert _attaches(planted)
