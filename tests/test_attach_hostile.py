@@ -294,3 +294,20 @@ async def test_a_save_is_waited_for_as_long_as_the_services_keyring_may_take(fak
         assert await face.control.save(account, Secret("typed")) is None
     finally:
         await face.close()
+
+
+async def test_a_status_change_from_an_unknown_status_is_ignored_whole(fake):
+    await fake.start(HELLO, snapshot(account_object()))
+    face = await Face(fake.path).attach()
+    try:
+        broken = account_object(status=Status.INVALID_CREDENTIALS)
+        fake.send(
+            line({"type": "event", "event": "status_changed", "old": "on_fire", "account": broken})
+        )
+        await until(lambda: face.problems, 5)
+        assert face.problems == [
+            "The service sent an unknown status 'on_fire'. That news from the service was ignored."
+        ]
+        assert face.control.state("good").status is Status.CONNECTED  # as the face was shown
+    finally:
+        await face.close()

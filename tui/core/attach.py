@@ -315,10 +315,11 @@ class ServiceControl:
             return
         known = _account_id(message.get("account"))
         old = self._states.get(known) if known is not None else None
+        # Read whole before anything is kept: a face must not hold a state it was never shown.
+        before = _status(message.get("old")) if name == "status_changed" else None
         state = self._take(message.get("account"))
         account_id = state.account.id
-        if name == "status_changed":
-            before = _status(message.get("old"))
+        if before is not None:
             self._emit(StatusChanged(account_id, before, state.status, state))
         elif name == "checked":
             if state.last_checked:
