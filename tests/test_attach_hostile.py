@@ -19,7 +19,11 @@ from tui.core.monitor import AccountChecked
 from tui.core.status import Status
 from tui.core.wire import state_to_wire
 
-from .conftest import until
+# The fixtures come along (so their names are reused as parameters, F811).
+# ruff: noqa: F811
+from .conftest import PASSWORD, until
+from .test_attach import serving  # noqa: F401
+from .test_serve import runtime_dir, services  # noqa: F401
 
 
 def account_object(
@@ -105,7 +109,7 @@ class FakeService:
 
 @pytest.fixture
 async def fake(tmp_path):
-    service = FakeService(tmp_path / "run")
+    service = FakeService(tmp_path / "fake")
     yield service
     await service.close()
 
@@ -311,3 +315,32 @@ async def test_a_status_change_from_an_unknown_status_is_ignored_whole(fake):
         assert face.control.state("good").status is Status.CONNECTED  # as the face was shown
     finally:
         await face.close()
+
+
+@pytest.fixture
+def echoing_keyring(monkeypatch):
+    """The service's keyring refuses to store, repeating the password in its error."""
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.keyrings.Echoing")
+
+
+async def test_a_password_the_services_keyring_echoes_reaches_no_toast_or_screenshot(
+    echoing_keyring, serving, tmp_path, loopback
+):
+    from tui.app import find_service, make_app
+
+    from .tui_support import SIZE, fill_new_account, toasts
+
+    service, config, _ = serving
+    store = MemoryStore()
+    control = await find_service(config, store)
+    app = make_app(config, store=store, control=control, history_path=tmp_path / "h.sqlite3")
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await until(lambda: app.control.state("good") is not None, what="attached")
+        await pilot.press("n")
+        fill_new_account(app.screen, loopback, "added")
+        await pilot.press("f2")  # Test, then save through the service
+        await until(lambda: any("session only" in t for t in toasts(app)), what="the warning")
+        said = " ".join(toasts(app))
+        assert "(redacted)" in said and PASSWORD not in said
+        assert PASSWORD not in app.export_screenshot()
+    assert PASSWORD not in service.log
