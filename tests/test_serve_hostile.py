@@ -304,3 +304,16 @@ def test_a_symlink_planted_at_the_socket_is_replaced_not_followed(tmp_path, loop
     service.wait_for_line(r"Control socket at ")
     assert victim.read_text() == "keep me\n" and stat.S_IMODE(victim.stat().st_mode) == 0o644
     assert _attaches(planted)
+
+
+def test_a_command_while_the_file_has_a_hand_made_error_leaves_the_file_as_it_is(running):
+    service, config, path = running
+    broken = config.read_text() + "\n[[accounts]]\nid = \n"  # half-typed, saved by mistake
+    config.write_text(broken)
+    service.wait_for_line(r"The accounts file was not reloaded \(the file changed\)")
+    client = Client(path)
+    reply = client.command("stop", account="good")
+    assert config.read_text() == broken  # the user's edit is theirs to finish
+    assert reply["ok"] is False and reply["error"].startswith(f"Nothing was changed: {config}")
+    assert reply["error"].endswith("Fix the syntax at that line; nothing was changed.")
+    client.close()
