@@ -317,3 +317,41 @@ def test_a_command_while_the_file_has_a_hand_made_error_leaves_the_file_as_it_is
     assert reply["ok"] is False and reply["error"].startswith(f"Nothing was changed: {config}")
     assert reply["error"].endswith("Fix the syntax at that line; nothing was changed.")
     client.close()
+
+
+def test_an_apps_look_at_the_lock_does_not_turn_a_starting_service_away(
+    tmp_path, loopback, services
+):
+    """The app looks for a service by taking the lock shared for an instant; a service that
+    starts in that instant must wait it out, not refuse as if another service ran."""
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml() + account_toml(loopback, "good"))
+    lock = lock_path(config)
+    lock.parent.mkdir(mode=0o700, parents=True)
+    lock.write_text("")
+    looking = os.open(lock, os.O_RDONLY)
+    fcntl.flock(looking, fcntl.LOCK_SH)  # the app, mid-look
+    service = services(config)
+    try:
+        deadline = time.monotonic() + 15
+        while not _holds_open(service.proc.pid, lock) and service.proc.poll() is None:
+            assert time.monotonic() < deadline, "the service never opened its lock"
+            time.sleep(0.005)
+    finally:
+        os.close(looking)  # the look ends
+    service.wait_for_line(r"Watching 1 account")
+    assert service.proc.poll() is None
+
+
+def _holds_open(pid: int, path) -> bool:
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == str(path):
+                return True
+        except OSError:
+            continue
+    return False

@@ -15,6 +15,7 @@ import os
 import signal
 import stat
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 EXIT_CONFIG = 78  # EX_CONFIG: the unit's RestartPreventExitStatus, so systemd does not loop
 RELOAD_POLL = 1.0  # seconds between looks at the config file's mtime and inode
+LOCK_PATIENCE = 1.0  # seconds to wait for a lock held by someone who gives no pid
 
 
 class AlreadyRunning(Exception):
@@ -117,11 +119,20 @@ class ServiceLock:
                 "planted it wants the service to overwrite what it points to. Remove it, then "
                 "start the service again."
             ) from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+        patience = time.monotonic() + LOCK_PATIENCE
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            # No pid inside: an app's look (a shared lock for an instant) or a service that has
+            # not written its pid yet. Either lets go, or says who it is, within a moment.
+            if not holder.isdigit() and time.monotonic() < patience:
+                time.sleep(0.05)
+                continue
             os.close(fd)
+            holder = holder if holder.isdigit() else "unknown"
             raise AlreadyRunning(
                 f"Another connected-emails serve (pid {holder}) is already watching "
                 f"{self.config_path}; two would double every login. Stop it first "
