@@ -355,3 +355,15 @@ def _holds_open(pid: int, path) -> bool:
         except OSError:
             continue
     return False
+
+
+def test_a_folder_in_the_sockets_place_leaves_the_service_monitoring_and_saying_why(
+    tmp_path, loopback, services
+):
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml() + account_toml(loopback, "good"))
+    socket_path(config).mkdir(mode=0o700, parents=True)  # a careless mkdir -p of the wrong name
+    service = services(config)
+    service.wait_for_line(rf"The control socket {socket_path(config)} cannot be opened \(")
+    service.wait_for_line(r"good \(alice@example.com\): Checking… → Connected")
+    assert "Traceback" not in service.log

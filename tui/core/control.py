@@ -95,9 +95,9 @@ class ControlServer:
                 "folder (systemd sets /run/user/UID)."
             )
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.path.unlink(missing_ok=True)
         old_umask = os.umask(0o177)  # never a moment with the socket open to others
         try:
+            self.path.unlink(missing_ok=True)  # a folder there cannot be: said below
             self._server = await asyncio.start_unix_server(
                 self._client, path=str(self.path), limit=MAX_LINE
             )
