@@ -118,6 +118,11 @@ async def test_demo_shows_a_working_round_trip_and_one_that_never_arrived(tmp_pa
             assert app.control.state("support").detail == (
                 "Round trip: sent at 10:02, not arrived after 5 min"
             )
+            # Its checks pass, but its mail does not arrive: the Send cell says so, not "✓ ok".
+            table = app.screen.query_one("#accounts")
+            await until(lambda: str(table.get_cell("support", "send")) == "✗ trip", what="Send")
+            assert str(table.get_cell("support", "sync")) == "✓ ok"
+            assert str(table.get_cell("sales", "send")) == "✓ ok"
             await select(pilot, "sales")
             await until(
                 lambda: "Round trip  ✓ delivered" in text_of(app.screen.query_one("#detail")),

@@ -49,12 +49,15 @@ def state_cell(state: AccountState) -> Text:
 
 
 def protocol_cell(state: AccountState, protocol: str) -> Text:
-    """'✓ ok' / '✗ login' for one protocol of an account."""
+    """'✓ ok' / '✗ login' for one protocol of an account; '✗ trip' on the Send side when the
+    round trip decides the status (its checks pass, its mail does not arrive)."""
     if state.status is Status.STOPPED:
         return Text("– off", style=Status.STOPPED.info.colour)
     if state.result is None or state.status is Status.CHECKING:
         return Text("…", style="grey50")
     result: ProbeResult = getattr(state.result, protocol)
+    if protocol == "smtp" and state.round_trip_problem:  # sent, but the mail did not arrive
+        return Text("✗ trip", style=state.status.info.colour)
     if result.status is Status.CONNECTED:
         return Text("✓ ok", style="green")
     return Text(f"✗ {result.status.info.short}", style=result.status.info.colour)
