@@ -71,7 +71,10 @@ async def test_when_the_service_goes_the_app_says_so_and_offers_to_monitor_alone
     async with app.run_test(size=SIZE) as pilot:
         await until(lambda: "attached to service" in title(app), what="attached")
         service.kill()
-        await until(lambda: isinstance(app.screen, ConfirmScreen), what="the offer")
+        await until(  # pushed is not yet composed: wait for what the test reads
+            lambda: isinstance(app.screen, ConfirmScreen) and app.screen.query(".question"),
+            what="the offer",
+        )
         assert text_of(app.screen.query_one(".dialog-title")).strip() == "The service went away"
         question = text_of(app.screen.query_one(".question"))
         assert f"The service (pid {service.proc.pid}) went away" in question
