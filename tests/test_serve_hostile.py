@@ -367,3 +367,24 @@ def test_a_folder_in_the_sockets_place_leaves_the_service_monitoring_and_saying_
     service.wait_for_line(rf"The control socket {socket_path(config)} cannot be opened \(")
     service.wait_for_line(r"good \(alice@example.com\): Checking… → Connected")
     assert "Traceback" not in service.log
+
+
+def test_a_save_waiting_on_the_keyring_holds_back_no_other_command(
+    tmp_path, loopback, services, monkeypatch
+):
+    """A face whose save waits on a slow keyring still gets its check now and its snapshot
+    answered (each within the face's 10 s), not after the keyring's timeout."""
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.keyrings.Hanging")
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml(timeout=60) + account_toml(loopback, "good"))
+    service = services(config)
+    service.wait_for_line(r"good \(alice@example.com\): Checking… → Connected")
+    client = Client(service.wait_for_line(r"Control socket at (\S+)").group(1))
+    fresh = account_to_wire(loopback.account(account_id="fresh", allow_plaintext=False))
+    save = {"id": 100, "command": "save", "account": fresh, "secret": "s3cret-slow"}
+    client.send_raw(json.dumps(save).encode() + b"\n")
+    asked = time.monotonic()
+    assert client.command("check", account="good")["ok"]
+    assert client.command("snapshot")["ok"]
+    assert time.monotonic() - asked < 2
+    client.close()

@@ -46,6 +46,7 @@ VERSION = 1
 MAX_LINE = 64 * 1024  # a command longer than this is not one of ours
 MAX_CLIENTS = 32
 MAX_BACKLOG = 4 * 1024 * 1024  # bytes queued for a client that does not read: it is dropped
+MAX_IN_FLIGHT = 8  # a client's commands answered at once; past that its next line waits
 SUN_PATH_MAX = 107  # sockaddr_un's 108 bytes, less the terminating NUL
 
 
@@ -84,6 +85,7 @@ class ControlServer:
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.StreamWriter] = set()
         self._full_said = False  # the refusal of a client past MAX_CLIENTS was logged
+        self._answering: set[asyncio.Task[None]] = set()  # commands in hand, kept from the GC
 
     async def start(self) -> None:
         """Listen on the socket (the caller holds the service lock, so a file left there by a
@@ -233,6 +235,7 @@ class ControlServer:
             )
         )
         writer.write(_encode(self.snapshot()))
+        in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         try:
             while True:
                 try:
@@ -242,15 +245,35 @@ class ControlServer:
                 except asyncio.LimitOverrunError:
                     writer.write(_encode({"type": "error", "error": "Refused: line too long."}))
                     return
-                reply = await self._command(line)
-                if writer not in self._clients or not self._send(writer, _encode(reply)):
-                    return
-                if reply.get("snapshot") and not self._send(writer, _encode(self.snapshot())):
-                    return
+                # Each command answered on its own: a save waiting on the keyring must not hold
+                # back a check now or a snapshot. Changes still go one at a time, in order,
+                # through the changes lock.
+                await in_flight.acquire()
+                answer = asyncio.create_task(self._answer(writer, line, in_flight))
+                self._answering.add(answer)
+                answer.add_done_callback(self._answering.discard)
         except (ConnectionError, OSError):
             return
         finally:
             self._drop(writer)
+
+    async def _answer(
+        self, writer: asyncio.StreamWriter, line: bytes, in_flight: asyncio.Semaphore
+    ) -> None:
+        try:
+            reply = await self._command(line)
+        except Exception:
+            log.exception("A control command failed inside the service")
+            reply = {
+                "type": "reply",
+                "id": None,
+                "ok": False,
+                "error": "The service failed on this command; its log says why.",
+            }
+        finally:
+            in_flight.release()
+        if writer in self._clients and self._send(writer, _encode(reply)) and reply.get("snapshot"):
+            self._send(writer, _encode(self.snapshot()))
 
     def _drop(self, writer: asyncio.StreamWriter, abort: bool = False) -> None:
         self._clients.discard(writer)
