@@ -388,3 +388,21 @@ def test_a_save_waiting_on_the_keyring_holds_back_no_other_command(
     assert client.command("snapshot")["ok"]
     assert time.monotonic() - asked < 2
     client.close()
+
+
+def test_changes_sent_without_waiting_are_made_in_the_order_sent(running):
+    service, config, path = running
+    client = Client(path)
+    assert [client.read()["type"] for _ in range(2)] == ["hello", "snapshot"]
+    client.send_raw(
+        b'{"id": 1, "command": "stop", "account": "good"}\n'
+        b'{"id": 2, "command": "resume", "account": "good"}\n'
+        b'{"id": 3, "command": "stop", "account": "good"}\n'
+    )
+    for number in (1, 2, 3):
+        assert client.wait_for(lambda m, n=number: m.get("id") == n)["ok"]
+    assert "stopped = true" in config.read_text()
+    assert client.command("snapshot")["ok"]
+    [account] = client.wait_for(lambda m: m["type"] == "snapshot")["accounts"]
+    assert account["status"] == "stopped" and account["stopped_by_user"]
+    client.close()
