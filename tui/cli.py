@@ -201,15 +201,15 @@ def run_check(
     return report.exit_code(states)
 
 
-def _run(sweep):
+def _run(work):
     """asyncio.run, on uvloop where it is installed (not on Windows): its event loop and TLS
     transport are written in C and cost a sweep of checks about a tenth less CPU."""
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(sweep)
+        return asyncio.run(work)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(sweep)
+        return runner.run(work)
 
 
 def _write_prometheus(states, path: str) -> None:
