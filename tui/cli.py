@@ -188,7 +188,7 @@ def run_check(
     # for its check, and not for a round trip, as sender or as receiver.
     halted = {a.id for a in config.accounts if a.stopped or lockout.stopped_before(last.get(a.id))}
     due = [a for a in accounts if a.id not in halted]
-    results = asyncio.run(sweep(due, config.settings, credentials))
+    results = _run(sweep(due, config.settings, credentials))
     probed = [a for a in due if not (a.round_trip and a.round_trip.to in halted)]
     round_trips = _round_trips(config, probed, results, credentials, round_trip)
     states = report.states_from(
@@ -199,6 +199,17 @@ def run_check(
         _write_prometheus(states, prometheus)
     print(report.as_json(states) if as_json else report.as_line(states))
     return report.exit_code(states)
+
+
+def _run(work):
+    """asyncio.run, on uvloop where it is installed (not on Windows): its event loop and TLS
+    transport are written in C and cost a sweep of checks about a tenth less CPU."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(work)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(work)
 
 
 def _write_prometheus(states, path: str) -> None:
@@ -318,7 +329,7 @@ def _round_trips(config, accounts, results, credentials, force: bool) -> dict:
         history = None
     verdicts = {}
     try:
-        verdicts, fresh = asyncio.run(
+        verdicts, fresh = _run(
             round_trips_for_check(
                 accounts, config.accounts, results, config.settings, credentials, history, force
             )
