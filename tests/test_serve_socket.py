@@ -238,6 +238,35 @@ def test_a_silence_the_history_cannot_keep_is_refused_in_words(running):
     other.close()
 
 
+def test_a_removal_the_history_cannot_do_is_refused_in_words_and_removes_nothing(running):
+    """A history locked by another process while the user deletes an account: the client gets
+    its reply (not a dropped connection, which a face reads as 'the service went away'), and
+    the account stays in the file and in the service's watch."""
+    import sqlite3
+
+    from tui.core.history import default_path
+
+    _, config, path = running
+    client = Client(path)
+    before = config.read_text()
+    locker = sqlite3.connect(default_path(), isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        reply = client.command("remove", account="good")
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert reply["ok"] is False
+    assert reply["error"].startswith("The history could not forget the account")
+    assert reply["error"].endswith("nothing was deleted; try again.")
+    assert config.read_text() == before
+    client.unread.clear()
+    assert client.command("snapshot")["ok"]
+    [account] = client.wait_for(lambda m: m["type"] == "snapshot")["accounts"]
+    assert account["id"] == "good"
+    client.close()
+
+
 def test_stop_and_resume_are_kept_in_the_accounts_file(running):
     service, config, path = running
     client = Client(path)

@@ -8,6 +8,7 @@ before it and says what to do.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -108,12 +109,20 @@ class AccountBook:
         await self._write(restore, "The accounts file could not be put back")
 
     async def remove(self, account_id: str) -> None:
-        """Delete the account, its stored secret, its history and its silence."""
+        """Delete the account, its stored secret, its history and its silence. The history goes
+        first: one that another process holds locked refuses the removal before anything else
+        changed, where a failure after the file's write would leave the account half deleted."""
+        if self.history:
+            try:
+                self.history.forget_account(account_id)
+            except sqlite3.Error as exc:
+                raise BookError(
+                    f"The history could not forget the account ({exc}): nothing was deleted; "
+                    "try again."
+                ) from None
         await self._write(
             lambda accounts: [a for a in accounts if a.id != account_id], "Nothing was deleted"
         )
-        if self.history:
-            self.history.forget_account(account_id)
         self.silences.forget(account_id)
         try:
             await asyncio.to_thread(self.store.delete, account_id)
