@@ -55,7 +55,7 @@ class AccountBook:
 
     def uses_store(self) -> bool:
         """Whether any account keeps its secret in the store (not a command, not OAuth2)."""
-        return any(not (a.password_command or a.auth == "oauth2") for a in self._accounts)
+        return any(a.password_in_store for a in self._accounts)
 
     async def _write(self, change: Callable[[list[Account]], list[Account]], failure: str) -> None:
         try:
@@ -79,7 +79,7 @@ class AccountBook:
 
         await self._write(put, "Nothing was saved")
         warning = None
-        if secret is not None and not account.password_command and account.auth == "password":
+        if secret is not None and account.password_in_store:
             if session_only:
                 self.credentials.session.set(account.id, secret)
             else:

@@ -408,10 +408,7 @@ class ServiceControl:
         return quiet if quiet is not None and quiet.holds_for(state, self.clock()) else None
 
     def uses_store(self) -> bool:
-        return any(
-            not (s.account.password_command or s.account.auth == "oauth2")
-            for s in self._states.values()
-        )
+        return any(s.account.password_in_store for s in self._states.values())
 
     # --- commands -------------------------------------------------------------------------
 
