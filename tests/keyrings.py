@@ -79,3 +79,12 @@ class Echoing(KeyringBackend):
 
     def delete_password(self, service, username):
         return None
+
+
+class SlowToLoad(Hanging):
+    """A backend that takes seconds to load, as a Secret Service behind a D-Bus that is slow
+    to answer does; then every call hangs."""
+
+    def __init__(self):
+        super().__init__()
+        RELEASE.wait(8)  # longer than an app waits for a service's socket

@@ -223,6 +223,32 @@ async def test_acknowledge_and_snooze_reach_a_second_face(serving, faces):
     await until(lambda: face.control.quiet(face.control.state("good")).kind is QuietKind.SNOOZE)
 
 
+async def test_a_face_that_fails_on_the_news_is_told_once_and_the_news_goes_on(serving):
+    """As the monitor does for a listener of its own: a face's failure is said, not only
+    logged (a TUI shows no log), and the service's news keeps coming."""
+    problems: list[str] = []
+    heard: list = []
+
+    def breaks(event) -> None:
+        heard.append(event)
+        raise RuntimeError("the face broke")
+
+    control = ServiceControl(socket_path(serving[1]), MemoryStore(), on_problem=problems.append)
+    await control.connect()
+    task = asyncio.create_task(control.run(breaks))
+    try:
+        for times in (1, 2):
+            control.check_now("good")
+            await until(lambda n=times: sum(isinstance(e, AccountChecked) for e in heard) == n)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert problems == [
+        "The app failed on the service's news (RuntimeError('the face broke')); it still "
+        "shows what the service sends. See the log for details."
+    ]
+
+
 async def test_the_face_says_so_when_the_service_goes_away(serving, faces):
     service, _, _ = serving
     face = await faces()

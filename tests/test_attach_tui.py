@@ -23,7 +23,7 @@ from tui.screens.confirm import ConfirmScreen
 # ruff: noqa: F811
 from .conftest import PASSWORD, until
 from .test_attach import serving  # noqa: F401
-from .test_serve import runtime_dir, services  # noqa: F401
+from .test_serve import account_toml, runtime_dir, services, settings_toml  # noqa: F401
 from .test_serve_socket import file_keyring  # noqa: F401
 from .tui_support import SIZE, select, text_of
 
@@ -99,6 +99,29 @@ async def test_a_service_without_its_socket_is_not_doubled(serving):
     assert ServiceLock.holder(config) == service.proc.pid
     with pytest.raises(AttachRefused, match=rf"A service \(pid {service.proc.pid}\) watches"):
         await find_service(config, MemoryStore())
+
+
+async def test_an_app_started_while_the_service_loads_its_keyring_attaches(
+    tmp_path, loopback, services, monkeypatch
+):
+    """The service holds its lock from its first moment, then asks whether a keyring can keep
+    passwords, which may take up to its timeout. An app started meanwhile must find its socket,
+    not be sent away with 'restart the service'."""
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.keyrings.SlowToLoad")
+    lines = account_toml(loopback, "kept").splitlines(keepends=True)
+    keyring_kept = "".join(line for line in lines if not line.startswith("password_command"))
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml(timeout=10) + account_toml(loopback, "good") + keyring_kept)
+    service = services(config)
+    await until(lambda: ServiceLock.holder(config) is not None, what="the service's lock")
+    control = await find_service(config, MemoryStore())
+    try:
+        assert control is not None and control.service_pid == service.proc.pid
+        assert set(control.states()) == {"good", "kept"}
+    finally:
+        await control.close()
+    code, elapsed = service.stop()  # the keyring still loading does not hold the exit back
+    assert code == 0 and elapsed < 2, (code, elapsed, service.log)
 
 
 async def test_no_service_means_the_app_monitors_on_its_own(tmp_path):

@@ -238,6 +238,68 @@ def test_a_silence_the_history_cannot_keep_is_refused_in_words(running):
     other.close()
 
 
+def test_a_status_change_while_an_acknowledgement_is_written_still_ends_it(running):
+    """The acknowledgement is written on the silences' thread (the history was slow: another
+    process held it); the status changed meanwhile. That change ends it, as any change ends a
+    silence: kept, it would hold again the next time the account fell back to that status."""
+    import sqlite3
+
+    from tui.core.history import default_path
+
+    _, _, path = running
+    client, other = Client(path), Client(path)
+    locker = sqlite3.connect(default_path(), isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        client.send_raw(b'{"id": 1, "command": "acknowledge", "account": "good"}\n')
+        time.sleep(0.2)  # the acknowledgement waits for the history
+        assert other.command("stop", account="good")["ok"]
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert client.wait_for(lambda m: m["type"] == "reply")["ok"]
+    deadline = time.monotonic() + 5
+    while True:
+        other.unread.clear()
+        assert other.command("snapshot")["ok"]
+        [account] = other.wait_for(lambda m: m["type"] == "snapshot")["accounts"]
+        if account["silence"] is None or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert account["status"] == "stopped" and account["silence"] is None
+    client.close()
+    other.close()
+
+
+def test_a_removal_the_history_cannot_do_is_refused_in_words_and_removes_nothing(running):
+    """A history locked by another process while the user deletes an account: the client gets
+    its reply (not a dropped connection, which a face reads as 'the service went away'), and
+    the account stays in the file and in the service's watch."""
+    import sqlite3
+
+    from tui.core.history import default_path
+
+    _, config, path = running
+    client = Client(path)
+    before = config.read_text()
+    locker = sqlite3.connect(default_path(), isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        reply = client.command("remove", account="good")
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert reply["ok"] is False
+    assert reply["error"].startswith("The history could not forget the account")
+    assert reply["error"].endswith("nothing was deleted; try again.")
+    assert config.read_text() == before
+    client.unread.clear()
+    assert client.command("snapshot")["ok"]
+    [account] = client.wait_for(lambda m: m["type"] == "snapshot")["accounts"]
+    assert account["id"] == "good"
+    client.close()
+
+
 def test_stop_and_resume_are_kept_in_the_accounts_file(running):
     service, config, path = running
     client = Client(path)

@@ -249,21 +249,27 @@ async def find_service(config_path: Path, store: SecretStore) -> Control | None:
     holder = ServiceLock.holder(config_path)
     if holder is None and not path.exists():
         return None  # the common case, without importing the client
-    from .core.attach import AttachRefused, NoService, ServiceControl
+    from .core.attach import CONNECT_DEADLINE, AttachRefused, NoService, ServiceControl
 
     control = ServiceControl(path, store)
-    try:
-        await control.connect()
-    except NoService:
-        if holder is None:
-            return None  # a socket left behind by a service that ended
-        raise AttachRefused(
-            f"A service (pid {holder}) watches {config_path} but its control socket {path} "
-            "does not answer, so this app cannot show its checks, and a second monitor would "
-            "double every login. Restart the service (systemctl --user restart "
-            "connected-emails), or stop it to monitor from this app."
-        ) from None
-    return control
+    deadline = time.monotonic() + CONNECT_DEADLINE
+    while True:
+        try:
+            await control.connect()
+            return control
+        except NoService:
+            holder = ServiceLock.holder(config_path)
+            if holder is None:
+                return None  # a socket left behind by a service that ended
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)  # a service starting takes its lock before its socket
+    raise AttachRefused(
+        f"A service (pid {holder}) watches {config_path} but its control socket {path} did "
+        f"not answer within {CONNECT_DEADLINE:g} s, so this app cannot show its checks, and a "
+        "second monitor would double every login. Restart the service (systemctl --user "
+        "restart connected-emails), or stop it to monitor from this app."
+    )
 
 
 def run_app(config_path: Path) -> int:

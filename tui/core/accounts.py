@@ -8,6 +8,7 @@ before it and says what to do.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -54,7 +55,7 @@ class AccountBook:
 
     def uses_store(self) -> bool:
         """Whether any account keeps its secret in the store (not a command, not OAuth2)."""
-        return any(not (a.password_command or a.auth == "oauth2") for a in self._accounts)
+        return any(a.password_in_store for a in self._accounts)
 
     async def _write(self, change: Callable[[list[Account]], list[Account]], failure: str) -> None:
         try:
@@ -78,7 +79,7 @@ class AccountBook:
 
         await self._write(put, "Nothing was saved")
         warning = None
-        if secret is not None and not account.password_command and account.auth == "password":
+        if secret is not None and account.password_in_store:
             if session_only:
                 self.credentials.session.set(account.id, secret)
             else:
@@ -108,12 +109,20 @@ class AccountBook:
         await self._write(restore, "The accounts file could not be put back")
 
     async def remove(self, account_id: str) -> None:
-        """Delete the account, its stored secret, its history and its silence."""
+        """Delete the account, its stored secret, its history and its silence. The history goes
+        first: one that another process holds locked refuses the removal before anything else
+        changed, where a failure after the file's write would leave the account half deleted."""
+        if self.history:
+            try:
+                self.history.forget_account(account_id)
+            except sqlite3.Error as exc:
+                raise BookError(
+                    f"The history could not forget the account ({exc}): nothing was deleted; "
+                    "try again."
+                ) from None
         await self._write(
             lambda accounts: [a for a in accounts if a.id != account_id], "Nothing was deleted"
         )
-        if self.history:
-            self.history.forget_account(account_id)
         self.silences.forget(account_id)
         try:
             await asyncio.to_thread(self.store.delete, account_id)

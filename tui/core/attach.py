@@ -126,6 +126,7 @@ class ServiceControl:
         self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_id = 0
         self._on_event: Callable[[News], None] | None = None
+        self._face_failed = False  # told through on_problem once
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- life cycle -----------------------------------------------------------------------
@@ -392,8 +393,14 @@ class ServiceControl:
             return
         try:
             self._on_event(event)
-        except Exception:
+        except Exception as exc:
             log.exception("the face failed on the service's news %r", type(event).__name__)
+            if not self._face_failed:  # once, as the monitor tells of a listener of its own
+                self._face_failed = True
+                self.on_problem(
+                    f"The app failed on the service's news ({exc!r}); it still shows what the "
+                    "service sends. See the log for details."
+                )
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -408,10 +415,7 @@ class ServiceControl:
         return quiet if quiet is not None and quiet.holds_for(state, self.clock()) else None
 
     def uses_store(self) -> bool:
-        return any(
-            not (s.account.password_command or s.account.auth == "oauth2")
-            for s in self._states.values()
-        )
+        return any(s.account.password_in_store for s in self._states.values())
 
     # --- commands -------------------------------------------------------------------------
 

@@ -144,7 +144,9 @@ class ControlServer:
 
     def __call__(self, event: Event) -> None:
         silences = self.silences
-        if isinstance(event, StatusChanged) and silences and silences.get(event.account_id):
+        if isinstance(event, StatusChanged) and silences:
+            # Queued even when none is kept yet: one still being written on that thread (the
+            # history was slow) was given for the status before this change, so it ends too.
             ending = self._silence_thread.submit(silences.end, event.account_id)
             ending.add_done_callback(_log_failure)  # a change ends it; said if it cannot
         if not self._clients:

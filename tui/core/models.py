@@ -58,6 +58,11 @@ class Account:
     round_trip: RoundTrip | None = None  # None: no delivery probe for this account
 
     @property
+    def password_in_store(self) -> bool:
+        """Whether its password is kept in the secret store (keyring): no command, no OAuth2."""
+        return self.auth == "password" and not self.password_command
+
+    @property
     def login(self) -> str:
         return self.username or self.email
 

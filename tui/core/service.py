@@ -27,6 +27,7 @@ from .words import plural
 
 if TYPE_CHECKING:
     from .control import ControlServer
+    from .credentials import KeyringStore
     from .watcher import Watcher
 
 Reload = Callable[[str], Awaitable[str]]  # re-read the config, for a reason; what changed
@@ -270,19 +271,6 @@ async def serve(config_path: Path, metrics_address: str | None) -> int:
                 return 1
             log.info("Metrics on %s", url)
         store = KeyringStore(config.settings.timeout)
-        problem = None
-        if any(not (a.password_command or a.oauth2_token_command) for a in config.accounts):
-            try:
-                problem = await asyncio.wait_for(
-                    asyncio.to_thread(store.problem), config.settings.timeout
-                )
-            except TimeoutError:
-                problem = (
-                    f"The keyring did not answer within {config.settings.timeout:g} s; accounts "
-                    "that keep their password there show why. A password_command avoids it."
-                )
-            if problem:
-                log.warning("%s", problem)
         history = None
         try:
             history = History(default_path(), config=config.path)
@@ -303,15 +291,19 @@ async def serve(config_path: Path, metrics_address: str | None) -> int:
                 return await _reload(watcher, config_path, why)
 
         control = await _open_control(watcher, config_path, reload, changes)
-        if control is not None:
-            control.keyring_problem = problem
         log.info(
             "Watching %s from %s (pid %d).",
             plural(len(config.accounts), "account"),
             config_path,
             os.getpid(),
         )
-        await _run_until_stopped(reload, config_path, identity, control)
+        # After the socket opens: loading a keyring may take up to the timeout, and an app
+        # started meanwhile must find the service, not a lock without a socket.
+        probing = asyncio.create_task(_tell_keyring_problem(store, config, control))
+        try:
+            await _run_until_stopped(reload, config_path, identity, control)
+        finally:
+            probing.cancel()
         return 0
     finally:
         if control is not None:
@@ -324,6 +316,25 @@ async def serve(config_path: Path, metrics_address: str | None) -> int:
         if stop_metrics:
             stop_metrics()
         lock.release()
+
+
+async def _tell_keyring_problem(
+    store: KeyringStore, config: config_file.Config, control: ControlServer | None
+) -> None:
+    """Log why no keyring can keep passwords, once, and tell it to the clients that attach."""
+    if not any(not (a.password_command or a.oauth2_token_command) for a in config.accounts):
+        return
+    try:
+        problem = await asyncio.wait_for(asyncio.to_thread(store.problem), config.settings.timeout)
+    except TimeoutError:
+        problem = (
+            f"The keyring did not answer within {config.settings.timeout:g} s; accounts "
+            "that keep their password there show why. A password_command avoids it."
+        )
+    if problem:
+        log.warning("%s", problem)
+        if control is not None:
+            control.keyring_problem = problem
 
 
 async def _open_control(

@@ -446,7 +446,7 @@ class AccountFormScreen(ReportsWorkerFailures, ModalScreen[str | None]):
             if not confirmed:
                 return
         session_only = False
-        if typed and self.app.control.keyring_problem and _uses_store(account):
+        if typed and self.app.control.keyring_problem and account.password_in_store:
             session_only = await self.app.push_screen_wait(
                 ConfirmScreen(
                     "No keyring",
@@ -552,10 +552,6 @@ class AccountFormScreen(ReportsWorkerFailures, ModalScreen[str | None]):
                     self.dismiss(account_id)
 
             self.app.push_screen(AccountFormScreen("new", replaces=self.original), readded)
-
-
-def _uses_store(account: Account) -> bool:
-    return account.auth == "password" and not account.password_command
 
 
 def _in_form_words(message: str) -> str:
