@@ -89,8 +89,8 @@ class LocalControl:
     """The monitoring in this process: the same Watcher as `serve` (monitor, history, hook,
     notifications), the account book and the silences, each the one owner of its state."""
 
-    service_pid = None
-    lost = None
+    service_pid: int | None = None
+    lost: str | None = None
 
     def __init__(
         self,

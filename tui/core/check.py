@@ -11,7 +11,7 @@ import asyncio
 import time
 
 from .credentials import CredentialError, Credentials, Secret
-from .models import Account, AccountResult, ProbeResult
+from .models import Account, AccountResult, MailboxMark, ProbeResult
 from .oauth2.errors import OAuth2Error
 from .status import Status
 from .text import seconds
@@ -29,7 +29,7 @@ async def check_account(
     *,
     credentials: Credentials | None = None,
     secret: Secret | None = None,
-    mark: tuple[int, int] | None = None,
+    mark: MailboxMark | None = None,
 ) -> AccountResult:
     """Check IMAP and SMTP side by side. With `secret`, test exactly that (Reconnect's Test);
     otherwise read the secret from `credentials`. A secret that cannot be had sends nothing."""
@@ -76,7 +76,7 @@ async def _probe(
     secret: Secret,
     timeout: float,
     start: float,
-    mark: tuple[int, int] | None,
+    mark: MailboxMark | None,
     token_warning: str | None,
 ) -> AccountResult:
     """Both probes with what is left of the deadline that began at `start`."""
@@ -131,7 +131,7 @@ def _unanswered(account: Account, protocol: str, timeout: float, start: float) -
 
 def not_checked(account_id: str, reason: str) -> AccountResult:
     """A local problem kept the check from being made: no server was asked."""
-    results = [
+    imap, smtp = (
         ProbeResult(
             proto,
             Status.INVALID_CREDENTIALS,
@@ -140,14 +140,14 @@ def not_checked(account_id: str, reason: str) -> AccountResult:
             reached_server=False,
         )
         for proto in ("imap", "smtp")
-    ]
-    return AccountResult(account_id, *results)
+    )
+    return AccountResult(account_id, imap, smtp)
 
 
 def token_refused(account_id: str, reason: str, status: Status) -> AccountResult:
     """The token endpoint refused or could not be reached: a remote answer, not a local
     problem, so it keeps its status (and `check` its exit code). No mail server was asked."""
-    results = [
+    imap, smtp = (
         ProbeResult(proto, status, f"sign-in failed: {reason}", 0) for proto in ("imap", "smtp")
-    ]
-    return AccountResult(account_id, *results)
+    )
+    return AccountResult(account_id, imap, smtp)

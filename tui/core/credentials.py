@@ -18,13 +18,18 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Protocol, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from .models import Account
 from .text import clean
 
+if TYPE_CHECKING:
+    from .oauth2.tokens import OAuth2Tokens
+
 SERVICE = "connected-emails"
 T = TypeVar("T")
+P = ParamSpec("P")
 KEYRING_WAY_OUT = (
     'Give each account a password_command (for example "pass show mail/sales"), or configure '
     "a keyring backend: run a Secret Service (gnome-keyring or KeePassXC) in this session, or "
@@ -46,7 +51,7 @@ class Secret:
 
     __str__ = __repr__
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Secret) and other._value == self._value
 
     def __hash__(self) -> int:
@@ -94,6 +99,9 @@ class KeyringNotAnswering(KeyringUnavailable):
     pass
 
 
+_Work = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
 class _DaemonPool(Executor):
     """At most `workers` threads, started as work comes. They are daemon threads: a secret lookup
     that hangs never delays the process's exit (what a command started is killed then)."""
@@ -103,11 +111,11 @@ class _DaemonPool(Executor):
         self._workers = workers
         self._threads = 0
         self._idle = threading.Semaphore(0)
-        self._work: queue.SimpleQueue = queue.SimpleQueue()
+        self._work: queue.SimpleQueue[_Work] = queue.SimpleQueue()
         self._lock = threading.Lock()
 
-    def submit(self, fn, /, *args, **kwargs) -> Future:
-        future: Future = Future()
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        future: Future[T] = Future()
         self._work.put((future, fn, args, kwargs))
         with self._lock:
             if not self._idle.acquire(blocking=False) and self._threads < self._workers:
@@ -138,12 +146,12 @@ class _KeyringLine:
     killed, so a backend that never answers holds only this thread, and while it is stuck no new
     call starts; each one fails at once, saying the keyring is not answering."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._pool = _DaemonPool(1, "keyring")
         self._lock = threading.Lock()
         self._stuck_since: float | None = None  # when a call first ran past a caller's deadline
 
-    def submit(self, fn) -> Future:
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
         with self._lock:
             if self._stuck_since is not None:
                 waited = time.monotonic() - self._stuck_since
@@ -153,14 +161,14 @@ class _KeyringLine:
                 )
         return self._pool.submit(self._answered, fn)
 
-    def _answered(self, fn):
+    def _answered(self, fn: Callable[[], T]) -> T:
         try:
             return fn()
         finally:
             with self._lock:
                 self._stuck_since = None
 
-    def abandoned(self, future: Future, timeout: float) -> KeyringNotAnswering:
+    def abandoned(self, future: Future[Any], timeout: float) -> KeyringNotAnswering:
         """The caller gave up on `future` at its deadline: a call still queued is dropped; one
         already running marks the keyring stuck until it returns."""
         if not future.cancel():
@@ -182,8 +190,8 @@ class KeyringStore:
     def __init__(self, timeout: float = 10.0):
         self.timeout = timeout
 
-    def _submit(self, action: str, fn) -> Future:
-        def call():
+    def _submit(self, action: str, fn: Callable[[ModuleType], T]) -> Future[T | None]:
+        def call() -> T | None:
             import keyring
             from keyring.errors import KeyringError, PasswordDeleteError
 
@@ -199,7 +207,9 @@ class KeyringStore:
 
         return _KEYRING_LINE.submit(call)
 
-    def _call(self, action: str, fn, timeout: float | None = None):
+    def _call(
+        self, action: str, fn: Callable[[ModuleType], T], timeout: float | None = None
+    ) -> T | None:
         timeout = self.timeout if timeout is None else timeout
         future = self._submit(action, fn)
         try:
@@ -231,7 +241,7 @@ class KeyringStore:
     def problem(self) -> str | None:
         """One app-level sentence when no usable backend is configured, else None."""
 
-        def find(keyring):
+        def find(keyring: ModuleType) -> bool:
             from keyring.backends import fail
 
             return isinstance(keyring.get_keyring(), fail.Keyring)
@@ -286,6 +296,7 @@ def run_secret_command(command: str, timeout: float, what: str = "password_comma
     finally:
         if proc.returncode is None:
             _kill_group(proc)  # before it is reaped, so its group id cannot have been reused
+        assert proc.stdout is not None and proc.stderr is not None  # started with PIPE
         proc.stdout.close()
         proc.stderr.close()
         _RUNNING.discard(proc)
@@ -314,11 +325,12 @@ def run_secret_command(command: str, timeout: float, what: str = "password_comma
 
 
 def _collect(
-    proc: subprocess.Popen, deadline: float, limit: int
+    proc: subprocess.Popen[bytes], deadline: float, limit: int
 ) -> tuple[bytes, bytes, str | None]:
     """Read stdout (up to `limit`) and stderr (the first STDERR_KEPT bytes) until both close, the
     deadline passes ("timeout") or stdout overflows ("too long")."""
     out, err = bytearray(), bytearray()
+    assert proc.stdout is not None and proc.stderr is not None  # started with PIPE
     with selectors.DefaultSelector() as selector:
         selector.register(proc.stdout, selectors.EVENT_READ, out)
         selector.register(proc.stderr, selectors.EVENT_READ, err)
@@ -339,7 +351,7 @@ def _collect(
     return bytes(out), bytes(err), None
 
 
-def _wait(proc: subprocess.Popen, deadline: float) -> int | None:
+def _wait(proc: subprocess.Popen[bytes], deadline: float) -> int | None:
     """Its output is closed: it is ending; give it until the deadline."""
     try:
         return proc.wait(max(deadline - time.monotonic(), 0))
@@ -347,7 +359,7 @@ def _wait(proc: subprocess.Popen, deadline: float) -> int | None:
         return None
 
 
-_RUNNING: set[subprocess.Popen] = set()  # secret commands in flight, killed if we exit first
+_RUNNING: set[subprocess.Popen[bytes]] = set()  # secret commands in flight, killed if we exit first
 
 
 @atexit.register
@@ -356,7 +368,7 @@ def _kill_running() -> None:
         _kill_group(proc)
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -377,7 +389,7 @@ class Credentials:
         self.session = MemoryStore()
         self._tokens: dict[str, Secret] = {}  # access tokens, in memory until rejected
         self._commands = _DaemonPool(workers, "secret-command")
-        self._oauth2 = None
+        self._oauth2: OAuth2Tokens | None = None
 
     def apply(self, timeout: float, workers: int) -> None:
         """New settings (a reload): later lookups get the new deadline and as many threads;
@@ -388,7 +400,7 @@ class Credentials:
             self._oauth2.timeout = timeout
 
     @property
-    def oauth2(self):
+    def oauth2(self) -> OAuth2Tokens:
         """The built-in sign-in's tokens; authlib and httpx load only for accounts that use it."""
         if self._oauth2 is None:
             from .oauth2.tokens import OAuth2Tokens

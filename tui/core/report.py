@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import replace
+from typing import Any
 
 from . import lockout
 from .delivery import judge
@@ -78,6 +79,7 @@ def _left_stopped(
         return AccountState(
             account, Status.STOPPED, stopped_reason=USER_STOP_REASON, stopped_by_user=True
         )
+    assert before is not None  # not checked, not stopped by the user: the history stopped it
     return AccountState(
         account,
         Status.STOPPED,
@@ -96,7 +98,7 @@ def exit_code(states: list[AccountState]) -> int:
 def _not_checked(state: AccountState) -> bool:
     return (
         state.status is not Status.STOPPED
-        and bool(state.result)
+        and state.result is not None
         and not state.result.reached_server
     )
 
@@ -124,7 +126,7 @@ def _in_short(state: AccountState) -> str:
     return state.status.label
 
 
-def account_json(state: AccountState) -> dict:
+def account_json(state: AccountState) -> dict[str, object]:
     result = state.result
     return {
         "id": state.account.id,
@@ -143,7 +145,7 @@ def account_json(state: AccountState) -> dict:
     }
 
 
-def _round_trip_json(state: AccountState) -> dict:
+def _round_trip_json(state: AccountState) -> dict[str, object]:
     trip = state.round_trip
     if trip is None:
         why = (
@@ -155,7 +157,7 @@ def _round_trip_json(state: AccountState) -> dict:
     return {**trip.to_json(), "warning": state.round_trip_warning}
 
 
-def summary(states: list[AccountState]) -> dict:
+def summary(states: list[AccountState]) -> dict[str, Any]:
     counts = Counter(s.status.value for s in states)
     code = exit_code(states)
     return {

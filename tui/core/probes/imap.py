@@ -22,13 +22,15 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any, BinaryIO, TypedDict
 
 from imapclient import IMAPClient, SocketTimeout, imap4
 from imapclient import exceptions as imap_errors
 from imapclient import tls as imap_tls
 
 from ..credentials import Secret
-from ..models import Account, ProbeResult
+from ..models import Account, MailboxMark, ProbeResult
 from ..status import Status
 from ..text import clean, seconds, secret_forms, server_text
 from ..words import plural
@@ -41,7 +43,13 @@ from .oauth import (
     xoauth2_string,
 )
 from .safety import credential_refusal
-from .tls import cert_expiry, client_context, peek_not_after, plaintext_refusal
+from .tls import (
+    cert_expiry,
+    client_context,
+    describe_cert_error,
+    peek_not_after,
+    plaintext_refusal,
+)
 
 # Threads are created only as checks are submitted; the monitor's semaphore bounds how many.
 _EXECUTOR = ThreadPoolExecutor(max_workers=256, thread_name_prefix="imap-check")
@@ -70,6 +78,15 @@ class Unreadable(imaplib.IMAP4.abort):
     """The server's reply broke a bound: it cannot be read, and the session cannot go on."""
 
 
+class _Found(TypedDict):
+    """What EXAMINE told a check that passed."""
+
+    count: int
+    cert: datetime | None
+    missed: int | None  # arrived since the mark the check was given
+    mark: MailboxMark | None
+
+
 class _Guard:
     """Shared by the checking thread and the deadline: which step, which sockets to cut,
     whether the server said BYE, and what EXAMINE found once the check has passed."""
@@ -80,7 +97,7 @@ class _Guard:
         self.sockets: list[socket.socket] = []
         self.expired = False
         self.bye: str | None = None
-        self.found: dict | None = None
+        self.found: _Found | None = None
         self.lock = threading.Lock()
 
     @functools.cached_property
@@ -114,6 +131,7 @@ class _Bounded:
     """imaplib's reads with caps on a line, a literal, and the whole session's bytes and lines."""
 
     _guard: _Guard
+    file: BinaryIO  # imaplib's reader of the socket
     _received = 0
     _lines = 0
 
@@ -122,14 +140,14 @@ class _Bounded:
         if self._received > MAX_SESSION:
             raise Unreadable(f"the server sent over {MAX_SESSION // 2**20} MB")
 
-    def read(self, size):
+    def read(self, size: int) -> bytes:
         if size > MAX_LITERAL:
             raise Unreadable(f"the server announced a literal of {size} bytes")
         data = self.file.read(size)
         self._count(len(data))
         return data
 
-    def readline(self):
+    def readline(self) -> bytes:
         line = self.file.readline(MAX_LINE + 1)
         self._count(len(line))
         self._lines += 1
@@ -151,6 +169,10 @@ _TAG_PREFIX = imaplib.Int2AP(random.randint(4096, 65535))
 class _Lean:
     """imaplib's session set-up without the work a probe need not repeat."""
 
+    untagged_responses: dict[str, list[Any]]
+    capabilities: tuple[str, ...]
+    _encoding: str  # imaplib's, for the server's text
+
     @property
     def tagpre(self) -> bytes:
         return _TAG_PREFIX
@@ -164,36 +186,36 @@ class _Lean:
         # rather than ask again, a round trip per check; ask only when the greeting had none.
         greeted = self.untagged_responses.pop("CAPABILITY", [None])[-1]
         if not greeted:
-            super()._get_capabilities()
+            super()._get_capabilities()  # type: ignore[misc]  # imaplib's; typeshed omits it
             return
         self.capabilities = tuple(str(greeted, self._encoding).upper().split())
 
 
-class _TrackedTLS(_Bounded, _Lean, imap_tls.IMAP4_TLS):
-    def __init__(self, guard: _Guard, *args):
+class _TrackedTLS(_Bounded, _Lean, imap_tls.IMAP4_TLS):  # type: ignore[misc]  # imapclient
+    def __init__(self, guard: _Guard, *args: Any) -> None:
         self._guard = guard  # before super().__init__, which connects
         super().__init__(*args)
 
-    def _create_socket(self, timeout=None):
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
         raw = self._guard.track(
             socket.create_connection((self.host, self.port), timeout=self._timeout)
         )
         return self._guard.track(imap_tls.wrap_socket(raw, self.ssl_context, self.host))
 
 
-class _TrackedPlain(_Bounded, _Lean, imap4.IMAP4WithTimeout):
-    def __init__(self, guard: _Guard, *args):
+class _TrackedPlain(_Bounded, _Lean, imap4.IMAP4WithTimeout):  # type: ignore[misc]  # imapclient
+    def __init__(self, guard: _Guard, *args: Any) -> None:
         self._guard = guard
         super().__init__(*args)
 
-    def _create_socket(self, timeout=None):
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
         return self._guard.track(super()._create_socket(timeout))
 
 
-class _Client(IMAPClient):
+class _Client(IMAPClient):  # type: ignore[misc]  # imapclient has no types
     """IMAPClient whose sockets are known to the guard before the greeting is read."""
 
-    def __init__(self, guard: _Guard, *args, **kwargs):
+    def __init__(self, guard: _Guard, *args: Any, **kwargs: Any) -> None:
         self._guard = guard
         super().__init__(*args, **kwargs)
         if not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
@@ -205,7 +227,7 @@ class _Client(IMAPClient):
         # imapclient hides what we send in LOGIN/AUTHENTICATE, not what a server echoes back.
         self._imap._mesg = lambda text: log(server_text(str(text), guard.forms, 2000))
 
-    def _create_IMAP4(self):
+    def _create_IMAP4(self) -> imaplib.IMAP4:
         connect_timeout = getattr(self._timeout, "connect", None)
         if self.ssl:
             return _TrackedTLS(self._guard, self.host, self.port, self.ssl_context, connect_timeout)
@@ -230,7 +252,7 @@ def _check(
     secret: Secret,
     timeout: float,
     guard: _Guard,
-    mark: tuple[int, int] | None,
+    mark: MailboxMark | None,
     then: Callable[[IMAPClient, _Guard], None] | None = None,
 ) -> None:
     """Runs in a thread: sets guard.found to what EXAMINE told us, then logs out; or raises.
@@ -248,8 +270,8 @@ def _check(
         expired_on = (
             peek_not_after(endpoint.host, endpoint.port, left, guard.track) if left > 0 else None
         )
-        status, detail = classify_transport(exc, endpoint, timeout, guard.step, expired_on)
-        raise ProbeFailed(status, detail) from None
+        detail = describe_cert_error(exc, endpoint.host, expired_on)
+        raise ProbeFailed(Status.NO_SERVICE_CONNECTION, detail) from None
     try:
         if endpoint.security == "starttls":
             guard.step = "asking for capabilities"
@@ -277,22 +299,22 @@ def _check(
                 f"INBOX could not be examined; server said: {_server_said(text)}",
                 _code(text),
             ) from None
-        found = {
+        found: _Found = {
             "count": int(info.get(b"EXISTS", 0)),
             "cert": cert_expiry(client.socket()) if endpoint.security != "none" else None,
             "missed": None,
             "mark": None,
         }
         if b"UIDVALIDITY" in info and b"UIDNEXT" in info:
-            found["mark"] = (int(info[b"UIDVALIDITY"]), int(info[b"UIDNEXT"]))
+            found["mark"] = MailboxMark(int(info[b"UIDVALIDITY"]), int(info[b"UIDNEXT"]))
         if then is not None:
             then(client, guard)
-        if mark and found["mark"] and found["mark"][0] == mark[0]:
+        if mark and found["mark"] and found["mark"].uidvalidity == mark.uidvalidity:
             guard.step = "counting what arrived while it was failing"
             try:
                 # UID n:* always matches the newest message even when its UID is below n.
                 found["missed"] = sum(
-                    1 for uid in client.search(["UID", f"{mark[1]}:*"]) if uid >= mark[1]
+                    1 for uid in client.search(["UID", f"{mark.uidnext}:*"]) if uid >= mark.uidnext
                 )
             except Unreadable:
                 guard.found = found  # too many to list: the count is unknown, the check passed
@@ -316,7 +338,7 @@ def _session(
     secret: Secret,
     timeout: float,
     guard: _Guard,
-    mark: tuple[int, int] | None,
+    mark: MailboxMark | None,
     then: Callable[[IMAPClient, _Guard], None] | None,
     report: Callable[[BaseException | None], None],
 ) -> None:
@@ -395,8 +417,11 @@ def _authenticate_inline(imap: imaplib.IMAP4, responder: _SaslResponder) -> None
     """imaplib's authenticate() with the first response on the command line (RFC 4959
     SASL-IR), saving the round trip for the server's empty challenge. Later challenges (an
     OAuth error) are answered as authenticate() would."""
-    initial = base64.b64encode(responder(b"")).decode("ascii") or "="
-    imap.literal = imaplib._Authenticator(responder).process
+    first = responder(b"")
+    assert first is not None  # its first answer is the payload
+    initial = base64.b64encode(first).decode("ascii") or "="
+    # imaplib calls a callable literal for each continuation; typeshed knows only bytes.
+    imap.literal = imaplib._Authenticator(responder).process  # type: ignore[assignment]
     typ, data = imap._simple_command("AUTHENTICATE", responder.mech, initial)
     if typ != "OK":
         raise imap.error(data[-1].decode("utf-8", "replace"))
@@ -447,7 +472,7 @@ def _login_command(imap: imaplib.IMAP4, user: str, password: str) -> None:
         name = user.encode()
         first = f"{{{len(name)}}}".encode()
         pieces = [name + f" {{{len(secret)}}}".encode(), secret]
-    imap.literal = _LoginLiterals(pieces).next
+    imap.literal = _LoginLiterals(pieces).next  # type: ignore[assignment]  # callable
     typ, data = imap._simple_command("LOGIN", first)
     if typ != "OK":
         raise imap.error(data[-1].decode("utf-8", "replace"))
@@ -531,7 +556,7 @@ async def check_imap(
     account: Account,
     secret: Secret,
     timeout: float,
-    mark: tuple[int, int] | None = None,
+    mark: MailboxMark | None = None,
     then: Callable[[IMAPClient, _Guard], None] | None = None,
     stated_timeout: float | None = None,
 ) -> ProbeResult:
@@ -547,9 +572,9 @@ async def check_imap(
     refusal = credential_refusal(account, secret)
     if refusal:
         return ProbeResult("imap", *refusal, 0, reached_server=False)
-    refusal = plaintext_refusal(account, account.imap)
-    if refusal:
-        return ProbeResult("imap", Status.REQUEST_IS_INVALID, refusal, 0, reached_server=False)
+    unsafe = plaintext_refusal(account, account.imap)
+    if unsafe:
+        return ProbeResult("imap", Status.REQUEST_IS_INVALID, unsafe, 0, reached_server=False)
     guard = _Guard(account, secret)
     start = time.monotonic()
     loop = asyncio.get_running_loop()
@@ -606,7 +631,7 @@ async def check_imap(
     )
 
 
-def _settle(ended: asyncio.Future, failure: BaseException | None) -> None:
+def _settle(ended: asyncio.Future[BaseException | None], failure: BaseException | None) -> None:
     if not ended.done():  # not given up at the deadline
         ended.set_result(failure)
 

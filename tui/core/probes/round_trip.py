@@ -20,10 +20,12 @@ import contextlib
 import re
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.utils import format_datetime
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 import authres
 import imapclient
@@ -36,7 +38,12 @@ from ..models import Account, ProbeResult, RoundTrip, RoundTripResult, utcnow
 from ..status import Status
 from ..text import clean
 from .imap import check_imap
-from .smtp import check_smtp
+from .smtp import Session, check_smtp
+
+if TYPE_CHECKING:
+    import aiosmtplib
+
+    from .imap import _Guard
 
 PROBE_HEADER = "X-Connected-Emails-Probe"
 # Seconds between looks: quick at first (most mail lands within seconds), then every 30 s.
@@ -48,6 +55,19 @@ MAX_NEW_PER_LOOK = 500
 PROBE_FIELD = f"BODY.PEEK[HEADER.FIELDS ({PROBE_HEADER.upper()})]<0.200>"
 AUTH_FIELD = "BODY.PEEK[HEADER.FIELDS (AUTHENTICATION-RESULTS)]<0.16384>"
 RESULT_WORD = re.compile(r"^[a-z]{1,16}$")
+T = TypeVar("T")
+# Where new mail will start, by folder kind ("inbox", "junk"): (folder, UIDVALIDITY, UIDNEXT).
+Marks = dict[str, tuple[str, int, int]]
+
+
+class Arrival(TypedDict):
+    """Where and when a look found the probe, what the server said of it, what became of it."""
+
+    folder: str
+    folder_kind: str
+    seen_at: float  # time.monotonic()
+    auth_results: list[str]  # Authentication-Results headers, topmost first
+    cleanup: str | None
 
 
 async def run_round_trip(
@@ -57,7 +77,7 @@ async def run_round_trip(
     receiver_secret: Secret,
     plan: RoundTrip,
     timeout: float,
-    gate: contextlib.AbstractAsyncContextManager | None = None,
+    gate: contextlib.AbstractAsyncContextManager[object] | None = None,
 ) -> RoundTripResult:
     """Send from `sender` to `receiver`'s address and look for it in `receiver`'s mailbox.
     Each session is bounded by `timeout`; the wait by `plan.max_delay`. `gate` (a semaphore)
@@ -81,7 +101,7 @@ async def run_round_trip(
         )
     sent_at, sent = utcnow(), time.monotonic()
     deadline = sent + plan.max_delay
-    last_error = None
+    last_error: str | None = None
     for wait in _waits(deadline):
         await asyncio.sleep(wait)
         async with gate:
@@ -104,7 +124,7 @@ async def run_round_trip(
     )
 
 
-def _waits(deadline: float):
+def _waits(deadline: float) -> Iterator[float]:
     """Sleeps before each look: along LOOK_AFTER, then every 30 s, the last one at the deadline."""
     step = 0
     while True:
@@ -116,7 +136,7 @@ def _waits(deadline: float):
         step += 1
 
 
-def _arrived(found: dict, sent_at: datetime, sent: float) -> RoundTripResult:
+def _arrived(found: Arrival, sent_at: datetime, sent: float) -> RoundTripResult:
     latency_ms = max(0, int((found["seen_at"] - sent) * 1000))
     placement = "inbox" if found["folder_kind"] == "inbox" else "junk"
     verdicts = _authentication(found["auth_results"])
@@ -135,14 +155,16 @@ def _arrived(found: dict, sent_at: datetime, sent: float) -> RoundTripResult:
         latency_ms=latency_ms,
         placement=placement,
         cleanup=found["cleanup"],
-        **verdicts,
+        spf=verdicts["spf"],
+        dkim=verdicts["dkim"],
+        dmarc=verdicts["dmarc"],
     )
 
 
-def _authentication(values: list[str]) -> dict:
+def _authentication(values: list[str]) -> dict[str, str | None]:
     """SPF, DKIM and DMARC from the topmost Authentication-Results header: the receiving
     server's own, added above any the message brought with it."""
-    verdicts = {"spf": None, "dkim": None, "dmarc": None}
+    verdicts: dict[str, str | None] = {"spf": None, "dkim": None, "dmarc": None}
     if not values:
         return verdicts
     text = re.sub(r"\r?\n[ \t]+", " ", values[0]).strip()
@@ -194,7 +216,7 @@ async def _send(
     """Send the probe in the SMTP check's own session; None once the server accepted it, else
     the SMTP side's verdict (a refused login, recipient or message)."""
 
-    async def send(client, state: dict) -> None:
+    async def send(client: aiosmtplib.SMTP, state: Session) -> None:
         state["step"] = f"sending the message to {to}"
         try:
             await client.send_message(_message(sender, to, probe_id))
@@ -208,13 +230,15 @@ async def _send(
 # --- IMAP (each function below runs in a checking thread) ------------------------------------
 
 
-async def _imap_session(account: Account, secret: Secret, timeout: float, work, *args):
+async def _imap_session(
+    account: Account, secret: Secret, timeout: float, work: Callable[..., T], *args: object
+) -> T | ProbeResult:
     """`work(client, guard, *args)` inside the IMAP check's own session (after its login and
     EXAMINE INBOX, under its deadline): what `work` returns, or the check's ProbeResult when
     the session failed."""
-    done = {}
+    done: dict[str, T] = {}
 
-    def then(client, guard) -> None:
+    def then(client: imapclient.IMAPClient, guard: _Guard) -> None:
         done["value"] = work(client, guard, *args)
 
     result = await check_imap(account, secret, timeout, then=then)
@@ -223,14 +247,14 @@ async def _imap_session(account: Account, secret: Secret, timeout: float, work, 
     return done["value"]
 
 
-def _mark(client: imapclient.IMAPClient, guard) -> dict:
+def _mark(client: imapclient.IMAPClient, guard: _Guard) -> Marks:
     """Where new mail will start in INBOX and Junk: {kind: (folder, UIDVALIDITY, UIDNEXT)}."""
     guard.step = "looking for the Junk folder"
     folders = {"inbox": "INBOX"}
     junk = _junk_folder(client)
     if junk:
         folders["junk"] = junk
-    marks = {}
+    marks: Marks = {}
     for kind, folder in folders.items():
         guard.step = f"examining {_name(folder)}"
         info = client.select_folder(folder, readonly=True)
@@ -240,7 +264,7 @@ def _mark(client: imapclient.IMAPClient, guard) -> dict:
 
 def _junk_folder(client: imapclient.IMAPClient) -> str | None:
     """By SPECIAL-USE \\Junk, else imapclient's common names (Junk, Spam), else Outlook's."""
-    junk = client.find_special_folder(JUNK)
+    junk: str | None = client.find_special_folder(JUNK)
     if junk:
         return junk
     for name in ("Junk Email", "Junk E-mail"):
@@ -250,8 +274,8 @@ def _junk_folder(client: imapclient.IMAPClient) -> str | None:
 
 
 def _look(
-    client: imapclient.IMAPClient, guard, marks: dict, probe_id: str, cleanup: bool
-) -> dict | None:
+    client: imapclient.IMAPClient, guard: _Guard, marks: Marks, probe_id: str, cleanup: bool
+) -> Arrival | None:
     """Look for the probe among the UIDs that are new since `marks`, INBOX first. Moves each
     mark past what it read, so the next look reads only what came after."""
     for kind, (folder, validity, next_uid) in list(marks.items()):
@@ -275,7 +299,7 @@ def _look(
         guard.step = f"reading the probe's headers in {_name(folder)}"
         fetched = client.fetch([uid], [AUTH_FIELD])
         headers = BytesHeaderParser().parsebytes(_field(fetched.get(uid, {})))
-        found = {
+        found: Arrival = {
             "folder": folder,
             "folder_kind": kind,
             "seen_at": seen_at,
@@ -293,7 +317,7 @@ def _find(client: imapclient.IMAPClient, uids: list[int], probe_id: str) -> int 
     for uid, data in client.fetch(uids, [PROBE_FIELD]).items():
         value = BytesHeaderParser().parsebytes(_field(data)).get(PROBE_HEADER, "")
         if value.strip() == probe_id:
-            return uid
+            return int(uid)
     return None
 
 
@@ -302,7 +326,7 @@ def _name(folder: str) -> str:
     return clean(folder, 100)
 
 
-def _field(data: dict) -> bytes:
+def _field(data: dict[Any, Any]) -> bytes:
     """The BODY[...] item of a FETCH answer, whatever the server named it."""
     for key, value in data.items():
         if isinstance(key, bytes) and key.startswith(b"BODY[") and isinstance(value, bytes):

@@ -11,6 +11,7 @@ import base64
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Required, TypedDict
 
 import aiosmtplib
 from aiosmtplib import errors as smtp_errors
@@ -34,7 +35,14 @@ LOCAL_HOSTNAME = "connected-emails.localdomain"
 QUIT_GRACE = 1.0  # seconds a QUIT may take once the check has passed
 
 
-async def _check(account: Account, secret: Secret, state: dict) -> aiosmtplib.SMTP:
+class Session(TypedDict, total=False):
+    """Where a check is, for the words of a timeout, and its client once connected."""
+
+    step: Required[str]
+    client: aiosmtplib.SMTP
+
+
+async def _check(account: Account, secret: Secret, state: Session) -> aiosmtplib.SMTP:
     """Up to an accepted AUTH; returns the client, still connected, for the caller's QUIT."""
     endpoint = account.smtp
     context = client_context(account)
@@ -192,7 +200,8 @@ def _classify(
             None,
         )
     # aiosmtplib wraps the socket's own error in SMTPConnectError / SMTPServerDisconnected.
-    chain, inner = [], exc
+    chain: list[BaseException] = []
+    inner: BaseException | None = exc
     while inner is not None and inner not in chain:
         chain.append(inner)
         inner = inner.__cause__ or (None if inner.__suppress_context__ else inner.__context__)
@@ -219,7 +228,7 @@ async def check_smtp(
     account: Account,
     secret: Secret,
     timeout: float,
-    then: Callable[[aiosmtplib.SMTP, dict], Awaitable[None]] | None = None,
+    then: Callable[[aiosmtplib.SMTP, Session], Awaitable[None]] | None = None,
     stated_timeout: float | None = None,
 ) -> ProbeResult:
     """Check the account's SMTP side within `timeout` seconds for the whole exchange (QUIT
@@ -230,10 +239,10 @@ async def check_smtp(
     refusal = credential_refusal(account, secret)
     if refusal:
         return ProbeResult("smtp", *refusal, 0, reached_server=False)
-    refusal = plaintext_refusal(account, account.smtp)
-    if refusal:
-        return ProbeResult("smtp", Status.REQUEST_IS_INVALID, refusal, 0, reached_server=False)
-    state: dict = {"step": "connecting"}
+    unsafe = plaintext_refusal(account, account.smtp)
+    if unsafe:
+        return ProbeResult("smtp", Status.REQUEST_IS_INVALID, unsafe, 0, reached_server=False)
+    state: Session = {"step": "connecting"}
     start = time.monotonic()
     deadline = start + timeout
     try:
@@ -269,7 +278,12 @@ async def check_smtp(
             _ms(start),
             code=clean(code, 40) if code else None,
         )
-    tls = client.transport.get_extra_info("ssl_object") if account.smtp.security != "none" else None
+    transport = client.transport  # None if the server hung up after accepting the login
+    tls = (
+        transport.get_extra_info("ssl_object")
+        if transport and account.smtp.security != "none"
+        else None
+    )
     expiry = cert_expiry(tls) if tls else None
     try:
         await client.quit(timeout=QUIT_GRACE)

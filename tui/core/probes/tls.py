@@ -9,8 +9,9 @@ import socket
 import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
-from ..models import Account
+from ..models import Account, Endpoint
 
 
 def client_context(account: Account) -> ssl.SSLContext:
@@ -53,7 +54,7 @@ def _unverified_context() -> ssl.SSLContext:
     return context
 
 
-def plaintext_refusal(account, endpoint) -> str | None:
+def plaintext_refusal(account: Account, endpoint: Endpoint) -> str | None:
     """Why we will not send this account's secret over this endpoint, or None if we may."""
     if endpoint.security == "none" and not account.allow_plaintext:
         what = "token" if account.auth == "oauth2" else "password"
@@ -92,7 +93,7 @@ def cert_expiry(tls: ssl.SSLSocket | ssl.SSLObject) -> datetime | None:
     return _EXPIRIES[fingerprint]
 
 
-def not_after(peercert: dict | None) -> datetime | None:
+def not_after(peercert: dict[str, Any] | None) -> datetime | None:
     if not peercert or "notAfter" not in peercert:
         return None
     return datetime.fromtimestamp(ssl.cert_time_to_seconds(peercert["notAfter"]), UTC)
@@ -115,6 +116,8 @@ def peek_not_after(
                 track(raw)
             with context.wrap_socket(raw, server_hostname=host) as sock:
                 der = sock.getpeercert(binary_form=True)
+        if der is None:
+            return None
         return x509.load_der_x509_certificate(der).not_valid_after_utc
     except (OSError, ValueError):
         return None
