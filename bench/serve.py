@@ -23,10 +23,11 @@ the status-change delays (p50/p95/max over the run), and how long SIGTERM took.
 
 MALLOC_ARENA_MAX=2 is what the example systemd unit sets: without it glibc's per-thread arenas
 make RSS creep (200 accounts at 30 s: +0.9 MB/min over 7.5 min; with it, flat after 90 s).
-1,000 accounts with a client attached, 10 min (a loaded 2-core machine): RSS 59.3 -> 60.8 MB
-from minute 3 (+0.05 MB/min), 97-101 threads (bounded pools: 64 IMAP checks, secret commands up
-to `concurrency`), fds 16-19 at rest and up to 128 with checks in flight; status change to
-client p50 1 ms, p95 9 ms, max 0.10 s over 1,703 changes.
+1,000 accounts (50 flapping) with a client attached, 10 min, on a loaded 2-core machine, from
+minute 3: RSS 58.0 -> 59.8 MB (+0.24 MB/min; an earlier run 59.3 -> 60.8, +0.05), 101 threads
+(pools that grew to their high-water mark in the first 3 minutes: IMAP checks, secret
+commands), fds 15 at rest and up to 185 in the waves of checks; 1,700 status changes, since ->
+client p50 1 ms, p95 5 ms, max 0.20 s; the client's states matched a final snapshot.
 """
 
 from __future__ import annotations
