@@ -16,6 +16,7 @@ REPAINT_EVERY = 0.5  # seconds between repaints of changed rows
 PAINT_AHEAD = 60  # rows each way of the view painted when a repaint re-renders the view anyway
 FIRST_SCREENFUL = 30  # rows made in full before the table knows its height
 CELLS = ("account", "status", "sync", "send", "since", "checked", "provider", "failed")
+BLANK = Text()  # a row out of view until it is painted; a Text, so the DataTable parses no markup
 
 STATUS_WIDTH = 21  # "No Service Connection"
 PROTOCOL_WIDTH = 7  # "✗ login"
@@ -171,7 +172,7 @@ class AccountsTable(FittedTable):
             if self.row_count < int(self.scroll_y) + max(self.size.height, FIRST_SCREENFUL):
                 cells = self.cells_for(state, now)
             else:  # out of view: only its account until it is seen (cheaper to make and measure)
-                cells = dict.fromkeys(CELLS, "")
+                cells = dict.fromkeys(CELLS, BLANK)
                 cells["account"] = _AccountCell(state.account)
                 self._unpainted.add(account_id)
             self._cells[account_id] = cells
