@@ -12,7 +12,9 @@ a real pseudo-terminal at 80x24, with its own empty config, data and state folde
    after the table handled it (p50/p95/max). The presses made before the last account's first
    result are reported apart: that burst is what must not starve the cursor.
    At the end the child compares every row with the monitor's state (rows wrong: must be 0).
-   --cursor-runs runs, their moves pooled.
+   --cursor-runs runs, their moves pooled. Beside it, the CPU the app's main thread spent from
+   each press's arrival to that frame: the wait on a machine with nothing else to run (less
+   up to one 60 Hz frame), which a busy machine disturbs less than the wall.
 3. The same cursor in the demo, for comparison.
 
     python bench/tui.py [--accounts 1000] [--runs 5] [--presses 80] [--cursor-runs 3]
@@ -86,7 +88,7 @@ def child(mode: str, config: str, log_path: str) -> None:
             found = app.screen_stack[0].query("#accounts") if app.screen_stack else []
             table = found[0] if found else None
         if table is not None:
-            log.write(f"frame {now} {table.cursor_row} {moved[0]}\n")
+            log.write(f"frame {now} {table.cursor_row} {moved[0]} {time.thread_time() * 1000}\n")
             states = app.control.states().values()
             if not app._results_in and all(s.result is not None for s in states):
                 app._results_in = True
@@ -122,6 +124,7 @@ def child(mode: str, config: str, log_path: str) -> None:
     if mode in ("load", "demo-load"):
         _measure_rows_at_quit(log)
         moved = count_moves()
+        note_key_arrivals(log)
 
     from tui.cli import main
 
@@ -156,6 +159,24 @@ def when_imported(name: str, then) -> None:
             return spec
 
     sys.meta_path.insert(0, Finder())
+
+
+def note_key_arrivals(log) -> None:
+    """Log the main thread's CPU clock as each Down/Up arrives (read in the input thread): the
+    CPU the main thread spends from there to the frame that shows the press is what the press
+    waits on a machine with nothing else to run (less the wait for the next 60 Hz frame)."""
+    from textual.driver import Driver
+    from textual.events import Key
+
+    main_clock = time.pthread_getcpuclockid(threading.main_thread().ident)
+    process = Driver.process_message
+
+    def noted(driver, message) -> None:
+        if isinstance(message, Key) and message.key in ("down", "up"):
+            log.write(f"key {time.clock_gettime(main_clock) * 1000}\n")
+        process(driver, message)
+
+    Driver.process_message = noted
 
 
 def count_moves() -> list[int]:
@@ -305,8 +326,7 @@ def cursor(mode: str, config: Path, folder: Path, presses: int, span: int, runs:
     runs_seen = [_cursor_run(mode, config, folder, presses, span, run) for run in range(runs)]
     after = [r["results_after_ms"] for r in runs_seen if r["results_after_ms"] is not None]
     return {
-        "all": [ms for r in runs_seen for ms in r["all"]],
-        "burst": [ms for r in runs_seen for ms in r["burst"]],
+        **{k: [ms for r in runs_seen for ms in r[k]] for k in ("all", "burst", "cpu", "burst_cpu")},
         "results_after_ms": statistics.median(after) if after else None,
         "wrong": ", ".join(r["wrong"] for r in runs_seen),
         "presses": presses * runs,
@@ -325,20 +345,29 @@ def _cursor_run(mode: str, config: Path, folder: Path, presses: int, span: int, 
     term.press(b"q")
     term.wait()
     rows = read_log(log)
-    frames = [(float(r[1]), int(r[3])) for r in rows if r[0] == "frame"]
+    frames = [(float(r[1]), int(r[3]), float(r[4])) for r in rows if r[0] == "frame"]
+    keys = [float(r[1]) for r in rows if r[0] == "key"]
     results = next((float(r[1]) for r in rows if r[0] == "results"), None)
-    latencies, burst = [], []
+    latencies, burst, cpu, burst_cpu = [], [], [], []
     for t, handled in pressed:
-        shown = next((ft for ft, moves in frames if ft >= t and moves >= handled), None)
-        if shown is not None:
-            latencies.append((shown - t) * 1000)
-            if results is None or t < results:
-                burst.append((shown - t) * 1000)
+        shown = next((f for f in frames if f[0] >= t and f[1] >= handled), None)
+        if shown is None:
+            continue
+        latencies.append((shown[0] - t) * 1000)
+        in_burst = results is None or t < results
+        if in_burst:
+            burst.append((shown[0] - t) * 1000)
+        if handled <= len(keys):
+            cpu.append(shown[2] - keys[handled - 1])
+            if in_burst:
+                burst_cpu.append(cpu[-1])
     first = float(next(r for r in rows if r[0] == "first")[1])
     summary = next((r for r in rows if r[0] == "rows"), None)
     return {
         "all": latencies,
         "burst": burst,
+        "cpu": cpu,
+        "burst_cpu": burst_cpu,
         "results_after_ms": (results - first) * 1000 if results else None,
         "wrong": f"{summary[3]} of {summary[1]}" if summary else "not measured",
     }
@@ -394,10 +423,13 @@ def main() -> None:
         when = f"{after:.0f} ms after the first frame" if after else "not within the presses"
         print(f"Down/Up, {n} accounts, before all first results are in ({when}):")
         print(f"    {describe(load['burst'])} (target p95 ≤ {TARGET_P95_MS} ms)")
+        print(f"    main-thread CPU from key to frame: {describe(load['burst_cpu'])}")
         print(f"Down/Up, {n} accounts, all {load['presses']} presses: {describe(load['all'])}")
+        print(f"    main-thread CPU from key to frame: {describe(load['cpu'])}")
         print(f"rows wrong at the end of each run, {n} accounts: {load['wrong']}")
         demo = cursor("demo-load", config, folder, args.presses, 10, args.cursor_runs)
         print(f"Down/Up in the demo: {describe(demo['all'])}; rows wrong {demo['wrong']}")
+        print(f"    main-thread CPU from key to frame: {describe(demo['cpu'])}")
 
 
 if __name__ == "__main__":

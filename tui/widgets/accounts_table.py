@@ -13,8 +13,10 @@ from ..format import ago, duration, protocol_cell, state_cell
 from .fitted_table import PADDING, Column, FittedTable
 
 REPAINT_EVERY = 0.5  # seconds between repaints of changed rows
+PAINT_AHEAD = 60  # rows each way of the view painted when a repaint re-renders the view anyway
 FIRST_SCREENFUL = 30  # rows made in full before the table knows its height
 CELLS = ("account", "status", "sync", "send", "since", "checked", "provider", "failed")
+BLANK = Text()  # a row out of view until it is painted; a Text, so the DataTable parses no markup
 
 STATUS_WIDTH = 21  # "No Service Connection"
 PROTOCOL_WIDTH = 7  # "✗ login"
@@ -170,7 +172,7 @@ class AccountsTable(FittedTable):
             if self.row_count < int(self.scroll_y) + max(self.size.height, FIRST_SCREENFUL):
                 cells = self.cells_for(state, now)
             else:  # out of view: only its account until it is seen (cheaper to make and measure)
-                cells = dict.fromkeys(CELLS, "")
+                cells = dict.fromkeys(CELLS, BLANK)
                 cells["account"] = _AccountCell(state.account)
                 self._unpainted.add(account_id)
             self._cells[account_id] = cells
@@ -196,25 +198,29 @@ class AccountsTable(FittedTable):
         last = min(self.row_count, int(self.scroll_y) + max(self.size.height, 1) + margin)
         return [self.coordinate_to_cell_key((i, 0)).row_key.value for i in range(first, last)]
 
-    def paint_unpainted(self, everywhere: bool = False, margin: int = 0) -> None:
+    def paint_unpainted(self, everywhere: bool = False, margin: int = 0) -> bool:
         """Show the newest state of the rows in view (and `margin` rows around) that have news,
-        or of every row."""
+        or of every row. Whether any cell changed."""
         if not self._unpainted:  # no news held back: a scroll costs nothing here
-            return
+            return False
         ids = list(self._unpainted) if everywhere else self._visible_ids(margin)
-        now, shown = self.app.now(), self.shown_keys
+        now, shown, changed = self.app.now(), self.shown_keys, False
         for account_id in ids:
             if account_id in self._unpainted:
                 self._unpainted.discard(account_id)
-                self._paint(account_id, self.cells_for(self._states[account_id], now), shown)
+                cells = self.cells_for(self._states[account_id], now)
+                changed |= self._paint(account_id, cells, shown)
+        return changed
 
-    def _paint(self, account_id: str, cells: dict[str, object], shown: set[str]) -> None:
-        """Change only the shown cells whose text changed; hidden ones wait for their column."""
+    def _paint(self, account_id: str, cells: dict[str, object], shown: set[str]) -> bool:
+        """Change only the shown cells whose text changed (whether any did); hidden ones wait
+        for their column."""
         old = self._cells[account_id]
         self._cells[account_id] = cells
-        for column in shown:
-            if old[column] != cells[column]:
-                self.update_cell(account_id, column, cells[column])
+        changed = [column for column in shown if old[column] != cells[column]]
+        for column in changed:
+            self.update_cell(account_id, column, cells[column])
+        return bool(changed)
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
@@ -229,9 +235,10 @@ class AccountsTable(FittedTable):
 
     def refresh_ages(self, now: datetime) -> None:
         """Paint the rows in view that have news, and keep their 'since' and 'checked' fresh.
-        Rows a screenful away are painted too: a row scrolled to then has nothing to paint,
-        and its key press re-renders no cell that did not move (any paint re-renders all)."""
-        self.paint_unpainted(margin=self.size.height)
+        Rows near the view are painted too, so a key press that scrolls to one has nothing to
+        paint (any paint re-renders every cell in view): a screenful each way, and when cells
+        in view changed anyway (their re-render is paid for), PAINT_AHEAD rows each way."""
+        changed = self.paint_unpainted(margin=self.size.height)
         shown = self.shown_keys
         short = self._short_checked
         for account_id in self._visible_ids():
@@ -244,6 +251,9 @@ class AccountsTable(FittedTable):
                 if column in shown and cells[column] != value:
                     cells[column] = value
                     self.update_cell(account_id, column, value)
+                    changed = True
+        if changed:
+            self.paint_unpainted(margin=PAINT_AHEAD)
 
     def sort_by_status(self) -> None:
         """What needs attention first, worst first; the cursor stays on the same account."""
