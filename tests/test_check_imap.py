@@ -264,3 +264,42 @@ async def test_sasl_ir_sends_the_login_with_the_command(loopback, password, stat
         assert server.lines[1].split(b" ")[1] == b"EXAMINE"
     else:
         assert result.code == "AUTHENTICATIONFAILED" and "wrong" not in result.detail
+
+
+def injects_before_tls(context):
+    """STARTTLS with a capability line slipped in before the TLS handshake (as a man in the
+    middle could); over TLS the server offers AUTHENTICATE PLAIN."""
+
+    async def handler(reader, writer) -> None:
+        writer.write(b"* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] ready\r\n")
+        while line := await reader.readline():
+            tag, command = line.decode().split()[:2]
+            command = command.upper()
+            if command == "STARTTLS":
+                writer.write(f"* CAPABILITY IMAP4rev1 LOGINDISABLED\r\n{tag} OK go\r\n".encode())
+                await writer.drain()
+                await writer.start_tls(context)
+            elif command == "CAPABILITY":
+                writer.write(f"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n{tag} OK done\r\n".encode())
+            elif command == "AUTHENTICATE":
+                writer.write(b"+ \r\n")
+                await writer.drain()
+                await reader.readline()
+                writer.write(f"{tag} OK logged in\r\n".encode())
+            elif command == "EXAMINE":
+                writer.write(f"* 2 EXISTS\r\n{tag} OK [READ-ONLY] done\r\n".encode())
+            else:
+                writer.write(f"* BYE bye\r\n{tag} OK bye\r\n".encode())
+                await writer.drain()
+                break
+            await writer.drain()
+        writer.close()
+
+    return handler
+
+
+async def test_capabilities_sent_before_starttls_are_asked_again_over_tls(loopback):
+    port = loopback.serve(injects_before_tls(loopback.certs.context()))
+    result = await imap_result(loopback, Endpoint(HOST, port, "starttls"))
+    assert result.status is Status.CONNECTED, result.detail
+    assert result.message_count == 2

@@ -172,6 +172,7 @@ class _Lean:
     untagged_responses: dict[str, list[Any]]
     capabilities: tuple[str, ...]
     _encoding: str  # imaplib's, for the server's text
+    _tls_established: bool  # imaplib's, set by STARTTLS
 
     @property
     def tagpre(self) -> bytes:
@@ -183,7 +184,11 @@ class _Lean:
 
     def _get_capabilities(self) -> None:
         # Most servers list their capabilities in the greeting ([CAPABILITY ...]): use those
-        # rather than ask again, a round trip per check; ask only when the greeting had none.
+        # rather than ask again, a round trip per check; ask when the greeting had none, and
+        # always after STARTTLS (nothing said before TLS is trusted once it is up).
+        if self._tls_established:
+            super()._get_capabilities()  # type: ignore[misc]  # imaplib's; typeshed omits it
+            return
         greeted = self.untagged_responses.pop("CAPABILITY", [None])[-1]
         if not greeted:
             super()._get_capabilities()  # type: ignore[misc]  # imaplib's; typeshed omits it
