@@ -70,6 +70,13 @@ def test_missing_probe_is_the_accounts_problem():
     assert "✗ missing" in text and "sent at 10:02, not arrived after 5 min" in text
 
 
+def test_a_first_missing_probe_says_how_many_more_make_an_alert():
+    trip = RoundTripResult("missing", "sent at 10:02, not arrived after 5 min", NOW)
+    state = judge(connected(), trip, 1, Settings(alert_after=3))
+    assert not state.needs_attention
+    assert "Retrying (1 of 3) before this becomes an alert" in shown(state)
+
+
 def test_opted_in_account_without_a_probe_says_so_and_others_say_nothing():
     opted_in = Account(**{**ACCOUNT.__dict__, "round_trip": RoundTrip()})
     assert "Round trip  … no probe yet" in shown(connected(opted_in))
