@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench screenshots clean
+.PHONY: demo test lint bench bench-floor screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/sweep.py
+
+# Every row of "close to the floor": check's CPU beside the floor, then the first frames and
+# the cursor beside a bare Textual app, each pair measured in the same run.
+bench-floor: $(STAMP)
+	$(BIN)/python bench/floor.py --pairs 3
+	$(BIN)/python bench/tui.py
 
 screenshots: $(STAMP)
 	$(BIN)/python scripts/export_screenshots.py
