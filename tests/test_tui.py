@@ -632,3 +632,23 @@ async def test_demo_shows_its_accounts_checking_before_its_servers_or_certificat
             await until(lambda: status(app, BROKEN_ID) is Status.INVALID_CREDENTIALS)
     finally:
         app.demo.close()
+
+
+async def test_a_typed_password_for_an_account_with_a_password_command_is_refused_in_words(
+    tmp_path, loopback, isolated_user
+):
+    """The command gives the password: a typed one would be dropped at save, and the account
+    would keep failing after a Reconnect that seemed to work."""
+    config = write_accounts(tmp_path / "accounts.toml", loopback, {"cmd": {"password": "wrong"}})
+    before = config.read_text()
+    app = make_app(config)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        await select(pilot, "cmd")
+        await pilot.press("r", *PASSWORD, "f2")
+        form = app.screen
+        await until(lambda: "password command" in text_of(form.query_one("#error-password")))
+        assert "'Password cmd'" in text_of(form.query_one("#error-password"))
+        assert isinstance(app.screen, AccountFormScreen)
+    assert config.read_text() == before
+    assert (SERVICE, "cmd") not in isolated_user.secrets

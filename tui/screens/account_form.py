@@ -432,6 +432,18 @@ class AccountFormScreen(ReportsWorkerFailures, ModalScreen[str | None]):
         if account is None:
             return
         typed = self._typed_secret()
+        if typed and account.password_command:  # saving would drop it, and say nothing
+            self._show_error(
+                ConfigError(
+                    "",
+                    "the password command gives this account's password, so a typed one would "
+                    "not be used.",
+                    "Empty the password, or clear 'Password cmd' (e edits the account) to keep "
+                    "a typed password in the keyring instead.",
+                    key="password",
+                )
+            )
+            return
         tested = self._tested
         if tested and tested[0] == account and tested[1] == typed:
             result = tested[2]
