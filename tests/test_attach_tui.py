@@ -216,3 +216,38 @@ async def test_an_acknowledgement_made_in_another_face_shows_here_at_once(servin
             await until(lambda: "acknowledged: on it" in text_of(detail), 2, what="the ack, here")
     finally:
         await other.close()
+
+
+async def test_edit_snooze_and_history_act_through_the_service(serving, tmp_path):
+    from tui.core.silences import QuietKind
+    from tui.screens.history import HistoryScreen
+
+    from .tui_support import fill
+
+    _, config, servers = serving
+    app = await attached_app(config, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: "attached to service" in title(app), what="attached")
+        await select(pilot, "good")
+        await pilot.press("e")
+        await until(lambda: getattr(app.screen, "mode", "") == "edit", what="the edit form")
+        fill(app.screen, {"email": "renamed@example.com"})
+        await pilot.press("f2")
+        await until(
+            lambda: app.control.state("good").account.email == "renamed@example.com",
+            what="the service's account renamed",
+        )
+        assert 'email = "renamed@example.com"' in config.read_text()
+
+        await pilot.press("h")  # the history the service records
+        await until(lambda: isinstance(app.screen, HistoryScreen), what="the history")
+        await pilot.press("escape")
+
+        servers.imap.login_reply = "NO [AUTHENTICATIONFAILED] Authentication failed."
+        await pilot.press("c")
+        await until(lambda: "1 alert" in title(app), what="the alert")
+        await pilot.press("a", "z")
+        await pilot.click("#quiet-ok")  # the default choice: 4 hours
+        state = app.control.state("good")
+        await until(lambda: app.control.quiet(state) is not None, what="the snooze")
+        assert app.control.quiet(state).kind is QuietKind.SNOOZE
