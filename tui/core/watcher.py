@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -59,6 +60,8 @@ class Watcher:
         self.hooks: HookRunner | None = None
         self.notifier: Notifier | None = None
         self._pruning: asyncio.Task[None] | None = None
+        self._prune_run: asyncio.Future[int] | None = None  # the prune's thread, while it runs
+        self._stop_pruning = threading.Event()
         self._running = False
 
     def _new_monitor(self, config: Config, last_known: dict[str, AccountState]) -> Monitor:
@@ -115,7 +118,7 @@ class Watcher:
         settings = self.config.settings
         listeners: list[Callable[[Event], None]] = []
         if self.history:
-            self._prune()
+            self._stop_pruning = threading.Event()
             self._pruning = asyncio.get_running_loop().create_task(self._keep_pruning())
             self.recorder = Recorder(self.history, self.on_problem)
             listeners.append(self.recorder)
@@ -136,17 +139,28 @@ class Watcher:
         self._running = True
         self.monitor.start()
 
-    def _prune(self) -> None:
+    async def _keep_pruning(self) -> None:
+        """Prune now and every `prune_every`, in a thread: at a large history that takes seconds,
+        which on the event loop would hold up every check and event."""
         assert self.history is not None
+        while True:
+            self._prune_run = asyncio.ensure_future(
+                asyncio.to_thread(
+                    self.history.prune,
+                    self.config.settings.history_days,
+                    utcnow(),
+                    self._stop_pruning,
+                )
+            )
+            await self._pruned(asyncio.shield(self._prune_run))
+            self._prune_run = None
+            await asyncio.sleep(self.prune_every)
+
+    async def _pruned(self, run: asyncio.Future[int]) -> None:
         try:
-            self.history.prune(self.config.settings.history_days, utcnow())
+            await run
         except sqlite3.Error as exc:
             self.on_problem(f"Old history could not be pruned ({exc}); monitoring goes on.")
-
-    async def _keep_pruning(self) -> None:
-        while True:
-            await asyncio.sleep(self.prune_every)
-            self._prune()
 
     def _notifier(self, value: str) -> Notifier | None:
         from .notify import Notifier, NotifyConfigError, load_apprise, notify_config_path
@@ -180,8 +194,13 @@ class Watcher:
         and give the hook and notifications `grace` seconds to finish."""
         self._running = False
         if self._pruning is not None:
+            self._stop_pruning.set()
             self._pruning.cancel()
             self._pruning = None
+        if self._prune_run is not None:
+            # Its batch in progress ends in its thread; the history must not close under it.
+            await self._pruned(self._prune_run)
+            self._prune_run = None
         await self.monitor.close()
         for unsubscribe in self._unsubscribe:
             unsubscribe()
