@@ -171,3 +171,21 @@ def test_the_history_command_says_so_when_the_database_cannot_be_read(tmp_path, 
     assert "Traceback" not in proc.stderr
     assert f"The history database {default_path()} cannot be used" in proc.stderr
     assert "Nothing could be read" in proc.stderr
+
+
+async def test_a_history_another_program_locks_holds_the_news_and_resumes_when_free(tmp_path):
+    history = History(tmp_path / "h.sqlite3")
+    other = sqlite3.connect(history.path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")  # a backup, or sqlite3 in a shell, for longer than 2 s
+    reports: list[str] = []
+    recorder = Recorder(history, reports.append)
+    recorder(stopped("while locked"))
+    await asyncio.sleep(0.01)
+    assert len(reports) == 1, reports
+    assert "is locked by another program" in reports[0] and "resumes" in reports[0]
+    assert "move it aside" not in reports[0]
+    other.execute("COMMIT")
+    recorder(stopped("once free"))
+    await asyncio.sleep(0.01)
+    assert [c.detail for c in history.changes("sales")][-2:] == ["while locked", "once free"]
+    assert len(reports) == 1

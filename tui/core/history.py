@@ -253,6 +253,12 @@ def disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
 
 
+def locked(exc: BaseException) -> bool:
+    """Another program holds the database (a backup, sqlite3 in a shell) past the busy timeout."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 def unusable(path: str, exc: BaseException, consequence: str) -> str:
     """Why the history cannot be written, and what to do. A full disk is not the file's fault:
     moving a good file aside would only lose its history."""
@@ -260,6 +266,11 @@ def unusable(path: str, exc: BaseException, consequence: str) -> str:
         return (
             f"The disk holding the history database {path} is full. {consequence}; history "
             "resumes when space is freed (the file is intact)."
+        )
+    if locked(exc):
+        return (
+            f"The history database {path} is locked by another program. {consequence}; "
+            "history resumes when it lets go (the file is intact)."
         )
     return (
         f"The history database {path} cannot be used ({exc}). {consequence}; the file is left "
@@ -688,16 +699,16 @@ class Recorder:
     """Writes the monitor's news to the history: the events of one turn of the event loop go
     into one transaction, so a burst of changes costs one commit, and a kill -9 loses at most
     the turn being written. A write that fails is reported once through `on_failure`, and
-    monitoring goes on: on a full disk the news is held (bounded) and written when space is
-    freed; any other failure turns history off."""
+    monitoring goes on: on a full disk, or while another program holds the database locked, the
+    news is held (bounded) and written once it can be; any other failure turns history off."""
 
-    MAX_HELD_CHANGES = 10_000  # while the disk is full; the oldest go first
+    MAX_HELD_CHANGES = 10_000  # while held back; the oldest go first
 
     def __init__(self, history: History, on_failure: Callable[[str], None] | None = None):
         self.history = history
         self.on_failure = on_failure
         self.failed = False
-        self.disk_full = False
+        self.held = False  # the last turn was held back (a full disk, a lock): said once
         self._changes: list[Change] = []
         self._states: dict[str, AccountState] = {}
         self._samples: list[Sample] = []
@@ -738,18 +749,18 @@ class Recorder:
             # One transaction for the turn: a kill never keeps a state without its sample.
             self.history.record(changes, list(states.values()), samples, trips)
         except sqlite3.Error as exc:
-            if disk_full(exc):  # held for the next turn (samples are not); newer states win
+            if disk_full(exc) or locked(exc):  # held for the next turn (samples are not)
                 self._changes = (changes + self._changes)[-self.MAX_HELD_CHANGES :]
                 self._states = {**states, **self._states}
                 self._trips = {**trips, **self._trips}
             else:
                 self.failed = True
-            if self.on_failure and not self.disk_full:
+            if self.on_failure and not self.held:
                 self.on_failure(
                     unusable(
                         self.history.path, exc, "History stopped recording; monitoring goes on"
                     )
                 )
-            self.disk_full = disk_full(exc)
+            self.held = disk_full(exc) or locked(exc)
         else:
-            self.disk_full = False
+            self.held = False
