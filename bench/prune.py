@@ -15,10 +15,11 @@ left to delete (what the daily prune costs to find nothing).
 on a loaded 2-core machine:
 - one DELETE on the event loop (before): 10.6 s, the loop stalled 10.5 s; a prune that finds
   nothing reads every row: 0.24 s.
-- batches of 10,000 in a thread, found through samples (config, at): 12.2 s, the loop's worst
-  stall 0.34 s (its write waiting for the batch in progress; 10,000 rows take 0.1-0.2 s here);
-  a prune that finds nothing: 0.00 s. Max RSS 47 MB instead of 30 (the 16 MiB page cache the
-  prune borrows). Building the index on the 3M-row database when it first opens: 2.9 s.
+- batches of 10,000 in a thread, found through samples (config, at): 12-14 s, the loop's worst
+  stall 0.34-0.42 s (its write waiting for the batch in progress; 10,000 rows take 0.1-0.2 s,
+  at worst 0.5 s, here); a prune that finds nothing: 0.00 s. Max RSS 39 MB instead of 30 (the
+  8 MiB page cache the prune borrows). Building the index on the 3M-row database when it first
+  opens: 2.8 s.
 """
 
 from __future__ import annotations
