@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import timedelta
 
 import keyring
 import pytest
 from keyring.backends import fail
+from textual import events
 
 from tui.app import make_app
 from tui.core.config import default_path
@@ -195,6 +198,40 @@ async def test_rows_out_of_view_show_their_news_once_scrolled_to(tmp_path, loopb
         table = app.screen.query_one("#accounts")
         in_view = range(int(table.scroll_y), int(table.scroll_y) + table.size.height - 1)
         assert {cell(pilot, f"a{i:02}") for i in in_view} == {"Invalid Credentials"}
+
+
+async def test_rows_and_news_held_back_by_a_held_key_are_all_shown_once_it_is_let_go(
+    tmp_path, loopback, isolated_user
+):
+    """While a key is held down during the first results, rows are added only as the cursor
+    needs them and news waits; once the key is let go (nothing else pressed) every account
+    has its row, in the config's order, showing its newest state."""
+    ids = [f"a{i:04}" for i in range(1000)]
+    path = write_accounts(tmp_path / "accounts.toml", loopback, dict.fromkeys(ids, {}))
+    app = make_app(path)  # no password stored for any: Invalid Credentials, fast
+    async with app.run_test(size=(100, 24)) as pilot:
+        table = app.screen.query_one("#accounts")
+        states = app.control.states().values
+        deadline, let_go = time.monotonic() + 20, None
+        while time.monotonic() < (let_go or deadline):  # Down, auto-repeated as a terminal
+            app.post_message(events.Key("down", None))  # sends it, until every result is in
+            await asyncio.sleep(1 / 30)
+            if let_go is None and all(s.status != Status.CHECKING for s in states()):
+                let_go = time.monotonic() + 0.3  # and a little after, for the last news
+        assert all(s.status != Status.CHECKING for s in states()), "the first checks never ended"
+        assert table.row_count < len(ids), "every row was added while the key was held"
+        await until(lambda: table.row_count == len(ids), timeout=2, what="every row")
+        assert [table.coordinate_to_cell_key((r, 0)).row_key.value for r in range(len(ids))] == ids
+        top = int(table.scroll_y)
+        in_view = ids[top : top + table.size.height - 1]
+        await until(
+            lambda: {cell(pilot, i) for i in in_view} == {"Invalid Credentials"},
+            timeout=2,
+            what="the rows in view to show their news",
+        )
+        await pilot.press("end")
+        await pilot.pause()
+        assert cell(pilot, ids[-1]) == "Invalid Credentials"
 
 
 async def test_sort_puts_what_needs_attention_first_and_keeps_the_selection(pilot, app):

@@ -18,7 +18,6 @@ from ..widgets.title_bar import TitleBar
 from ..workers import ReportsWorkerFailures
 
 FIRST_ROWS = 30  # at least a screenful
-ROWS_PER_FRAME = 250
 
 WELCOME = (
     "[b]No accounts yet.[/b]\n\n"
@@ -123,26 +122,18 @@ class ConnectedEmailsScreen(ReportsWorkerFailures, Screen):
         self.welcome = self.query_one("#welcome")
         self.title_bar = self.query_one(TitleBar)
         self.watch(self.app, "sub_title", self.title_bar.show)
-        # A screenful now, the rest after the first frame: measuring a thousand rows' cells
-        # would otherwise hold the first frame back by a third of a second.
+        # A screenful now, the rest after the first frame, a chunk a frame, and held back while
+        # keys are pressed: a thousand rows at once would hold back the first frame and the keys.
         states = list(self.control.states().values())
         screenful = max(FIRST_ROWS, self.app.size.height)
         first, rest = states[:screenful], states[screenful:]
         self.accounts_updated(first)
-        if rest:
-            self.call_after_refresh(self._add_rows, rest)
+        self.table.fill(rest)
         self._banner: Text | None = None
         self.show_banner()
         self._show_welcome()
         self._show_detail()
         self.set_interval(1, self.tick)
-
-    def _add_rows(self, states: list[AccountState]) -> None:
-        chunk, rest = states[:ROWS_PER_FRAME], states[ROWS_PER_FRAME:]
-        current = self.control.states()
-        self.accounts_updated([current[s.account.id] for s in chunk if s.account.id in current])
-        if rest:
-            self.call_after_refresh(self._add_rows, rest)
 
     def show_banner(self) -> None:
         """The demo's hint while it applies, and the app's own problems; repainted only when
@@ -206,7 +197,7 @@ class ConnectedEmailsScreen(ReportsWorkerFailures, Screen):
         state = self.control.state(account_id)
         if state is not None:
             self.accounts_updated([state])
-            self.table.move_cursor(row=self.table.get_row_index(account_id))
+            self.table.move_cursor(row=self.table.index_of(account_id))
 
     # --- actions on the selected account ---------------------------------------------------------
 

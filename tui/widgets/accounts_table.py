@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import datetime
+from itertools import islice
 
 from rich.text import Text
+from textual import events
 from textual.binding import Binding
+from textual.timer import Timer
 
 from ..core.models import Account, AccountState
 from ..core.status import STATUS_INFO
@@ -15,6 +20,10 @@ from .fitted_table import PADDING, Column, FittedTable
 REPAINT_EVERY = 0.5  # seconds between repaints of changed rows
 PAINT_AHEAD = 60  # rows each way of the view painted when a repaint re-renders the view anyway
 FIRST_SCREENFUL = 30  # rows made in full before the table knows its height
+ROWS_PER_FRAME = 250  # rows added a frame while the table fills
+# While keys are being pressed (one in the last KEYS_FIRST seconds) the fill and the repaint wait:
+# each re-renders every cell in view, which a press would wait behind. News is kept meanwhile.
+KEYS_FIRST = 0.15
 CELLS = ("account", "status", "sync", "send", "since", "checked", "provider", "failed")
 BLANK = Text()  # a row out of view until it is painted; a Text, so the DataTable parses no markup
 
@@ -119,9 +128,38 @@ class AccountsTable(FittedTable):
         self._unpainted: set[str] = set()
         self._account_want = len("Account")
         self._provider_want = len("Provider")
+        self._queued: dict[str, AccountState] = {}  # accounts waiting for their row, in order
+        self._key_at = -KEYS_FIRST  # time.monotonic() of the last key pressed here
+        self._after_keys: dict[Callable[[], None], None] = {}  # what waits for the keys to pause
+        self._keys_timer: Timer | None = None
 
     def on_mount(self) -> None:
         self.set_interval(REPAINT_EVERY, self.repaint)
+
+    def on_key(self, event: events.Key) -> None:
+        self._key_at = time.monotonic()
+
+    @property
+    def _until_keys_pause(self) -> float:
+        """How long until the keys count as paused (0 when they are)."""
+        return max(self._key_at + KEYS_FIRST - time.monotonic(), 0)
+
+    def wait_for_keys(self, then: Callable[[], None]) -> bool:
+        """Whether keys are being pressed; if so, `then` is called once they pause (once,
+        however often it was asked)."""
+        wait = self._until_keys_pause
+        if not wait:
+            return False
+        self._after_keys[then] = None
+        if self._keys_timer is None:
+            self._keys_timer = self.set_timer(wait, self._keys_paused)
+        return True
+
+    def _keys_paused(self) -> None:
+        self._keys_timer = None
+        waiting, self._after_keys = self._after_keys, {}
+        for then in waiting:  # each asks again: a key may have come meanwhile
+            then()
 
     def fit(self, width: int) -> list[Column]:
         return plan_columns(width, self._account_want, self._provider_want)
@@ -137,7 +175,8 @@ class AccountsTable(FittedTable):
         return "checked" in self.columns and self.columns["checked"].width < CHECKED.width
 
     def repaint(self) -> None:
-        self.refresh_ages(self.app.now())
+        if not self.wait_for_keys(self.repaint):
+            self.refresh_ages(self.app.now())
 
     @property
     def selected_id(self) -> str | None:
@@ -163,9 +202,40 @@ class AccountsTable(FittedTable):
         for state in states:
             self.upsert(state, now)
 
+    def fill(self, states: list[AccountState]) -> None:
+        """Add these accounts' rows after the next frame, ROWS_PER_FRAME a frame, in this
+        order; news for one that waits its turn only replaces the state it will be shown in."""
+        idle = not self._queued
+        self._queued.update((state.account.id, state) for state in states)
+        if idle and self._queued:
+            self.call_after_refresh(self._add_queued)
+
+    def _add_queued(self) -> None:
+        # While keys are pressed, rows are added only when the cursor nears the last one, and
+        # a few at a time, so a held Down goes on but each press waits behind as little as can be.
+        ahead = 2 * max(self.size.height, FIRST_SCREENFUL)
+        near_end = self.cursor_row >= self.row_count - ahead
+        if not near_end and self.wait_for_keys(self._add_queued):
+            return
+        count = ahead if self._until_keys_pause else ROWS_PER_FRAME
+        now = self.app.now()
+        for account_id in [*islice(self._queued, count)]:
+            self.upsert(self._queued.pop(account_id), now)
+        if self._queued:
+            self.call_after_refresh(self._add_queued)
+
+    def index_of(self, account_id: str) -> int:
+        """The account's row, added now if it was waiting its turn."""
+        if account_id in self._queued:
+            self.upsert(self._queued.pop(account_id), self.app.now())
+        return self.get_row_index(account_id)
+
     def upsert(self, state: AccountState, now: datetime) -> None:
         """Add the account's row, or note that it has news to paint (O(1): no cell is made)."""
         account_id = state.account.id
+        if account_id in self._queued:
+            self._queued[account_id] = state
+            return
         old = self._states.get(account_id)
         self._states[account_id] = state
         if old is None:
@@ -227,6 +297,7 @@ class AccountsTable(FittedTable):
         self.paint_unpainted()
 
     def remove_account(self, account_id: str) -> None:
+        self._queued.pop(account_id, None)
         if account_id in self._cells:
             self.remove_row(account_id)
             del self._cells[account_id]
