@@ -234,6 +234,18 @@ async def test_rows_and_news_held_back_by_a_held_key_are_all_shown_once_it_is_le
         assert cell(pilot, ids[-1]) == "Invalid Credentials"
 
 
+async def test_the_footer_shows_keys_changed_while_the_app_runs(pilot, app):
+    footer = app.screen.query_one("Footer")
+    await until(lambda: "Reconnect" in text_of_footer(footer), what="the footer's keys")
+    assert "r Reconnect" in text_of_footer(footer)
+    app.set_keymap({"reconnect": "f5"})
+    await until(lambda: "f5 Reconnect" in text_of_footer(footer), what="the new key shown")
+
+
+def text_of_footer(footer) -> str:
+    return " ".join(f"{key.key_display} {key.description}" for key in footer.query("FooterKey"))
+
+
 async def test_sort_puts_what_needs_attention_first_and_keeps_the_selection(pilot, app):
     table = app.screen.query_one("#accounts")
     await select(pilot, "good")

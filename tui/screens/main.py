@@ -8,12 +8,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from ..core.models import AccountState
 from ..core.status import Status
 from ..widgets.account_detail import AccountDetail
 from ..widgets.accounts_table import AccountsTable
+from ..widgets.footer import SteadyFooter
 from ..widgets.title_bar import TitleBar
 from ..workers import ReportsWorkerFailures
 
@@ -111,7 +112,7 @@ class ConnectedEmailsScreen(ReportsWorkerFailures, Screen):
             yield Static(WELCOME, id="welcome")
             yield AccountsTable(id="accounts")
             yield AccountDetail(id="detail")
-        yield Footer()
+        yield SteadyFooter()
 
     def on_mount(self) -> None:
         self.control = self.app.control

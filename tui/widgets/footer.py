@@ -1,0 +1,28 @@
+"""Textual's Footer, rebuilt only when what it shows changes."""
+
+from __future__ import annotations
+
+from textual.screen import Screen
+from textual.widgets import Footer
+
+
+class SteadyFooter(Footer):
+    """Textual's Footer removes and mounts all its keys whenever the screen's bindings are
+    refreshed, changed or not: three times in the first 150 ms after the first frame, just as
+    the first results and the first key presses arrive. This one skips a refresh that would
+    show the same keys."""
+
+    _shown: tuple | None = None
+
+    def bindings_changed(self, screen: Screen) -> None:
+        app = self.app
+        shown = tuple(
+            (key, binding, enabled, tooltip, app.get_key_display(binding))
+            for key, (_, binding, enabled, tooltip) in screen.active_bindings.items()
+            if binding.show or key == app.COMMAND_PALETTE_BINDING
+        )
+        if shown == self._shown:
+            return
+        super().bindings_changed(screen)
+        rebuilt = app.app_focus and self.is_attached and screen is self.screen  # as Footer does
+        self._shown = shown if rebuilt else None
