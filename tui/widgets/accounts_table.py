@@ -294,7 +294,10 @@ class AccountsTable(FittedTable):
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
-        self.paint_unpainted()
+        if self._unpainted and not self._unpainted.isdisjoint(self._visible_ids()):
+            # The view is re-rendered for this paint anyway: the rows around it are painted
+            # too, so the next presses (while keys hold the repaint back) scroll onto painted rows.
+            self.paint_unpainted(margin=PAINT_AHEAD)
 
     def remove_account(self, account_id: str) -> None:
         self._queued.pop(account_id, None)
