@@ -234,6 +234,21 @@ async def test_rows_and_news_held_back_by_a_held_key_are_all_shown_once_it_is_le
         assert cell(pilot, ids[-1]) == "Invalid Credentials"
 
 
+async def test_sorting_while_rows_wait_their_turn_sorts_every_row(
+    tmp_path, loopback, isolated_user
+):
+    ids = [f"a{i:04}" for i in range(1000)]
+    stopped = {"stopped": True}  # no checks: every status stays as it is
+    path = write_accounts(tmp_path / "accounts.toml", loopback, dict.fromkeys(ids[::-1], stopped))
+    app = make_app(path)
+    async with app.run_test(size=(100, 24)) as pilot:
+        table = app.screen.query_one("#accounts")
+        assert table.row_count < len(ids)  # the first screenful; the rest wait their turn
+        await pilot.press("o")  # by status: all stopped alike, so by address, every row
+        assert table.row_count == len(ids)
+        assert [table.coordinate_to_cell_key((r, 0)).row_key.value for r in range(len(ids))] == ids
+
+
 async def test_the_footer_shows_keys_changed_while_the_app_runs(pilot, app):
     footer = app.screen.query_one("Footer")
     await until(lambda: "Reconnect" in text_of_footer(footer), what="the footer's keys")

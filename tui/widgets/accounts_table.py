@@ -340,6 +340,9 @@ class AccountsTable(FittedTable):
 
     def _sort(self, order) -> None:
         selected = self.selected_id
+        now = self.app.now()
+        for account_id in [*self._queued]:  # rows still waiting their turn are sorted too
+            self.upsert(self._queued.pop(account_id), now)
         states = self._states
         self.sort("account", key=lambda cell: order(states[cell.account_id]))
         if selected:
