@@ -203,7 +203,7 @@ def _live_processes(marker: str) -> list[int]:
     return found
 
 
-def test_a_command_that_never_ends_is_killed_with_all_it_started(tmp_path):
+async def test_a_command_that_never_ends_is_killed_with_all_it_started(tmp_path):
     pid_file = tmp_path / "pid"
     marker = f"300.{os.getpid()}"  # a sleep no other test starts
     command = f"echo $$ > {pid_file}; sleep {marker} & sleep {marker} & sleep {marker}"
@@ -211,7 +211,8 @@ def test_a_command_that_never_ends_is_killed_with_all_it_started(tmp_path):
     with pytest.raises(CredentialError) as caught:
         run_secret_command(command, 0.5)
     assert time.monotonic() - start < 1.0
-    assert _live_processes(marker) == []
+    # Killed: on a loaded machine the kernel may take a moment to end each of them.
+    await until(lambda: _live_processes(marker) == [], 2, what="every process it started ended")
     # It ran in a session of its own: killing that group cannot touch ours.
     assert os.getsid(0) != int(pid_file.read_text())
     assert "did not finish within 0.5 s and was stopped" in str(caught.value)
