@@ -151,8 +151,9 @@ def test_in_a_real_terminal_the_app_attaches_and_logs_in_nowhere(serving, runtim
     tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", command)
     try:
         screen = screen_until(session, f"attached to service (pid {service.proc.pid})")
-        screen = screen_until(session, "Connected")
-        assert "alice@example.com" in screen
+        screen = screen_until(session, "✓ ok")  # a passed side; "Connected" is also the title's
+        row = next(line for line in screen.splitlines() if "alice@example.com" in line)
+        assert "Connected" in row and row.count("✓ ok") == 2, row
         assert servers.logins() == before
         tmux("send-keys", "-t", session, "q")
         screen_until(session, "EXITED=0")
