@@ -29,13 +29,18 @@ def startup_summary(alerts: int) -> str | None:
     return f"{plural(alerts, 'email connection')} {verb} attention. Press a to see them."
 
 
+def _some(emails: list[str]) -> str:
+    """'a, b, c and 4 more': at most three addresses, so a toast stays one short sentence."""
+    more = f" and {len(emails) - 3} more" if len(emails) > 3 else ""
+    return ", ".join(emails[:3]) + more
+
+
 def alerts_sentence(alerts: list[AccountState]) -> str:
     if len(alerts) == 1:
         state = alerts[0]
         return f"{state.account.email}: {state.status.label}. {state.detail}"
-    names = ", ".join(s.account.email for s in alerts[:3])
-    more = f" and {len(alerts) - 3} more" if len(alerts) > 3 else ""
-    return f"{len(alerts)} new alerts: {names}{more}. Press a to see them."
+    names = _some([s.account.email for s in alerts])
+    return f"{len(alerts)} new alerts: {names}. Press a to see them."
 
 
 def recovered_sentence(recovered: list[tuple[AccountState, datetime]]) -> str:
@@ -43,19 +48,16 @@ def recovered_sentence(recovered: list[tuple[AccountState, datetime]]) -> str:
         state, down_since = recovered[0]
         down_for = duration((state.since - down_since).total_seconds())
         return f"{state.account.email} is Connected again after {down_for}."
-    names = ", ".join(s.account.email for s, _ in recovered[:3])
-    more = f" and {len(recovered) - 3} more" if len(recovered) > 3 else ""
-    return f"{names}{more} are Connected again."
+    return f"{_some([s.account.email for s, _ in recovered])} are Connected again."
 
 
 def sign_ins_ending_sentence(states: list[AccountState]) -> str:
     if len(states) == 1:
         state = states[0]
         return f"{state.account.email}: {state.result.token_warning}."
-    names = ", ".join(s.account.email for s in states[:3])
-    more = f" and {len(states) - 3} more" if len(states) > 3 else ""
+    names = _some([s.account.email for s in states])
     return (
-        f"{len(states)} sign-ins end soon: {names}{more}. Reconnect each (r) to sign in again "
+        f"{len(states)} sign-ins end soon: {names}. Reconnect each (r) to sign in again "
         f"before then."
     )
 
