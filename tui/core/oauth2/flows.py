@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -137,8 +137,7 @@ class LoopbackFlow:
     ):
         self.settings, self.timeout = settings, timeout
         self._answers: queue.Queue[str] = queue.Queue()
-        self._server = HTTPServer(("127.0.0.1", port), _listener(self._answers))
-        self._server.timeout = 1
+        self._server = _Listener(("127.0.0.1", port), _listener(self._answers))
         self.port = self._server.server_address[1]
         self.redirect_uri = f"http://127.0.0.1:{self.port}/"
         self._verifier = generate_token(64)  # 64 characters: RFC 7636 allows 43 to 128
@@ -240,8 +239,18 @@ class LoopbackFlow:
         self._server.server_close()
 
 
+class _Listener(ThreadingHTTPServer):
+    """A thread per connection, none waited for at close: a port scan or a browser's idle
+    pre-connect must neither hold back the real redirect nor the end of the sign-in."""
+
+    daemon_threads = True
+    block_on_close = False
+
+
 def _listener(answers: queue.Queue[str]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = 10  # seconds a connection may take to send its request
+
         def log_message(
             self, format: str, *args: Any
         ) -> None:  # the code in the query must not reach a log
