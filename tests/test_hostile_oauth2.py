@@ -6,6 +6,10 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import urllib.request
+from urllib.error import HTTPError
+
+import pytest
 
 from tui.core.oauth2.flows import LoopbackFlow
 
@@ -39,3 +43,21 @@ def test_a_connection_that_never_speaks_does_not_block_the_browsers_redirect(ser
     assert time.monotonic() - started < 4
     assert landed and "Sign-in received" in landed[0]
     assert isinstance(outcome[0], dict) and outcome[0]["refresh_token"] in server.refresh_tokens
+
+
+def test_a_stale_tab_or_a_forged_decline_at_the_listener_does_not_end_the_sign_in(server):
+    """Another sign-in's redirect (a second browser, an old tab) or a page that makes the browser
+    load 127.0.0.1:PORT/?error=access_denied is not this sign-in's answer: it is turned away and
+    the real redirect still signs in, with no paste handler to forgive it (the CLI has none)."""
+    earlier = LoopbackFlow(settings(server, flow="loopback"), None, 5)
+    stale = browser_visit(earlier.url, follow=False)
+    earlier.close()
+    flow = LoopbackFlow(settings(server, flow="loopback"), None, 5)
+    for query in (stale.partition("?")[2], "error=access_denied", "error=access_denied&state=x"):
+        with pytest.raises(HTTPError) as refused:
+            urllib.request.urlopen(f"{flow.redirect_uri}?{query}", timeout=5)
+        assert refused.value.code == 400
+        assert "not the answer to the sign-in in progress" in refused.value.read().decode()
+    assert "Sign-in received" in browser_visit(flow.url, follow=True)
+    token = flow.wait(threading.Event(), 5)
+    assert token["refresh_token"] in server.refresh_tokens

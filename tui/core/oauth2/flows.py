@@ -137,7 +137,8 @@ class LoopbackFlow:
     ):
         self.settings, self.timeout = settings, timeout
         self._answers: queue.Queue[str] = queue.Queue()
-        self._server = _Listener(("127.0.0.1", port), _listener(self._answers))
+        self._state = ""
+        self._server = _Listener(("127.0.0.1", port), _listener(self._answers, lambda: self._state))
         self.port = self._server.server_address[1]
         self.redirect_uri = f"http://127.0.0.1:{self.port}/"
         self._verifier = generate_token(64)  # 64 characters: RFC 7636 allows 43 to 128
@@ -247,7 +248,7 @@ class _Listener(ThreadingHTTPServer):
     block_on_close = False
 
 
-def _listener(answers: queue.Queue[str]) -> type[BaseHTTPRequestHandler]:
+def _listener(answers: queue.Queue[str], state: Callable[[], str]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         timeout = 10  # seconds a connection may take to send its request
 
@@ -262,9 +263,22 @@ def _listener(answers: queue.Queue[str]) -> type[BaseHTTPRequestHandler]:
                 self.send_response(404)
                 self.end_headers()
                 return
+            if query.get("state") != [state()]:
+                # Another sign-in's redirect (an old tab), or a page forging a decline: turned
+                # away here, so it cannot end the sign-in the user is going through.
+                self._answer(
+                    400,
+                    b"This is not the answer to the sign-in in progress; finish "
+                    b"the sign-in in the tab that Connected Emails opened.\n",
+                )
+                return
             answers.put(f"http://127.0.0.1{self.path}")
-            body = b"Sign-in received: return to Connected Emails. You can close this tab.\n"
-            self.send_response(200)
+            self._answer(
+                200, b"Sign-in received: return to Connected Emails. You can close this tab.\n"
+            )
+
+        def _answer(self, code: int, body: bytes) -> None:
+            self.send_response(code)
             self.send_header("Content-Type", "text/plain; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
