@@ -11,9 +11,12 @@ from urllib.error import HTTPError
 
 import pytest
 
+from tui.core.check import check_account
 from tui.core.oauth2.flows import LoopbackFlow
+from tui.core.status import Status
 
 from .test_oauth2_flows import browser_visit, settings
+from .test_oauth2_tokens import refreshing
 
 
 def test_a_connection_that_never_speaks_does_not_block_the_browsers_redirect(server):
@@ -61,3 +64,16 @@ def test_a_stale_tab_or_a_forged_decline_at_the_listener_does_not_end_the_sign_i
     assert "Sign-in received" in browser_visit(flow.url, follow=True)
     token = flow.wait(threading.Event(), 5)
     assert token["refresh_token"] in server.refresh_tokens
+
+
+@pytest.mark.parametrize("lifetime", [10**300, 1e12, float("inf")])
+async def test_a_refresh_token_lifetime_past_the_calendar_is_no_lifetime_not_a_crash(
+    loopback, server, lifetime
+):
+    """refresh_token_expires_in is the server's number: one no date can hold (or Infinity, which
+    Python's JSON reads) must not end the check, or `check` with every other account in it."""
+    account, credentials, _ = refreshing(loopback, server)
+    server.refresh_token_expires_in = lifetime
+    result = await check_account(account, 5, credentials=credentials)
+    assert result.status is Status.CONNECTED
+    assert credentials.oauth2.forecast(account) is None  # no limit known, none made up
