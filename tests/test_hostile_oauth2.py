@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 import urllib.request
+from dataclasses import replace
 from urllib.error import HTTPError
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from tui.core.check import check_account
 from tui.core.oauth2.flows import LoopbackFlow
 from tui.core.status import Status
+from tui.demo.servers import fault
 
 from .test_oauth2_flows import browser_visit, settings
 from .test_oauth2_tokens import refreshing
@@ -77,3 +79,20 @@ async def test_a_refresh_token_lifetime_past_the_calendar_is_no_lifetime_not_a_c
     result = await check_account(account, 5, credentials=credentials)
     assert result.status is Status.CONNECTED
     assert credentials.oauth2.forecast(account) is None  # no limit known, none made up
+
+
+async def test_a_token_endpoint_that_drips_its_answer_is_cut_at_the_deadline(loopback, server):
+    """A byte a second never trips a read timeout: the whole exchange has the check's deadline.
+    It is the endpoint's fault (No Service Connection, not a local problem), and the refresh it
+    held up does not hold the next check up too."""
+    account, credentials, _ = refreshing(loopback, server, 2)
+    dripping = f"http://127.0.0.1:{loopback.serve(fault('drip', b'HTTP/1.1 200 OK'))}/token"
+    account = replace(account, oauth2=replace(account.oauth2, token_endpoint=dripping))
+    for _ in range(2):
+        started = time.monotonic()
+        result = await check_account(account, 2, credentials=credentials)
+        assert time.monotonic() - started < 3
+        assert result.status is Status.NO_SERVICE_CONNECTION, result.imap.detail
+        assert (
+            "the token endpoint 127.0.0.1 could not be reached (ReadTimeout)" in result.imap.detail
+        )
