@@ -17,7 +17,7 @@ from tui.core.oauth2.flows import LoopbackFlow
 from tui.core.status import Status
 from tui.demo.servers import fault
 
-from .test_oauth2_flows import browser_visit, settings
+from .test_oauth2_flows import browser_visit, run_device, settings
 from .test_oauth2_tokens import refreshing
 
 
@@ -96,3 +96,14 @@ async def test_a_token_endpoint_that_drips_its_answer_is_cut_at_the_deadline(loo
         assert (
             "the token endpoint 127.0.0.1 could not be reached (ReadTimeout)" in result.imap.detail
         )
+
+
+def test_a_device_code_with_an_absurd_interval_is_still_polled_every_minute(server):
+    """interval = 86400 with a 15-minute code would mean one poll, as the code dies: a user who
+    signed in at once would be told the code expired. Polls stay at most a minute apart."""
+    server.interval = 86400
+    server.device_script = ["authorization_pending", "slow_down"]
+    waits: list[float] = []
+    _, token = run_device(server, waits)
+    assert token["refresh_token"] in server.refresh_tokens
+    assert waits == [60, 60, 60]

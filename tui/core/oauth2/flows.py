@@ -26,6 +26,9 @@ from .settings import OAuth2Settings
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 MAX_WAIT = 30 * 60  # no sign-in waits longer than this, whatever the server allows
 SLOW_DOWN = 5  # RFC 8628 §3.5: seconds added to the interval on each slow_down
+# A server's interval past this would leave a user who has signed in waiting for nothing (at
+# worst told the code expired): polls stay at most a minute apart whatever it asks.
+MAX_INTERVAL = 60
 
 
 class Cancelled(CredentialError):
@@ -78,7 +81,7 @@ class DeviceFlow:
             clean(str(uri), limit=300),
             clean(str(body["user_code"]), limit=40),
             min(_number(body.get("expires_in"), 900), MAX_WAIT),
-            max(_number(body.get("interval"), 5), 1),
+            min(max(_number(body.get("interval"), 5), 1), MAX_INTERVAL),
             clean(str(body.get("message", "")), limit=300),
         )
         return self.code
@@ -115,7 +118,7 @@ class DeviceFlow:
                 if exc.error == "authorization_pending":
                     continue
                 if exc.error == "slow_down":
-                    interval += SLOW_DOWN
+                    interval = min(interval + SLOW_DOWN, MAX_INTERVAL)
                     continue
                 raise
 
