@@ -3,17 +3,24 @@ listener on 127.0.0.1, the token endpoint's timing and the numbers in its answer
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 import urllib.request
 from dataclasses import replace
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.error import HTTPError
+from urllib.parse import quote, quote_plus
 
 import pytest
 
 from tui.core.check import check_account
+from tui.core.credentials import Secret
 from tui.core.oauth2.flows import LoopbackFlow
+from tui.core.oauth2.store import TokenRecord, TokenStore
+from tui.core.oauth2.tokens import client_secret_user
 from tui.core.status import Status
 from tui.demo.servers import fault
 
@@ -107,3 +114,47 @@ def test_a_device_code_with_an_absurd_interval_is_still_polled_every_minute(serv
     _, token = run_device(server, waits)
     assert token["refresh_token"] in server.refresh_tokens
     assert waits == [60, 60, 60]
+
+
+class _RawEcho(BaseHTTPRequestHandler):
+    """A careless token endpoint: its error quotes the request body as it came, form-encoded."""
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        answer = json.dumps(
+            {"error": "invalid_request", "error_description": f"cannot parse: {body}"}
+        ).encode()
+        self.send_response(400)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+async def test_a_token_endpoint_quoting_the_form_encoded_request_leaks_no_secret(loopback, server):
+    """Google's refresh tokens start "1//" and client secrets may hold "+" or "/": on the wire
+    they are percent-encoded, and that is how a server quoting its request gives them back."""
+    refresh, client_secret = "1//0gAbC+dEf/GhIjK=", "cs+MARKER/9z"
+    echo = ThreadingHTTPServer(("127.0.0.1", 0), _RawEcho)
+    threading.Thread(target=echo.serve_forever, args=(0.1,), daemon=True).start()
+    try:
+        account, credentials, _ = refreshing(loopback, server)
+        endpoint = f"http://127.0.0.1:{echo.server_address[1]}/token"
+        account = replace(account, oauth2=replace(account.oauth2, token_endpoint=endpoint))
+        now = datetime.now(UTC)
+        TokenStore(account.id, "file", credentials.store).save(
+            TokenRecord(Secret(refresh), now, now, now)
+        )
+        credentials.store.set(client_secret_user(account.id), Secret(client_secret))
+        result = await check_account(account, 5, credentials=credentials)
+    finally:
+        echo.shutdown()
+        echo.server_close()
+    detail = result.imap.detail
+    assert "cannot parse: grant_type=refresh_token" in detail  # the echo was shown, redacted
+    for secret in (refresh, client_secret):
+        for form in (secret, quote(secret, safe=""), quote_plus(secret)):
+            assert form not in detail
