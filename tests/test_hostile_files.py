@@ -23,3 +23,16 @@ def test_a_trailing_newline_does_not_pass_for_a_slug_or_a_host(tmp_path, old, ne
     with pytest.raises(cfg.ConfigError) as caught:
         cfg.load(write(tmp_path, GOOD.replace(old, new)))
     assert words in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "host", ["a" * 1_000_000, "x" * 64 + ".example.com", "imap..example.com"], ids=len
+)
+def test_a_host_no_resolver_takes_is_refused_by_the_file_in_a_short_sentence(tmp_path, host):
+    """Past 253 characters, a label past 63 or an empty one, the resolver raised UnicodeError,
+    shown as 'unexpected failure while waiting for the greeting: UnicodeError' on every check;
+    and the file's own error quoted a 1 MB line back whole."""
+    with pytest.raises(cfg.ConfigError) as caught:
+        cfg.load(write(tmp_path, GOOD.replace("imap.example.com", host)))
+    assert "imap.host" in str(caught.value) and "is not a host name" in str(caught.value)
+    assert len(str(caught.value)) < 1000

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 ENV_VAR = "CONNECTED_EMAILS_CONFIG"
 ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")  # fullmatch: `$` passes a final newline
-HOST_PATTERN = re.compile(r"[A-Za-z0-9._:-]+")
+# What a resolver takes: at most 253 characters, in labels of 1 to 63 (IPv6 is one label).
+HOST_PATTERN = re.compile(r"(?=.{1,253}\.?\Z)[A-Za-z0-9_:-]{1,63}(?:\.[A-Za-z0-9_:-]{1,63})*\.?")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
 
 SETTINGS_KEYS = {
@@ -638,8 +639,9 @@ def _endpoint(table: object, preset: Endpoint | None, proto: str, fail: Fail) ->
     port = table.get("port", preset.port if preset else None)
     security = table.get("security", preset.security if preset else "tls")
     if not isinstance(host, str) or not host or not HOST_PATTERN.fullmatch(host):
+        shown = host[:80] + "…" if isinstance(host, str) and len(host) > 80 else host
         fail(
-            f"{proto}.host {host!r} is not a host name.",
+            f"{proto}.host {shown!r} is not a host name.",
             "Use a name such as imap.example.com or an IP address.",
             proto,
             f"{proto}.host",
