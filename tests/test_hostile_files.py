@@ -6,6 +6,10 @@ from __future__ import annotations
 import pytest
 
 from tui.core import config as cfg
+from tui.core.check import check_account
+from tui.core.credentials import Credentials, MemoryStore
+from tui.core.models import Endpoint
+from tui.demo.servers import HOST
 
 from .test_config import GOOD, write
 
@@ -36,3 +40,31 @@ def test_a_host_no_resolver_takes_is_refused_by_the_file_in_a_short_sentence(tmp
         cfg.load(write(tmp_path, GOOD.replace("imap.example.com", host)))
     assert "imap.host" in str(caught.value) and "is not a host name" in str(caught.value)
     assert len(str(caught.value)) < 1000
+
+
+@pytest.mark.parametrize(
+    "command, words",
+    [
+        ("printf '\\377\\376pw\\n'", "printed bytes that are not UTF-8 text"),
+        ("printf '\\033[1;31mpw\\033[0m\\n'", "printed a control character (a colour code, say)"),
+    ],
+    ids=["binary", "coloured"],
+)
+async def test_a_password_command_printing_no_plain_text_spends_no_login(loopback, command, words):
+    """What it printed is not a password anyone typed: sent, it is one more failed login toward
+    the provider's lockout, shown as Invalid Credentials with no hint of the cause."""
+    connections: list[int] = []
+
+    async def count(reader, writer):
+        connections.append(1)
+        writer.close()
+
+    port = loopback.serve(count)
+    account = loopback.account(
+        imap=Endpoint(HOST, port, "none"),
+        smtp=Endpoint(HOST, port, "none"),
+        password_command=command,
+    )
+    result = await check_account(account, 5, credentials=Credentials(MemoryStore()))
+    assert not result.imap.reached_server and connections == []
+    assert f"not checked: password_command {words}" in result.imap.detail

@@ -10,6 +10,7 @@ import asyncio
 import atexit
 import os
 import queue
+import re
 import selectors
 import signal
 import subprocess
@@ -269,6 +270,7 @@ def _first_line(exc: BaseException) -> str:
 SECRET_LIMIT = 4 * 1024
 TOKEN_LIMIT = 64 * 1024
 STDERR_KEPT = 4 * 1024  # enough for the first line of the command's complaint
+_PRINTED_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # a tab may be in a password
 
 
 def run_secret_command(command: str, timeout: float, what: str = "password_command") -> Secret:
@@ -315,11 +317,23 @@ def run_secret_command(command: str, timeout: float, what: str = "password_comma
         text = err.decode(errors="replace")
         reason = _first_line(Exception(text)) if text.strip() else "no error output"
         raise CredentialError(f"{what} failed with exit code {proc.returncode}: {reason}.")
-    lines = out.decode(errors="replace").splitlines()
+    try:
+        lines = out.decode().splitlines()
+    except UnicodeDecodeError:
+        raise CredentialError(
+            f"{what} printed bytes that are not UTF-8 text; it must print the secret on its "
+            "first line as plain text."
+        ) from None
     secret = lines[0].strip() if lines else ""
     if not secret:
         raise CredentialError(
             f"{what} printed nothing; it must print the secret on its first line."
+        )
+    if _PRINTED_CONTROL.search(secret):
+        # Sent, it would be one more failed login toward the provider's lockout.
+        raise CredentialError(
+            f"{what} printed a control character (a colour code, say) with the secret; make it "
+            "print the secret alone, as plain text (without colour)."
         )
     return Secret(secret)
 
