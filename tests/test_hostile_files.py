@@ -3,15 +3,20 @@ database and what a password command prints."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from tui.core import config as cfg
 from tui.core.check import check_account
 from tui.core.credentials import Credentials, MemoryStore
+from tui.core.history import default_path
 from tui.core.models import Endpoint
 from tui.demo.servers import HOST
 
+from .conftest import PASSWORD, cli
 from .test_config import GOOD, write
+from .tui_support import write_accounts
 
 
 @pytest.mark.parametrize(
@@ -68,3 +73,33 @@ async def test_a_password_command_printing_no_plain_text_spends_no_login(loopbac
     result = await check_account(account, 5, credentials=Credentials(MemoryStore()))
     assert not result.imap.reached_server and connections == []
     assert f"not checked: password_command {words}" in result.imap.detail
+
+
+@pytest.mark.parametrize(
+    "damage, reader, words",
+    [
+        # A status from a newer version, after a downgrade.
+        ("UPDATE last_state SET status = 'degraded'", "check", "'degraded' is not a valid"),
+        ("UPDATE last_state SET result = '{\"imap\": 1}'", "check", "a row of last_state"),
+        ("UPDATE changes SET new = 'degraded'", "history", "a row of changes"),
+    ],
+    ids=["status", "result", "change"],
+)
+def test_a_history_row_this_version_cannot_read_is_said_and_check_goes_on(
+    tmp_path, loopback, damage, reader, words
+):
+    """A hand edit, a damaged page or a newer version's row is read back as data: `check` and
+    `history` say the database cannot be used, and do not die with a traceback."""
+    config = write_accounts(tmp_path / "accounts.toml", loopback, {"sales": {"password": PASSWORD}})
+    assert cli("check", "--config", str(config)).returncode == 0
+    db = sqlite3.connect(default_path())
+    db.execute(damage)
+    db.commit()
+    db.close()
+    checked = cli("check", "--config", str(config))
+    shown = cli("history", "--config", str(config))
+    assert checked.returncode == 0, checked.stderr
+    assert "Traceback" not in checked.stderr + shown.stderr
+    said = (checked if reader == "check" else shown).stderr
+    assert f"The history database {default_path()} cannot be used (a row of" in said
+    assert words in said

@@ -279,6 +279,19 @@ def unusable(path: str, exc: BaseException, consequence: str) -> str:
     )
 
 
+@contextmanager
+def _rows(table: str) -> Iterator[None]:
+    """Rows read back are data: a newer version's status, a hand edit or a damaged page may
+    leave one this version cannot read. That is the database's problem, raised as one, so every
+    reader that copes with an unusable history copes with it. (A decorator of the readers.)"""
+    try:
+        yield
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise sqlite3.DatabaseError(
+            f"a row of {table} is not one this version reads: {exc}"
+        ) from None
+
+
 def _ts(when: datetime) -> float:
     return when.timestamp()
 
@@ -561,6 +574,7 @@ class History:
 
     # --- reading --------------------------------------------------------------------------
 
+    @_rows("last_state")
     def last_states(self, accounts: list[Account]) -> dict[str, AccountState]:
         by_id = {a.id: a for a in accounts}
         states = {}
@@ -580,6 +594,7 @@ class History:
                 )
         return states
 
+    @_rows("round_trips")
     def round_trips(self, account_id: str, limit: int = 100) -> list[RoundTripResult]:
         """The account's probes, newest first."""
         return [
@@ -591,6 +606,7 @@ class History:
             )
         ]
 
+    @_rows("round_trips")
     def delivery_latencies(self, account_id: str, limit: int = SAMPLES_READ) -> list[int]:
         """How long the account's last `limit` arrived probes (at most SAMPLES_READ) took to
         arrive, in ms, oldest first: a probe that never arrived has no latency to draw."""
@@ -608,6 +624,7 @@ class History:
         """Each opted-in account's last `limit` probes, newest first: what the monitor needs."""
         return {a.id: self.round_trips(a.id, limit) for a in accounts if a.round_trip}
 
+    @_rows("quiet")
     def quiet(self) -> dict[str, Quiet]:
         return {
             row[0]: Quiet(
@@ -628,6 +645,7 @@ class History:
             )
         }
 
+    @_rows("changes")
     def changes(self, account_id: str | None = None, since: datetime | None = None) -> list[Change]:
         sql, params = (
             "SELECT account_id, at, old, new, detail FROM changes WHERE config = ? AND at >= ?",
@@ -641,6 +659,7 @@ class History:
             for a, at, old, new, detail in self.db.execute(sql + " ORDER BY at, id", params)
         ]
 
+    @_rows("changes")
     def status_before(self, account_id: str, when: datetime) -> Status | None:
         row = self.db.execute(
             "SELECT new FROM changes WHERE config = ? AND account_id = ? AND at < ? "
