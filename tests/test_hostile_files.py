@@ -10,8 +10,9 @@ import pytest
 from tui.core import config as cfg
 from tui.core.check import check_account
 from tui.core.credentials import Credentials, MemoryStore
-from tui.core.history import default_path
+from tui.core.history import History, default_path
 from tui.core.models import Endpoint
+from tui.core.status import Status
 from tui.demo.servers import HOST
 
 from .conftest import PASSWORD, cli
@@ -103,3 +104,26 @@ def test_a_history_row_this_version_cannot_read_is_said_and_check_goes_on(
     said = (checked if reader == "check" else shown).stderr
     assert f"The history database {default_path()} cannot be used (a row of" in said
     assert words in said
+
+
+async def test_a_silence_this_version_cannot_read_leaves_the_app_running_and_says_so(
+    tmp_path, loopback
+):
+    """The app reads the silences as it starts: an unreadable one must not keep it from
+    opening; the account is shown, and the history's problem is said."""
+    from tui.app import make_app
+
+    from .tui_support import settled, status, text_of, toasts
+
+    config = write_accounts(tmp_path / "accounts.toml", loopback, {"sales": {"password": PASSWORD}})
+    history = History(default_path(), config=config)
+    history.db.execute(
+        "INSERT INTO quiet VALUES (?, 'sales', 'ack', 'degraded', '', 0, NULL)", (history.config,)
+    )
+    history.close()
+    app = make_app(config)
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await settled(pilot)
+        assert status(app, "sales") is Status.CONNECTED
+        said = text_of(app.screen.query_one("#banner")) + " ".join(toasts(app))
+        assert "a row of quiet is not one this version reads" in said

@@ -115,7 +115,14 @@ class LocalControl:
             monitor_options={"on_problem": on_problem, **(monitor_options or {})},
         )
         self.monitor = self.watcher.monitor
-        self.silences = Silences(history, clock=clock)
+        try:
+            self.silences = Silences(history, clock=clock)
+        except sqlite3.Error as exc:  # an unreadable silence must not keep the app from opening
+            self.on_problem(
+                f"Acknowledgements and snoozes cannot be read from the history ({exc}); alerts "
+                "show until silenced again, and new silences last until the app is closed."
+            )
+            self.silences = Silences(None, clock=clock)
         self.book = AccountBook(
             config.path,
             config.accounts,
