@@ -49,13 +49,14 @@ def settings_toml(timeout: int = 3, **extra: str) -> str:
 class Service:
     """One `serve` process; its stderr read line by line as it comes."""
 
-    def __init__(self, config, *args: str):
+    def __init__(self, config, *args: str, **popen):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tui", "serve", "--config", str(config), *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            **popen,
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

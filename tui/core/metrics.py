@@ -7,8 +7,12 @@ Labels are account ids (slugs, never secrets), `protocol` (imap|smtp), `status` 
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -126,14 +130,55 @@ class Metrics(Collector):
             yield checks
 
 
+# Scrapers served at once, and the seconds one may take to ask and to read the answer. Beyond
+# them a connection is closed: each one held a thread and a file descriptor for as long as it
+# stayed open, and past the process's limit the checks' own sockets failed.
+MAX_SCRAPERS = 16
+SCRAPE_TIMEOUT = 5.0
+
+
+class _Handler(WSGIRequestHandler):
+    timeout = SCRAPE_TIMEOUT  # a scraper that never asks, or never reads, is dropped
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # a scrape is not news
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        self._slots = threading.BoundedSemaphore(MAX_SCRAPERS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # over the limit: closed at once, holding nothing
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 def start_server(metrics: Metrics, address: str) -> tuple[Callable[[], None], str]:
     """Serve /metrics on HOST:PORT (or PORT alone, on 127.0.0.1; port 0 picks a free one).
     Returns the function that stops it and the URL. ValueError for an address that is not
     HOST:PORT, OSError when it cannot bind."""
-    from prometheus_client import start_http_server
+    from prometheus_client import make_wsgi_app
 
     host, port = parse_address(address)
-    server, thread = start_http_server(port, host, registry=metrics.registry())
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    server_class = type("Server", (_Server,), {"address_family": family[0][0]})
+    server: _Server = make_server(
+        host, port, make_wsgi_app(metrics.registry()), server_class, handler_class=_Handler
+    )
+    thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+    thread.start()
 
     def stop() -> None:
         server.shutdown()
