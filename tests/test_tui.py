@@ -716,3 +716,30 @@ async def test_a_typed_password_for_an_account_with_a_password_command_is_refuse
         assert isinstance(app.screen, AccountFormScreen)
     assert config.read_text() == before
     assert (SERVICE, "cmd") not in isolated_user.secrets
+
+
+async def test_alerts_claim_nothing_for_accounts_not_yet_checked(tmp_path, loopback, isolated_user):
+    """Alerts opened while a check is still in flight must not say every connection works."""
+    from tui.demo.servers import fault
+
+    for account_id in ("good", "slow"):
+        isolated_user.secrets[(SERVICE, account_id)] = PASSWORD
+    silent = loopback.serve(fault("silent"))
+    path = write_accounts(
+        tmp_path / "accounts.toml",
+        loopback,
+        {
+            "good": {},
+            "slow": {"imap_port": silent, "imap_security": "none", "allow_plaintext": True},
+        },
+        {"timeout": 30},
+    )
+    app = make_app(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: status(app, "good") is Status.CONNECTED, what="good's first check")
+        await pilot.press("a")
+        empty = app.screen.query_one("#alerts-empty")
+        assert empty.display
+        said = text_of(empty)
+        assert "every connection is working" not in said
+        assert "1 of 2 accounts not checked yet" in said
