@@ -489,6 +489,32 @@ async def test_restart_shows_last_known_statuses_marked_stale(app, accounts_file
         await until(lambda: not app.control.state("broken").stale, what="a fresh check")
 
 
+async def test_a_restart_claims_no_connection_before_checking_it(tmp_path, loopback, isolated_user):
+    """Last run's "Connected" is shown as a question until this run has checked it again."""
+    from tui.demo.servers import fault
+
+    isolated_user.secrets[(SERVICE, "good")] = PASSWORD
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {"good": {}}, {"timeout": 30})
+    app = make_app(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        assert app.sub_title == "all 1 connected"
+    silent = loopback.serve(fault("silent"))  # now the server says nothing: not checked yet
+    write_accounts(
+        path,
+        loopback,
+        {"good": {"imap_port": silent, "imap_security": "none", "allow_plaintext": True}},
+        {"timeout": 30},
+    )
+    app = make_app(path)
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.control.state("good").stale
+        await until(lambda: app.sub_title, what="the title")
+        assert app.sub_title == "checking 1 of 1…"
+        await pilot.press("a")
+        assert "1 of 1 account not checked yet" in text_of(app.screen.query_one("#alerts-empty"))
+
+
 async def test_acknowledged_alert_leaves_the_count_and_comes_back_on_change(
     app, accounts_file, isolated_user
 ):
