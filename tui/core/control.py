@@ -379,9 +379,13 @@ class ControlServer:
         session_only = request.get("session_only", False)
         if not isinstance(session_only, bool):
             raise CommandError("session_only is true or false.")
+        edit = request.get("edit", False)
+        if not isinstance(edit, bool):
+            raise CommandError("edit is true or false.")
         secret = Secret(value) if value is not None else None
         warning = await self._change(
-            account.id, lambda book: book.save(account, secret, session_only=session_only)
+            account.id,
+            lambda book: book.save(account, secret, session_only=session_only, edit=edit),
         )
         return {"warning": warning}
 
