@@ -169,6 +169,32 @@ async def test_add_edit_stop_delete_persist_across_restart(
     assert "allow_plaintext = true" in text
 
 
+async def test_an_edit_of_an_account_removed_meanwhile_is_refused_and_nothing_written(
+    pilot, app, accounts_file, isolated_user
+):
+    """Another app on the same file deleted the account while this one's edit form was open:
+    saving the edit must not bring it back (without its password), nor keep the typed one."""
+    from tui.core.config import update_accounts
+
+    await select(pilot, "good")
+    await pilot.press("e")
+    await until(lambda: isinstance(app.screen, AccountFormScreen), what="the edit form")
+    fill(app.screen, {"email": "renamed@example.com", "password": PASSWORD})
+    update_accounts(accounts_file, lambda accounts: [a for a in accounts if a.id != "good"])
+    del isolated_user.secrets[(SERVICE, "good")]
+    before = accounts_file.read_text()
+    await pilot.press("f2")
+    await until(lambda: any("removed meanwhile" in t for t in toasts(app)), what="the refusal")
+    [refusal] = [t for t in toasts(app) if "removed meanwhile" in t]
+    assert refusal.endswith(
+        "The account good (renamed@example.com) was removed meanwhile, so this edit was not "
+        "saved. Add it again with n."
+    )
+    assert isinstance(app.screen, AccountFormScreen)  # what was typed is still there
+    assert accounts_file.read_text() == before
+    assert (SERVICE, "good") not in isolated_user.secrets
+
+
 async def test_a_new_account_is_selected_and_scrolled_into_view(tmp_path, loopback):
     path = write_accounts(tmp_path / "accounts.toml", loopback, {f"a{i:02}": {} for i in range(40)})
     app = make_app(path)

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from .oauth2.settings import OAuth2Settings
 
 ENV_VAR = "CONNECTED_EMAILS_CONFIG"
-ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-HOST_PATTERN = re.compile(r"^[A-Za-z0-9._:-]+$")
+ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")  # fullmatch: `$` passes a final newline
+HOST_PATTERN = re.compile(r"[A-Za-z0-9._:-]+")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
 
 SETTINGS_KEYS = {
@@ -469,7 +469,7 @@ def _account(raw: object, index: int, path: Path, lines: _LineFinder) -> Account
         fail("must be a table.", "Write it as an [[accounts]] table.")
     _reject_unknown(raw, ACCOUNT_KEYS, path, where, lambda k: lines.account(index, k))
     account_id = raw.get("id")
-    if not isinstance(account_id, str) or not ID_PATTERN.match(account_id):
+    if not isinstance(account_id, str) or not ID_PATTERN.fullmatch(account_id):
         fail(
             f"id {account_id!r} is missing or not a slug.",
             "Use lowercase letters, digits, '-' and '_' (for example id = \"sales\").",
@@ -637,7 +637,7 @@ def _endpoint(table: object, preset: Endpoint | None, proto: str, fail: Fail) ->
     host = table.get("host", preset.host if preset else None)
     port = table.get("port", preset.port if preset else None)
     security = table.get("security", preset.security if preset else "tls")
-    if not isinstance(host, str) or not host or not HOST_PATTERN.match(host):
+    if not isinstance(host, str) or not host or not HOST_PATTERN.fullmatch(host):
         fail(
             f"{proto}.host {host!r} is not a host name.",
             "Use a name such as imap.example.com or an IP address.",

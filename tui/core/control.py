@@ -264,14 +264,6 @@ class ControlServer:
     ) -> None:
         try:
             reply = await self._command(line)
-        except Exception:
-            log.exception("A control command failed inside the service")
-            reply = {
-                "type": "reply",
-                "id": None,
-                "ok": False,
-                "error": "The service failed on this command; its log says why.",
-            }
         finally:
             in_flight.release()
         if writer in self._clients and self._send(writer, _encode(reply)) and reply.get("snapshot"):
@@ -297,6 +289,18 @@ class ControlServer:
             outcome = await self._run(request)
         except CommandError as exc:
             return {**reply, "ok": False, "error": str(exc)}
+        except Exception as exc:
+            # Answered under its id all the same: the client waits for it, and would
+            # otherwise wait out its whole deadline before saying anything.
+            log.exception("A control command failed inside the service")
+            command = request.get("command")
+            named = f"{command}: " if command in KNOWN else ""
+            return {
+                **reply,
+                "ok": False,
+                "error": f"The service failed on this command ({named}{type(exc).__name__}); "
+                "its log says why. Look at the account's state, then try again.",
+            }
         return {**reply, "ok": True, **outcome}
 
     async def _run(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -312,10 +316,7 @@ class ControlServer:
         if command == "save":
             return await self._save(request)
         if command not in COMMANDS:
-            raise CommandError(
-                f"Unknown command {command!r}. Known: snapshot, check, check_all, stop, resume, "
-                "acknowledge, snooze, unsilence, save, remove, reload."
-            )
+            raise CommandError(f"Unknown command {command!r}. Known: {', '.join(KNOWN)}.")
         account_id = request.get("account")
         if (
             not isinstance(account_id, str)
@@ -378,9 +379,13 @@ class ControlServer:
         session_only = request.get("session_only", False)
         if not isinstance(session_only, bool):
             raise CommandError("session_only is true or false.")
+        edit = request.get("edit", False)
+        if not isinstance(edit, bool):
+            raise CommandError("edit is true or false.")
         secret = Secret(value) if value is not None else None
         warning = await self._change(
-            account.id, lambda book: book.save(account, secret, session_only=session_only)
+            account.id,
+            lambda book: book.save(account, secret, session_only=session_only, edit=edit),
         )
         return {"warning": warning}
 
@@ -420,6 +425,7 @@ class ControlServer:
 
 
 COMMANDS = ("check", "stop", "resume", "acknowledge", "snooze", "unsilence", "remove")
+KNOWN = ("snapshot", "check_all", "reload", "save", *COMMANDS)
 
 
 def _log_failure(future: Future[None]) -> None:

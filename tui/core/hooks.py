@@ -16,6 +16,7 @@ from .text import clean
 log = logging.getLogger(__name__)
 
 STDERR_KEPT = 4096  # bytes of a failed hook's stderr kept, for the first line of its reason
+STDERR_GRACE = 0.5  # seconds to read the rest of its stderr once the hook has ended
 
 
 def hook_environment(event: AttentionChanged) -> dict[str, str]:
@@ -32,14 +33,21 @@ def hook_environment(event: AttentionChanged) -> dict[str, str]:
     }
 
 
-async def _first_bytes(stream: asyncio.StreamReader) -> bytes:
+async def _keep_first_bytes(stream: asyncio.StreamReader, kept: bytearray) -> None:
     """The start of a hook's stderr (enough for its first line); the rest is read and dropped,
     so a hook that writes without end neither blocks on a full pipe nor fills memory."""
-    kept = b""
     while chunk := await stream.read(64 * 1024):
         if len(kept) < STDERR_KEPT:
             kept += chunk[: STDERR_KEPT - len(kept)]
-    return kept
+
+
+def _kill_group(pid: int) -> None:
+    """The hook ran in its own process group (its id is the hook's pid): end all of it. While a
+    job it left is alive the group id cannot be reused; once all have gone this finds none."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 class HookRunner:
@@ -62,33 +70,47 @@ class HookRunner:
         task.add_done_callback(self._tasks.discard)
 
     async def run(self, news: dict[str, str]) -> bool:
+        # stderr is a pipe of our own, not asyncio's: its wait() would also wait for every copy
+        # of the pipe to close, and a job the hook left in the background holds one.
+        read_end, write_end = os.pipe()
         try:
             proc = await asyncio.create_subprocess_shell(
                 self.command,
                 env={**os.environ, **news},
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
+                stderr=write_end,
                 start_new_session=True,
-            )  # its own process group, so a timeout stops it all
+            )  # its own process group, so what it started ends with it
         except OSError as exc:
+            os.close(read_end)
             self._failed(f"could not be started ({exc.strerror})")
             return False
-        assert proc.stderr is not None  # stderr=PIPE above
+        finally:
+            os.close(write_end)
+        loop = asyncio.get_running_loop()
+        stderr = asyncio.StreamReader()
+        pipe, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(stderr), os.fdopen(read_end, "rb", 0)
+        )
+        kept = bytearray()
+        reading = asyncio.create_task(_keep_first_bytes(stderr, kept))
+        overran = False
         try:
-            stderr, _ = await asyncio.wait_for(
-                asyncio.gather(_first_bytes(proc.stderr), proc.wait()), self.timeout
-            )
+            await asyncio.wait_for(proc.wait(), self.timeout)
         except TimeoutError:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            await proc.wait()
+            overran = True
+        _kill_group(proc.pid)  # the hook itself when it overran, else the jobs it left running
+        await proc.wait()
+        # Its group is gone, so the pipe closes at once, unless a job left the group with it.
+        await asyncio.wait([reading], timeout=STDERR_GRACE)
+        reading.cancel()
+        pipe.close()
+        if overran:
             self._failed(f"did not finish within {self.timeout:g} s and was stopped")
             return False
         if proc.returncode != 0:
-            lines = stderr.decode("utf-8", "replace").strip().splitlines()
+            lines = kept.decode("utf-8", "replace").strip().splitlines()
             reason = clean(lines[0], 200) if lines else ""
             self._failed(
                 f"failed with exit code {proc.returncode}{': ' + reason if reason else ''}"

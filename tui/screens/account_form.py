@@ -473,7 +473,9 @@ class AccountFormScreen(ReportsWorkerFailures, ModalScreen[str | None]):
         try:
             if self.replaces is not None:
                 await self.app.control.remove(self.replaces.id)
-            warning = await self.app.control.save(account, typed, session_only=session_only)
+            warning = await self.app.control.save(
+                account, typed, session_only=session_only, edit=self.original is not None
+            )
         except BookError as exc:
             self.notify(str(exc), title="Cannot save", severity="error", timeout=15, markup=False)
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from ..credentials import CredentialError
 from ..status import Status
@@ -57,7 +58,9 @@ class OAuth2Error(CredentialError):
 
 def clean(text: str, redact: tuple[str, ...] = (), limit: int = 200) -> str:
     """Server text made safe to show: its first line, cleaned and redacted as a probe's is."""
-    forms = [secret for secret in redact if secret]
+    # A request's form and query carry a secret percent-encoded: a server quoting them does too.
+    encoded = {f for s in redact if s for f in (s, quote(s, safe=""), quote_plus(s))}
+    forms = sorted(encoded, key=len, reverse=True)
     line = next((part for part in text.splitlines() if part.strip()), "")
     return server_text(line, forms, limit).strip()
 

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,6 +26,9 @@ from .settings import OAuth2Settings
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 MAX_WAIT = 30 * 60  # no sign-in waits longer than this, whatever the server allows
 SLOW_DOWN = 5  # RFC 8628 §3.5: seconds added to the interval on each slow_down
+# A server's interval past this would leave a user who has signed in waiting for nothing (at
+# worst told the code expired): polls stay at most a minute apart whatever it asks.
+MAX_INTERVAL = 60
 
 
 class Cancelled(CredentialError):
@@ -78,7 +81,7 @@ class DeviceFlow:
             clean(str(uri), limit=300),
             clean(str(body["user_code"]), limit=40),
             min(_number(body.get("expires_in"), 900), MAX_WAIT),
-            max(_number(body.get("interval"), 5), 1),
+            min(max(_number(body.get("interval"), 5), 1), MAX_INTERVAL),
             clean(str(body.get("message", "")), limit=300),
         )
         return self.code
@@ -115,7 +118,7 @@ class DeviceFlow:
                 if exc.error == "authorization_pending":
                     continue
                 if exc.error == "slow_down":
-                    interval += SLOW_DOWN
+                    interval = min(interval + SLOW_DOWN, MAX_INTERVAL)
                     continue
                 raise
 
@@ -137,8 +140,8 @@ class LoopbackFlow:
     ):
         self.settings, self.timeout = settings, timeout
         self._answers: queue.Queue[str] = queue.Queue()
-        self._server = HTTPServer(("127.0.0.1", port), _listener(self._answers))
-        self._server.timeout = 1
+        self._state = ""
+        self._server = _Listener(("127.0.0.1", port), _listener(self._answers, lambda: self._state))
         self.port = self._server.server_address[1]
         self.redirect_uri = f"http://127.0.0.1:{self.port}/"
         self._verifier = generate_token(64)  # 64 characters: RFC 7636 allows 43 to 128
@@ -240,8 +243,18 @@ class LoopbackFlow:
         self._server.server_close()
 
 
-def _listener(answers: queue.Queue[str]) -> type[BaseHTTPRequestHandler]:
+class _Listener(ThreadingHTTPServer):
+    """A thread per connection, none waited for at close: a port scan or a browser's idle
+    pre-connect must neither hold back the real redirect nor the end of the sign-in."""
+
+    daemon_threads = True
+    block_on_close = False
+
+
+def _listener(answers: queue.Queue[str], state: Callable[[], str]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = 10  # seconds a connection may take to send its request
+
         def log_message(
             self, format: str, *args: Any
         ) -> None:  # the code in the query must not reach a log
@@ -253,9 +266,22 @@ def _listener(answers: queue.Queue[str]) -> type[BaseHTTPRequestHandler]:
                 self.send_response(404)
                 self.end_headers()
                 return
+            if query.get("state") != [state()]:
+                # Another sign-in's redirect (an old tab), or a page forging a decline: turned
+                # away here, so it cannot end the sign-in the user is going through.
+                self._answer(
+                    400,
+                    b"This is not the answer to the sign-in in progress; finish "
+                    b"the sign-in in the tab that Connected Emails opened.\n",
+                )
+                return
             answers.put(f"http://127.0.0.1{self.path}")
-            body = b"Sign-in received: return to Connected Emails. You can close this tab.\n"
-            self.send_response(200)
+            self._answer(
+                200, b"Sign-in received: return to Connected Emails. You can close this tab.\n"
+            )
+
+        def _answer(self, code: int, body: bytes) -> None:
+            self.send_response(code)
             self.send_header("Content-Type", "text/plain; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

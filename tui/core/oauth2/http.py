@@ -7,7 +7,8 @@ larger than MAX_RESPONSE or take longer than the deadline, even one dripped a by
 
 from __future__ import annotations
 
-import time
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -30,21 +31,57 @@ class _TooLarge(Exception):
     pass
 
 
+class _Deadline:
+    """One exchange's deadline, kept however the server drips its answer: a byte a second never
+    trips a read timeout, so at the deadline a timer shuts the connection's socket down, which
+    ends the read blocked on it."""
+
+    def __init__(self, seconds: float):
+        self.expired = False
+        self._socket: socket.socket | None = None
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's trace extension: it hands over the connection as it opens."""
+        if event == "connection.connect_tcp.complete":
+            self._socket = info["return_value"].get_extra_info("socket")
+
+    def _expire(self) -> None:
+        self.expired = True
+        if self._socket is not None:
+            try:
+                self._socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed: the exchange ended as the deadline came
+
+    def failed(self, exc: httpx2.TransportError) -> httpx2.TransportError:
+        """What the exchange failed with; a cut at the deadline is a timeout."""
+        self.cancel()
+        return httpx2.ReadTimeout("the answer did not finish in time") if self.expired else exc
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
 class _BoundedStream(httpx2.SyncByteStream):
-    def __init__(self, stream: httpx2.SyncByteStream, deadline: float):
+    def __init__(self, stream: httpx2.SyncByteStream, deadline: _Deadline):
         self._stream, self._deadline = stream, deadline
 
     def __iter__(self) -> Iterator[bytes]:
         total = 0
-        for chunk in self._stream:
-            total += len(chunk)
-            if total > MAX_RESPONSE:
-                raise _TooLarge(f"the answer was larger than {MAX_RESPONSE // 1024} kB")
-            if time.monotonic() > self._deadline:
-                raise httpx2.ReadTimeout("the answer did not finish in time")
-            yield chunk
+        try:
+            for chunk in self._stream:
+                total += len(chunk)
+                if total > MAX_RESPONSE:
+                    raise _TooLarge(f"the answer was larger than {MAX_RESPONSE // 1024} kB")
+                yield chunk
+        except httpx2.TransportError as exc:
+            raise self._deadline.failed(exc) from None
 
     def close(self) -> None:
+        self._deadline.cancel()
         self._stream.close()
 
 
@@ -52,12 +89,17 @@ class _BoundedTransport(httpx2.HTTPTransport):
     """Reads each answer under a size cap and the whole call's deadline."""
 
     def __init__(self, timeout: float, **kwargs: Any):
-        super().__init__(**kwargs)
+        # A new connection for every request: the deadline's timer needs the socket as it opens.
+        super().__init__(limits=httpx2.Limits(max_keepalive_connections=0), **kwargs)
         self._timeout = timeout
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-        deadline = time.monotonic() + self._timeout
-        response = super().handle_request(request)
+        deadline = _Deadline(self._timeout)
+        request.extensions = {**request.extensions, "trace": deadline.trace}
+        try:
+            response = super().handle_request(request)
+        except httpx2.TransportError as exc:
+            raise deadline.failed(exc) from None
         assert isinstance(response.stream, httpx2.SyncByteStream)  # a sync transport's answer
         response.stream = _BoundedStream(response.stream, deadline)
         return response

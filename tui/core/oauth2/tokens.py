@@ -159,7 +159,10 @@ class OAuth2Tokens:
 def _expiry(token: dict[str, Any], now: datetime) -> datetime | None:
     seconds = token.get("refresh_token_expires_in")
     if isinstance(seconds, (int, float)) and seconds > 0:
-        return now + timedelta(seconds=seconds)
+        try:
+            return now + timedelta(seconds=seconds)
+        except (OverflowError, ValueError):
+            return None  # past the calendar's end (or Infinity): no limit worth a forecast
     return None
 
 

@@ -1,0 +1,160 @@
+"""The built-in sign-in against what a hostile network, server or second browser does: the
+listener on 127.0.0.1, the token endpoint's timing and the numbers in its answers."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.request
+from dataclasses import replace
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.error import HTTPError
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+from tui.core.check import check_account
+from tui.core.credentials import Secret
+from tui.core.oauth2.flows import LoopbackFlow
+from tui.core.oauth2.store import TokenRecord, TokenStore
+from tui.core.oauth2.tokens import client_secret_user
+from tui.core.status import Status
+from tui.demo.servers import fault
+
+from .test_oauth2_flows import browser_visit, run_device, settings
+from .test_oauth2_tokens import refreshing
+
+
+def test_a_connection_that_never_speaks_does_not_block_the_browsers_redirect(server):
+    """A port scan, or a browser's speculative pre-connect, opens the listener's port and says
+    nothing: the real redirect must still land, and the sign-in end in time."""
+    flow = LoopbackFlow(settings(server, flow="loopback"), None, 5)
+    with socket.create_connection(("127.0.0.1", flow.port)):
+        landed: list[str] = []
+        browser = threading.Thread(
+            target=lambda: landed.append(browser_visit(flow.url, follow=True)), daemon=True
+        )
+        browser.start()
+        started = time.monotonic()
+        outcome: list[object] = []
+
+        def sign_in() -> None:
+            try:
+                outcome.append(flow.wait(threading.Event(), 4))
+            except Exception as exc:
+                outcome.append(exc)
+
+        waiter = threading.Thread(target=sign_in, daemon=True)
+        waiter.start()
+        waiter.join(8)
+        browser.join(1)
+    assert not waiter.is_alive(), "the sign-in never ended"
+    assert time.monotonic() - started < 4
+    assert landed and "Sign-in received" in landed[0]
+    assert isinstance(outcome[0], dict) and outcome[0]["refresh_token"] in server.refresh_tokens
+
+
+def test_a_stale_tab_or_a_forged_decline_at_the_listener_does_not_end_the_sign_in(server):
+    """Another sign-in's redirect (a second browser, an old tab) or a page that makes the browser
+    load 127.0.0.1:PORT/?error=access_denied is not this sign-in's answer: it is turned away and
+    the real redirect still signs in, with no paste handler to forgive it (the CLI has none)."""
+    earlier = LoopbackFlow(settings(server, flow="loopback"), None, 5)
+    stale = browser_visit(earlier.url, follow=False)
+    earlier.close()
+    flow = LoopbackFlow(settings(server, flow="loopback"), None, 5)
+    for query in (stale.partition("?")[2], "error=access_denied", "error=access_denied&state=x"):
+        with pytest.raises(HTTPError) as refused:
+            urllib.request.urlopen(f"{flow.redirect_uri}?{query}", timeout=5)
+        assert refused.value.code == 400
+        assert "not the answer to the sign-in in progress" in refused.value.read().decode()
+    assert "Sign-in received" in browser_visit(flow.url, follow=True)
+    token = flow.wait(threading.Event(), 5)
+    assert token["refresh_token"] in server.refresh_tokens
+
+
+@pytest.mark.parametrize("lifetime", [10**300, 1e12, float("inf")])
+async def test_a_refresh_token_lifetime_past_the_calendar_is_no_lifetime_not_a_crash(
+    loopback, server, lifetime
+):
+    """refresh_token_expires_in is the server's number: one no date can hold (or Infinity, which
+    Python's JSON reads) must not end the check, or `check` with every other account in it."""
+    account, credentials, _ = refreshing(loopback, server)
+    server.refresh_token_expires_in = lifetime
+    result = await check_account(account, 5, credentials=credentials)
+    assert result.status is Status.CONNECTED
+    assert credentials.oauth2.forecast(account) is None  # no limit known, none made up
+
+
+async def test_a_token_endpoint_that_drips_its_answer_is_cut_at_the_deadline(loopback, server):
+    """A byte a second never trips a read timeout: the whole exchange has the check's deadline.
+    It is the endpoint's fault (No Service Connection, not a local problem), and the refresh it
+    held up does not hold the next check up too."""
+    account, credentials, _ = refreshing(loopback, server, 2)
+    dripping = f"http://127.0.0.1:{loopback.serve(fault('drip', b'HTTP/1.1 200 OK'))}/token"
+    account = replace(account, oauth2=replace(account.oauth2, token_endpoint=dripping))
+    for _ in range(2):
+        started = time.monotonic()
+        result = await check_account(account, 2, credentials=credentials)
+        assert time.monotonic() - started < 3
+        assert result.status is Status.NO_SERVICE_CONNECTION, result.imap.detail
+        assert (
+            "the token endpoint 127.0.0.1 could not be reached (ReadTimeout)" in result.imap.detail
+        )
+
+
+def test_a_device_code_with_an_absurd_interval_is_still_polled_every_minute(server):
+    """interval = 86400 with a 15-minute code would mean one poll, as the code dies: a user who
+    signed in at once would be told the code expired. Polls stay at most a minute apart."""
+    server.interval = 86400
+    server.device_script = ["authorization_pending", "slow_down"]
+    waits: list[float] = []
+    _, token = run_device(server, waits)
+    assert token["refresh_token"] in server.refresh_tokens
+    assert waits == [60, 60, 60]
+
+
+class _RawEcho(BaseHTTPRequestHandler):
+    """A careless token endpoint: its error quotes the request body as it came, form-encoded."""
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        answer = json.dumps(
+            {"error": "invalid_request", "error_description": f"cannot parse: {body}"}
+        ).encode()
+        self.send_response(400)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+async def test_a_token_endpoint_quoting_the_form_encoded_request_leaks_no_secret(loopback, server):
+    """Google's refresh tokens start "1//" and client secrets may hold "+" or "/": on the wire
+    they are percent-encoded, and that is how a server quoting its request gives them back."""
+    refresh, client_secret = "1//0gAbC+dEf/GhIjK=", "cs+MARKER/9z"
+    echo = ThreadingHTTPServer(("127.0.0.1", 0), _RawEcho)
+    threading.Thread(target=echo.serve_forever, args=(0.1,), daemon=True).start()
+    try:
+        account, credentials, _ = refreshing(loopback, server)
+        endpoint = f"http://127.0.0.1:{echo.server_address[1]}/token"
+        account = replace(account, oauth2=replace(account.oauth2, token_endpoint=endpoint))
+        now = datetime.now(UTC)
+        TokenStore(account.id, "file", credentials.store).save(
+            TokenRecord(Secret(refresh), now, now, now)
+        )
+        credentials.store.set(client_secret_user(account.id), Secret(client_secret))
+        result = await check_account(account, 5, credentials=credentials)
+    finally:
+        echo.shutdown()
+        echo.server_close()
+    detail = result.imap.detail
+    assert "cannot parse: grant_type=refresh_token" in detail  # the echo was shown, redacted
+    for secret in (refresh, client_secret):
+        for form in (secret, quote(secret, safe=""), quote_plus(secret)):
+            assert form not in detail
