@@ -195,6 +195,36 @@ async def test_an_edit_of_an_account_removed_meanwhile_is_refused_and_nothing_wr
     assert (SERVICE, "good") not in isolated_user.secrets
 
 
+async def test_a_save_waiting_on_a_slow_keyring_says_so_and_escape_leaves_it_to_finish(
+    pilot, app, loopback
+):
+    """The keyring (a Secret Service waiting for an unlock) holds the save: the form says
+    "Saving…" within a moment, Escape closes it, and the save still ends and says so."""
+    from . import keyrings
+
+    keyrings.RELEASE.clear()
+    keyring.set_keyring(keyrings.Hanging())
+    try:
+        await pilot.press("n")
+        form = app.screen
+        fill_new_account(form, loopback)
+        await pilot.press("f2")
+        result = form.query_one("#form-result")
+        await until(lambda: "Saving…" in text_of(result), what="Saving…")
+        await pilot.press("escape")
+        assert not isinstance(app.screen, AccountFormScreen)
+        keyrings.RELEASE.set()
+        await until(
+            lambda: any(
+                t.endswith("Saved added@example.com. Checking it now…") for t in toasts(app)
+            ),
+            what="the save's end",
+        )
+        assert app.control.state("added") is not None
+    finally:
+        keyrings.RELEASE.set()
+
+
 async def test_a_new_account_is_selected_and_scrolled_into_view(tmp_path, loopback):
     path = write_accounts(tmp_path / "accounts.toml", loopback, {f"a{i:02}": {} for i in range(40)})
     app = make_app(path)
