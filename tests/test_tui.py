@@ -609,6 +609,33 @@ async def test_snooze_from_the_alerts_modal_quiets_the_alert_for_the_chosen_time
     assert "snoozed until" in str(app.screen.query_one("#alerts-table").get_cell("broken", "note"))
 
 
+async def test_keys_move_the_cursor_while_an_acknowledgement_waits_on_a_locked_history(pilot, app):
+    """Another program (a backup, sqlite3 in a shell) holds the history while the user
+    acknowledges: the app answers keys meanwhile, and keeps the acknowledgement once the
+    history is free (within its busy timeout)."""
+    import sqlite3
+
+    from tui.core.history import default_path
+
+    locker = sqlite3.connect(default_path(), isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        await pilot.press("a", "A", *"on it", "enter")
+        await asyncio.sleep(0.3)  # the acknowledgement now waits for the history
+        await pilot.press("escape")
+        table = app.screen.query_one("#accounts")
+        before = table.cursor_row
+        await pilot.press("down" if before == 0 else "up")
+        assert table.cursor_row != before
+        assert app.control.silences.get("broken") is None  # still waiting, not refused
+        assert not any("could not keep" in t for t in toasts(app)), toasts(app)
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    await until(lambda: app.control.silences.get("broken") is not None, what="the acknowledgement")
+    assert app.control.silences.get("broken").note == "on it"
+
+
 async def test_server_text_is_shown_as_text_never_read_as_markup(tmp_path, loopback, isolated_user):
     from tui.demo.servers import ScriptedImap
 

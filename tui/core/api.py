@@ -192,7 +192,7 @@ class LocalControl:
         self, account_id: str, kind: QuietKind, note: str = "", until: datetime | None = None
     ) -> None:
         try:
-            self.silences.silence(self.monitor.states[account_id], kind, note, until)
+            await self.silences.keep(self.monitor.states[account_id], kind, note, until)
         except sqlite3.Error as exc:  # locked by another process, or a full disk
             raise BookError(
                 f"The history could not keep it ({exc}): nothing changed; try again."
