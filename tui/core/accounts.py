@@ -123,10 +123,11 @@ class AccountBook:
     async def remove(self, account_id: str) -> None:
         """Delete the account, its stored secret, its history and its silence. The history goes
         first: one that another process holds locked refuses the removal before anything else
-        changed, where a failure after the file's write would leave the account half deleted."""
+        changed, where a failure after the file's write would leave the account half deleted.
+        It waits in a thread: one another program holds locked must not stall the loop."""
         if self.history:
             try:
-                self.history.forget_account(account_id)
+                await asyncio.to_thread(self.history.forget_account, account_id)
             except sqlite3.Error as exc:
                 raise BookError(
                     f"The history could not forget the account ({exc}): nothing was deleted; "
