@@ -344,3 +344,34 @@ async def test_a_password_the_services_keyring_echoes_reaches_no_toast_or_screen
         assert "(redacted)" in said and PASSWORD not in said
         assert PASSWORD not in app.export_screenshot()
     assert PASSWORD not in service.log
+
+
+async def test_a_save_waiting_on_the_services_keyring_says_so_and_escape_leaves_it_to_finish(
+    fake, tmp_path, loopback
+):
+    from tui.screens.account_form import AccountFormScreen
+
+    from .tui_support import SIZE, fill_new_account, text_of, toasts
+
+    held = []
+    fake.answer = lambda command: held.append(command) if command["command"] == "save" else None
+    await fake.start(HELLO, snapshot(account_object()))
+    app = await attached_app(fake, tmp_path)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await until(lambda: app.screen.query("#accounts") and app.control.state("good"), 5)
+        await pilot.press("n")
+        form = app.screen
+        fill_new_account(form, loopback)
+        await pilot.press("f2")
+        result = form.query_one("#form-result")
+        await until(lambda: "Saving…" in text_of(result), 10, what="Saving…")
+        await pilot.press("escape")
+        assert not isinstance(app.screen, AccountFormScreen)
+        fake.send(line({"type": "reply", "id": held[0]["id"], "ok": True, "warning": None}))
+        await until(
+            lambda: any(
+                t.endswith("Saved added@example.com. Checking it now…") for t in toasts(app)
+            ),
+            5,
+            what="the save's end",
+        )

@@ -252,3 +252,32 @@ async def test_edit_snooze_and_history_act_through_the_service(serving, tmp_path
         state = app.control.state("good")
         await until(lambda: app.control.quiet(state) is not None, what="the snooze")
         assert app.control.quiet(state).kind is QuietKind.SNOOZE
+
+
+async def test_an_edit_of_an_account_another_face_deleted_is_refused_and_nothing_written(
+    serving, tmp_path
+):
+    from .test_attach import Face
+    from .tui_support import fill, toasts
+
+    _, config, _ = serving
+    app = await attached_app(config, tmp_path)
+    other = await Face(socket_path(config)).attach()
+    try:
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await until(lambda: app.control.state("good") is not None, what="attached")
+            await select(pilot, "good")
+            await pilot.press("e")
+            await until(lambda: getattr(app.screen, "mode", "") == "edit", what="the edit form")
+            fill(app.screen, {"email": "renamed@example.com"})
+            await other.control.remove("good")
+            before = config.read_text()
+            assert 'id = "good"' not in before
+            await pilot.press("f2")
+            await until(
+                lambda: any("removed meanwhile" in t for t in toasts(app)), what="the refusal"
+            )
+            assert config.read_text() == before
+            assert app.control.state("good") is None
+    finally:
+        await other.close()

@@ -42,7 +42,7 @@ def headers(table) -> list[str]:
 
 def longest_address(app) -> int:
     return max(
-        len(s.account.email) + bool(s.account.insecure) for s in app.control.states().values()
+        len(s.account.email) + 2 * bool(s.account.insecure) for s in app.control.states().values()
     )
 
 
@@ -160,6 +160,23 @@ async def test_at_80_columns_the_alerts_and_history_tables_fit_and_notes_show_wh
     await pilot.press("h")
     await pilot.pause()
     assert app.screen.query_one("#history-table").max_scroll_x == 0
+
+
+async def test_at_80x24_every_sign_in_the_table_and_the_alerts_has_a_space_after_it(pilot, app):
+    """'⚠ archive@…', never '⚠archive@…': a sign run into the word after it reads as part of
+    it (and terminals that draw ⚠ two cells wide put it over the next letter)."""
+    import re
+
+    def words(table) -> list[str]:
+        return [str(cell) for key in list(table.rows) for cell in table.get_row(key)]
+
+    shown = words(table_of(app))
+    assert "⚠ archive@demo.example" in shown
+    await pilot.press("a")
+    await pilot.pause()
+    shown += words(app.screen.query_one("#alerts-table"))
+    shown.append(text_of(app.screen.query_one("#alerts-detail")))
+    assert [w for w in shown if re.search(r"[✓✗⚠⏸](?! )", w)] == []
 
 
 async def test_at_80x24_the_no_keyring_banner_shows_whole(tmp_path, loopback, isolated_user):

@@ -300,6 +300,31 @@ def test_a_removal_the_history_cannot_do_is_refused_in_words_and_removes_nothing
     client.close()
 
 
+def test_a_removal_waiting_on_a_locked_history_holds_back_no_other_client(running):
+    """The history waits (up to its busy timeout) on its own thread, not on the event loop:
+    every other client's commands, and the checks, go on meanwhile."""
+    import sqlite3
+
+    from tui.core.history import default_path
+
+    _, _, path = running
+    client, other = Client(path), Client(path)
+    locker = sqlite3.connect(default_path(), isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        client.send_raw(b'{"id": 1, "command": "remove", "account": "good"}\n')
+        time.sleep(0.2)  # the removal waits for the history
+        asked = time.monotonic()
+        assert other.command("snapshot")["ok"]
+        assert time.monotonic() - asked < 1
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert client.wait_for(lambda m: m["type"] == "reply")["ok"]  # done once the lock went
+    client.close()
+    other.close()
+
+
 def test_stop_and_resume_are_kept_in_the_accounts_file(running):
     service, config, path = running
     client = Client(path)

@@ -9,6 +9,11 @@ from rich.text import Text
 from .core.models import AccountState, ProbeResult
 from .core.status import Status
 
+# The sign before an address whose secret may travel unprotected. A sign is always followed by
+# a space: run into the address it reads as part of it, and terminals that draw ⚠ two cells
+# wide would put it over the first letter.
+INSECURE_SIGN = "⚠ "
+
 
 def duration(seconds: float) -> str:
     """'12s', '14m', '3h', '2d'."""

@@ -65,16 +65,28 @@ class AccountBook:
         self._accounts = list(saved.accounts)
 
     async def save(
-        self, account: Account, secret: Secret | None, *, session_only: bool = False
+        self,
+        account: Account,
+        secret: Secret | None,
+        *,
+        session_only: bool = False,
+        edit: bool = False,
     ) -> str | None:
         """Save a new or changed account and check it at once. `secret` (a typed password) goes
         to the store, or to this session only when asked. Returns a warning sentence when the
-        store could not keep it and the session does instead."""
+        store could not keep it and the session does instead. An `edit` is of an account the
+        file still has: one removed meanwhile (by another app, or by hand) is refused, as
+        bringing it back would bring it back without its password."""
         before = next((a for a in self._accounts if a.id == account.id), None)
 
         def put(accounts: list[Account]) -> list[Account]:
             if any(a.id == account.id for a in accounts):
                 return [account if a.id == account.id else a for a in accounts]
+            if edit:
+                raise BookError(
+                    f"The account {account.id} ({account.email}) was removed meanwhile, so "
+                    "this edit was not saved. Add it again with n."
+                )
             return [*accounts, account]
 
         await self._write(put, "Nothing was saved")
@@ -111,10 +123,11 @@ class AccountBook:
     async def remove(self, account_id: str) -> None:
         """Delete the account, its stored secret, its history and its silence. The history goes
         first: one that another process holds locked refuses the removal before anything else
-        changed, where a failure after the file's write would leave the account half deleted."""
+        changed, where a failure after the file's write would leave the account half deleted.
+        It waits in a thread: one another program holds locked must not stall the loop."""
         if self.history:
             try:
-                self.history.forget_account(account_id)
+                await asyncio.to_thread(self.history.forget_account, account_id)
             except sqlite3.Error as exc:
                 raise BookError(
                     f"The history could not forget the account ({exc}): nothing was deleted; "

@@ -68,9 +68,15 @@ class Control(Protocol):
     async def set_stopped(self, account_id: str, stopped: bool) -> None: ...
 
     async def save(
-        self, account: Account, secret: Secret | None, *, session_only: bool = False
+        self,
+        account: Account,
+        secret: Secret | None,
+        *,
+        session_only: bool = False,
+        edit: bool = False,
     ) -> str | None:
-        """Save and check at once; a sentence when the secret could not be kept as asked."""
+        """Save and check at once; a sentence when the secret could not be kept as asked. An
+        `edit` of an account removed meanwhile is refused (BookError) with nothing written."""
 
     async def remove(self, account_id: str) -> None: ...
 
@@ -177,9 +183,14 @@ class LocalControl:
         await self.book.set_stopped(account_id, stopped)
 
     async def save(
-        self, account: Account, secret: Secret | None, *, session_only: bool = False
+        self,
+        account: Account,
+        secret: Secret | None,
+        *,
+        session_only: bool = False,
+        edit: bool = False,
     ) -> str | None:
-        return await self.book.save(account, secret, session_only=session_only)
+        return await self.book.save(account, secret, session_only=session_only, edit=edit)
 
     async def remove(self, account_id: str) -> None:
         await self.book.remove(account_id)
@@ -188,7 +199,7 @@ class LocalControl:
         self, account_id: str, kind: QuietKind, note: str = "", until: datetime | None = None
     ) -> None:
         try:
-            self.silences.silence(self.monitor.states[account_id], kind, note, until)
+            await self.silences.keep(self.monitor.states[account_id], kind, note, until)
         except sqlite3.Error as exc:  # locked by another process, or a full disk
             raise BookError(
                 f"The history could not keep it ({exc}): nothing changed; try again."

@@ -479,7 +479,12 @@ class ServiceControl:
         )
 
     async def save(
-        self, account: Account, secret: Secret | None, *, session_only: bool = False
+        self,
+        account: Account,
+        secret: Secret | None,
+        *,
+        session_only: bool = False,
+        edit: bool = False,
     ) -> str | None:
         # The service's words reach a toast: a password it repeats is taken out, as a server's.
         forms = secret_forms(secret.reveal()) if secret else []
@@ -490,6 +495,7 @@ class ServiceControl:
                 account=account_to_wire(account),
                 secret=secret.reveal() if secret else None,
                 session_only=session_only,
+                edit=edit,
             )
         except ServiceError as exc:
             raise type(exc)(server_text(str(exc), forms, 1000)) from None

@@ -16,7 +16,6 @@ import socket
 import sqlite3
 import struct
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -81,7 +80,6 @@ class ControlServer:
         self.changes = changes or asyncio.Lock()
         self.keyring_problem: str | None = None  # told to clients in the hello
         self.silences: Silences | None = None
-        self._silence_thread = ThreadPoolExecutor(1, "silences")
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.StreamWriter] = set()
         self._full_said = False  # the refusal of a client past MAX_CLIENTS was logged
@@ -115,8 +113,8 @@ class ControlServer:
         self.watcher.subscribe(self)
 
     def _open_silences(self) -> Silences | None:
-        """The silences, written through their own connection to the history on their own
-        thread: a history another process holds locked must not stall the checks."""
+        """The silences, written through their own connection to the history (on their own
+        thread): a history another process holds locked must not stall the checks."""
         from .history import History, HistoryUnavailable
 
         if self.watcher.history is None:
@@ -136,19 +134,15 @@ class ControlServer:
         self._clients.clear()
         self.path.unlink(missing_ok=True)
         self._server = None
-        self._silence_thread.shutdown(wait=True)
         if self.silences is not None and self.silences.history is not None:
+            self.silences.close()
             self.silences.history.close()
 
     # --- news to every client -----------------------------------------------------------------
 
     def __call__(self, event: Event) -> None:
-        silences = self.silences
-        if isinstance(event, StatusChanged) and silences:
-            # Queued even when none is kept yet: one still being written on that thread (the
-            # history was slow) was given for the status before this change, so it ends too.
-            ending = self._silence_thread.submit(silences.end, event.account_id)
-            ending.add_done_callback(_log_failure)  # a change ends it; said if it cannot
+        if self.silences:
+            self.silences(event)  # a status change ends the account's silence
         if not self._clients:
             return
         if isinstance(event, AccountRemoved):
@@ -264,14 +258,6 @@ class ControlServer:
     ) -> None:
         try:
             reply = await self._command(line)
-        except Exception:
-            log.exception("A control command failed inside the service")
-            reply = {
-                "type": "reply",
-                "id": None,
-                "ok": False,
-                "error": "The service failed on this command; its log says why.",
-            }
         finally:
             in_flight.release()
         if writer in self._clients and self._send(writer, _encode(reply)) and reply.get("snapshot"):
@@ -297,6 +283,18 @@ class ControlServer:
             outcome = await self._run(request)
         except CommandError as exc:
             return {**reply, "ok": False, "error": str(exc)}
+        except Exception as exc:
+            # Answered under its id all the same: the client waits for it, and would
+            # otherwise wait out its whole deadline before saying anything.
+            log.exception("A control command failed inside the service")
+            command = request.get("command")
+            named = f"{command}: " if command in KNOWN else ""
+            return {
+                **reply,
+                "ok": False,
+                "error": f"The service failed on this command ({named}{type(exc).__name__}); "
+                "its log says why. Look at the account's state, then try again.",
+            }
         return {**reply, "ok": True, **outcome}
 
     async def _run(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -312,10 +310,7 @@ class ControlServer:
         if command == "save":
             return await self._save(request)
         if command not in COMMANDS:
-            raise CommandError(
-                f"Unknown command {command!r}. Known: snapshot, check, check_all, stop, resume, "
-                "acknowledge, snooze, unsilence, save, remove, reload."
-            )
+            raise CommandError(f"Unknown command {command!r}. Known: {', '.join(KNOWN)}.")
         account_id = request.get("account")
         if (
             not isinstance(account_id, str)
@@ -378,9 +373,13 @@ class ControlServer:
         session_only = request.get("session_only", False)
         if not isinstance(session_only, bool):
             raise CommandError("session_only is true or false.")
+        edit = request.get("edit", False)
+        if not isinstance(edit, bool):
+            raise CommandError("edit is true or false.")
         secret = Secret(value) if value is not None else None
         warning = await self._change(
-            account.id, lambda book: book.save(account, secret, session_only=session_only)
+            account.id,
+            lambda book: book.save(account, secret, session_only=session_only, edit=edit),
         )
         return {"warning": warning}
 
@@ -390,7 +389,7 @@ class ControlServer:
             raise CommandError("The service runs without history, which keeps silences.")
         account_id = state.account.id
         if command == "unsilence":
-            await self._keep(silences.end, (account_id,), "end of the silence")
+            await self._keep(silences.lift(account_id), "end of the silence")
         else:
             note = request.get("note", "")
             minutes = request.get("minutes")
@@ -403,16 +402,16 @@ class ControlServer:
                 until = utcnow() + timedelta(minutes=min(minutes, 60 * 24 * 365))
             kind = QuietKind.ACK if command == "acknowledge" else QuietKind.SNOOZE
             what = "acknowledgement" if kind is QuietKind.ACK else "snooze"
-            await self._keep(silences.silence, (state, kind, note, until), what)
+            await self._keep(silences.keep(state, kind, note, until), what)
         current = self.watcher.states.get(account_id, state)
         self.broadcast(
             {"type": "event", "event": "silence_changed", "account": self._json(current)}
         )
 
-    async def _keep(self, call: Callable[..., object], args: tuple[object, ...], what: str) -> None:
+    async def _keep(self, writing: Awaitable[object], what: str) -> None:
         """A history another process holds locked (or a full disk) is the client's answer."""
         try:
-            await asyncio.wrap_future(self._silence_thread.submit(call, *args))
+            await writing
         except sqlite3.Error as exc:
             raise CommandError(
                 f"The history could not keep the {what} ({exc}): nothing changed; try again."
@@ -420,11 +419,7 @@ class ControlServer:
 
 
 COMMANDS = ("check", "stop", "resume", "acknowledge", "snooze", "unsilence", "remove")
-
-
-def _log_failure(future: Future[None]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.warning("A silence could not be ended in the history: %s", future.exception())
+KNOWN = ("snapshot", "check_all", "reload", "save", *COMMANDS)
 
 
 class CommandError(Exception):

@@ -7,7 +7,10 @@ that account, whoever shows the news and however late.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -19,6 +22,8 @@ from .status import Status
 if TYPE_CHECKING:
     from .history import History
     from .monitor import Event
+
+log = logging.getLogger(__name__)
 
 
 class QuietKind(StrEnum):
@@ -60,18 +65,52 @@ class SilenceChanged:
 
 
 class Silences:
-    """The silences in force, kept in step with the history; a monitor subscriber."""
+    """The silences in force, kept in step with the history; a monitor subscriber.
+
+    The event loop writes them through `keep` and `lift`, and a status change ends them, on
+    their own thread, one at a time in order: a history another program holds locked waits
+    there (up to its busy timeout), not on the loop."""
 
     def __init__(self, history: History | None = None, clock: Callable[[], datetime] = utcnow):
         self.history = history
         self.clock = clock
         self._quiet: dict[str, Quiet] = history.quiet() if history else {}
+        self._writer = ThreadPoolExecutor(1, "silences") if history else None
 
     def __call__(self, event: Event) -> None:
         from .monitor import StatusChanged
 
-        if isinstance(event, StatusChanged) and event.account_id in self._quiet:
+        if not isinstance(event, StatusChanged):
+            return
+        if self._writer is None:
             self.end(event.account_id)
+            return
+        # Queued even when none is kept yet: one still being written (the history was slow)
+        # was given for the status before this change, so it ends too.
+        ending = self._writer.submit(self.end, event.account_id)
+        ending.add_done_callback(_said_if_failed)
+
+    async def keep(
+        self, state: AccountState, kind: QuietKind, note: str = "", until: datetime | None = None
+    ) -> Quiet:
+        """`silence`, off the event loop; sqlite3.Error when the history cannot keep it."""
+        if self._writer is None:
+            return self.silence(state, kind, note, until)
+        return await asyncio.wrap_future(
+            self._writer.submit(self.silence, state, kind, note, until)
+        )
+
+    async def lift(self, account_id: str) -> None:
+        """`end`, off the event loop; sqlite3.Error when the history cannot forget it."""
+        if self._writer is None:
+            self.end(account_id)
+        else:
+            await asyncio.wrap_future(self._writer.submit(self.end, account_id))
+
+    def close(self) -> None:
+        """Wait for the writes in hand (each bounded by the history's busy timeout)."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
 
     def of(self, state: AccountState) -> Quiet | None:
         """The silence that holds for this state now, if any."""
@@ -97,3 +136,8 @@ class Silences:
     def forget(self, account_id: str) -> None:
         """For a deleted account: the history forgets it with the rest of its rows."""
         self._quiet.pop(account_id, None)
+
+
+def _said_if_failed(future: Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("A silence could not be ended in the history: %s", future.exception())

@@ -3,6 +3,7 @@ and Save only after a passing test (or after the user confirms saving a failing 
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from rich.console import Group
@@ -34,6 +35,8 @@ def _confirm_saving_failure(result: AccountResult) -> ConfirmScreen:
         no="Go back",
     )
 
+
+SAVING_SHOWN_AFTER = 0.3  # seconds: a save still waiting then (on a keyring) says so
 
 TITLES = {"new": "New account", "edit": "Edit account", "reconnect": "Reconnect"}
 # Edit shows every setting; New also asks the id; Reconnect is about credentials and where to
@@ -119,6 +122,7 @@ class AccountFormScreen(ReportsWorkerFailures, ModalScreen[str | None]):
         self.prefill = account or replaces
         self._tested: tuple[Account, Secret | None, AccountResult] | None = None
         self._signed_in = None  # the oauth2 settings this form has signed in with
+        self._saving = False  # a save was sent: Test and Save wait for its end
         # The built-in sign-in's table under the Client id and Tenant fields: what the file
         # holds, and after a sign-in what it changed (a token kept in a file, for one).
         self._oauth2_table = (
@@ -421,10 +425,12 @@ class AccountFormScreen(ReportsWorkerFailures, ModalScreen[str | None]):
     # --- Test and Save ----------------------------------------------------------------------
 
     def action_test(self) -> None:
-        self._test_then(save=False)
+        if not self._saving:
+            self._test_then(save=False)
 
     def action_save(self) -> None:
-        self._test_then(save=True)
+        if not self._saving:
+            self._test_then(save=True)
 
     @work(exclusive=True, group="form", exit_on_error=False, description="Testing the account")
     async def _test_then(self, save: bool) -> None:
@@ -470,17 +476,45 @@ class AccountFormScreen(ReportsWorkerFailures, ModalScreen[str | None]):
             )
             if not session_only:
                 return
+        self._saving = True
+        # The app's worker, not this form's: Escape closes the form while a keyring holds the
+        # save, and the save still ends whole (file, keyring, monitor) and says how.
+        saving = self.app.run_worker(
+            self._save(account, typed, session_only),
+            name="save",
+            description="Saving the account",
+            exit_on_error=False,
+        )
+        await asyncio.sleep(SAVING_SHOWN_AFTER)
+        if not saving.is_finished:
+            self.query_one("#form-result", Static).update(
+                Text(
+                    "Saving… (waiting for the keyring). Esc closes this form; the save goes on "
+                    "and says how it ended.",
+                    style="italic",
+                )
+            )
+
+    async def _save(self, account: Account, typed: Secret | None, session_only: bool) -> None:
+        """Save through the control; the outcome is said on the app, as this form may be
+        closed by the time it comes."""
+        app, replaces = self.app, self.replaces
         try:
-            if self.replaces is not None:
-                await self.app.control.remove(self.replaces.id)
-            warning = await self.app.control.save(account, typed, session_only=session_only)
+            if replaces is not None:
+                await app.control.remove(replaces.id)
+            warning = await app.control.save(
+                account, typed, session_only=session_only, edit=self.original is not None
+            )
         except BookError as exc:
-            self.notify(str(exc), title="Cannot save", severity="error", timeout=15, markup=False)
+            app.notify(str(exc), title="Cannot save", severity="error", timeout=15, markup=False)
             return
+        finally:
+            self._saving = False
         if warning:
-            self.notify(warning, severity="warning", timeout=15, markup=False)
-        self.notify(f"Saved {account.email}. Checking it now…", timeout=4, markup=False)
-        self.dismiss(account.id)
+            app.notify(warning, severity="warning", timeout=15, markup=False)
+        app.notify(f"Saved {account.email}. Checking it now…", timeout=4, markup=False)
+        if self.is_active:
+            self.dismiss(account.id)
 
     async def _run_test(self, account: Account, typed: Secret | None) -> AccountResult | None:
         area = self.query_one("#form-result", Static)

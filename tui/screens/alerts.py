@@ -20,6 +20,7 @@ from ..core.models import AccountState
 from ..core.outages import WINDOW, group_outages
 from ..core.silences import QuietKind
 from ..core.status import STATUS_INFO, Status
+from ..core.words import plural
 from ..format import duration, shorten, status_text
 from ..widgets.fitted_table import Column, FittedTable
 from ..workers import ReportsWorkerFailures
@@ -34,6 +35,28 @@ ALERT_COLUMNS = [
     Column("since", "Since", 5),
     Column("note", "", 30),
 ]
+
+
+def nothing_to_alert(states: list[AccountState]) -> str:
+    """What an empty Alerts says: "working" only of what this run has checked and found so."""
+    if not states:
+        return "No accounts yet: press n on the accounts screen to add one."
+    stopped = sum(s.status is Status.STOPPED for s in states)
+    unchecked = sum(
+        s.status is not Status.STOPPED and (s.status is Status.CHECKING or s.stale) for s in states
+    )
+    retrying = sum(bool(s.retrying) for s in states)
+    if unchecked:
+        said = f"No alerts so far: {unchecked} of {plural(len(states), 'account')} not checked yet."
+    elif retrying:
+        said = f"No alerts yet: {plural(retrying, 'account')} failed once and will be retried."
+    elif stopped == len(states):
+        said = "No alerts: every account is stopped, so nothing is being checked."
+    else:
+        said = "No alerts: every connection is working."
+    if stopped and stopped < len(states):
+        said += f" {plural(stopped, 'account')} stopped, not checked."
+    return said
 
 
 def _by_severity(states: list[AccountState]) -> list[AccountState]:
@@ -107,7 +130,7 @@ class AlertsScreen(ReportsWorkerFailures, ModalScreen[None]):
             yield Static(HEADLINE, id="alerts-headline")
             yield FittedTable(ALERT_COLUMNS, id="alerts-table", cursor_type="row")
             yield Static("", id="alerts-detail")
-            yield Static("No alerts: every connection is working.", id="alerts-empty")
+            yield Static("", id="alerts-empty")
             with Horizontal(classes="buttons"):
                 yield Button(
                     "Reconnect r",
@@ -205,6 +228,9 @@ class AlertsScreen(ReportsWorkerFailures, ModalScreen[None]):
         empty = not wanted
         table.display = not empty
         self.query_one("#alerts-headline").display = not empty
+        self.query_one("#alerts-empty", Static).update(
+            nothing_to_alert(list(self.control.states().values())) if empty else ""
+        )
         self.query_one("#alerts-empty").display = empty
         for button in ("#alerts-reconnect", "#alerts-acknowledge", "#alerts-snooze"):
             self.query_one(button, Button).disabled = empty

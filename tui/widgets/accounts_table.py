@@ -14,7 +14,7 @@ from textual.timer import Timer
 
 from ..core.models import Account, AccountState
 from ..core.status import STATUS_INFO
-from ..format import ago, duration, protocol_cell, state_cell
+from ..format import INSECURE_SIGN, ago, duration, protocol_cell, state_cell
 from .fitted_table import PADDING, Column, FittedTable
 
 REPAINT_EVERY = 0.5  # seconds between repaints of changed rows
@@ -255,7 +255,7 @@ class AccountsTable(FittedTable):
 
     def _want_room(self, account: Account) -> None:
         """Refit when an address is longer than any before, or a provider's name."""
-        account_want = len(account.email) + bool(account.insecure)
+        account_want = len(account.email) + len(INSECURE_SIGN) * bool(account.insecure)
         provider_want = len(account.provider)
         if account_want > self._account_want or provider_want > self._provider_want:
             self._account_want = max(self._account_want, account_want)
@@ -368,6 +368,6 @@ class _AccountCell(Text):
     def __init__(self, account: Account):
         super().__init__(overflow="ellipsis", no_wrap=True)
         if account.insecure:  # plain text allowed or certificates unchecked: visible at a glance
-            self.append("⚠", style="bold yellow")
+            self.append(INSECURE_SIGN, style="bold yellow")
         self.append(account.email)
         self.account_id = account.id
