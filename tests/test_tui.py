@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
+from dataclasses import replace
 from datetime import timedelta
 
 import keyring
@@ -256,6 +258,24 @@ async def test_rows_out_of_view_show_their_news_once_scrolled_to(tmp_path, loopb
         assert {cell(pilot, f"a{i:02}") for i in in_view} == {"Invalid Credentials"}
 
 
+async def test_a_key_pressed_during_the_first_results_waits_behind_no_message_per_account(
+    tmp_path, loopback, isolated_user
+):
+    """The App's queue is where keys wait their turn: the first results of 300 accounts reach
+    the table in a few batches, without putting a message per account ahead of a key."""
+    ids = [f"a{i:03}" for i in range(300)]
+    path = write_accounts(tmp_path / "accounts.toml", loopback, dict.fromkeys(ids, {}))
+    app = make_app(path)  # no password stored for any: Invalid Credentials, fast
+    queued: list[str] = []
+    post = app.post_message
+    app.post_message = lambda message: queued.append(type(message).__name__) or post(message)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await until(lambda: app.sub_title == "300 alerts — press a", what="every first check")
+        assert len(queued) < 30, collections.Counter(queued)
+        await until(lambda: cell(pilot, "a000") == "Invalid Credentials", what="the first row")
+        assert app.screen.query_one("#accounts").row_count == len(ids)
+
+
 async def test_rows_and_news_held_back_by_a_held_key_are_all_shown_once_it_is_let_go(
     tmp_path, loopback, isolated_user
 ):
@@ -454,6 +474,21 @@ async def test_delete_and_readd_loses_nothing_until_the_new_one_is_saved(pilot, 
     await until(lambda: status(app, "broken") is Status.CONNECTED, what="re-added")
     assert len(app.screen_stack) == 1  # both forms closed
     assert isolated_user.secrets[(SERVICE, "broken")] == PASSWORD
+
+
+async def test_an_account_removed_and_added_again_in_one_turn_keeps_its_row(pilot, app):
+    """A reload can take an account away and give it back before the screen hears either:
+    its row stays, showing the account as it came back (stopped: no check comes to show it)."""
+    monitor = app.control.monitor
+    account = monitor.states["good"].account
+    await monitor.remove("good")
+    monitor.add(replace(account, stopped=True))
+    table = app.screen.query_one("#accounts")
+    await until(
+        lambda: "good" in table.rows and cell(pilot, "good") == "Stopped",
+        timeout=3,
+        what="the row, showing Stopped",
+    )
 
 
 async def test_check_keys_and_a_new_alert_toast(pilot, app, isolated_user):

@@ -27,7 +27,7 @@ from .core.config import Config, ConfigError, ConfigMissing
 from .core.credentials import KeyringStore, SecretStore
 from .core.history import History, HistoryUnavailable
 from .core.models import AccountState, utcnow
-from .messages import AccountRemoved, AccountUpdated, AttentionChanged
+from .messages import AccountRemoved
 from .news import NewsDesk
 from .screens.confirm import ConfirmScreen
 from .screens.too_small import cover_if_too_small
@@ -150,12 +150,6 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
     worker_failed = say_worker_failed  # every worker's failure ends here, as a sentence
 
     # --- news from the monitor, for the news desk --------------------------------------------
-
-    def on_account_updated(self, message: AccountUpdated) -> None:
-        self.news.updated(message.state)
-
-    def on_attention_changed(self, message: AttentionChanged) -> None:
-        self.news.attention(message)
 
     def on_account_removed(self, message: AccountRemoved) -> None:
         self.news.gone(message.account_id)

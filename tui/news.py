@@ -1,8 +1,9 @@
-"""The news desk: the monitor's events as messages, handed to the widgets in batches.
+"""The news desk: the monitor's events, handed to the widgets in batches.
 
 Events arrive as fast as checks finish; the widgets hear at most one batch per FLUSH_EVERY, each
-account in it once, in its latest state. After each batch the desk lets the App refresh what
-summarises the states (the title line, the banner) and the announcer speak."""
+account in it once, in its latest state (a removal comes as a message, in order). After each
+batch the desk lets the App refresh what summarises the states (the title line, the banner) and
+the announcer speak."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from .core import monitor as news
 from .core.models import AccountState
 from .core.monitor import Event
 from .core.silences import SilenceChanged
-from .messages import AccountRemoved, AccountUpdated, AttentionChanged
+from .messages import AccountRemoved
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -41,27 +42,27 @@ class NewsDesk:
         self._timer: Timer | None = None
 
     def event(self, event: Event | SilenceChanged) -> None:
-        """A monitor event, as a message on the App's queue (where an account's newer update
-        replaces its older one); called from the monitor's subscriber list."""
+        """A monitor event; called from the monitor's subscriber list. An account's state and
+        an alert go straight to the next batch (a newer state replaces an older one there): a
+        message each, by the thousand in the first results, would queue ahead of every key the
+        user presses. Nothing here touches a widget: the batch does, on the App's timer."""
         if isinstance(event, news.StatusChanged | news.AccountChecked | news.AccountAdded):
-            self.app.post_message(AccountUpdated(event.state))
+            self._updated(event.state)
         elif isinstance(event, SilenceChanged):  # by another face attached to the service
-            self.app.post_message(AccountUpdated(event.state))
-        elif isinstance(event, news.AttentionChanged):
-            self.app.post_message(AttentionChanged(event.raised, event.state, event.previous))
+            self._updated(event.state)
+        elif isinstance(event, news.AttentionChanged):  # for the announcer, after the next batch
+            self.announcer.changed(event.state, event.raised, event.previous)
+            self._schedule()
         elif isinstance(event, news.AccountRemoved):
             self.app.post_message(AccountRemoved(event.account_id))
 
-    def updated(self, state: AccountState) -> None:
-        if state.account.id in self.control.states():  # not removed while it was queued
-            self._pending[state.account.id] = state
-            self._schedule()
-
-    def attention(self, message: AttentionChanged) -> None:
-        self.announcer.changed(message.state, message.raised, message.previous)
+    def _updated(self, state: AccountState) -> None:
+        self._pending[state.account.id] = state
         self._schedule()
 
     def gone(self, account_id: str) -> None:
+        if account_id in self.control.states():  # added again since: its row stays, updated
+            return
         self._pending.pop(account_id, None)
         self.removed.publish(account_id)
         self.summarise()
