@@ -135,15 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     import gc
 
-    # What the TUI imports lives as long as it does: no collection while importing it (that
-    # makes no garbage, yet cost ~10 ms of collections before the first frame), then out of the
-    # collector's way, so a full collection no longer walks it (one took 50 ms, a frozen
-    # cursor, while a thousand accounts came in).
+    # Start-up makes next to no garbage, yet the collector ran some 60 times before the first
+    # frame (a thousand accounts' objects are young), 10-20 ms of the wait. It is off until the
+    # first frame; then the app freezes what start-up made out of its way and turns it on
+    # again (see first_frame_shown), so a full collection no longer walks it either (one took
+    # 50 ms, a frozen cursor, while a thousand accounts came in).
     gc.disable()
     from .app import run_app
 
-    gc.freeze()
-    gc.enable()
     if args.demo:
         from .demo.run import run_demo
 
