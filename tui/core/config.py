@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
@@ -318,13 +319,19 @@ def parse(text: str, path: Path) -> Config:
 
 
 class _LineFinder:
-    """Maps a key in the parsed data back to its line, so errors can point at it."""
+    """Maps a key in the parsed data back to its line, so errors can point at it. The lines
+    are found only when an error asks: a good file of a thousand accounts never needs them."""
 
     def __init__(self, text: str):
-        self.lines = text.splitlines()
-        self.account_starts = [
-            i for i, line in enumerate(self.lines) if line.strip().startswith("[[accounts]]")
-        ]
+        self.text = text
+
+    @cached_property
+    def lines(self) -> list[str]:
+        return self.text.splitlines()
+
+    @cached_property
+    def account_starts(self) -> list[int]:
+        return [i for i, line in enumerate(self.lines) if line.strip().startswith("[[accounts]]")]
 
     def top(self, key: str) -> int | None:
         return self._find(0, len(self.lines), key)
