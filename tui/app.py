@@ -19,7 +19,6 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from . import commands
 from .announcer import Announcer
 from .core import config as config_file
 from .core.api import Control, LocalControl
@@ -29,7 +28,6 @@ from .core.history import History, HistoryUnavailable
 from .core.models import AccountState, utcnow
 from .messages import AccountRemoved, AccountUpdated, AttentionChanged
 from .news import NewsDesk
-from .screens.confirm import ConfirmScreen
 from .screens.too_small import cover_if_too_small
 from .widgets.title_bar import title_line
 from .workers import ReportsWorkerFailures, say_worker_failed
@@ -125,6 +123,8 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
     async def run_monitor(self) -> None:
         await self.control.run(self.news.event)
         if self.control.lost:  # attached, and the service went away
+            from .screens.confirm import ConfirmScreen
+
             self.update_subtitle()
             question = f"{self.control.lost}\n\nMonitor the accounts from this app now?"
             if await self.push_screen_wait(
@@ -185,6 +185,7 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
             self.push_screen(AlertsScreen())
 
     def action_help(self) -> None:
+        from . import commands
         from .screens.help import HelpScreen
 
         self.push_screen(HelpScreen(commands.help_sections(self.screen)))
@@ -202,6 +203,8 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
         self.notify(f"Alert bell {'on' if self.settings.bell else 'off'} for this session.")
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        from . import commands
+
         yield from super().get_system_commands(screen)
         yield from commands.system_commands(self, screen)
 
@@ -284,8 +287,6 @@ async def find_service(config_path: Path, store: SecretStore) -> Control | None:
 
 
 def run_app(config_path: Path) -> int:
-    from .core.attach import AttachRefused
-
     async def once() -> int:
         store = KeyringStore()
         app = make_app(config_path, store=store, control=await find_service(config_path, store))
@@ -295,7 +296,13 @@ def run_app(config_path: Path) -> int:
     while True:
         try:
             code = asyncio.run(once())
-        except AttachRefused as exc:
+        except Exception as exc:
+            # The service's client is imported only once find_service finds a service: with
+            # none (the common case) its modules would cost the first frame about 3 ms.
+            from .core.attach import AttachRefused
+
+            if not isinstance(exc, AttachRefused):
+                raise
             print(exc, file=sys.stderr)
             return 3
         if code != RELOAD:

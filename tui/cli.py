@@ -136,18 +136,21 @@ def main(argv: list[str] | None = None) -> int:
     import gc
 
     # Start-up makes next to no garbage, yet the collector ran some 60 times before the first
-    # frame (a thousand accounts' objects are young), 10-20 ms of the wait. It is off until the
-    # first frame; then the app freezes what start-up made out of its way and turns it on
+    # frame of a thousand accounts (their objects are all young). It is off until the first
+    # frame; then the app freezes what start-up made out of its way and turns it on
     # again (see first_frame_shown), so a full collection no longer walks it either (one took
     # 50 ms, a frozen cursor, while a thousand accounts came in).
     gc.disable()
-    from .app import run_app
+    try:
+        from .app import run_app
 
-    if args.demo:
-        from .demo.run import run_demo
+        if args.demo:
+            from .demo.run import run_demo
 
-        return run_demo()
-    return run_app(config_file.resolve_path(args.config))
+            return run_demo()
+        return run_app(config_file.resolve_path(args.config))
+    finally:
+        gc.enable()  # for an app that ended before its first frame (the app's did it otherwise)
 
 
 def run_check(
