@@ -93,6 +93,20 @@ async def test_a_service_whose_socket_cannot_be_trusted_keeps_the_app_from_monit
         await find_service(config, MemoryStore())
 
 
+def test_the_command_line_says_in_words_why_it_will_not_monitor_beside_such_a_service(
+    serving, capsys
+):
+    import gc
+
+    from tui.cli import main
+
+    _, config, _ = serving
+    os.chmod(socket_path(config), 0o666)
+    assert main(["--config", str(config)]) == 3
+    assert "open to other users" in capsys.readouterr().err
+    assert gc.isenabled(), "the collector is on again, though no app showed a frame"
+
+
 async def test_a_service_without_its_socket_is_not_doubled(serving):
     service, config, _ = serving
     socket_path(config).unlink()

@@ -843,6 +843,22 @@ async def test_demo_shows_its_accounts_checking_before_its_servers_or_certificat
         app.demo.close()
 
 
+async def test_the_cycle_collector_turned_off_for_start_up_runs_again_after_the_first_frame():
+    """The command line starts the app with the collector off (it cost the first frame 10-20
+    ms); left off, the app's cyclic garbage would never be freed."""
+    import gc
+
+    gc.disable()
+    try:
+        app = make_app(default_path())
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            await until(gc.isenabled, timeout=2, what="the collector to be on again")
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
 async def test_a_typed_password_for_an_account_with_a_password_command_is_refused_in_words(
     tmp_path, loopback, isolated_user
 ):

@@ -19,7 +19,6 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from . import commands
 from .announcer import Announcer
 from .core import config as config_file
 from .core.api import Control, LocalControl
@@ -29,7 +28,6 @@ from .core.history import History, HistoryUnavailable
 from .core.models import AccountState, utcnow
 from .messages import AccountRemoved
 from .news import NewsDesk
-from .screens.confirm import ConfirmScreen
 from .screens.too_small import cover_if_too_small
 from .widgets.title_bar import title_line
 from .workers import ReportsWorkerFailures, say_worker_failed
@@ -113,6 +111,7 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
 
     def on_mount(self) -> None:
         self.log(f"started in {(time.perf_counter() - _IMPORTED_AT) * 1000:.0f} ms")
+        self.call_after_refresh(first_frame_shown)
         self.call_after_refresh(cover_if_too_small, self)
         self.update_subtitle()
         if not self.config_error:
@@ -128,6 +127,8 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
         gc.freeze()
         await self.control.run(self.news.event)
         if self.control.lost:  # attached, and the service went away
+            from .screens.confirm import ConfirmScreen
+
             self.update_subtitle()
             question = f"{self.control.lost}\n\nMonitor the accounts from this app now?"
             if await self.push_screen_wait(
@@ -182,6 +183,7 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
             self.push_screen(AlertsScreen())
 
     def action_help(self) -> None:
+        from . import commands
         from .screens.help import HelpScreen
 
         self.push_screen(HelpScreen(commands.help_sections(self.screen)))
@@ -199,8 +201,19 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
         self.notify(f"Alert bell {'on' if self.settings.bell else 'off'} for this session.")
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        from . import commands
+
         yield from super().get_system_commands(screen)
         yield from commands.system_commands(self, screen)
+
+
+def first_frame_shown() -> None:
+    """The cycle collector, which the command line turns off while the app starts, back on;
+    what start-up made lives as long as the app, so it is frozen out of the collector's way
+    first (a few hundred objects of start-up's cyclic garbage go with it, once)."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 def make_app(
@@ -272,8 +285,6 @@ async def find_service(config_path: Path, store: SecretStore) -> Control | None:
 
 
 def run_app(config_path: Path) -> int:
-    from .core.attach import AttachRefused
-
     async def once() -> int:
         store = KeyringStore()
         app = make_app(config_path, store=store, control=await find_service(config_path, store))
@@ -283,7 +294,13 @@ def run_app(config_path: Path) -> int:
     while True:
         try:
             code = asyncio.run(once())
-        except AttachRefused as exc:
+        except Exception as exc:
+            # The service's client is imported only once find_service finds a service: with
+            # none (the common case) its modules would cost the first frame about 3 ms.
+            from .core.attach import AttachRefused
+
+            if not isinstance(exc, AttachRefused):
+                raise
             print(exc, file=sys.stderr)
             return 3
         if code != RELOAD:

@@ -135,20 +135,22 @@ def main(argv: list[str] | None = None) -> int:
         )
     import gc
 
-    # What the TUI imports lives as long as it does: no collection while importing it (that
-    # makes no garbage, yet cost ~10 ms of collections before the first frame), then out of the
-    # collector's way, so a full collection no longer walks it (one took 50 ms, a frozen
-    # cursor, while a thousand accounts came in).
+    # Start-up makes next to no garbage, yet the collector ran some 60 times before the first
+    # frame of a thousand accounts (their objects are all young). It is off until the first
+    # frame; then the app freezes what start-up made out of its way and turns it on
+    # again (see first_frame_shown), so a full collection no longer walks it either (one took
+    # 50 ms, a frozen cursor, while a thousand accounts came in).
     gc.disable()
-    from .app import run_app
+    try:
+        from .app import run_app
 
-    gc.freeze()
-    gc.enable()
-    if args.demo:
-        from .demo.run import run_demo
+        if args.demo:
+            from .demo.run import run_demo
 
-        return run_demo()
-    return run_app(config_file.resolve_path(args.config))
+            return run_demo()
+        return run_app(config_file.resolve_path(args.config))
+    finally:
+        gc.enable()  # for an app that ended before its first frame (the app's did it otherwise)
 
 
 def run_check(
