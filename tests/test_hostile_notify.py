@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
+
+import pytest
 
 from tui.core.notify import Notifier, load_apprise
 from tui.demo.servers import fault
 
+# runtime_dir: test_serve's autouse fixture, so the service's socket is in this test's folder.
+from .test_serve import Service, account_toml, runtime_dir, settings_toml  # noqa: F401
 from .webhook import Webhook
 
 
@@ -39,3 +44,24 @@ async def test_a_url_that_drips_its_answer_delays_no_later_message_to_the_others
     finally:
         await notifier.close()
         good.close()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_notify_config_that_is_no_file_is_refused_and_the_service_checks(
+    tmp_path, loopback, kind
+):
+    """Apprise reads the file whole: a FIFO had the service wait for a writer before its first
+    check, and /dev/zero would fill its memory."""
+    if kind == "fifo":
+        target = tmp_path / "apprise.txt"
+        os.mkfifo(target, 0o600)
+    else:
+        target = Path("/dev/zero")
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml(notify_config=str(target)) + account_toml(loopback, "good"))
+    service = Service(config)
+    try:
+        service.wait_for_line(f"The notify_config file {target} is not a regular file")
+        service.wait_for_line(r"good \(alice@example.com\): Checking… → Connected")
+    finally:
+        service.kill()

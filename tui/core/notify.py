@@ -93,6 +93,12 @@ def load_apprise(path: Path) -> tuple[apprise.Apprise, str | None]:
             f"The notify_config file {path} cannot be read ({exc.strerror}). Fix the path in "
             "[settings], or remove notify_config to send no notifications."
         ) from None
+    if not stat.S_ISREG(mode):
+        # Apprise reads the file whole: a FIFO would wait for a writer, a device never end.
+        raise NotifyConfigError(
+            f"The notify_config file {path} is not a regular file. Name an Apprise "
+            "configuration file in [settings], or remove notify_config to send no notifications."
+        )
     warning = None
     if mode & (stat.S_IRGRP | stat.S_IROTH):
         warning = (
