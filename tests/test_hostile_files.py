@@ -3,13 +3,16 @@ database and what a password command prints."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sqlite3
+import time
 
 import pytest
 
 from tui.core import config as cfg
 from tui.core.check import check_account
-from tui.core.credentials import Credentials, MemoryStore
+from tui.core.credentials import Credentials, MemoryStore, Secret
 from tui.core.history import History, default_path
 from tui.core.models import Endpoint
 from tui.core.status import Status
@@ -127,3 +130,23 @@ async def test_a_silence_this_version_cannot_read_leaves_the_app_running_and_say
         assert status(app, "sales") is Status.CONNECTED
         said = text_of(app.screen.query_one("#banner")) + " ".join(toasts(app))
         assert "a row of quiet is not one this version reads" in said
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+async def test_a_ca_file_that_is_no_file_is_a_settings_problem_within_the_deadline(
+    loopback, tmp_path, kind
+):
+    """OpenSSL reads the CA file whole: a FIFO had it wait for a writer, on the event loop for
+    SMTP, so `check` hung past its own deadline, for good."""
+    path = tmp_path / "ca.pem"
+    if kind == "fifo":
+        os.mkfifo(path, 0o600)
+    else:
+        path.mkdir()
+    account = loopback.account(ca_file=str(path))
+    started = time.monotonic()
+    result = await asyncio.wait_for(check_account(account, 2, secret=Secret(PASSWORD)), 10)
+    assert time.monotonic() - started < 3
+    for probe in (result.imap, result.smtp):
+        assert probe.status is Status.REQUEST_IS_INVALID
+        assert f"ca_file {path} cannot be used (it is not a regular file)" in probe.detail

@@ -158,3 +158,21 @@ async def test_a_token_endpoint_quoting_the_form_encoded_request_leaks_no_secret
     for secret in (refresh, client_secret):
         for form in (secret, quote(secret, safe=""), quote_plus(secret)):
             assert form not in detail
+
+
+@pytest.mark.parametrize("token", ["at-\x1b[31mred", "at-\x01\x01", 12345, {"at": 1}])
+async def test_an_access_token_that_cannot_be_sent_is_the_token_endpoints_fault(
+    loopback, server, token
+):
+    """A token with control characters (or not a string at all) came from the token endpoint:
+    that is a remote answer, not 'check what oauth2_token_command prints' for a command that
+    does not exist, and no mail server is asked with it."""
+    account, credentials, _ = refreshing(loopback, server)
+    server.fail_next(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600})
+    result = await check_account(account, 5, credentials=credentials)
+    assert result.status is Status.REQUEST_IS_INVALID, result.imap.detail
+    assert "the token endpoint answered with an access token that cannot be sent" in (
+        result.imap.detail
+    )
+    assert "oauth2_token_command" not in result.imap.detail
+    assert "\x1b" not in result.imap.detail

@@ -25,7 +25,12 @@ from .status import Status, worse
 def is_due(account: Account, last: RoundTripResult | None, now: datetime) -> bool:
     if account.round_trip is None:
         return False
-    return last is None or (now - last.checked_at).total_seconds() >= account.round_trip.every
+    if last is None:
+        return True
+    elapsed = (now - last.checked_at).total_seconds()
+    # A last probe dated in the future: the clock was put back since. Probing now is harmless;
+    # waiting would pause the probes for the skew on top of `every`.
+    return elapsed >= account.round_trip.every or elapsed < 0
 
 
 def consecutive_failures(trips: list[RoundTripResult]) -> int:

@@ -470,6 +470,8 @@ class Monitor:
             plan = state.account.round_trip
             last = slot.trips[0] if slot.trips else None
             wait = plan.every - (utcnow() - last.checked_at).total_seconds() if last else 0.0
+            if wait > plan.every:  # the last probe is dated in the future: the clock was put back
+                wait = 0.0
             if wait > 0:
                 await asyncio.sleep(wait * random.uniform(1, 1 + self.jitter))
                 continue

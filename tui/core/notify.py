@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ATTENTION = "You have an email connection that requires your attention."
+GRACE = 1.0  # seconds past Apprise's own deadline before the call is given up on here
 HOLD = 30.0  # seconds a connection failure waits for others on its host, as one outage message
 CERTIFICATE_ADVICE = (
     "Ask the provider to renew the server's certificate (or renew it, if the server is yours) "
@@ -92,6 +93,12 @@ def load_apprise(path: Path) -> tuple[apprise.Apprise, str | None]:
             f"The notify_config file {path} cannot be read ({exc.strerror}). Fix the path in "
             "[settings], or remove notify_config to send no notifications."
         ) from None
+    if not stat.S_ISREG(mode):
+        # Apprise reads the file whole: a FIFO would wait for a writer, a device never end.
+        raise NotifyConfigError(
+            f"The notify_config file {path} is not a regular file. Name an Apprise "
+            "configuration file in [settings], or remove notify_config to send no notifications."
+        )
     warning = None
     if mode & (stat.S_IRGRP | stat.S_IROTH):
         warning = (
@@ -203,17 +210,24 @@ class Notifier:
 
         kind = apprise.NotifyType.SUCCESS if good else apprise.NotifyType.FAILURE
         loop = asyncio.get_running_loop()
+        # Apprise's own deadline: a URL that hangs (or drips its answer) is left to finish on
+        # its own, so the next message, and the other URLs, do not wait behind it.
         future = loop.run_in_executor(
             self._executor,
-            lambda: self.sender.notify(title=title, body=body, notify_type=kind),
+            lambda: self.sender.notify(
+                title=title, body=body, notify_type=kind, timeout=self.timeout
+            ),
         )
         try:
-            sent = await asyncio.wait_for(asyncio.shield(future), self.timeout)
+            sent = await asyncio.wait_for(asyncio.shield(future), self.timeout + GRACE)
         except TimeoutError:
             self._failed(f"was not sent within {self.timeout:g} s")
             return False
         except Exception as exc:  # a notification must never stop monitoring
             self._failed(f"could not be sent ({type(exc).__name__})")
+            return False
+        if any(one.status is apprise.AppriseResultStatus.TIMEOUT for one in sent):
+            self._failed(f"was not sent within {self.timeout:g} s to at least one of its URLs")
             return False
         if not sent:
             self._failed("could not be delivered to at least one of its URLs")

@@ -7,6 +7,7 @@ larger than MAX_RESPONSE or take longer than the deadline, even one dripped a by
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from .settings import OAuth2Settings
 
 MAX_RESPONSE = 64 * 1024  # a token answer is a few kB; a page of HTML is not one
 USER_AGENT = "connected-emails"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # none can go inside a SASL string
 
 T = TypeVar("T")
 
@@ -131,6 +133,13 @@ class Client(OAuth2Client):
         if not body.get("access_token"):
             raise OAuth2Error(
                 "the token endpoint answered without an access token; check oauth2.scopes.",
+                Status.REQUEST_IS_INVALID,
+            )
+        access = body["access_token"]
+        if not isinstance(access, str) or _CONTROL.search(access):
+            raise OAuth2Error(
+                "the token endpoint answered with an access token that cannot be sent (not "
+                "text, or with a control character in it); check the oauth2 endpoints.",
                 Status.REQUEST_IS_INVALID,
             )
         self.token = body

@@ -7,6 +7,7 @@ import hashlib
 import os
 import socket
 import ssl
+import stat
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -21,9 +22,17 @@ def client_context(account: Account) -> ssl.SSLContext:
     mtime = None
     if account.ca_file:
         try:
-            mtime = os.stat(account.ca_file).st_mtime_ns
+            found = os.stat(account.ca_file)
         except OSError:
             pass  # load_verify_locations will say what is wrong
+        else:
+            if not stat.S_ISREG(found.st_mode):
+                # OpenSSL reads it whole: a FIFO would wait for a writer, a device never end.
+                raise CAFileError(
+                    f"ca_file {account.ca_file} cannot be used (it is not a regular file); "
+                    "fix the path or remove ca_file"
+                )
+            mtime = found.st_mtime_ns
     return _context(account.ca_file, mtime)
 
 

@@ -1,0 +1,67 @@
+"""Notifications when one of the user's Apprise URLs hangs: the others still get every message."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tui.core.notify import Notifier, load_apprise
+from tui.demo.servers import fault
+
+# runtime_dir: test_serve's autouse fixture, so the service's socket is in this test's folder.
+from .test_serve import Service, account_toml, runtime_dir, settings_toml  # noqa: F401
+from .webhook import Webhook
+
+
+async def test_a_url_that_drips_its_answer_delays_no_later_message_to_the_others(
+    loopback, tmp_path
+):
+    """A webhook that drips its answer a byte a second never trips Apprise's read timeout.
+    Sends ran one at a time in one thread: every later alert waited behind it, the working URL
+    got none of them, and only the first was reported."""
+    good = Webhook()
+    dripping = loopback.serve(fault("drip", b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 200))
+    path = tmp_path / "apprise.txt"
+    path.write_text(f"{good.url}\njson://127.0.0.1:{dripping}/\n")
+    path.chmod(0o600)
+    sender, _ = load_apprise(Path(path))
+    reports: list[str] = []
+    notifier = Notifier(sender, list, on_failure=reports.append, timeout=2)
+    try:
+        started = time.monotonic()
+        for n in range(3):
+            assert not await notifier.send(f"alert {n}", "body")
+        assert time.monotonic() - started < 8
+        good.wait_for(3, timeout=3)
+        assert sorted(m["title"] for m in good.messages) == ["alert 0", "alert 1", "alert 2"]
+        assert reports == [
+            "A notification was not sent within 2 s to at least one of its URLs. Monitoring "
+            "goes on; check the URLs in notify_config."
+        ]
+    finally:
+        await notifier.close()
+        good.close()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_notify_config_that_is_no_file_is_refused_and_the_service_checks(
+    tmp_path, loopback, kind
+):
+    """Apprise reads the file whole: a FIFO had the service wait for a writer before its first
+    check, and /dev/zero would fill its memory."""
+    if kind == "fifo":
+        target = tmp_path / "apprise.txt"
+        os.mkfifo(target, 0o600)
+    else:
+        target = Path("/dev/zero")
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml(notify_config=str(target)) + account_toml(loopback, "good"))
+    service = Service(config)
+    try:
+        service.wait_for_line(f"The notify_config file {target} is not a regular file")
+        service.wait_for_line(r"good \(alice@example.com\): Checking… → Connected")
+    finally:
+        service.kill()
