@@ -76,6 +76,7 @@ class Silences:
         self.clock = clock
         self._quiet: dict[str, Quiet] = history.quiet() if history else {}
         self._writer = ThreadPoolExecutor(1, "silences") if history else None
+        self._keeping = 0  # silences being written on that thread now
 
     def __call__(self, event: Event) -> None:
         from .monitor import StatusChanged
@@ -84,11 +85,11 @@ class Silences:
             return
         if self._writer is None:
             self.end(event.account_id)
-            return
-        # Queued even when none is kept yet: one still being written (the history was slow)
-        # was given for the status before this change, so it ends too.
-        ending = self._writer.submit(self.end, event.account_id)
-        ending.add_done_callback(_said_if_failed)
+        elif event.account_id in self._quiet or self._keeping:
+            # Queued after any silence still being written (the history was slow): that one
+            # was given for the status before this change, so it ends too.
+            ending = self._writer.submit(self.end, event.account_id)
+            ending.add_done_callback(_said_if_failed)
 
     async def keep(
         self, state: AccountState, kind: QuietKind, note: str = "", until: datetime | None = None
@@ -96,9 +97,14 @@ class Silences:
         """`silence`, off the event loop; sqlite3.Error when the history cannot keep it."""
         if self._writer is None:
             return self.silence(state, kind, note, until)
-        return await asyncio.wrap_future(
-            self._writer.submit(self.silence, state, kind, note, until)
-        )
+        self._keeping += 1
+        writing = asyncio.wrap_future(self._writer.submit(self.silence, state, kind, note, until))
+        writing.add_done_callback(self._written)
+        # Shielded: a caller that stops waiting does not stop the write, nor its count.
+        return await asyncio.shield(writing)
+
+    def _written(self, _: object) -> None:
+        self._keeping -= 1
 
     async def lift(self, account_id: str) -> None:
         """`end`, off the event loop; sqlite3.Error when the history cannot forget it."""
