@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import threading
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +12,7 @@ from tui.core.check import check_account
 from tui.core.credentials import Secret
 from tui.core.models import Endpoint
 from tui.core.probes.imap import check_imap
+from tui.core.probes.tls import client_context
 from tui.core.status import Status
 from tui.demo.servers import HOST, ScriptedImap, closed_port, fault
 
@@ -198,6 +201,27 @@ async def test_unreadable_ca_file_is_a_settings_problem(loopback, tmp_path):
     for probe in (result.imap, result.smtp):
         assert probe.status is Status.REQUEST_IS_INVALID
         assert "missing.pem cannot be used (No such file or directory)" in probe.detail
+
+
+def test_checks_starting_together_load_the_ca_store_once(loopback, tmp_path):
+    """A sweep's first checks ask for their TLS context in many threads at once; loading the
+    CA store costs tens of milliseconds, so they must share one context, not load one each."""
+    ca_file = tmp_path / "ca.pem"  # a CA file no other test has loaded
+    ca_file.write_bytes(Path(loopback.certs.ca_file).read_bytes())
+    account = loopback.account(ca_file=str(ca_file))
+    together = threading.Barrier(8)
+    contexts = []
+
+    def ask() -> None:
+        together.wait()
+        contexts.append(client_context(account))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(contexts) == 8 and len({id(c) for c in contexts}) == 1
 
 
 # --- round trips: a probe asks only what it must ----------------------------------------------

@@ -8,6 +8,7 @@ import os
 import socket
 import ssl
 import stat
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -33,13 +34,18 @@ def client_context(account: Account) -> ssl.SSLContext:
                     "fix the path or remove ca_file"
                 )
             mtime = found.st_mtime_ns
-    return _context(account.ca_file, mtime)
+    with _LOADING:
+        return _context(account.ca_file, mtime)
+
+
+# Loading the system CA store costs tens of milliseconds; one context per CA file is shared by
+# every check (SSLContext is safe to use from many threads). The cache does not stop threads
+# that miss at once from each loading one: a sweep's first checks do, so they take turns.
+_LOADING = threading.Lock()
 
 
 @functools.lru_cache(maxsize=64)
 def _context(ca_file: str | None, mtime: int | None) -> ssl.SSLContext:
-    # Loading the system CA store costs tens of milliseconds; one context per CA file is shared
-    # by every check (SSLContext is safe to use from many threads).
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if ca_file:
