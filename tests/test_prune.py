@@ -126,6 +126,7 @@ async def test_a_prune_of_a_large_history_leaves_the_monitors_news_flowing(loopb
 
     ticker = asyncio.create_task(tick())
     await asyncio.sleep(0.05)
+    started = time.monotonic()
     watcher.start()
     try:
         while await asyncio.to_thread(_count_older, history.path, cutoff):
@@ -135,7 +136,9 @@ async def test_a_prune_of_a_large_history_leaves_the_monitors_news_flowing(loopb
         ticking = False
         await ticker
         await watcher.close()
-    assert worst < 0.5, f"the event loop stalled {worst:.2f} s while the history was pruned"
+    # On the loop, the prune would stall it for as long as it takes; a busy machine slows both.
+    took = pruned_at - started
+    assert worst < took / 3, f"the event loop stalled {worst:.2f} s of the prune's {took:.2f} s"
     assert checked and checked[0] < pruned_at, "no check was reported while the prune ran"
     history.close()
 
