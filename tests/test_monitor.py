@@ -130,6 +130,21 @@ async def test_a_thousand_accounts_begin_their_first_checks_a_slice_per_turn_of_
     assert busiest <= 100, f"{busiest} first checks began in one turn"
 
 
+async def test_an_account_waiting_for_its_next_check_holds_one_task(loopback):
+    """A thousand accounts wait between checks most of the time: each waits in its own
+    task, with no second task (and its start in the burst of first results) to wait for it."""
+    accounts = [loopback.account(account_id=f"a{i:03d}") for i in range(100)]
+    monitor = Monitor(accounts, Settings(poll_interval=60, timeout=2), credentials(ids=[]))
+    before = len(asyncio.all_tasks())
+    async with running(monitor):
+        await until(lambda: all(s.status is not Status.CHECKING for s in monitor.states.values()))
+        await asyncio.sleep(0.05)
+        assert len(asyncio.all_tasks()) - before == len(accounts)
+        checked = monitor.states["a000"].last_checked
+        monitor.check_now("a000")  # and it still wakes at once when asked
+        await until(lambda: monitor.states["a000"].last_checked != checked, timeout=3)
+
+
 async def test_two_checks_of_one_account_never_overlap(loopback):
     recorder = Recorder()
     slow = Endpoint(HOST, loopback.serve(fault("silent")), "none")

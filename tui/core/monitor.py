@@ -132,6 +132,16 @@ async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
         tasks = list(pending)
 
 
+async def _woken_or_after(wake: asyncio.Event, delay: float) -> None:
+    """Wait until `wake` is set or `delay` seconds pass, in the caller's task: wait_for would
+    start a task for each wait, a thousand of them in the burst of first results."""
+    timer = asyncio.get_running_loop().call_later(delay, wake.set)
+    try:
+        await wake.wait()
+    finally:
+        timer.cancel()
+
+
 class _Slot:
     """The per-account bookkeeping the faces never see."""
 
@@ -392,10 +402,7 @@ class Monitor:
         delay = random.uniform(0, self.first_spread) if self.first_spread else 0.0
         while True:
             if delay > 0:
-                try:
-                    await asyncio.wait_for(slot.wake.wait(), delay)
-                except TimeoutError:
-                    pass
+                await _woken_or_after(slot.wake, delay)
             slot.wake.clear()
             state = self.states.get(account_id)
             if state is None:
