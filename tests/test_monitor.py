@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import time
 
@@ -97,6 +98,51 @@ async def test_no_service_connection_backs_off_capped_at_the_interval(loopback):
     assert gaps[2] == pytest.approx(0.4, abs=0.08)
     assert max(gaps) <= 0.8 + 0.1, "backoff never waits longer than the interval"
     assert monitor.states["alice"].status is Status.NO_SERVICE_CONNECTION
+
+
+async def test_a_thousand_accounts_begin_their_first_checks_a_slice_per_turn_of_the_loop(
+    loopback,
+):
+    """Everything ready in a turn of the event loop runs before what comes next (the TUI's
+    keys): a thousand accounts' first steps must not all be in one turn. None has a secret
+    stored, so no server is asked."""
+    accounts = [loopback.account(account_id=f"a{i:04d}") for i in range(1000)]
+    loop = asyncio.get_running_loop()
+    turn, started_in = [0], []
+
+    def tick() -> None:
+        if len(started_in) < len(accounts):
+            turn[0] += 1
+            loop.call_soon(tick)
+
+    async def checker(account, timeout, credentials, mark=None):
+        started_in.append(turn[0])
+        return await check_account(account, timeout, credentials=credentials, mark=mark)
+
+    monitor = Monitor(
+        accounts, Settings(poll_interval=60, timeout=2), credentials(ids=[]), checker=checker
+    )
+    loop.call_soon(tick)
+    async with running(monitor):
+        await until(lambda: len(started_in) == len(accounts), what="every first check")
+        await until(lambda: all(s.status is not Status.CHECKING for s in monitor.states.values()))
+    busiest = max(collections.Counter(started_in).values())
+    assert busiest <= 100, f"{busiest} first checks began in one turn"
+
+
+async def test_an_account_waiting_for_its_next_check_holds_one_task(loopback):
+    """A thousand accounts wait between checks most of the time: each waits in its own
+    task, with no second task (and its start in the burst of first results) to wait for it."""
+    accounts = [loopback.account(account_id=f"a{i:03d}") for i in range(100)]
+    monitor = Monitor(accounts, Settings(poll_interval=60, timeout=2), credentials(ids=[]))
+    before = len(asyncio.all_tasks())
+    async with running(monitor):
+        await until(lambda: all(s.status is not Status.CHECKING for s in monitor.states.values()))
+        await asyncio.sleep(0.05)
+        assert len(asyncio.all_tasks()) - before == len(accounts)
+        checked = monitor.states["a000"].last_checked
+        monitor.check_now("a000")  # and it still wakes at once when asked
+        await until(lambda: monitor.states["a000"].last_checked != checked, timeout=3)
 
 
 async def test_two_checks_of_one_account_never_overlap(loopback):

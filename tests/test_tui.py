@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import time
 from dataclasses import replace
 from datetime import timedelta
@@ -274,6 +275,26 @@ async def test_a_key_pressed_during_the_first_results_waits_behind_no_message_pe
         assert len(queued) < 30, collections.Counter(queued)
         await until(lambda: cell(pilot, "a000") == "Invalid Credentials", what="the first row")
         assert app.screen.query_one("#accounts").row_count == len(ids)
+
+
+async def test_full_collections_wait_for_the_first_sweep_and_come_back_after_it(
+    tmp_path, loopback, isolated_user
+):
+    """A full collection walks every result in so far (100 ms of a frozen cursor at 1,000
+    accounts): none is due while the first results come in; the collector's own thresholds
+    are back once they are all in."""
+    ids = [f"a{i:02}" for i in range(40)]
+    path = write_accounts(tmp_path / "accounts.toml", loopback, dict.fromkeys(ids, {}))
+    app = make_app(path)  # no password stored for any: Invalid Credentials, fast
+    own = gc.get_threshold()
+    seen: list[int] = []
+    async with app.run_test(size=(100, 24), notifications=True):
+        await until(
+            lambda: seen.append(gc.get_threshold()[2]) or "need attention" in " ".join(toasts(app)),
+            what="the start-up summary",
+        )
+        assert gc.get_threshold() == own
+    assert max(seen) >= 100 * own[2], seen
 
 
 async def test_rows_and_news_held_back_by_a_held_key_are_all_shown_once_it_is_let_go(
