@@ -293,8 +293,9 @@ def parse(text: str, path: Path) -> Config:
         )
     accounts: list[Account] = []
     seen: dict[str, int] = {}
+    endpoints: dict[tuple[str, int, str], Endpoint] = {}
     for index, raw in enumerate(raw_accounts):
-        account = _account(raw, index, path, lines)
+        account = _account(raw, index, path, lines, endpoints)
         if account.id in seen:
             raise ConfigError(
                 path,
@@ -468,7 +469,15 @@ def _shown(value: object) -> str:
     return repr(value)
 
 
-def _account(raw: object, index: int, path: Path, lines: _LineFinder) -> Account:
+def _account(
+    raw: object,
+    index: int,
+    path: Path,
+    lines: _LineFinder,
+    endpoints: dict[tuple[str, int, str], Endpoint] | None = None,
+) -> Account:
+    """One [[accounts]] table, checked. `endpoints` lets accounts on the same server share
+    one Endpoint: a thousand accounts on one provider make two, not two thousand."""
     where = f"account #{index + 1}"
 
     def fail(problem: str, fix: str, key: str | None = None, field: str | None = None) -> NoReturn:
@@ -476,7 +485,8 @@ def _account(raw: object, index: int, path: Path, lines: _LineFinder) -> Account
 
     if not isinstance(raw, dict):
         fail("must be a table.", "Write it as an [[accounts]] table.")
-    _reject_unknown(raw, ACCOUNT_KEYS, path, where, lambda k: lines.account(index, k))
+    if not raw.keys() <= ACCOUNT_KEYS:
+        _reject_unknown(raw, ACCOUNT_KEYS, path, where, lambda k: lines.account(index, k))
     account_id = raw.get("id")
     if not isinstance(account_id, str) or not ID_PATTERN.fullmatch(account_id):
         fail(
@@ -486,8 +496,9 @@ def _account(raw: object, index: int, path: Path, lines: _LineFinder) -> Account
         )
     where = f"account {account_id!r}"
     for key in ("email", "username", "password_command", "oauth2_token_command", "ca_file"):
-        if isinstance(raw.get(key), str) and CONTROL.search(raw[key]):
-            fail(*_control_problem(key, raw[key]), key)
+        value = raw.get(key)
+        if isinstance(value, str) and CONTROL.search(value):
+            fail(*_control_problem(key, value), key)
     email = raw.get("email")
     if not isinstance(email, str) or "@" not in email:
         fail(
@@ -530,7 +541,7 @@ def _account(raw: object, index: int, path: Path, lines: _LineFinder) -> Account
                 f"Write {key} = {str(not default).lower()} or remove it.",
                 key,
             )
-    endpoints: dict[str, Endpoint] = {}
+    found: dict[str, Endpoint] = {}
     for proto, preset in (("imap", provider.imap), ("smtp", provider.smtp)):
         table = raw.get(proto)
         if table is None and preset is None:
@@ -539,7 +550,7 @@ def _account(raw: object, index: int, path: Path, lines: _LineFinder) -> Account
                 f'Add {proto} = {{ host = "...", port = ..., security = "tls" }}.',
                 None,
             )
-        endpoints[proto] = _endpoint(table or {}, preset, proto, fail)
+        found[proto] = _endpoint(table or {}, preset, proto, fail, endpoints)
     round_trip = _round_trip(raw["round_trip"], fail) if "round_trip" in raw else None
     return Account(
         id=account_id,
@@ -550,8 +561,8 @@ def _account(raw: object, index: int, path: Path, lines: _LineFinder) -> Account
         password_command=raw.get("password_command"),
         oauth2_token_command=raw.get("oauth2_token_command"),
         ca_file=raw.get("ca_file"),
-        imap=endpoints["imap"],
-        smtp=endpoints["smtp"],
+        imap=found["imap"],
+        smtp=found["smtp"],
         oauth2=oauth2,
         round_trip=round_trip,
         **flags,
@@ -637,12 +648,19 @@ def validate_account(raw: dict[str, object], path: Path | None = None) -> Accoun
     return _account(raw, 0, path or Path("(form)"), _LineFinder(""))
 
 
-def _endpoint(table: object, preset: Endpoint | None, proto: str, fail: Fail) -> Endpoint:
+def _endpoint(
+    table: object,
+    preset: Endpoint | None,
+    proto: str,
+    fail: Fail,
+    known: dict[tuple[str, int, str], Endpoint] | None = None,
+) -> Endpoint:
     if not isinstance(table, dict):
         fail(f"{proto} must be a table.", f"Write {proto} = {{ host = ..., port = ... }}.", proto)
-    for key in table:
-        if key not in ENDPOINT_KEYS:
-            fail(f"unknown key {key!r} in {proto}.", "Use host, port and security.", proto)
+    if not table.keys() <= ENDPOINT_KEYS:
+        for key in table:
+            if key not in ENDPOINT_KEYS:
+                fail(f"unknown key {key!r} in {proto}.", "Use host, port and security.", proto)
     host = table.get("host", preset.host if preset else None)
     port = table.get("port", preset.port if preset else None)
     security = table.get("security", preset.security if preset else "tls")
@@ -669,7 +687,12 @@ def _endpoint(table: object, preset: Endpoint | None, proto: str, fail: Fail) ->
             proto,
             f"{proto}.security",
         )
-    return Endpoint(host, port, security)
+    if known is None:
+        return Endpoint(host, port, security)
+    endpoint = known.get((host, port, security))
+    if endpoint is None:
+        endpoint = known[host, port, security] = Endpoint(host, port, security)
+    return endpoint
 
 
 # --- writing -------------------------------------------------------------------------------
