@@ -150,3 +150,13 @@ async def test_a_ca_file_that_is_no_file_is_a_settings_problem_within_the_deadli
     for probe in (result.imap, result.smtp):
         assert probe.status is Status.REQUEST_IS_INVALID
         assert f"ca_file {path} cannot be used (it is not a regular file)" in probe.detail
+
+
+@pytest.mark.parametrize("email", ["a" * 1_000_000 + "@example.com", "a" * 1_000_000], ids=len)
+def test_an_email_longer_than_an_address_can_be_is_refused_in_a_short_sentence(tmp_path, email):
+    """A 1 MB "address" made every key in the app take seconds, and went whole into alerts,
+    notifications and the hook's environment (where it is too long to start the hook)."""
+    with pytest.raises(cfg.ConfigError) as caught:
+        cfg.load(write(tmp_path, GOOD.replace("sales@example.com", email)))
+    assert "email is longer than an address can be (254 characters)" in str(caught.value)
+    assert len(str(caught.value)) < 1000
