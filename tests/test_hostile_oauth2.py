@@ -176,3 +176,19 @@ async def test_an_access_token_that_cannot_be_sent_is_the_token_endpoints_fault(
     )
     assert "oauth2_token_command" not in result.imap.detail
     assert "\x1b" not in result.imap.detail
+
+
+@pytest.mark.parametrize("field", ["expires_in", "expires_at"])
+@pytest.mark.parametrize("value", ["soon", [3600], float("inf")], ids=["word", "list", "inf"])
+async def test_an_expiry_no_number_can_hold_is_the_token_endpoints_fault_not_a_crash(
+    loopback, server, field, value
+):
+    """authlib turns expires_in into int(): "soon" raised ValueError, Infinity OverflowError,
+    out of the check and out of `check` with every other account in it."""
+    account, credentials, _ = refreshing(loopback, server)
+    server.fail_next(200, {"access_token": "at-odd", "token_type": "Bearer", field: value})
+    result = await check_account(account, 5, credentials=credentials)
+    assert result.status is Status.REQUEST_IS_INVALID, result.imap.detail
+    assert f"the token endpoint answered with an {field} that is not a number" in (
+        result.imap.detail
+    )

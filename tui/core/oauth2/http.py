@@ -7,6 +7,7 @@ larger than MAX_RESPONSE or take longer than the deadline, even one dripped a by
 
 from __future__ import annotations
 
+import math
 import re
 import socket
 import threading
@@ -142,9 +143,28 @@ class Client(OAuth2Client):
                 "text, or with a control character in it); check the oauth2 endpoints.",
                 Status.REQUEST_IS_INVALID,
             )
+        for field in ("expires_in", "expires_at"):
+            if body.get(field) is not None and not _whole_seconds(body[field]):
+                raise OAuth2Error(
+                    f"the token endpoint answered with an {field} that is not a number; check "
+                    "the oauth2 endpoints.",
+                    Status.REQUEST_IS_INVALID,
+                )
         self.token = body
         token: dict[str, Any] = self.token  # authlib's OAuth2Token, a dict
         return token
+
+
+def _whole_seconds(value: object) -> bool:
+    """What authlib's int() takes of an expiry: a finite number, or a whole one in a string
+    (some endpoints quote it). Anything else raised out of the check, and out of `check`."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return math.isfinite(value)
+    if isinstance(value, str):
+        return re.fullmatch(r"\s*[+-]?\d+\s*", value) is not None
+    return False
 
 
 def answer_json(resp: httpx2.Response) -> dict[str, Any]:
