@@ -192,3 +192,26 @@ async def test_an_expiry_no_number_can_hold_is_the_token_endpoints_fault_not_a_c
     assert f"the token endpoint answered with an {field} that is not a number" in (
         result.imap.detail
     )
+
+
+async def test_a_refresh_token_that_is_not_text_is_refused_before_it_is_stored(loopback, server):
+    """A rotated refresh token that is a JSON object was stored as it came; the next refresh
+    sent it through authlib, whose TypeError ended `check` for every account."""
+    account, credentials, record = refreshing(loopback, server)
+    server.fail_next(200, {"access_token": "at-x", "refresh_token": {"rt": ["x"]}})
+    result = await check_account(account, 5, credentials=credentials)
+    assert result.status is Status.REQUEST_IS_INVALID, result.imap.detail
+    assert "the token endpoint answered with a refresh token that cannot be sent" in (
+        result.imap.detail
+    )
+    kept = TokenStore(account.id, "file", credentials.store).load()
+    assert kept.refresh_token == record.refresh_token  # the sign-in stays as it was
+
+
+async def test_a_token_file_whose_refresh_token_is_not_text_says_it_is_damaged(loopback, server):
+    account, credentials, _ = refreshing(loopback, server)
+    path = TokenStore(account.id, "file", credentials.store).path
+    path.write_text(json.dumps({"refresh_token": {"rt": 1}, "issued_at": "2026-11-27T10:00:00"}))
+    result = await check_account(account, 5, credentials=credentials)
+    assert result.status is Status.INVALID_CREDENTIALS and not result.imap.reached_server
+    assert "The stored sign-in is damaged" in result.imap.detail

@@ -136,13 +136,17 @@ class Client(OAuth2Client):
                 "the token endpoint answered without an access token; check oauth2.scopes.",
                 Status.REQUEST_IS_INVALID,
             )
-        access = body["access_token"]
-        if not isinstance(access, str) or _CONTROL.search(access):
-            raise OAuth2Error(
-                "the token endpoint answered with an access token that cannot be sent (not "
-                "text, or with a control character in it); check the oauth2 endpoints.",
-                Status.REQUEST_IS_INVALID,
-            )
+        for field, name in (
+            ("access_token", "an access token"),
+            ("refresh_token", "a refresh token"),
+        ):
+            given = body.get(field)
+            if given is not None and (not isinstance(given, str) or _CONTROL.search(given)):
+                raise OAuth2Error(
+                    f"the token endpoint answered with {name} that cannot be sent (not text, "
+                    "or with a control character in it); check the oauth2 endpoints.",
+                    Status.REQUEST_IS_INVALID,
+                )
         for field in ("expires_in", "expires_at"):
             if body.get(field) is not None and not _whole_seconds(body[field]):
                 raise OAuth2Error(

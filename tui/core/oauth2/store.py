@@ -63,6 +63,8 @@ class TokenRecord:
             now = utcnow()
             return cls(Secret(text.strip()), now, now, now)
         issued = datetime.fromisoformat(data["issued_at"])
+        if not isinstance(data["refresh_token"], str):
+            raise TypeError("the refresh token is not text")
         return cls(
             Secret(data["refresh_token"]),
             issued,
