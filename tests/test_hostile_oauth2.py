@@ -215,3 +215,17 @@ async def test_a_token_file_whose_refresh_token_is_not_text_says_it_is_damaged(l
     result = await check_account(account, 5, credentials=credentials)
     assert result.status is Status.INVALID_CREDENTIALS and not result.imap.reached_server
     assert "The stored sign-in is damaged" in result.imap.detail
+
+
+async def test_json_nested_past_the_parsers_depth_is_not_a_token_answer(loopback, server):
+    """Within the 64 kB cap, 30,000 brackets deep: json raised RecursionError, which is no
+    ValueError, out of the check and out of `check` for every account."""
+    account, credentials, _ = refreshing(loopback, server)
+    deep = b"[" * 30_000 + b"]" * 30_000
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    answer += b"Content-Length: %d\r\n\r\n" % len(deep) + deep
+    endpoint = f"http://127.0.0.1:{loopback.serve(fault('say', answer))}/token"
+    account = replace(account, oauth2=replace(account.oauth2, token_endpoint=endpoint))
+    result = await check_account(account, 5, credentials=credentials)
+    assert result.status is Status.REQUEST_IS_INVALID, result.imap.detail
+    assert "(HTTP 200, not a JSON answer)" in result.imap.detail

@@ -175,7 +175,7 @@ def answer_json(resp: httpx2.Response) -> dict[str, Any]:
     """The JSON object of an answer, or an error body standing in for one (a proxy's page)."""
     try:
         body = resp.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # JSON nested past the parser's depth is no JSON
         body = None
     if isinstance(body, dict):
         return body
