@@ -229,3 +229,15 @@ async def test_json_nested_past_the_parsers_depth_is_not_a_token_answer(loopback
     result = await check_account(account, 5, credentials=credentials)
     assert result.status is Status.REQUEST_IS_INVALID, result.imap.detail
     assert "(HTTP 200, not a JSON answer)" in result.imap.detail
+
+
+async def test_a_token_file_nested_past_the_parsers_depth_is_a_sentence_not_a_crash(
+    loopback, server
+):
+    account, credentials, _ = refreshing(loopback, server)
+    path = TokenStore(account.id, "file", credentials.store).path
+    path.write_text("[" * 30_000 + "]" * 30_000)
+    result = await check_account(account, 5, credentials=credentials)
+    # Not JSON to this reader: a bare refresh token, stored by hand, which the endpoint refuses.
+    assert result.status is not Status.CONNECTED
+    assert result.imap.detail.startswith("sign-in failed: ")

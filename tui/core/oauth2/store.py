@@ -57,7 +57,7 @@ class TokenRecord:
     def loads(cls, text: str) -> TokenRecord:
         try:
             data = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested past the parser's depth is no JSON
             data = None
         if not isinstance(data, dict):  # a bare refresh token, stored by hand with `keyring set`
             now = utcnow()
