@@ -4,9 +4,11 @@ database and what a password command prints."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
@@ -161,3 +163,29 @@ def test_an_email_longer_than_an_address_can_be_is_refused_in_a_short_sentence(t
         cfg.load(write(tmp_path, GOOD.replace("sales@example.com", email)))
     assert "email is longer than an address can be (254 characters)" in str(caught.value)
     assert len(str(caught.value)) < 1000
+
+
+def test_a_keyring_whose_own_file_is_damaged_is_unknown_in_words_not_a_traceback(
+    tmp_path, loopback
+):
+    """A file-backed keyring (keyrings.alt, or this test's) whose file was damaged raises what
+    its parser raises, a ValueError here: that is the keyring failing, said as such, and no
+    reason for `check` to die with every account unchecked."""
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {"a": {}})
+    damaged = tmp_path / "keyring.json"
+    damaged.write_text('{"connected-emails/a": "pw", ')  # cut short by a full disk
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {
+        **os.environ,
+        "PYTHON_KEYRING_BACKEND": "tests.keyrings.File",
+        "CONNECTED_EMAILS_TEST_KEYRING": str(damaged),
+        "PYTHONPATH": root,
+    }
+    proc = cli("check", "--config", str(path), "--json", env=env, cwd=root)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    account = json.loads(proc.stdout)["accounts"][0]
+    assert account["imap"]["reached_server"] is False
+    assert account["imap"]["detail"].startswith(
+        "not checked: The keyring could not be read (JSONDecodeError: "
+    )
