@@ -4,9 +4,11 @@ database and what a password command prints."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
@@ -86,8 +88,9 @@ async def test_a_password_command_printing_no_plain_text_spends_no_login(loopbac
         ("UPDATE last_state SET status = 'degraded'", "check", "'degraded' is not a valid"),
         ("UPDATE last_state SET result = '{\"imap\": 1}'", "check", "a row of last_state"),
         ("UPDATE changes SET new = 'degraded'", "history", "a row of changes"),
+        (f"UPDATE last_state SET result = '{'[' * 30_000}'", "check", "a row of last_state"),
     ],
-    ids=["status", "result", "change"],
+    ids=["status", "result", "change", "deep"],
 )
 def test_a_history_row_this_version_cannot_read_is_said_and_check_goes_on(
     tmp_path, loopback, damage, reader, words
@@ -150,3 +153,39 @@ async def test_a_ca_file_that_is_no_file_is_a_settings_problem_within_the_deadli
     for probe in (result.imap, result.smtp):
         assert probe.status is Status.REQUEST_IS_INVALID
         assert f"ca_file {path} cannot be used (it is not a regular file)" in probe.detail
+
+
+@pytest.mark.parametrize("email", ["a" * 1_000_000 + "@example.com", "a" * 1_000_000], ids=len)
+def test_an_email_longer_than_an_address_can_be_is_refused_in_a_short_sentence(tmp_path, email):
+    """A 1 MB "address" made every key in the app take seconds, and went whole into alerts,
+    notifications and the hook's environment (where it is too long to start the hook)."""
+    with pytest.raises(cfg.ConfigError) as caught:
+        cfg.load(write(tmp_path, GOOD.replace("sales@example.com", email)))
+    assert "email is longer than an address can be (254 characters)" in str(caught.value)
+    assert len(str(caught.value)) < 1000
+
+
+def test_a_keyring_whose_own_file_is_damaged_is_unknown_in_words_not_a_traceback(
+    tmp_path, loopback
+):
+    """A file-backed keyring (keyrings.alt, or this test's) whose file was damaged raises what
+    its parser raises, a ValueError here: that is the keyring failing, said as such, and no
+    reason for `check` to die with every account unchecked."""
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {"a": {}})
+    damaged = tmp_path / "keyring.json"
+    damaged.write_text('{"connected-emails/a": "pw", ')  # cut short by a full disk
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {
+        **os.environ,
+        "PYTHON_KEYRING_BACKEND": "tests.keyrings.File",
+        "CONNECTED_EMAILS_TEST_KEYRING": str(damaged),
+        "PYTHONPATH": root,
+    }
+    proc = cli("check", "--config", str(path), "--json", env=env, cwd=root)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    account = json.loads(proc.stdout)["accounts"][0]
+    assert account["imap"]["reached_server"] is False
+    assert account["imap"]["detail"].startswith(
+        "not checked: The keyring could not be read (JSONDecodeError: "
+    )

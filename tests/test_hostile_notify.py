@@ -65,3 +65,30 @@ def test_a_notify_config_that_is_no_file_is_refused_and_the_service_checks(
         service.wait_for_line(r"good \(alice@example.com\): Checking… → Connected")
     finally:
         service.kill()
+
+
+@pytest.mark.parametrize(
+    "form, shown",
+    [
+        ("markdown", "\\[click here\\]\\(http://evil\\.example/\\)"),
+        ("html", "&lt;a&nbsp;href=&quot;http://evil.example/&quot;&gt;"),
+    ],
+)
+async def test_server_text_in_an_alert_is_text_to_a_markdown_or_html_service(tmp_path, form, shown):
+    """The detail is the server's words: sent with no format, Apprise handed it raw to a Slack,
+    Discord or Telegram that renders Markdown or HTML, so a hostile server could put a link
+    of its own making in the admin's alert."""
+    good = Webhook()
+    path = tmp_path / "apprise.txt"
+    path.write_text(f"{good.url}?format={form}\n")
+    path.chmod(0o600)
+    sender, _ = load_apprise(path)
+    notifier = Notifier(sender, list)
+    said = 'server said: [click here](http://evil.example/) <a href="http://evil.example/">'
+    try:
+        assert await notifier.send("alert", said)
+        message = good.wait_for(1)[0]["message"]
+    finally:
+        await notifier.close()
+        good.close()
+    assert shown in message

@@ -176,3 +176,68 @@ async def test_an_access_token_that_cannot_be_sent_is_the_token_endpoints_fault(
     )
     assert "oauth2_token_command" not in result.imap.detail
     assert "\x1b" not in result.imap.detail
+
+
+@pytest.mark.parametrize("field", ["expires_in", "expires_at"])
+@pytest.mark.parametrize("value", ["soon", [3600], float("inf")], ids=["word", "list", "inf"])
+async def test_an_expiry_no_number_can_hold_is_the_token_endpoints_fault_not_a_crash(
+    loopback, server, field, value
+):
+    """authlib turns expires_in into int(): "soon" raised ValueError, Infinity OverflowError,
+    out of the check and out of `check` with every other account in it."""
+    account, credentials, _ = refreshing(loopback, server)
+    server.fail_next(200, {"access_token": "at-odd", "token_type": "Bearer", field: value})
+    result = await check_account(account, 5, credentials=credentials)
+    assert result.status is Status.REQUEST_IS_INVALID, result.imap.detail
+    assert f"the token endpoint answered with an {field} that is not a number" in (
+        result.imap.detail
+    )
+
+
+async def test_a_refresh_token_that_is_not_text_is_refused_before_it_is_stored(loopback, server):
+    """A rotated refresh token that is a JSON object was stored as it came; the next refresh
+    sent it through authlib, whose TypeError ended `check` for every account."""
+    account, credentials, record = refreshing(loopback, server)
+    server.fail_next(200, {"access_token": "at-x", "refresh_token": {"rt": ["x"]}})
+    result = await check_account(account, 5, credentials=credentials)
+    assert result.status is Status.REQUEST_IS_INVALID, result.imap.detail
+    assert "the token endpoint answered with a refresh token that cannot be sent" in (
+        result.imap.detail
+    )
+    kept = TokenStore(account.id, "file", credentials.store).load()
+    assert kept.refresh_token == record.refresh_token  # the sign-in stays as it was
+
+
+async def test_a_token_file_whose_refresh_token_is_not_text_says_it_is_damaged(loopback, server):
+    account, credentials, _ = refreshing(loopback, server)
+    path = TokenStore(account.id, "file", credentials.store).path
+    path.write_text(json.dumps({"refresh_token": {"rt": 1}, "issued_at": "2026-11-27T10:00:00"}))
+    result = await check_account(account, 5, credentials=credentials)
+    assert result.status is Status.INVALID_CREDENTIALS and not result.imap.reached_server
+    assert "The stored sign-in is damaged" in result.imap.detail
+
+
+async def test_json_nested_past_the_parsers_depth_is_not_a_token_answer(loopback, server):
+    """Within the 64 kB cap, 30,000 brackets deep: json raised RecursionError, which is no
+    ValueError, out of the check and out of `check` for every account."""
+    account, credentials, _ = refreshing(loopback, server)
+    deep = b"[" * 30_000 + b"]" * 30_000
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    answer += b"Content-Length: %d\r\n\r\n" % len(deep) + deep
+    endpoint = f"http://127.0.0.1:{loopback.serve(fault('say', answer))}/token"
+    account = replace(account, oauth2=replace(account.oauth2, token_endpoint=endpoint))
+    result = await check_account(account, 5, credentials=credentials)
+    assert result.status is Status.REQUEST_IS_INVALID, result.imap.detail
+    assert "(HTTP 200, not a JSON answer)" in result.imap.detail
+
+
+async def test_a_token_file_nested_past_the_parsers_depth_is_a_sentence_not_a_crash(
+    loopback, server
+):
+    account, credentials, _ = refreshing(loopback, server)
+    path = TokenStore(account.id, "file", credentials.store).path
+    path.write_text("[" * 30_000 + "]" * 30_000)
+    result = await check_account(account, 5, credentials=credentials)
+    # Not JSON to this reader: a bare refresh token, stored by hand, which the endpoint refuses.
+    assert result.status is not Status.CONNECTED
+    assert result.imap.detail.startswith("sign-in failed: ")

@@ -31,6 +31,7 @@ ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")  # fullmatch: `$` passes a 
 # What a resolver takes: at most 253 characters, in labels of 1 to 63 (IPv6 is one label).
 HOST_PATTERN = re.compile(r"(?=.{1,253}\.?\Z)[A-Za-z0-9_:-]{1,63}(?:\.[A-Za-z0-9_:-]{1,63})*\.?")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
+MAX_EMAIL = 254  # RFC 5321's longest path, less its angle brackets
 
 SETTINGS_KEYS = {
     "poll_interval",
@@ -500,6 +501,12 @@ def _account(
         if isinstance(value, str) and CONTROL.search(value):
             fail(*_control_problem(key, value), key)
     email = raw.get("email")
+    if isinstance(email, str) and len(email) > MAX_EMAIL:
+        fail(
+            f"email is longer than an address can be ({MAX_EMAIL} characters).",
+            'Set email = "name@example.com".',
+            "email",
+        )
     if not isinstance(email, str) or "@" not in email:
         fail(
             f"email {email!r} is missing or is not an address.",

@@ -194,13 +194,15 @@ class KeyringStore:
     def _submit(self, action: str, fn: Callable[[ModuleType], T]) -> Future[T | None]:
         def call() -> T | None:
             import keyring
-            from keyring.errors import KeyringError, PasswordDeleteError
+            from keyring.errors import PasswordDeleteError
 
             try:
                 return fn(keyring)
             except PasswordDeleteError:
                 return None
-            except (KeyringError, RuntimeError, ImportError, OSError) as exc:
+            # A backend can raise anything: a damaged file-backed keyring raises its parser's
+            # ValueError. Each is the keyring failing, said with the way out.
+            except Exception as exc:
                 raise KeyringUnavailable(
                     f"The keyring could not {action} ({type(exc).__name__}: {_first_line(exc)}). "
                     f"{KEYRING_WAY_OUT}"

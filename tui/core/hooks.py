@@ -17,6 +17,9 @@ log = logging.getLogger(__name__)
 
 STDERR_KEPT = 4096  # bytes of a failed hook's stderr kept, for the first line of its reason
 STDERR_GRACE = 0.5  # seconds to read the rest of its stderr once the hook has ended
+# Hooks running at once: an outage raises an alert per account, and each one's hook waits its turn
+# rather than hundreds of shells starting together beside the checks' own sockets.
+MAX_HOOKS = 8
 
 
 def hook_environment(event: AttentionChanged) -> dict[str, str]:
@@ -59,6 +62,7 @@ class HookRunner:
         self.on_failure = on_failure
         self.failures = 0
         self._tasks: set[asyncio.Task[bool]] = set()
+        self._turns = asyncio.Semaphore(MAX_HOOKS)
 
     def __call__(self, event: Event) -> None:
         if not isinstance(event, AttentionChanged):
@@ -70,6 +74,10 @@ class HookRunner:
         task.add_done_callback(self._tasks.discard)
 
     async def run(self, news: dict[str, str]) -> bool:
+        async with self._turns:
+            return await self._run(news)
+
+    async def _run(self, news: dict[str, str]) -> bool:
         # stderr is a pipe of our own, not asyncio's: its wait() would also wait for every copy
         # of the pipe to close, and a job the hook left in the background holds one.
         read_end, write_end = os.pipe()

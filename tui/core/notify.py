@@ -215,7 +215,13 @@ class Notifier:
         future = loop.run_in_executor(
             self._executor,
             lambda: self.sender.notify(
-                title=title, body=body, notify_type=kind, timeout=self.timeout
+                title=title,
+                body=body,
+                notify_type=kind,
+                # Plain text, so Apprise escapes it for a service that renders Markdown or
+                # HTML: the detail is a server's words, not markup of its making.
+                body_format=apprise.NotifyFormat.TEXT,
+                timeout=self.timeout,
             ),
         )
         try:

@@ -7,6 +7,7 @@ larger than MAX_RESPONSE or take longer than the deadline, even one dripped a by
 
 from __future__ import annotations
 
+import math
 import re
 import socket
 import threading
@@ -135,23 +136,46 @@ class Client(OAuth2Client):
                 "the token endpoint answered without an access token; check oauth2.scopes.",
                 Status.REQUEST_IS_INVALID,
             )
-        access = body["access_token"]
-        if not isinstance(access, str) or _CONTROL.search(access):
-            raise OAuth2Error(
-                "the token endpoint answered with an access token that cannot be sent (not "
-                "text, or with a control character in it); check the oauth2 endpoints.",
-                Status.REQUEST_IS_INVALID,
-            )
+        for field, name in (
+            ("access_token", "an access token"),
+            ("refresh_token", "a refresh token"),
+        ):
+            given = body.get(field)
+            if given is not None and (not isinstance(given, str) or _CONTROL.search(given)):
+                raise OAuth2Error(
+                    f"the token endpoint answered with {name} that cannot be sent (not text, "
+                    "or with a control character in it); check the oauth2 endpoints.",
+                    Status.REQUEST_IS_INVALID,
+                )
+        for field in ("expires_in", "expires_at"):
+            if body.get(field) is not None and not _whole_seconds(body[field]):
+                raise OAuth2Error(
+                    f"the token endpoint answered with an {field} that is not a number; check "
+                    "the oauth2 endpoints.",
+                    Status.REQUEST_IS_INVALID,
+                )
         self.token = body
         token: dict[str, Any] = self.token  # authlib's OAuth2Token, a dict
         return token
+
+
+def _whole_seconds(value: object) -> bool:
+    """What authlib's int() takes of an expiry: a finite number, or a whole one in a string
+    (some endpoints quote it). Anything else raised out of the check, and out of `check`."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return math.isfinite(value)
+    if isinstance(value, str):
+        return re.fullmatch(r"\s*[+-]?\d+\s*", value) is not None
+    return False
 
 
 def answer_json(resp: httpx2.Response) -> dict[str, Any]:
     """The JSON object of an answer, or an error body standing in for one (a proxy's page)."""
     try:
         body = resp.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # JSON nested past the parser's depth is no JSON
         body = None
     if isinstance(body, dict):
         return body

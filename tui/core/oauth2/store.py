@@ -57,12 +57,14 @@ class TokenRecord:
     def loads(cls, text: str) -> TokenRecord:
         try:
             data = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested past the parser's depth is no JSON
             data = None
         if not isinstance(data, dict):  # a bare refresh token, stored by hand with `keyring set`
             now = utcnow()
             return cls(Secret(text.strip()), now, now, now)
         issued = datetime.fromisoformat(data["issued_at"])
+        if not isinstance(data["refresh_token"], str):
+            raise TypeError("the refresh token is not text")
         return cls(
             Secret(data["refresh_token"]),
             issued,
