@@ -387,6 +387,24 @@ def test_a_save_that_cannot_be_done_says_why_and_never_the_secret(running, loopb
     client.close()
 
 
+def test_a_save_that_says_new_or_edit_is_refused_when_the_file_says_otherwise(running, loopback):
+    """What a face meant (a new account, or an edit) is checked against the file under its
+    lock: another face may have added or removed the account meanwhile."""
+    service, config, path = running
+    client = Client(path)
+    before = config.read_text()
+    good = account_to_wire(loopback.account(account_id="good", allow_plaintext=False))
+    reply = client.command("save", account=good, secret="typed-here", new=True)
+    assert reply["ok"] is False and "The id good was taken meanwhile" in reply["error"]
+    gone = account_to_wire(loopback.account(account_id="gone", allow_plaintext=False))
+    reply = client.command("save", account=gone, secret="typed-here", edit=True)
+    assert reply["ok"] is False and "was removed meanwhile" in reply["error"]
+    reply = client.command("save", account=gone, edit=True, new=True)
+    assert reply["error"] == "edit and new are each true or false, and not both true."
+    assert config.read_text() == before and "typed-here" not in service.log
+    client.close()
+
+
 def test_an_account_added_by_sighup_reaches_an_attached_client(running, loopback):
     service, config, path = running
     client = Client(path)

@@ -198,6 +198,34 @@ async def test_an_edit_of_an_account_removed_meanwhile_is_refused_and_nothing_wr
     assert (SERVICE, "good") not in isolated_user.secrets
 
 
+async def test_a_new_account_whose_id_was_taken_meanwhile_is_refused_and_nothing_written(
+    pilot, app, accounts_file, loopback, isolated_user
+):
+    """Another app on the same file added an account with the same id while this one's New
+    form was open: saving must not overwrite it (nor its stored password)."""
+    from dataclasses import replace
+
+    from tui.core.config import load, update_accounts
+
+    await pilot.press("n")
+    form = app.screen
+    fill_new_account(form, loopback, "added")
+    theirs = replace(load(accounts_file).accounts[0], id="added", email="theirs@example.com")
+    update_accounts(accounts_file, lambda accounts: [*accounts, theirs])
+    isolated_user.secrets[(SERVICE, "added")] = "their password"
+    before = accounts_file.read_text()
+    await pilot.press("f2")
+    await until(lambda: any("taken meanwhile" in t for t in toasts(app)), what="the refusal")
+    [refusal] = [t for t in toasts(app) if "taken meanwhile" in t]
+    assert refusal.endswith(
+        "The id added was taken meanwhile (by another app, or by hand), so nothing was saved. "
+        "Choose another id."
+    )
+    assert app.screen is form
+    assert accounts_file.read_text() == before
+    assert isolated_user.secrets[(SERVICE, "added")] == "their password"
+
+
 async def test_a_save_waiting_on_a_slow_keyring_says_so_and_escape_leaves_it_to_finish(
     pilot, app, loopback
 ):

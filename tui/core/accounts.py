@@ -71,16 +71,23 @@ class AccountBook:
         *,
         session_only: bool = False,
         edit: bool = False,
+        new: bool = False,
     ) -> str | None:
         """Save a new or changed account and check it at once. `secret` (a typed password) goes
         to the store, or to this session only when asked. Returns a warning sentence when the
         store could not keep it and the session does instead. An `edit` is of an account the
         file still has: one removed meanwhile (by another app, or by hand) is refused, as
-        bringing it back would bring it back without its password."""
+        bringing it back would bring it back without its password. A `new` one is refused
+        when its id was taken meanwhile: it would replace that account."""
         before = next((a for a in self._accounts if a.id == account.id), None)
 
         def put(accounts: list[Account]) -> list[Account]:
             if any(a.id == account.id for a in accounts):
+                if new:
+                    raise BookError(
+                        f"The id {account.id} was taken meanwhile (by another app, or by hand), "
+                        "so nothing was saved. Choose another id."
+                    )
                 return [account if a.id == account.id else a for a in accounts]
             if edit:
                 raise BookError(

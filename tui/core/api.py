@@ -74,9 +74,11 @@ class Control(Protocol):
         *,
         session_only: bool = False,
         edit: bool = False,
+        new: bool = False,
     ) -> str | None:
         """Save and check at once; a sentence when the secret could not be kept as asked. An
-        `edit` of an account removed meanwhile is refused (BookError) with nothing written."""
+        `edit` of an account removed meanwhile, or a `new` one whose id was taken meanwhile,
+        is refused (BookError) with nothing written."""
 
     async def remove(self, account_id: str) -> None: ...
 
@@ -189,8 +191,9 @@ class LocalControl:
         *,
         session_only: bool = False,
         edit: bool = False,
+        new: bool = False,
     ) -> str | None:
-        return await self.book.save(account, secret, session_only=session_only, edit=edit)
+        return await self.book.save(account, secret, session_only=session_only, edit=edit, new=new)
 
     async def remove(self, account_id: str) -> None:
         await self.book.remove(account_id)

@@ -485,6 +485,7 @@ class ServiceControl:
         *,
         session_only: bool = False,
         edit: bool = False,
+        new: bool = False,
     ) -> str | None:
         # The service's words reach a toast: a password it repeats is taken out, as a server's.
         forms = secret_forms(secret.reveal()) if secret else []
@@ -496,6 +497,7 @@ class ServiceControl:
                 secret=secret.reveal() if secret else None,
                 session_only=session_only,
                 edit=edit,
+                new=new,
             )
         except ServiceError as exc:
             raise type(exc)(server_text(str(exc), forms, 1000)) from None

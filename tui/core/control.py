@@ -373,13 +373,13 @@ class ControlServer:
         session_only = request.get("session_only", False)
         if not isinstance(session_only, bool):
             raise CommandError("session_only is true or false.")
-        edit = request.get("edit", False)
-        if not isinstance(edit, bool):
-            raise CommandError("edit is true or false.")
+        edit, new = request.get("edit", False), request.get("new", False)
+        if not isinstance(edit, bool) or not isinstance(new, bool) or edit and new:
+            raise CommandError("edit and new are each true or false, and not both true.")
         secret = Secret(value) if value is not None else None
         warning = await self._change(
             account.id,
-            lambda book: book.save(account, secret, session_only=session_only, edit=edit),
+            lambda book: book.save(account, secret, session_only=session_only, edit=edit, new=new),
         )
         return {"warning": warning}
 

@@ -503,7 +503,11 @@ class AccountFormScreen(ReportsWorkerFailures, ModalScreen[str | None]):
             if replaces is not None:
                 await app.control.remove(replaces.id)
             warning = await app.control.save(
-                account, typed, session_only=session_only, edit=self.original is not None
+                account,
+                typed,
+                session_only=session_only,
+                edit=self.original is not None,
+                new=self.original is None,
             )
         except BookError as exc:
             app.notify(str(exc), title="Cannot save", severity="error", timeout=15, markup=False)
