@@ -269,6 +269,27 @@ async def test_the_secret_lookup_counts_against_the_check_timeout(loopback):
     assert "within 2 s" in result.imap.detail and "within 2 s" in result.smtp.detail
 
 
+async def test_a_check_cancelled_during_its_password_command_asks_no_server(loopback):
+    """The command and the IMAP session share a thread: once the check is given up (the app
+    quit, the account was removed), a command that finishes later must not start the session."""
+    connections = []
+
+    async def count(reader, writer):
+        connections.append(1)
+        writer.close()
+
+    port = loopback.serve(count)
+    endpoint = Endpoint(HOST, port, "none")
+    account = loopback.account(imap=endpoint, smtp=endpoint, password_command="sleep 0.3; echo pw")
+    check = asyncio.ensure_future(check_account(account, 5, credentials=Credentials(MemoryStore())))
+    await asyncio.sleep(0.1)
+    check.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await check
+    await asyncio.sleep(0.6)  # the command has printed the password by now
+    assert connections == []
+
+
 async def test_the_app_keeps_the_label_and_says_the_server_was_never_asked(tmp_path, loopback):
     sales = {"password_command": "exit 7"}
     path = write_accounts(tmp_path / "accounts.toml", loopback, {"sales": sales})

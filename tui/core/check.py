@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-from .credentials import CredentialError, Credentials, Secret
+from .credentials import CredentialError, Credentials, Secret, overdue
 from .models import Account, AccountResult, MailboxMark, ProbeResult
 from .oauth2.errors import OAuth2Error
 from .status import Status
@@ -38,6 +40,10 @@ async def check_account(
         return await _probe(account, secret, timeout, start, mark, None)
     if credentials is None:
         raise ValueError("check_account needs credentials or a secret")
+    wait = min(timeout, credentials.command_timeout)
+    command = credentials.command_lookup(account, wait)
+    if command is not None:
+        return await _probe_after(account, credentials, command, wait, timeout, start, mark)
     found = await _secret_for(account, credentials, timeout)
     if isinstance(found, AccountResult):
         return found
@@ -63,12 +69,55 @@ async def _secret_for(
     """The secret, or the result that says why there is none (and no server was asked)."""
     try:
         return await credentials.lookup(account, timeout)
-    except OAuth2Error as exc:
-        if not exc.remote:
-            return not_checked(account.id, str(exc))
-        return token_refused(account.id, str(exc), exc.status)
     except CredentialError as exc:
-        return not_checked(account.id, str(exc))
+        return _no_secret(account, exc)
+
+
+def _no_secret(account: Account, exc: CredentialError) -> AccountResult:
+    if isinstance(exc, OAuth2Error) and exc.remote:
+        return token_refused(account.id, str(exc), exc.status)
+    return not_checked(account.id, str(exc))
+
+
+def _no_time_left(account: Account, timeout: float, left: float) -> AccountResult:
+    return not_checked(
+        account.id,
+        f"Looking up the secret took {timeout - left:.1f} s of the {timeout:g} s timeout, "
+        f"leaving no time to ask the servers; make the password command faster or raise "
+        f"the timeout.",
+    )
+
+
+async def _probe_after(
+    account: Account,
+    credentials: Credentials,
+    command: Callable[[], Secret],
+    wait: float,
+    timeout: float,
+    start: float,
+    mark: MailboxMark | None,
+) -> AccountResult:
+    """The secret command and then the IMAP session in one thread of the secret pool, which
+    spares each check two hand-offs between threads; SMTP in this task once the secret is known."""
+    from .probes.imap import AfterLookup
+
+    imap = AfterLookup(
+        account, command, start + timeout, LEAST_FOR_SERVERS, mark, credentials.submit
+    )
+    try:
+        found = await imap.secret(wait + 1)  # as `Credentials.lookup` waits
+    except CredentialError as exc:
+        return _no_secret(account, exc)
+    if found is None:
+        return not_checked(account.id, str(overdue(wait)))
+    secret, left = found
+    if left < LEAST_FOR_SERVERS:
+        return _no_time_left(account, timeout, left)
+    try:
+        return await _both(account, secret, left, timeout, start, imap.verdict(timeout), None)
+    except BaseException:
+        imap.stop()  # cancelled: a session still under way is cut
+        raise
 
 
 async def _probe(
@@ -82,19 +131,30 @@ async def _probe(
     """Both probes with what is left of the deadline that began at `start`."""
     left = timeout - (time.monotonic() - start)
     if left < LEAST_FOR_SERVERS:
-        return not_checked(
-            account.id,
-            f"Looking up the secret took {timeout - left:.1f} s of the {timeout:g} s timeout, "
-            f"leaving no time to ask the servers; make the password command faster or raise "
-            f"the timeout.",
-        )
+        return _no_time_left(account, timeout, left)
     # The probes pull in imapclient, aiosmtplib and ssl: import them on first use, not at start-up.
-    from .probes.imap import LOGOUT_GRACE, check_imap
+    from .probes.imap import check_imap
+
+    # The words name the check's timeout, the one the user set, not what is left.
+    imap = check_imap(account, secret, left, mark, stated_timeout=timeout)
+    return await _both(account, secret, left, timeout, start, imap, token_warning)
+
+
+async def _both(
+    account: Account,
+    secret: Secret,
+    left: float,
+    timeout: float,
+    start: float,
+    imap_verdict: Coroutine[Any, Any, ProbeResult],
+    token_warning: str | None,
+) -> AccountResult:
+    """IMAP works in a thread, its verdict awaited by `imap_verdict`; SMTP runs in this task
+    meanwhile: side by side, with one task fewer to schedule."""
+    from .probes.imap import LOGOUT_GRACE
     from .probes.smtp import QUIT_GRACE, check_smtp
 
-    # The words name the check's timeout, the one the user set, not what is left. IMAP works in
-    # a thread; SMTP runs in this task meanwhile: side by side, with one task fewer to schedule.
-    imap = asyncio.ensure_future(check_imap(account, secret, left, mark, stated_timeout=timeout))
+    imap = asyncio.ensure_future(imap_verdict)
     results: dict[str, ProbeResult] = {}
     try:
         async with asyncio.timeout(left + max(LOGOUT_GRACE, QUIT_GRACE) + OVERRUN):

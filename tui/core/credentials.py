@@ -480,6 +480,19 @@ class Credentials:
             return found()
         return _stored(self.store.get(account.id, self.command_timeout))
 
+    def command_lookup(self, account: Account, timeout: float) -> Callable[[], Secret] | None:
+        """When the account's secret comes from its command this time (no session secret, no
+        kept token), the blocking call that runs it within `timeout`, for the caller to run on
+        this pool (`submit`) with more work after it; else None: use `lookup`."""
+        if _built_in_oauth2(account):
+            return None
+        found = self._at_hand(account, False, timeout)
+        return found if callable(found) else None
+
+    def submit(self, fn: Callable[P, object], /, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Run blocking secret work, and what needs its secret next, on this pool's threads."""
+        self._commands.submit(fn, *args, **kwargs)
+
     async def lookup(self, account: Account, timeout: float, fresh: bool = False) -> Secret:
         """`secret_for` for the event loop, within `timeout` (and the command timeout)."""
         timeout = min(timeout, self.command_timeout)
@@ -498,16 +511,21 @@ class Credentials:
                 asyncio.wrap_future(self._commands.submit(fn)), timeout + 1
             )
         except TimeoutError:
-            raise CredentialError(
-                f"Getting the secret did not finish within {timeout:g} s; check the password "
-                "command, the keyring and the sign-in settings."
-            ) from None
+            raise overdue(timeout) from None
 
     def forget(self, account_id: str) -> None:
         """The server rejected the token: the next check asks the token command again."""
         self._tokens.pop(account_id, None)
         if self._oauth2 is not None:
             self._oauth2.forget(account_id)
+
+
+def overdue(timeout: float) -> CredentialError:
+    """A lookup abandoned at its deadline (its own timeout did not end it first)."""
+    return CredentialError(
+        f"Getting the secret did not finish within {timeout:g} s; check the password "
+        "command, the keyring and the sign-in settings."
+    )
 
 
 def _built_in_oauth2(account: Account) -> bool:

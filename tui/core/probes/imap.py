@@ -574,14 +574,129 @@ async def check_imap(
     runs in the checking thread once INBOX is examined, under the same deadline; what it
     raises is classified as the check's own failure would be. `stated_timeout` is the timeout
     the words name, when it is not `timeout` (the whole check's, part spent on the secret)."""
+    refused = _refused(account, secret)
+    if refused:
+        return refused
+    guard = _Guard(account, secret)
+    start = time.monotonic()
+    ended, report = _reporter()
+    _EXECUTOR.submit(_session, account, secret, timeout, guard, mark, then, report)
+    return await _verdict(account, guard, ended, timeout, start, stated_timeout)
+
+
+class AfterLookup:
+    """A blocking secret lookup (a password command) and then the account's IMAP check, in one
+    worker thread of `submit`'s pool: one hand-off between threads where a lookup on a pool of
+    its own and a session on another took three (bench/floor.py). The event loop learns the
+    secret as soon as it is known, to start the SMTP side with it, and the verdict at the end.
+
+    The session starts only with at least `least` seconds left before `deadline`, and only if
+    the loop still waits: a lookup it gave up on asks no server."""
+
+    def __init__(
+        self,
+        account: Account,
+        lookup: Callable[[], Secret],
+        deadline: float,
+        least: float,
+        mark: MailboxMark | None,
+        submit: Callable[..., object],
+    ):
+        self._account = account
+        self._known = asyncio.get_running_loop().create_future()
+        self._ended, self._report = _reporter()
+        self._lock = threading.Lock()
+        self._found: tuple[Secret, float] | BaseException | None = None
+        self._given_up = False
+        self._guard: _Guard | None = None
+        self._start = 0.0
+        submit(self._run, lookup, deadline, least, mark)
+
+    def _run(
+        self,
+        lookup: Callable[[], Secret],
+        deadline: float,
+        least: float,
+        mark: MailboxMark | None,
+    ) -> None:
+        try:
+            secret = lookup()
+        except BaseException as exc:  # the loop says what it means
+            with self._lock:
+                if not self._given_up:
+                    self._found = exc
+            _wake(self._known)
+            return
+        left = deadline - time.monotonic()
+        guard = None
+        with self._lock:
+            if self._given_up:
+                return
+            self._found = (secret, left)
+            if left >= least and not _refused(self._account, secret):
+                guard = self._guard = _Guard(self._account, secret)
+                self._start = time.monotonic()
+        _wake(self._known)
+        if guard is not None:
+            _session(self._account, secret, left, guard, mark, None, self._report)
+
+    async def secret(self, timeout: float) -> tuple[Secret, float] | None:
+        """The secret and the seconds left before the deadline once the lookup ends (what it
+        raised is raised here), or None when it has not ended within `timeout`: given up, so
+        no server is asked."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._known
+        except TimeoutError:
+            with self._lock:
+                if self._found is None:
+                    self._given_up = True
+                    return None
+        except asyncio.CancelledError:
+            self.stop()
+            raise
+        found = self._found
+        if isinstance(found, BaseException):
+            raise found
+        assert found is not None  # set before the loop was woken
+        return found
+
+    def stop(self) -> None:
+        """The check was cancelled: no session starts, and one under way is cut."""
+        with self._lock:
+            self._given_up = True
+            if self._guard is not None:
+                self._guard.expire()
+
+    async def verdict(self, stated_timeout: float) -> ProbeResult:
+        """The IMAP result, once `secret` has given the secret with time enough left."""
+        assert isinstance(self._found, tuple)
+        secret, left = self._found
+        if self._guard is None:
+            refused = _refused(self._account, secret)
+            assert refused is not None  # the only other reason not to start the session
+            return refused
+        return await _verdict(
+            self._account, self._guard, self._ended, left, self._start, stated_timeout
+        )
+
+
+def _refused(account: Account, secret: Secret) -> ProbeResult | None:
+    """The result when this secret must not be sent to this server at all; None if it may."""
     refusal = credential_refusal(account, secret)
     if refusal:
         return ProbeResult("imap", *refusal, 0, reached_server=False)
     unsafe = plaintext_refusal(account, account.imap)
     if unsafe:
         return ProbeResult("imap", Status.REQUEST_IS_INVALID, unsafe, 0, reached_server=False)
-    guard = _Guard(account, secret)
-    start = time.monotonic()
+    return None
+
+
+def _reporter() -> tuple[
+    asyncio.Future[BaseException | None], Callable[[BaseException | None], None]
+]:
+    """A future on the running loop and the function a checking thread ends by: it hands over
+    the exception that ended the session, or None."""
     loop = asyncio.get_running_loop()
     ended: asyncio.Future[BaseException | None] = loop.create_future()
 
@@ -591,7 +706,26 @@ async def check_imap(
         except RuntimeError:
             pass  # the event loop has closed: nobody waits for this verdict any more
 
-    _EXECUTOR.submit(_session, account, secret, timeout, guard, mark, then, report)
+    return ended, report
+
+
+def _wake(known: asyncio.Future[None]) -> None:
+    try:
+        known.get_loop().call_soon_threadsafe(_settle, known, None)
+    except RuntimeError:
+        pass  # the event loop has closed: nobody waits for this secret any more
+
+
+async def _verdict(
+    account: Account,
+    guard: _Guard,
+    ended: asyncio.Future[BaseException | None],
+    timeout: float,
+    start: float,
+    stated_timeout: float | None,
+) -> ProbeResult:
+    """Waits for the checking thread's report within `timeout` (cutting its sockets past it)
+    and says what it means."""
     failure: BaseException | None = None
     timed_out = False
     try:
@@ -636,9 +770,9 @@ async def check_imap(
     )
 
 
-def _settle(ended: asyncio.Future[BaseException | None], failure: BaseException | None) -> None:
-    if not ended.done():  # not given up at the deadline
-        ended.set_result(failure)
+def _settle(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():  # not given up at the deadline
+        future.set_result(value)
 
 
 def _ms(start: float) -> int:
