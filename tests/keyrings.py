@@ -95,24 +95,3 @@ class SlowToLoad(Hanging):
     def __init__(self):
         super().__init__()
         RELEASE.wait(8)  # longer than an app waits for a service's socket
-
-
-class PromptDismissed(Exception):
-    """What secretstorage raises (an Exception of its own, not a keyring error) when the user
-    dismisses the unlock prompt of a Secret Service."""
-
-
-class Dismissing(KeyringBackend):
-    """A backend whose calls fail with an error of the Secret Service's own, which keyring
-    passes through as it is."""
-
-    priority = 1
-
-    def get_password(self, service, username):
-        raise PromptDismissed("Prompt dismissed.")
-
-    def set_password(self, service, username, password):
-        raise PromptDismissed("Prompt dismissed.")
-
-    def delete_password(self, service, username):
-        raise PromptDismissed("Prompt dismissed.")

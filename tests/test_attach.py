@@ -212,24 +212,19 @@ async def test_save_and_remove_reach_every_face(file_keyring, serving, faces):
     assert json.loads(file_keyring.read_text()) == {}
 
 
-@pytest.fixture
-def dismissing_keyring(monkeypatch):
-    """The service's keyring (set before it starts): a Secret Service whose prompt is dismissed."""
-    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.keyrings.Dismissing")
-
-
-async def test_a_command_that_fails_inside_the_service_is_said_at_once(
-    dismissing_keyring, serving, faces
-):
-    """The keyring fails the removal with an error no one foresaw: the face hears it in a
-    sentence at once, not when its minute's deadline is out."""
+async def test_a_command_that_fails_inside_the_service_is_said_at_once(serving, faces):
+    """An accounts file saved with a byte-order mark (as Windows editors save) is read, but
+    the editor that writes changes back fails on it: the face hears so in a sentence at once,
+    not when its minute's deadline is out."""
+    _, config, _ = serving
+    config.write_text("\ufeff" + config.read_text())
     face = await faces()
     start = time.monotonic()
     with pytest.raises(ServiceError) as failed:
-        await asyncio.wait_for(face.control.remove("good"), 5)
+        await asyncio.wait_for(face.control.set_stopped("good", True), 5)
     assert time.monotonic() - start < 5
     assert str(failed.value) == (
-        "The service failed on this command (remove: PromptDismissed); its log says why. "
+        "The service failed on this command (stop: EmptyKeyError); its log says why. "
         "Look at the account's state, then try again."
     )
 
