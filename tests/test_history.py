@@ -102,6 +102,39 @@ def test_rows_from_before_migrate_to_the_default_config(tmp_path):
     assert len(History(path).changes("sales")) == 3
 
 
+def _schema(db: sqlite3.Connection) -> dict[str, object]:
+    """Each table's columns and each index's columns, as SQLite reads them (not as written:
+    a renamed or altered table keeps other words for the same thing)."""
+    objects = db.execute(
+        "SELECT type, name, tbl_name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+    )
+    shape: dict[str, object] = {}
+    for kind, name, table in objects:
+        if kind == "table":
+            keys = [  # the primary key's own index is named for the table it was made with
+                (unique, origin, db.execute(f"PRAGMA index_xinfo({index})").fetchall())
+                for _, index, unique, origin, _ in db.execute(f"PRAGMA index_list({name})")
+                if origin == "pk"
+            ]
+            shape[name] = (db.execute(f"PRAGMA table_xinfo({name})").fetchall(), keys)
+        else:
+            shape[name] = (table, db.execute(f"PRAGMA index_xinfo({name})").fetchall())
+    shape["version"] = db.execute("PRAGMA user_version").fetchone()[0]
+    return shape
+
+
+def test_a_new_history_has_the_schema_every_old_one_migrates_to(tmp_path):
+    """A new database is made in one go, not by replaying each step since the first: the two
+    must end the same, or a first start and an upgraded one would read differently."""
+    upgraded = sqlite3.connect(tmp_path / "old.sqlite3")
+    upgraded.executescript(OLD_SCHEMA)
+    upgraded.close()
+    upgraded = History(tmp_path / "old.sqlite3").db
+    new = History(tmp_path / "new.sqlite3").db
+    assert _schema(new) == _schema(upgraded)
+    assert _schema(History(":memory:").db) == _schema(upgraded)
+
+
 def test_a_restart_knows_where_inbox_stood_and_how_close_an_alert_was(tmp_path):
     imap = ProbeResult("imap", Status.NO_SERVICE_CONNECTION, "refused", 3, NOW)
     imap = replace(imap, mailbox_mark=MailboxMark(uidvalidity=7, uidnext=42))

@@ -145,6 +145,45 @@ _BY_AGE = [
 ]
 
 MIGRATIONS = [_TABLES, _KEYED_BY_CONFIG, _SAMPLES, _FAILED_LOGINS, _ROUND_TRIPS, _BY_AGE]
+
+# A new database is made as the steps leave an old one, in one go: replaying them all (tables
+# made, copied, dropped, renamed, altered) cost every first start and every demo about 3 ms
+# before their first frame. A new step changes this too; a test holds the two to one schema.
+SCHEMA = [
+    """CREATE TABLE changes (
+        id INTEGER PRIMARY KEY,
+        config TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        at REAL NOT NULL,
+        old TEXT NOT NULL,
+        new TEXT NOT NULL,
+        detail TEXT NOT NULL
+    )""",
+    "CREATE INDEX changes_by_account ON changes (config, account_id, at)",
+    """CREATE TABLE last_state (
+        config TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        since REAL NOT NULL,
+        result TEXT,
+        retrying TEXT,
+        failed_logins INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (config, account_id)
+    )""",
+    """CREATE TABLE quiet (
+        config TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        kind TEXT NOT NULL,          -- 'ack' or 'snooze'
+        status TEXT NOT NULL,        -- the status it was given for; a change ends it
+        note TEXT NOT NULL,
+        at REAL NOT NULL,
+        until REAL,                  -- snoozes end then
+        PRIMARY KEY (config, account_id)
+    )""",
+    *_SAMPLES,
+    *_ROUND_TRIPS,
+    *_BY_AGE,
+]
 SAMPLES_READ = 120  # the most a reader gets back: a sparkline is at most this wide
 
 # What prune deletes, by table: this config's rows older than :cutoff, less those that must stay.
@@ -424,7 +463,8 @@ class History:
                     f"it was written by a newer version of Connected Emails (schema {version})"
                 )
             default = {"config": _config_key(None)}
-            for step in MIGRATIONS[version:]:
+            empty = not self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            for step in [SCHEMA] if empty else MIGRATIONS[version:]:
                 for sql in step:
                     self.db.execute(sql, default if ":config" in sql else ())
             self.db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
