@@ -241,3 +241,15 @@ async def test_a_token_file_nested_past_the_parsers_depth_is_a_sentence_not_a_cr
     # Not JSON to this reader: a bare refresh token, stored by hand, which the endpoint refuses.
     assert result.status is not Status.CONNECTED
     assert result.imap.detail.startswith("sign-in failed: ")
+
+
+def test_a_pasted_address_no_parser_takes_is_a_bad_paste_and_the_sign_in_goes_on(server):
+    """'http://[' is no URL to urlsplit, which raised ValueError out of the wait: a traceback
+    from `authorize`, a screen left waiting for good in the app."""
+    flow = LoopbackFlow(settings(server, flow="loopback"), None, 5)
+    flow.paste("http://[127.0.0.1/?code=x")
+    flow.paste(browser_visit(flow.url, follow=False))
+    problems: list[str] = []
+    token = flow.wait(threading.Event(), 5, on_bad_paste=problems.append)
+    assert token["refresh_token"] in server.refresh_tokens
+    assert len(problems) == 1 and "paste the whole address the browser ended on" in problems[0]

@@ -201,7 +201,15 @@ class LoopbackFlow:
             self.close()
 
     def _exchange(self, answer: str) -> dict[str, Any]:
-        query = {k: v[0] for k, v in parse_qs(urlsplit(answer).query).items()}
+        try:
+            query = {k: v[0] for k, v in parse_qs(urlsplit(answer).query).items()}
+        except ValueError:  # "http://[…": no address at all
+            raise OAuth2Error(
+                "that is not an address: paste the whole address the browser ended on, "
+                "starting with http://127.0.0.1.",
+                Status.INVALID_CREDENTIALS,
+                remote=False,
+            ) from None
         if "error" in query:
             words = DEVICE_ERRORS.get(query["error"], f"sign-in failed ({clean(query['error'])})")
             said = clean(query.get("error_description", ""), self.client.redact)
