@@ -253,3 +253,17 @@ def test_a_pasted_address_no_parser_takes_is_a_bad_paste_and_the_sign_in_goes_on
     token = flow.wait(threading.Event(), 5, on_bad_paste=problems.append)
     assert token["refresh_token"] in server.refresh_tokens
     assert len(problems) == 1 and "paste the whole address the browser ended on" in problems[0]
+
+
+def test_a_request_line_no_parser_takes_gets_a_400_and_no_traceback(server, capfd):
+    """A scanner's 'GET http://[' raised ValueError in the listener's thread: a traceback on the
+    terminal, over the instructions (or the app's screen), and no answer."""
+    flow = LoopbackFlow(settings(server, flow="loopback"), None, 5)
+    try:
+        with socket.create_connection(("127.0.0.1", flow.port), timeout=5) as scan:
+            scan.sendall(b"GET http://[/?code=x HTTP/1.0\r\n\r\n")
+            answer = scan.recv(1024)
+    finally:
+        flow.close()
+    assert answer.startswith(b"HTTP/1.0 400")
+    assert "Traceback" not in capfd.readouterr().err

@@ -269,7 +269,11 @@ def _listener(answers: queue.Queue[str], state: Callable[[], str]) -> type[BaseH
             pass
 
         def do_GET(self) -> None:
-            query = parse_qs(urlsplit(self.path).query)
+            try:
+                query = parse_qs(urlsplit(self.path).query)
+            except ValueError:  # "GET http://[…": a scanner's, not a browser's
+                self._answer(400, b"This is not a sign-in's answer.\n")
+                return
             if "code" not in query and "error" not in query:
                 self.send_response(404)
                 self.end_headers()
