@@ -20,7 +20,7 @@ from tui.core.models import Endpoint
 from tui.core.status import Status
 from tui.demo.servers import HOST
 
-from .conftest import PASSWORD, cli
+from .conftest import PASSWORD, cli, until
 from .test_config import GOOD, write
 from .tui_support import write_accounts
 
@@ -189,3 +189,32 @@ def test_a_keyring_whose_own_file_is_damaged_is_unknown_in_words_not_a_traceback
     assert account["imap"]["detail"].startswith(
         "not checked: The keyring could not be read (JSONDecodeError: "
     )
+
+
+async def test_a_key_named_with_brackets_shows_as_written_in_the_help_and_the_palette(
+    tmp_path, loopback
+):
+    """[keys] reconnect = "[/x]": the help screen read it as Rich markup, and its MarkupError
+    closed the app at the first "?"."""
+    from textual.command import CommandPalette
+    from textual.widgets import OptionList
+
+    from tui.app import make_app
+
+    from .tui_support import screen_text, settled
+
+    config = write_accounts(tmp_path / "accounts.toml", loopback, {"sales": {"password": PASSWORD}})
+    config.write_text(config.read_text() + '\n[keys]\nreconnect = "[/x]"\n')
+    app = make_app(config)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settled(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert "[/x]" in screen_text(app)
+        await pilot.press("escape", "ctrl+p")
+        await pilot.pause()
+        assert isinstance(app.screen, CommandPalette)
+        await pilot.press(*"Reconnect")
+        await until(lambda: app.screen.query_one(OptionList).option_count, what="the commands")
+        offered = " ".join(str(o.prompt) for o in app.screen.query_one(OptionList).options)
+        assert "Reconnect" in offered and "([/x])" in offered
