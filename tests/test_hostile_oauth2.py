@@ -267,3 +267,14 @@ def test_a_request_line_no_parser_takes_gets_a_400_and_no_traceback(server, capf
         flow.close()
     assert answer.startswith(b"HTTP/1.0 400")
     assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("codes", [70043, "AADSTS70043", None, {"code": 70043}], ids=str)
+async def test_error_codes_that_are_no_list_are_still_decoded(loopback, server, codes):
+    """Entra sends error_codes as a list; 70043 alone raised TypeError (an int is not
+    iterable) out of the check, and out of `check` for every account."""
+    account, credentials, _ = refreshing(loopback, server)
+    server.fail_next(400, {"error": "invalid_grant", "error_codes": codes})
+    result = await check_account(account, 5, credentials=credentials)
+    assert result.status is Status.INVALID_CREDENTIALS, result.imap.detail
+    assert result.imap.detail.startswith("sign-in failed: ")
