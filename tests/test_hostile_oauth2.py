@@ -179,7 +179,9 @@ async def test_an_access_token_that_cannot_be_sent_is_the_token_endpoints_fault(
 
 
 @pytest.mark.parametrize("field", ["expires_in", "expires_at"])
-@pytest.mark.parametrize("value", ["soon", [3600], float("inf")], ids=["word", "list", "inf"])
+@pytest.mark.parametrize(
+    "value", ["soon", [3600], float("inf"), 10**400], ids=["word", "list", "inf", "huge"]
+)
 async def test_an_expiry_no_number_can_hold_is_the_token_endpoints_fault_not_a_crash(
     loopback, server, field, value
 ):
