@@ -18,7 +18,7 @@ import pytest
 
 from tui.core.check import check_account
 from tui.core.credentials import Secret
-from tui.core.oauth2.flows import LoopbackFlow
+from tui.core.oauth2.flows import DeviceFlow, LoopbackFlow
 from tui.core.oauth2.store import TokenRecord, TokenStore
 from tui.core.oauth2.tokens import client_secret_user
 from tui.core.status import Status
@@ -280,3 +280,18 @@ async def test_error_codes_that_are_no_list_are_still_decoded(loopback, server, 
     result = await check_account(account, 5, credentials=credentials)
     assert result.status is Status.INVALID_CREDENTIALS, result.imap.detail
     assert result.imap.detail.startswith("sign-in failed: ")
+
+
+def test_device_code_numbers_past_any_float_are_capped_not_an_overflow(loopback, server):
+    """10**400 is valid JSON: float() of it raised OverflowError, a traceback from `authorize`
+    and, in the app, a sign-in screen left asking the provider for good."""
+    huge = str(10**400).encode()
+    body = b'{"device_code": "dc", "user_code": "ABCD-EFGH", "verification_uri": "https://x/d", '
+    body += b'"expires_in": ' + huge + b', "interval": ' + huge + b"}"
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    answer += b"Content-Length: %d\r\n\r\n" % len(body) + body
+    endpoint = f"http://127.0.0.1:{loopback.serve(fault('say', answer))}/devicecode"
+    flow = DeviceFlow(replace(settings(server), device_authorization_endpoint=endpoint), None, 5)
+    code = flow.start()
+    assert code.user_code == "ABCD-EFGH"
+    assert code.interval == 60 and code.expires_in == 30 * 60

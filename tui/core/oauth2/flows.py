@@ -6,6 +6,7 @@ it. Neither touches a terminal: the caller shows the URL and code, and may cance
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -124,7 +125,12 @@ class DeviceFlow:
 
 
 def _number(value: object, default: float) -> float:
-    return float(value) if isinstance(value, (int, float)) and value > 0 else default
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        return default
+    try:
+        return float(value)
+    except OverflowError:  # an int past any float (valid JSON): as long as it can be
+        return math.inf
 
 
 class LoopbackFlow:
