@@ -295,3 +295,20 @@ def test_device_code_numbers_past_any_float_are_capped_not_an_overflow(loopback,
     code = flow.start()
     assert code.user_code == "ABCD-EFGH"
     assert code.interval == 60 and code.expires_in == 30 * 60
+
+
+async def test_a_token_file_dated_at_the_calendars_end_forecasts_nothing_and_checks(
+    loopback, server
+):
+    """Microsoft's 90 days added to a last use of 9999-12-31 (a hand edit, a clock once set
+    wrong) raised OverflowError out of the check's forecast, and out of `check`."""
+    account, credentials, record = refreshing(loopback, server)
+    account = replace(account, provider="microsoft365")
+    assert (await check_account(account, 5, credentials=credentials)).status is Status.CONNECTED
+    path = TokenStore(account.id, "file", credentials.store).path
+    data = json.loads(path.read_text())
+    data["last_used"] = data["signed_in_at"] = "9999-12-31T23:00:00+00:00"
+    path.write_text(json.dumps(data))
+    result = await check_account(account, 5, credentials=credentials)  # the token in memory
+    assert result.status is Status.CONNECTED, result.imap.detail
+    assert credentials.oauth2.forecast(account) is None
