@@ -89,8 +89,9 @@ async def test_a_password_command_printing_no_plain_text_spends_no_login(loopbac
         ("UPDATE last_state SET result = '{\"imap\": 1}'", "check", "a row of last_state"),
         ("UPDATE changes SET new = 'degraded'", "history", "a row of changes"),
         (f"UPDATE last_state SET result = '{'[' * 30_000}'", "check", "a row of last_state"),
+        ("UPDATE last_state SET since = 1e300", "check", "a row of last_state"),
     ],
-    ids=["status", "result", "change", "deep"],
+    ids=["status", "result", "change", "deep", "since"],
 )
 def test_a_history_row_this_version_cannot_read_is_said_and_check_goes_on(
     tmp_path, loopback, damage, reader, words
