@@ -14,7 +14,7 @@ import pytest
 
 from tui.core import config as cfg
 from tui.core.check import check_account
-from tui.core.credentials import Credentials, MemoryStore, Secret
+from tui.core.credentials import Credentials, MemoryStore, Secret, run_secret_command
 from tui.core.history import History, default_path
 from tui.core.models import Endpoint
 from tui.core.status import Status
@@ -22,6 +22,7 @@ from tui.demo.servers import HOST
 
 from .conftest import PASSWORD, cli, until
 from .test_config import GOOD, write
+from .test_hostile_hooks import gone
 from .tui_support import write_accounts
 
 
@@ -219,3 +220,17 @@ async def test_a_key_named_with_brackets_shows_as_written_in_the_help_and_the_pa
         await until(lambda: app.screen.query_one(OptionList).option_count, what="the commands")
         offered = " ".join(str(o.prompt) for o in app.screen.query_one(OptionList).options)
         assert "Reconnect" in offered and "([/x])" in offered
+
+
+def test_a_password_command_that_leaves_a_job_holding_its_output_is_read_when_it_exits(
+    tmp_path,
+):
+    """`echo pw; helper &`: the command printed its secret and exited, but the job it left
+    kept stdout open, so the lookup waited for the whole timeout and said the command 'did not
+    finish'. Its own exit ends the read; the job it left ends with it."""
+    job = tmp_path / "job.pid"
+    started = time.monotonic()
+    secret = run_secret_command(f"echo pw; sleep 60 & echo $! > {job}", 10)
+    assert secret == Secret("pw")
+    assert time.monotonic() - started < 2
+    assert gone(int(job.read_text()))
