@@ -14,14 +14,15 @@ import pytest
 
 from tui.core import config as cfg
 from tui.core.check import check_account
-from tui.core.credentials import Credentials, MemoryStore, Secret
+from tui.core.credentials import Credentials, MemoryStore, Secret, run_secret_command
 from tui.core.history import History, default_path
 from tui.core.models import Endpoint
 from tui.core.status import Status
 from tui.demo.servers import HOST
 
-from .conftest import PASSWORD, cli
+from .conftest import PASSWORD, cli, until
 from .test_config import GOOD, write
+from .test_hostile_hooks import gone
 from .tui_support import write_accounts
 
 
@@ -89,8 +90,9 @@ async def test_a_password_command_printing_no_plain_text_spends_no_login(loopbac
         ("UPDATE last_state SET result = '{\"imap\": 1}'", "check", "a row of last_state"),
         ("UPDATE changes SET new = 'degraded'", "history", "a row of changes"),
         (f"UPDATE last_state SET result = '{'[' * 30_000}'", "check", "a row of last_state"),
+        ("UPDATE last_state SET since = 1e300", "check", "a row of last_state"),
     ],
-    ids=["status", "result", "change", "deep"],
+    ids=["status", "result", "change", "deep", "since"],
 )
 def test_a_history_row_this_version_cannot_read_is_said_and_check_goes_on(
     tmp_path, loopback, damage, reader, words
@@ -189,3 +191,46 @@ def test_a_keyring_whose_own_file_is_damaged_is_unknown_in_words_not_a_traceback
     assert account["imap"]["detail"].startswith(
         "not checked: The keyring could not be read (JSONDecodeError: "
     )
+
+
+async def test_a_key_named_with_brackets_shows_as_written_in_the_help_and_the_palette(
+    tmp_path, loopback
+):
+    """[keys] reconnect = "[/x]": the help screen read it as Rich markup, and its MarkupError
+    closed the app at the first "?"."""
+    from textual.command import CommandPalette
+    from textual.widgets import OptionList
+
+    from tui.app import make_app
+
+    from .tui_support import screen_text, settled
+
+    config = write_accounts(tmp_path / "accounts.toml", loopback, {"sales": {"password": PASSWORD}})
+    config.write_text(config.read_text() + '\n[keys]\nreconnect = "[/x]"\n')
+    app = make_app(config)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settled(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert "[/x]" in screen_text(app)
+        await pilot.press("escape", "ctrl+p")
+        await pilot.pause()
+        assert isinstance(app.screen, CommandPalette)
+        await pilot.press(*"Reconnect")
+        await until(lambda: app.screen.query_one(OptionList).option_count, what="the commands")
+        offered = " ".join(str(o.prompt) for o in app.screen.query_one(OptionList).options)
+        assert "Reconnect" in offered and "([/x])" in offered
+
+
+def test_a_password_command_that_leaves_a_job_holding_its_output_is_read_when_it_exits(
+    tmp_path,
+):
+    """`echo pw; helper &`: the command printed its secret and exited, but the job it left
+    kept stdout open, so the lookup waited for the whole timeout and said the command 'did not
+    finish'. Its own exit ends the read; the job it left ends with it."""
+    job = tmp_path / "job.pid"
+    started = time.monotonic()
+    secret = run_secret_command(f"echo pw; sleep 60 & echo $! > {job}", 10)
+    assert secret == Secret("pw")
+    assert time.monotonic() - started < 2
+    assert gone(int(job.read_text()))

@@ -18,7 +18,7 @@ import pytest
 
 from tui.core.check import check_account
 from tui.core.credentials import Secret
-from tui.core.oauth2.flows import LoopbackFlow
+from tui.core.oauth2.flows import DeviceFlow, LoopbackFlow
 from tui.core.oauth2.store import TokenRecord, TokenStore
 from tui.core.oauth2.tokens import client_secret_user
 from tui.core.status import Status
@@ -179,7 +179,9 @@ async def test_an_access_token_that_cannot_be_sent_is_the_token_endpoints_fault(
 
 
 @pytest.mark.parametrize("field", ["expires_in", "expires_at"])
-@pytest.mark.parametrize("value", ["soon", [3600], float("inf")], ids=["word", "list", "inf"])
+@pytest.mark.parametrize(
+    "value", ["soon", [3600], float("inf"), 10**400], ids=["word", "list", "inf", "huge"]
+)
 async def test_an_expiry_no_number_can_hold_is_the_token_endpoints_fault_not_a_crash(
     loopback, server, field, value
 ):
@@ -241,3 +243,72 @@ async def test_a_token_file_nested_past_the_parsers_depth_is_a_sentence_not_a_cr
     # Not JSON to this reader: a bare refresh token, stored by hand, which the endpoint refuses.
     assert result.status is not Status.CONNECTED
     assert result.imap.detail.startswith("sign-in failed: ")
+
+
+def test_a_pasted_address_no_parser_takes_is_a_bad_paste_and_the_sign_in_goes_on(server):
+    """'http://[' is no URL to urlsplit, which raised ValueError out of the wait: a traceback
+    from `authorize`, a screen left waiting for good in the app."""
+    flow = LoopbackFlow(settings(server, flow="loopback"), None, 5)
+    flow.paste("http://[127.0.0.1/?code=x")
+    flow.paste(browser_visit(flow.url, follow=False))
+    problems: list[str] = []
+    token = flow.wait(threading.Event(), 5, on_bad_paste=problems.append)
+    assert token["refresh_token"] in server.refresh_tokens
+    assert len(problems) == 1 and "paste the whole address the browser ended on" in problems[0]
+
+
+def test_a_request_line_no_parser_takes_gets_a_400_and_no_traceback(server, capfd):
+    """A scanner's 'GET http://[' raised ValueError in the listener's thread: a traceback on the
+    terminal, over the instructions (or the app's screen), and no answer."""
+    flow = LoopbackFlow(settings(server, flow="loopback"), None, 5)
+    try:
+        with socket.create_connection(("127.0.0.1", flow.port), timeout=5) as scan:
+            scan.sendall(b"GET http://[/?code=x HTTP/1.0\r\n\r\n")
+            answer = scan.recv(1024)
+    finally:
+        flow.close()
+    assert answer.startswith(b"HTTP/1.0 400")
+    assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("codes", [70043, "AADSTS70043", None, {"code": 70043}], ids=str)
+async def test_error_codes_that_are_no_list_are_still_decoded(loopback, server, codes):
+    """Entra sends error_codes as a list; 70043 alone raised TypeError (an int is not
+    iterable) out of the check, and out of `check` for every account."""
+    account, credentials, _ = refreshing(loopback, server)
+    server.fail_next(400, {"error": "invalid_grant", "error_codes": codes})
+    result = await check_account(account, 5, credentials=credentials)
+    assert result.status is Status.INVALID_CREDENTIALS, result.imap.detail
+    assert result.imap.detail.startswith("sign-in failed: ")
+
+
+def test_device_code_numbers_past_any_float_are_capped_not_an_overflow(loopback, server):
+    """10**400 is valid JSON: float() of it raised OverflowError, a traceback from `authorize`
+    and, in the app, a sign-in screen left asking the provider for good."""
+    huge = str(10**400).encode()
+    body = b'{"device_code": "dc", "user_code": "ABCD-EFGH", "verification_uri": "https://x/d", '
+    body += b'"expires_in": ' + huge + b', "interval": ' + huge + b"}"
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    answer += b"Content-Length: %d\r\n\r\n" % len(body) + body
+    endpoint = f"http://127.0.0.1:{loopback.serve(fault('say', answer))}/devicecode"
+    flow = DeviceFlow(replace(settings(server), device_authorization_endpoint=endpoint), None, 5)
+    code = flow.start()
+    assert code.user_code == "ABCD-EFGH"
+    assert code.interval == 60 and code.expires_in == 30 * 60
+
+
+async def test_a_token_file_dated_at_the_calendars_end_forecasts_nothing_and_checks(
+    loopback, server
+):
+    """Microsoft's 90 days added to a last use of 9999-12-31 (a hand edit, a clock once set
+    wrong) raised OverflowError out of the check's forecast, and out of `check`."""
+    account, credentials, record = refreshing(loopback, server)
+    account = replace(account, provider="microsoft365")
+    assert (await check_account(account, 5, credentials=credentials)).status is Status.CONNECTED
+    path = TokenStore(account.id, "file", credentials.store).path
+    data = json.loads(path.read_text())
+    data["last_used"] = data["signed_in_at"] = "9999-12-31T23:00:00+00:00"
+    path.write_text(json.dumps(data))
+    result = await check_account(account, 5, credentials=credentials)  # the token in memory
+    assert result.status is Status.CONNECTED, result.imap.detail
+    assert credentials.oauth2.forecast(account) is None

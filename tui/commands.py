@@ -9,6 +9,7 @@ from functools import partial
 
 from textual.app import App, SystemCommand
 from textual.dom import DOMNode
+from textual.markup import escape
 from textual.screen import Screen
 
 PALETTE = ("command_palette", "Commands", "Find any action by name")
@@ -59,9 +60,12 @@ def system_commands(app: App, screen: Screen) -> Iterable[SystemCommand]:
     for _place, actions in in_force(screen):
         for a in actions:
             if a.action != PALETTE[0]:
+                keys = f"({' '.join(a.keys)})"
                 yield SystemCommand(
                     a.title,
-                    f"{a.help} ({' '.join(a.keys)})" if a.help else f"({' '.join(a.keys)})",
+                    # The palette reads its help as markup; a key remapped in [keys] is the
+                    # user's words ("[/x]"), not a tag.
+                    escape(f"{a.help} {keys}" if a.help else keys),
                     partial(app.run_action, a.action, a.namespace),
                 )
     yield SystemCommand(

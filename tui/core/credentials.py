@@ -272,6 +272,7 @@ def _first_line(exc: BaseException) -> str:
 SECRET_LIMIT = 4 * 1024
 TOKEN_LIMIT = 64 * 1024
 STDERR_KEPT = 4 * 1024  # enough for the first line of the command's complaint
+EXITED_POLL = 0.1  # seconds of silence after which a command is asked whether it has exited
 _PRINTED_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # a tab may be in a password
 
 
@@ -295,6 +296,10 @@ def run_secret_command(command: str, timeout: float, what: str = "password_comma
     deadline = time.monotonic() + timeout
     try:
         out, err, problem = _collect(proc, deadline, limit)
+        if problem == "left behind":
+            # It exited, but something it started holds its output open: that ends with it.
+            _kill_leftovers(proc)
+            problem = None
         if problem is None and _wait(proc, deadline) is None:
             problem = "timeout"
     finally:
@@ -344,7 +349,8 @@ def _collect(
     proc: subprocess.Popen[bytes], deadline: float, limit: int
 ) -> tuple[bytes, bytes, str | None]:
     """Read stdout (up to `limit`) and stderr (the first STDERR_KEPT bytes) until both close, the
-    deadline passes ("timeout") or stdout overflows ("too long")."""
+    deadline passes ("timeout"), stdout overflows ("too long"), or the command has exited and
+    a job it left holds them open ("left behind")."""
     out, err = bytearray(), bytearray()
     assert proc.stdout is not None and proc.stderr is not None  # started with PIPE
     with selectors.DefaultSelector() as selector:
@@ -354,7 +360,10 @@ def _collect(
             left = deadline - time.monotonic()
             if left <= 0:
                 return bytes(out), bytes(err), "timeout"
-            for key, _ in selector.select(left):
+            ready = selector.select(min(left, EXITED_POLL))
+            if not ready and proc.poll() is not None:
+                return bytes(out), bytes(err), "left behind"
+            for key, _ in ready:
                 chunk = os.read(key.fd, 65536)
                 if not chunk:
                     selector.unregister(key.fileobj)
@@ -365,6 +374,15 @@ def _collect(
                 elif len(err) < STDERR_KEPT:
                     err += chunk[: STDERR_KEPT - len(err)]
     return bytes(out), bytes(err), None
+
+
+def _kill_leftovers(proc: subprocess.Popen[bytes]) -> None:
+    """What the exited command left in its group. Its members hold the group id, so it cannot
+    have been reused."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _wait(proc: subprocess.Popen[bytes], deadline: float) -> int | None:

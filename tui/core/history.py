@@ -325,7 +325,7 @@ def _rows(table: str) -> Iterator[None]:
     reader that copes with an unusable history copes with it. (A decorator of the readers.)"""
     try:
         yield
-    except (ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError, ArithmeticError) as exc:
         raise sqlite3.DatabaseError(
             f"a row of {table} is not one this version reads: {exc}"
         ) from None

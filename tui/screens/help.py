@@ -30,7 +30,8 @@ class HelpScreen(ModalScreen[None]):
         for title, rows in self._sections:
             keys.add_row("", Text(title, style="underline"), "")
             for key, description, tooltip in rows:
-                keys.add_row(key, description, tooltip)
+                # Text, not markup: a key remapped in [keys] is the user's words ("[/x]").
+                keys.add_row(Text(key), Text(description), Text(tooltip))
         statuses = Table.grid(padding=(0, 2))
         statuses.add_column(no_wrap=True)
         statuses.add_column(style="grey70")

@@ -75,7 +75,10 @@ def decode(http_status: int, body: dict[str, Any], redact: tuple[str, ...] = ())
 def _decode(http_status: int, body: dict[str, Any], redact: tuple[str, ...]) -> OAuth2Error:
     error = clean(str(body.get("error", "")), redact, 80) or f"HTTP {http_status}"
     description = clean(str(body.get("error_description", "")), redact)
-    codes = [c for c in body.get("error_codes", []) if isinstance(c, int)]
+    given = body.get("error_codes")
+    # A list from Entra; a lone number or anything else from a server that spells it its way.
+    given = given if isinstance(given, list) else [given]
+    codes = [c for c in given if isinstance(c, int) and not isinstance(c, bool)]
     codes += [int(c) for c in _AADSTS.findall(description) if int(c) not in codes]
     said = f" (the server said: {description})" if description else ""
     for code in codes:

@@ -6,6 +6,7 @@ it. Neither touches a terminal: the caller shows the URL and code, and may cance
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -124,7 +125,12 @@ class DeviceFlow:
 
 
 def _number(value: object, default: float) -> float:
-    return float(value) if isinstance(value, (int, float)) and value > 0 else default
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        return default
+    try:
+        return float(value)
+    except OverflowError:  # an int past any float (valid JSON): as long as it can be
+        return math.inf
 
 
 class LoopbackFlow:
@@ -201,7 +207,15 @@ class LoopbackFlow:
             self.close()
 
     def _exchange(self, answer: str) -> dict[str, Any]:
-        query = {k: v[0] for k, v in parse_qs(urlsplit(answer).query).items()}
+        try:
+            query = {k: v[0] for k, v in parse_qs(urlsplit(answer).query).items()}
+        except ValueError:  # "http://[…": no address at all
+            raise OAuth2Error(
+                "that is not an address: paste the whole address the browser ended on, "
+                "starting with http://127.0.0.1.",
+                Status.INVALID_CREDENTIALS,
+                remote=False,
+            ) from None
         if "error" in query:
             words = DEVICE_ERRORS.get(query["error"], f"sign-in failed ({clean(query['error'])})")
             said = clean(query.get("error_description", ""), self.client.redact)
@@ -261,7 +275,11 @@ def _listener(answers: queue.Queue[str], state: Callable[[], str]) -> type[BaseH
             pass
 
         def do_GET(self) -> None:
-            query = parse_qs(urlsplit(self.path).query)
+            try:
+                query = parse_qs(urlsplit(self.path).query)
+            except ValueError:  # "GET http://[…": a scanner's, not a browser's
+                self._answer(400, b"This is not a sign-in's answer.\n")
+                return
             if "code" not in query and "error" not in query:
                 self.send_response(404)
                 self.end_headers()

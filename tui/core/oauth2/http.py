@@ -165,7 +165,10 @@ def _whole_seconds(value: object) -> bool:
     if isinstance(value, bool):
         return False
     if isinstance(value, (int, float)):
-        return math.isfinite(value)
+        try:
+            return math.isfinite(float(value))
+        except OverflowError:  # an int past any float: no lifetime a clock can add
+            return False
     if isinstance(value, str):
         return re.fullmatch(r"\s*[+-]?\d+\s*", value) is not None
     return False

@@ -153,7 +153,10 @@ class OAuth2Tokens:
             return None
         if record is None:
             return None
-        return forecast(record, self.settings(account), account.provider, self.clock())
+        try:
+            return forecast(record, self.settings(account), account.provider, self.clock())
+        except OverflowError:  # a date at the calendar's end (a hand edit): no limit to forecast
+            return None
 
 
 def _expiry(token: dict[str, Any], now: datetime) -> datetime | None:
