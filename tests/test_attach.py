@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -213,18 +214,25 @@ async def test_save_and_remove_reach_every_face(file_keyring, serving, faces):
 
 
 async def test_a_command_that_fails_inside_the_service_is_said_at_once(serving, faces):
-    """An accounts file saved with a byte-order mark (as Windows editors save) is read, but
-    the editor that writes changes back fails on it: the face hears so in a sentence at once,
-    not when its minute's deadline is out."""
+    """An account whose endpoint is written as dotted keys (imap.host = ...) is read, but the
+    editor that writes changes back fails when the edit adds a key to it: the face hears so
+    in a sentence at once, not when its minute's deadline is out."""
     _, config, _ = serving
-    config.write_text("\ufeff" + config.read_text())
+    text = config.read_text()
+    inline = next(line for line in text.splitlines() if line.startswith("imap = "))
+    host, port = re.fullmatch(
+        r'imap = \{ host = "(.*)", port = (\d+), security = "tls" \}', inline
+    ).groups()
+    config.write_text(text.replace(inline, f'imap.host = "{host}"\nimap.port = {port}'))
     face = await faces()
+    account = face.control.state("good").account
+    edited = replace(account, imap=replace(account.imap, security="starttls"))
     start = time.monotonic()
     with pytest.raises(ServiceError) as failed:
-        await asyncio.wait_for(face.control.set_stopped("good", True), 5)
+        await asyncio.wait_for(face.control.save(edited, None, edit=True), 5)
     assert time.monotonic() - start < 5
     assert str(failed.value) == (
-        "The service failed on this command (stop: EmptyKeyError); its log says why. "
+        "The service failed on this command (save: AttributeError); its log says why. "
         "Look at the account's state, then try again."
     )
 
