@@ -44,6 +44,7 @@ from tui.demo.servers import ScriptedImap, SmtpUsers, serve_smtp
 # The fixtures come along (so their names are reused as parameters, F811).
 # ruff: noqa: F811
 from .conftest import PASSWORD, USER, until
+from .keyrings import REFUSED
 from .test_serve import account_toml, runtime_dir, services, settings_toml  # noqa: F401
 from .test_serve_socket import file_keyring  # noqa: F401
 
@@ -113,6 +114,13 @@ class Face:
 
 def status_is(account_id: str, status: Status):
     return lambda e: isinstance(e, StatusChanged) and e.account_id == account_id and e.new is status
+
+
+@pytest.fixture
+def refusing_keyring(file_keyring, monkeypatch):
+    """The File keyring, refusing to delete; asked for before `serving`, the service uses it."""
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.keyrings.RefusesToDelete")
+    return file_keyring
 
 
 @pytest.fixture
@@ -211,6 +219,21 @@ async def test_save_and_remove_reach_every_face(file_keyring, serving, faces):
     await face.wait_for(lambda e: isinstance(e, AccountRemoved) and e.account_id == "fresh")
     assert face.control.state("fresh") is None and "fresh" not in config.read_text()
     assert json.loads(file_keyring.read_text()) == {}
+
+
+async def test_a_removal_whose_password_the_keyring_keeps_says_how_to_delete_it(
+    refusing_keyring, serving, faces
+):
+    """The service removes the account, but its keyring (locked meanwhile) refuses to delete
+    the password: the face that asked is told so, with the names to delete it by hand."""
+    _, config, _ = serving
+    face = await faces()
+    account = replace(face.control.state("good").account, id="fresh", password_command=None)
+    assert await face.control.save(account, Secret(PASSWORD)) is None
+    warning = await face.control.remove("fresh")
+    assert "fresh" not in config.read_text()
+    assert json.loads(refusing_keyring.read_text()) == {"connected-emails/fresh": PASSWORD}
+    assert warning == REFUSED.format(account="fresh")
 
 
 async def test_a_command_that_fails_inside_the_service_is_said_at_once(serving, faces):
