@@ -73,6 +73,25 @@ class File(KeyringBackend):
         self._path().write_text(json.dumps(secrets))
 
 
+# What a user is told when the keyring refused to delete an account's password.
+REFUSED = (
+    "The account {account} was removed. The keyring could not delete its password "
+    "(KeyringLocked: The collection is locked.). The password may still be there: delete it "
+    'by hand, service "connected-emails", user "{account}" (for example: keyring del '
+    "connected-emails {account})."
+)
+
+
+class RefusesToDelete(File):
+    """A file-backed keyring that keeps and gives secrets but refuses to delete one, as a
+    keyring locked since the secret was stored does."""
+
+    def delete_password(self, service, username):
+        from keyring.errors import KeyringLocked
+
+        raise KeyringLocked("The collection is locked.")
+
+
 class Echoing(KeyringBackend):
     """A backend that refuses to store, repeating what it was given in its error."""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -43,6 +44,7 @@ from tui.demo.servers import ScriptedImap, SmtpUsers, serve_smtp
 # The fixtures come along (so their names are reused as parameters, F811).
 # ruff: noqa: F811
 from .conftest import PASSWORD, USER, until
+from .keyrings import REFUSED
 from .test_serve import account_toml, runtime_dir, services, settings_toml  # noqa: F401
 from .test_serve_socket import file_keyring  # noqa: F401
 
@@ -112,6 +114,13 @@ class Face:
 
 def status_is(account_id: str, status: Status):
     return lambda e: isinstance(e, StatusChanged) and e.account_id == account_id and e.new is status
+
+
+@pytest.fixture
+def refusing_keyring(file_keyring, monkeypatch):
+    """The File keyring, refusing to delete; asked for before `serving`, the service uses it."""
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.keyrings.RefusesToDelete")
+    return file_keyring
 
 
 @pytest.fixture
@@ -212,19 +221,41 @@ async def test_save_and_remove_reach_every_face(file_keyring, serving, faces):
     assert json.loads(file_keyring.read_text()) == {}
 
 
-async def test_a_command_that_fails_inside_the_service_is_said_at_once(serving, faces):
-    """An accounts file saved with a byte-order mark (as Windows editors save) is read, but
-    the editor that writes changes back fails on it: the face hears so in a sentence at once,
-    not when its minute's deadline is out."""
+async def test_a_removal_whose_password_the_keyring_keeps_says_how_to_delete_it(
+    refusing_keyring, serving, faces
+):
+    """The service removes the account, but its keyring (locked meanwhile) refuses to delete
+    the password: the face that asked is told so, with the names to delete it by hand."""
     _, config, _ = serving
-    config.write_text("\ufeff" + config.read_text())
     face = await faces()
+    account = replace(face.control.state("good").account, id="fresh", password_command=None)
+    assert await face.control.save(account, Secret(PASSWORD)) is None
+    warning = await face.control.remove("fresh")
+    assert "fresh" not in config.read_text()
+    assert json.loads(refusing_keyring.read_text()) == {"connected-emails/fresh": PASSWORD}
+    assert warning == REFUSED.format(account="fresh")
+
+
+async def test_a_command_that_fails_inside_the_service_is_said_at_once(serving, faces):
+    """An account whose endpoint is written as dotted keys (imap.host = ...) is read, but the
+    editor that writes changes back fails when the edit adds a key to it: the face hears so
+    in a sentence at once, not when its minute's deadline is out."""
+    _, config, _ = serving
+    text = config.read_text()
+    inline = next(line for line in text.splitlines() if line.startswith("imap = "))
+    host, port = re.fullmatch(
+        r'imap = \{ host = "(.*)", port = (\d+), security = "tls" \}', inline
+    ).groups()
+    config.write_text(text.replace(inline, f'imap.host = "{host}"\nimap.port = {port}'))
+    face = await faces()
+    account = face.control.state("good").account
+    edited = replace(account, imap=replace(account.imap, security="starttls"))
     start = time.monotonic()
     with pytest.raises(ServiceError) as failed:
-        await asyncio.wait_for(face.control.set_stopped("good", True), 5)
+        await asyncio.wait_for(face.control.save(edited, None, edit=True), 5)
     assert time.monotonic() - start < 5
     assert str(failed.value) == (
-        "The service failed on this command (stop: EmptyKeyError); its log says why. "
+        "The service failed on this command (save: AttributeError); its log says why. "
         "Look at the account's state, then try again."
     )
 

@@ -398,6 +398,20 @@ def test_editing_an_account_changes_its_lines_in_place(tmp_path):
     assert path.read_text() == expected
 
 
+def test_a_file_with_a_byte_order_mark_is_edited_and_keeps_the_mark_and_comments(tmp_path):
+    """Windows editors start UTF-8 files with a byte-order mark: the file is read, and a
+    stop, an edit and a removal each write it back with its mark and comments as they were."""
+    path = write(tmp_path, "\ufeff" + HAND_WRITTEN)
+    smtp = 'smtp = { host = "smtp.example.com", port = 465, security = "tls" }\n'
+    edit(path, "sales", stopped=True)
+    assert path.read_text() == "\ufeff" + HAND_WRITTEN.replace(smtp, smtp + "stopped = true\n")
+    edit(path, "sales", stopped=False)
+    assert path.read_text() == "\ufeff" + HAND_WRITTEN
+    cfg.update_accounts(path, lambda accounts: [a for a in accounts if a.id != "sales"])
+    start, end = HAND_WRITTEN.index("# The sales"), HAND_WRITTEN.index("# Support")
+    assert path.read_text() == "\ufeff" + HAND_WRITTEN[:start] + HAND_WRITTEN[end:]
+
+
 def test_adding_an_account_appends_it_after_the_others(tmp_path):
     path = write(tmp_path, HAND_WRITTEN)
     ops = Account("ops", "ops@example.com", Endpoint("h", 993), Endpoint("h", 465))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import gc
+import json
 import time
 from dataclasses import replace
 from datetime import timedelta
@@ -503,6 +504,25 @@ async def test_empty_config_welcomes_with_how_to_add():
         assert welcome.display and "Press n to add your first account" in text_of(welcome)
         await pilot.press("question_mark")
         assert "New" in screen_text(app)
+
+
+async def test_a_deletion_the_keyring_refuses_removes_the_account_and_says_how_to_finish(
+    pilot, app, accounts_file, tmp_path, monkeypatch
+):
+    """The keyring was locked after the password was stored: the account goes all the same,
+    and the toast says the password may still be there and what to delete by hand."""
+    from .keyrings import REFUSED, RefusesToDelete
+
+    kept = tmp_path / "keyring.json"
+    kept.write_text(json.dumps({f"{SERVICE}/broken": "old-wrong-password"}))
+    monkeypatch.setenv("CONNECTED_EMAILS_TEST_KEYRING", str(kept))
+    keyring.set_keyring(RefusesToDelete())
+    await select(pilot, "broken")
+    await pilot.press("d", "y")
+    await until(lambda: status(app, "broken") is None, what="the removal")
+    said = REFUSED.format(account="broken")
+    await until(lambda: said in toasts(app), what="the toast")
+    assert 'id = "broken"' not in accounts_file.read_text()
 
 
 async def test_delete_and_readd_loses_nothing_until_the_new_one_is_saved(pilot, app, isolated_user):

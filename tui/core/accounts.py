@@ -127,11 +127,13 @@ class AccountBook:
 
         await self._write(restore, "The accounts file could not be put back")
 
-    async def remove(self, account_id: str) -> None:
+    async def remove(self, account_id: str) -> str | None:
         """Delete the account, its stored secret, its history and its silence. The history goes
         first: one that another process holds locked refuses the removal before anything else
         changed, where a failure after the file's write would leave the account half deleted.
-        It waits in a thread: one another program holds locked must not stall the loop."""
+        It waits in a thread: one another program holds locked must not stall the loop.
+        Returns a warning sentence when the keyring kept the secret: the account is gone all
+        the same (the user asked for that), and the sentence says how to finish by hand."""
         if self.history:
             try:
                 await asyncio.to_thread(self.history.forget_account, account_id)
@@ -144,12 +146,14 @@ class AccountBook:
             lambda accounts: [a for a in accounts if a.id != account_id], "Nothing was deleted"
         )
         self.silences.forget(account_id)
+        warning = None
         try:
             await asyncio.to_thread(self.store.delete, account_id)
-        except KeyringUnavailable:
-            pass  # nothing could have been stored there either
+        except KeyringUnavailable as exc:
+            warning = f"The account {account_id} was removed. {exc}"
         self.credentials.session.delete(account_id)
         await self.monitor.remove(account_id)
+        return warning
 
     async def set_stopped(self, account_id: str, stopped: bool) -> None:
         """Stop or resume, kept in the file so it holds across restarts."""

@@ -80,7 +80,8 @@ class Control(Protocol):
         `edit` of an account removed meanwhile, or a `new` one whose id was taken meanwhile,
         is refused (BookError) with nothing written."""
 
-    async def remove(self, account_id: str) -> None: ...
+    async def remove(self, account_id: str) -> str | None:
+        """Remove the account; a sentence when its stored password could not be deleted."""
 
     async def silence(
         self, account_id: str, kind: QuietKind, note: str = "", until: datetime | None = None
@@ -195,8 +196,8 @@ class LocalControl:
     ) -> str | None:
         return await self.book.save(account, secret, session_only=session_only, edit=edit, new=new)
 
-    async def remove(self, account_id: str) -> None:
-        await self.book.remove(account_id)
+    async def remove(self, account_id: str) -> str | None:
+        return await self.book.remove(account_id)
 
     async def silence(
         self, account_id: str, kind: QuietKind, note: str = "", until: datetime | None = None

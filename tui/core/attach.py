@@ -504,8 +504,10 @@ class ServiceControl:
         warning = answer.get("warning")
         return server_text(warning, forms, 1000) if isinstance(warning, str) else None
 
-    async def remove(self, account_id: str) -> None:
-        await self.command("remove", self._change_deadline(), account=account_id)
+    async def remove(self, account_id: str) -> str | None:
+        answer = await self.command("remove", self._change_deadline(), account=account_id)
+        warning = answer.get("warning")
+        return clean(warning, 1000) if isinstance(warning, str) else None
 
     async def silence(
         self, account_id: str, kind: QuietKind, note: str = "", until: datetime | None = None

@@ -15,16 +15,21 @@ from .models import Account, Endpoint, Settings
 if TYPE_CHECKING:
     from .config import Config
 
+BOM = "\ufeff"
+
 
 def edited(text: str, old: Config, new: Config) -> str:
     """`text` changed from saying `old` to saying `new`, touching only what differs: comments,
     blank lines and key order stay (tomlkit round-trips them; it is slow on big files, so it is
     used to save only, never to load)."""
-    doc = tomlkit.parse(text)
+    # A byte-order mark (Windows editors write one) is no TOML to tomlkit: it is set aside
+    # for the edit and put back, so the file stays as its editor saved it.
+    mark = BOM if text.startswith(BOM) else ""
+    doc = tomlkit.parse(text.removeprefix(mark))
     _edit_table(doc, "settings", _settings_fields(old.settings), _settings_fields(new.settings))
     _edit_accounts(doc, old.accounts, new.accounts)
     _edit_table(doc, "keys", old.keys, new.keys)
-    return doc.as_string()
+    return mark + doc.as_string()
 
 
 def _tables(doc: TOMLDocument) -> list[Table]:

@@ -323,7 +323,7 @@ class ControlServer:
             stop = command == "stop"
             await self._change(account_id, lambda book: book.set_stopped(account_id, stop))
         elif command == "remove":
-            await self._change(account_id, lambda book: book.remove(account_id))
+            return {"warning": await self._change(account_id, lambda book: book.remove(account_id))}
         else:
             await self._silence(command, state, request)
         return {}

@@ -152,13 +152,13 @@ class _KeyringLine:
         self._lock = threading.Lock()
         self._stuck_since: float | None = None  # when a call first ran past a caller's deadline
 
-    def submit(self, fn: Callable[[], T]) -> Future[T]:
+    def submit(self, fn: Callable[[], T], way_out: str = KEYRING_WAY_OUT) -> Future[T]:
         with self._lock:
             if self._stuck_since is not None:
                 waited = time.monotonic() - self._stuck_since
                 raise KeyringNotAnswering(
                     f"The keyring is not answering (a call has been waiting {waited:.0f} s "
-                    f"past its deadline). {KEYRING_WAY_OUT}"
+                    f"past its deadline). {way_out}"
                 )
         return self._pool.submit(self._answered, fn)
 
@@ -169,7 +169,9 @@ class _KeyringLine:
             with self._lock:
                 self._stuck_since = None
 
-    def abandoned(self, future: Future[Any], timeout: float) -> KeyringNotAnswering:
+    def abandoned(
+        self, future: Future[Any], timeout: float, way_out: str = KEYRING_WAY_OUT
+    ) -> KeyringNotAnswering:
         """The caller gave up on `future` at its deadline: a call still queued is dropped; one
         already running marks the keyring stuck until it returns."""
         if not future.cancel():
@@ -177,7 +179,7 @@ class _KeyringLine:
                 if not future.done() and self._stuck_since is None:
                     self._stuck_since = time.monotonic()
         return KeyringNotAnswering(
-            f"The keyring is not answering (no reply within {timeout:g} s). {KEYRING_WAY_OUT}"
+            f"The keyring is not answering (no reply within {timeout:g} s). {way_out}"
         )
 
 
@@ -191,7 +193,9 @@ class KeyringStore:
     def __init__(self, timeout: float = 10.0):
         self.timeout = timeout
 
-    def _submit(self, action: str, fn: Callable[[ModuleType], T]) -> Future[T | None]:
+    def _submit(
+        self, action: str, fn: Callable[[ModuleType], T], way_out: str = KEYRING_WAY_OUT
+    ) -> Future[T | None]:
         def call() -> T | None:
             import keyring
             from keyring.errors import PasswordDeleteError
@@ -205,20 +209,24 @@ class KeyringStore:
             except Exception as exc:
                 raise KeyringUnavailable(
                     f"The keyring could not {action} ({type(exc).__name__}: {_first_line(exc)}). "
-                    f"{KEYRING_WAY_OUT}"
+                    f"{way_out}"
                 ) from None
 
-        return _KEYRING_LINE.submit(call)
+        return _KEYRING_LINE.submit(call, way_out)
 
     def _call(
-        self, action: str, fn: Callable[[ModuleType], T], timeout: float | None = None
+        self,
+        action: str,
+        fn: Callable[[ModuleType], T],
+        timeout: float | None = None,
+        way_out: str = KEYRING_WAY_OUT,
     ) -> T | None:
         timeout = self.timeout if timeout is None else timeout
-        future = self._submit(action, fn)
+        future = self._submit(action, fn, way_out)
         try:
             return future.result(timeout)
         except FutureTimeout:
-            raise _KEYRING_LINE.abandoned(future, timeout) from None
+            raise _KEYRING_LINE.abandoned(future, timeout, way_out) from None
 
     def get(self, account_id: str, timeout: float | None = None) -> Secret | None:
         value = self._call("be read", lambda k: k.get_password(SERVICE, account_id), timeout)
@@ -239,7 +247,25 @@ class KeyringStore:
         )
 
     def delete(self, account_id: str) -> None:
-        self._call("delete the secret", lambda k: k.delete_password(SERVICE, account_id))
+        """Forget the account's secret. When the keyring refuses (locked, say), the error says
+        the secret may still be there and names the entry to delete by hand."""
+
+        def delete(keyring: ModuleType) -> None:
+            from keyring.errors import NoKeyringError
+
+            try:
+                keyring.delete_password(SERVICE, account_id)
+            except NoKeyringError:
+                pass  # no keyring on this machine: nothing can have been stored in one
+
+        self._call(
+            "delete its password",
+            delete,
+            way_out=(
+                f'The password may still be there: delete it by hand, service "{SERVICE}", user '
+                f'"{account_id}" (for example: keyring del {SERVICE} {account_id}).'
+            ),
+        )
 
     def problem(self) -> str | None:
         """One app-level sentence when no usable backend is configured, else None."""

@@ -499,9 +499,10 @@ class AccountFormScreen(ReportsWorkerFailures, ModalScreen[str | None]):
         """Save through the control; the outcome is said on the app, as this form may be
         closed by the time it comes."""
         app, replaces = self.app, self.replaces
+        kept = None  # the old password the keyring would not delete
         try:
             if replaces is not None:
-                await app.control.remove(replaces.id)
+                kept = await app.control.remove(replaces.id)
             warning = await app.control.save(
                 account,
                 typed,
@@ -510,10 +511,15 @@ class AccountFormScreen(ReportsWorkerFailures, ModalScreen[str | None]):
                 new=self.original is None,
             )
         except BookError as exc:
+            if kept:
+                app.notify(kept, severity="warning", timeout=30, markup=False)
             app.notify(str(exc), title="Cannot save", severity="error", timeout=15, markup=False)
             return
         finally:
             self._saving = False
+        # A password stored under the same id replaced the one the keyring kept: nothing to do.
+        if kept and not (replaces.id == account.id and typed and not session_only and not warning):
+            app.notify(kept, severity="warning", timeout=30, markup=False)
         if warning:
             app.notify(warning, severity="warning", timeout=15, markup=False)
         app.notify(f"Saved {account.email}. Checking it now…", timeout=4, markup=False)

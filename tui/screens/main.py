@@ -266,13 +266,16 @@ class ConnectedEmailsScreen(ReportsWorkerFailures, Screen):
             )
         ):
             try:
-                await self.control.remove(account.id)
+                warning = await self.control.remove(account.id)
             except BookError as exc:
                 self.notify(
                     str(exc), title="Cannot save", severity="error", timeout=15, markup=False
                 )
                 return
-            self.notify(f"Deleted {account.email}.", timeout=4, markup=False)
+            if warning:
+                self.notify(warning, severity="warning", timeout=30, markup=False)
+            else:
+                self.notify(f"Deleted {account.email}.", timeout=4, markup=False)
 
     def action_toggle_stop(self) -> None:
         if state := self._selected_state():
