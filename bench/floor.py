@@ -9,7 +9,8 @@ The floor: one process, a 32-thread pool; per account it runs the password comma
 then imaplib IMAP4_SSL login, SELECT INBOX read-only, logout, and smtplib SMTP_SSL EHLO, login,
 QUIT, with one shared SSL context. The project: `check` on the same accounts, each with its
 password_command. A pair is one floor run and one check run back to back, so both see the same
-load on a shared machine; each pair's ratio is printed, then the medians of --pairs pairs.
+load on a shared machine (every other pair runs check first); each pair's ratio is printed
+with the load average after it, then the medians of --pairs pairs.
 
     python bench/floor.py [--accounts 320] [--pairs 3]
 
@@ -166,12 +167,18 @@ def main() -> None:
         pairs: list[tuple[float, float]] = []
         try:
             for n in range(1, args.pairs + 1):
-                floor_ms = per_check(floor_argv)
-                check_ms = per_check(check_argv)
+                # Every other pair runs check first: on a shared machine whose load climbs or
+                # falls during a pair, the side that runs second is not always the same one.
+                if n % 2:
+                    floor_ms = per_check(floor_argv)
+                    check_ms = per_check(check_argv)
+                else:
+                    check_ms = per_check(check_argv)
+                    floor_ms = per_check(floor_argv)
                 pairs.append((floor_ms, check_ms))
                 print(
                     f"pair {n}/{args.pairs}      floor {floor_ms:.2f} ms, check {check_ms:.2f} ms, "
-                    f"ratio {check_ms / floor_ms:.2f}x",
+                    f"ratio {check_ms / floor_ms:.2f}x  (load average {os.getloadavg()[0]:.1f})",
                     flush=True,
                 )
         finally:
