@@ -412,6 +412,18 @@ def test_a_file_with_a_byte_order_mark_is_edited_and_keeps_the_mark_and_comments
     assert path.read_text() == "\ufeff" + HAND_WRITTEN[:start] + HAND_WRITTEN[end:]
 
 
+def test_an_error_in_a_file_with_a_byte_order_mark_names_its_own_line(tmp_path):
+    """The mark is no part of the first line: an account that begins the file is still found
+    there, so a mistake in it is not put on the next account's line."""
+    first = GOOD.split("[[accounts]]")[1].replace('email = "sales', 'emial = "sales')
+    second = first.replace("sales", "support").replace("emial", "email")
+    path = write(tmp_path, "\ufeff[[accounts]]" + first + "\n[[accounts]]" + second)
+    with pytest.raises(cfg.ConfigError) as caught:
+        cfg.load(path)
+    assert "unknown key 'emial' in account #1" in str(caught.value)
+    assert caught.value.line == 3, str(caught.value)
+
+
 def test_adding_an_account_appends_it_after_the_others(tmp_path):
     path = write(tmp_path, HAND_WRITTEN)
     ops = Account("ops", "ops@example.com", Endpoint("h", 993), Endpoint("h", 465))

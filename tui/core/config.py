@@ -325,7 +325,8 @@ class _LineFinder:
     are found only when an error asks: a good file of a thousand accounts never needs them."""
 
     def __init__(self, text: str):
-        self.text = text
+        # A byte-order mark, which rtoml reads past, is no part of the first line's text.
+        self.text = text.removeprefix("\ufeff")
 
     @cached_property
     def lines(self) -> list[str]:
