@@ -63,3 +63,35 @@ def test_demo_in_a_real_terminal(terminal):
         time.sleep(0.2)  # Escape then q at once would read as alt+q, as in any terminal
     tmux("send-keys", "-t", terminal, "q")
     screen_until(terminal, "EXITED=0")
+
+
+def test_the_app_ends_when_its_terminal_goes_away_without_a_hangup(tmp_path):
+    """A terminal closed under an app that got no SIGHUP (it was not the terminal's controlling
+    process: started by a supervisor, setsid, some container shells) must not leave it checking
+    accounts, and spinning on a dead input, for ever."""
+    import pty
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "TERM": "xterm-256color", "HOME": str(tmp_path)}
+    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
+        env[name] = str(tmp_path / name)
+    app = subprocess.Popen(
+        [sys.executable, "-m", "tui", "--demo"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        start_new_session=True,  # a session of its own with no controlling terminal
+    )
+    os.close(slave)
+    try:
+        seen, deadline = b"", time.monotonic() + 20
+        while b"Connected Emails" not in seen and time.monotonic() < deadline:
+            seen += os.read(master, 65536)
+        assert b"Connected Emails" in seen, "the app never drew its first frame"
+        os.close(master)  # the terminal goes away
+        app.wait(timeout=10)
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()

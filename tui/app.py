@@ -8,6 +8,7 @@ _IMPORTED_AT = time.perf_counter()  # for "started in N ms" in the log
 
 import asyncio
 import gc
+import select
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
@@ -33,6 +34,21 @@ from .widgets.title_bar import title_line
 from .workers import ReportsWorkerFailures, say_worker_failed
 
 RELOAD = 75  # exit code that asks run_app to read the config again
+
+
+def terminal_hung_up(stream: object) -> bool:
+    """True when the terminal behind `stream` has gone (its other end closed)."""
+    try:
+        fd = stream.fileno()  # type: ignore[attr-defined]
+        poll = select.poll()
+        poll.register(fd, select.POLLIN)
+        return any(
+            mask & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, mask in poll.poll(0)
+        )
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 WATCHDOG_EVERY = 5.0  # seconds between looks for a monitor that stopped finishing checks
 
 
@@ -118,6 +134,8 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
             # The first frame comes before the first checks: it is what the user waits for.
             self.call_after_refresh(self.run_monitor)
             self.set_interval(WATCHDOG_EVERY, self.summarise)
+        if not self.is_headless:
+            self.set_interval(1.0, self.end_if_the_terminal_went_away)
 
     @work(exclusive=True, group="monitor", exit_on_error=False, description="The monitor")
     async def run_monitor(self) -> None:
@@ -151,6 +169,12 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
 
     def on_account_removed(self, message: AccountRemoved) -> None:
         self.news.gone(message.account_id)
+
+    def end_if_the_terminal_went_away(self) -> None:
+        """A terminal closed under an app that got no SIGHUP (not its controlling process) leaves
+        Textual reading an input that is always at its end, and the monitor checking for ever."""
+        if terminal_hung_up(sys.__stdin__):
+            self.exit(return_code=1)
 
     def summarise(self) -> None:
         """What sums the states up: the title line and the main screen's banner."""
