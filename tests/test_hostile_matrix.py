@@ -97,7 +97,9 @@ def test_check_stays_under_100_mb_and_its_deadline_against_every_hostile_server(
     print(f"peak RSS {peak_mb:.1f} MB, wall {wall:.2f} s")
     assert peak_mb > 10, "the child's memory was not measured"
     assert peak_mb < 100, f"peak RSS {peak_mb:.0f} MB"
-    assert wall < TIMEOUT + 1, f"check took {wall:.1f} s ({err!r})"
+    # Each side is held to its deadline above; the whole run adds the interpreter's start-up,
+    # which a loaded machine stretches past a second. A server that holds check gets far more.
+    assert wall < TIMEOUT + 3, f"check took {wall:.1f} s ({err!r})"
 
 
 def vm_hwm_kb(pid: int) -> int:
