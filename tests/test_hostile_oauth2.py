@@ -312,3 +312,17 @@ async def test_a_token_file_dated_at_the_calendars_end_forecasts_nothing_and_che
     result = await check_account(account, 5, credentials=credentials)  # the token in memory
     assert result.status is Status.CONNECTED, result.imap.detail
     assert credentials.oauth2.forecast(account) is None
+
+
+async def test_a_token_folder_that_cannot_be_made_is_said_not_raised(loopback, server):
+    """A file where the oauth2 folder should be (or a folder left by a `sudo authorize`):
+    the lock's mkdir raised FileExistsError out of the refresh, and out of `check`."""
+    account, credentials, _ = refreshing(loopback, server)
+    store = TokenStore(account.id, "file", credentials.store)
+    for child in store.folder.iterdir():
+        child.unlink()
+    store.folder.rmdir()
+    store.folder.write_text("not a folder")
+    result = await check_account(account, 5, credentials=credentials)
+    assert result.status is Status.INVALID_CREDENTIALS and not result.imap.reached_server
+    assert f"{store.folder}" in result.imap.detail

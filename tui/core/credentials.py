@@ -388,7 +388,10 @@ def _collect(
                 return bytes(out), bytes(err), "timeout"
             ready = selector.select(min(left, EXITED_POLL))
             if not ready and proc.poll() is not None:
-                return bytes(out), bytes(err), "left behind"
+                # It exited: what it wrote before is in the pipes now, so look once more.
+                ready = selector.select(0)
+                if not ready:
+                    return bytes(out), bytes(err), "left behind"
             for key, _ in ready:
                 chunk = os.read(key.fd, 65536)
                 if not chunk:

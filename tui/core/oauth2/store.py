@@ -195,8 +195,14 @@ class TokenStore:
     def locked(self, timeout: float) -> Iterator[None]:
         """An exclusive lock per account across processes, around refresh-and-save. Another
         process holds it for one refresh at most; past `timeout` something is stuck: say so."""
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.folder / f"{self.account_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.folder / f"{self.account_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise CredentialError(
+                f"The sign-in's lock cannot be made in {self.folder} ({exc.strerror or exc}); "
+                "make it a folder you can write, then try again."
+            ) from None
         deadline = time.monotonic() + timeout
         try:
             while True:
