@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -222,6 +223,24 @@ def test_checks_starting_together_load_the_ca_store_once(loopback, tmp_path):
     for thread in threads:
         thread.join()
     assert len(contexts) == 8 and len({id(c) for c in contexts}) == 1
+
+
+def test_a_context_made_already_is_handed_out_while_another_ca_file_loads(loopback, tmp_path):
+    """Checks take turns loading only the same CA file: the event loop's SMTP side, asking
+    for a context made already, does not wait while a thread loads another (a large CA file
+    takes a second)."""
+    large = tmp_path / "large.pem"
+    large.write_bytes(Path(loopback.certs.ca_file).read_bytes() * 2000)
+    known = loopback.account()
+    client_context(known)  # made by an earlier check
+    loading = threading.Thread(
+        target=client_context, args=(loopback.account(ca_file=str(large)),), daemon=True
+    )
+    loading.start()
+    time.sleep(0.05)  # the large file is being read
+    client_context(known)
+    assert loading.is_alive(), "the context made already waited for the large CA file to load"
+    loading.join()
 
 
 # --- round trips: a probe asks only what it must ----------------------------------------------

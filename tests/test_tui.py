@@ -16,9 +16,12 @@ from keyring.backends import fail
 from textual import events
 
 from tui.app import make_app
+from tui.core import config as config_file
 from tui.core.config import default_path
 from tui.core.credentials import SERVICE
-from tui.core.models import utcnow
+from tui.core.history import History
+from tui.core.history import default_path as history_path
+from tui.core.models import AccountState, utcnow
 from tui.core.silences import QuietKind
 from tui.core.status import Status
 from tui.screens.account_form import AccountFormScreen
@@ -324,6 +327,32 @@ async def test_full_collections_wait_for_the_first_sweep_and_come_back_after_it(
         )
         assert gc.get_threshold() == own
     assert max(seen) >= 100 * own[2], seen
+
+
+async def test_the_start_up_summary_waits_for_this_run_to_check_what_the_last_run_left(
+    tmp_path, loopback, isolated_user
+):
+    """Last run's states are shown until this run checks them, but they are not this run's
+    news: an account that needed attention then and is fine now is not counted in the start-up
+    summary while its first check is still on its way."""
+    path = write_accounts(
+        tmp_path / "accounts.toml",
+        loopback,
+        {
+            "quick": {"password": PASSWORD},
+            "slow": {"password_command": f"sleep 1.5; printf '%s' '{PASSWORD}'"},
+        },
+        settings={"timeout": 10},
+    )
+    last_run = History(history_path(), config=path)
+    slow = config_file.load(path).accounts[1]
+    last_run.record([], [AccountState(slow, Status.INVALID_CREDENTIALS)])
+    last_run.close()
+    app = make_app(path)
+    async with app.run_test(size=(100, 24), notifications=True):
+        await until(lambda: status(app, "quick") is Status.CONNECTED, what="the quick check")
+        await until(lambda: app.sub_title == "all 2 connected", what="the slow check, shown")
+        assert not [t for t in toasts(app) if "attention" in t]
 
 
 async def test_rows_and_news_held_back_by_a_held_key_are_all_shown_once_it_is_let_go(

@@ -111,8 +111,9 @@ class Announcer:
         global _held_thresholds
         states = list(states)
         if not self._first_sweep_done:
-            # One summary once every account has had its say, retries of blips included.
-            if any(s.status is Status.CHECKING or s.retrying for s in states):
+            # One summary once every account has had its say in this run (a state kept from
+            # the last one is not its say), retries of blips included.
+            if any(s.unchecked or s.retrying for s in states):
                 return
             self._first_sweep_done = True
             # What start-up built lives as long as the app: keep the collector from walking it

@@ -234,6 +234,12 @@ class AccountState:
     round_trip_warning: str | None = None  # delivered, but into Junk or failing DMARC
 
     @property
+    def unchecked(self) -> bool:
+        """Not checked yet in this run: its first check is on its way (a state the history
+        kept from the last run is shown meanwhile). A stopped account is not checked at all."""
+        return self.status is Status.CHECKING or (self.stale and self.status is not Status.STOPPED)
+
+    @property
     def needs_attention(self) -> bool:
         if self.status is Status.CHECKING or self.retrying:
             return False

@@ -42,9 +42,7 @@ def nothing_to_alert(states: list[AccountState]) -> str:
     if not states:
         return "No accounts yet: press n on the accounts screen to add one."
     stopped = sum(s.status is Status.STOPPED for s in states)
-    unchecked = sum(
-        s.status is not Status.STOPPED and (s.status is Status.CHECKING or s.stale) for s in states
-    )
+    unchecked = sum(s.unchecked for s in states)
     retrying = sum(bool(s.retrying) for s in states)
     if unchecked:
         said = f"No alerts so far: {unchecked} of {plural(len(states), 'account')} not checked yet."

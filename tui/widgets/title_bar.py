@@ -33,10 +33,7 @@ def headline(
     if not states:
         return "no accounts"
     # Last run's state is not this run's check: "connected" is said only of what was checked.
-    checking = sum(
-        s.status is Status.CHECKING or (s.stale and s.status is not Status.STOPPED)
-        for s in states.values()
-    )
+    checking = sum(s.unchecked for s in states.values())
     if checking:
         return f"checking {checking} of {len(states)}…"
     connected = sum(s.status is Status.CONNECTED and not s.retrying for s in states.values())

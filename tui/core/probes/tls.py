@@ -34,14 +34,15 @@ def client_context(account: Account) -> ssl.SSLContext:
                     "fix the path or remove ca_file"
                 )
             mtime = found.st_mtime_ns
-    with _LOADING:
+    with _LOADING.setdefault(account.ca_file, threading.Lock()):
         return _context(account.ca_file, mtime)
 
 
 # Loading the system CA store costs tens of milliseconds; one context per CA file is shared by
 # every check (SSLContext is safe to use from many threads). The cache does not stop threads
-# that miss at once from each loading one: a sweep's first checks do, so they take turns.
-_LOADING = threading.Lock()
+# that miss at once from each loading one: a sweep's first checks do, so they take turns, per
+# CA file: the event loop (SMTP) never waits while a thread loads another file.
+_LOADING: dict[str | None, threading.Lock] = {}
 
 
 @functools.lru_cache(maxsize=64)
