@@ -106,6 +106,8 @@ def test_a_client_that_sends_commands_and_never_reads_is_dropped(running):
 
 
 def test_sigterm_while_a_silence_waits_for_a_locked_history_exits_in_time(running):
+    """The exit does not wait out SQLite's busy timeout (2 s) for the acknowledgement: that
+    write gives up, so it is recorded whole or not at all (here: not), and the rest is kept."""
     service, config, path = running
     client = Client(path)
     locker = sqlite3.connect(default_path(), isolation_level=None)
@@ -118,8 +120,10 @@ def test_sigterm_while_a_silence_waits_for_a_locked_history_exits_in_time(runnin
         locker.execute("ROLLBACK")
         locker.close()
     assert code == 0, service.log
-    assert elapsed < 2.0, elapsed
+    assert elapsed < 1.0, elapsed
     assert ("good", "connected") in [(c["account_id"], c["new"]) for c in history_of(config)]
+    with sqlite3.connect(default_path()) as db:
+        assert db.execute("SELECT count(*) FROM quiet").fetchone() == (0,)
     client.close()
 
 

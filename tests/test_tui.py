@@ -800,6 +800,23 @@ async def test_server_text_is_shown_as_text_never_read_as_markup(tmp_path, loopb
         assert "[/oops]" in text_of(app.screen.query_one("#alerts-detail"))
 
 
+async def test_the_silences_thread_ends_when_the_app_exits(app):
+    """An acknowledgement is written on a thread of the silences' own: it ends with the app,
+    which otherwise leaves a thread behind for every app run in a process."""
+    import threading
+
+    def silence_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name.startswith("silences")}
+
+    before = silence_threads()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        await pilot.press("a", "A", *"x", "enter")
+        await until(lambda: app.control.silences.get("broken") is not None, what="the ack")
+        assert silence_threads() - before
+    assert not silence_threads() - before
+
+
 async def test_a_broken_history_file_is_a_banner_not_a_crash(accounts_file):
     from tui.core import history as history_file
 

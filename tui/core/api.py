@@ -160,6 +160,7 @@ class LocalControl:
 
     async def close(self) -> None:
         await self.monitor.close()
+        await asyncio.to_thread(self.silences.close)  # its thread, else left behind at exit
 
     def stalled(self, now: datetime) -> bool:
         return self.monitor.stalled(now)

@@ -14,6 +14,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -198,6 +199,8 @@ _OLD_ROWS = {
     "NOT IN (SELECT max(id) FROM round_trips WHERE config = :config GROUP BY account_id)",
 }
 # Rows deleted per transaction: a writer waiting on the prune waits for one batch at most.
+BUSY_TIMEOUT = 2.0  # seconds a write waits for a lock another program (a backup) holds
+BUSY_STEP_MS = 50  # a write that may give up waits in steps this long (see _begin_unless)
 PRUNE_BATCH = 10_000
 # A batch (oldest first) touches every account's page of samples_by_account: while pruning, a
 # page cache that holds them saves a third of the work (3M rows, 1,000 accounts: 10-12 s CPU,
@@ -440,7 +443,7 @@ class History:
                 if not os.path.exists(self.path):
                     os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
             self.db = sqlite3.connect(
-                self.path, timeout=2, isolation_level=None, check_same_thread=False
+                self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
             )
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
@@ -477,13 +480,36 @@ class History:
         self.db.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def _transaction(self, give_up: threading.Event | None = None) -> Iterator[None]:
         with self._lock, self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+            if give_up is None:
+                self.db.execute("BEGIN IMMEDIATE")
+            else:
+                self._begin_unless(give_up)
             yield
 
-    def _write(self, sql: str, params: tuple[object, ...]) -> None:
-        with self._transaction():
+    def _begin_unless(self, give_up: threading.Event) -> None:
+        """BEGIN IMMEDIATE, waiting for a lock another program holds in short steps, so that
+        `give_up` set (the process is closing) ends the wait within a step, not the busy
+        timeout. SQLite's own wait cannot be interrupted; giving up begins no transaction."""
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        self.db.execute(f"PRAGMA busy_timeout = {BUSY_STEP_MS}")
+        try:
+            while True:
+                try:
+                    self.db.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    busy = exc.sqlite_errorcode == sqlite3.SQLITE_BUSY
+                    if not busy or give_up.is_set() or time.monotonic() >= deadline:
+                        raise
+        finally:
+            self.db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+
+    def _write(
+        self, sql: str, params: tuple[object, ...], give_up: threading.Event | None = None
+    ) -> None:
+        with self._transaction(give_up):
             self.db.execute(sql, params)
 
     # --- writing --------------------------------------------------------------------------
@@ -601,7 +627,9 @@ class History:
         ).fetchall()
         return [Sample(account_id, _dt(at), imap, smtp) for at, imap, smtp in reversed(rows)]
 
-    def set_quiet(self, quiet: Quiet) -> None:
+    def set_quiet(self, quiet: Quiet, give_up: threading.Event | None = None) -> None:
+        """Keep a silence; `give_up` set ends a wait for another program's lock (see
+        _begin_unless)."""
         self._write(
             "INSERT OR REPLACE INTO quiet (config, account_id, kind, status, note, at, until) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -614,11 +642,14 @@ class History:
                 _ts(quiet.at),
                 _ts(quiet.until) if quiet.until else None,
             ),
+            give_up,
         )
 
-    def clear_quiet(self, account_id: str) -> None:
+    def clear_quiet(self, account_id: str, give_up: threading.Event | None = None) -> None:
         self._write(
-            "DELETE FROM quiet WHERE config = ? AND account_id = ?", (self.config, account_id)
+            "DELETE FROM quiet WHERE config = ? AND account_id = ?",
+            (self.config, account_id),
+            give_up,
         )
 
     # --- reading --------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -69,7 +70,7 @@ class Silences:
 
     The event loop writes them through `keep` and `lift`, and a status change ends them, on
     their own thread, one at a time in order: a history another program holds locked waits
-    there (up to its busy timeout), not on the loop."""
+    there (up to its busy timeout), not on the loop, and no longer once `close` began."""
 
     def __init__(self, history: History | None = None, clock: Callable[[], datetime] = utcnow):
         self.history = history
@@ -77,12 +78,13 @@ class Silences:
         self._quiet: dict[str, Quiet] = history.quiet() if history else {}
         self._writer = ThreadPoolExecutor(1, "silences") if history else None
         self._keeping = 0  # silences being written on that thread now
+        self._closing = threading.Event()
 
     def __call__(self, event: Event) -> None:
         from .monitor import StatusChanged
 
-        if not isinstance(event, StatusChanged):
-            return
+        if not isinstance(event, StatusChanged) or self._closing.is_set():
+            return  # after `close` the thread takes no more work; a late change ends nothing
         if self._writer is None:
             self.end(event.account_id)
         elif event.account_id in self._quiet or self._keeping:
@@ -114,7 +116,10 @@ class Silences:
             await asyncio.wrap_future(self._writer.submit(self.end, account_id))
 
     def close(self) -> None:
-        """Wait for the writes in hand (each bounded by the history's busy timeout)."""
+        """End the thread after the writes in hand. One waiting for a lock gives up within a
+        step (sqlite3.Error to its caller: it kept nothing, so memory and history agree), and
+        so does every one after it: closing never waits out the busy timeout."""
+        self._closing.set()
         if self._writer is not None:
             self._writer.shutdown(wait=True)
 
@@ -131,13 +136,14 @@ class Silences:
     ) -> Quiet:
         quiet = Quiet(state.account.id, kind, state.status, note, self.clock(), until)
         if self.history:
-            self.history.set_quiet(quiet)  # first: a write that fails changes nothing
+            self.history.set_quiet(quiet, self._closing)  # first: a failed write changes nothing
         self._quiet[quiet.account_id] = quiet
         return quiet
 
     def end(self, account_id: str) -> None:
-        if self._quiet.pop(account_id, None) is not None and self.history:
-            self.history.clear_quiet(account_id)
+        if self._quiet.get(account_id) is not None and self.history:
+            self.history.clear_quiet(account_id, self._closing)
+        self._quiet.pop(account_id, None)
 
     def forget(self, account_id: str) -> None:
         """For a deleted account: the history forgets it with the rest of its rows."""

@@ -80,10 +80,10 @@ class FittedTable(DataTable):
 
     def refit(self) -> None:
         width = self.free_width
-        if width <= 0 and not self.columns:
-            width = 80  # not laid out yet: any layout will do until the first resize
         if width <= 0:
-            return
+            # Not laid out yet: fit the app's width (or any), so rows added before the first
+            # layout are drawn as wide as they need in the first frame; the resize then refits.
+            width = (self.app.size.width or 80) - self.styles.scrollbar_size_vertical
         wanted = self.fit(width)
         shown = list(self.ordered_columns)
         keep = 0  # the leading columns that stay: same key, same label
