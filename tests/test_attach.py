@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -237,27 +236,19 @@ async def test_a_removal_whose_password_the_keyring_keeps_says_how_to_delete_it(
 
 
 async def test_a_command_that_fails_inside_the_service_is_said_at_once(serving, faces):
-    """An account whose endpoint is written as dotted keys (imap.host = ...) is read, but the
-    editor that writes changes back fails when the edit adds a key to it: the face hears so
-    in a sentence at once, not when its minute's deadline is out."""
-    _, config, _ = serving
-    text = config.read_text()
-    inline = next(line for line in text.splitlines() if line.startswith("imap = "))
-    host, port = re.fullmatch(
-        r'imap = \{ host = "(.*)", port = (\d+), security = "tls" \}', inline
-    ).groups()
-    config.write_text(text.replace(inline, f'imap.host = "{host}"\nimap.port = {port}'))
+    """A note no database can store (a lone surrogate, which JSON carries) fails inside the
+    service, past every check it makes: the face hears so in a sentence at once, not when its
+    minute's deadline is out."""
     face = await faces()
-    account = face.control.state("good").account
-    edited = replace(account, imap=replace(account.imap, security="starttls"))
     start = time.monotonic()
     with pytest.raises(ServiceError) as failed:
-        await asyncio.wait_for(face.control.save(edited, None, edit=True), 5)
+        await asyncio.wait_for(face.control.silence("good", QuietKind.ACK, note="\ud800"), 5)
     assert time.monotonic() - start < 5
     assert str(failed.value) == (
-        "The service failed on this command (save: AttributeError); its log says why. "
-        "Look at the account's state, then try again."
+        "The service failed on this command (acknowledge: UnicodeEncodeError); its log says "
+        "why. Look at the account's state, then try again."
     )
+    assert face.control.quiet(face.control.state("good")) is None
 
 
 async def test_acknowledge_and_snooze_reach_a_second_face(serving, faces):

@@ -466,3 +466,17 @@ def test_a_dangling_symlink_is_not_replaced_by_a_file(tmp_path):
     with pytest.raises(cfg.ConfigError, match="symbolic link"):
         cfg.update_accounts(link, lambda accounts: accounts)
     assert link.is_symlink()
+
+
+def test_an_endpoint_written_as_dotted_keys_is_edited_in_place(tmp_path):
+    """`imap.host = ...` is TOML for the same table as `imap = { host = ... }`: an edit that
+    adds a key to it (the security) writes it the same way, and keeps every other line."""
+    inline = 'imap = { host = "imap.example.com", port = 993, security = "tls" }\n'
+    dotted = 'imap.host = "imap.example.com"\nimap.port = 993\n'
+    path = write(tmp_path, HAND_WRITTEN.replace(inline, dotted))
+    account = next(a for a in cfg.load(path).accounts if a.id == "sales")
+    edit(path, "sales", imap=replace(account.imap, security="starttls"))
+    assert cfg.load(path).accounts[0].imap.security == "starttls"
+    lines = path.read_text().splitlines()
+    before = HAND_WRITTEN.replace(inline, dotted).splitlines()
+    assert sorted(lines) == sorted([*before, 'imap.security = "starttls"'])

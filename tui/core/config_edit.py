@@ -56,7 +56,8 @@ def _trailing(table: Table | InlineTable) -> int:
 def _set(table: Table | InlineTable, key: str, value: object) -> None:
     """Set a key; a new one goes below the table's last key, above the comments that belong
     to the next header."""
-    if key in table:
+    if key in table or not isinstance(table, Table | InlineTable):
+        # Dotted keys (`imap.host = ...`) are no table of their own: tomlkit adds another.
         table[key] = value
         return
     body = table.value.body
