@@ -204,6 +204,28 @@ def not_checked(account_id: str, reason: str) -> AccountResult:
     return AccountResult(account_id, imap, smtp)
 
 
+def unexpected(exc: BaseException) -> str:
+    """An error no route expected, named by its type alone: its text could hold a secret."""
+    return f"an unexpected error ({type(exc).__name__})"
+
+
+def check_failed(account_id: str, exc: Exception) -> AccountResult:
+    """A bug ended this account's check: it counts as not checked (UNKNOWN), and the other
+    accounts are still checked. A server may have been asked, so this does not say it was not."""
+    imap, smtp = (
+        ProbeResult(
+            proto,
+            Status.INVALID_CREDENTIALS,
+            f"not checked: the check stopped on {unexpected(exc)}. Check again, and if it "
+            "recurs, report the log.",
+            0,
+            reached_server=False,
+        )
+        for proto in ("imap", "smtp")
+    )
+    return AccountResult(account_id, imap, smtp)
+
+
 def token_refused(account_id: str, reason: str, status: Status) -> AccountResult:
     """The token endpoint refused or could not be reached: a remote answer, not a local
     problem, so it keeps its status (and `check` its exit code). No mail server was asked."""

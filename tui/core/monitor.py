@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from . import lockout
-from .check import check_account
+from .check import check_account, unexpected
 from .credentials import Credentials
 from .delivery import consecutive_failures, judge, run_round_trips
 from .models import (
@@ -313,14 +313,14 @@ class Monitor:
     def _said_if_failed(self, task: asyncio.Task[None]) -> None:
         """A loop that died of a bug must not leave its account showing its last status as
         if it were still watched: say so, once per loop."""
-        if task.cancelled() or task.exception() is None:
+        exc = None if task.cancelled() else task.exception()
+        if exc is None:
             return
-        exc = task.exception()
         log.error("%s ended on an unexpected error", task.get_name(), exc_info=exc)
         if self.on_problem:
             what = task.get_name().replace(":", " of ", 1)
             self.on_problem(
-                f"The {what} stopped on an unexpected error ({exc!r}); its status is no longer "
+                f"The {what} stopped on {unexpected(exc)}; its status is no longer "
                 "updated. Restart the app (or serve) to check it again, and report the log."
             )
 

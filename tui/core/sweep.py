@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
-from .check import check_account
+from .check import check_account, check_failed
 from .credentials import Credentials
 from .models import Account, AccountResult, Settings
+
+log = logging.getLogger(__name__)
 
 
 async def sweep(
@@ -19,6 +22,11 @@ async def sweep(
 
     async def one(account: Account) -> AccountResult:
         async with gate:
-            return await check_account(account, settings.timeout, credentials=credentials)
+            try:
+                return await check_account(account, settings.timeout, credentials=credentials)
+            except Exception as exc:
+                # One account's bug must not end the sweep for every other account.
+                log.error("the check of %s ended on an unexpected error", account.id, exc_info=exc)
+                return check_failed(account.id, exc)
 
     return list(await asyncio.gather(*(one(a) for a in accounts)))
