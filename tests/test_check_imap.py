@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import threading
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tui.core.check import check_account
-from tui.core.credentials import Secret
+from tui.core.credentials import Credentials, MemoryStore, Secret
 from tui.core.models import Endpoint
 from tui.core.probes.imap import check_imap
 from tui.core.probes.tls import client_context
@@ -202,6 +203,23 @@ async def test_unreadable_ca_file_is_a_settings_problem(loopback, tmp_path):
     for probe in (result.imap, result.smtp):
         assert probe.status is Status.REQUEST_IS_INVALID
         assert "missing.pem cannot be used (No such file or directory)" in probe.detail
+
+
+async def test_an_imap_session_that_hangs_keeps_no_other_accounts_command_waiting(loopback):
+    """A password command and then its IMAP session run in one thread of the secret pool (as
+    many threads as checks at once): a session left waiting by a server that never greets
+    must not keep another account's command from running, or that account is 'not checked'
+    for a command that takes no time."""
+    credentials = Credentials(MemoryStore(), command_timeout=3, workers=1)
+    command = f"printf '%s' '{PASSWORD}'"
+    silent = Endpoint(HOST, loopback.serve(fault("silent")), "tls")
+    hangs = loopback.account(silent, account_id="hangs", password_command=command)
+    good = loopback.account(account_id="good", password_command=command)
+    waiting = asyncio.ensure_future(check_account(hangs, 6, credentials=credentials))
+    await asyncio.sleep(0.5)  # its command has run; its session waits for a greeting
+    result = await check_account(good, 3, credentials=credentials)
+    assert result.status is Status.CONNECTED, result.detail
+    assert (await waiting).imap.status is Status.NO_SERVICE_CONNECTION
 
 
 def test_checks_starting_together_load_the_ca_store_once(loopback, tmp_path):

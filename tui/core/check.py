@@ -102,7 +102,13 @@ async def _probe_after(
     from .probes.imap import AfterLookup
 
     imap = AfterLookup(
-        account, command, start + timeout, LEAST_FOR_SERVERS, mark, credentials.submit
+        account,
+        command,
+        start + timeout,
+        LEAST_FOR_SERVERS,
+        mark,
+        credentials.submit,
+        credentials.step_aside,
     )
     try:
         found = await imap.secret(wait + 1)  # as `Credentials.lookup` waits

@@ -110,20 +110,34 @@ class _DaemonPool(Executor):
     def __init__(self, workers: int, name: str):
         self._name = name
         self._workers = workers
-        self._threads = 0
+        self._threads = 0  # the threads that count toward `workers`
         self._idle = threading.Semaphore(0)
         self._work: queue.SimpleQueue[_Work] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._aside = threading.local()  # set in a thread that has stepped aside
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         future: Future[T] = Future()
         self._work.put((future, fn, args, kwargs))
         with self._lock:
             if not self._idle.acquire(blocking=False) and self._threads < self._workers:
-                self._threads += 1
-                name = f"{self._name}-{self._threads}"
-                threading.Thread(target=self._serve, name=name, daemon=True).start()
+                self._start()
         return future
+
+    def _start(self) -> None:
+        self._threads += 1
+        name = f"{self._name}-{self._threads}"
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def step_aside(self) -> None:
+        """Called by work on this pool that goes on with other work (an IMAP session after its
+        password command): its thread no longer counts toward `workers` until that work ends,
+        so the lookups queued behind it get a thread, not a wait of a whole session."""
+        with self._lock:
+            self._threads -= 1
+            self._aside.now = True
+            if not self._work.empty() and self._threads < self._workers:
+                self._start()
 
     def resize(self, workers: int) -> None:
         """A new bound for threads started from now on; idle ones beyond it just stay idle."""
@@ -138,6 +152,12 @@ class _DaemonPool(Executor):
                     future.set_result(fn(*args, **kwargs))
                 except BaseException as exc:  # handed to the caller, who decides what it means
                     future.set_exception(exc)
+            if getattr(self._aside, "now", False):
+                with self._lock:  # back in the count if there is room for it, else it ends
+                    if self._threads >= self._workers:
+                        return
+                    self._threads += 1
+                    self._aside.now = False
             self._idle.release()
 
 
@@ -537,8 +557,12 @@ class Credentials:
         return found if callable(found) else None
 
     def submit(self, fn: Callable[P, object], /, *args: P.args, **kwargs: P.kwargs) -> None:
-        """Run blocking secret work, and what needs its secret next, on this pool's threads."""
+        """Run blocking secret work, and what needs its secret next, on this pool's threads.
+        Once the secret is known, that work calls `step_aside` before going on."""
         self._commands.submit(fn, *args, **kwargs)
+
+    def step_aside(self) -> None:
+        self._commands.step_aside()
 
     async def lookup(self, account: Account, timeout: float, fresh: bool = False) -> Secret:
         """`secret_for` for the event loop, within `timeout` (and the command timeout)."""

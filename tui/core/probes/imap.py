@@ -601,6 +601,7 @@ class AfterLookup:
         least: float,
         mark: MailboxMark | None,
         submit: Callable[..., object],
+        step_aside: Callable[[], None],
     ):
         self._account = account
         self._known = asyncio.get_running_loop().create_future()
@@ -610,6 +611,7 @@ class AfterLookup:
         self._given_up = False
         self._guard: _Guard | None = None
         self._start = 0.0
+        self._step_aside = step_aside
         submit(self._run, lookup, deadline, least, mark)
 
     def _run(
@@ -638,6 +640,7 @@ class AfterLookup:
                 self._start = time.monotonic()
         _wake(self._known)
         if guard is not None:
+            self._step_aside()  # the pool's other lookups do not wait for this session
             _session(self._account, secret, left, guard, mark, None, self._report)
 
     async def secret(self, timeout: float) -> tuple[Secret, float] | None:
