@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import resource
 import socket
+import time
+import urllib.request
+
+from tui.core.metrics import MAX_SCRAPERS, SCRAPE_TIMEOUT, Metrics, start_server
 
 # runtime_dir: test_serve's autouse fixture, so the service's socket is in this test's folder.
 from .test_serve import Service, account_toml, runtime_dir, scrape, settings_toml  # noqa: F401
@@ -47,3 +51,27 @@ def test_idle_connections_to_metrics_by_the_hundred_leave_the_service_checking(t
         for sock in idle:
             sock.close()
         service.kill()
+
+
+def test_scrapers_that_drip_their_request_hold_no_slot_past_the_deadline(capfd):
+    """Each scraper has SCRAPE_TIMEOUT to ask and read, in all: one that sends a byte every
+    second never waits out the timeout of a single read, and sixteen of them held every slot
+    for as long as they liked, so Prometheus's own scrapes were turned away."""
+    stop, url = start_server(Metrics(list), "127.0.0.1:0")
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    drippers = [socket.create_connection(("127.0.0.1", port)) for _ in range(MAX_SCRAPERS)]
+    try:
+        for _ in range(int(SCRAPE_TIMEOUT) + 2):
+            for sock in drippers:
+                try:
+                    sock.send(b"G")
+                except OSError:
+                    pass  # cut: what the deadline is for
+            time.sleep(1)
+        with urllib.request.urlopen(url, timeout=3) as answer:
+            assert answer.status == 200
+        assert "Traceback" not in capfd.readouterr().err  # cut quietly
+    finally:
+        for sock in drippers:
+            sock.close()
+        stop()

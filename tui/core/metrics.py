@@ -7,7 +7,9 @@ Labels are account ids (slugs, never secrets), `protocol` (imap|smtp), `status` 
 
 from __future__ import annotations
 
+import logging
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from socketserver import ThreadingMixIn
@@ -20,6 +22,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from .models import AccountState
 from .monitor import AccountChecked, Event
 from .status import Status
+
+log = logging.getLogger(__name__)
 
 PROTOCOLS = ("imap", "smtp")
 STATUSES = [s for s in Status if s is not Status.CHECKING]  # the six an account settles in
@@ -140,6 +144,24 @@ SCRAPE_TIMEOUT = 5.0
 class _Handler(WSGIRequestHandler):
     timeout = SCRAPE_TIMEOUT  # a scraper that never asks, or never reads, is dropped
 
+    def setup(self) -> None:
+        super().setup()
+        # The timeout above is per read: one that drips a byte a second would never meet it.
+        # Past SCRAPE_TIMEOUT in all the connection is cut, and its slot freed.
+        self._deadline = threading.Timer(SCRAPE_TIMEOUT, self._cut)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def _cut(self) -> None:
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed
+
+    def finish(self) -> None:
+        self._deadline.cancel()
+        super().finish()
+
     def log_message(self, format: str, *args: Any) -> None:
         pass  # a scrape is not news
 
@@ -157,6 +179,12 @@ class _Server(ThreadingMixIn, WSGIServer):
             self.shutdown_request(request)  # over the limit: closed at once, holding nothing
             return
         super().process_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A scraper that went away, or was cut at the deadline, is no news: socketserver would
+        # print a traceback for each one. Anything else goes to the log.
+        if not isinstance(sys.exc_info()[1], OSError):
+            log.exception("A metrics request from %s failed", client_address[0])
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
