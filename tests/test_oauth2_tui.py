@@ -218,3 +218,44 @@ async def test_without_a_keyring_the_sign_in_is_kept_in_a_file_with_consent(
     assert 'token_store = "file"' in path.read_text()
     stored = TokenStore("ms", "file", None).path
     assert stored.stat().st_mode & 0o777 == 0o600
+
+
+async def test_a_sign_in_that_dies_of_an_unexpected_error_says_so_on_the_screen(
+    tmp_path, loopback, server
+):
+    """The token endpoint's first answer has an expires_in of 5000 digits: authlib's int() of
+    it raises ValueError out of the flow. The screen must stop waiting and say so."""
+    from .test_hostile_check import UNREADABLE_EXPIRY
+
+    path = config(tmp_path, loopback, server, "device")
+    server.device_script = []
+    server.fail_next(
+        200,
+        {
+            "access_token": "at-odd",
+            "refresh_token": "rt-odd",
+            "token_type": "Bearer",
+            "expires_in": UNREADABLE_EXPIRY,
+        },
+    )
+    app = make_app(path)
+    async with app.run_test(size=(100, 32), notifications=True) as pilot:
+        await settled(pilot)
+        await select(pilot, "ms")
+        await pilot.press("r")
+        await pilot.press("f5")
+        await until(lambda: isinstance(app.screen, AuthorizeScreen), what="Authorize")
+        authorize = app.screen
+        said = authorize.query_one("#authorize-status")
+        await until(lambda: "Sign-in stopped" in text_of(said), what="the failure")
+        assert text_of(said).strip() == (
+            "Sign-in stopped on an unexpected error (ValueError) before it finished. Esc "
+            "closes; if it recurs, report the log."
+        )
+        await pilot.pause(1.2)  # the countdown's tick must not write over it
+        assert text_of(said).startswith("Sign-in stopped")
+        await until(lambda: any("Sign-in failed" in t for t in toasts(app)), what="the notice")
+        assert [t for t in toasts(app) if "Sign-in failed" in t] == [
+            "Something failed\nSign-in failed: an unexpected error (ValueError). The rest of the "
+            "app goes on; if this keeps happening, restart it and report the log."
+        ]

@@ -7,6 +7,8 @@ from __future__ import annotations
 from textual.app import App
 from textual.worker import Worker, WorkerState
 
+from .core.check import unexpected
+
 
 class ReportsWorkerFailures:
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -19,7 +21,7 @@ def say_worker_failed(app: App, worker: Worker) -> None:
     the monitor's own worker failing also marks the title line."""
     app.log.error(f"worker {worker.name!r} failed", worker.error)
     app.notify(
-        f"{worker.description or worker.name} failed: {worker.error!r}. The rest of the "
+        f"{worker.description or worker.name} failed: {unexpected(worker.error)}. The rest of the "
         f"app goes on; if this keeps happening, restart it and report the log.",
         title="Something failed",
         severity="error",

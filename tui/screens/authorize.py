@@ -19,9 +19,12 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
+from textual.worker import Worker, WorkerState
 
+from ..core.check import unexpected
 from ..core.credentials import CredentialError, KeyringUnavailable
 from ..core.models import Account
+from ..workers import ReportsWorkerFailures
 
 
 @dataclass
@@ -75,7 +78,7 @@ def qr_text(url: str) -> str:
     return out.getvalue().rstrip("\n")
 
 
-class AuthorizeScreen(ModalScreen[Account | None]):
+class AuthorizeScreen(ReportsWorkerFailures, ModalScreen[Account | None]):
     """Dismissed with the account as signed in (its token_store may have become "file"), or
     None when the user cancelled or the sign-in failed."""
 
@@ -133,7 +136,9 @@ class AuthorizeScreen(ModalScreen[Account | None]):
         self.set_interval(1, self._tick)
         self._sign_in()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="authorize")
+    @work(
+        thread=True, exclusive=True, exit_on_error=False, group="authorize", description="Sign-in"
+    )
     def _sign_in(self) -> None:
         from ..core.oauth2.flows import DeviceFlow, LoopbackFlow
 
@@ -163,6 +168,20 @@ class AuthorizeScreen(ModalScreen[Account | None]):
             self.post_message(SignInEnded(str(exc)))
             return
         self.post_message(SignInEnded(None))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A sign-in that died of a bug must not leave this screen counting down as if it were
+        still waiting: say so here. (Textual calls ReportsWorkerFailures' handler too, for the
+        App's notice.)"""
+        if event.state is WorkerState.ERROR and event.worker.error is not None:
+            self._deadline = 0.0
+            self.query_one("#authorize-status", Static).update(
+                Text(
+                    f"Sign-in stopped on {unexpected(event.worker.error)} before it "
+                    "finished. Esc closes; if it recurs, report the log.",
+                    style="bold red",
+                )
+            )
 
     @on(CodeShown)
     def _code_shown(self, message: CodeShown) -> None:
@@ -233,7 +252,13 @@ class AuthorizeScreen(ModalScreen[Account | None]):
             answered,
         )
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="authorize")
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="authorize",
+        description="Keeping the sign-in in a file",
+    )
     def _keep_in_file(self, account: Account, token: dict) -> None:
         try:
             self.credentials.oauth2.signed_in(account, token)

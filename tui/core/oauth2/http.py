@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx2
 from authlib.integrations.httpx_client import OAuth2Client
+from httpx2._utils import get_environment_proxies
 
 from ..credentials import Secret
 from ..status import Status
@@ -121,6 +122,7 @@ class Client(OAuth2Client):
             scope=" ".join(settings.scopes) or None,
             timeout=httpx2.Timeout(timeout),
             transport=_BoundedTransport(timeout, verify=True, retries=0),
+            mounts=_proxies(timeout),
             follow_redirects=False,
             trust_env=True,
             headers={"User-Agent": USER_AGENT},
@@ -157,6 +159,26 @@ class Client(OAuth2Client):
         self.token = body
         token: dict[str, Any] = self.token  # authlib's OAuth2Token, a dict
         return token
+
+
+def _proxies(timeout: float) -> dict[str, httpx2.BaseTransport | None]:
+    """HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY as httpx reads them, each proxy through a
+    bounded transport: a client given its own transport reads none of them itself."""
+    try:
+        return {
+            pattern: None  # NO_PROXY: straight through the client's own transport
+            if url is None
+            else _BoundedTransport(timeout, verify=True, retries=0, proxy=url)
+            for pattern, url in get_environment_proxies().items()
+        }
+    except (ValueError, ImportError) as exc:  # an unknown scheme; socks5 without socksio
+        # The variable's value is not quoted: a proxy address can carry a password.
+        raise OAuth2Error(
+            f"the proxy in HTTPS_PROXY, HTTP_PROXY or ALL_PROXY cannot be used "
+            f"({type(exc).__name__}); give it as http://host:port, or unset it.",
+            Status.REQUEST_IS_INVALID,
+            remote=False,
+        ) from None
 
 
 def _whole_seconds(value: object) -> bool:
