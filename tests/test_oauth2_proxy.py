@@ -3,6 +3,8 @@ reads them, through a small proxy of our own on 127.0.0.1 in front of tests/oaut
 
 from __future__ import annotations
 
+import re
+import select
 import socket
 import socketserver
 import threading
@@ -22,53 +24,64 @@ class _Relay(socketserver.BaseRequestHandler):
     both ways until one side closes (the client keeps no connection alive)."""
 
     def handle(self) -> None:
-        self.request.settimeout(10)
-        head = b""
-        while b"\r\n\r\n" not in head and len(head) < 65536:
-            chunk = self.request.recv(4096)
-            if not chunk:
-                return
-            head += chunk
+        head = _head(self.request)
         line, _, rest = head.partition(b"\r\n")
         method, target, version = line.decode("latin-1").split(" ")
         self.server.seen.append(f"{method} {target}")
         if method == "CONNECT":
             host, _, port = target.rpartition(":")
-            upstream = socket.create_connection((host, int(port)), timeout=10)
             self.request.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
             pending = rest.partition(b"\r\n\r\n")[2]
         else:
-            address = target.split("://", 1)[1]
-            hostport, _, path = address.partition("/")
+            hostport, _, path = target.split("://", 1)[1].partition("/")
             host, _, port = hostport.rpartition(":")
-            upstream = socket.create_connection((host, int(port)), timeout=10)
             pending = f"{method} /{path} {version}\r\n".encode("latin-1") + rest
-        upstream.sendall(pending)
-        with upstream:
-            back = threading.Thread(target=_pipe, args=(upstream, self.request), daemon=True)
-            back.start()
-            _pipe(self.request, upstream)
-            back.join(10)
+        with socket.create_connection((host, int(port)), timeout=10) as upstream:
+            upstream.sendall(pending)
+            _relay(self.request, upstream)
 
 
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while chunk := source.recv(65536):
-            sink.sendall(chunk)
-        sink.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass  # the other side closed first
+def _head(sock: socket.socket) -> bytes:
+    sock.settimeout(10)
+    head = b""
+    while b"\r\n\r\n" not in head and len(head) < 65536:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
+def _relay(client: socket.socket, upstream: socket.socket) -> None:
+    """Both ways in this one thread, until either side closes: no socket is closed while
+    another thread still reads it (its number could be reused by a file meanwhile)."""
+    other = {client: upstream, upstream: client}
+    while True:
+        ready, _, _ = select.select(list(other), [], [], 10)
+        if not ready:
+            return
+        for sock in ready:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            other[sock].sendall(chunk)
 
 
 class _TlsFront(socketserver.BaseRequestHandler):
-    """HTTPS in front of the plain token endpoint, so that a client must tunnel to reach it."""
+    """HTTPS in front of the plain token endpoint, so that a client must tunnel to reach it.
+    One request per connection (the client keeps none alive), read whole before it is sent on."""
 
     def handle(self) -> None:
-        tls = self.server.context.wrap_socket(self.request, server_side=True)
-        with tls, socket.create_connection(self.server.upstream, timeout=10) as upstream:
-            threading.Thread(target=_pipe, args=(tls, upstream), daemon=True).start()
-            while chunk := upstream.recv(65536):  # the endpoint closes after its answer
-                tls.sendall(chunk)
+        with self.server.context.wrap_socket(self.request, server_side=True) as tls:
+            head = _head(tls)
+            headers, _, body = head.partition(b"\r\n\r\n")
+            length = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", headers)
+            while length and len(body) < int(length[1]):
+                body += tls.recv(65536)
+            with socket.create_connection(self.server.upstream, timeout=10) as upstream:
+                upstream.sendall(headers + b"\r\n\r\n" + body)
+                while chunk := upstream.recv(65536):  # the endpoint closes after its answer
+                    tls.sendall(chunk)
 
 
 def _serve(handler: type[socketserver.BaseRequestHandler], **attributes):
