@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from tui.core.credentials import Credentials, MemoryStore
 from tui.core.models import Settings
-from tui.core.monitor import Monitor
 from tui.core.report import exit_code, states_from
 from tui.core.status import Status
 from tui.core.sweep import sweep
 
-from .conftest import PASSWORD, running, until
-from .test_monitor import credentials
+from .conftest import PASSWORD
 from .test_oauth2_tokens import oauth_account, signed_in
 
 # A whole number in a string passes the client's own expiry check, but past Python's 4300
@@ -40,26 +38,3 @@ async def test_one_accounts_unexpected_error_leaves_the_others_checked(loopback,
             "and if it recurs, report the log."
         )
     assert exit_code(states_from([oauth, bob], results, settings)) == 3
-
-
-async def test_a_bug_in_one_check_is_named_by_its_type_never_its_text(loopback):
-    """The monitor's account loop says the same words, and no more, of what ended it."""
-    problems: list[str] = []
-
-    async def buggy(*args, **kwargs):
-        # An error whose text carries the secret, as a library echoing its input would.
-        raise KeyError(f"no such key: {PASSWORD}")
-
-    monitor = Monitor(
-        [loopback.account()],
-        Settings(poll_interval=0.2, timeout=3),
-        credentials(),
-        checker=buggy,
-        on_problem=problems.append,
-    )
-    async with running(monitor):
-        await until(lambda: problems)
-    assert problems == [
-        "The monitor of alice stopped on an unexpected error (KeyError); its status is no "
-        "longer updated. Restart the app (or serve) to check it again, and report the log."
-    ]
