@@ -147,15 +147,20 @@ async def test_a_lock_planted_by_another_user_does_not_keep_the_app_from_monitor
         os.close(held)
 
 
-def test_sigterm_while_a_save_waits_for_a_hanging_keyring_exits_in_time(
-    tmp_path, loopback, services, monkeypatch
-):
+def hanging_keyring_service(tmp_path, loopback, services, monkeypatch):
+    """A service watching one connected account, whose keyring never answers, and a client."""
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.keyrings.Hanging")
     config = tmp_path / "accounts.toml"
     config.write_text(settings_toml(timeout=60) + account_toml(loopback, "good"))
     service = services(config)
     service.wait_for_line(r"good \(alice@example.com\): Checking… → Connected")
-    client = Client(service.wait_for_line(r"Control socket at (\S+)").group(1))
+    return service, config, Client(service.wait_for_line(r"Control socket at (\S+)").group(1))
+
+
+def test_sigterm_while_a_save_waits_for_a_hanging_keyring_exits_in_time(
+    tmp_path, loopback, services, monkeypatch
+):
+    service, config, client = hanging_keyring_service(tmp_path, loopback, services, monkeypatch)
     fresh = account_to_wire(loopback.account(account_id="fresh", allow_plaintext=False))
     client.send_raw(
         json.dumps({"id": 1, "command": "save", "account": fresh, "secret": "s3cret-hung"}).encode()
@@ -378,12 +383,7 @@ def test_a_save_waiting_on_the_keyring_holds_back_no_other_command(
 ):
     """A face whose save waits on a slow keyring still gets its check now and its snapshot
     answered (each within the face's 10 s), not after the keyring's timeout."""
-    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.keyrings.Hanging")
-    config = tmp_path / "accounts.toml"
-    config.write_text(settings_toml(timeout=60) + account_toml(loopback, "good"))
-    service = services(config)
-    service.wait_for_line(r"good \(alice@example.com\): Checking… → Connected")
-    client = Client(service.wait_for_line(r"Control socket at (\S+)").group(1))
+    _, _, client = hanging_keyring_service(tmp_path, loopback, services, monkeypatch)
     fresh = account_to_wire(loopback.account(account_id="fresh", allow_plaintext=False))
     save = {"id": 100, "command": "save", "account": fresh, "secret": "s3cret-slow"}
     client.send_raw(json.dumps(save).encode() + b"\n")
