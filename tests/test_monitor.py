@@ -366,7 +366,9 @@ async def test_stalled_when_no_check_finished_for_twice_the_interval(loopback):
     assert not monitor.stalled(utcnow() + timedelta(seconds=121))
 
 
-async def test_an_account_loop_that_dies_of_a_bug_says_so_by_its_type_never_its_text(loopback):
+async def test_an_account_loop_that_dies_of_a_bug_says_so_by_its_type_never_its_text(
+    loopback, caplog
+):
     problems: list[str] = []
 
     async def buggy(*args, **kwargs):
@@ -385,3 +387,6 @@ async def test_an_account_loop_that_dies_of_a_bug_says_so_by_its_type_never_its_
         "The monitor of alice stopped on an unexpected error (ZeroDivisionError); its status is "
         "no longer updated. Restart the app (or serve) to check it again, and report the log."
     ]
+    # The log the sentence points to says what and where, and no more than the screen did.
+    assert "ZeroDivisionError" in caplog.text and "in buggy" in caplog.text
+    assert PASSWORD not in caplog.text

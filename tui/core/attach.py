@@ -18,6 +18,7 @@ from typing import Any
 
 from .accounts import BookError
 from .api import News
+from .check import log_unexpected
 from .config import SETTINGS_RANGES
 from .control import SUN_PATH_MAX, VERSION, peer_uid
 from .credentials import Credentials, Secret, SecretStore
@@ -394,7 +395,7 @@ class ServiceControl:
         try:
             self._on_event(event)
         except Exception as exc:
-            log.exception("the face failed on the service's news %r", type(event).__name__)
+            log_unexpected(log, f"the face's handling of the service's {type(event).__name__}", exc)
             if not self._face_failed:  # once, as the monitor tells of a listener of its own
                 self._face_failed = True
                 self.on_problem(

@@ -8,7 +8,9 @@ secret is at hand.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+import traceback
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -213,6 +215,13 @@ def not_checked(account_id: str, reason: str) -> AccountResult:
 def unexpected(exc: BaseException) -> str:
     """An error no route expected, named by its type alone: its text could hold a secret."""
     return f"an unexpected error ({type(exc).__name__})"
+
+
+def log_unexpected(log: logging.Logger, what: str, exc: BaseException) -> None:
+    """Log a bug for whoever fixes it: its type and where it was raised, never its text (nor
+    a chained error's), which may carry a password or token a library echoed."""
+    where = "".join(traceback.format_tb(exc.__traceback__)).rstrip()
+    log.error("%s ended on %s\n%s", what, unexpected(exc), where)
 
 
 def check_failed(account_id: str, exc: Exception) -> AccountResult:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .accounts import AccountBook, BookError
+from .check import log_unexpected
 from .credentials import Secret
 from .models import Account, AccountState, utcnow
 from .monitor import (
@@ -286,7 +287,7 @@ class ControlServer:
         except Exception as exc:
             # Answered under its id all the same: the client waits for it, and would
             # otherwise wait out its whole deadline before saying anything.
-            log.exception("A control command failed inside the service")
+            log_unexpected(log, "a control command inside the service", exc)
             command = request.get("command")
             named = f"{command}: " if command in KNOWN else ""
             return {

@@ -19,6 +19,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from .check import log_unexpected
 from .models import AccountState
 from .monitor import AccountChecked, Event
 from .status import Status
@@ -183,8 +184,9 @@ class _Server(ThreadingMixIn, WSGIServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A scraper that went away, or was cut at the deadline, is no news: socketserver would
         # print a traceback for each one. Anything else goes to the log.
-        if not isinstance(sys.exc_info()[1], OSError):
-            log.exception("A metrics request from %s failed", client_address[0])
+        error = sys.exc_info()[1]
+        if error is not None and not isinstance(error, OSError):
+            log_unexpected(log, f"a metrics request from {client_address[0]}", error)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from . import lockout
-from .check import check_account, unexpected
+from .check import check_account, log_unexpected, unexpected
 from .credentials import Credentials
 from .delivery import consecutive_failures, judge, run_round_trips
 from .models import (
@@ -219,7 +219,7 @@ class Monitor:
                 callback(event)
             except Exception as exc:
                 # One broken listener (a hook, the history, a face) must not end the checks.
-                log.exception("monitor subscriber %r failed", callback)
+                log_unexpected(log, f"monitor subscriber {callback!r}", exc)
                 if id(callback) not in self._failed_subscribers:
                     self._failed_subscribers.add(id(callback))
                     if self.on_problem:
@@ -316,7 +316,7 @@ class Monitor:
         exc = None if task.cancelled() else task.exception()
         if exc is None:
             return
-        log.error("%s ended on an unexpected error", task.get_name(), exc_info=exc)
+        log_unexpected(log, task.get_name(), exc)
         if self.on_problem:
             what = task.get_name().replace(":", " of ", 1)
             self.on_problem(

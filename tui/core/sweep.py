@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .check import check_account, check_failed
+from .check import check_account, check_failed, log_unexpected
 from .credentials import Credentials
 from .models import Account, AccountResult, Settings
 
@@ -26,7 +26,7 @@ async def sweep(
                 return await check_account(account, settings.timeout, credentials=credentials)
             except Exception as exc:
                 # One account's bug must not end the sweep for every other account.
-                log.error("the check of %s ended on an unexpected error", account.id, exc_info=exc)
+                log_unexpected(log, f"the check of {account.id}", exc)
                 return check_failed(account.id, exc)
 
     return list(await asyncio.gather(*(one(a) for a in accounts)))
