@@ -89,8 +89,10 @@ def test_the_app_ends_when_its_terminal_goes_away_without_a_hangup(tmp_path):
         while b"Connected Emails" not in seen and time.monotonic() < deadline:
             seen += os.read(master, 65536)
         assert b"Connected Emails" in seen, "the app never drew its first frame"
+        time.sleep(1)  # a second of watching (the watch looks every second)
+        assert app.poll() is None, "the app ended while its terminal was still there"
         os.close(master)  # the terminal goes away
-        app.wait(timeout=10)
+        assert app.wait(timeout=10) == 1
     finally:
         if app.poll() is None:
             app.kill()
