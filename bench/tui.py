@@ -202,7 +202,7 @@ def _measure_rows_at_quit(log) -> None:
     from tui.format import state_cell
 
     async def action_quit(app) -> None:
-        await app.control.monitor.close()
+        await app.control.close()
         app.set_timer(1.0, lambda: finish(app))
 
     def finish(app) -> None:

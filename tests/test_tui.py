@@ -584,8 +584,12 @@ async def test_an_account_removed_and_added_again_in_one_turn_keeps_its_row(pilo
     its row stays, showing the account as it came back (stopped: no check comes to show it)."""
     monitor = app.control.monitor
     account = monitor.states["good"].account
-    await monitor.remove("good")
-    monitor.add(replace(account, stopped=True))
+
+    async def away_and_back() -> None:  # on the monitor's loop, as the account book does
+        await monitor.remove("good")
+        monitor.add(replace(account, stopped=True))
+
+    await app.control.thread.run(away_and_back())
     table = app.screen.query_one("#accounts")
     await until(
         lambda: "good" in table.rows and cell(pilot, "good") == "Stopped",

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Mapping
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .accounts import AccountBook, BookError
 from .credentials import Credentials, KeyringStore, Secret, SecretStore
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from .history import History
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # What a face hears: the monitor's events, and (attached to a service) a silence that another
 # face changed.
@@ -94,9 +97,75 @@ class Control(Protocol):
         """One check with these settings and this secret, saving nothing."""
 
 
+class WatcherThread:
+    """An event loop of its own, on a thread of its own, for the monitor. A thousand accounts'
+    first results are thousands of callbacks; on the face's loop each key press waited behind
+    them. Here they only share the interpreter, which hands over at least every 5 ms."""
+
+    def __init__(self, on_problem: Callable[[str], None]):
+        self.on_problem = on_problem  # called on this thread: marshal it
+        self.loop = asyncio.new_event_loop()
+        self.loop.set_exception_handler(self._unhandled)
+        self._thread = threading.Thread(target=self._run, name="monitor", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            # What is left (a check cut short by the close) ends here, briefly; a thread still
+            # waiting on a keyring is not waited for.
+            tasks = asyncio.all_tasks(self.loop)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                self.loop.run_until_complete(asyncio.wait(tasks, timeout=1.0))
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
+
+    def _unhandled(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        from .check import log_unexpected, unexpected
+
+        exc = context.get("exception")
+        if exc is None:
+            log.error("The monitor's loop: %s", context.get("message"))
+            return
+        log_unexpected(log, "a task of the monitor's loop", exc)
+        self.on_problem(
+            f"A task of the monitor stopped on {unexpected(exc)}; checking goes on. See the log "
+            "for details."
+        )
+
+    def on_it(self) -> bool:
+        return threading.get_ident() == self._thread.ident
+
+    async def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """`work` run on this loop, awaited from another. Cancelling the wait cancels it there."""
+        try:
+            future = asyncio.run_coroutine_threadsafe(work, self.loop)
+        except RuntimeError:  # the loop is closed: the monitor is gone
+            work.close()
+            raise
+        return await asyncio.wrap_future(future)
+
+    def soon(self, callback: Callable[..., object], *args: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # closed: nothing is watched any more
+            pass
+
+    async def stop(self, timeout: float = 3.0) -> None:
+        self.soon(self.loop.stop)
+        await asyncio.to_thread(self._thread.join, timeout)
+
+
 class LocalControl:
     """The monitoring in this process: the same Watcher as `serve` (monitor, history, hook,
-    notifications), the account book and the silences, each the one owner of its state."""
+    notifications), the account book and the silences, each the one owner of its state.
+
+    The watcher runs on its own thread and loop (`WatcherThread`); the face's loop only reads
+    states, and every command that changes the monitor runs on the monitor's loop."""
 
     service_pid: int | None = None
     lost: str | None = None
@@ -114,14 +183,22 @@ class LocalControl:
     ):
         self.on_problem = on_problem or log.warning
         self.prepare = prepare  # awaited when run starts (after the first frame), before checks
+        self.thread: WatcherThread | None = None  # started with the first thing it must run
+        self._face_thread = threading.get_ident()
+        try:
+            self._face: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # made before its loop runs: known once run starts
+            self._face = None
+        self._closed: asyncio.Future[None] | None = None  # the watcher's close, on its loop
+        self._stopped = False  # the monitor's loop was told to stop (after the watcher closed)
         settings = config.settings
         self.credentials = Credentials(store, settings.timeout, settings.concurrency)
         self.watcher = Watcher(
             config,
             self.credentials,
             history=history,
-            on_problem=on_problem,
-            monitor_options={"on_problem": on_problem, **(monitor_options or {})},
+            on_problem=self._said,
+            monitor_options={"on_problem": self._said, **(monitor_options or {})},
         )
         self.monitor = self.watcher.monitor
         try:
@@ -143,12 +220,81 @@ class LocalControl:
         )
         self.keyring_problem: str | None = None
 
+    # --- the monitor's thread -------------------------------------------------------------
+
+    def _said(self, message: str) -> None:
+        """The watcher's `on_problem`: told on the face's loop, whichever thread says it (the
+        monitor's, a history or hook thread)."""
+        if self._face is None or threading.get_ident() == self._face_thread:
+            self.on_problem(message)
+            return
+        try:
+            self._face.call_soon_threadsafe(self.on_problem, message)
+        except RuntimeError:  # the face has closed: the log is all that is left
+            log.warning("%s", message)
+
+    def _there(self) -> WatcherThread:
+        if self.thread is None:
+            self._face = asyncio.get_running_loop()
+            self.thread = WatcherThread(self._said)
+        return self.thread
+
+    def _told(self, on_event: Callable[[News], None]) -> Callable[[Event], None]:
+        """A subscriber on the monitor's thread that hands its events, in order, to `on_event`
+        on the face's loop: one wake-up for all the events that came meanwhile."""
+        face = asyncio.get_running_loop()
+        waiting: deque[Event] = deque()
+        woken = False
+        failed = False
+
+        def hand_over() -> None:
+            nonlocal woken, failed
+            woken = False  # first: an event added while these are handed over wakes it again
+            while waiting:
+                event = waiting.popleft()
+                try:
+                    on_event(event)
+                except Exception as exc:  # the face must not lose the news after it
+                    from .check import log_unexpected, unexpected
+
+                    log_unexpected(log, "the face's news", exc)
+                    if not failed:
+                        failed = True
+                        self.on_problem(
+                            f"The screen could not take in a check's news ({unexpected(exc)}); "
+                            "checking goes on. See the log for details."
+                        )
+
+        def tell(event: Event) -> None:
+            nonlocal woken
+            waiting.append(event)
+            if not woken:
+                woken = True
+                try:
+                    face.call_soon_threadsafe(hand_over)
+                except RuntimeError:  # the face has closed: nobody is left to tell
+                    pass
+
+        return tell
+
+    async def _start(self) -> None:
+        self.watcher.start()
+
+    async def _close_watcher(self) -> None:
+        """On the monitor's loop, once however often asked."""
+        if self._closed is None:
+            self._closed = asyncio.ensure_future(self.watcher.close())
+        await asyncio.shield(self._closed)
+
+    # --- life ---------------------------------------------------------------------------
+
     async def run(self, on_event: Callable[[News], None]) -> None:
         if self.prepare:
             await self.prepare()
         self.watcher.subscribe(self.silences)  # a status change ends a silence
-        self.watcher.subscribe(on_event)
-        self.watcher.start()
+        self.watcher.subscribe(self._told(on_event))
+        thread = self._there()
+        await thread.run(self._start())
         try:
             if isinstance(self.book.store, KeyringStore):
                 # After the first checks began (a slow keyring must not hold them back); the
@@ -156,10 +302,19 @@ class LocalControl:
                 self.keyring_problem = await asyncio.to_thread(self.book.store.problem)
             await asyncio.Event().wait()
         finally:
-            await self.watcher.close()
+            await self._close()
+
+    async def _close(self) -> None:
+        if self.thread is None:
+            await self.monitor.close()  # never started: nothing runs on another loop
+        elif not self._stopped:  # else the watcher was closed before its loop stopped
+            await asyncio.shield(self.thread.run(self._close_watcher()))
 
     async def close(self) -> None:
-        await self.monitor.close()
+        await self._close()
+        if self.thread is not None and not self._stopped:
+            self._stopped = True
+            await self.thread.stop()
         await asyncio.to_thread(self.silences.close)  # its thread, else left behind at exit
 
     def stalled(self, now: datetime) -> bool:
@@ -169,6 +324,7 @@ class LocalControl:
         return self.book.uses_store()
 
     def states(self) -> Mapping[str, AccountState]:
+        # The monitor's thread never changes the size of a dict it has handed out (Monitor.add).
         return self.monitor.states
 
     def state(self, account_id: str) -> AccountState | None:
@@ -178,13 +334,13 @@ class LocalControl:
         return self.silences.of(state)
 
     def check_now(self, account_id: str) -> None:
-        self.monitor.check_now(account_id)
+        self._there().soon(self.monitor.check_now, account_id)
 
     def check_all(self) -> None:
-        self.monitor.check_all()
+        self._there().soon(self.monitor.check_all)
 
     async def set_stopped(self, account_id: str, stopped: bool) -> None:
-        await self.book.set_stopped(account_id, stopped)
+        await self._there().run(self.book.set_stopped(account_id, stopped))
 
     async def save(
         self,
@@ -195,10 +351,12 @@ class LocalControl:
         edit: bool = False,
         new: bool = False,
     ) -> str | None:
-        return await self.book.save(account, secret, session_only=session_only, edit=edit, new=new)
+        return await self._there().run(
+            self.book.save(account, secret, session_only=session_only, edit=edit, new=new)
+        )
 
     async def remove(self, account_id: str) -> str | None:
-        return await self.book.remove(account_id)
+        return await self._there().run(self.book.remove(account_id))
 
     async def silence(
         self, account_id: str, kind: QuietKind, note: str = "", until: datetime | None = None

@@ -368,7 +368,9 @@ class Monitor:
         self.check_now(account_id)
 
     def add(self, account: Account) -> None:
-        self.states[account.id] = _initial_state(account)
+        # An account comes or goes in a new dict: a face on another thread may be going through
+        # the one it has (a state replaced in place is harmless; a size changed is not).
+        self.states = {**self.states, account.id: _initial_state(account)}
         if self._running:
             self._start_slot(account.id)
         self._emit(AccountAdded(self.states[account.id]))
@@ -390,7 +392,7 @@ class Monitor:
             self.check_now(account.id)
 
     async def remove(self, account_id: str) -> None:
-        self.states.pop(account_id, None)
+        self.states = {i: s for i, s in self.states.items() if i != account_id}  # see add
         slot = self._slots.pop(account_id, None)
         if slot:
             await _cancel([t for t in (slot.task, slot.probe_task) if t])
@@ -531,7 +533,10 @@ class Monitor:
     def _set(self, new_state: AccountState) -> None:
         account_id = new_state.account.id
         old = self.states.get(account_id)
-        self.states[account_id] = new_state
+        if old is None:
+            self.states = {**self.states, account_id: new_state}  # see add
+        else:
+            self.states[account_id] = new_state
         if new_state.result is not None and (old is None or old.result is not new_state.result):
             self._emit(AccountChecked(new_state))
         if old is None or old.status is not new_state.status:
