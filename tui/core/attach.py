@@ -18,7 +18,7 @@ from typing import Any
 
 from .accounts import BookError
 from .api import News
-from .check import log_unexpected
+from .check import log_unexpected, unexpected
 from .config import SETTINGS_RANGES
 from .control import SUN_PATH_MAX, VERSION, peer_uid
 from .credentials import Credentials, Secret, SecretStore
@@ -399,8 +399,8 @@ class ServiceControl:
             if not self._face_failed:  # once, as the monitor tells of a listener of its own
                 self._face_failed = True
                 self.on_problem(
-                    f"The app failed on the service's news ({exc!r}); it still shows what the "
-                    "service sends. See the log for details."
+                    f"The app failed on the service's news ({unexpected(exc)}); it still shows "
+                    "what the service sends. See the log for details."
                 )
 
     # --- reads ----------------------------------------------------------------------------

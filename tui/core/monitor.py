@@ -224,8 +224,8 @@ class Monitor:
                     self._failed_subscribers.add(id(callback))
                     if self.on_problem:
                         self.on_problem(
-                            f"Something that listens to the checks failed ({exc!r}); checking "
-                            f"goes on. See the log for details."
+                            f"Something that listens to the checks stopped on {unexpected(exc)}; "
+                            "checking goes on. See the log for details."
                         )
 
     # --- life cycle -----------------------------------------------------------------------
