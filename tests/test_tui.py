@@ -418,6 +418,24 @@ async def test_the_footer_shows_keys_changed_while_the_app_runs(pilot, app):
     await until(lambda: "f5 Reconnect" in text_of_footer(footer), what="the new key shown")
 
 
+async def test_the_first_frame_shows_the_footers_keys(app):
+    """Textual's Footer is empty in the first frame: its keys came in a rebuild, a layout and a
+    repaint 50-100 ms later, while the first results and key presses arrived."""
+    drawn: list[str] = []
+
+    def first_frame() -> None:
+        footers = app.screen.query("Footer") if app.screen_stack else []
+        if footers and not drawn:
+            drawn.append(text_of_footer(footers.first()))
+
+    app.post_display_hook = first_frame
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        shown = text_of_footer(app.screen.query_one("Footer"))
+    assert "r Reconnect" in shown and "q Quit" in shown
+    assert drawn == [shown]
+
+
 def text_of_footer(footer) -> str:
     return " ".join(f"{key.key_display} {key.description}" for key in footer.query("FooterKey"))
 
