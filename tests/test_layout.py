@@ -102,12 +102,24 @@ async def test_a_resize_after_start_lays_the_screen_out_again_with_its_breakpoin
     assert "What failed" in headers(table)
 
 
-async def test_started_in_a_short_narrow_terminal_the_screen_has_its_short_layout(app):
+async def test_started_in_a_short_narrow_terminal_the_first_frame_has_its_short_layout(app):
+    """Textual sets a screen's breakpoint classes on its first Resize, after the first frame:
+    the first frame had the tall layout, and the short one came with a second layout."""
+    drawn: list[tuple[set[str], int]] = []
+
+    def first_frame() -> None:
+        details = app.screen.query("#detail") if app.screen_stack else []
+        if details and not drawn:
+            drawn.append((set(app.screen.classes), details.first().outer_size.height))
+
+    app.post_display_hook = first_frame
     async with app.run_test(size=(70, 18)) as pilot:
         await pilot.pause()
         screen = app.screen_stack[0]
         assert screen.classes >= {"-narrow", "-short"}
         assert screen.query_one("#detail").outer_size.height == 4
+    classes, detail_height = drawn[0]
+    assert classes >= {"-narrow", "-short"} and detail_height == 4, drawn
 
 
 async def test_home_end_and_pages_move_the_selection(pilot, app):

@@ -136,6 +136,21 @@ class ConnectedEmailsScreen(ReportsWorkerFailures, Screen):
         self._show_welcome()
         self._show_detail()
         self.set_interval(1, self.tick)
+        self._take_breakpoint_classes()
+
+    def _take_breakpoint_classes(self) -> None:
+        """Textual gives a screen its breakpoint classes on its first Resize, which comes after
+        the first frame: that frame had the layout of no class (a short terminal's came just
+        after it), and the classes changed made another layout and repaint as keys arrive."""
+        app = self.app
+        width, height = app.size
+        horizontal = app.HORIZONTAL_BREAKPOINTS or []
+        vertical = app.VERTICAL_BREAKPOINTS or []
+        classes = dict.fromkeys((name for _, name in horizontal + vertical), False)
+        reached = self._get_breakpoint_classes(width, horizontal)
+        reached |= self._get_breakpoint_classes(height, vertical)
+        classes.update(dict.fromkeys(reached, True))
+        self.update_classes(classes, animate=False)
 
     def _screen_resized(self, size: Size) -> None:
         # Textual sends three Resize events of the size the first frame was laid out at, in
