@@ -80,6 +80,48 @@ async def test_wider_terminals_show_more_columns_and_narrower_ones_fewer(pilot, 
     assert table.max_scroll_x == 0
 
 
+async def test_a_resize_after_start_lays_the_screen_out_again_with_its_breakpoint_classes(
+    pilot, app
+):
+    """The screen skips a resize to the size it is laid out at (Textual sends three at start):
+    a real one, under a dialog too, still lays it out and sets its breakpoint classes."""
+    screen, table = app.screen_stack[0], table_of(app)
+    detail = screen.query_one("#detail")
+    assert screen.has_class("-wide", "-tall") and detail.outer_size.height > 4
+    await pilot.resize_terminal(70, 18)
+    await pilot.pause()
+    assert screen.classes >= {"-narrow", "-short"} and not screen.classes & {"-wide", "-tall"}
+    assert (screen.size, table.size.width, detail.outer_size.height) == ((70, 18), 70, 4)
+    await pilot.press("a")
+    await pilot.resize_terminal(120, 40)
+    await pilot.pause()
+    await pilot.press("escape")
+    await pilot.pause()
+    assert screen.classes >= {"-wide", "-tall"} and not screen.classes & {"-narrow", "-short"}
+    assert (screen.size, table.size.width) == ((120, 40), 120)
+    assert "What failed" in headers(table)
+
+
+async def test_started_in_a_short_narrow_terminal_the_first_frame_has_its_short_layout(app):
+    """Textual sets a screen's breakpoint classes on its first Resize, after the first frame:
+    the first frame had the tall layout, and the short one came with a second layout."""
+    drawn: list[tuple[set[str], int]] = []
+
+    def first_frame() -> None:
+        details = app.screen.query("#detail") if app.screen_stack else []
+        if details and not drawn:
+            drawn.append((set(app.screen.classes), details.first().outer_size.height))
+
+    app.post_display_hook = first_frame
+    async with app.run_test(size=(70, 18)) as pilot:
+        await pilot.pause()
+        screen = app.screen_stack[0]
+        assert screen.classes >= {"-narrow", "-short"}
+        assert screen.query_one("#detail").outer_size.height == 4
+    classes, detail_height = drawn[0]
+    assert classes >= {"-narrow", "-short"} and detail_height == 4, drawn
+
+
 async def test_home_end_and_pages_move_the_selection(pilot, app):
     table = table_of(app)
     ids = [row.key.value for row in table.ordered_rows]

@@ -395,6 +395,32 @@ async def test_rows_and_news_held_back_by_a_held_key_are_all_shown_once_it_is_le
         assert cell(pilot, ids[-1]) == "Invalid Credentials"
 
 
+async def test_the_scrollbar_counts_every_account_from_the_first_frame(
+    tmp_path, loopback, isolated_user
+):
+    """Rows are added a chunk a frame after the first one; the table's height counts those
+    still to come, so the scrollbar does not shrink while they arrive (and the screen is not
+    laid out again for every chunk, just as the first key presses come)."""
+    ids = [f"a{i:04}" for i in range(1000)]
+    stopped = {"stopped": True}  # no checks: only the rows coming in
+    path = write_accounts(tmp_path / "accounts.toml", loopback, dict.fromkeys(ids, stopped))
+    app = make_app(path)
+    heights: list[tuple[int, int]] = []
+
+    def frame() -> None:
+        tables = app.screen_stack[0].query("#accounts") if app.screen_stack else []
+        if tables:
+            heights.append((tables.first().row_count, tables.first().virtual_size.height))
+
+    app.post_display_hook = frame
+    async with app.run_test(size=(100, 24)):
+        table = app.screen.query_one("#accounts")
+        await until(lambda: table.row_count == len(ids), what="every row")
+        await until(lambda: heights[-1][0] == len(ids), what="a frame with every row")
+    assert heights[0][0] < len(ids), "every row was in the first frame"
+    assert {height for _, height in heights} == {len(ids) + table.header_height}, heights
+
+
 async def test_sorting_while_rows_wait_their_turn_sorts_every_row(
     tmp_path, loopback, isolated_user
 ):
@@ -416,6 +442,24 @@ async def test_the_footer_shows_keys_changed_while_the_app_runs(pilot, app):
     assert "r Reconnect" in text_of_footer(footer)
     app.set_keymap({"reconnect": "f5"})
     await until(lambda: "f5 Reconnect" in text_of_footer(footer), what="the new key shown")
+
+
+async def test_the_first_frame_shows_the_footers_keys(app):
+    """Textual's Footer is empty in the first frame: its keys came in a rebuild, a layout and a
+    repaint 50-100 ms later, while the first results and key presses arrived."""
+    drawn: list[str] = []
+
+    def first_frame() -> None:
+        footers = app.screen.query("Footer") if app.screen_stack else []
+        if footers and not drawn:
+            drawn.append(text_of_footer(footers.first()))
+
+    app.post_display_hook = first_frame
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        shown = text_of_footer(app.screen.query_one("Footer"))
+    assert "r Reconnect" in shown and "q Quit" in shown
+    assert drawn == [shown]
 
 
 def text_of_footer(footer) -> str:

@@ -7,6 +7,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.geometry import Size
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
@@ -135,6 +136,29 @@ class ConnectedEmailsScreen(ReportsWorkerFailures, Screen):
         self._show_welcome()
         self._show_detail()
         self.set_interval(1, self.tick)
+        self._take_breakpoint_classes()
+
+    def _take_breakpoint_classes(self) -> None:
+        """Textual gives a screen its breakpoint classes on its first Resize, which comes after
+        the first frame: that frame had the layout of no class (a short terminal's came just
+        after it), and the classes changed made another layout and repaint as keys arrive."""
+        app = self.app
+        width, height = app.size
+        horizontal = app.HORIZONTAL_BREAKPOINTS or []
+        vertical = app.VERTICAL_BREAKPOINTS or []
+        classes = dict.fromkeys((name for _, name in horizontal + vertical), False)
+        reached = self._get_breakpoint_classes(width, horizontal)
+        reached |= self._get_breakpoint_classes(height, vertical)
+        classes.update(dict.fromkeys(reached, True))
+        self.update_classes(classes, animate=False)
+
+    def _screen_resized(self, size: Size) -> None:
+        # Textual sends three Resize events of the size the first frame was laid out at, in
+        # its first 20 ms (the App's start, the driver's, and the App's idle passing on an
+        # event of an unchanged size), each a full layout and repaint that keys wait behind.
+        # A layout at the same size changes nothing: whatever needs one asks for it itself.
+        if size != self.outer_size:
+            super()._screen_resized(size)
 
     def show_banner(self) -> None:
         """The demo's hint while it applies, and the app's own problems; repainted only when

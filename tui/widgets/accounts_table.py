@@ -207,8 +207,16 @@ class AccountsTable(FittedTable):
         order; news for one that waits its turn only replaces the state it will be shown in."""
         idle = not self._queued
         self._queued.update((state.account.id, state) for state in states)
+        self._update_dimensions(())  # the rows to come count in the scrollable height now
         if idle and self._queued:
             self.call_after_refresh(self._add_queued)
+
+    @property
+    def _total_row_height(self) -> int:
+        # The DataTable's scrollable height, counting the rows still to come: the scrollbar
+        # does not shrink as they arrive, and the fill does not change the virtual size (a
+        # full layout and repaint of the screen for each chunk, as the first keys come).
+        return super()._total_row_height + len(self._queued)
 
     def _add_queued(self) -> None:
         # While keys are pressed, rows are added only when the cursor nears the last one, and
@@ -218,9 +226,11 @@ class AccountsTable(FittedTable):
         if not near_end and self.wait_for_keys(self._add_queued):
             return
         count = ahead if self._until_keys_pause else ROWS_PER_FRAME
-        now = self.app.now()
+        now, first = self.app.now(), self.row_count
         for account_id in [*islice(self._queued, count)]:
             self.upsert(self._queued.pop(account_id), now)
+        if first < int(self.scroll_y) + self.size.height:
+            self.refresh()  # rows came into view: the virtual size, which stays, repaints nothing
         if self._queued:
             self.call_after_refresh(self._add_queued)
 
@@ -300,7 +310,8 @@ class AccountsTable(FittedTable):
             self.paint_unpainted(margin=PAINT_AHEAD)
 
     def remove_account(self, account_id: str) -> None:
-        self._queued.pop(account_id, None)
+        if self._queued.pop(account_id, None) is not None:
+            self._update_dimensions(())  # one row fewer to come
         if account_id in self._cells:
             self.remove_row(account_id)
             del self._cells[account_id]
