@@ -3,8 +3,14 @@ checks, and the checks do not pull the states out from under a screen going thro
 
 from __future__ import annotations
 
+import os
+import pty
+import subprocess
+import sys
+import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from tui.app import make_app
 from tui.core import config as config_file
@@ -45,3 +51,59 @@ async def test_the_states_a_screen_goes_through_stay_whole_while_an_account_is_a
         await app.control.save(replace(account, id="two", email="two@example.com"), None, new=True)
         assert list(going) == []  # no "dictionary changed size during iteration"
         assert set(app.control.states()) == {"one", "two"}
+
+
+def test_the_app_quits_at_once_while_the_keyring_hangs(tmp_path, loopback):
+    """A keyring that never answers (a Secret Service waiting for an unlock nobody sees) holds
+    the first check's lookup; the app's own look at the keyring queues behind it. q ends the
+    app at once all the same: nothing of its exit waits for the keyring's 10 s deadline."""
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {"a": {}}, {"timeout": 60})
+    root = str(Path(__file__).resolve().parent.parent)
+    mark = tmp_path / "keyring-asked"
+    env = {
+        **os.environ,
+        "TERM": "xterm-256color",
+        "PYTHON_KEYRING_BACKEND": "tests.keyrings.Hanging",
+        "CONNECTED_EMAILS_TEST_HANG_MARK": str(mark),
+        "PYTHONPATH": root,
+    }
+    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
+        env[name] = str(tmp_path / name)
+    master, slave = pty.openpty()
+    app = subprocess.Popen(
+        [sys.executable, "-m", "tui", "--config", str(path)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        cwd=root,
+        start_new_session=True,
+    )
+    os.close(slave)
+    # Its screen is read all along: a terminal nobody reads would hold the app's writes.
+    reading = threading.Thread(target=_read_all, args=(master,), daemon=True)
+    reading.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not mark.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert mark.exists(), "the first check never asked the keyring"
+        time.sleep(1)  # the app's look at the keyring is queued behind the check's by now
+        os.write(master, b"q")
+        quit_at = time.monotonic()
+        assert app.wait(timeout=30) == 0
+        waited = time.monotonic() - quit_at
+        assert waited < 4, f"the exit waited {waited:.1f} s for the keyring"
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+        os.close(master)
+
+
+def _read_all(fd: int) -> None:
+    try:
+        while os.read(fd, 65536):
+            pass
+    except OSError:  # the terminal closed
+        pass

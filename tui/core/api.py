@@ -299,7 +299,7 @@ class LocalControl:
             if isinstance(self.book.store, KeyringStore):
                 # After the first checks began (a slow keyring must not hold them back); the
                 # face's next summary shows it.
-                self.keyring_problem = await asyncio.to_thread(self.book.store.problem)
+                self.keyring_problem = await self.book.store.find_problem()
             await asyncio.Event().wait()
         finally:
             await self._close()

@@ -255,10 +255,7 @@ class KeyringStore:
     async def fetch(self, account_id: str, timeout: float) -> Secret | None:
         """`get` for the event loop: waits without holding a thread of any pool."""
         future = self._submit("be read", lambda k: k.get_password(SERVICE, account_id))
-        try:
-            value = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
-        except TimeoutError:
-            raise _KEYRING_LINE.abandoned(future, timeout) from None
+        value = await _answer(future, timeout)
         return Secret(value) if value else None
 
     def set(self, account_id: str, secret: Secret) -> None:
@@ -289,23 +286,48 @@ class KeyringStore:
 
     def problem(self) -> str | None:
         """One app-level sentence when no usable backend is configured, else None."""
-
-        def find(keyring: ModuleType) -> bool:
-            from keyring.backends import fail
-
-            return isinstance(keyring.get_keyring(), fail.Keyring)
-
         try:
-            missing = self._call("be loaded", find)
-        except KeyringUnavailable as exc:
-            return str(exc)
-        except Exception as exc:  # a broken backend can raise anything at import
-            return f"The keyring could not be loaded ({type(exc).__name__}). {KEYRING_WAY_OUT}"
-        return (
-            f"No keyring backend is available on this machine. {KEYRING_WAY_OUT}"
-            if missing
-            else None
-        )
+            missing = self._call("be loaded", _no_backend)
+        except Exception as exc:
+            return _load_failed(exc)
+        return _no_backend_words(missing)
+
+    async def find_problem(self) -> str | None:
+        """`problem` for the event loop: waits without holding a thread of any pool, so an
+        exit meanwhile does not wait out the keyring's deadline (a check's lookup may hold
+        the keyring's line, and this call waits behind it)."""
+        try:
+            missing = await _answer(self._submit("be loaded", _no_backend), self.timeout)
+        except Exception as exc:
+            return _load_failed(exc)
+        return _no_backend_words(missing)
+
+
+async def _answer(future: Future[T], timeout: float) -> T:
+    """A keyring call's answer, awaited; abandoned (KeyringNotAnswering) past `timeout`."""
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+    except TimeoutError:
+        raise _KEYRING_LINE.abandoned(future, timeout) from None
+
+
+def _no_backend(keyring: ModuleType) -> bool:
+    from keyring.backends import fail
+
+    return isinstance(keyring.get_keyring(), fail.Keyring)
+
+
+def _no_backend_words(missing: bool | None) -> str | None:
+    return (
+        f"No keyring backend is available on this machine. {KEYRING_WAY_OUT}" if missing else None
+    )
+
+
+def _load_failed(exc: Exception) -> str:
+    if isinstance(exc, KeyringUnavailable):
+        return str(exc)
+    # A broken backend can raise anything at import.
+    return f"The keyring could not be loaded ({type(exc).__name__}). {KEYRING_WAY_OUT}"
 
 
 def _first_line(exc: BaseException) -> str:
