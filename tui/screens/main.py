@@ -107,6 +107,7 @@ class ConnectedEmailsScreen(ReportsWorkerFailures, Screen):
         self._sorted_by_status = False
 
     def compose(self) -> ComposeResult:
+        self._take_breakpoint_classes()  # before any widget here is styled: none is twice
         yield TitleBar(id="title")
         yield Static("", id="banner")
         with Vertical(id="body"):
@@ -136,7 +137,6 @@ class ConnectedEmailsScreen(ReportsWorkerFailures, Screen):
         self._show_welcome()
         self._show_detail()
         self.set_interval(1, self.tick)
-        self._take_breakpoint_classes()
 
     def _take_breakpoint_classes(self) -> None:
         """Textual gives a screen its breakpoint classes on its first Resize, which comes after
@@ -150,7 +150,7 @@ class ConnectedEmailsScreen(ReportsWorkerFailures, Screen):
         reached = self._get_breakpoint_classes(width, horizontal)
         reached |= self._get_breakpoint_classes(height, vertical)
         classes.update(dict.fromkeys(reached, True))
-        self.update_classes(classes, animate=False)
+        self.update_classes(classes, update=False)
 
     def _screen_resized(self, size: Size) -> None:
         # Textual sends three Resize events of the size the first frame was laid out at, in
