@@ -169,7 +169,10 @@ class AccountBook:
             self.monitor.resume(account_id)
 
     async def secret_for(self, account: Account) -> Secret:
-        return await asyncio.to_thread(self.credentials.secret_for, account, True)
+        """The account's secret, afresh (Reconnect's Test), from the pools that no exit waits
+        for: a command waiting on a pinentry must not hold the app's exit until it times out."""
+        credentials = self.credentials
+        return await credentials.lookup(account, credentials.command_timeout, fresh=True)
 
 
 def _unechoed(exc: Exception, secret: Secret) -> str:
