@@ -25,14 +25,14 @@ from tui.core.credentials import (
     Secret,
     run_secret_command,
 )
-from tui.core.models import Endpoint, Settings
+from tui.core.models import Endpoint, RoundTrip, Settings
 from tui.core.monitor import Monitor
 from tui.core.status import Status
 from tui.core.sweep import sweep
 from tui.demo.servers import HOST, fault
 
 from . import keyrings
-from .conftest import cli, running
+from .conftest import PASSWORD, cli, running
 from .tui_support import cell, select, settled, text_of, until, write_accounts
 
 
@@ -168,6 +168,39 @@ async def test_a_hanging_keyring_leaves_the_monitor_and_the_default_executor_fre
         assert await asyncio.wait_for(asyncio.to_thread(lambda: "free"), 0.5) == "free"
     for state in monitor.states.values():
         assert "keyring is not answering" in state.detail
+
+
+async def test_round_trips_waiting_on_their_password_commands_leave_the_default_executor_free(
+    tmp_path, loopback
+):
+    """Each account's password command answers its check, then hangs (a pinentry nobody sees)
+    when its round trip asks again: the round trips wait on the secret pool, so other work the
+    app hands to threads (a save's write, the history's) still gets one at once."""
+    many = min(32, (os.cpu_count() or 1) + 4) + 1  # one more than the default executor has
+    asked = tmp_path / "asked"
+    accounts = []
+    for i in range(many):
+        command = (
+            f"if [ -e {asked}{i} ]; then touch {asked}{i}.again; sleep 30; "
+            f"else touch {asked}{i}; printf '%s' '{PASSWORD}'; fi"
+        )
+        plan = RoundTrip(every=3600, max_delay=5)
+        accounts.append(
+            loopback.account(account_id=f"r{i}", password_command=command, round_trip=plan)
+        )
+    monitor = Monitor(
+        accounts,
+        Settings(poll_interval=60, timeout=5),
+        Credentials(MemoryStore()),
+        round_trip_spread=0,
+    )
+    async with running(monitor):
+        await until(
+            lambda: all(Path(f"{asked}{i}.again").exists() for i in range(many)),
+            10,
+            "every round trip asking for its secret",
+        )
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: "free"), 0.5) == "free"
 
 
 def test_check_with_a_hanging_keyring_exits_unknown_on_time(tmp_path, loopback):

@@ -101,6 +101,109 @@ def test_the_app_quits_at_once_while_the_keyring_hangs(tmp_path, loopback):
         os.close(master)
 
 
+# The app driven by Pilot in a process of its own, whose exit the test times: a new account on
+# the loopback servers saved (its password to a keyring that never answers), then the app
+# closed while the save waits.
+SAVE_THEN_QUIT = """
+import asyncio, sys
+from types import SimpleNamespace
+from tests.tui_support import fill_new_account, text_of, until
+from tui.app import make_app
+
+async def main():
+    app = make_app(sys.argv[1])
+    async with app.run_test(size=(100, 32)) as pilot:
+        await pilot.press("n")
+        form = app.screen
+        fill_new_account(form, SimpleNamespace(imap_plain=sys.argv[2], smtp_plain=sys.argv[3]))
+        await pilot.press("f2")
+        await until(lambda: "Saving" in text_of(form.query_one("#form-result")), 20, "Saving")
+        print("saving", flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_the_app_quits_at_once_while_a_save_waits_on_the_keyring(tmp_path, loopback):
+    """The keyring holds a new account's password (an unlock prompt nobody sees) and the user
+    quits: the app ends at once; the save's wait is abandoned, not waited out (10 s)."""
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {"a": {"password": PASSWORD}})
+    ports = [str(loopback.imap_plain), str(loopback.smtp_plain)]  # Test passes: Save saves
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHON_KEYRING_BACKEND": "tests.keyrings.Hanging", "PYTHONPATH": root}
+    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
+        env[name] = str(tmp_path / name)
+    app = subprocess.Popen(
+        [sys.executable, "-c", SAVE_THEN_QUIT, str(path), *ports],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=root,
+        text=True,
+    )
+    try:
+        assert app.stdout.readline() == "saving\n", app.stderr.read()
+        quit_at = time.monotonic()
+        assert app.wait(timeout=30) == 0, app.stderr.read()
+        waited = time.monotonic() - quit_at
+        assert waited < 4, f"the exit waited {waited:.1f} s for the keyring"
+    finally:
+        if app.poll() is None:
+            app.kill()
+        app.communicate()
+
+
+TEST_THEN_QUIT = """
+import asyncio, sys
+from tests.tui_support import text_of, until
+from tui.app import make_app
+
+async def main():
+    app = make_app(sys.argv[1])
+    async with app.run_test(size=(100, 32)) as pilot:
+        await pilot.press("r")
+        form = app.screen
+        await pilot.press("f5")
+        await until(lambda: "Testing" in text_of(form.query_one("#form-result")), 20, "Testing")
+        print("testing", flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_the_app_quits_at_once_while_a_test_waits_on_the_password_command(tmp_path, loopback):
+    """Reconnect's Test runs the account's password command, which waits (for a pinentry
+    nobody sees), and the user quits: the app ends at once, not when the command times out."""
+    path = write_accounts(
+        tmp_path / "accounts.toml",
+        loopback,
+        {"a": {"password_command": "sleep 30"}},
+        {"timeout": 20},
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": root}
+    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
+        env[name] = str(tmp_path / name)
+    app = subprocess.Popen(
+        [sys.executable, "-c", TEST_THEN_QUIT, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=root,
+        text=True,
+    )
+    try:
+        assert app.stdout.readline() == "testing\n", app.stderr.read()
+        quit_at = time.monotonic()
+        assert app.wait(timeout=40) == 0, app.stderr.read()
+        waited = time.monotonic() - quit_at
+        assert waited < 4, f"the exit waited {waited:.1f} s for the password command"
+    finally:
+        if app.poll() is None:
+            app.kill()
+        app.communicate()
+
+
 def _read_all(fd: int) -> None:
     try:
         while os.read(fd, 65536):

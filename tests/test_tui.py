@@ -901,6 +901,31 @@ async def test_saving_keeps_what_another_process_wrote_meanwhile(app, accounts_f
     assert 'id = "by-hand"' in text and 'id = "broken"' in text
 
 
+async def test_a_save_while_another_program_holds_the_accounts_file_says_so_in_seconds(
+    pilot, app, accounts_file
+):
+    """Another program holds the accounts file's lock and does not let go (stuck on a network
+    home, say): stopping an account gives up within seconds with a sentence, changing nothing,
+    where it waited for ever and held the app's exit with it."""
+    import fcntl
+    import os
+
+    before = accounts_file.read_text()
+    holder = os.open(accounts_file.with_name("accounts.toml.lock"), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        await select(pilot, "good")
+        await pilot.press("s")
+        await until(lambda: any("holds its lock" in t for t in toasts(app)), 8, "the save given up")
+        (said,) = [t for t in toasts(app) if "holds its lock" in t]
+        assert said.startswith("Cannot save\nNothing was changed: ")
+        assert "Try again in a moment" in said
+        assert accounts_file.read_text() == before
+        assert status(app, "good") is Status.CONNECTED
+    finally:
+        os.close(holder)
+
+
 async def test_the_title_says_retrying_accounts_are_not_connected(
     tmp_path, loopback, isolated_user
 ):

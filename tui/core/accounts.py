@@ -103,7 +103,7 @@ class AccountBook:
                 self.credentials.session.set(account.id, secret)
             else:
                 try:
-                    await asyncio.to_thread(self.store.set, account.id, secret)
+                    await self.store.put(account.id, secret)
                     self.credentials.session.delete(account.id)
                 except KeyringUnavailable as exc:
                     self.credentials.session.set(account.id, secret)
@@ -148,7 +148,7 @@ class AccountBook:
         self.silences.forget(account_id)
         warning = None
         try:
-            await asyncio.to_thread(self.store.delete, account_id)
+            await self.store.remove(account_id)
         except KeyringUnavailable as exc:
             warning = f"The account {account_id} was removed. {exc}"
         self.credentials.session.delete(account_id)
@@ -169,7 +169,10 @@ class AccountBook:
             self.monitor.resume(account_id)
 
     async def secret_for(self, account: Account) -> Secret:
-        return await asyncio.to_thread(self.credentials.secret_for, account, True)
+        """The account's secret, afresh (Reconnect's Test), from the pools that no exit waits
+        for: a command waiting on a pinentry must not hold the app's exit until it times out."""
+        credentials = self.credentials
+        return await credentials.lookup(account, credentials.command_timeout, fresh=True)
 
 
 def _unechoed(exc: Exception, secret: Secret) -> str:

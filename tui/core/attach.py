@@ -522,7 +522,8 @@ class ServiceControl:
         )
 
     async def secret_for(self, account: Account) -> Secret:
-        return await asyncio.to_thread(self.credentials.secret_for, account, True)
+        credentials = self.credentials  # as the account book's: no exit waits for it
+        return await credentials.lookup(account, credentials.command_timeout, fresh=True)
 
     async def test(self, account: Account, secret: Secret) -> AccountResult:
         from .check import check_account

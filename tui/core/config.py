@@ -9,6 +9,7 @@ import os
 import re
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -32,6 +33,9 @@ ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")  # fullmatch: `$` passes a 
 HOST_PATTERN = re.compile(r"(?=.{1,253}\.?\Z)[A-Za-z0-9_:-]{1,63}(?:\.[A-Za-z0-9_:-]{1,63})*\.?")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
 MAX_EMAIL = 254  # RFC 5321's longest path, less its angle brackets
+# Another writer holds the lock for one read and write (milliseconds); one that holds it this
+# long is stuck, and a save must not wait for it for ever (nor the app's exit behind the save).
+LOCK_WAIT = 3.0  # seconds
 
 SETTINGS_KEYS = {
     "poll_interval",
@@ -708,16 +712,35 @@ def _endpoint(
 
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
-    """An exclusive lock beside the file, so two processes never interleave their writes."""
+    """An exclusive lock beside the file, so two processes never interleave their writes;
+    ConfigError when another holds it past LOCK_WAIT."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # others may not write it
     lock_path = path.with_name(path.name + ".lock")
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        _lock_within(fd, LOCK_WAIT, path, lock_path)
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def _lock_within(fd: int, wait: float, path: Path, lock_path: Path) -> None:
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise ConfigError(
+                    path,
+                    f"another program holds its lock ({lock_path.name}) and did not let go "
+                    f"within {wait:g} s, so nothing was written.",
+                    f"Try again in a moment; if it keeps happening, find the program that holds "
+                    f"it (fuser {lock_path}).",
+                ) from None
+            time.sleep(0.05)
 
 
 def save(config: Config) -> None:

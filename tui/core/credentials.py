@@ -74,7 +74,9 @@ class SecretStore(Protocol):
     def get(self, account_id: str, timeout: float | None = None) -> Secret | None: ...
     async def fetch(self, account_id: str, timeout: float) -> Secret | None: ...
     def set(self, account_id: str, secret: Secret) -> None: ...
+    async def put(self, account_id: str, secret: Secret) -> None: ...
     def delete(self, account_id: str) -> None: ...
+    async def remove(self, account_id: str) -> None: ...
 
 
 class MemoryStore:
@@ -92,8 +94,14 @@ class MemoryStore:
     def set(self, account_id: str, secret: Secret) -> None:
         self._secrets[account_id] = secret
 
+    async def put(self, account_id: str, secret: Secret) -> None:
+        self.set(account_id, secret)
+
     def delete(self, account_id: str) -> None:
         self._secrets.pop(account_id, None)
+
+    async def remove(self, account_id: str) -> None:
+        self.delete(account_id)
 
 
 class KeyringNotAnswering(KeyringUnavailable):
@@ -259,30 +267,24 @@ class KeyringStore:
         return Secret(value) if value else None
 
     def set(self, account_id: str, secret: Secret) -> None:
-        self._call(
-            "store the secret", lambda k: k.set_password(SERVICE, account_id, secret.reveal())
-        )
+        self._call("store the secret", _setting(account_id, secret))
+
+    async def put(self, account_id: str, secret: Secret) -> None:
+        """`set` for the event loop: waits without holding a thread of any pool, so an exit
+        meanwhile does not wait out the keyring's deadline."""
+        await _answer(self._submit("store the secret", _setting(account_id, secret)), self.timeout)
 
     def delete(self, account_id: str) -> None:
         """Forget the account's secret. When the keyring refuses (locked, say), the error says
         the secret may still be there and names the entry to delete by hand."""
+        way_out = _delete_by_hand(account_id)
+        self._call("delete its password", _deleting(account_id), way_out=way_out)
 
-        def delete(keyring: ModuleType) -> None:
-            from keyring.errors import NoKeyringError
-
-            try:
-                keyring.delete_password(SERVICE, account_id)
-            except NoKeyringError:
-                pass  # no keyring on this machine: nothing can have been stored in one
-
-        self._call(
-            "delete its password",
-            delete,
-            way_out=(
-                f'The password may still be there: delete it by hand, service "{SERVICE}", user '
-                f'"{account_id}" (for example: keyring del {SERVICE} {account_id}).'
-            ),
-        )
+    async def remove(self, account_id: str) -> None:
+        """`delete` for the event loop, as `put` is `set`."""
+        way_out = _delete_by_hand(account_id)
+        future = self._submit("delete its password", _deleting(account_id), way_out)
+        await _answer(future, self.timeout, way_out)
 
     def problem(self) -> str | None:
         """One app-level sentence when no usable backend is configured, else None."""
@@ -303,12 +305,35 @@ class KeyringStore:
         return _no_backend_words(missing)
 
 
-async def _answer(future: Future[T], timeout: float) -> T:
+async def _answer(future: Future[T], timeout: float, way_out: str = KEYRING_WAY_OUT) -> T:
     """A keyring call's answer, awaited; abandoned (KeyringNotAnswering) past `timeout`."""
     try:
         return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
     except TimeoutError:
-        raise _KEYRING_LINE.abandoned(future, timeout) from None
+        raise _KEYRING_LINE.abandoned(future, timeout, way_out) from None
+
+
+def _setting(account_id: str, secret: Secret) -> Callable[[ModuleType], None]:
+    return lambda keyring: keyring.set_password(SERVICE, account_id, secret.reveal())
+
+
+def _deleting(account_id: str) -> Callable[[ModuleType], None]:
+    def delete(keyring: ModuleType) -> None:
+        from keyring.errors import NoKeyringError
+
+        try:
+            keyring.delete_password(SERVICE, account_id)
+        except NoKeyringError:
+            pass  # no keyring on this machine: nothing can have been stored in one
+
+    return delete
+
+
+def _delete_by_hand(account_id: str) -> str:
+    return (
+        f'The password may still be there: delete it by hand, service "{SERVICE}", user '
+        f'"{account_id}" (for example: keyring del {SERVICE} {account_id}).'
+    )
 
 
 def _no_backend(keyring: ModuleType) -> bool:

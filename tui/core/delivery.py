@@ -69,11 +69,13 @@ async def run_round_trips(
             if check is not None and check.status is not Status.CONNECTED:
                 return RoundTripResult("not_run", f"not run: {who} is {check.status.label}")
         try:
-            secret = await asyncio.to_thread(credentials.secret_for, account)
+            # On the secret pools: a command that hangs (a pinentry nobody sees) must not hold
+            # a thread of the loop's default executor, which the app's other work shares.
+            secret = await credentials.lookup(account, settings.timeout)
             receiver_secret = (
                 secret
                 if receiver is account
-                else await asyncio.to_thread(credentials.secret_for, receiver)
+                else await credentials.lookup(receiver, settings.timeout)
             )
         except CredentialError as exc:
             return RoundTripResult("not_run", f"not run: {exc}")
