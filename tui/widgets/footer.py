@@ -1,4 +1,4 @@
-"""Textual's Footer, rebuilt at once when what it shows changes, and only then."""
+"""Textual's Footer, rebuilt only when what it shows changes."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ from textual.widgets import Footer
 
 
 class SteadyFooter(Footer):
-    """Textual's Footer is empty in the first frame; its keys come when the screen signals
-    its bindings, in a rebuild it puts off until after the next frame, and it rebuilds on
-    every later signal, changed or not. At start that was a rebuild, a layout and a repaint
-    50-100 ms after the first frame, just as the first results and key presses arrive. This
-    one rebuilds at once, while the app waits for its next frame anyway (the layout that
-    frame needs takes the keys along), and only when the keys shown change."""
+    """Textual's Footer removes and mounts all its keys whenever the screen's bindings are
+    refreshed, changed or not: three times in the first 150 ms after the first frame, just as
+    the first results and the first key presses arrive. This one skips a refresh that would
+    show the same keys."""
 
     _shown: tuple | None = None
 
@@ -25,9 +23,6 @@ class SteadyFooter(Footer):
         )
         if shown == self._shown:
             return
-        self._bindings_ready = True
-        if app.app_focus and self.is_attached and screen is self.screen:  # as Footer does
-            self._shown = shown
-            self.call_next(self.recompose)
-        else:
-            self._shown = None
+        super().bindings_changed(screen)
+        rebuilt = app.app_focus and self.is_attached and screen is self.screen  # as Footer does
+        self._shown = shown if rebuilt else None
