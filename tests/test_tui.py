@@ -456,6 +456,20 @@ async def test_the_footer_shows_the_screens_keys_and_is_rebuilt_only_when_they_c
     assert list(footer.query("FooterKey")) == shown, "the same keys were rebuilt"
 
 
+async def test_the_footer_is_rebuilt_once_held_keys_pause(pilot, app):
+    """A new key shown in the footer (a rebuild of its widgets, then a layout) waits while a
+    key is held, as the table's own fill does, and comes once the key is let go."""
+    footer = app.screen.query_one("Footer")
+    await until(lambda: "r Reconnect" in text_of_footer(footer), what="the footer's keys")
+    for presses in range(15):  # a key held down, repeated as a terminal sends it
+        app.post_message(events.Key("down" if presses % 2 else "up", None))
+        await asyncio.sleep(1 / 30)
+        if presses == 2:
+            app.set_keymap({"reconnect": "f5"})
+    assert "r Reconnect" in text_of_footer(footer), "rebuilt while the key was held"
+    await until(lambda: "f5 Reconnect" in text_of_footer(footer), what="the new key shown")
+
+
 def text_of_footer(footer) -> str:
     return " ".join(f"{key.key_display} {key.description}" for key in footer.query("FooterKey"))
 

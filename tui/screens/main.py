@@ -121,6 +121,7 @@ class ConnectedEmailsScreen(ReportsWorkerFailures, Screen):
         self.app.news.accounts.subscribe(self, self.accounts_updated)
         self.app.news.removed.subscribe(self, self.account_removed)
         self.table = self.query_one(AccountsTable)
+        self.query_one(SteadyFooter).keys_first = self.table.wait_for_keys
         self.detail = self.query_one(AccountDetail)
         self.welcome = self.query_one("#welcome")
         self.title_bar = self.query_one(TitleBar)
