@@ -26,7 +26,7 @@ from tui.core.wire import account_to_wire
 
 # The fixtures come along (so their names are reused as parameters, F811).
 # ruff: noqa: F811
-from .conftest import until
+from .conftest import PASSWORD, until
 from .test_serve import account_toml, history_of, runtime_dir, services, settings_toml  # noqa: F401
 from .test_serve_socket import Client, running  # noqa: F401
 
@@ -173,6 +173,32 @@ def test_sigterm_while_a_save_waits_for_a_hanging_keyring_exits_in_time(
     assert ("good", "connected") in [(c["account_id"], c["new"]) for c in history_of(config)]
     assert "s3cret" not in service.log and "s3cret" not in config.read_text()
     client.close()
+
+
+def test_sigterm_while_a_password_command_hangs_leaves_no_command_behind(
+    tmp_path, loopback, services
+):
+    """The account's password command waits (a pinentry nobody sees) when the service is told
+    to stop: it ends at once, and the command, in a session of its own where no hangup
+    reaches it, is killed with all it started rather than left running."""
+    from .test_credentials import _live_processes
+
+    marker = f"301.{os.getpid()}"  # a sleep no other test starts
+    config = tmp_path / "accounts.toml"
+    account = account_toml(loopback, "hung").replace(f"printf '%s' '{PASSWORD}'", f"sleep {marker}")
+    config.write_text(settings_toml(timeout=60) + account)
+    service = services(config)
+    service.wait_for_line(r"Watching 1 account")
+    deadline = time.monotonic() + 10
+    while not _live_processes(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _live_processes(marker), "the password command never started"
+    code, elapsed = service.stop()
+    assert code == 0 and elapsed < 2.0, (code, elapsed, service.log)
+    deadline = time.monotonic() + 2  # the kernel may take a moment to end them
+    while _live_processes(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _live_processes(marker) == []
 
 
 async def test_the_thirty_third_client_is_refused_in_words_and_the_service_says_so(running):

@@ -310,6 +310,9 @@ def run_serve(path: str | None, metrics: str | None) -> int:
         code = loop.run_until_complete(serve())
     finally:
         loop.close()
+    from .core.credentials import kill_running_commands
+
+    kill_running_commands()  # an abandoned lookup's command would outlive the service
     logging.shutdown()
     sys.stderr.flush()
     os._exit(code)  # the history is flushed; threads still blocked are abandoned

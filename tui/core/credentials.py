@@ -493,7 +493,9 @@ _RUNNING: set[subprocess.Popen[bytes]] = set()  # secret commands in flight, kil
 
 
 @atexit.register
-def _kill_running() -> None:
+def kill_running_commands() -> None:
+    """Every secret command still in flight, with all it started: at exit (and before an
+    os._exit, which runs no atexit), as they run in sessions no hangup reaches."""
     for proc in list(_RUNNING):
         _kill_group(proc)
 
