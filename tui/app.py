@@ -9,6 +9,7 @@ _IMPORTED_AT = time.perf_counter()  # for "started in N ms" in the log
 import asyncio
 import gc
 import select
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
@@ -136,6 +137,7 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
             self.set_interval(WATCHDOG_EVERY, self.summarise)
         if not self.is_headless:
             self.set_interval(1.0, self.end_if_the_terminal_went_away)
+            self.end_on_hangup()
 
     @work(exclusive=True, group="monitor", exit_on_error=False, description="The monitor")
     async def run_monitor(self) -> None:
@@ -169,6 +171,17 @@ class ConnectedEmailsApp(ReportsWorkerFailures, App):
 
     def on_account_removed(self, message: AccountRemoved) -> None:
         self.news.gone(message.account_id)
+
+    def end_on_hangup(self) -> None:
+        """SIGHUP (the terminal window closed) ends the app as q does: its default, death on the
+        spot, would skip the close, and leave a password command still waiting (in a session
+        of its own, which the hangup does not reach) running for ever."""
+        try:
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGHUP, lambda: self.exit(return_code=1)
+            )
+        except (ValueError, RuntimeError):  # not the main thread: only it can handle signals
+            self.log.warning("SIGHUP is not handled: the app does not run on the main thread")
 
     def end_if_the_terminal_went_away(self) -> None:
         """A terminal closed under an app that got no SIGHUP (not its controlling process) leaves
