@@ -311,11 +311,13 @@ class LocalControl:
             await asyncio.shield(self.thread.run(self._close_watcher()))
 
     async def close(self) -> None:
-        await self._close()
-        if self.thread is not None and not self._stopped:
-            self._stopped = True
-            await self.thread.stop()
-        await asyncio.to_thread(self.silences.close)  # its thread, else left behind at exit
+        try:
+            await self._close()
+        finally:  # a close that failed (said by the caller) still ends the threads
+            if self.thread is not None and not self._stopped:
+                self._stopped = True
+                await self.thread.stop()
+            await asyncio.to_thread(self.silences.close)  # its thread, else left behind at exit
 
     def stalled(self, now: datetime) -> bool:
         return self.monitor.stalled(now)
@@ -361,8 +363,13 @@ class LocalControl:
     async def silence(
         self, account_id: str, kind: QuietKind, note: str = "", until: datetime | None = None
     ) -> None:
-        try:
+        # On the monitor's loop, where a status change ends a silence: read there with the
+        # write, the state cannot change between them unseen (Silences counts the write).
+        async def keep() -> None:
             await self.silences.keep(self.monitor.states[account_id], kind, note, until)
+
+        try:
+            await self._there().run(keep())
         except sqlite3.Error as exc:  # locked by another process, or a full disk
             raise BookError(
                 f"The history could not keep it ({exc}): nothing changed; try again."
