@@ -129,28 +129,15 @@ def test_the_app_quits_at_once_while_a_save_waits_on_the_keyring(tmp_path, loopb
     quits: the app ends at once; the save's wait is abandoned, not waited out (10 s)."""
     path = write_accounts(tmp_path / "accounts.toml", loopback, {"a": {"password": PASSWORD}})
     ports = [str(loopback.imap_plain), str(loopback.smtp_plain)]  # Test passes: Save saves
-    root = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHON_KEYRING_BACKEND": "tests.keyrings.Hanging", "PYTHONPATH": root}
-    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
-        env[name] = str(tmp_path / name)
-    app = subprocess.Popen(
-        [sys.executable, "-c", SAVE_THEN_QUIT, str(path), *ports],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        cwd=root,
-        text=True,
+    waited = _quit_after(
+        tmp_path,
+        SAVE_THEN_QUIT,
+        [str(path), *ports],
+        "saving",
+        30,
+        PYTHON_KEYRING_BACKEND="tests.keyrings.Hanging",
     )
-    try:
-        assert app.stdout.readline() == "saving\n", app.stderr.read()
-        quit_at = time.monotonic()
-        assert app.wait(timeout=30) == 0, app.stderr.read()
-        waited = time.monotonic() - quit_at
-        assert waited < 4, f"the exit waited {waited:.1f} s for the keyring"
-    finally:
-        if app.poll() is None:
-            app.kill()
-        app.communicate()
+    assert waited < 4, f"the exit waited {waited:.1f} s for the keyring"
 
 
 TEST_THEN_QUIT = """
@@ -180,12 +167,19 @@ def test_the_app_quits_at_once_while_a_test_waits_on_the_password_command(tmp_pa
         {"a": {"password_command": "sleep 30"}},
         {"timeout": 20},
     )
+    waited = _quit_after(tmp_path, TEST_THEN_QUIT, [str(path)], "testing", 40)
+    assert waited < 4, f"the exit waited {waited:.1f} s for the password command"
+
+
+def _quit_after(tmp_path, script: str, args: list[str], ready: str, timeout: float, **env) -> float:
+    """Run `script` (an app under a pilot) in a process of its own until it prints `ready`,
+    then let it quit: the seconds its exit took (it must end with code 0)."""
     root = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": root}
+    env = {**os.environ, "PYTHONPATH": root, **env}
     for name in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
         env[name] = str(tmp_path / name)
     app = subprocess.Popen(
-        [sys.executable, "-c", TEST_THEN_QUIT, str(path)],
+        [sys.executable, "-c", script, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
@@ -193,11 +187,10 @@ def test_the_app_quits_at_once_while_a_test_waits_on_the_password_command(tmp_pa
         text=True,
     )
     try:
-        assert app.stdout.readline() == "testing\n", app.stderr.read()
+        assert app.stdout.readline() == f"{ready}\n", app.stderr.read()
         quit_at = time.monotonic()
-        assert app.wait(timeout=40) == 0, app.stderr.read()
-        waited = time.monotonic() - quit_at
-        assert waited < 4, f"the exit waited {waited:.1f} s for the password command"
+        assert app.wait(timeout=timeout) == 0, app.stderr.read()
+        return time.monotonic() - quit_at
     finally:
         if app.poll() is None:
             app.kill()
