@@ -421,6 +421,33 @@ async def test_the_scrollbar_counts_every_account_from_the_first_frame(
     assert {height for _, height in heights} == {len(ids) + table.header_height}, heights
 
 
+@pytest.mark.parametrize(("accounts", "scrollbar"), [(60, True), (5, False)])
+async def test_the_first_frame_has_the_scrollbar_the_accounts_need(
+    tmp_path, loopback, isolated_user, accounts, scrollbar
+):
+    """More accounts than the terminal has lines: the table's scrollbar is in the first frame.
+    Textual finds it needed only in the first layout, then lays the screen out and repaints it
+    all again to show it, just as the first keys come."""
+    ids = [f"a{i:02}" for i in range(accounts)]
+    stopped = {"stopped": True}  # no checks: only the rows
+    path = write_accounts(tmp_path / "accounts.toml", loopback, dict.fromkeys(ids, stopped))
+    app = make_app(path)
+    drawn: list[bool] = []  # whether each frame has the table's scrollbar
+
+    def frame() -> None:
+        tables = app.screen_stack[0].query("#accounts") if app.screen_stack else []
+        if tables:
+            drawn.append(bool(tables.first().vertical_scrollbar.region))
+
+    app.post_display_hook = frame
+    async with app.run_test(size=(100, 24)) as pilot:
+        table = app.screen.query_one("#accounts")
+        await until(lambda: table.row_count == len(ids), what="every row")
+        await pilot.pause()
+    assert drawn[0] is scrollbar, drawn
+    assert set(drawn) == {scrollbar}, drawn
+
+
 async def test_sorting_while_rows_wait_their_turn_sorts_every_row(
     tmp_path, loopback, isolated_user
 ):

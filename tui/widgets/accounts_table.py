@@ -208,8 +208,17 @@ class AccountsTable(FittedTable):
         idle = not self._queued
         self._queued.update((state.account.id, state) for state in states)
         self._update_dimensions(())  # the rows to come count in the scrollable height now
+        self._scrollbar_before_layout()
         if idle and self._queued:
             self.call_after_refresh(self._add_queued)
+
+    def _scrollbar_before_layout(self) -> None:
+        """Rows taller than the terminal show the scrollbar from the first layout. Textual
+        finds it needed only in that layout (the first frame's), then lays the screen out and
+        repaints it all again to show it, 20 ms later, just as the first keys come."""
+        if not self.size and self.styles.overflow_y == "auto":
+            if self.virtual_size.height > self.app.size.height:
+                self.show_vertical_scrollbar = True
 
     @property
     def _total_row_height(self) -> int:
