@@ -448,6 +448,38 @@ async def test_the_first_frame_has_the_scrollbar_the_accounts_need(
     assert set(drawn) == {scrollbar}, drawn
 
 
+async def test_after_the_first_frame_only_what_changes_is_drawn_again(
+    tmp_path, loopback, isolated_user
+):
+    """Textual resumes the first screen twice at start; the second restyled every widget and
+    repainted the whole terminal once more, just after the first frame, as the first keys
+    come. Only a layout of another size or a change of style draws the whole screen again."""
+    ids = [f"a{i:02}" for i in range(60)]
+    stopped = {"stopped": True}  # no checks: only the rows
+    path = write_accounts(tmp_path / "accounts.toml", loopback, dict.fromkeys(ids, stopped))
+    app = make_app(path)
+    whole: list[bool] = []  # whether each frame drew the whole screen
+    display = app._display
+
+    def drawn(screen, update) -> None:
+        whole.append(type(update).__name__ == "LayoutUpdate")
+        display(screen, update)
+
+    app._display = drawn
+    async with app.run_test(size=(100, 24)) as pilot:
+        table = app.screen.query_one("#accounts")
+        await until(lambda: table.row_count == len(ids), what="every row")
+        await pilot.pause()
+        assert whole == [True] + [False] * (len(whole) - 1), whole
+        await pilot.press("down")
+        await pilot.pause()
+        assert not any(whole[1:]), whole
+        before = len(whole)
+        await pilot.resize_terminal(90, 24)
+        await pilot.pause()
+        assert any(whole[before:]), whole
+
+
 async def test_sorting_while_rows_wait_their_turn_sorts_every_row(
     tmp_path, loopback, isolated_user
 ):

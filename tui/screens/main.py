@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -105,6 +105,7 @@ class ConnectedEmailsScreen(ReportsWorkerFailures, Screen):
     def __init__(self):
         super().__init__(id="main")
         self._sorted_by_status = False
+        self._resumed = False  # shown on top, since the last suspend
 
     def compose(self) -> ComposeResult:
         self._take_breakpoint_classes()  # before any widget here is styled: none is twice
@@ -160,6 +161,27 @@ class ConnectedEmailsScreen(ReportsWorkerFailures, Screen):
         # A layout at the same size changes nothing: whatever needs one asks for it itself.
         if size != self.outer_size:
             super()._screen_resized(size)
+
+    def _on_screen_resume(self, event: events.ScreenResume) -> None:
+        # Textual resumes the first screen twice at start (its mode set up, then switched to).
+        # The second, 5 ms after the first frame, restyled all the widgets and repainted the
+        # whole screen again, unchanged, as the first keys came. A resume after a suspend (a
+        # dialog closed) is Textual's as before.
+        if self._resumed:
+            event.prevent_default()  # Screen's handler, which runs after this one
+            return
+        self._resumed = True
+        if not self.outer_size:  # Screen's handler lays out and draws the first frame
+            self.call_next(self._first_frame_drawn)
+
+    def _first_frame_drawn(self) -> None:
+        # Screen's handler asks for a repaint of the whole screen after the layout that has
+        # just painted all of it: a frame the size of the terminal, with nothing new.
+        if self.outer_size:
+            self._repaint_required = False
+
+    def _on_screen_suspend(self) -> None:
+        self._resumed = False  # then Screen's handler
 
     def show_banner(self) -> None:
         """The demo's hint while it applies, and the app's own problems; repainted only when
