@@ -480,6 +480,41 @@ async def test_after_the_first_frame_only_what_changes_is_drawn_again(
         assert any(whole[before:]), whole
 
 
+async def test_the_first_key_press_draws_no_more_than_a_later_one(
+    tmp_path, loopback, isolated_user
+):
+    """The first frame draws every widget; what they asked to repaint before it, and as they
+    were sized for it, was drawn once more with the first key press (nearly the whole screen,
+    as much as a layout), so that press waited longest of all."""
+    ids = [f"a{i:02}" for i in range(60)]
+    stopped = {"stopped": True}  # no checks: only the rows
+    path = write_accounts(tmp_path / "accounts.toml", loopback, dict.fromkeys(ids, stopped))
+    app = make_app(path)
+    cells: list[int] = []  # cells drawn by each frame after the first
+    display = app._display
+
+    def drawn(screen, update) -> None:
+        spans = getattr(update, "spans", None)
+        if spans is not None:
+            cells.append(sum(x2 - x1 for _, x1, x2 in spans))
+        display(screen, update)
+
+    app._display = drawn
+    async with app.run_test(size=(100, 24)) as pilot:
+        table = app.screen.query_one("#accounts")
+        await until(lambda: app.screen.query_one("#detail").region, what="the first frame")
+        presses = []
+        for _ in range(2):
+            cells.clear()
+            await pilot.press("down")
+            await pilot.pause()
+            presses.append(sum(cells))
+            await until(lambda: table.row_count == len(ids), what="every row")
+            await pilot.pause(0.3)  # keys count as let go: what waited for them is done
+        assert table.cursor_row == 2
+    assert 0 < presses[0] <= presses[1], presses
+
+
 async def test_sorting_while_rows_wait_their_turn_sorts_every_row(
     tmp_path, loopback, isolated_user
 ):

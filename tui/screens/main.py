@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual import events, on, work
+from textual import events, messages, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.geometry import Size
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
@@ -29,6 +30,10 @@ WELCOME = (
     "Or run [b]connected-emails --demo[/b] to look around with demo accounts.\n"
     "Press [b]?[/b] for every key."
 )
+
+
+class FirstFrameDrawn(Message):
+    """Repaints asked for before this message are in the first frame."""
 
 
 class ConnectedEmailsScreen(ReportsWorkerFailures, Screen):
@@ -106,6 +111,7 @@ class ConnectedEmailsScreen(ReportsWorkerFailures, Screen):
         super().__init__(id="main")
         self._sorted_by_status = False
         self._resumed = False  # shown on top, since the last suspend
+        self._stale_updates = False  # repaints asked for before the first frame, drawn in it
 
     def compose(self) -> ComposeResult:
         self._take_breakpoint_classes()  # before any widget here is styled: none is twice
@@ -175,10 +181,26 @@ class ConnectedEmailsScreen(ReportsWorkerFailures, Screen):
             self.call_next(self._first_frame_drawn)
 
     def _first_frame_drawn(self) -> None:
-        # Screen's handler asks for a repaint of the whole screen after the layout that has
-        # just painted all of it: a frame the size of the terminal, with nothing new.
-        if self.outer_size:
-            self._repaint_required = False
+        # The layout that drew the first frame painted every widget as it is now. The repaints
+        # asked for before it and in it (each widget sized the first time) were still to come:
+        # all the widgets drawn again with the first key press, which waited longest of all,
+        # and after them Screen's handler's repaint of the whole screen.
+        if not self.outer_size:
+            return
+        self._repaint_required = False
+        for widget in self.walk_children():
+            widget._repaint_required = False
+            widget._repaint_regions.clear()
+        self._stale_updates = True
+        self.post_message(FirstFrameDrawn())  # behind every repaint asked for before now
+
+    def _on_first_frame_drawn(self, message: FirstFrameDrawn) -> None:
+        self._stale_updates = False
+
+    async def _on_update(self, message: messages.Update) -> None:
+        if self._stale_updates:
+            message.stop()
+            message.prevent_default()  # Screen's handler, which runs after this one
 
     def _on_screen_suspend(self) -> None:
         self._resumed = False  # then Screen's handler
