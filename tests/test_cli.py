@@ -127,3 +127,29 @@ def test_history_of_an_unknown_account_says_so_before_any_history_exists(tmp_pat
 def test_history_with_a_missing_config_is_unknown(tmp_path):
     proc = cli("history", "--config", str(tmp_path / "acounts.toml"))
     assert proc.returncode == 3 and "acounts.toml: does not exist." in proc.stderr
+
+
+FRAME_RATE = """
+import os, sys
+from tui import cli
+cli._draw_at_most(cli.FRAMES_PER_SECOND)
+from textual import constants
+print(constants.MAX_FPS, os.environ.get("TEXTUAL_FPS"))
+"""
+
+
+@pytest.mark.parametrize(("users", "shown"), [(None, "120 None"), ("30", "30 30")])
+def test_the_app_draws_up_to_120_frames_a_second_unless_the_user_set_textual_fps(users, shown):
+    """A key shows sooner at 120 frames a second; a TEXTUAL_FPS the user set is theirs, and
+    the one the app sets is not passed on to its commands and hooks."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TEXTUAL_FPS"}
+    if users:
+        env["TEXTUAL_FPS"] = users
+    out = subprocess.run(
+        [sys.executable, "-c", FRAME_RATE], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.strip() == shown, out.stderr
