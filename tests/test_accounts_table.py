@@ -25,20 +25,22 @@ class FirstFrame(AccountsTable):
 
 
 class Host(App):
-    """Rows given when the table is mounted but not laid out yet, as the main screen does."""
+    """Rows given when the table (`table`, a kind of AccountsTable) is mounted but not laid
+    out yet, as the main screen does."""
 
-    def __init__(self, states: list[AccountState]):
+    def __init__(self, states: list[AccountState], table: type[AccountsTable] = FirstFrame):
         super().__init__()
         self.states = states
+        self.table = table
 
     def now(self):
         return utcnow()
 
     def compose(self) -> ComposeResult:
-        yield FirstFrame(id="accounts")
+        yield self.table(id="accounts")
 
     def on_mount(self) -> None:
-        self.query_one(FirstFrame).upsert_many(self.states, self.now())
+        self.query_one(AccountsTable).upsert_many(self.states, self.now())
 
 
 async def test_rows_given_before_the_first_layout_are_drawn_whole_in_the_first_frame():
@@ -90,29 +92,12 @@ class Drawn(AccountsTable):
         return strip
 
 
-class Filling(App):
-    """A screenful of rows."""
-
-    def __init__(self, states: list[AccountState]):
-        super().__init__()
-        self.states = states
-
-    def now(self):
-        return utcnow()
-
-    def compose(self) -> ComposeResult:
-        yield Drawn(id="accounts")
-
-    def on_mount(self) -> None:
-        self.query_one(Drawn).upsert_many(self.states, self.now())
-
-
 async def test_rows_that_come_where_the_table_is_scrolled_to_are_drawn():
     """The scrollbar counts the rows still to come, so the view can be scrolled to where they
     will be: each is drawn as it comes."""
     imap, smtp = Endpoint("imap.example.com", 993), Endpoint("smtp.example.com", 465)
     states = [AccountState(Account(f"a{i}", f"{i:03}@example.com", imap, smtp)) for i in range(300)]
-    app = Filling(states[:30])
+    app = Host(states[:30], Drawn)
     async with app.run_test(size=(80, 24)) as pilot:
         table = app.query_one(Drawn)
         table.fill(states[30:])
