@@ -4,10 +4,8 @@ checks, and the checks do not pull the states out from under a screen going thro
 from __future__ import annotations
 
 import os
-import pty
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +15,7 @@ from tui.core import config as config_file
 from tui.core.status import Status
 
 from .conftest import PASSWORD
-from .tui_support import SIZE, until, write_accounts
+from .tui_support import SIZE, app_in_a_terminal, until, write_accounts
 
 
 async def test_checks_go_on_while_the_screen_is_busy(tmp_path, loopback, isolated_user):
@@ -58,47 +56,24 @@ def test_the_app_quits_at_once_while_the_keyring_hangs(tmp_path, loopback):
     the first check's lookup; the app's own look at the keyring queues behind it. q ends the
     app at once all the same: nothing of its exit waits for the keyring's 10 s deadline."""
     path = write_accounts(tmp_path / "accounts.toml", loopback, {"a": {}}, {"timeout": 60})
-    root = str(Path(__file__).resolve().parent.parent)
     mark = tmp_path / "keyring-asked"
-    env = {
-        **os.environ,
-        "TERM": "xterm-256color",
-        "PYTHON_KEYRING_BACKEND": "tests.keyrings.Hanging",
-        "CONNECTED_EMAILS_TEST_HANG_MARK": str(mark),
-        "PYTHONPATH": root,
-    }
-    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
-        env[name] = str(tmp_path / name)
-    master, slave = pty.openpty()
-    app = subprocess.Popen(
-        [sys.executable, "-m", "tui", "--config", str(path)],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=env,
-        cwd=root,
-        start_new_session=True,
-    )
-    os.close(slave)
-    # Its screen is read all along: a terminal nobody reads would hold the app's writes.
-    reading = threading.Thread(target=_read_all, args=(master,), daemon=True)
-    reading.start()
-    try:
+    with app_in_a_terminal(
+        tmp_path,
+        "--config",
+        str(path),
+        PYTHON_KEYRING_BACKEND="tests.keyrings.Hanging",
+        CONNECTED_EMAILS_TEST_HANG_MARK=str(mark),
+    ) as (app, terminal):
         deadline = time.monotonic() + 30
         while not mark.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert mark.exists(), "the first check never asked the keyring"
         time.sleep(1)  # the app's look at the keyring is queued behind the check's by now
-        os.write(master, b"q")
+        os.write(terminal, b"q")
         quit_at = time.monotonic()
         assert app.wait(timeout=30) == 0
         waited = time.monotonic() - quit_at
         assert waited < 4, f"the exit waited {waited:.1f} s for the keyring"
-    finally:
-        if app.poll() is None:
-            app.kill()
-            app.wait()
-        os.close(master)
 
 
 # The app driven by Pilot in a process of its own, whose exit the test times: a new account on
@@ -195,11 +170,3 @@ def _quit_after(tmp_path, script: str, args: list[str], ready: str, timeout: flo
         if app.poll() is None:
             app.kill()
         app.communicate()
-
-
-def _read_all(fd: int) -> None:
-    try:
-        while os.read(fd, 65536):
-            pass
-    except OSError:  # the terminal closed
-        pass

@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -105,10 +104,8 @@ def test_a_hangup_ends_the_app_and_the_password_command_it_waits_on(tmp_path, lo
     """SIGHUP (the terminal window closed) while an account's password command waits (a
     pinentry nobody sees): the app ends as q ends it, and the command, in a session of its own
     where the hangup does not reach, is killed with all it started rather than left running."""
-    import pty
-
     from .test_credentials import _live_processes
-    from .tui_support import write_accounts
+    from .tui_support import app_in_a_terminal, write_accounts
 
     marker = f"302.{os.getpid()}"  # a sleep no other test starts
     path = write_accounts(
@@ -117,45 +114,18 @@ def test_a_hangup_ends_the_app_and_the_password_command_it_waits_on(tmp_path, lo
         {"hung": {"password_command": f"sleep {marker}"}},
         {"timeout": 60},
     )
-    master, slave = pty.openpty()
-    env = {**os.environ, "TERM": "xterm-256color"}
-    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
-        env[name] = str(tmp_path / name)
-    app = subprocess.Popen(
-        [sys.executable, "-m", "tui", "--config", str(path)],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=env,
-        start_new_session=True,
-    )
-    os.close(slave)
-    reading = threading.Thread(target=_read_all, args=(master,), daemon=True)
-    reading.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not _live_processes(marker) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert _live_processes(marker), "the password command never started"
-        app.send_signal(signal.SIGHUP)
-        assert app.wait(timeout=10) == 1
-        deadline = time.monotonic() + 2  # the kernel may take a moment to end them
-        while _live_processes(marker) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert _live_processes(marker) == []
-    finally:
-        if app.poll() is None:
-            app.kill()
-            app.wait()
-        os.close(master)
-        for pid in _live_processes(marker):  # left behind by a failure: ours, ended by pid
-            os.kill(pid, signal.SIGKILL)
-
-
-def _read_all(fd: int) -> None:
-    """Read the app's terminal until it closes: a terminal nobody reads would hold its writes."""
-    try:
-        while os.read(fd, 65536):
-            pass
-    except OSError:
-        pass
+    with app_in_a_terminal(tmp_path, "--config", str(path)) as (app, _):
+        try:
+            deadline = time.monotonic() + 20
+            while not _live_processes(marker) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert _live_processes(marker), "the password command never started"
+            app.send_signal(signal.SIGHUP)
+            assert app.wait(timeout=10) == 1
+            deadline = time.monotonic() + 2  # the kernel may take a moment to end them
+            while _live_processes(marker) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert _live_processes(marker) == []
+        finally:
+            for pid in _live_processes(marker):  # left behind by a failure: ours, ended by pid
+                os.kill(pid, signal.SIGKILL)

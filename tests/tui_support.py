@@ -4,6 +4,12 @@ real loopback servers."""
 from __future__ import annotations
 
 import os
+import pty
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import tomlkit
@@ -173,3 +179,43 @@ __all__ = [
     "screen_text",
     "toasts",
 ]
+
+
+@contextmanager
+def app_in_a_terminal(
+    tmp_path: Path, *args: str, **env: str
+) -> Iterator[tuple[subprocess.Popen, int]]:
+    """`python -m tui ARGS` on a pseudo-terminal of its own (the process and the terminal's
+    master fd), with its own home and XDG folders and `env` on top. Its screen is read all
+    along: a terminal nobody reads would hold the app's writes. Killed at the end if it runs."""
+    root = str(Path(__file__).resolve().parent.parent)
+    environ = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": root, **env}
+    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
+        environ[name] = str(tmp_path / name)
+    master, slave = pty.openpty()
+    app = subprocess.Popen(
+        [sys.executable, "-m", "tui", *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=environ,
+        cwd=root,
+        start_new_session=True,
+    )
+    os.close(slave)
+    threading.Thread(target=_read_all, args=(master,), daemon=True).start()
+    try:
+        yield app, master
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+        os.close(master)
+
+
+def _read_all(fd: int) -> None:
+    try:
+        while os.read(fd, 65536):
+            pass
+    except OSError:  # the terminal closed
+        pass
