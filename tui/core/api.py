@@ -137,9 +137,6 @@ class WatcherThread:
             "for details."
         )
 
-    def on_it(self) -> bool:
-        return threading.get_ident() == self._thread.ident
-
     async def run(self, work: Coroutine[Any, Any, T]) -> T:
         """`work` run on this loop, awaited from another. Cancelling the wait cancels it there."""
         try:
