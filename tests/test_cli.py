@@ -129,12 +129,17 @@ def test_history_with_a_missing_config_is_unknown(tmp_path):
     assert proc.returncode == 3 and "acounts.toml: does not exist." in proc.stderr
 
 
+# `connected-emails --demo` as main runs it, its demo replaced by one that says what Textual
+# was set to, and what the app would hand its commands and hooks.
 FRAME_RATE = """
-import os, sys
+import os, sys, types
+def run_demo():
+    from textual import constants
+    print(constants.MAX_FPS, os.environ.get("TEXTUAL_FPS"))
+    return 0
+sys.modules["tui.demo.run"] = types.SimpleNamespace(run_demo=run_demo)
 from tui import cli
-cli._draw_at_most(cli.FRAMES_PER_SECOND)
-from textual import constants
-print(constants.MAX_FPS, os.environ.get("TEXTUAL_FPS"))
+sys.exit(cli.main(["--demo"]))
 """
 
 
