@@ -169,10 +169,8 @@ class AccountBook:
             self.monitor.resume(account_id)
 
     async def secret_for(self, account: Account) -> Secret:
-        """The account's secret, afresh (Reconnect's Test), from the pools that no exit waits
-        for: a command waiting on a pinentry must not hold the app's exit until it times out."""
-        credentials = self.credentials
-        return await credentials.lookup(account, credentials.command_timeout, fresh=True)
+        """The account's secret, afresh (Reconnect's Test)."""
+        return await self.credentials.lookup(account, fresh=True)
 
 
 def _unechoed(exc: Exception, secret: Secret) -> str:

@@ -522,8 +522,7 @@ class ServiceControl:
         )
 
     async def secret_for(self, account: Account) -> Secret:
-        credentials = self.credentials  # as the account book's: no exit waits for it
-        return await credentials.lookup(account, credentials.command_timeout, fresh=True)
+        return await self.credentials.lookup(account, fresh=True)  # as the account book's
 
     async def test(self, account: Account, secret: Secret) -> AccountResult:
         from .check import check_account

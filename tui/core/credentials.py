@@ -613,9 +613,13 @@ class Credentials:
     def step_aside(self) -> None:
         self._commands.step_aside()
 
-    async def lookup(self, account: Account, timeout: float, fresh: bool = False) -> Secret:
-        """`secret_for` for the event loop, within `timeout` (and the command timeout)."""
-        timeout = min(timeout, self.command_timeout)
+    async def lookup(
+        self, account: Account, timeout: float | None = None, fresh: bool = False
+    ) -> Secret:
+        """`secret_for` for the event loop, within `timeout` (and the command timeout). On the
+        secret pools, which no exit waits for: a command waiting on a pinentry nobody sees
+        must not hold the app's exit until it times out."""
+        timeout = self.command_timeout if timeout is None else min(timeout, self.command_timeout)
         found = self._at_hand(account, fresh, timeout)
         if isinstance(found, Secret):
             return found
