@@ -9,7 +9,6 @@ import os
 import re
 import stat
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 # tomllib 40, and every start waits for it before its first frame.
 import rtoml
 
+from .flock import flock_within
 from .models import AUTH_METHODS, SECURITIES, Account, Endpoint, RoundTrip, Settings
 from .providers import PROVIDERS
 
@@ -726,21 +726,14 @@ def locked(path: Path) -> Iterator[None]:
 
 
 def _lock_within(fd: int, wait: float, path: Path, lock_path: Path) -> None:
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                raise ConfigError(
-                    path,
-                    f"another program holds its lock ({lock_path.name}) and did not let go "
-                    f"within {wait:g} s, so nothing was written.",
-                    f"Try again in a moment; if it keeps happening, find the program that holds "
-                    f"it (fuser {lock_path}).",
-                ) from None
-            time.sleep(0.05)
+    if not flock_within(fd, wait):
+        raise ConfigError(
+            path,
+            f"another program holds its lock ({lock_path.name}) and did not let go within "
+            f"{wait:g} s, so nothing was written.",
+            "Try again in a moment; if it keeps happening, find the program that holds it "
+            f"(fuser {lock_path}).",
+        )
 
 
 def save(config: Config) -> None:

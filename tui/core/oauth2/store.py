@@ -13,7 +13,6 @@ import json
 import os
 import stat
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..credentials import CredentialError, KeyringUnavailable, Secret, SecretStore
+from ..flock import flock_within
 from ..models import utcnow
 
 T = TypeVar("T")
@@ -203,20 +203,13 @@ class TokenStore:
                 f"The sign-in's lock cannot be made in {self.folder} ({exc.strerror or exc}); "
                 "make it a folder you can write, then try again."
             ) from None
-        deadline = time.monotonic() + timeout
         try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise CredentialError(
-                            f"Another process has been refreshing this account's token for over "
-                            f"{timeout:g} s; if none is running, remove "
-                            f"{self.folder / (self.account_id + '.lock')}."
-                        ) from None
-                    time.sleep(0.05)
+            if not flock_within(fd, timeout):
+                raise CredentialError(
+                    f"Another process has been refreshing this account's token for over "
+                    f"{timeout:g} s; if none is running, remove "
+                    f"{self.folder / (self.account_id + '.lock')}."
+                )
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
