@@ -5,12 +5,13 @@ from __future__ import annotations
 import multiprocessing
 import os
 import stat
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, replace
 
 import pytest
 
 from tui.core import config as cfg
-from tui.core.models import Account, Endpoint
+from tui.core.models import Account, AccountState, Endpoint, checking, made
+from tui.core.status import Status
 
 GOOD = """\
 [settings]
@@ -36,6 +37,47 @@ def test_good_file_loads_with_defaults(tmp_path):
     account = config.account("sales")
     assert account.login == "sales@example.com"
     assert account.imap == Endpoint("imap.example.com", 993, "tls")
+
+
+def test_an_account_read_from_the_file_is_the_account_its_fields_make(tmp_path):
+    """The file's accounts are built without the frozen __init__ (start-up makes a thousand):
+    each must still be exactly the Account its fields make, and as frozen."""
+    text = GOOD.replace(
+        'email = "sales@example.com"',
+        'email = "sales@example.com"\nusername = "sales-login"\npassword_command = "pass sales"'
+        '\nca_file = "/etc/ca.pem"\nstopped = true\ntls_verify = false'
+        '\nround_trip = { every = "2h" }',
+    )
+    read = cfg.load(write(tmp_path, text)).account("sales")
+    made = Account(
+        id="sales",
+        email="sales@example.com",
+        imap=Endpoint("imap.example.com", 993, "tls"),
+        smtp=Endpoint("smtp.example.com", 465, "tls"),
+        username="sales-login",
+        password_command="pass sales",
+        ca_file="/etc/ca.pem",
+        stopped=True,
+        tls_verify=False,
+        round_trip=read.round_trip,
+    )
+    assert read == made and hash(read) == hash(made) and repr(read) == repr(made)
+    assert read.round_trip.every == 7200
+    assert replace(read, stopped=False) == replace(made, stopped=False)
+    with pytest.raises(FrozenInstanceError):
+        read.email = "other@example.com"
+
+
+def test_a_record_made_without_its_init_must_be_given_every_field():
+    with pytest.raises(TypeError, match="missing.*'smtp'"):
+        made(Account, {"id": "a", "email": "a@example.com", "imap": Endpoint("h", 993)})
+
+
+def test_a_new_state_is_what_its_init_makes():
+    account = Account("a", "a@example.com", Endpoint("h", 993), Endpoint("h", 465))
+    new = checking(account, 2)
+    assert new == AccountState(account, failed_logins=2, since=new.since)
+    assert new.status is Status.CHECKING and new.unchecked and not new.needs_attention
 
 
 def test_provider_preset_fills_hosts(tmp_path):

@@ -7,8 +7,6 @@ from __future__ import annotations
 from textual.app import App
 from textual.worker import Worker, WorkerState
 
-from .core.check import unexpected
-
 
 class ReportsWorkerFailures:
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -19,6 +17,8 @@ class ReportsWorkerFailures:
 def say_worker_failed(app: App, worker: Worker) -> None:
     """What the App does with a worker's failure: a sentence on screen, the error in the log;
     the monitor's own worker failing also marks the title line."""
+    from .core.check import unexpected
+
     app.log.error(f"worker {worker.name!r} failed", worker.error)
     app.notify(
         f"{worker.description or worker.name} failed: {unexpected(worker.error)}. The rest of the "

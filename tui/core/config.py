@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 import rtoml
 
 from .flock import flock_within
-from .models import AUTH_METHODS, SECURITIES, Account, Endpoint, RoundTrip, Settings
+from .models import AUTH_METHODS, SECURITIES, Account, Endpoint, RoundTrip, Settings, made
 from .providers import PROVIDERS
 
 if TYPE_CHECKING:
@@ -67,6 +67,8 @@ ACCOUNT_KEYS = {
     "round_trip",
 }
 ENDPOINT_KEYS = {"host", "port", "security"}
+TEXT_KEYS = ("email", "username", "password_command", "oauth2_token_command", "ca_file")
+STRING_KEYS = ("username", "password_command", "oauth2_token_command", "ca_file")
 ROUND_TRIP_KEYS = {"every", "to", "max_delay", "cleanup"}
 DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -105,6 +107,8 @@ class ConfigError(Exception):
 
 @dataclass
 class Config:
+    """The accounts file, read and checked: where it is, its settings, accounts and keys."""
+
     path: Path
     settings: Settings = field(default_factory=Settings)
     accounts: list[Account] = field(default_factory=list)
@@ -484,28 +488,32 @@ def _account(
 ) -> Account:
     """One [[accounts]] table, checked. `endpoints` lets accounts on the same server share
     one Endpoint: a thousand accounts on one provider make two, not two thousand."""
-    where = f"account #{index + 1}"
+    account_id: object = None  # named in errors once it is known to be a slug
 
     def fail(problem: str, fix: str, key: str | None = None, field: str | None = None) -> NoReturn:
+        where = f"account {account_id!r}" if account_id is not None else f"account #{index + 1}"
         raise ConfigError(path, f"{where}: {problem}", fix, lines.account(index, key), field or key)
 
     if not isinstance(raw, dict):
         fail("must be a table.", "Write it as an [[accounts]] table.")
     if not raw.keys() <= ACCOUNT_KEYS:
-        _reject_unknown(raw, ACCOUNT_KEYS, path, where, lambda k: lines.account(index, k))
-    account_id = raw.get("id")
-    if not isinstance(account_id, str) or not ID_PATTERN.fullmatch(account_id):
+        _reject_unknown(
+            raw, ACCOUNT_KEYS, path, f"account #{index + 1}", lambda k: lines.account(index, k)
+        )
+    given = raw.get("id")
+    if not isinstance(given, str) or not ID_PATTERN.fullmatch(given):
         fail(
-            f"id {account_id!r} is missing or not a slug.",
+            f"id {given!r} is missing or not a slug.",
             "Use lowercase letters, digits, '-' and '_' (for example id = \"sales\").",
             "id",
         )
-    where = f"account {account_id!r}"
-    for key in ("email", "username", "password_command", "oauth2_token_command", "ca_file"):
-        value = raw.get(key)
+    account_id = given
+    get = raw.get
+    for key in TEXT_KEYS:
+        value = get(key)
         if isinstance(value, str) and CONTROL.search(value):
             fail(*_control_problem(key, value), key)
-    email = raw.get("email")
+    email = get("email")
     if isinstance(email, str) and len(email) > MAX_EMAIL:
         fail(
             f"email is longer than an address can be ({MAX_EMAIL} characters).",
@@ -518,7 +526,7 @@ def _account(
             'Set email = "name@example.com".',
             "email",
         )
-    provider_name = raw.get("provider", "custom")
+    provider_name = get("provider", "custom")
     if provider_name not in PROVIDERS:
         fail(
             f"unknown provider {provider_name!r}.",
@@ -526,65 +534,71 @@ def _account(
             "provider",
         )
     provider = PROVIDERS[provider_name]
-    auth = raw.get("auth", "password")
+    auth = get("auth", "password")
     if auth not in AUTH_METHODS:
         fail(
             f"auth must be one of {', '.join(AUTH_METHODS)}, not {auth!r}.",
             'Use auth = "password" or auth = "oauth2".',
             "auth",
         )
-    if auth == "oauth2" and not raw.get("oauth2_token_command") and "oauth2" not in raw:
+    if auth == "oauth2" and not get("oauth2_token_command") and "oauth2" not in raw:
         fail(
             'auth = "oauth2" needs an oauth2 table or oauth2_token_command.',
             'Add oauth2 = { client_id = "…" } for the built-in sign-in (see the README), or a '
             "command that prints an access token (for example oama).",
             "auth",
         )
-    oauth2 = _oauth2(raw, provider_name, fail)
-    for key in ("username", "password_command", "oauth2_token_command", "ca_file"):
+    oauth2 = _oauth2(raw, provider_name, fail) if "oauth2" in raw else None
+    for key in STRING_KEYS:
         if key in raw and not isinstance(raw[key], str):
             fail(f"{key} must be a string.", "Quote the value.", key)
-    flags: dict[str, bool] = {}
-    for key, default in (("stopped", False), ("allow_plaintext", False), ("tls_verify", True)):
-        flags[key] = raw.get(key, default)
-        if not isinstance(flags[key], bool):
-            fail(
-                f"{key} must be true or false.",
-                f"Write {key} = {str(not default).lower()} or remove it.",
-                key,
-            )
-    found: dict[str, Endpoint] = {}
-    for proto, preset in (("imap", provider.imap), ("smtp", provider.smtp)):
-        table = raw.get(proto)
-        if table is None and preset is None:
-            fail(
-                f"has no {proto} table.",
-                f'Add {proto} = {{ host = "...", port = ..., security = "tls" }}.',
-                None,
-            )
-        found[proto] = _endpoint(table or {}, preset, proto, fail, endpoints)
+    stopped = get("stopped", False)
+    allow_plaintext = get("allow_plaintext", False)
+    tls_verify = get("tls_verify", True)
+    if not (stopped.__class__ is allow_plaintext.__class__ is tls_verify.__class__ is bool):
+        for key, value, default in (
+            ("stopped", stopped, False),
+            ("allow_plaintext", allow_plaintext, False),
+            ("tls_verify", tls_verify, True),
+        ):
+            if not isinstance(value, bool):
+                fail(
+                    f"{key} must be true or false.",
+                    f"Write {key} = {str(not default).lower()} or remove it.",
+                    key,
+                )
+    imap_table, smtp_table = get("imap"), get("smtp")
+    if imap_table is None and provider.imap is None:
+        fail("has no imap table.", 'Add imap = { host = "...", port = ..., security = "tls" }.')
+    imap = _endpoint(imap_table or {}, provider.imap, "imap", fail, endpoints)
+    if smtp_table is None and provider.smtp is None:
+        fail("has no smtp table.", 'Add smtp = { host = "...", port = ..., security = "tls" }.')
+    smtp = _endpoint(smtp_table or {}, provider.smtp, "smtp", fail, endpoints)
     round_trip = _round_trip(raw["round_trip"], fail) if "round_trip" in raw else None
-    return Account(
-        id=account_id,
-        email=email,
-        username=raw.get("username", ""),
-        provider=provider_name,
-        auth=auth,
-        password_command=raw.get("password_command"),
-        oauth2_token_command=raw.get("oauth2_token_command"),
-        ca_file=raw.get("ca_file"),
-        imap=found["imap"],
-        smtp=found["smtp"],
-        oauth2=oauth2,
-        round_trip=round_trip,
-        **flags,
+    return made(  # Account(...) without the frozen __init__: a thousand of them at start
+        Account,
+        {
+            "id": account_id,
+            "email": email,
+            "imap": imap,
+            "smtp": smtp,
+            "username": get("username", ""),
+            "provider": provider_name,
+            "auth": auth,
+            "password_command": get("password_command"),
+            "oauth2_token_command": get("oauth2_token_command"),
+            "ca_file": get("ca_file"),
+            "stopped": stopped,
+            "allow_plaintext": allow_plaintext,
+            "tls_verify": tls_verify,
+            "oauth2": oauth2,
+            "round_trip": round_trip,
+        },
     )
 
 
-def _oauth2(raw: dict[str, Any], provider: str, fail: Fail) -> OAuth2Settings | None:
+def _oauth2(raw: dict[str, Any], provider: str, fail: Fail) -> OAuth2Settings:
     """The built-in sign-in's table, with the provider's preset under it."""
-    if "oauth2" not in raw:
-        return None
     from .oauth2.settings import SettingsProblem, from_table
 
     try:
@@ -676,6 +690,12 @@ def _endpoint(
     host = table.get("host", preset.host if preset else None)
     port = table.get("port", preset.port if preset else None)
     security = table.get("security", preset.security if preset else "tls")
+    if known is not None and host.__class__ is str and port.__class__ is int:
+        # A server already checked in this file: only a str and an int make the same key
+        # (True == 1, but a bool port is refused below).
+        endpoint = known.get((host, port, security)) if security.__class__ is str else None
+        if endpoint is not None:
+            return endpoint
     if not isinstance(host, str) or not host or not HOST_PATTERN.fullmatch(host):
         shown = host[:80] + "…" if isinstance(host, str) and len(host) > 80 else host
         fail(

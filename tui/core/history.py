@@ -8,7 +8,6 @@ app then runs without history.
 from __future__ import annotations
 
 import asyncio
-import csv
 import errno
 import json
 import os
@@ -214,6 +213,8 @@ class HistoryUnavailable(Exception):
 
 @dataclass(frozen=True)
 class Change:
+    """A status change as the history kept it."""
+
     account_id: str
     at: datetime
     old: Status
@@ -253,6 +254,8 @@ def write_csv(out: TextIO, changes: list[Change]) -> None:
         at, until = c.at.isoformat(), ended.get(c.account_id, "")
         rows.append([at, c.account_id, c.old.value, c.new.value, c.new.label, c.detail, until])
         ended[c.account_id] = at
+    import csv  # only for an export
+
     writer = csv.writer(out)
     writer.writerow(CSV_HEADER)
     writer.writerows(reversed(rows))

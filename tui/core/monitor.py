@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from . import lockout
-from .check import check_account, log_unexpected, unexpected
 from .credentials import Credentials
 from .delivery import consecutive_failures, judge, run_round_trips
 from .models import (
@@ -28,6 +27,7 @@ from .models import (
     RoundTripResult,
     Settings,
     certificate_verdict,
+    checking,
     utcnow,
 )
 from .status import Status
@@ -50,6 +50,8 @@ class AccountChecked:
 
 @dataclass(frozen=True)
 class StatusChanged:
+    """An account's status changed (the state is the new one)."""
+
     account_id: str
     old: Status
     new: Status
@@ -76,11 +78,15 @@ class RoundTripDone:
 
 @dataclass(frozen=True)
 class AccountAdded:
+    """An account was added to the monitor."""
+
     state: AccountState
 
 
 @dataclass(frozen=True)
 class AccountRemoved:
+    """An account was removed from the monitor."""
+
     account_id: str
 
 
@@ -98,6 +104,8 @@ Checker = Callable[..., Awaitable[AccountResult]]
 async def _default_checker(
     account: Account, timeout: float, credentials: Credentials, mark: MailboxMark | None = None
 ) -> AccountResult:
+    from .check import check_account  # after the first frame: the checks start after it
+
     return await check_account(account, timeout, credentials=credentials, mark=mark)
 
 
@@ -119,7 +127,7 @@ def _initial_state(account: Account, last_known: AccountState | None = None) -> 
         )
     if last_known is not None and last_known.status not in (Status.CHECKING, Status.STOPPED):
         return replace(last_known, account=account, stale=True)
-    return AccountState(account, failed_logins=failed)
+    return checking(account, failed)
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
@@ -219,6 +227,8 @@ class Monitor:
                 callback(event)
             except Exception as exc:
                 # One broken listener (a hook, the history, a face) must not end the checks.
+                from .check import log_unexpected, unexpected
+
                 log_unexpected(log, f"monitor subscriber {callback!r}", exc)
                 if id(callback) not in self._failed_subscribers:
                     self._failed_subscribers.add(id(callback))
@@ -316,6 +326,8 @@ class Monitor:
         exc = None if task.cancelled() else task.exception()
         if exc is None:
             return
+        from .check import log_unexpected, unexpected
+
         log_unexpected(log, task.get_name(), exc)
         if self.on_problem:
             what = task.get_name().replace(":", " of ", 1)

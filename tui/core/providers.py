@@ -9,6 +9,8 @@ from .models import Endpoint
 
 @dataclass(frozen=True)
 class Provider:
+    """A provider's preset servers, so an account of it needs no imap or smtp table."""
+
     name: str
     label: str
     imap: Endpoint | None

@@ -26,6 +26,8 @@ class Status(str, Enum):
 
 @dataclass(frozen=True)
 class StatusInfo:
+    """What a status means to a user: its label, what it means, and whether mail syncs and sends."""
+
     label: str
     meaning: str
     can_sync: str  # "yes", "no", "maybe", "?"

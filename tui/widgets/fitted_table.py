@@ -16,6 +16,8 @@ LAST_MIN = 5
 
 @dataclass(frozen=True)
 class Column:
+    """A table column: its key, its heading and its width in cells."""
+
     key: str
     label: str
     width: int
