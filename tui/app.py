@@ -289,8 +289,10 @@ async def find_service(config_path: Path, store: SecretStore) -> Control | None:
     """The control of a `serve` watching this config, attached; None when none runs. Raises
     AttachRefused (a sentence) when one runs but cannot be attached to: a second monitor beside
     it would double every login, and its lockout risk."""
-    from .core.service import ServiceLock, socket_path
+    from .core.service import ServiceLock, runtime_dir, socket_path
 
+    if not runtime_dir().is_dir():
+        return None  # no service has run here (the common case, without hashing the path)
     path = socket_path(config_path)
     holder = ServiceLock.holder(config_path)
     if holder is None and not path.exists():

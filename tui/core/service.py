@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import hashlib
 import logging
 import os
 import signal
@@ -63,6 +62,8 @@ def runtime_dir() -> Path:
 
 def config_key(config_path: Path) -> str:
     """A short name for one config, the same for every path that leads to it."""
+    import hashlib  # not before the first frame when no service has run (see find_service)
+
     return hashlib.sha256(str(config_path.resolve()).encode()).hexdigest()[:12]
 
 
