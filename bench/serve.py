@@ -123,7 +123,7 @@ async def _client(conn, socket: Path, flappers: int) -> None:
     """Attach as the TUI does; answer each "sample" with what was seen since the last one."""
     from tui.core.attach import ServiceControl
     from tui.core.credentials import MemoryStore
-    from tui.core.monitor import AccountChecked, StatusChanged
+    from tui.core.events import AccountChecked, StatusChanged
 
     class Control(ServiceControl):
         """At the end, the snapshot asked for is compared with the states the events built:

@@ -27,16 +27,17 @@ from tui.core.attach import (
     ServiceError,
 )
 from tui.core.credentials import MemoryStore, Secret
-from tui.core.models import utcnow
-from tui.core.monitor import (
+from tui.core.events import (
     AccountAdded,
     AccountChecked,
     AccountRemoved,
     AttentionChanged,
+    SilenceChanged,
     StatusChanged,
 )
+from tui.core.models import utcnow
 from tui.core.service import socket_path
-from tui.core.silences import QuietKind, SilenceChanged
+from tui.core.silences import QuietKind
 from tui.core.status import Status
 from tui.demo.servers import ScriptedImap, SmtpUsers, serve_smtp
 

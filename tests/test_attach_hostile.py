@@ -14,8 +14,8 @@ import pytest
 from tui.core.attach import AttachRefused, ServiceControl
 from tui.core.config import validate_account
 from tui.core.credentials import MemoryStore
+from tui.core.events import AccountChecked
 from tui.core.models import AccountResult, AccountState, ProbeResult, utcnow
-from tui.core.monitor import AccountChecked
 from tui.core.status import Status
 from tui.core.wire import state_to_wire
 

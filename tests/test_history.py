@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tui.core import config as config_file
+from tui.core.events import StatusChanged
 from tui.core.history import MIGRATIONS, History, HistoryUnavailable, Quiet, Recorder, default_path
 from tui.core.models import (
     Account,
@@ -20,7 +21,6 @@ from tui.core.models import (
     ProbeResult,
     Retrying,
 )
-from tui.core.monitor import StatusChanged
 from tui.core.status import Status
 from tui.demo.servers import closed_port
 

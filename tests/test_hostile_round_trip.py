@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tui.core.delivery import is_due
+from tui.core.events import RoundTripDone
 from tui.core.models import RoundTrip, RoundTripResult, utcnow
-from tui.core.monitor import RoundTripDone
 
 from .conftest import running, until
 from .delivery import Mailbox

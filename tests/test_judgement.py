@@ -18,10 +18,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tui.core.credentials import Credentials, MemoryStore
+from tui.core.events import AttentionChanged
 from tui.core.history import History, HistoryUnavailable, Recorder
 from tui.core.hooks import HookRunner
 from tui.core.models import Account, Endpoint, Settings
-from tui.core.monitor import AttentionChanged, Monitor
+from tui.core.monitor import Monitor
 from tui.core.outages import group_outages
 from tui.core.silences import Quiet
 from tui.core.status import Status

@@ -11,11 +11,12 @@ import pytest
 
 from tui.core.check import check_account
 from tui.core.credentials import Credentials, MemoryStore
+from tui.core.events import AccountChecked, StatusChanged
 from tui.core.history import History
 from tui.core.history import Recorder as HistoryRecorder
 from tui.core.lockout import MAX_FAILED_LOGINS
 from tui.core.models import AccountState, Endpoint, Settings
-from tui.core.monitor import AccountChecked, Monitor, StatusChanged
+from tui.core.monitor import Monitor
 from tui.core.status import Status
 from tui.demo.servers import HOST, ScriptedImap, closed_port, fault
 

@@ -9,9 +9,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from tui.core.events import AccountChecked
 from tui.core.history import MIGRATIONS, History, Sample
 from tui.core.models import RoundTripResult, utcnow
-from tui.core.monitor import AccountChecked
 from tui.core.status import Status
 from tui.core.watcher import Watcher
 

@@ -7,9 +7,10 @@ import asyncio
 from dataclasses import replace
 
 from tui.core.credentials import Credentials, MemoryStore
+from tui.core.events import AccountChecked, RoundTripDone, StatusChanged
 from tui.core.history import History, Recorder
 from tui.core.models import RoundTrip, RoundTripResult, Settings, utcnow
-from tui.core.monitor import AccountChecked, Monitor, RoundTripDone, StatusChanged
+from tui.core.monitor import Monitor
 from tui.core.status import Status
 
 from .conftest import PASSWORD, running, until

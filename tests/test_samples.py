@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from tui.core.check import check_account
 from tui.core.credentials import Secret
+from tui.core.events import AccountChecked, RoundTripDone
 from tui.core.history import SAMPLES_READ, History, Recorder, Sample
 from tui.core.models import AccountResult, AccountState, ProbeResult, RoundTripResult
-from tui.core.monitor import AccountChecked, RoundTripDone
 from tui.core.status import Status
 
 from .conftest import PASSWORD

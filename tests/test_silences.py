@@ -7,9 +7,9 @@ import asyncio
 import sqlite3
 import threading
 
+from tui.core.events import StatusChanged
 from tui.core.history import History
 from tui.core.models import Account, AccountState, Endpoint
-from tui.core.monitor import StatusChanged
 from tui.core.silences import QuietKind, Silences
 from tui.core.status import Status
 

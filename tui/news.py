@@ -12,10 +12,7 @@ from typing import TYPE_CHECKING
 
 from textual.signal import Signal
 
-from .core import monitor as news
 from .core.models import AccountState
-from .core.monitor import Event
-from .core.silences import SilenceChanged
 from .messages import AccountRemoved
 
 if TYPE_CHECKING:
@@ -24,6 +21,7 @@ if TYPE_CHECKING:
 
     from .announcer import Announcer
     from .core.api import Control
+    from .core.events import News
 
 FLUSH_EVERY = 0.25  # seconds between batches of news for the widgets (the table repaints at 0.5)
 
@@ -41,14 +39,16 @@ class NewsDesk:
         self._pending: dict[str, AccountState] = {}
         self._timer: Timer | None = None
 
-    def event(self, event: Event | SilenceChanged) -> None:
+    def event(self, event: News) -> None:
         """A monitor event; called from the monitor's subscriber list. An account's state and
         an alert go straight to the next batch (a newer state replaces an older one there): a
         message each, by the thousand in the first results, would queue ahead of every key the
         user presses. Nothing here touches a widget: the batch does, on the App's timer."""
+        from .core import events as news  # made once something happens, after the first frame
+
         if isinstance(event, news.StatusChanged | news.AccountChecked | news.AccountAdded):
             self._updated(event.state)
-        elif isinstance(event, SilenceChanged):  # by another face attached to the service
+        elif isinstance(event, news.SilenceChanged):  # by another face attached to the service
             self._updated(event.state)
         elif isinstance(event, news.AttentionChanged):  # for the announcer, after the next batch
             self.announcer.changed(event.state, event.raised, event.previous)

@@ -18,20 +18,16 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from .accounts import AccountBook, BookError
 from .credentials import Credentials, KeyringStore, Secret, SecretStore
 from .models import Account, AccountResult, AccountState, utcnow
-from .monitor import Event
-from .silences import Quiet, QuietKind, SilenceChanged, Silences
+from .silences import Quiet, QuietKind, Silences
 from .watcher import Watcher
 
 if TYPE_CHECKING:
     from .config import Config
+    from .events import Event, News
     from .history import History
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# What a face hears: the monitor's events, and (attached to a service) a silence that another
-# face changed.
-News = Event | SilenceChanged
 
 
 class Control(Protocol):

@@ -17,20 +17,21 @@ from pathlib import Path
 from typing import Any
 
 from .accounts import BookError
-from .api import News
 from .check import log_unexpected, unexpected
 from .config import SETTINGS_RANGES
 from .control import SUN_PATH_MAX, VERSION, peer_uid
 from .credentials import Credentials, Secret, SecretStore
-from .models import Account, AccountResult, AccountState, utcnow
-from .monitor import (
+from .events import (
     AccountAdded,
     AccountChecked,
     AccountRemoved,
     AttentionChanged,
+    News,
+    SilenceChanged,
     StatusChanged,
 )
-from .silences import Quiet, QuietKind, SilenceChanged
+from .models import Account, AccountResult, AccountState, utcnow
+from .silences import Quiet, QuietKind
 from .status import Status
 from .text import clean, secret_forms, server_text
 from .wire import WireError, account_to_wire, state_from_wire

@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .accounts import AccountBook, BookError
 from .check import log_unexpected
 from .credentials import Secret
-from .models import Account, AccountState, utcnow
-from .monitor import (
+from .events import (
     AccountAdded,
     AccountChecked,
     AccountRemoved,
@@ -33,6 +32,7 @@ from .monitor import (
     Event,
     StatusChanged,
 )
+from .models import Account, AccountState, utcnow
 from .silences import QuietKind, Silences
 from .wire import WireError, account_from_wire, state_to_wire
 

@@ -34,7 +34,7 @@ from .silences import Quiet
 from .status import Status
 
 if TYPE_CHECKING:
-    from .monitor import Event
+    from .events import Event
 
 # Each step takes the schema one version (PRAGMA user_version) up; a new table or column is a
 # new step at the end, so a database of any age is brought up to date in one transaction.
@@ -819,7 +819,7 @@ class Recorder:
         self._scheduled = False
 
     def __call__(self, event: Event) -> None:
-        from .monitor import AccountChecked, RoundTripDone, StatusChanged
+        from .events import AccountChecked, RoundTripDone, StatusChanged
 
         if self.failed:
             return

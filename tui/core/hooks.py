@@ -9,7 +9,7 @@ import os
 import signal
 from collections.abc import Callable
 
-from .monitor import AttentionChanged, Event
+from .events import AttentionChanged, Event
 from .status import Status
 from .text import clean
 

@@ -20,8 +20,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from .check import log_unexpected
+from .events import AccountChecked, Event
 from .models import AccountState
-from .monitor import AccountChecked, Event
 from .status import Status
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,9 @@ import logging
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from . import lockout
 from .credentials import Credentials
@@ -32,6 +33,9 @@ from .models import (
 )
 from .status import Status
 
+if TYPE_CHECKING:
+    from .events import Event
+
 log = logging.getLogger(__name__)
 
 USER_STOP_REASON = "Stopped by you. Resume to check it again."
@@ -41,63 +45,6 @@ USER_STOP_REASON = "Stopped by you. Resume to check it again."
 BEGUN_PER_TURN = 50
 
 
-@dataclass(frozen=True)
-class AccountChecked:
-    """Every finished check (keeps 'last checked' fresh)."""
-
-    state: AccountState
-
-
-@dataclass(frozen=True)
-class StatusChanged:
-    """An account's status changed (the state is the new one)."""
-
-    account_id: str
-    old: Status
-    new: Status
-    state: AccountState
-
-
-@dataclass(frozen=True)
-class AttentionChanged:
-    """An alert was raised (needs_attention became true) or recovered from; what hooks and
-    toasts announce. A transient failure raises one only after `alert_after` in a row."""
-
-    raised: bool
-    state: AccountState
-    previous: AccountState
-
-
-@dataclass(frozen=True)
-class RoundTripDone:
-    """A delivery probe finished, or could not run (status not_run, with the reason)."""
-
-    account_id: str
-    result: RoundTripResult
-
-
-@dataclass(frozen=True)
-class AccountAdded:
-    """An account was added to the monitor."""
-
-    state: AccountState
-
-
-@dataclass(frozen=True)
-class AccountRemoved:
-    """An account was removed from the monitor."""
-
-    account_id: str
-
-
-Event = (
-    AccountChecked
-    | StatusChanged
-    | AttentionChanged
-    | RoundTripDone
-    | AccountAdded
-    | AccountRemoved
-)
 Checker = Callable[..., Awaitable[AccountResult]]
 
 
@@ -385,6 +332,8 @@ class Monitor:
         self.states = {**self.states, account.id: _initial_state(account)}
         if self._running:
             self._start_slot(account.id)
+        from .events import AccountAdded  # the events are made once something happens
+
         self._emit(AccountAdded(self.states[account.id]))
 
     def replace_account(self, account: Account) -> None:
@@ -408,6 +357,8 @@ class Monitor:
         slot = self._slots.pop(account_id, None)
         if slot:
             await _cancel([t for t in (slot.task, slot.probe_task) if t])
+        from .events import AccountRemoved
+
         self._emit(AccountRemoved(account_id))
 
     # --- the per-account loop ---------------------------------------------------------------
@@ -526,6 +477,8 @@ class Monitor:
                 [state.account], everyone, checked, self.settings, self.credentials, self._gate
             )
             trip = trips[account_id]
+            from .events import RoundTripDone
+
             self._emit(RoundTripDone(account_id, trip))
             if trip.status == "not_run":  # try again once the logins work
                 await asyncio.sleep(min(plan.every, self.settings.poll_interval))
@@ -543,6 +496,8 @@ class Monitor:
         return replace(judged, since=current.since if judged.status is current.status else utcnow())
 
     def _set(self, new_state: AccountState) -> None:
+        from .events import AccountChecked, AttentionChanged, StatusChanged
+
         account_id = new_state.account.id
         old = self.states.get(account_id)
         if old is None:

@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .events import AttentionChanged, Event
 from .models import AccountState
-from .monitor import AttentionChanged, Event
 from .outages import Outage, failing_host, group_outages
 from .status import Status
 from .text import clean

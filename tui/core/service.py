@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import config as config_file
-from .monitor import Event, StatusChanged
 from .text import clean
 from .words import plural
 
 if TYPE_CHECKING:
     from .control import ControlServer
     from .credentials import KeyringStore
+    from .events import Event
     from .watcher import Watcher
 
 Reload = Callable[[str], Awaitable[str]]  # re-read the config, for a reason; what changed
@@ -198,6 +198,8 @@ def setup_logging() -> None:
 
 def log_change(event: Event) -> None:
     """One line per status change: account, old and new status, why (server text cleaned)."""
+    from .events import StatusChanged  # the app looks for a service before its first frame
+
     if not isinstance(event, StatusChanged):
         return
     state = event.state

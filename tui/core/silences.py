@@ -21,8 +21,8 @@ from .models import AccountState, utcnow
 from .status import Status
 
 if TYPE_CHECKING:
+    from .events import Event
     from .history import History
-    from .monitor import Event
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,6 @@ class Quiet:
         return f"acknowledged{': ' + self.note if self.note else ''}"
 
 
-@dataclass(frozen=True)
-class SilenceChanged:
-    """An alert was acknowledged, snoozed or unsilenced elsewhere (by another TUI attached to
-    the same service): the account's row must be drawn again."""
-
-    state: AccountState
-
-
 class Silences:
     """The silences in force, kept in step with the history; a monitor subscriber.
 
@@ -81,7 +73,7 @@ class Silences:
         self._closing = threading.Event()
 
     def __call__(self, event: Event) -> None:
-        from .monitor import StatusChanged
+        from .events import StatusChanged
 
         if not isinstance(event, StatusChanged) or self._closing.is_set():
             return  # after `close` the thread takes no more work; a late change ends nothing

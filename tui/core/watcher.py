@@ -16,9 +16,10 @@ from .config import Config
 from .credentials import Credentials
 from .history import History, Recorder
 from .models import Account, AccountState, RoundTripResult, utcnow
-from .monitor import Event, Monitor
+from .monitor import Monitor
 
 if TYPE_CHECKING:
+    from .events import Event
     from .hooks import HookRunner
     from .metrics import Metrics
     from .notify import Notifier
