@@ -399,7 +399,7 @@ def _settings(raw: object, path: Path, lines: _LineFinder) -> Settings:
     values: dict[str, Any] = {}
     for key, (low, high, unit) in SETTINGS_RANGES.items():
         if key in raw:
-            values[key] = _in_range(raw[key], key, low, high, unit, path, lines.top(key))
+            values[key] = _in_range(raw[key], key, low, high, unit, path, lines)
     if "bell" in raw:
         if not isinstance(raw["bell"], bool):
             raise ConfigError(
@@ -448,7 +448,7 @@ def _control_problem(key: str, value: str) -> tuple[str, str]:
 
 
 def _in_range(
-    value: object, key: str, low: int, high: int, unit: str, path: Path, line: int | None
+    value: object, key: str, low: int, high: int, unit: str, path: Path, lines: _LineFinder
 ) -> float:
     kinds = (int, float) if key in FRACTIONAL_SETTINGS else (int,)
     if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
@@ -458,7 +458,7 @@ def _in_range(
             f"settings.{key} must be a {'number' if float in kinds else 'whole number'} "
             f"from {low} to {high} ({unit}), not {_shown(value)}.",
             f"Drop the quotes: {key} = {value}." if quoted else "Set it within that range.",
-            line,
+            lines.top(key),  # found only now: a good file's settings never split its lines
         )
     return value
 
