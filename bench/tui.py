@@ -6,7 +6,9 @@ a real pseudo-terminal at 80x24, with its own empty config, data and state folde
 1. First frame: time from spawning the process to its first frame written, for a bare Textual
    app (Header, a 40-row DataTable, Footer), `--demo`, and a real config of --accounts accounts
    that all fail fast (nothing stored in the keyring). Runs interleave, median of --runs each;
-   beside it the CPU the process had used by then, which a busy machine disturbs less.
+   beside it the CPU the process had used by then, which a busy machine disturbs less. Then
+   the same first frames of the bare app and of the accounts in instructions, counted by
+   callgrind where valgrind is installed: a figure no other load on the machine moves.
 2. The cursor while those accounts report their first results: the parent presses Down, then
    Up, from the first frame on, every 50-80 ms, and times each press to the first frame written
    after the table handled it (p50/p95/max). The presses made before the last account's first
@@ -28,8 +30,10 @@ import argparse
 import fcntl
 import os
 import random
+import re
 import resource
 import select
+import shutil
 import statistics
 import struct
 import subprocess
@@ -47,6 +51,7 @@ DOWN, UP = b"\x1b[B", b"\x1b[A"
 BARE_ROWS = 40
 TARGET_RATIO = 1.3
 TARGET_P95_MS = 25
+COUNTING = "BENCH_COUNTING_INSTRUCTIONS"  # set in a child run under callgrind
 
 
 # --- the child: an app in the pseudo-terminal -----------------------------------------------------
@@ -79,6 +84,9 @@ def child(mode: str, config: str, log_path: str) -> None:
         if app._frames_logged == 0:
             usage = resource.getrusage(resource.RUSAGE_SELF)
             log.write(f"first {now} {(usage.ru_utime + usage.ru_stime) * 1000:.1f}\n")
+            if only_first and os.environ.get(COUNTING):
+                log.flush()
+                os._exit(0)  # the count ends at the first frame, not after the app's shutdown
             if only_first:
                 app.exit()
         app._frames_logged += 1
@@ -294,12 +302,42 @@ def until_in_log(path: Path, word: str, timeout: float = 60) -> None:
     raise TimeoutError(f"the child never logged {word!r}")
 
 
-def spawn(mode: str, config: Path, folder: Path, name: str) -> tuple[Terminal, Path]:
+def spawn(
+    mode: str, config: Path, folder: Path, name: str, under: tuple[str, ...] = ()
+) -> tuple[Terminal, Path]:
     log = folder / f"{name}.log"
     home = folder / name
     home.mkdir()
     args = [sys.executable, __file__, "--child", mode, "--config", str(config), "--log", str(log)]
-    return Terminal(args, home), log
+    return Terminal([*under, *args], home), log
+
+
+def instructions(config: Path, folder: Path) -> dict[str, int] | str:
+    """Instructions each mode runs from its start to its first frame, counted by callgrind: the
+    same on a busy machine as on a quiet one, where the wall times above moved a median by a
+    tenth or more with what else ran. Both modes' runs go on at once (callgrind runs each on
+    one core). A sentence when valgrind is not there."""
+    if not shutil.which("valgrind"):
+        return "not counted: valgrind is not installed"
+    runs = {}
+    for mode in ("bare", "start"):  # a run first writes the bytecode the counted one reads
+        spawn(mode, config, folder, f"{mode}-warm-up-counted")[0].wait()
+    for mode in ("bare", "start"):
+        out = folder / f"{mode}.callgrind"
+        under = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}")
+        os.environ[COUNTING] = "1"
+        try:
+            runs[mode] = (out, spawn(mode, config, folder, f"{mode}-counted", under)[0])
+        finally:
+            del os.environ[COUNTING]
+    counts = {}
+    for mode, (out, term) in runs.items():
+        term.wait(900)
+        found = re.search(r"^summary:\s*(\d+)", out.read_text(errors="replace"), re.M)
+        if not found:
+            return f"not counted: callgrind wrote no summary for {mode}"
+        counts[mode] = int(found.group(1))
+    return counts
 
 
 def first_frames(config: Path, folder: Path, runs: int) -> dict[str, tuple[float, float, str]]:
@@ -426,6 +464,16 @@ def main() -> None:
                 f"first frame, {label:<27} {wall:5.0f} ms: {wall / bare:.2f}× bare "
                 f"(target ≤ {TARGET_RATIO}×); CPU {cpu:.0f} ms: {cpu / bare_cpu:.2f}×; "
                 f"run by run {spread}"
+            )
+        counted = instructions(config, folder)
+        if isinstance(counted, str):
+            print(f"first frame, {n} accounts, in instructions: {counted}")
+        else:
+            print(
+                f"first frame, {n} accounts, in instructions (callgrind, load-independent): "
+                f"{counted['start'] / 1e6:.0f}M against the bare app's "
+                f"{counted['bare'] / 1e6:.0f}M: {counted['start'] / counted['bare']:.2f}× "
+                f"(target ≤ {TARGET_RATIO}×)"
             )
         load = cursor("load", config, folder, args.presses, args.presses // 2, args.cursor_runs)
         after = load["results_after_ms"]
