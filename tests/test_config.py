@@ -87,6 +87,22 @@ def test_provider_preset_fills_hosts(tmp_path):
     assert config.account("g").imap == Endpoint("imap.gmail.com", 993, "tls")
 
 
+@pytest.mark.parametrize("written", ['["gmail"]', '{ name = "gmail" }'], ids=["list", "table"])
+def test_a_provider_that_is_not_a_name_is_an_error_not_a_crash(tmp_path, written):
+    """A list or a table is no dictionary key: looking it up among the presets raised a bare
+    TypeError, a traceback instead of a sentence (and `check` said nothing a monitor reads)."""
+    text = GOOD.replace(
+        'email = "sales@example.com"', f'email = "sales@example.com"\nprovider = {written}'
+    )
+    path = write(tmp_path, text)
+    with pytest.raises(cfg.ConfigError) as caught:
+        cfg.load(path)
+    assert "unknown provider" in caught.value.problem
+    assert caught.value.line == 7 and caught.value.key == "provider"
+    with pytest.raises(cfg.ConfigError, match="unknown provider"):
+        cfg.validate_account({"id": "a", "email": "a@example.com", "provider": ["gmail"]})
+
+
 def test_a_named_file_that_is_missing_is_an_error_with_its_path(tmp_path):
     with pytest.raises(cfg.ConfigMissing) as caught:
         cfg.load(tmp_path / "acounts.toml")

@@ -527,7 +527,7 @@ def _account(
             "email",
         )
     provider_name = get("provider", "custom")
-    if provider_name not in PROVIDERS:
+    if not isinstance(provider_name, str) or provider_name not in PROVIDERS:  # a list: unhashable
         fail(
             f"unknown provider {provider_name!r}.",
             f"Use one of: {', '.join(PROVIDERS)}.",
