@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import stat
-from dataclasses import FrozenInstanceError, replace
+from dataclasses import FrozenInstanceError, dataclass, replace
 
 import pytest
 
@@ -71,6 +71,21 @@ def test_an_account_read_from_the_file_is_the_account_its_fields_make(tmp_path):
 def test_a_record_made_without_its_init_must_be_given_every_field():
     with pytest.raises(TypeError, match="missing.*'smtp'"):
         made(Account, {"id": "a", "email": "a@example.com", "imap": Endpoint("h", 993)})
+
+
+def test_a_record_with_a_post_init_is_not_made_without_it():
+    """A __post_init__ given later (to normalise or check a field) would run for an account
+    from a form and be skipped for one from the file: refused at once instead."""
+
+    @dataclass(frozen=True)
+    class Normalised:
+        email: str
+
+        def __post_init__(self) -> None:
+            object.__setattr__(self, "email", self.email.lower())
+
+    with pytest.raises(TypeError, match="__post_init__"):
+        made(Normalised, {"email": "A@Example.com"})
 
 
 def test_a_new_state_is_what_its_init_makes():

@@ -30,7 +30,10 @@ def made(cls: type[Frozen], values: dict[str, Any]) -> Frozen:
     18 times the cost of a plain one: an Account took 24k instructions to make, and start-up
     makes an Account and a state for each of a thousand accounts before its first frame.
     Nothing here fills in a default or runs a __post_init__, so every field must be given
-    (TypeError otherwise)."""
+    and a class with a __post_init__ is refused (TypeError): a file's accounts would skip it
+    where a form's ran it."""
+    if hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__} has a __post_init__, which only its __init__ runs")
     if values.keys() != cls.__dataclass_fields__.keys():  # type: ignore[attr-defined]
         expected = cls.__dataclass_fields__.keys()  # type: ignore[attr-defined]
         raise TypeError(
