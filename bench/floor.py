@@ -10,7 +10,10 @@ then imaplib IMAP4_SSL login, SELECT INBOX read-only, logout, and smtplib SMTP_S
 QUIT, with one shared SSL context. The project: `check` on the same accounts, each with its
 password_command. A pair is one floor run and one check run back to back, so both see the same
 load on a shared machine (every other pair runs check first); each pair's ratio is printed
-with the load average after it, then the medians of --pairs pairs.
+with the load average after it, then the medians of --pairs pairs. Then, where valgrind is
+installed, the same two per-check costs in instructions (callgrind, user space, the password
+commands included): CPU time in this VM moved a pair's ratio by a tenth or more with the load on
+its host, an instruction count does not move.
 
     python bench/floor.py [--accounts 320] [--pairs 3]
 
@@ -25,12 +28,15 @@ import argparse
 import compileall
 import multiprocessing
 import os
+import re
 import resource
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,6 +122,28 @@ def cpu_of(argv: list[str], env: dict[str, str]) -> float:
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def instructions_of(argv: list[str], env: dict[str, str], out: Path) -> int:
+    """User-space instructions of one process and every process it started (the password
+    commands), counted by callgrind: the same however loaded the machine is."""
+    out.mkdir()
+    counting = ["valgrind", "--tool=callgrind", "--trace-children=yes"]
+    done = subprocess.run(
+        [*counting, f"--callgrind-out-file={out}/%p", *argv],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if done.returncode != 0:  # a check slowed to a timeout would count another path
+        sys.exit(f"{shlex.join(argv)} under callgrind exited {done.returncode}:\n{done.stdout}")
+    total = 0
+    for part in out.iterdir():
+        found = re.search(r"^summary:\s*(\d+)", part.read_text(errors="replace"), re.M)
+        total += int(found.group(1)) if found else 0
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=320)
@@ -164,7 +192,14 @@ def main() -> None:
             idle = cpu_of(argv(0), env)
             return (cpu_of(argv(args.accounts), env) - idle) / args.accounts * 1000
 
+        def counted(argv) -> float:
+            """Millions of instructions per account, as per_check takes its CPU."""
+            idle = instructions_of(argv(0), env, home_path / f"{argv.__name__}-0")
+            busy = instructions_of(argv(args.accounts), env, home_path / f"{argv.__name__}-n")
+            return (busy - idle) / args.accounts / 1e6
+
         pairs: list[tuple[float, float]] = []
+        counts: tuple[float, float] | str = "not counted: valgrind is not installed"
         try:
             for n in range(1, args.pairs + 1):
                 # Every other pair runs check first: on a shared machine whose load climbs or
@@ -181,6 +216,10 @@ def main() -> None:
                     f"ratio {check_ms / floor_ms:.2f}x  (load average {os.getloadavg()[0]:.1f})",
                     flush=True,
                 )
+            if shutil.which("valgrind"):  # the two sides at once: callgrind runs each on one core
+                with ThreadPoolExecutor(2) as both:
+                    floor_count, check_count = both.map(counted, (floor_argv, check_argv))
+                counts = (floor_count, check_count)
         finally:
             parent.send("done")
             server.join(30)
@@ -194,6 +233,14 @@ def main() -> None:
         f"ratio           {statistics.median(ratios):.2f}x median of the pairs "
         f"({_list(ratios)}; spread {max(ratios) - min(ratios):.2f}x)  (target <= 1.2x)"
     )
+    if isinstance(counts, str):
+        print(f"instructions    {counts}")
+    else:
+        print(
+            f"instructions    floor {counts[0]:.2f}M, check {counts[1]:.2f}M per check "
+            "(callgrind, user space, password commands included; no load moves them)"
+        )
+        print(f"ratio           {counts[1] / counts[0]:.2f}x in instructions  (target <= 1.2x)")
 
 
 def _list(values: list[float]) -> str:
