@@ -170,3 +170,51 @@ def _quit_after(tmp_path, script: str, args: list[str], ready: str, timeout: flo
         if app.poll() is None:
             app.kill()
         app.communicate()
+
+
+async def test_a_deleted_account_leaves_no_last_state_even_when_a_check_lands_meanwhile(
+    tmp_path, loopback, isolated_user
+):
+    """Deleting an account forgets its history first, then its file entry, its secret and its
+    checks. A check that lands in between (here while the keyring takes its time to delete)
+    must not write the account's last state back: added again under the same id, it would
+    start from that state (stopped, if its logins had failed)."""
+    import asyncio
+    import threading
+
+    from tui.core.credentials import MemoryStore
+    from tui.core.history import History
+
+    paused, resume = threading.Event(), threading.Event()
+
+    class SlowToDelete(MemoryStore):
+        async def remove(self, account_id: str) -> None:
+            paused.set()
+            await asyncio.to_thread(resume.wait, 30)
+            await super().remove(account_id)
+
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {"gone": {"password": PASSWORD}})
+    history_path = tmp_path / "history.sqlite"
+    account = config_file.load(path).accounts[0]
+
+    def kept() -> bool:
+        look = History(history_path, config=path)
+        try:
+            return "gone" in look.last_states([account])
+        finally:
+            look.close()
+
+    app = make_app(path, store=SlowToDelete(), history_path=history_path)
+    async with app.run_test(size=SIZE):
+        await until(lambda: app.control.state("gone").result is not None, what="the first check")
+        await until(kept, what="the first check recorded")
+        removal = asyncio.ensure_future(app.control.remove("gone"))
+        await until(paused.is_set, what="the removal at the keyring")
+        assert not kept()  # the history forgot it first
+        app.control.check_now("gone")
+        await until(kept, what="a check landing during the removal")
+        resume.set()
+        await removal
+        assert "gone" not in app.control.states()
+        await asyncio.sleep(0.3)  # the recorder's next turn, if anything were left to write
+        assert not kept()

@@ -153,6 +153,20 @@ class AccountBook:
             warning = f"The account {account_id} was removed. {exc}"
         self.credentials.session.delete(account_id)
         await self.monitor.remove(account_id)
+        if self.history:
+            # A check that landed since the history forgot the account (the file's write and
+            # the keyring take their time) wrote its last state back: added again under this
+            # id, it would start from it (stopped, if its logins had failed). Its checks are
+            # over now, and the recorder dropped what it had not written yet.
+            try:
+                await asyncio.to_thread(self.history.forget_account, account_id)
+            except sqlite3.Error as exc:
+                again = (
+                    f"The account {account_id} was removed, but the history could not forget its "
+                    f"last check ({exc}): if you add it again under the same id, it starts from "
+                    "that check's status."
+                )
+                warning = f"{warning} {again}" if warning else again
         return warning
 
     async def set_stopped(self, account_id: str, stopped: bool) -> None:

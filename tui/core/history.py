@@ -819,9 +819,12 @@ class Recorder:
         self._scheduled = False
 
     def __call__(self, event: Event) -> None:
-        from .events import AccountChecked, RoundTripDone, StatusChanged
+        from .events import AccountChecked, AccountRemoved, RoundTripDone, StatusChanged
 
         if self.failed:
+            return
+        if isinstance(event, AccountRemoved):  # its history is being forgotten: write none back
+            self._states.pop(event.account_id, None)
             return
         if isinstance(event, StatusChanged):
             change = status_change(event.old, event.state)
