@@ -3,19 +3,22 @@ checks, and the checks do not pull the states out from under a screen going thro
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
-from pathlib import Path
 
 from tui.app import make_app
 from tui.core import config as config_file
+from tui.core.credentials import MemoryStore
+from tui.core.history import History
 from tui.core.status import Status
 
 from .conftest import PASSWORD
-from .tui_support import SIZE, app_in_a_terminal, until, write_accounts
+from .tui_support import ROOT, SIZE, app_in_a_terminal, own_process_env, until, write_accounts
 
 
 async def test_checks_go_on_while_the_screen_is_busy(tmp_path, loopback, isolated_user):
@@ -149,16 +152,12 @@ def test_the_app_quits_at_once_while_a_test_waits_on_the_password_command(tmp_pa
 def _quit_after(tmp_path, script: str, args: list[str], ready: str, timeout: float, **env) -> float:
     """Run `script` (an app under a pilot) in a process of its own until it prints `ready`,
     then let it quit: the seconds its exit took (it must end with code 0)."""
-    root = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": root, **env}
-    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
-        env[name] = str(tmp_path / name)
     app = subprocess.Popen(
         [sys.executable, "-c", script, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=env,
-        cwd=root,
+        env=own_process_env(tmp_path, **env),
+        cwd=ROOT,
         text=True,
     )
     try:
@@ -179,12 +178,6 @@ async def test_a_deleted_account_leaves_no_last_state_even_when_a_check_lands_me
     checks. A check that lands in between (here while the keyring takes its time to delete)
     must not write the account's last state back: added again under the same id, it would
     start from that state (stopped, if its logins had failed)."""
-    import asyncio
-    import threading
-
-    from tui.core.credentials import MemoryStore
-    from tui.core.history import History
-
     paused, resume = threading.Event(), threading.Event()
 
     class SlowToDelete(MemoryStore):

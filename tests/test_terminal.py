@@ -13,6 +13,8 @@ import pytest
 
 from tui.screens.alerts import HEADLINE
 
+from .tui_support import ROOT, own_process_env
+
 
 def tmux(*args: str) -> str:
     return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=10).stdout
@@ -73,15 +75,13 @@ def test_the_app_ends_when_its_terminal_goes_away_without_a_hangup(tmp_path):
     import pty
 
     master, slave = pty.openpty()
-    env = {**os.environ, "TERM": "xterm-256color", "HOME": str(tmp_path)}
-    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
-        env[name] = str(tmp_path / name)
     app = subprocess.Popen(
         [sys.executable, "-m", "tui", "--demo"],
         stdin=slave,
         stdout=slave,
         stderr=slave,
-        env=env,
+        env=own_process_env(tmp_path, TERM="xterm-256color"),
+        cwd=ROOT,
         start_new_session=True,  # a session of its own with no controlling terminal
     )
     os.close(slave)

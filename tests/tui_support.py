@@ -181,6 +181,18 @@ __all__ = [
 ]
 
 
+ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+def own_process_env(tmp_path: Path, **env: str) -> dict[str, str]:
+    """The environment of an app run in a process of its own: this checkout on its path, its
+    own home and XDG folders under `tmp_path`, and `env` on top."""
+    environ = {**os.environ, "PYTHONPATH": ROOT, **env}
+    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
+        environ[name] = str(tmp_path / name)
+    return environ
+
+
 @contextmanager
 def app_in_a_terminal(
     tmp_path: Path, *args: str, **env: str
@@ -188,18 +200,14 @@ def app_in_a_terminal(
     """`python -m tui ARGS` on a pseudo-terminal of its own (the process and the terminal's
     master fd), with its own home and XDG folders and `env` on top. Its screen is read all
     along: a terminal nobody reads would hold the app's writes. Killed at the end if it runs."""
-    root = str(Path(__file__).resolve().parent.parent)
-    environ = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": root, **env}
-    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
-        environ[name] = str(tmp_path / name)
     master, slave = pty.openpty()
     app = subprocess.Popen(
         [sys.executable, "-m", "tui", *args],
         stdin=slave,
         stdout=slave,
         stderr=slave,
-        env=environ,
-        cwd=root,
+        env=own_process_env(tmp_path, TERM="xterm-256color", **env),
+        cwd=ROOT,
         start_new_session=True,
     )
     os.close(slave)
