@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tui.core import config as config_file
-from tui.core.events import StatusChanged
+from tui.core.events import AccountRemoved, StatusChanged
 from tui.core.history import MIGRATIONS, History, HistoryUnavailable, Quiet, Recorder, default_path
 from tui.core.models import (
     Account,
@@ -222,3 +222,15 @@ async def test_a_history_another_program_locks_holds_the_news_and_resumes_when_f
     await asyncio.sleep(0.01)
     assert [c.detail for c in history.changes("sales")][-2:] == ["while locked", "once free"]
     assert len(reports) == 1
+
+
+async def test_a_removed_accounts_state_not_yet_written_is_never_written(tmp_path):
+    """The recorder writes a turn's news on the next turn of the loop. An account removed in
+    between (its history forgotten) must not get its last state back from that write: added
+    again under the same id, it would start from it."""
+    history = History(tmp_path / "h.sqlite3")
+    recorder = Recorder(history)
+    recorder(stopped("the last check before the removal"))
+    recorder(AccountRemoved("sales"))
+    await asyncio.sleep(0.01)  # the recorder's turn
+    assert "sales" not in history.last_states([sales()])
