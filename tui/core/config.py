@@ -67,8 +67,8 @@ ACCOUNT_KEYS = {
     "round_trip",
 }
 ENDPOINT_KEYS = {"host", "port", "security"}
-TEXT_KEYS = ("email", "username", "password_command", "oauth2_token_command", "ca_file")
 STRING_KEYS = ("username", "password_command", "oauth2_token_command", "ca_file")
+TEXT_KEYS = ("email", *STRING_KEYS)  # no control characters in any of them
 ROUND_TRIP_KEYS = {"every", "to", "max_delay", "cleanup"}
 DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
