@@ -232,7 +232,7 @@ def _measure_rows_at_quit(log) -> None:
 
 
 class Terminal:
-    def __init__(self, args: list[str], home: Path):
+    def __init__(self, args: list[str], home: Path, extra: dict[str, str] | None = None):
         self.master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
         env = {
@@ -250,6 +250,7 @@ class Terminal:
         }
         env.pop("CONNECTED_EMAILS_CONFIG", None)
         env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env.update(extra or {})
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             args,
@@ -303,13 +304,18 @@ def until_in_log(path: Path, word: str, timeout: float = 60) -> None:
 
 
 def spawn(
-    mode: str, config: Path, folder: Path, name: str, under: tuple[str, ...] = ()
+    mode: str, config: Path, folder: Path, name: str, count_into: Path | None = None
 ) -> tuple[Terminal, Path]:
+    """The child in its own terminal; under callgrind, writing its count to `count_into` and
+    ending at its first frame, when that is given."""
     log = folder / f"{name}.log"
     home = folder / name
     home.mkdir()
     args = [sys.executable, __file__, "--child", mode, "--config", str(config), "--log", str(log)]
-    return Terminal([*under, *args], home), log
+    if count_into is None:
+        return Terminal(args, home), log
+    counting = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={count_into}"]
+    return Terminal([*counting, *args], home, {COUNTING: "1"}), log
 
 
 def instructions(config: Path, folder: Path) -> dict[str, int] | str:
@@ -324,12 +330,7 @@ def instructions(config: Path, folder: Path) -> dict[str, int] | str:
         spawn(mode, config, folder, f"{mode}-warm-up-counted")[0].wait()
     for mode in ("bare", "start"):
         out = folder / f"{mode}.callgrind"
-        under = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}")
-        os.environ[COUNTING] = "1"
-        try:
-            runs[mode] = (out, spawn(mode, config, folder, f"{mode}-counted", under)[0])
-        finally:
-            del os.environ[COUNTING]
+        runs[mode] = (out, spawn(mode, config, folder, f"{mode}-counted", out)[0])
     counts = {}
     for mode, (out, term) in runs.items():
         term.wait(900)
