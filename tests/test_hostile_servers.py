@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import threading
 import time
 
 import pytest
 
+from tui.core.credentials import Secret
 from tui.core.models import Endpoint
 from tui.core.probes.imap import check_imap
 from tui.core.probes.smtp import check_smtp
 from tui.core.status import Status
 from tui.demo.servers import HOST, ScriptedImap, ScriptedSmtp, fault, serve_smtp
 
-from .conftest import PASSWORD, TOKEN, USER, timed
+from .conftest import PASSWORD, TOKEN, USER, timed, until
 
 TIMEOUT = 2.0
 GRACE = 1.0
@@ -287,6 +289,41 @@ async def test_expired_certificate_peek_that_stalls_does_not_freeze_the_loop(loo
     assert result.status is Status.NO_SERVICE_CONNECTION, result.detail
     assert "certificate has expired" in result.detail
     assert lag < 0.25, f"the event loop stalled for {lag:.2f} s"
+
+
+@pytest.mark.parametrize("protocol", ["imap", "smtp"])
+@pytest.mark.parametrize("stall", ["handshake", "certificate-date"])
+async def test_a_check_cut_off_while_a_server_stalls_hangs_up_at_once(loopback, protocol, stall):
+    """A check given up (its account edited or removed, the app quitting) while the server
+    stalls the TLS handshake, or the second one that reads a refused certificate's date,
+    hangs up at once. A connection left open until its own timeout counts against the
+    server's limit on connections (Dovecot allows a user 10 from one address)."""
+    stalled, closed = threading.Event(), threading.Event()
+    refuse = fault("cert_once", tls=loopback.certs.context("expired"))
+    connections = 0
+
+    async def handler(reader, writer):
+        nonlocal connections
+        connections += 1
+        if stall == "certificate-date" and connections == 1:
+            await refuse(reader, writer)
+            return
+        stalled.set()
+        try:
+            while await reader.read(4096):  # the hello, never answered; then the end
+                pass
+        except OSError:
+            pass
+        closed.set()
+
+    account = loopback.account(**{protocol: Endpoint(HOST, loopback.serve(handler), "tls")})
+    probe = check_imap if protocol == "imap" else check_smtp
+    check = asyncio.ensure_future(probe(account, Secret(PASSWORD), 30))
+    await until(stalled.is_set, 10, "the stall")
+    await asyncio.sleep(0.2)  # the check is waiting in it
+    check.cancel()
+    await asyncio.gather(check, return_exceptions=True)
+    await until(closed.is_set, 2, "the connection closed")
 
 
 @pytest.mark.parametrize(

@@ -4,18 +4,25 @@ checks, and the checks do not pull the states out from under a screen going thro
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
+
+import pytest
 
 from tui.app import make_app
 from tui.core import config as config_file
 from tui.core.credentials import MemoryStore
 from tui.core.history import History
 from tui.core.status import Status
+from tui.demo.servers import fault
 
 from .conftest import PASSWORD
 from .tui_support import ROOT, SIZE, app_in_a_terminal, own_process_env, until, write_accounts
@@ -77,6 +84,74 @@ def test_the_app_quits_at_once_while_the_keyring_hangs(tmp_path, loopback):
         assert app.wait(timeout=30) == 0
         waited = time.monotonic() - quit_at
         assert waited < 4, f"the exit waited {waited:.1f} s for the keyring"
+
+
+STALLS = {
+    "certificate-date": "the certificate has expired, and the second handshake that reads its "
+    "date for the message stalls",
+    "handshake": "the server accepts the connection and never answers the TLS hello",
+    "connect": "the server's port drops the connection attempt (a firewall's DROP)",
+}
+
+
+@pytest.mark.parametrize("protocol", ["imap", "smtp"])
+@pytest.mark.parametrize("stall", list(STALLS))
+def test_the_app_quits_at_once_while_a_server_stalls(tmp_path, loopback, protocol, stall):
+    """A hostile or half-dead server holds the first check (see STALLS), which may take the
+    check's 60 s. q ends the app at once: its exit waits for no socket of that check."""
+    stalled = threading.Event()
+    with _stalling(loopback, stall, stalled) as port:
+        accounts = {"a": {f"{protocol}_port": port}}
+        path = write_accounts(tmp_path / "accounts.toml", loopback, accounts, {"timeout": 60})
+        # From the keyring, so the IMAP check runs on the probes' own threads (after a password
+        # command it goes on in the command's thread, which the exit never waits for).
+        keyring = tmp_path / "keyring.json"
+        keyring.write_text(json.dumps({"connected-emails/a": PASSWORD}))
+        with app_in_a_terminal(
+            tmp_path,
+            "--config",
+            str(path),
+            PYTHON_KEYRING_BACKEND="tests.keyrings.File",
+            CONNECTED_EMAILS_TEST_KEYRING=str(keyring),
+        ) as (app, terminal):
+            assert stalled.wait(30), f"the check never met the stall ({STALLS[stall]})"
+            time.sleep(0.5)  # the check is stuck in it
+            os.write(terminal, b"q")
+            quit_at = time.monotonic()
+            assert app.wait(timeout=90) == 0
+            waited = time.monotonic() - quit_at
+            assert waited < 4, f"the exit waited {waited:.1f} s while {STALLS[stall]}"
+
+
+@contextlib.contextmanager
+def _stalling(loopback, stall: str, stalled: threading.Event) -> Iterator[int]:
+    """A port on loopback that stalls a check as STALLS says; `stalled` is set once it does."""
+    if stall == "connect":
+        # A listener whose one-place queue is full: Linux drops the next SYN, as a firewall
+        # would, and the connect waits. Whether it waits yet cannot be seen from here.
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(0)
+            port = listener.getsockname()[1]
+            with socket.create_connection(("127.0.0.1", port)):
+                threading.Timer(2, stalled.set).start()
+                yield port
+        return
+    kind, tls = ("cert_once", loopback.certs.context("expired")), None
+    if stall == "handshake":
+        kind = ("silent", None)
+    then = fault(kind[0], tls=kind[1])
+    connections = 0
+    stalling_one = 2 if stall == "certificate-date" else 1
+
+    async def handler(reader, writer):
+        nonlocal connections
+        connections += 1
+        if connections == stalling_one:
+            stalled.set()
+        await then(reader, writer)
+
+    yield loopback.serve(handler, tls)
 
 
 # The app driven by Pilot in a process of its own, whose exit the test times: a new account on

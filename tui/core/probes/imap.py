@@ -44,9 +44,13 @@ from .oauth import (
 )
 from .safety import credential_refusal
 from .tls import (
+    PEEK_MOST,
+    Cuttable,
     cert_expiry,
     client_context,
+    connect,
     describe_cert_error,
+    handshake,
     peek_not_after,
     plaintext_refusal,
 )
@@ -87,44 +91,22 @@ class _Found(TypedDict):
     mark: MailboxMark | None
 
 
-class _Guard:
+class _Guard(Cuttable):
     """Shared by the checking thread and the deadline: which step, which sockets to cut,
     whether the server said BYE, and what EXAMINE found once the check has passed."""
 
     def __init__(self, account: Account, secret: Secret):
+        super().__init__()
         self._account, self._secret = account, secret
         self.step = "connecting"
-        self.sockets: list[socket.socket] = []
-        self.expired = False
         self.bye: str | None = None
         self.found: _Found | None = None
-        self.lock = threading.Lock()
 
     @functools.cached_property
     def forms(self) -> list[str]:
         """The secret's forms, to keep out of imaplib's debug log and the verdict's words:
         worked out when first needed, as a check that passes needs them in neither."""
         return secret_forms(self._secret.reveal(), sasl_payloads(self._account, self._secret))
-
-    def track(self, sock: socket.socket) -> socket.socket:
-        with self.lock:
-            self.sockets.append(sock)
-            if self.expired:
-                _cut(sock)
-        return sock
-
-    def expire(self) -> None:
-        with self.lock:
-            self.expired = True
-            for sock in self.sockets:
-                _cut(sock)
-
-
-def _cut(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 class _Bounded:
@@ -202,10 +184,8 @@ class _TrackedTLS(_Bounded, _Lean, imap_tls.IMAP4_TLS):  # type: ignore[misc]  #
         super().__init__(*args)
 
     def _create_socket(self, timeout: float | None = None) -> socket.socket:
-        raw = self._guard.track(
-            socket.create_connection((self.host, self.port), timeout=self._timeout)
-        )
-        return self._guard.track(imap_tls.wrap_socket(raw, self.ssl_context, self.host))
+        raw = connect(self.host, self.port, self._timeout, self._guard)
+        return handshake(self.ssl_context, raw, self.host, self._guard)
 
 
 class _TrackedPlain(_Bounded, _Lean, imap4.IMAP4WithTimeout):  # type: ignore[misc]  # imapclient
@@ -214,7 +194,8 @@ class _TrackedPlain(_Bounded, _Lean, imap4.IMAP4WithTimeout):  # type: ignore[mi
         super().__init__(*args)
 
     def _create_socket(self, timeout: float | None = None) -> socket.socket:
-        return self._guard.track(super()._create_socket(timeout))
+        wait = timeout if timeout is not None else self._timeout
+        return connect(self.host, self.port, wait, self._guard)
 
 
 class _Client(IMAPClient):  # type: ignore[misc]  # imapclient has no types
@@ -271,10 +252,8 @@ def _check(
         # thread and under the same deadline, its socket cut with the others.
         if exc.verify_code != 10 or endpoint.security != "tls":
             raise
-        left = min(deadline - time.monotonic() - PEEK_MARGIN, 5)
-        expired_on = (
-            peek_not_after(endpoint.host, endpoint.port, left, guard.track) if left > 0 else None
-        )
+        left = min(deadline - time.monotonic() - PEEK_MARGIN, PEEK_MOST)
+        expired_on = peek_not_after(endpoint.host, endpoint.port, left, guard) if left > 0 else None
         detail = describe_cert_error(exc, endpoint.host, expired_on)
         raise ProbeFailed(Status.NO_SERVICE_CONNECTION, detail) from None
     try:
@@ -669,7 +648,7 @@ class AfterLookup:
         with self._lock:
             self._given_up = True
             if self._guard is not None:
-                self._guard.expire()
+                self._guard.cut()
 
     async def verdict(self, stated_timeout: float) -> ProbeResult:
         """The IMAP result, once `secret` has given the secret with time enough left."""
@@ -736,9 +715,9 @@ async def _verdict(
             failure = await ended
     except TimeoutError:
         timed_out = True
-        guard.expire()  # unblocks the thread; it ends on its own
+        guard.cut()  # unblocks the thread; it ends on its own
     except asyncio.CancelledError:
-        guard.expire()
+        guard.cut()
         raise
     found = guard.found
     if found is not None:

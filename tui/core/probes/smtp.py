@@ -29,7 +29,14 @@ from .errors import (
 )
 from .oauth import describe_oauth_error, oauthbearer_string, sasl_payloads, xoauth2_string
 from .safety import credential_refusal
-from .tls import cert_expiry, client_context, peek_not_after, plaintext_refusal
+from .tls import (
+    PEEK_MOST,
+    Cuttable,
+    cert_expiry,
+    client_context,
+    peek_not_after,
+    plaintext_refusal,
+)
 
 LOCAL_HOSTNAME = "connected-emails.localdomain"
 QUIT_GRACE = 1.0  # seconds a QUIT may take once the check has passed
@@ -306,18 +313,24 @@ def _chain_has_expired_certificate(exc: BaseException | None) -> bool:
 
 
 async def _peek(account: Account, deadline: float) -> datetime | None:
-    """The refused certificate's expiry, from a thread (it is a blocking handshake) and within
-    what is left of the check's deadline."""
-    left = deadline - time.monotonic()
+    """The refused certificate's expiry, from a thread (it is a blocking handshake), within
+    what is left of the check's deadline and at most PEEK_MOST. Its socket is cut however the
+    wait ends (the deadline, or the check cancelled as the app quits), so the thread ends with
+    it and nothing, the app's exit included, waits for a server that stalls the handshake."""
+    left = min(deadline - time.monotonic(), PEEK_MOST)
     if left <= 0:
         return None
     endpoint = account.smtp
+    sockets = Cuttable()
     try:
         return await asyncio.wait_for(
-            asyncio.to_thread(peek_not_after, endpoint.host, endpoint.port, left), left
+            asyncio.to_thread(peek_not_after, endpoint.host, endpoint.port, left, sockets),
+            left,
         )
     except TimeoutError:
         return None
+    finally:
+        sockets.cut()
 
 
 def _ms(start: float) -> int:

@@ -9,9 +9,8 @@ import socket
 import ssl
 import stat
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from ..models import Account, Endpoint
 
@@ -115,22 +114,80 @@ def not_after(peercert: dict[str, Any] | None) -> datetime | None:
     return datetime.fromtimestamp(ssl.cert_time_to_seconds(peercert["notAfter"]), UTC)
 
 
-def peek_not_after(
-    host: str, port: int, timeout: float, track: Callable[[socket.socket], object] | None = None
-) -> datetime | None:
+S = TypeVar("S", bound=socket.socket)
+
+
+class Cuttable:
+    """The sockets of a blocking exchange in a thread, which another thread can cut: a blocked
+    connect, handshake or read then ends at once, and so does the thread. Nothing new starts
+    once cut: a socket tracked after it is closed, and its tracking raises."""
+
+    def __init__(self) -> None:
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self._cut = False
+
+    def track(self, sock: S) -> S:
+        with self.lock:
+            if self._cut:
+                sock.close()
+                raise ConnectionAbortedError("cut off: the check has ended")
+            self.sockets.append(sock)
+        return sock
+
+    def cut(self) -> None:
+        with self.lock:
+            self._cut = True
+            for sock in self.sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)  # also ends a connect still under way
+                except OSError:
+                    pass
+
+
+def connect(host: str, port: int, timeout: float, sockets: Cuttable) -> socket.socket:
+    """socket.create_connection, with each socket tracked before it connects: a connect to a
+    port that drops it (a firewall's DROP) can be cut like any read, not waited out."""
+    failure: OSError | None = None
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+        sock = sockets.track(socket.socket(family, kind, proto))
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            failure = exc
+    raise failure or OSError(f"no address found for {host}")
+
+
+def handshake(
+    context: ssl.SSLContext, raw: socket.socket, host: str, sockets: Cuttable
+) -> ssl.SSLSocket:
+    """The TLS handshake over `raw`, cuttable while it waits: wrapping takes the raw socket's
+    descriptor, so the wrapped socket is tracked before its handshake starts."""
+    sock = sockets.track(
+        context.wrap_socket(raw, server_hostname=host, do_handshake_on_connect=False)
+    )
+    sock.do_handshake()
+    return sock
+
+
+PEEK_MOST = 5.0  # seconds a look at a refused certificate's date may take
+
+
+def peek_not_after(host: str, port: int, timeout: float, sockets: Cuttable) -> datetime | None:
     """The expiry of a certificate we refused, read over a second, unverified handshake that
     sends nothing else. Only for implicit TLS, and only to put a date in an error message.
-    Blocking: call it from a thread. `track` sees the socket, so a deadline can cut it."""
+    Blocking: call it from a thread. Cutting `sockets` ends it at once."""
     from cryptography import x509
 
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        with socket.create_connection((host, port), timeout=timeout) as raw:
-            if track:
-                track(raw)
-            with context.wrap_socket(raw, server_hostname=host) as sock:
+        with connect(host, port, timeout, sockets) as raw:
+            with handshake(context, raw, host, sockets) as sock:
                 der = sock.getpeercert(binary_form=True)
         if der is None:
             return None
