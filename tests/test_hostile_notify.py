@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from tui.demo.servers import fault
 
 # runtime_dir: test_serve's autouse fixture, so the service's socket is in this test's folder.
 from .test_serve import Service, account_toml, runtime_dir, settings_toml  # noqa: F401
+from .tui_support import app_in_a_terminal, write_accounts
 from .webhook import Webhook
 
 
@@ -92,3 +94,33 @@ async def test_server_text_in_an_alert_is_text_to_a_markdown_or_html_service(tmp
         await notifier.close()
         good.close()
     assert shown in message
+
+
+def test_the_app_quits_at_once_while_a_notification_hangs(tmp_path, loopback):
+    """The alert for a refused login goes to a URL whose server never answers (read timeout
+    30 s, as its owner set), and the user quits meanwhile: the app ends at once, not when
+    Apprise gives up on that URL."""
+    reached = threading.Event()
+    silent = fault("silent")
+
+    async def handler(reader, writer):
+        reached.set()
+        await silent(reader, writer)
+
+    apprise = tmp_path / "apprise.txt"
+    apprise.write_text(f"json://127.0.0.1:{loopback.serve(handler)}/?rto=30\n")
+    apprise.chmod(0o600)
+    path = write_accounts(
+        tmp_path / "accounts.toml",
+        loopback,
+        {"refused": {"password": "not-the-password"}},
+        {"notify_config": str(apprise), "timeout": 60},
+    )
+    with app_in_a_terminal(tmp_path, "--config", str(path)) as (app, terminal):
+        assert reached.wait(30), "the alert was never sent"
+        time.sleep(0.5)  # Apprise waits for the answer
+        os.write(terminal, b"q")
+        quit_at = time.monotonic()
+        assert app.wait(timeout=90) == 0
+        waited = time.monotonic() - quit_at
+        assert waited < 4, f"the exit waited {waited:.1f} s for the notification"

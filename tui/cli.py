@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import sys
 from datetime import UTC
+from typing import NoReturn
 
 from .core import config as config_file
 from .core.status import EXIT_UNKNOWN
@@ -152,6 +153,27 @@ def main(argv: list[str] | None = None) -> int:
         return run_app(config_file.resolve_path(args.config))
     finally:
         gc.enable()  # for an app that ended before its first frame (the app's did it otherwise)
+
+
+def entry() -> NoReturn:
+    """The command (its script, and `python -m tui`): main, then the process ends at once, as
+    `serve` does. What is ours is saved and closed by the time main returns; a thread left
+    blocked in a library's own pool (Apprise waiting on a URL that never answers) would hold
+    the exit until that library gave up: after q, up to a notification's read timeout."""
+    import logging
+    import os
+
+    code = main()
+    credentials = sys.modules.get("tui.core.credentials")
+    if credentials is not None:
+        credentials.kill_running_commands()  # an atexit handler, which os._exit does not run
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader gone (check | head), or closed
+            pass
+    os._exit(code)
 
 
 # A key press shows in the first frame after it is handled: at Textual's 60 a second, that
