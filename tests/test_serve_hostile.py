@@ -326,6 +326,34 @@ async def test_without_a_runtime_dir_the_service_and_the_app_meet_in_the_state_d
         shutil.rmtree(state)
 
 
+@pytest.mark.parametrize("runtime", ["a file", "a name too long"])
+async def test_a_runtime_dir_that_cannot_be_used_is_passed_over_by_the_service_and_the_app(
+    tmp_path, loopback, services, monkeypatch, runtime
+):
+    """An XDG_RUNTIME_DIR that cannot be used (a careless value; or, as su and sudo -u leave
+    it, another user's, which only that user may enter) counts as none: the service and the
+    app meet in the state dir. The app stopped on a traceback instead, or looked for the
+    service where the service could not be."""
+    state = tempfile.mkdtemp(prefix="ce-state-")  # short: pytest's folders pass 107 bytes
+    unusable = tmp_path / ("not-a-folder" if runtime == "a file" else "r" * 300)
+    if runtime == "a file":
+        unusable.write_text("")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(unusable))
+    monkeypatch.setenv("XDG_STATE_HOME", state)
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml() + account_toml(loopback, "good"))
+    service = services(config)
+    try:
+        at = service.wait_for_line(r"Control socket at (\S+)").group(1)
+        assert at == str(socket_path(config)) and at.startswith(state)
+        control = await find_service(config, MemoryStore())
+        assert control is not None and control.service_pid == service.proc.pid
+        await control.close()
+        assert service.stop()[0] == 0
+    finally:
+        shutil.rmtree(state)
+
+
 def test_a_symlink_planted_at_the_socket_is_replaced_not_followed(tmp_path, loopback, services):
     config = tmp_path / "accounts.toml"
     config.write_text(settings_toml() + account_toml(loopback, "good"))

@@ -49,11 +49,13 @@ class UnsafeFolder(Exception):
 
 
 def runtime_dir() -> Path:
-    """$XDG_RUNTIME_DIR/connected-emails, or the state directory when there is no runtime dir.
-    A relative XDG_RUNTIME_DIR is ignored, as the XDG spec says: the service and the app would
-    find different sockets from different folders, and run two monitors."""
+    """$XDG_RUNTIME_DIR/connected-emails, or the state directory when there is no runtime dir
+    this user can use. A relative XDG_RUNTIME_DIR is ignored, as the XDG spec says: the service
+    and the app would find different sockets from different folders, and run two monitors. So
+    is one that is no folder this user may write in: su and sudo -u leave the first user's,
+    which only that user may enter, and the service and the app stopped on a traceback."""
     base = os.environ.get("XDG_RUNTIME_DIR")
-    if base and os.path.isabs(base):
+    if base and os.path.isabs(base) and os.path.isdir(base) and os.access(base, os.W_OK | os.X_OK):
         return Path(base) / "connected-emails"
     from platformdirs import user_state_dir
 
