@@ -326,6 +326,54 @@ async def test_a_check_cut_off_while_a_server_stalls_hangs_up_at_once(loopback, 
     await until(closed.is_set, 2, "the connection closed")
 
 
+async def _stall_at_starttls(protocol: str, reader, writer) -> None:
+    """Offer STARTTLS, accept it, and never answer the TLS hello."""
+    if protocol == "imap":
+        writer.write(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n")
+    else:
+        writer.write(b"220 ready\r\n")
+    while line := await reader.readline():
+        tag = line.split(b" ", 1)[0]
+        if protocol == "imap" and b"STARTTLS" in line.upper():
+            writer.write(tag + b" OK begin TLS\r\n")
+            return
+        if protocol == "imap":
+            writer.write(b"* CAPABILITY IMAP4rev1 STARTTLS\r\n" + tag + b" OK done\r\n")
+        elif line.upper().startswith(b"EHLO"):
+            writer.write(b"250-hello\r\n250 STARTTLS\r\n")
+        elif line.upper().startswith(b"STARTTLS"):
+            writer.write(b"220 begin TLS\r\n")
+            return
+        else:
+            writer.write(b"502 no\r\n")
+
+
+@pytest.mark.parametrize("protocol", ["imap", "smtp"])
+async def test_a_check_cut_off_while_a_server_stalls_starttls_hangs_up_at_once(loopback, protocol):
+    """As above, for the handshake after STARTTLS."""
+    stalled, closed = threading.Event(), threading.Event()
+
+    async def handler(reader, writer):
+        await _stall_at_starttls(protocol, reader, writer)
+        stalled.set()
+        try:
+            while await reader.read(4096):
+                pass
+        except OSError:
+            pass
+        closed.set()
+
+    endpoint = Endpoint(HOST, loopback.serve(handler), "starttls")
+    account = loopback.account(**{protocol: endpoint})
+    probe = check_imap if protocol == "imap" else check_smtp
+    check = asyncio.ensure_future(probe(account, Secret(PASSWORD), 30))
+    await until(stalled.is_set, 10, "the stall")
+    await asyncio.sleep(0.2)  # the check is waiting in it
+    check.cancel()
+    await asyncio.gather(check, return_exceptions=True)
+    await until(closed.is_set, 2, "the connection closed")
+
+
 @pytest.mark.parametrize(
     "challenge", ['["invalid_token"]', '"expired"', "[" * 5000], ids=["list", "text", "deep"]
 )

@@ -188,6 +188,17 @@ class _TrackedTLS(_Bounded, _Lean, imap_tls.IMAP4_TLS):  # type: ignore[misc]  #
         return handshake(self.ssl_context, raw, self.host, self._guard)
 
 
+class _CuttableTLS:
+    """What imaplib wraps its socket in at STARTTLS: the account's context, with a handshake
+    the guard can cut (imaplib's own would wait out a server that stalls it)."""
+
+    def __init__(self, context: ssl.SSLContext, guard: _Guard):
+        self.context, self._guard = context, guard
+
+    def wrap_socket(self, sock: socket.socket, server_hostname: str) -> ssl.SSLSocket:
+        return handshake(self.context, sock, server_hostname, self._guard)
+
+
 class _TrackedPlain(_Bounded, _Lean, imap4.IMAP4WithTimeout):  # type: ignore[misc]  # imapclient
     def __init__(self, guard: _Guard, *args: Any) -> None:
         self._guard = guard
@@ -265,8 +276,7 @@ def _check(
                     "server does not offer STARTTLS; refusing to log in without TLS",
                 )
             guard.step = "starting TLS"
-            client.starttls(client_context(account))
-            guard.track(client.socket())
+            client.starttls(_CuttableTLS(client_context(account), guard))
         guard.step = "asking for capabilities"
         caps = {c.decode("ascii", "replace").upper() for c in client.capabilities()}
         guard.step = "logging in"
