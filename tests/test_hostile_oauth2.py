@@ -24,6 +24,7 @@ from tui.core.oauth2.tokens import client_secret_user
 from tui.core.status import Status
 from tui.demo.servers import fault
 
+from .conftest import until
 from .test_oauth2_flows import browser_visit, run_device, settings
 from .test_oauth2_tokens import refreshing
 
@@ -88,13 +89,32 @@ async def test_a_refresh_token_lifetime_past_the_calendar_is_no_lifetime_not_a_c
     assert credentials.oauth2.forecast(account) is None  # no limit known, none made up
 
 
-async def test_a_token_endpoint_that_drips_its_answer_is_cut_at_the_deadline(loopback, server):
-    """A byte a second never trips a read timeout: the whole exchange has the check's deadline.
-    It is the endpoint's fault (No Service Connection, not a local problem), and the refresh it
-    held up does not hold the next check up too."""
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_a_token_endpoint_that_drips_its_answer_is_cut_at_the_deadline(
+    loopback, server, monkeypatch, scheme
+):
+    """A byte a second never trips a read timeout: the whole exchange has the check's deadline,
+    and its connection ends there (over TLS too, where the socket first opened is no longer the
+    one read from). It is the endpoint's fault (No Service Connection, not a local problem),
+    and the refresh it held up does not hold the next check up too."""
     account, credentials, _ = refreshing(loopback, server, 2)
-    dripping = f"http://127.0.0.1:{loopback.serve(fault('drip', b'HTTP/1.1 200 OK'))}/token"
-    account = replace(account, oauth2=replace(account.oauth2, token_endpoint=dripping))
+    drip = fault("drip", b"HTTP/1.1 200 OK")
+    open_now = 0
+
+    async def dripping(reader, writer):
+        nonlocal open_now
+        open_now += 1
+        try:
+            await drip(reader, writer)
+        finally:
+            open_now -= 1
+
+    tls = None
+    if scheme == "https":
+        tls = loopback.certs.context()
+        monkeypatch.setenv("SSL_CERT_FILE", loopback.certs.ca_file)  # trust the test CA
+    endpoint = f"{scheme}://127.0.0.1:{loopback.serve(dripping, tls)}/token"
+    account = replace(account, oauth2=replace(account.oauth2, token_endpoint=endpoint))
     for _ in range(2):
         started = time.monotonic()
         result = await check_account(account, 2, credentials=credentials)
@@ -103,6 +123,7 @@ async def test_a_token_endpoint_that_drips_its_answer_is_cut_at_the_deadline(loo
         assert (
             "the token endpoint 127.0.0.1 could not be reached (ReadTimeout)" in result.imap.detail
         )
+        await until(lambda: open_now == 0, 2, "the endpoint's connection closed")
 
 
 def test_a_device_code_with_an_absurd_interval_is_still_polled_every_minute(server):

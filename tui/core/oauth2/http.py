@@ -43,6 +43,7 @@ class _Deadline:
     def __init__(self, seconds: float):
         self.expired = False
         self._socket: socket.socket | None = None
+        self._lock = threading.Lock()
         self._timer = threading.Timer(seconds, self._expire)
         self._timer.daemon = True
         self._timer.start()
@@ -50,15 +51,19 @@ class _Deadline:
     def trace(self, event: str, info: dict[str, Any]) -> None:
         """httpcore's trace extension: it hands over the connection as it opens."""
         if event == "connection.connect_tcp.complete":
-            self._socket = info["return_value"].get_extra_info("socket")
+            opened = info["return_value"].get_extra_info("socket")
+            with self._lock:
+                # A duplicate of its descriptor: TLS wraps the socket into another object and
+                # leaves this one with none, while a shutdown through either ends the connection.
+                self._socket = opened.dup()
+                if self.expired:
+                    _shut(self._socket)
 
     def _expire(self) -> None:
-        self.expired = True
-        if self._socket is not None:
-            try:
-                self._socket.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed: the exchange ended as the deadline came
+        with self._lock:
+            self.expired = True
+            if self._socket is not None:
+                _shut(self._socket)
 
     def failed(self, exc: httpx2.TransportError) -> httpx2.TransportError:
         """What the exchange failed with; a cut at the deadline is a timeout."""
@@ -67,6 +72,16 @@ class _Deadline:
 
     def cancel(self) -> None:
         self._timer.cancel()
+        with self._lock:
+            if self._socket is not None:
+                self._socket.close()  # the duplicate only: the connection is httpcore's
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed: the exchange ended as the deadline came
 
 
 class _BoundedStream(httpx2.SyncByteStream):
