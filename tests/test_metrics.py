@@ -3,6 +3,9 @@ read back with prometheus_client's own parser."""
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -78,6 +81,38 @@ def test_a_textfile_that_cannot_be_written_is_said_and_the_verdict_kept(tmp_path
     assert proc.returncode == 0
     assert proc.stdout.startswith("CONNECTED EMAILS OK")
     assert f"The metrics could not be written to {target}" in proc.stderr
+
+
+def test_a_textfile_path_that_is_no_file_is_left_as_it_is(tmp_path, loopback):
+    """The file is written beside the target and renamed over it: given a FIFO, a device or a
+    socket (--prometheus /dev/stdout, as root), the rename replaced it with a regular file."""
+    config = write_accounts(tmp_path / "accounts.toml", loopback, {"good": {"password": PASSWORD}})
+    fifo = tmp_path / "connected_emails.prom"
+    os.mkfifo(fifo)
+    proc = check("--config", str(config), "--prometheus", str(fifo))
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("CONNECTED EMAILS OK")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode), "the FIFO was replaced"
+    assert proc.stderr == (
+        f"The metrics were not written: {fifo} is not a regular file (it is a FIFO). Name a "
+        "file in node_exporter's textfile folder, such as "
+        "/var/lib/node_exporter/textfile_collector/connected_emails.prom.\n"
+    )
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(fifo.name)] == [fifo.name]
+
+
+def test_a_textfile_reached_through_a_symlink_is_written_where_it_points(tmp_path, loopback):
+    """The link stays a link (a folder managed by configuration tools links its files)."""
+    config = write_accounts(tmp_path / "accounts.toml", loopback, {"good": {"password": PASSWORD}})
+    real = tmp_path / "textfile" / "connected_emails.prom"
+    real.parent.mkdir()
+    real.write_text("")
+    link = tmp_path / "metrics.prom"
+    link.symlink_to(real)
+    proc = check("--config", str(config), "--prometheus", str(link))
+    assert proc.returncode == 0, proc.stderr
+    assert link.is_symlink() and link.resolve() == real
+    assert parsed(real.read_text())["connected_email_up"]
 
 
 @pytest.mark.parametrize(

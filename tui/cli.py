@@ -259,22 +259,29 @@ def _run(work):
 
 def _write_prometheus(states, path: str) -> None:
     """The gauges for node_exporter; a file that cannot be written never changes the verdict."""
-    from .core.metrics import write_textfile
+    from .core.metrics import TextfileRefused, write_textfile
 
-    if not path.endswith(".prom"):
-        print(
-            f"Writing {path} anyway, but node_exporter's textfile collector reads only *.prom "
-            "files: name it connected_emails.prom.",
-            file=sys.stderr,
-        )
     try:
         write_textfile(states, path)
+    except TextfileRefused as exc:
+        print(
+            f"The metrics were not written: {exc}. Name a file in node_exporter's textfile "
+            "folder, such as /var/lib/node_exporter/textfile_collector/connected_emails.prom.",
+            file=sys.stderr,
+        )
     except OSError as exc:
         print(
             f"The metrics could not be written to {path} ({exc.strerror or exc}). Check that "
             "the folder exists and is writable.",
             file=sys.stderr,
         )
+    else:
+        if not path.endswith(".prom"):
+            print(
+                f"Wrote {path}, but node_exporter's textfile collector reads only *.prom "
+                "files: name it connected_emails.prom.",
+                file=sys.stderr,
+            )
 
 
 def _uses_keyring(account) -> bool:

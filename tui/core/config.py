@@ -190,7 +190,7 @@ def read_text(path: Path) -> str:
         if not stat.S_ISREG(info.st_mode):
             raise ConfigError(
                 path,
-                f"is not a regular file (it is a {_file_kind(info.st_mode)}).",
+                f"is not a regular file (it is a {file_kind(info.st_mode)}).",
                 "Name the accounts file itself with --config.",
             )
         _refuse_if_others_can_write(path, info)
@@ -228,7 +228,10 @@ def _directory(path: Path) -> ConfigError:
     )
 
 
-def _file_kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a path that is no regular file is, in a word."""
+    if stat.S_ISDIR(mode):
+        return "folder"
     if stat.S_ISFIFO(mode):
         return "FIFO"
     if stat.S_ISSOCK(mode):

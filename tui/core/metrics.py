@@ -232,9 +232,27 @@ def parse_address(address: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+class TextfileRefused(Exception):
+    """The path names no regular file: the rename that writes it would destroy what is there."""
+
+
 def write_textfile(states: list[AccountState], path: str) -> None:
     """The gauges for node_exporter's textfile collector, written atomically (a temporary file
-    then a rename). No counters: each run would reset them."""
+    beside it, then a rename), through a symlink to the file it names, so the link stays. No
+    counters: each run would reset them. A path that is no regular file is refused
+    (TextfileRefused): the rename would replace a FIFO or a device (/dev/stdout, as root)."""
+    import os
+    import stat
+
     from prometheus_client import write_to_textfile
 
-    write_to_textfile(path, Metrics(lambda: states, counters=False).registry())
+    from .config import file_kind
+
+    target = os.path.realpath(path)
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = stat.S_IFREG  # a new file
+    if not stat.S_ISREG(mode):
+        raise TextfileRefused(f"{path} is not a regular file (it is a {file_kind(mode)})")
+    write_to_textfile(target, Metrics(lambda: states, counters=False).registry())
