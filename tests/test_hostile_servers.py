@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ssl
 import threading
 import time
 
@@ -384,3 +385,56 @@ async def test_an_oauth_error_challenge_that_is_json_but_no_object_is_still_a_ve
     result = await imap(loopback, server, BAD_TOKEN, auth="oauth2", oauth2_token_command="-")
     assert result.status is Status.INVALID_CREDENTIALS, result.detail
     assert result.detail.startswith("token rejected: token not accepted; server said:")
+
+
+async def _refuse_then_watch(reader, writer, context, starttls: bool, hung_up) -> None:
+    """Offer `context`'s certificate (at STARTTLS if asked), which the client refuses; then
+    read on until the client hangs up (sets `hung_up`)."""
+    if starttls:
+        writer.write(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n")
+        while line := await reader.readline():
+            tag = line.split(b" ", 1)[0]
+            if b"STARTTLS" in line.upper():
+                writer.write(tag + b" OK begin TLS\r\n")
+                break
+            writer.write(b"* CAPABILITY IMAP4rev1 STARTTLS\r\n" + tag + b" OK done\r\n")
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_side=True)
+    try:
+        while True:
+            try:
+                tls.do_handshake()
+                return  # accepted: not what this server is for
+            except ssl.SSLWantReadError:
+                writer.write(outgoing.read())
+                data = await reader.read(4096)
+                if not data:
+                    break
+                incoming.write(data)
+            except ssl.SSLError:  # the client's alert
+                while await reader.read(4096):
+                    pass
+                break
+    except OSError:
+        pass
+    hung_up.set()
+
+
+@pytest.mark.parametrize("security", ["tls", "starttls"])
+@pytest.mark.parametrize("certificate", ["wrong_host", "expired"])
+async def test_a_refused_certificate_hangs_up_at_once(loopback, security, certificate):
+    """The check refuses the server's certificate, in the same words as ever, and hangs up
+    then, not when the garbage collector comes by: a provider's bad certificate, met by every
+    account's check, would otherwise hold a connection (a file descriptor of the app's, and a
+    place in the server's limit on connections) for each."""
+    hung_up = threading.Event()
+    context = loopback.certs.context(certificate)
+
+    async def handler(reader, writer):
+        await _refuse_then_watch(reader, writer, context, security == "starttls", hung_up)
+
+    account = loopback.account(imap=Endpoint(HOST, loopback.serve(handler), security))
+    result = await check_imap(account, Secret(PASSWORD), TIMEOUT)
+    words = "not valid for 127.0.0.1" if certificate == "wrong_host" else "certificate has expired"
+    assert result.status is Status.NO_SERVICE_CONNECTION and words in result.detail, result.detail
+    await until(hung_up.is_set, 2, "the check to hang up")

@@ -165,11 +165,17 @@ def handshake(
     context: ssl.SSLContext, raw: socket.socket, host: str, sockets: Cuttable
 ) -> ssl.SSLSocket:
     """The TLS handshake over `raw`, cuttable while it waits: wrapping takes the raw socket's
-    descriptor, so the wrapped socket is tracked before its handshake starts."""
+    descriptor, so the wrapped socket is tracked before its handshake starts. A handshake that
+    fails (a refused certificate) hangs up at once, as wrap_socket's own does; the tracking
+    would otherwise hold the connection open until the garbage collector came by."""
     sock = sockets.track(
         context.wrap_socket(raw, server_hostname=host, do_handshake_on_connect=False)
     )
-    sock.do_handshake()
+    try:
+        sock.do_handshake()
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 
