@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import subprocess
+import sys
 
 from tui.demo.servers import ScriptedImap, closed_port
 
@@ -57,6 +60,28 @@ def test_all_connected_is_one_ok_line_with_perfdata(tmp_path, loopback):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("CONNECTED EMAILS OK - all 1 connected | connected=1 ")
     assert "invalid_credentials=0" in proc.stdout
+
+
+def test_output_that_cannot_be_written_is_said_and_unknown(tmp_path, loopback):
+    """cron sends the JSON to a file on a disk that has filled up (here: a file at the size
+    this process may write, its stdout block-buffered as a user's is): that is said, and the
+    check is UNKNOWN, not its verdict as if the report had been written."""
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {"good": {"password": PASSWORD}})
+    most = 1 << 20  # what the check writes elsewhere (its history) stays far below
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    with open(tmp_path / "report.json", "wb") as report:
+        report.seek(most - 5)
+        proc = subprocess.run(
+            [sys.executable, "-m", "tui", "check", "--config", str(path), "--json"],
+            stdout=report,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=60,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (most, most)),
+        )
+    assert proc.returncode == 3, proc.stderr
+    assert "The output could not be written (File too large)" in proc.stderr
 
 
 def test_config_from_the_environment_variable(tmp_path, loopback):

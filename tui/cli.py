@@ -171,9 +171,24 @@ def entry() -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # a reader gone (check | head), or closed
+        except (BrokenPipeError, ValueError):  # a reader gone (check | head), or closed
             pass
+        except OSError as exc:  # a full disk: the report is lost, which must not pass for OK
+            code = EXIT_UNKNOWN
+            _say_unwritten(exc)
     os._exit(code)
+
+
+def _say_unwritten(exc: OSError) -> None:
+    try:
+        print(
+            f"The output could not be written ({exc.strerror or exc}); make room where it goes, "
+            "or send it elsewhere, then run the command again.",
+            file=sys.stderr,
+            flush=True,
+        )
+    except (OSError, ValueError):
+        pass  # stderr is what failed: the exit code says it
 
 
 # A key press shows in the first frame after it is handled: at Textual's 60 a second, that
