@@ -61,6 +61,34 @@ def test_a_runtime_folder_others_can_write_is_refused(tmp_path, loopback, servic
     assert not socket_path(config).exists()
 
 
+def test_a_runtime_folder_that_cannot_be_made_is_said_not_a_traceback(
+    tmp_path, loopback, services, monkeypatch
+):
+    """XDG_RUNTIME_DIR names a folder that does not exist and cannot be made (a service
+    started outside any login, whose /run/user/UID the system has not made)."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/proc/connected-emails-none/run")
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml() + account_toml(loopback, "good"))
+    service = services(config)
+    assert service.proc.wait(15) == 78
+    service.wait_for_line(
+        r"The folder /proc/connected-emails-none/run/connected-emails cannot be made \(No such "
+    )
+    service.wait_for_line(r"or set XDG_RUNTIME_DIR to a folder of your own")
+    assert "Traceback" not in service.log
+
+
+def test_a_file_where_the_runtime_folder_goes_is_said_not_a_traceback(tmp_path, loopback, services):
+    config = tmp_path / "accounts.toml"
+    config.write_text(settings_toml() + account_toml(loopback, "good"))
+    folder = lock_path(config).parent
+    folder.write_text("")
+    service = services(config)
+    assert service.proc.wait(15) == 78
+    service.wait_for_line(rf"{folder} is not a folder \(a symbolic link or a file\)")
+    assert "Traceback" not in service.log
+
+
 @pytest.mark.skipif(os.getuid() != 0, reason="making a folder another user's needs root")
 def test_a_runtime_folder_of_another_user_is_refused(tmp_path, loopback, services):
     config = tmp_path / "accounts.toml"
@@ -352,6 +380,31 @@ async def test_a_runtime_dir_that_cannot_be_used_is_passed_over_by_the_service_a
         assert service.stop()[0] == 0
     finally:
         shutil.rmtree(state)
+
+
+async def test_a_runtime_dir_the_system_makes_after_the_service_started_leads_the_app_to_it(
+    loopback, services, monkeypatch
+):
+    """XDG_RUNTIME_DIR names a folder not made yet when the service starts (at boot, before
+    the login that makes /run/user/UID), and there by the time the app starts, in the same
+    environment: the app finds that service, not a second monitor's place beside it (which
+    would double every login, and its lockout risk)."""
+    base = Path(tempfile.mkdtemp(prefix="ce-"))  # short: pytest's folders pass 107 bytes
+    runtime = base / "run"
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("XDG_STATE_HOME", str(base / "state"))
+    config = base / "accounts.toml"
+    config.write_text(settings_toml() + account_toml(loopback, "good"))
+    service = services(config)
+    try:
+        service.wait_for_line(r"Control socket at (\S+)")
+        runtime.mkdir(mode=0o700, exist_ok=True)  # the login
+        control = await find_service(config, MemoryStore())
+        assert control is not None and control.service_pid == service.proc.pid
+        await control.close()
+        assert service.stop()[0] == 0
+    finally:
+        shutil.rmtree(base)
 
 
 def test_a_symlink_planted_at_the_socket_is_replaced_not_followed(tmp_path, loopback, services):

@@ -55,11 +55,24 @@ def runtime_dir() -> Path:
     is one that is no folder this user may write in: su and sudo -u leave the first user's,
     which only that user may enter, and the service and the app stopped on a traceback."""
     base = os.environ.get("XDG_RUNTIME_DIR")
-    if base and os.path.isabs(base) and os.path.isdir(base) and os.access(base, os.W_OK | os.X_OK):
+    if base and os.path.isabs(base) and _usable(base):
         return Path(base) / "connected-emails"
     from platformdirs import user_state_dir
 
     return Path(user_state_dir("connected-emails"))
+
+
+def _usable(base: str) -> bool:
+    """A folder this user may write in, or one not made yet, which the service makes. The answer
+    must not change while a service runs: /run/user/UID comes with the first login, and a
+    service started before it (at boot) would keep its socket where the app no longer looks."""
+    try:
+        os.stat(base)
+    except FileNotFoundError:
+        return True
+    except OSError:  # a name too long, a file on the way
+        return False
+    return os.path.isdir(base) and os.access(base, os.W_OK | os.X_OK)
 
 
 def config_key(config_path: Path) -> str:
@@ -111,8 +124,19 @@ class ServiceLock:
         self.fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        check_private(self.path.parent)
+        folder = self.path.parent
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except FileExistsError:
+            pass  # not a folder: check_private says what is there
+        except OSError as exc:
+            raise UnsafeFolder(
+                f"The folder {folder} cannot be made ({exc.strerror or exc}), so the service has "
+                "nowhere to keep its lock and socket. Start it in a login session, which makes "
+                "XDG_RUNTIME_DIR (or run loginctl enable-linger), or set XDG_RUNTIME_DIR to a "
+                "folder of your own, then start the service again."
+            ) from None
+        check_private(folder)
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         except OSError as exc:
