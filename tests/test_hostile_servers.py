@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import ssl
 import threading
 import time
@@ -12,7 +13,7 @@ import time
 import pytest
 
 from tui.core.credentials import Secret
-from tui.core.models import Endpoint
+from tui.core.models import Endpoint, MailboxMark
 from tui.core.probes.imap import check_imap
 from tui.core.probes.smtp import check_smtp
 from tui.core.status import Status
@@ -29,10 +30,11 @@ def plain(port: int) -> Endpoint:
     return Endpoint(HOST, port, "none")
 
 
-async def imap(loopback, server, secret: str = PASSWORD, tls: bool = False, **changes):
+async def imap(loopback, server, secret: str = PASSWORD, tls: bool = False, mark=None, **changes):
     port = loopback.serve(server, loopback.certs.context() if tls else None)
     endpoint = Endpoint(HOST, port, "tls") if tls else plain(port)
-    return await timed(check_imap, loopback.account(imap=endpoint, **changes), secret, TIMEOUT)
+    account = loopback.account(imap=endpoint, **changes)
+    return await timed(functools.partial(check_imap, mark=mark), account, secret, TIMEOUT)
 
 
 async def smtp(loopback, server, secret: str = PASSWORD, **changes):
@@ -438,3 +440,44 @@ async def test_a_refused_certificate_hangs_up_at_once(loopback, security, certif
     words = "not valid for 127.0.0.1" if certificate == "wrong_host" else "certificate has expired"
     assert result.status is Status.NO_SERVICE_CONNECTION and words in result.detail, result.detail
     await until(hung_up.is_set, 2, "the check to hang up")
+
+
+def _slow_to_count(search: str):
+    """An IMAP server whose INBOX examines fine (UIDVALIDITY 7, UIDNEXT 10) and whose UID
+    SEARCH is never answered ("hang") or refused (NO, BAD)."""
+
+    async def handler(reader, writer):
+        writer.write(b"* OK [CAPABILITY IMAP4rev1] ready\r\n")
+        while line := await reader.readline():
+            tag, _, rest = line.decode().strip().partition(" ")
+            command = rest.split(" ")[0].upper()
+            if command == "LOGIN":
+                writer.write(b"+ go ahead\r\n")
+                await writer.drain()
+                await reader.readline()  # the password, a literal
+                writer.write(f"{tag} OK in\r\n".encode())
+            elif command == "EXAMINE":
+                writer.write(b"* 3 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n* OK [UIDNEXT 10] n\r\n")
+                writer.write(f"{tag} OK [READ-ONLY] done\r\n".encode())
+            elif command == "UID" and search == "hang":
+                await reader.read()
+                return
+            elif command == "UID":
+                writer.write(f"{tag} {search} not now\r\n".encode())
+            elif command == "LOGOUT":
+                writer.write(f"* BYE\r\n{tag} OK bye\r\n".encode())
+            else:
+                writer.write(f"* CAPABILITY IMAP4rev1\r\n{tag} OK done\r\n".encode())
+            await writer.drain()
+
+    return handler
+
+
+@pytest.mark.parametrize("search", ["hang", "NO", "BAD"])
+async def test_a_count_of_missed_mail_that_fails_leaves_a_passed_check_passed(loopback, search):
+    """Once INBOX is examined the check has passed: counting what arrived while the account
+    was failing is extra, and a server slow or unwilling to answer that SEARCH leaves the
+    count unknown, not the account red as it recovers."""
+    result = await imap(loopback, _slow_to_count(search), mark=MailboxMark(7, 5))
+    assert result.status is Status.CONNECTED, result.detail
+    assert result.message_count == 3 and result.missed is None

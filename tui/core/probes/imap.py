@@ -303,6 +303,8 @@ def _check(
             found["mark"] = MailboxMark(int(info[b"UIDVALIDITY"]), int(info[b"UIDNEXT"]))
         if then is not None:
             then(client, guard)
+        # The check has passed: the count of missed mail and LOGOUT have no say in the status.
+        guard.found = found
         if mark and found["mark"] and found["mark"].uidvalidity == mark.uidvalidity:
             guard.step = "counting what arrived while it was failing"
             try:
@@ -311,9 +313,9 @@ def _check(
                     1 for uid in client.search(["UID", f"{mark.uidnext}:*"]) if uid >= mark.uidnext
                 )
             except Unreadable:
-                guard.found = found  # too many to list: the count is unknown, the check passed
-                return
-        guard.found = found
+                return  # too many to list: the count is unknown, and the session over
+            except (imap_errors.IMAPClientError, OSError):
+                pass  # refused, or cut off at the deadline: the count is unknown
         guard.step = "logging out"
         try:
             client.socket().settimeout(LOGOUT_GRACE)
