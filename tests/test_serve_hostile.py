@@ -354,7 +354,7 @@ async def test_without_a_runtime_dir_the_service_and_the_app_meet_in_the_state_d
         shutil.rmtree(state)
 
 
-@pytest.mark.parametrize("runtime", ["a file", "a name too long"])
+@pytest.mark.parametrize("runtime", ["a file", "a name too long", "a broken symbolic link"])
 async def test_a_runtime_dir_that_cannot_be_used_is_passed_over_by_the_service_and_the_app(
     tmp_path, loopback, services, monkeypatch, runtime
 ):
@@ -363,9 +363,11 @@ async def test_a_runtime_dir_that_cannot_be_used_is_passed_over_by_the_service_a
     app meet in the state dir. The app stopped on a traceback instead, or looked for the
     service where the service could not be."""
     state = tempfile.mkdtemp(prefix="ce-state-")  # short: pytest's folders pass 107 bytes
-    unusable = tmp_path / ("not-a-folder" if runtime == "a file" else "r" * 300)
+    unusable = tmp_path / ("r" * 300 if runtime == "a name too long" else "not-a-folder")
     if runtime == "a file":
         unusable.write_text("")
+    elif runtime == "a broken symbolic link":
+        unusable.symlink_to(tmp_path / "gone")
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(unusable))
     monkeypatch.setenv("XDG_STATE_HOME", state)
     config = tmp_path / "accounts.toml"

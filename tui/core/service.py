@@ -69,7 +69,7 @@ def _usable(base: str) -> bool:
     try:
         os.stat(base)
     except FileNotFoundError:
-        return True
+        return not os.path.lexists(base)  # a broken symbolic link is no folder to make
     except OSError:  # a name too long, a file on the way
         return False
     return os.path.isdir(base) and os.access(base, os.W_OK | os.X_OK)
@@ -127,15 +127,14 @@ class ServiceLock:
         folder = self.path.parent
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except FileExistsError:
-            pass  # not a folder: check_private says what is there
         except OSError as exc:
-            raise UnsafeFolder(
-                f"The folder {folder} cannot be made ({exc.strerror or exc}), so the service has "
-                "nowhere to keep its lock and socket. Start it in a login session, which makes "
-                "XDG_RUNTIME_DIR (or run loginctl enable-linger), or set XDG_RUNTIME_DIR to a "
-                "folder of your own, then start the service again."
-            ) from None
+            if not os.path.lexists(folder):  # else not a folder: check_private says what it is
+                raise UnsafeFolder(
+                    f"The folder {folder} cannot be made ({exc.strerror or exc}), so the service "
+                    "has nowhere to keep its lock and socket. Start it in a login session, which "
+                    "makes XDG_RUNTIME_DIR (or run loginctl enable-linger), or set "
+                    "XDG_RUNTIME_DIR to a folder of your own, then start the service again."
+                ) from None
         check_private(folder)
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
