@@ -8,6 +8,8 @@ import resource
 import subprocess
 import sys
 
+import pytest
+
 from tui.demo.servers import ScriptedImap, closed_port
 
 from .conftest import PASSWORD, cli
@@ -82,6 +84,22 @@ def test_output_that_cannot_be_written_is_said_and_unknown(tmp_path, loopback):
         )
     assert proc.returncode == 3, proc.stderr
     assert "The output could not be written (File too large)" in proc.stderr
+
+
+@pytest.mark.parametrize("closed", [1, 2], ids=["stdout", "stderr"])
+def test_a_check_run_with_its_output_closed_still_exits_with_its_verdict(tmp_path, closed):
+    """cron's `>&-` or `2>&-`: nothing can be said, and the exit code still says UNKNOWN."""
+    path = tmp_path / "accounts.toml"
+    path.write_text("[settings]\ntimeout = = 3\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tui", "check", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: os.close(closed),
+    )
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
 
 
 def test_config_from_the_environment_variable(tmp_path, loopback):

@@ -169,6 +169,8 @@ def entry() -> NoReturn:
         credentials.kill_running_commands()  # an atexit handler, which os._exit does not run
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # closed when the command started (cron's >&-)
+            continue
         try:
             stream.flush()
         except (BrokenPipeError, ValueError):  # a reader gone (check | head), or closed
