@@ -409,6 +409,35 @@ async def test_a_runtime_dir_the_system_makes_after_the_service_started_leads_th
         shutil.rmtree(base)
 
 
+@pytest.mark.skipif(os.getuid() != 0, reason="making a folder another user's needs root")
+async def test_root_leaves_the_runtime_dir_of_the_user_it_came_from_alone(
+    loopback, services, monkeypatch
+):
+    """su (without -) keeps the first user's XDG_RUNTIME_DIR, which root may write in: the
+    service and the app run as root meet in root's state dir, and make nothing in that user's
+    folder (the user's own service would then refuse the folder root made there, as not
+    theirs, and not start)."""
+    base = Path(tempfile.mkdtemp(prefix="ce-"))  # short: pytest's folders pass 107 bytes
+    users = base / "run"
+    users.mkdir(mode=0o700)
+    os.chown(users, 65534, 65534)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(users))
+    monkeypatch.setenv("XDG_STATE_HOME", str(base / "state"))
+    config = base / "accounts.toml"
+    config.write_text(settings_toml() + account_toml(loopback, "good"))
+    service = services(config)
+    try:
+        at = service.wait_for_line(r"Control socket at (\S+)").group(1)
+        assert at.startswith(str(base / "state")), at
+        control = await find_service(config, MemoryStore())
+        assert control is not None and control.service_pid == service.proc.pid
+        await control.close()
+        assert service.stop()[0] == 0
+        assert list(users.iterdir()) == []
+    finally:
+        shutil.rmtree(base)
+
+
 def test_a_symlink_planted_at_the_socket_is_replaced_not_followed(tmp_path, loopback, services):
     config = tmp_path / "accounts.toml"
     config.write_text(settings_toml() + account_toml(loopback, "good"))

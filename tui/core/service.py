@@ -52,8 +52,9 @@ def runtime_dir() -> Path:
     """$XDG_RUNTIME_DIR/connected-emails, or the state directory when there is no runtime dir
     this user can use. A relative XDG_RUNTIME_DIR is ignored, as the XDG spec says: the service
     and the app would find different sockets from different folders, and run two monitors. So
-    is one that is no folder this user may write in: su and sudo -u leave the first user's,
-    which only that user may enter, and the service and the app stopped on a traceback."""
+    is one that is no folder of this user's that it may write in: su and sudo -u leave the
+    first user's, which only that user may enter, and the service and the app stopped on a
+    traceback."""
     base = os.environ.get("XDG_RUNTIME_DIR")
     if base and os.path.isabs(base) and _usable(base):
         return Path(base) / "connected-emails"
@@ -63,16 +64,23 @@ def runtime_dir() -> Path:
 
 
 def _usable(base: str) -> bool:
-    """A folder this user may write in, or one not made yet, which the service makes. The answer
-    must not change while a service runs: /run/user/UID comes with the first login, and a
-    service started before it (at boot) would keep its socket where the app no longer looks."""
+    """A folder of this user's that it may write in, or one not made yet, which the service
+    makes. The answer must not change while a service runs: /run/user/UID comes with the first
+    login, and a service started before it (at boot) would keep its socket where the app no
+    longer looks."""
     try:
-        os.stat(base)
+        info = os.stat(base)
     except FileNotFoundError:
         return not os.path.lexists(base)  # a broken symbolic link is no folder to make
     except OSError:  # a name too long, a file on the way
         return False
-    return os.path.isdir(base) and os.access(base, os.W_OK | os.X_OK)
+    # Owned by this user, as the XDG spec requires: root may write in anyone's, and after su
+    # (without -) would leave there a folder the user's own service refuses as not theirs.
+    return (
+        stat.S_ISDIR(info.st_mode)
+        and info.st_uid == os.getuid()
+        and os.access(base, os.W_OK | os.X_OK)
+    )
 
 
 def config_key(config_path: Path) -> str:
