@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import socket
 import ssl
 import threading
 import time
@@ -481,3 +482,51 @@ async def test_a_count_of_missed_mail_that_fails_leaves_a_passed_check_passed(lo
     result = await imap(loopback, _slow_to_count(search), mark=MailboxMark(7, 5))
     assert result.status is Status.CONNECTED, result.detail
     assert result.message_count == 3 and result.missed is None
+
+
+def _slow_to_let_the_look_in(expired) -> tuple[int, threading.Event]:
+    """A port whose first connection gets the `expired` certificate; the second one (the look
+    at its date) is let in only after its first SYN was dropped (about a second, the kernel's
+    retry), and then never answered. Set once that second connection is in."""
+    listener = socket.socket()
+    listener.bind((HOST, 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    second_in = threading.Event()
+
+    def serve() -> None:
+        with listener:
+            first, _ = listener.accept()
+            filler = socket.create_connection((HOST, port))  # the queue's one place taken
+            try:
+                expired.wrap_socket(first, server_side=True)
+            except (ssl.SSLError, OSError):
+                pass  # refused, as it should be
+            time.sleep(0.3)  # the look's first SYN meets the full queue and is dropped
+            queued, _ = listener.accept()
+            second, _ = listener.accept()
+            second_in.set()
+            second.recv(4096)  # the hello, never answered
+            time.sleep(5)
+            for sock in (filler, queued, second, first):
+                sock.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return port, second_in
+
+
+@pytest.mark.parametrize("protocol", ["imap", "smtp"])
+async def test_an_expired_certificate_is_said_when_the_look_at_its_date_is_let_in_late(
+    loopback, protocol
+):
+    """The second connection, which only reads the refused certificate's date, takes a second to
+    be let in and then is never answered: the look at the date is bounded as a whole, so the
+    check still says the certificate has expired, within its deadline, not that the server gave
+    no complete answer."""
+    port, second_in = _slow_to_let_the_look_in(loopback.certs.context("expired"))
+    account = loopback.account(**{protocol: Endpoint(HOST, port, "tls")})
+    probe = check_imap if protocol == "imap" else check_smtp
+    result = await timed(probe, account, PASSWORD, TIMEOUT)
+    assert second_in.is_set(), "the look never came in"
+    assert result.status is Status.NO_SERVICE_CONNECTION, result.detail
+    assert result.detail.startswith("certificate has expired"), result.detail

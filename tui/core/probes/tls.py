@@ -9,6 +9,7 @@ import socket
 import ssl
 import stat
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -184,15 +185,22 @@ PEEK_MOST = 5.0  # seconds a look at a refused certificate's date may take
 
 def peek_not_after(host: str, port: int, timeout: float, sockets: Cuttable) -> datetime | None:
     """The expiry of a certificate we refused, read over a second, unverified handshake that
-    sends nothing else. Only for implicit TLS, and only to put a date in an error message.
-    Blocking: call it from a thread. Cutting `sockets` ends it at once."""
+    sends nothing else, all within `timeout`. Only for implicit TLS, and only to put a date in
+    an error message. Blocking: call it from a thread. Cutting `sockets` ends it at once."""
     from cryptography import x509
 
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
+    deadline = time.monotonic() + timeout
     try:
         with connect(host, port, timeout, sockets) as raw:
+            # The handshake gets what the connect left: a server slow to let it in, then
+            # silent, held the look past the check's deadline, and the expiry went unsaid.
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            raw.settimeout(left)
             with handshake(context, raw, host, sockets) as sock:
                 der = sock.getpeercert(binary_form=True)
         if der is None:
