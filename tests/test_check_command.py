@@ -64,11 +64,15 @@ def test_all_connected_is_one_ok_line_with_perfdata(tmp_path, loopback):
     assert "invalid_credentials=0" in proc.stdout
 
 
-def test_output_that_cannot_be_written_is_said_and_unknown(tmp_path, loopback):
+@pytest.mark.parametrize("accounts", [1, 8], ids=["buffered", "larger than the buffer"])
+def test_output_that_cannot_be_written_is_said_and_unknown(tmp_path, loopback, accounts):
     """cron sends the JSON to a file on a disk that has filled up (here: a file at the size
     this process may write, its stdout block-buffered as a user's is): that is said, and the
     check is UNKNOWN, not its verdict as if the report had been written."""
-    path = write_accounts(tmp_path / "accounts.toml", loopback, {"good": {"password": PASSWORD}})
+    good = {"password": PASSWORD}
+    path = write_accounts(
+        tmp_path / "accounts.toml", loopback, {f"a{i}": good for i in range(accounts)}
+    )
     most = 1 << 20  # what the check writes elsewhere (its history) stays far below
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     with open(tmp_path / "report.json", "wb") as report:
@@ -100,6 +104,28 @@ def test_a_check_run_with_its_output_closed_still_exits_with_its_verdict(tmp_pat
     )
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_a_reader_that_leaves_early_keeps_the_verdict(tmp_path, loopback):
+    """`check --json | head -c 10`: the reader goes away before the report (larger than the
+    output's buffer) is written. The exit code is still the verdict, without a traceback."""
+    port = closed_port()
+    down = {"password": PASSWORD, "imap_port": port, "smtp_port": port}
+    path = write_accounts(tmp_path / "accounts.toml", loopback, {f"a{i}": down for i in range(8)})
+    read, write = os.pipe()
+    os.close(read)  # gone before the first byte
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "tui", "check", "--config", str(path), "--json"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_config_from_the_environment_variable(tmp_path, loopback):

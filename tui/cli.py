@@ -259,7 +259,13 @@ def run_check(
     _remember(history, states, last)
     if prometheus:
         _write_prometheus(states, prometheus)
-    print(report.as_json(states) if as_json else report.as_line(states))
+    try:
+        print(report.as_json(states) if as_json else report.as_line(states))
+    except BrokenPipeError:
+        pass  # the reader took what it wanted and left (check | head): the code still says
+    except OSError as exc:  # a full disk: see entry
+        _say_unwritten(exc)
+        return EXIT_UNKNOWN
     return report.exit_code(states)
 
 
