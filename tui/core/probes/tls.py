@@ -151,13 +151,15 @@ def connect(host: str, port: int, timeout: float, sockets: Cuttable) -> socket.s
     port that drops it (a firewall's DROP) can be cut like any read, not waited out."""
     failure: OSError | None = None
     for family, kind, proto, _, address in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
-        sock = sockets.track(socket.socket(family, kind, proto))
-        try:
+        sock = None
+        try:  # as create_connection: a family this host cannot open (IPv6 off) tries the next
+            sock = sockets.track(socket.socket(family, kind, proto))
             sock.settimeout(timeout)
             sock.connect(address)
             return sock
         except OSError as exc:
-            sock.close()
+            if sock is not None:
+                sock.close()
             failure = exc
     raise failure or OSError(f"no address found for {host}")
 
