@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +14,15 @@ import pytest
 
 from tui.core import config as config_file
 from tui.core.events import AccountRemoved, StatusChanged
-from tui.core.history import MIGRATIONS, History, HistoryUnavailable, Quiet, Recorder, default_path
+from tui.core.history import (
+    MIGRATIONS,
+    Change,
+    History,
+    HistoryUnavailable,
+    Quiet,
+    Recorder,
+    default_path,
+)
 from tui.core.models import (
     Account,
     AccountResult,
@@ -192,6 +203,34 @@ async def test_a_full_disk_says_so_and_history_resumes_when_space_is_freed(tmp_p
     recorder(stopped("z"))
     await asyncio.sleep(0.01)
     assert len(history.changes("sales")) == 3 and len(reports) == 1
+
+
+@pytest.mark.parametrize("form", [[], ["--json"], ["--csv"]], ids=["text", "json", "csv"])
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path, loopback, form):
+    """`history --csv | head`: the reader leaves before the history (larger than the output's
+    buffer) is written. What it read is all it wanted: exit 0, no traceback."""
+    config = write_accounts(tmp_path / "accounts.toml", loopback, {"sales": {}})
+    history = History(default_path(), config=config)
+    now = datetime.now(UTC)
+    down = Status.NO_SERVICE_CONNECTION
+    changes = [
+        Change("sales", now - timedelta(minutes=i), down, down, "x" * 100) for i in range(900)
+    ]
+    history.record(changes, [])
+    history.close()
+    read, write = os.pipe()
+    os.close(read)  # gone before the first byte
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "tui", "history", "--config", str(config), *form],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    assert (proc.returncode, proc.stderr) == (0, "")
 
 
 def test_the_history_command_says_so_when_the_database_cannot_be_read(tmp_path, loopback):

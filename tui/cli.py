@@ -570,18 +570,24 @@ def run_history(config_path: str | None, account: str | None, since: str, form: 
         return EXIT_UNKNOWN
     finally:
         history.close()
-    if form == "json":
-        print(json.dumps({"changes": [c.to_json() for c in changes]}, indent=2))
-    elif form == "csv":
-        write_csv(sys.stdout, changes)
-    else:
-        for c in changes:
-            print(
-                f"{c.at.astimezone():%Y-%m-%d %H:%M:%S}  {c.account_id:<16} "
-                f"{c.old.label} → {c.new.label}  {c.detail}"
-            )
-        if not changes:
-            print(f"No status changes since {start.astimezone():%Y-%m-%d %H:%M}.")
+    try:
+        if form == "json":
+            print(json.dumps({"changes": [c.to_json() for c in changes]}, indent=2))
+        elif form == "csv":
+            write_csv(sys.stdout, changes)
+        else:
+            for c in changes:
+                print(
+                    f"{c.at.astimezone():%Y-%m-%d %H:%M:%S}  {c.account_id:<16} "
+                    f"{c.old.label} → {c.new.label}  {c.detail}"
+                )
+            if not changes:
+                print(f"No status changes since {start.astimezone():%Y-%m-%d %H:%M}.")
+    except BrokenPipeError:
+        pass  # the reader took what it wanted and left (history --csv | head)
+    except OSError as exc:  # a full disk: see entry
+        _say_unwritten(exc)
+        return EXIT_UNKNOWN
     return 0
 
 
