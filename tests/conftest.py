@@ -142,6 +142,22 @@ def cli(*args: str, timeout: float = 60, **options) -> subprocess.CompletedProce
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **options)
 
 
+def cli_into_a_closed_pipe(*args: str) -> subprocess.CompletedProcess:
+    """`connected-emails ARGS | head -c 0`: its output goes to a pipe whose reader is gone."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "tui", *args],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+
+
 def require_dovecot() -> bool:
     return os.environ.get("CONNECTED_EMAILS_REQUIRE_DOVECOT") == "1"
 

@@ -12,7 +12,7 @@ import pytest
 
 from tui.demo.servers import ScriptedImap, closed_port
 
-from .conftest import PASSWORD, cli
+from .conftest import PASSWORD, cli, cli_into_a_closed_pipe
 from .tui_support import write_accounts
 
 PLAIN = {"imap_security": "none", "allow_plaintext": True}  # the scripted servers speak no TLS
@@ -112,18 +112,7 @@ def test_a_reader_that_leaves_early_keeps_the_verdict(tmp_path, loopback):
     port = closed_port()
     down = {"password": PASSWORD, "imap_port": port, "smtp_port": port}
     path = write_accounts(tmp_path / "accounts.toml", loopback, {f"a{i}": down for i in range(8)})
-    read, write = os.pipe()
-    os.close(read)  # gone before the first byte
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "tui", "check", "--config", str(path), "--json"],
-            stdout=write,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-        )
-    finally:
-        os.close(write)
+    proc = cli_into_a_closed_pipe("check", "--config", str(path), "--json")
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
-import subprocess
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -35,7 +32,7 @@ from tui.core.models import (
 from tui.core.status import Status
 from tui.demo.servers import closed_port
 
-from .conftest import cli
+from .conftest import cli, cli_into_a_closed_pipe
 from .tui_support import write_accounts
 
 NOW = datetime.now(UTC)
@@ -218,18 +215,7 @@ def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path, loopback, form):
     ]
     history.record(changes, [])
     history.close()
-    read, write = os.pipe()
-    os.close(read)  # gone before the first byte
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "tui", "history", "--config", str(config), *form],
-            stdout=write,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-        )
-    finally:
-        os.close(write)
+    proc = cli_into_a_closed_pipe("history", "--config", str(config), *form)
     assert (proc.returncode, proc.stderr) == (0, "")
 
 

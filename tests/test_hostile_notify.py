@@ -14,7 +14,7 @@ from tui.demo.servers import fault
 
 # runtime_dir: test_serve's autouse fixture, so the service's socket is in this test's folder.
 from .test_serve import Service, account_toml, runtime_dir, settings_toml  # noqa: F401
-from .tui_support import app_in_a_terminal, write_accounts
+from .tui_support import app_in_a_terminal, quit_and_time, write_accounts
 from .webhook import Webhook
 
 
@@ -119,8 +119,5 @@ def test_the_app_quits_at_once_while_a_notification_hangs(tmp_path, loopback):
     with app_in_a_terminal(tmp_path, "--config", str(path)) as (app, terminal):
         assert reached.wait(30), "the alert was never sent"
         time.sleep(0.5)  # Apprise waits for the answer
-        os.write(terminal, b"q")
-        quit_at = time.monotonic()
-        assert app.wait(timeout=90) == 0
-        waited = time.monotonic() - quit_at
+        waited = quit_and_time(app, terminal)
         assert waited < 4, f"the exit waited {waited:.1f} s for the notification"

@@ -313,14 +313,23 @@ async def test_a_check_cut_off_while_a_server_stalls_hangs_up_at_once(loopback, 
             await refuse(reader, writer)
             return
         stalled.set()
-        try:
-            while await reader.read(4096):  # the hello, never answered; then the end
-                pass
-        except OSError:
-            pass
-        closed.set()
+        await _read_until_hung_up(reader, closed)  # the hello, never answered
 
     account = loopback.account(**{protocol: Endpoint(HOST, loopback.serve(handler), "tls")})
+    await _given_up_once_stalled(protocol, account, stalled, closed)
+
+
+async def _read_until_hung_up(reader, hung_up: threading.Event) -> None:
+    try:
+        while await reader.read(4096):
+            pass
+    except OSError:
+        pass
+    hung_up.set()
+
+
+async def _given_up_once_stalled(protocol, account, stalled, closed) -> None:
+    """The check, given up once the server has stalled it: the server sees it hang up."""
     probe = check_imap if protocol == "imap" else check_smtp
     check = asyncio.ensure_future(probe(account, Secret(PASSWORD), 30))
     await until(stalled.is_set, 10, "the stall")
@@ -330,20 +339,25 @@ async def test_a_check_cut_off_while_a_server_stalls_hangs_up_at_once(loopback, 
     await until(closed.is_set, 2, "the connection closed")
 
 
+async def _imap_starttls_accepted(reader, writer) -> None:
+    """An IMAP greeting that offers STARTTLS, answered until the client asks for it: OK."""
+    writer.write(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n")
+    while line := await reader.readline():
+        tag = line.split(b" ", 1)[0]
+        if b"STARTTLS" in line.upper():
+            writer.write(tag + b" OK begin TLS\r\n")
+            return
+        writer.write(b"* CAPABILITY IMAP4rev1 STARTTLS\r\n" + tag + b" OK done\r\n")
+
+
 async def _stall_at_starttls(protocol: str, reader, writer) -> None:
     """Offer STARTTLS, accept it, and never answer the TLS hello."""
     if protocol == "imap":
-        writer.write(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n")
-    else:
-        writer.write(b"220 ready\r\n")
+        await _imap_starttls_accepted(reader, writer)
+        return
+    writer.write(b"220 ready\r\n")
     while line := await reader.readline():
-        tag = line.split(b" ", 1)[0]
-        if protocol == "imap" and b"STARTTLS" in line.upper():
-            writer.write(tag + b" OK begin TLS\r\n")
-            return
-        if protocol == "imap":
-            writer.write(b"* CAPABILITY IMAP4rev1 STARTTLS\r\n" + tag + b" OK done\r\n")
-        elif line.upper().startswith(b"EHLO"):
+        if line.upper().startswith(b"EHLO"):
             writer.write(b"250-hello\r\n250 STARTTLS\r\n")
         elif line.upper().startswith(b"STARTTLS"):
             writer.write(b"220 begin TLS\r\n")
@@ -360,22 +374,12 @@ async def test_a_check_cut_off_while_a_server_stalls_starttls_hangs_up_at_once(l
     async def handler(reader, writer):
         await _stall_at_starttls(protocol, reader, writer)
         stalled.set()
-        try:
-            while await reader.read(4096):
-                pass
-        except OSError:
-            pass
-        closed.set()
+        await _read_until_hung_up(reader, closed)
 
     endpoint = Endpoint(HOST, loopback.serve(handler), "starttls")
-    account = loopback.account(**{protocol: endpoint})
-    probe = check_imap if protocol == "imap" else check_smtp
-    check = asyncio.ensure_future(probe(account, Secret(PASSWORD), 30))
-    await until(stalled.is_set, 10, "the stall")
-    await asyncio.sleep(0.2)  # the check is waiting in it
-    check.cancel()
-    await asyncio.gather(check, return_exceptions=True)
-    await until(closed.is_set, 2, "the connection closed")
+    await _given_up_once_stalled(
+        protocol, loopback.account(**{protocol: endpoint}), stalled, closed
+    )
 
 
 @pytest.mark.parametrize(
@@ -394,13 +398,7 @@ async def _refuse_then_watch(reader, writer, context, starttls: bool, hung_up) -
     """Offer `context`'s certificate (at STARTTLS if asked), which the client refuses; then
     read on until the client hangs up (sets `hung_up`)."""
     if starttls:
-        writer.write(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n")
-        while line := await reader.readline():
-            tag = line.split(b" ", 1)[0]
-            if b"STARTTLS" in line.upper():
-                writer.write(tag + b" OK begin TLS\r\n")
-                break
-            writer.write(b"* CAPABILITY IMAP4rev1 STARTTLS\r\n" + tag + b" OK done\r\n")
+        await _imap_starttls_accepted(reader, writer)
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = context.wrap_bio(incoming, outgoing, server_side=True)
     try:
@@ -415,12 +413,10 @@ async def _refuse_then_watch(reader, writer, context, starttls: bool, hung_up) -
                     break
                 incoming.write(data)
             except ssl.SSLError:  # the client's alert
-                while await reader.read(4096):
-                    pass
                 break
     except OSError:
         pass
-    hung_up.set()
+    await _read_until_hung_up(reader, hung_up)
 
 
 @pytest.mark.parametrize("security", ["tls", "starttls"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -25,7 +24,15 @@ from tui.core.status import Status
 from tui.demo.servers import fault
 
 from .conftest import PASSWORD
-from .tui_support import ROOT, SIZE, app_in_a_terminal, own_process_env, until, write_accounts
+from .tui_support import (
+    ROOT,
+    SIZE,
+    app_in_a_terminal,
+    own_process_env,
+    quit_and_time,
+    until,
+    write_accounts,
+)
 
 
 async def test_checks_go_on_while_the_screen_is_busy(tmp_path, loopback, isolated_user):
@@ -79,10 +86,7 @@ def test_the_app_quits_at_once_while_the_keyring_hangs(tmp_path, loopback):
             time.sleep(0.1)
         assert mark.exists(), "the first check never asked the keyring"
         time.sleep(1)  # the app's look at the keyring is queued behind the check's by now
-        os.write(terminal, b"q")
-        quit_at = time.monotonic()
-        assert app.wait(timeout=30) == 0
-        waited = time.monotonic() - quit_at
+        waited = quit_and_time(app, terminal)
         assert waited < 4, f"the exit waited {waited:.1f} s for the keyring"
 
 
@@ -116,10 +120,7 @@ def test_the_app_quits_at_once_while_a_server_stalls(tmp_path, loopback, protoco
         ) as (app, terminal):
             assert stalled.wait(30), f"the check never met the stall ({STALLS[stall]})"
             time.sleep(0.5)  # the check is stuck in it
-            os.write(terminal, b"q")
-            quit_at = time.monotonic()
-            assert app.wait(timeout=90) == 0
-            waited = time.monotonic() - quit_at
+            waited = quit_and_time(app, terminal)
             assert waited < 4, f"the exit waited {waited:.1f} s while {STALLS[stall]}"
 
 

@@ -342,14 +342,8 @@ async def test_without_a_runtime_dir_the_service_and_the_app_meet_in_the_state_d
     monkeypatch.setenv("XDG_STATE_HOME", state)
     config = tmp_path / "accounts.toml"
     config.write_text(settings_toml() + account_toml(loopback, "good"))
-    service = services(config)
     try:
-        at = service.wait_for_line(r"Control socket at (\S+)").group(1)
-        assert at == str(socket_path(config)) and at.startswith(state)
-        control = await find_service(config, MemoryStore())
-        assert control is not None and control.service_pid == service.proc.pid
-        await control.close()
-        assert service.stop()[0] == 0
+        await _they_meet_in(state, config, services)
     finally:
         shutil.rmtree(state)
 
@@ -372,14 +366,8 @@ async def test_a_runtime_dir_that_cannot_be_used_is_passed_over_by_the_service_a
     monkeypatch.setenv("XDG_STATE_HOME", state)
     config = tmp_path / "accounts.toml"
     config.write_text(settings_toml() + account_toml(loopback, "good"))
-    service = services(config)
     try:
-        at = service.wait_for_line(r"Control socket at (\S+)").group(1)
-        assert at == str(socket_path(config)) and at.startswith(state)
-        control = await find_service(config, MemoryStore())
-        assert control is not None and control.service_pid == service.proc.pid
-        await control.close()
-        assert service.stop()[0] == 0
+        await _they_meet_in(state, config, services)
     finally:
         shutil.rmtree(state)
 
@@ -401,10 +389,7 @@ async def test_a_runtime_dir_the_system_makes_after_the_service_started_leads_th
     try:
         service.wait_for_line(r"Control socket at (\S+)")
         runtime.mkdir(mode=0o700, exist_ok=True)  # the login
-        control = await find_service(config, MemoryStore())
-        assert control is not None and control.service_pid == service.proc.pid
-        await control.close()
-        assert service.stop()[0] == 0
+        await _the_app_finds(service, config)
     finally:
         shutil.rmtree(base)
 
@@ -425,17 +410,26 @@ async def test_root_leaves_the_runtime_dir_of_the_user_it_came_from_alone(
     monkeypatch.setenv("XDG_STATE_HOME", str(base / "state"))
     config = base / "accounts.toml"
     config.write_text(settings_toml() + account_toml(loopback, "good"))
-    service = services(config)
     try:
-        at = service.wait_for_line(r"Control socket at (\S+)").group(1)
-        assert at.startswith(str(base / "state")), at
-        control = await find_service(config, MemoryStore())
-        assert control is not None and control.service_pid == service.proc.pid
-        await control.close()
-        assert service.stop()[0] == 0
+        await _they_meet_in(str(base / "state"), config, services)
         assert list(users.iterdir()) == []
     finally:
         shutil.rmtree(base)
+
+
+async def _they_meet_in(place: str, config: Path, services) -> None:
+    """The service started on `config` keeps its socket in `place`, and the app finds it."""
+    service = services(config)
+    at = service.wait_for_line(r"Control socket at (\S+)").group(1)
+    assert at == str(socket_path(config)) and at.startswith(place), at
+    await _the_app_finds(service, config)
+
+
+async def _the_app_finds(service, config: Path) -> None:
+    control = await find_service(config, MemoryStore())
+    assert control is not None and control.service_pid == service.proc.pid
+    await control.close()
+    assert service.stop()[0] == 0
 
 
 def test_a_symlink_planted_at_the_socket_is_replaced_not_followed(tmp_path, loopback, services):

@@ -8,6 +8,7 @@ import pty
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -219,6 +220,14 @@ def app_in_a_terminal(
             app.kill()
             app.wait()
         os.close(master)
+
+
+def quit_and_time(app: subprocess.Popen, terminal: int) -> float:
+    """Press q in the app's terminal: the seconds until it ended (with code 0)."""
+    os.write(terminal, b"q")
+    quit_at = time.monotonic()
+    assert app.wait(timeout=90) == 0
+    return time.monotonic() - quit_at
 
 
 def _read_all(fd: int) -> None:
