@@ -334,22 +334,10 @@ def test_a_secret_in_a_line_the_service_cannot_read_is_never_repeated(running, l
     assert secret not in service.log and secret not in config.read_text()
 
 
-async def test_without_a_runtime_dir_the_service_and_the_app_meet_in_the_state_dir(
-    tmp_path, loopback, services, monkeypatch
-):
-    state = tempfile.mkdtemp(prefix="ce-state-")  # short: pytest's folders pass 107 bytes
-    monkeypatch.delenv("XDG_RUNTIME_DIR")
-    monkeypatch.setenv("XDG_STATE_HOME", state)
-    config = tmp_path / "accounts.toml"
-    config.write_text(settings_toml() + account_toml(loopback, "good"))
-    try:
-        await _they_meet_in(state, config, services)
-    finally:
-        shutil.rmtree(state)
-
-
-@pytest.mark.parametrize("runtime", ["a file", "a name too long", "a broken symbolic link"])
-async def test_a_runtime_dir_that_cannot_be_used_is_passed_over_by_the_service_and_the_app(
+@pytest.mark.parametrize(
+    "runtime", ["unset", "a file", "a name too long", "a broken symbolic link"]
+)
+async def test_without_a_usable_runtime_dir_the_service_and_the_app_meet_in_the_state_dir(
     tmp_path, loopback, services, monkeypatch, runtime
 ):
     """An XDG_RUNTIME_DIR that cannot be used (a careless value; or, as su and sudo -u leave
@@ -362,7 +350,10 @@ async def test_a_runtime_dir_that_cannot_be_used_is_passed_over_by_the_service_a
         unusable.write_text("")
     elif runtime == "a broken symbolic link":
         unusable.symlink_to(tmp_path / "gone")
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(unusable))
+    if runtime == "unset":
+        monkeypatch.delenv("XDG_RUNTIME_DIR")
+    else:
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(unusable))
     monkeypatch.setenv("XDG_STATE_HOME", state)
     config = tmp_path / "accounts.toml"
     config.write_text(settings_toml() + account_toml(loopback, "good"))
