@@ -52,6 +52,8 @@ class _Deadline:
         """httpcore's trace extension: it hands over the connection as it opens."""
         if event == "connection.connect_tcp.complete":
             opened = info["return_value"].get_extra_info("socket")
+            if opened is None:  # a stream without one: nothing to cut
+                return
             with self._lock:
                 # A duplicate of its descriptor: TLS wraps the socket into another object and
                 # leaves this one with none, while a shutdown through either ends the connection.
