@@ -339,6 +339,27 @@ async def _given_up_once_stalled(protocol, account, stalled, closed) -> None:
     await until(closed.is_set, 2, "the connection closed")
 
 
+async def test_a_check_cut_off_while_its_connect_waits_never_connects_later(loopback):
+    """Given up while its connect waits on a port that drops the attempt (a firewall's DROP),
+    the check abandons that connect: once the port takes connections again, the server never
+    sees it arrive (a connect left running would, at its next retry, as a ghost session)."""
+    with socket.socket() as listener:
+        listener.bind((HOST, 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        filler = socket.create_connection((HOST, port))  # the one place in the queue: full
+        account = loopback.account(imap=Endpoint(HOST, port, "tls"))
+        check = asyncio.ensure_future(check_imap(account, Secret(PASSWORD), 30))
+        await asyncio.sleep(0.5)  # its first try dropped, the connect waits
+        check.cancel()
+        await asyncio.gather(check, return_exceptions=True)
+        listener.accept()[0].close()  # room in the queue again
+        filler.close()
+        listener.settimeout(4)  # Linux tries again after 1 s, then 3 s
+        with pytest.raises(TimeoutError):
+            listener.accept()
+
+
 async def _imap_starttls_accepted(reader, writer) -> None:
     """An IMAP greeting that offers STARTTLS, answered until the client asks for it: OK."""
     writer.write(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n")
