@@ -138,10 +138,10 @@ def _stalling(loopback, stall: str, stalled: threading.Event) -> Iterator[int]:
                 threading.Timer(2, stalled.set).start()
                 yield port
         return
-    kind, tls = ("cert_once", loopback.certs.context("expired")), None
     if stall == "handshake":
-        kind = ("silent", None)
-    then = fault(kind[0], tls=kind[1])
+        then = fault("silent")
+    else:
+        then = fault("cert_once", tls=loopback.certs.context("expired"))
     connections = 0
     stalling_one = 2 if stall == "certificate-date" else 1
 
@@ -152,7 +152,7 @@ def _stalling(loopback, stall: str, stalled: threading.Event) -> Iterator[int]:
             stalled.set()
         await then(reader, writer)
 
-    yield loopback.serve(handler, tls)
+    yield loopback.serve(handler)
 
 
 # The app driven by Pilot in a process of its own, whose exit the test times: a new account on
