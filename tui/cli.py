@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from datetime import UTC
 from typing import NoReturn
 
@@ -181,6 +182,20 @@ def entry() -> NoReturn:
     os._exit(code)
 
 
+def _written(write: Callable[[], None]) -> bool:
+    """Write the command's output: False, said, when it could not be (a full disk), which the
+    caller's exit code must not hide. A reader that took what it wanted and left (check |
+    head) is no failure."""
+    try:
+        write()
+    except BrokenPipeError:
+        pass
+    except OSError as exc:
+        _say_unwritten(exc)
+        return False
+    return True
+
+
 def _say_unwritten(exc: OSError) -> None:
     try:
         print(
@@ -259,12 +274,7 @@ def run_check(
     _remember(history, states, last)
     if prometheus:
         _write_prometheus(states, prometheus)
-    try:
-        print(report.as_json(states) if as_json else report.as_line(states))
-    except BrokenPipeError:
-        pass  # the reader took what it wanted and left (check | head): the code still says
-    except OSError as exc:  # a full disk: see entry
-        _say_unwritten(exc)
+    if not _written(lambda: print(report.as_json(states) if as_json else report.as_line(states))):
         return EXIT_UNKNOWN
     return report.exit_code(states)
 
@@ -570,7 +580,8 @@ def run_history(config_path: str | None, account: str | None, since: str, form: 
         return EXIT_UNKNOWN
     finally:
         history.close()
-    try:
+
+    def show() -> None:
         if form == "json":
             print(json.dumps({"changes": [c.to_json() for c in changes]}, indent=2))
         elif form == "csv":
@@ -583,12 +594,8 @@ def run_history(config_path: str | None, account: str | None, since: str, form: 
                 )
             if not changes:
                 print(f"No status changes since {start.astimezone():%Y-%m-%d %H:%M}.")
-    except BrokenPipeError:
-        pass  # the reader took what it wanted and left (history --csv | head)
-    except OSError as exc:  # a full disk: see entry
-        _say_unwritten(exc)
-        return EXIT_UNKNOWN
-    return 0
+
+    return 0 if _written(show) else EXIT_UNKNOWN
 
 
 if __name__ == "__main__":
